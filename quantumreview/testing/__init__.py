@@ -1,0 +1,1 @@
+"""Test kit: a fake GitHub on loopback, signed deliveries and pytest fixtures for plugin authors."""
