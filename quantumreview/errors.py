@@ -1,0 +1,56 @@
+"""Errors shared by the GitHub client, the job runner and handlers; each carries a stable code."""
+
+from __future__ import annotations
+
+
+class QuantumReviewError(Exception):
+    """Base class: `code` is stable and machine-readable, the message is for people."""
+
+    code = "error"
+
+
+class RetryLater(QuantumReviewError):
+    """Transient failure: the job runner should retry, not before `at` (epoch seconds) when given."""
+
+    code = "retry_later"
+
+    def __init__(self, reason: str, *, at: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.at = at
+
+
+class RateLimited(RetryLater):
+    """GitHub rate limit (primary or secondary): retry at `at`, never busy-loop."""
+
+    code = "rate_limited"
+
+
+class PermanentError(QuantumReviewError):
+    """A failure that retrying cannot fix: the job ends as failed at once."""
+
+    code = "permanent"
+
+
+class PermissionDenied(PermanentError):
+    """GitHub says the App lacks a permission (403 without a rate-limit signal)."""
+
+    code = "permission_denied"
+
+
+class InstallationGone(PermanentError):
+    """The installation was deleted or the repository is no longer reachable (404/410)."""
+
+    code = "installation_gone"
+
+
+class InstallationSuspended(QuantumReviewError):
+    """The installation is suspended: its jobs wait until it is unsuspended."""
+
+    code = "installation_suspended"
+
+
+class ArtifactError(PermanentError):
+    """An artifact cannot be used: expired, too large, no redirect, not a zip."""
+
+    code = "artifact_error"

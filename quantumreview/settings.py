@@ -1,0 +1,207 @@
+"""Settings: read once from an environment mapping into one frozen, validated object."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+MIN_WEBHOOK_SECRET_BYTES = 16
+MIN_JWT_SECRET_CHARS = 32
+SECRET_FIELDS = frozenset(
+    {"private_key", "webhook_secret", "webhook_secret_previous", "oauth_client_secret", "jwt_secret"}
+)
+
+
+class SettingsError(Exception):
+    """One or more environment variables are invalid; `problems` names each one."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the process is configured with. Secrets are redacted from repr."""
+
+    app_id: int | None = None
+    private_key: str | None = field(default=None, repr=False)
+    webhook_secret: str | None = field(default=None, repr=False)
+    webhook_secret_previous: str | None = field(default=None, repr=False)
+    oauth_client_id: str | None = None
+    oauth_client_secret: str | None = field(default=None, repr=False)
+    jwt_secret: str | None = field(default=None, repr=False)
+    database_path: Path = Path("data/quantumreview.db")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str = "http://localhost:8000"
+    dashboard_url: str | None = None
+    github_api_url: str = "https://api.github.com"
+    github_url: str = "https://github.com"
+    log_format: str = "text"
+    log_level: str = "INFO"
+    job_concurrency: int = 8
+    job_timeout: float = 120.0
+    job_max_attempts: int = 6
+    shutdown_grace: float = 20.0
+    artifact_max_bytes: int = 200 * 1024 * 1024
+    fly_app_name: str | None = None
+
+    @property
+    def setup_mode(self) -> bool:
+        """True while no GitHub App is configured (no id or no key): the server offers /setup."""
+        return self.app_id is None or self.private_key is None
+
+    def __repr__(self) -> str:
+        shown = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in SECRET_FIELDS:
+                shown.append(f"{f.name}={'<redacted>' if value else None}")
+            else:
+                shown.append(f"{f.name}={value!r}")
+        return f"Settings({', '.join(shown)})"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        """Build settings from `environ`; raise SettingsError naming every bad variable."""
+        return _Reader(environ).read()
+
+
+class _Reader:
+    """Collects every problem before failing, so one start-up error lists them all."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.env = environ
+        self.problems: list[str] = []
+
+    def text(self, name: str) -> str | None:
+        value = self.env.get(name, "").strip()
+        return value or None
+
+    def integer(self, name: str, default: int, *, low: int, high: int) -> int:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            self.problems.append(f"{name} must be a whole number (got {raw[:40]!r})")
+            return default
+        if not low <= value <= high:
+            self.problems.append(f"{name} must be between {low} and {high} (got {value})")
+            return default
+        return value
+
+    def number(self, name: str, default: float, *, low: float, high: float) -> float:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            self.problems.append(f"{name} must be a number (got {raw[:40]!r})")
+            return default
+        if not low <= value <= high:
+            self.problems.append(f"{name} must be between {low} and {high} (got {value})")
+            return default
+        return value
+
+    def url(self, name: str, default: str | None) -> str | None:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        parts = urlsplit(raw)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            self.problems.append(f"{name} must be an http(s) URL (got {raw[:80]!r})")
+            return default
+        return raw.rstrip("/")
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        if raw.lower() not in choices:
+            self.problems.append(f"{name} must be one of {', '.join(choices)} (got {raw[:40]!r})")
+            return default
+        return raw.lower()
+
+    def private_key(self) -> str | None:
+        inline = self.text("GITHUB_PRIVATE_KEY")
+        path = self.text("GITHUB_PRIVATE_KEY_PATH")
+        if inline and path:
+            self.problems.append("set only one of GITHUB_PRIVATE_KEY and GITHUB_PRIVATE_KEY_PATH")
+            return None
+        if path:
+            try:
+                inline = Path(path).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                self.problems.append(f"GITHUB_PRIVATE_KEY_PATH cannot be read ({type(exc).__name__})")
+                return None
+        if inline is None:
+            return None
+        # Why: platforms that take one-line secrets (Fly, .env files) carry the PEM with literal \n escapes.
+        key = inline.replace("\\n", "\n").strip() + "\n"
+        if "-----BEGIN" not in key or "PRIVATE KEY-----" not in key:
+            self.problems.append("GITHUB_PRIVATE_KEY is not a PEM private key (expected -----BEGIN ... PRIVATE KEY-----)")
+            return None
+        return key
+
+    def read(self) -> Settings:
+        app_id = None
+        if (raw_id := self.text("GITHUB_APP_ID")) is not None:
+            app_id = self.integer("GITHUB_APP_ID", 0, low=1, high=2**53)
+            app_id = app_id or None
+        key = self.private_key()
+        secret = self.env.get("GITHUB_WEBHOOK_SECRET") or None
+        previous = self.env.get("GITHUB_WEBHOOK_SECRET_PREVIOUS") or None
+        configured = app_id is not None or key is not None
+        if configured and (app_id is None) != (key is None):
+            missing = "GITHUB_APP_ID" if app_id is None else "GITHUB_PRIVATE_KEY (or GITHUB_PRIVATE_KEY_PATH)"
+            if raw_id is None or app_id is not None:
+                self.problems.append(f"{missing} is required when the other GitHub App credential is set")
+        if configured and secret is None:
+            self.problems.append("GITHUB_WEBHOOK_SECRET is required once a GitHub App is configured")
+        for name, value in (("GITHUB_WEBHOOK_SECRET", secret), ("GITHUB_WEBHOOK_SECRET_PREVIOUS", previous)):
+            if value is not None and len(value.encode()) < MIN_WEBHOOK_SECRET_BYTES:
+                self.problems.append(f"{name} must be at least {MIN_WEBHOOK_SECRET_BYTES} bytes long")
+        jwt_secret = self.env.get("JWT_SECRET") or None
+        if jwt_secret is not None and len(jwt_secret) < MIN_JWT_SECRET_CHARS:
+            self.problems.append(f"JWT_SECRET must be at least {MIN_JWT_SECRET_CHARS} characters long")
+        oauth_id = self.text("GITHUB_OAUTH_CLIENT_ID")
+        oauth_secret = self.env.get("GITHUB_OAUTH_CLIENT_SECRET") or None
+        if (oauth_id is None) != (oauth_secret is None):
+            self.problems.append("set both GITHUB_OAUTH_CLIENT_ID and GITHUB_OAUTH_CLIENT_SECRET, or neither")
+        port = self.integer("PORT", 8000, low=1, high=65535)
+        fly_app = self.text("FLY_APP_NAME")
+        default_public = f"https://{fly_app}.fly.dev" if fly_app else f"http://localhost:{port}"
+        settings = Settings(
+            app_id=app_id,
+            private_key=key,
+            webhook_secret=secret,
+            webhook_secret_previous=previous,
+            oauth_client_id=oauth_id,
+            oauth_client_secret=oauth_secret,
+            jwt_secret=jwt_secret,
+            database_path=Path(self.text("DATABASE_PATH") or "data/quantumreview.db"),
+            host=self.text("HOST") or "127.0.0.1",
+            port=port,
+            public_url=self.url("PUBLIC_URL", default_public) or default_public,
+            dashboard_url=self.url("DASHBOARD_URL", None),
+            github_api_url=self.url("GITHUB_API_URL", "https://api.github.com") or "https://api.github.com",
+            github_url=self.url("GITHUB_URL", "https://github.com") or "https://github.com",
+            log_format=self.choice("LOG_FORMAT", "text", ("text", "json")),
+            log_level=self.choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper(),
+            job_concurrency=self.integer("JOB_CONCURRENCY", 8, low=1, high=256),
+            job_timeout=self.number("JOB_TIMEOUT", 120.0, low=1.0, high=3600.0),
+            job_max_attempts=self.integer("JOB_MAX_ATTEMPTS", 6, low=1, high=100),
+            shutdown_grace=self.number("SHUTDOWN_GRACE", 20.0, low=0.0, high=300.0),
+            artifact_max_bytes=self.integer("ARTIFACT_MAX_BYTES", 200 * 1024 * 1024, low=1024, high=2**40),
+            fly_app_name=fly_app,
+        )
+        if self.problems:
+            raise SettingsError(self.problems)
+        return settings

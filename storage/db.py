@@ -1,0 +1,124 @@
+"""SQLite connections: one serialized writer and one reader, both in WAL mode."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from storage import migrations
+
+BUSY_TIMEOUT_MS = 5000
+# Why: the intake promises a durable row before its 2xx; FULL fsyncs the WAL on every commit.
+PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=FULL",
+    "PRAGMA foreign_keys=ON",
+    f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}",
+)
+
+Params = Sequence[Any] | dict[str, Any]
+
+
+class DatabaseBusy(Exception):
+    """The database could not take a write in time (locked by another process, or the disk failed)."""
+
+
+async def _open_connection(path: Path) -> aiosqlite.Connection:
+    conn = await aiosqlite.connect(str(path), isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    for pragma in PRAGMAS:
+        await conn.execute(pragma)
+    return conn
+
+
+class Database:
+    """The app's SQLite file: writes go through one lock so transactions never interleave."""
+
+    def __init__(self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
+        self.path = path
+        self._writer = writer
+        self._reader = reader
+        # Why: coroutines sharing an aiosqlite connection share its transaction; one lock keeps them apart.
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path | str) -> Database:
+        """Apply pending migrations, then open the writer and reader connections."""
+        path = Path(path)
+        if str(path) != ":memory:":
+            path.parent.mkdir(parents=True, exist_ok=True)
+        migrations.migrate(path)
+        writer = await _open_connection(path)
+        try:
+            reader = await _open_connection(path)
+        except BaseException:
+            await writer.close()
+            raise
+        return cls(path, writer, reader)
+
+    async def close(self) -> None:
+        """Close both connections (the writer last, so WAL checkpoints on close)."""
+        await self._reader.close()
+        await self._writer.close()
+
+    @asynccontextmanager
+    async def transaction(self, *, timeout: float | None = None) -> AsyncIterator[aiosqlite.Connection]:
+        """Run a write transaction (BEGIN IMMEDIATE … COMMIT) under the writer lock; roll back on error."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._write_lock.acquire()
+        except TimeoutError as exc:
+            raise DatabaseBusy("timed out waiting for the database writer") from exc
+        try:
+            try:
+                await self._writer.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise DatabaseBusy(str(exc)) from exc
+            try:
+                yield self._writer
+            except BaseException:
+                await self._writer.execute("ROLLBACK")
+                raise
+            try:
+                await self._writer.execute("COMMIT")
+            except sqlite3.Error as exc:
+                await self._writer.execute("ROLLBACK")
+                raise DatabaseBusy(str(exc)) from exc
+        finally:
+            self._write_lock.release()
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        """Run one write statement in its own transaction; return the last row id."""
+        async with self.transaction() as conn:
+            cursor = await conn.execute(sql, params)
+            return cursor.lastrowid or 0
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
+        """Read committed rows."""
+        async with self._reader.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
+    async def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
+        """Read one committed row, or None."""
+        async with self._reader.execute(sql, params) as cursor:
+            return await cursor.fetchone()
+
+    async def fetchvalue(self, sql: str, params: Params = ()) -> Any:
+        """Read the first column of the first row, or None."""
+        row = await self.fetchone(sql, params)
+        return None if row is None else row[0]
+
+    async def pragmas(self, names: Iterable[str]) -> dict[str, Any]:
+        """Read back PRAGMA values through the writer connection (the one that commits)."""
+        values: dict[str, Any] = {}
+        for name in names:
+            async with self._writer.execute(f"PRAGMA {name}") as cursor:
+                row = await cursor.fetchone()
+                values[name] = None if row is None else row[0]
+        return values

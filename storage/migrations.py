@@ -1,0 +1,259 @@
+"""Schema: append-only named migrations (sqlite-utils Migrations), applied before the app opens the database.
+
+Never edit a migration that has shipped; add m00N_... below the last one.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import sqlite_utils
+from sqlite_utils import Migrations
+
+MIGRATIONS = Migrations("quantumreview")
+
+
+@MIGRATIONS()
+def m001_intake_and_jobs(db: sqlite_utils.Database) -> None:
+    """Deliveries as received, and the durable job queue that handlers run from."""
+    db.executescript(
+        """
+        CREATE TABLE deliveries (
+            id TEXT PRIMARY KEY,               -- X-GitHub-Delivery
+            event TEXT NOT NULL,
+            action TEXT,
+            installation_id INTEGER,
+            repository TEXT,                   -- owner/name, when the payload has one
+            received_at REAL NOT NULL,
+            body BLOB NOT NULL                 -- the raw signed bytes
+        );
+        CREATE INDEX deliveries_received ON deliveries(received_at);
+
+        CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY,
+            delivery_id TEXT REFERENCES deliveries(id) ON DELETE CASCADE,
+            handler TEXT NOT NULL,             -- module:function, or a job kind for enqueued work
+            payload TEXT,                      -- JSON arguments for enqueued work (no delivery)
+            ordering_key TEXT NOT NULL,        -- jobs with the same key run one at a time, in id order
+            installation_id INTEGER,
+            status TEXT NOT NULL DEFAULT 'queued'
+                CHECK (status IN ('queued', 'running', 'done', 'failed', 'dead', 'cancelled')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            run_after REAL NOT NULL,
+            created_at REAL NOT NULL,
+            started_at REAL,
+            finished_at REAL,
+            last_error TEXT,
+            UNIQUE (delivery_id, handler)
+        );
+        CREATE INDEX jobs_due ON jobs(status, run_after);
+        CREATE INDEX jobs_ordering ON jobs(ordering_key, status, id);
+        """
+    )
+
+
+@MIGRATIONS()
+def m002_installations(db: sqlite_utils.Database) -> None:
+    """Installations of the App and the repositories each can reach."""
+    db.executescript(
+        """
+        CREATE TABLE installations (
+            id INTEGER PRIMARY KEY,
+            account_login TEXT NOT NULL,
+            account_type TEXT,
+            repository_selection TEXT,
+            permissions TEXT,                  -- JSON
+            suspended_at REAL,
+            deleted_at REAL,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        );
+        CREATE TABLE repositories (
+            id INTEGER PRIMARY KEY,            -- GitHub repository id
+            installation_id INTEGER NOT NULL REFERENCES installations(id) ON DELETE CASCADE,
+            full_name TEXT NOT NULL,
+            private INTEGER NOT NULL DEFAULT 0,
+            removed_at REAL,
+            updated_at REAL NOT NULL
+        );
+        CREATE INDEX repositories_name ON repositories(full_name);
+        CREATE INDEX repositories_installation ON repositories(installation_id);
+        CREATE TABLE redeliveries (
+            guid TEXT PRIMARY KEY,             -- a delivery GUID we asked GitHub to send again, once
+            github_delivery_id INTEGER NOT NULL,
+            requested_at REAL NOT NULL
+        );
+        """
+    )
+
+
+@MIGRATIONS()
+def m003_checklists(db: sqlite_utils.Database) -> None:
+    """Checklists built from issues' acceptance criteria, their items and history."""
+    db.executescript(
+        """
+        CREATE TABLE checklists (
+            id INTEGER PRIMARY KEY,
+            repo TEXT NOT NULL,
+            issue_number INTEGER NOT NULL,
+            installation_id INTEGER,
+            title TEXT NOT NULL DEFAULT '',
+            state TEXT NOT NULL DEFAULT 'open',
+            body_hash TEXT,
+            comment_id INTEGER,
+            next_number INTEGER NOT NULL DEFAULT 1,
+            truncated INTEGER NOT NULL DEFAULT 0,
+            total_found INTEGER NOT NULL DEFAULT 0,
+            retired_at REAL,                   -- issue deleted or transferred
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            UNIQUE (repo, issue_number)
+        );
+        CREATE TABLE checklist_items (
+            checklist_id INTEGER NOT NULL REFERENCES checklists(id) ON DELETE CASCADE,
+            tid TEXT NOT NULL,
+            text TEXT NOT NULL,
+            detail TEXT NOT NULL DEFAULT '',
+            position INTEGER,                  -- NULL once retired
+            status TEXT NOT NULL DEFAULT 'pending'
+                CHECK (status IN ('pending', 'passed', 'failed', 'skipped', 'missing')),
+            retired_at REAL,
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (checklist_id, tid)
+        );
+        CREATE TABLE checklist_history (
+            id INTEGER PRIMARY KEY,
+            checklist_id INTEGER NOT NULL REFERENCES checklists(id) ON DELETE CASCADE,
+            at REAL NOT NULL,
+            change TEXT NOT NULL               -- JSON: added/removed/reworded ids, status changes
+        );
+        """
+    )
+
+
+@MIGRATIONS()
+def m004_pulls_and_runs(db: sqlite_utils.Database) -> None:
+    """Pull requests, their manifests per head SHA, CI runs and code-health scores."""
+    db.executescript(
+        """
+        CREATE TABLE pull_requests (
+            repo TEXT NOT NULL,
+            number INTEGER NOT NULL,
+            installation_id INTEGER,
+            title TEXT NOT NULL DEFAULT '',
+            state TEXT NOT NULL DEFAULT 'open',
+            merged INTEGER NOT NULL DEFAULT 0,
+            head_sha TEXT,
+            head_ref TEXT,
+            base_ref TEXT,
+            comment_id INTEGER,
+            linked TEXT NOT NULL DEFAULT '[]', -- JSON list of {repo, number, source}
+            flagged_by TEXT,
+            flagged_at REAL,
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (repo, number)
+        );
+        CREATE TABLE manifests (
+            repo TEXT NOT NULL,
+            pr_number INTEGER NOT NULL,
+            head_sha TEXT NOT NULL,
+            manifest TEXT NOT NULL,            -- JSON
+            check_run_id INTEGER,
+            verdict TEXT,                      -- JSON, once CI results arrived
+            conclusion TEXT,
+            run_id INTEGER,
+            run_attempt INTEGER,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (repo, pr_number, head_sha)
+        );
+        CREATE TABLE ci_runs (
+            repo TEXT NOT NULL,
+            run_id INTEGER NOT NULL,
+            run_attempt INTEGER NOT NULL,
+            head_sha TEXT NOT NULL,
+            head_branch TEXT,
+            conclusion TEXT,
+            results TEXT,                      -- JSON by TID
+            report_error TEXT,
+            health TEXT,                       -- JSON
+            processed_at REAL NOT NULL,
+            PRIMARY KEY (repo, run_id)
+        );
+        CREATE TABLE health_scores (
+            id INTEGER PRIMARY KEY,
+            repo TEXT NOT NULL,
+            head_sha TEXT NOT NULL,
+            branch TEXT,
+            score INTEGER NOT NULL,
+            counts TEXT NOT NULL,              -- JSON per severity
+            at REAL NOT NULL
+        );
+        CREATE INDEX health_scores_repo ON health_scores(repo, branch, at);
+        """
+    )
+
+
+@MIGRATIONS()
+def m005_users(db: sqlite_utils.Database) -> None:
+    """Dashboard users, notifications, the audit log and App credentials from the setup flow."""
+    db.executescript(
+        """
+        CREATE TABLE users (
+            id INTEGER PRIMARY KEY,            -- GitHub user id
+            login TEXT NOT NULL,
+            name TEXT,
+            email TEXT,
+            avatar_url TEXT,
+            token_enc BLOB,                    -- encrypted at rest
+            refresh_enc BLOB,
+            token_expires_at REAL,
+            refresh_expires_at REAL,
+            session_version INTEGER NOT NULL DEFAULT 1,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        );
+        CREATE TABLE notifications (
+            id INTEGER PRIMARY KEY,
+            user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            repo TEXT,
+            kind TEXT NOT NULL,
+            title TEXT NOT NULL,
+            url TEXT,
+            data TEXT,                         -- JSON
+            created_at REAL NOT NULL,
+            read_at REAL
+        );
+        CREATE INDEX notifications_user ON notifications(user_id, read_at, id);
+        CREATE TABLE audit_log (
+            id INTEGER PRIMARY KEY,
+            repo TEXT,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            target TEXT,
+            details TEXT,                      -- JSON
+            at REAL NOT NULL
+        );
+        CREATE INDEX audit_repo ON audit_log(repo, id);
+        CREATE TABLE credentials (
+            name TEXT PRIMARY KEY,             -- e.g. app_id, private_key (values encrypted when secret)
+            value BLOB NOT NULL,
+            secret INTEGER NOT NULL DEFAULT 0,
+            updated_at REAL NOT NULL
+        );
+        """
+    )
+
+
+def migrate(path: Path | str) -> list[str]:
+    """Apply pending migrations to the file at `path`; return the names applied."""
+    conn = sqlite3.connect(str(path))
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        db = sqlite_utils.Database(conn)
+        pending = [m.name for m in MIGRATIONS.pending(db)]
+        MIGRATIONS.apply(db)
+        return pending
+    finally:
+        conn.close()
