@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from quantumreview.logs import configure_logging
 from quantumreview.settings import Settings, SettingsError
 
-# Why: aiohttp waits this long for open connections after the runner's own grace; fly.toml's kill_timeout covers both.
+# Why: aiohttp waits this long for open connections; fly.toml's kill_timeout covers it plus the runner's grace.
 HTTP_SHUTDOWN_TIMEOUT = 5.0
 
 
@@ -46,7 +46,8 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 
     settings.database_path.parent.mkdir(parents=True, exist_ok=True)
     applied = migrate(settings.database_path)
-    print(f"applied {len(applied)} migration(s) to {settings.database_path}" + (f": {', '.join(applied)}" if applied else ""))
+    names = f": {', '.join(applied)}" if applied else ""
+    print(f"applied {len(applied)} migration(s) to {settings.database_path}{names}")
     return 0
 
 

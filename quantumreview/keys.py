@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 from aiohttp import web
 
+from quantumreview.plugins import HandlerRegistry
 from quantumreview.settings import Settings
 from storage.db import Database
-
-if TYPE_CHECKING:
-    from quantumreview.plugins import HandlerRegistry
 
 settings = web.AppKey("settings", Settings)
 db = web.AppKey("db", Database)
 http = web.AppKey("http", aiohttp.ClientSession)
-handlers = web.AppKey("handlers", "HandlerRegistry")
+handlers = web.AppKey("handlers", HandlerRegistry)
 # The GitHub App client is hot-swapped when the setup flow stores new credentials, so it lives in a holder.
 github = web.AppKey("github", Any)
 runner = web.AppKey("runner", Any)

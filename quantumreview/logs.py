@@ -15,7 +15,7 @@ SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(-----END [A-Z ]*PRIVATE KEY-----|$)", re.S), "<redacted>"),
     (re.compile(r"(?i)\b(bearer|token)\s+[A-Za-z0-9_\-.=]{16,}"), r"\1 <redacted>"),
     (re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"), "<redacted>"),  # JWTs
-    (re.compile(r"(?i)([?&](?:sig|signature|x-amz-signature|token|code|client_secret|state)=)[^&\s]+"), r"\1<redacted>"),
+    (re.compile(r"(?i)([?&](?:sig|signature|x-amz-signature|token|code|client_secret)=)[^&\s]+"), r"\1<redacted>"),
 )
 
 

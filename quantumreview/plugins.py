@@ -1,4 +1,4 @@
-"""Handler discovery: every module in handlers/ with a `router`, plus entry points, in one gidgethub Router."""
+"""Handler discovery: each module in handlers/ with a `router`, plus entry points, in one gidgethub Router."""
 
 from __future__ import annotations
 
@@ -97,7 +97,7 @@ def load_handlers(package: str = "handlers", *, entry_point_group: str | None = 
                 raise PluginError(f"handler entry point {ep.name} ({ep.value}) failed to load: {exc}") from exc
             router = loaded if isinstance(loaded, routing.Router) else _router_of(loaded)
             if router is None:
-                raise PluginError(f"handler entry point {ep.name} ({ep.value}) is neither a Router nor has `router`")
+                raise PluginError(f"handler entry point {ep.name} ({ep.value}) is not a Router and has no `router`")
             routers.append(router)
             names.append(ep.value)
     return HandlerRegistry.from_routers(routers, names)

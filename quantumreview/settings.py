@@ -146,7 +146,7 @@ class _Reader:
         # Why: platforms that take one-line secrets (Fly, .env files) carry the PEM with literal \n escapes.
         key = inline.replace("\\n", "\n").strip() + "\n"
         if "-----BEGIN" not in key or "PRIVATE KEY-----" not in key:
-            self.problems.append("GITHUB_PRIVATE_KEY is not a PEM private key (expected -----BEGIN ... PRIVATE KEY-----)")
+            self.problems.append("GITHUB_PRIVATE_KEY is not a PEM private key (no BEGIN ... PRIVATE KEY line)")
             return None
         return key
 

@@ -1,0 +1,115 @@
+"""Settings: read once, validated, every problem named, secrets never shown."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from quantumreview.settings import Settings, SettingsError
+
+SECRET = "a-webhook-secret-of-32-characters"
+
+
+@pytest.fixture(scope="module")
+def pem() -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+def test_empty_environment_starts_in_setup_mode_with_defaults() -> None:
+    settings = Settings.from_env({})
+    assert settings.setup_mode
+    assert settings.database_path == Path("data/quantumreview.db")
+    assert settings.port == 8000
+    assert settings.github_api_url == "https://api.github.com"
+
+
+def test_configured_app_is_not_setup_mode(pem: str) -> None:
+    settings = Settings.from_env({"GITHUB_APP_ID": "42", "GITHUB_PRIVATE_KEY": pem, "GITHUB_WEBHOOK_SECRET": SECRET})
+    assert not settings.setup_mode
+    assert settings.app_id == 42
+
+
+def test_private_key_with_literal_newline_escapes_is_normalised(pem: str) -> None:
+    one_line = pem.replace("\n", "\\n")
+    settings = Settings.from_env(
+        {"GITHUB_APP_ID": "1", "GITHUB_PRIVATE_KEY": one_line, "GITHUB_WEBHOOK_SECRET": SECRET}
+    )
+    assert settings.private_key is not None
+    assert settings.private_key.strip() == pem.strip()
+
+
+def test_private_key_path_is_read(tmp_path: Path, pem: str) -> None:
+    path = tmp_path / "key.pem"
+    path.write_text(pem)
+    settings = Settings.from_env(
+        {"GITHUB_APP_ID": "1", "GITHUB_PRIVATE_KEY_PATH": str(path), "GITHUB_WEBHOOK_SECRET": SECRET}
+    )
+    assert settings.private_key is not None and "PRIVATE KEY" in settings.private_key
+
+
+def test_every_bad_variable_is_named_in_one_error() -> None:
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env({"PORT": "eighty", "LOG_FORMAT": "xml", "PUBLIC_URL": "ftp://x", "JWT_SECRET": "short"})
+    message = str(info.value)
+    for name in ("PORT", "LOG_FORMAT", "PUBLIC_URL", "JWT_SECRET"):
+        assert name in message
+    assert len(info.value.problems) == 4
+
+
+@pytest.mark.parametrize("secret", [None, "", "fifteen-bytes!!"])
+def test_configured_app_refuses_missing_or_short_webhook_secret(pem: str, secret: str | None) -> None:
+    env = {"GITHUB_APP_ID": "1", "GITHUB_PRIVATE_KEY": pem}
+    if secret is not None:
+        env["GITHUB_WEBHOOK_SECRET"] = secret
+    with pytest.raises(SettingsError, match="GITHUB_WEBHOOK_SECRET"):
+        Settings.from_env(env)
+
+
+def test_half_configured_app_is_an_error(pem: str) -> None:
+    with pytest.raises(SettingsError, match="GITHUB_APP_ID"):
+        Settings.from_env({"GITHUB_PRIVATE_KEY": pem, "GITHUB_WEBHOOK_SECRET": SECRET})
+
+
+def test_repr_never_shows_secrets(pem: str) -> None:
+    settings = Settings.from_env(
+        {
+            "GITHUB_APP_ID": "1", "GITHUB_PRIVATE_KEY": pem, "GITHUB_WEBHOOK_SECRET": SECRET,
+            "GITHUB_OAUTH_CLIENT_ID": "Iv1.abc", "GITHUB_OAUTH_CLIENT_SECRET": "oauth-client-secret-value",
+            "JWT_SECRET": "j" * 40,
+        }
+    )
+    text = repr(settings) + str(settings)
+    for secret in (SECRET, "oauth-client-secret-value", "j" * 40, "PRIVATE KEY"):
+        assert secret not in text
+    assert "<redacted>" in text
+
+
+def test_settings_are_frozen() -> None:
+    settings = Settings.from_env({})
+    with pytest.raises(AttributeError):
+        settings.port = 1  # type: ignore[misc]
+
+
+def test_fly_app_name_sets_the_public_url() -> None:
+    assert Settings.from_env({"FLY_APP_NAME": "qr-demo"}).public_url == "https://qr-demo.fly.dev"
+
+
+def test_bad_configuration_exits_2_without_traceback(tmp_path: Path, pem: str) -> None:
+    env = {"PATH": "/usr/bin:/bin", "GITHUB_APP_ID": "1", "GITHUB_PRIVATE_KEY": pem, "GITHUB_WEBHOOK_SECRET": "short",
+           "DATABASE_PATH": str(tmp_path / "x.db")}
+    result = subprocess.run(
+        [sys.executable, "-m", "quantumreview", "serve"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert "GITHUB_WEBHOOK_SECRET" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "short" not in result.stderr.replace("GITHUB_WEBHOOK_SECRET must be at least", "")
+    assert "PRIVATE KEY" not in result.stderr
