@@ -1,0 +1,1 @@
+"""pytest fixtures for plugin authors (registered as a pytest11 entry point)."""
