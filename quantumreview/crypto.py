@@ -1,0 +1,63 @@
+"""Secrets at rest: one key, from JWT_SECRET or a key file beside the database, for encryption and session signing.
+
+Why a key file: a fresh install has no JWT_SECRET yet, but tokens and the App's PEM must never sit in SQLite in
+plain text; the file (mode 0600, on the same volume) keeps a copied database or backup useless on its own.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+from pathlib import Path
+
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+KEY_FILE_NAME = "secret.key"
+
+
+class SecretBoxError(Exception):
+    """A stored secret cannot be decrypted (wrong key or damaged value)."""
+
+
+def _derive(master: bytes, purpose: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"quantumreview:" + purpose).derive(master)
+
+
+class SecretBox:
+    """Encrypts small secrets (Fernet) and provides the session-signing key, both derived from one master key."""
+
+    def __init__(self, master: bytes) -> None:
+        if len(master) < 32:
+            raise ValueError("the master key must be at least 32 bytes")
+        self._fernet = Fernet(base64.urlsafe_b64encode(_derive(master, b"encrypt")))
+        self.session_key = _derive(master, b"session")
+
+    def __repr__(self) -> str:
+        return "SecretBox(<redacted>)"
+
+    @classmethod
+    def load_or_create(cls, jwt_secret: str | None, key_dir: Path) -> SecretBox:
+        """Use JWT_SECRET when set; otherwise read (or create, mode 0600) `key_dir/secret.key`."""
+        if jwt_secret:
+            return cls(jwt_secret.encode())
+        path = key_dir / KEY_FILE_NAME
+        if not path.exists():
+            key_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(48))
+        return cls(path.read_text().strip().encode())
+
+    def encrypt(self, plaintext: str) -> bytes:
+        """Encrypt and authenticate `plaintext`."""
+        return self._fernet.encrypt(plaintext.encode())
+
+    def decrypt(self, token: bytes) -> str:
+        """Decrypt a value made by encrypt(); SecretBoxError if it was not made with this key."""
+        try:
+            return self._fernet.decrypt(token).decode()
+        except (InvalidToken, ValueError, TypeError) as exc:
+            raise SecretBoxError("stored secret cannot be decrypted with this key") from exc
