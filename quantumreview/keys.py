@@ -7,6 +7,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from quantumreview.credentials import CredentialsHolder
+from quantumreview.crypto import SecretBox
 from quantumreview.plugins import HandlerRegistry
 from quantumreview.settings import Settings
 from storage.db import Database
@@ -17,5 +19,7 @@ http = web.AppKey("http", aiohttp.ClientSession)
 handlers = web.AppKey("handlers", HandlerRegistry)
 # The GitHub App client is hot-swapped when the setup flow stores new credentials, so it lives in a holder.
 github = web.AppKey("github", Any)
+credentials = web.AppKey("credentials", CredentialsHolder)
 runner = web.AppKey("runner", Any)
 intake = web.AppKey("intake", Any)
+secret_box = web.AppKey("secret_box", SecretBox)
