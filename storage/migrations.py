@@ -246,6 +246,24 @@ def m005_users(db: sqlite_utils.Database) -> None:
     )
 
 
+@MIGRATIONS()
+def m006_user_repositories(db: sqlite_utils.Database) -> None:
+    """Which repositories each dashboard user can reach through the App, as last read from GitHub."""
+    db.executescript(
+        """
+        CREATE TABLE user_repositories (
+            user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            repo TEXT NOT NULL,                -- owner/name
+            installation_id INTEGER NOT NULL,
+            permission TEXT NOT NULL,          -- admin | maintain | push | triage | pull
+            refreshed_at REAL NOT NULL,
+            PRIMARY KEY (user_id, repo)
+        );
+        CREATE INDEX user_repositories_repo ON user_repositories(repo);
+        """
+    )
+
+
 def migrate(path: Path | str) -> list[str]:
     """Apply pending migrations to the file at `path`; return the names applied."""
     conn = sqlite3.connect(str(path))
