@@ -1,0 +1,407 @@
+"""Extract acceptance criteria from a GitHub issue body.
+
+The rules are those of the labelled corpus (tests/fixtures/issues/README.md): criteria come from
+sections started by a matching heading or label line, else from task-list items. Every scan is a
+single linear pass over the lines; regexes are anchored and free of nested quantifiers.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+MAX_CRITERIA = 100
+MAX_DETAIL_LINES = 50
+
+SECTION_TITLES = frozenset(
+    {
+        "acceptance criteria", "acceptance criterion", "acceptance", "ac", "acs", "definition of done", "dod",
+        "success criteria", "done when", "done criteria", "done is",
+        "criterios de aceptación", "criterios de aceptacion", "critérios de aceitação", "criterios de aceitacao",
+        "critérios de aceite", "critères d'acceptation", "criteres d'acceptation", "akzeptanzkriterien",
+        "abnahmekriterien", "acceptatiecriteria", "acceptatie criteria", "受け入れ基準", "受入基準", "受け入れ条件",
+        "tiêu chí chấp nhận", "критерии приемки", "验收标准",
+    }
+)  # fmt: skip
+
+_LIST_ITEM = re.compile(r"[ \t]*(?:[-*+]|[0-9]{1,9}[.)])(?:[ \t]+|$)")
+_TASK_BOX = re.compile(r"\[[ xX]\](?:[ \t]+|$)")
+_ATX = re.compile(r" {0,3}(#{1,6})(?=[ \t]|$)")
+_FENCE = re.compile(r"[ \t]*(`{3,}|~{3,})")
+_SCENARIO = re.compile(r"[*_]{0,3}(?:Scenario Outline|Scenario)[*_]{0,3}[ \t]*:[*_]{0,3}")
+_STEP = re.compile(r"[*_]{0,3}(Given|When|Then|And|But)(?=[\s*_:,]|$)")
+_AUTHOR_TID = re.compile(r"(?:\[T([0-9]{1,5})\]|\*{0,2}T([0-9]{1,5})\*{0,2}[ \t]*[:.)\u2013\u2014-])(?=\s|$)")
+_EMPHASIS = ("***", "**", "__", "*", "_")
+# Zero-width joiner, variation selectors and emoji tag characters are emoji glue, not text.
+_EMOJI_GLUE = frozenset({0x200D, *range(0xFE00, 0xFE10), *range(0xE0100, 0xE01F0), *range(0xE0020, 0xE0080)})
+
+
+@dataclass(frozen=True, slots=True)
+class Criterion:
+    """One acceptance criterion: its text, the lines under it, and an ID the author wrote."""
+
+    text: str
+    detail: str
+    author_tid: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Extraction:
+    """The criteria found in one issue body."""
+
+    criteria: tuple[Criterion, ...]
+    has_section: bool
+    truncated: bool
+    total_found: int
+
+
+@dataclass(slots=True)
+class _Draft:
+    """A criterion being assembled while its section is read."""
+
+    text: str
+    detail: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """One classified line of a section: item, scenario, step, para or break."""
+
+    kind: str
+    text: str
+    keyword: str = ""
+
+
+def extract_criteria(body: str | None, *, limit: int = MAX_CRITERIA) -> Extraction:
+    """Return the acceptance criteria in an issue body, at most `limit` of them."""
+    if limit < 0:
+        raise ValueError(f"limit must be zero or more, got {limit}")
+    if not isinstance(body, str) or not body:
+        return Extraction(criteria=(), has_section=False, truncated=False, total_found=0)
+    lines = visible_lines(body)
+    sections = find_sections(lines)
+    if sections:
+        drafts = [draft for start, end in sections for draft in _section_drafts(lines[start:end])]
+    else:
+        drafts = _task_list_drafts(lines)
+    drafts = [draft for draft in drafts if draft.text]
+    kept = tuple(_criterion(draft) for draft in drafts[:limit])
+    return Extraction(criteria=kept, has_section=bool(sections), truncated=len(drafts) > limit, total_found=len(drafts))
+
+
+def visible_lines(body: str) -> list[str]:
+    """Split a body into lines, dropping fenced code blocks, their fences and HTML comments."""
+    text = body.replace("\r\n", "\n").replace("\r", "\n")
+    kept: list[str] = []
+    fence = ""
+    in_comment = False
+    for line in text.split("\n"):
+        if fence:
+            if _closes_fence(line, fence):
+                fence = ""
+            continue
+        if in_comment or "<!--" in line:
+            uncommented, in_comment = _strip_comments(line, in_comment)
+            if uncommented is None:
+                continue
+            line = uncommented
+        match = _FENCE.match(line)
+        if match:
+            marker = match.group(1)
+            # A backtick fence whose info string holds a backtick is inline code, not a fence.
+            if marker[0] == "~" or "`" not in line[match.end() :]:
+                fence = marker
+                continue
+        kept.append(line)
+    return kept
+
+
+def find_sections(lines: list[str]) -> list[tuple[int, int]]:
+    """Return [start, end) line ranges of the criteria sections, without their heading lines."""
+    sections: list[tuple[int, int]] = []
+    start = -1
+    level = 0  # heading level of the open section; 0 means a label section
+    blanks = 0
+    i = 0
+    while i < len(lines):
+        stripped = lines[i].strip()
+        if not stripped:
+            blanks += 1
+            if start >= 0 and level == 0 and blanks == 2:
+                sections.append((start, i))
+                start = -1
+            i += 1
+            continue
+        blanks = 0
+        heading_level, title, consumed = heading_at(lines, i)
+        if heading_level:
+            if start >= 0 and (level == 0 or heading_level <= level):
+                sections.append((start, i))
+                start = -1
+            if start < 0 and is_section_title(title):
+                start, level = i + consumed, heading_level
+            i += consumed
+            continue
+        label = label_text(stripped)
+        if label is not None:
+            if start >= 0 and level == 0:
+                sections.append((start, i))
+                start = -1
+            if start < 0 and is_section_title(label):
+                start, level = i + 1, 0
+        i += 1
+    if start >= 0:
+        sections.append((start, len(lines)))
+    return sections
+
+
+def heading_at(lines: list[str], i: int) -> tuple[int, str, int]:
+    """Return (level, text, lines used) of an ATX or setext heading at line i, or (0, "", 1)."""
+    line = lines[i]
+    if "#" in line[:4]:
+        match = _ATX.match(line)
+        if match:
+            return len(match.group(1)), _atx_text(line[match.end() :]), 1
+    if i + 1 < len(lines):
+        underline = lines[i + 1]
+        mark = underline.strip()
+        if mark and mark[0] in "=-" and mark == mark[0] * len(mark) and len(underline) - len(underline.lstrip(" ")) < 4:
+            stripped = line.strip()
+            if not _LIST_ITEM.match(line) and not is_thematic_break(stripped):
+                return (1 if mark[0] == "=" else 2), stripped, 2
+    return 0, "", 1
+
+
+def label_text(stripped: str) -> str | None:
+    """Return the label of a bold-label or `Label:` line, or None for any other line."""
+    if stripped.endswith(":"):
+        if _LIST_ITEM.match(stripped) or _STEP.match(stripped) or _SCENARIO.match(stripped):
+            return None
+        return stripped
+    if stripped.startswith("**") and stripped.endswith("**") and len(stripped) >= 5 and "**" not in stripped[2:-2]:
+        return stripped[2:-2]
+    return None
+
+
+def is_section_title(text: str) -> bool:
+    """Tell whether a heading or label names an acceptance-criteria section."""
+    return normalise_title(text) in SECTION_TITLES
+
+
+def normalise_title(text: str) -> str:
+    """Normalise heading/label text the way the corpus rules compare it."""
+    text = unicodedata.normalize("NFC", text).replace("*", "").replace("-", " ").replace("_", " ")
+    text = "".join(ch for ch in text if not _is_symbol(ch))
+    text = " ".join(text.split())
+    start, end = 0, len(text)
+    while start < end and (text[start].isspace() or unicodedata.category(text[start])[0] == "P"):
+        start += 1
+    while end > start and (text[end - 1].isspace() or unicodedata.category(text[end - 1])[0] == "P"):
+        end -= 1
+    return text[start:end].lower().replace("\u2019", "'")
+
+
+def trim_emphasis(text: str) -> str:
+    """Remove emphasis markers only where one span wraps the whole text."""
+    text = text.strip()
+    changed = True
+    while changed:
+        changed = False
+        for mark in _EMPHASIS:
+            size = len(mark)
+            if len(text) > 2 * size and text.startswith(mark) and text.endswith(mark):
+                inner = text[size:-size]
+                if mark not in inner:
+                    text, changed = inner.strip(), True
+                    break
+    return text
+
+
+def is_thematic_break(stripped: str) -> bool:
+    """Tell whether a stripped line is a thematic break such as `---` or `* * *`."""
+    if not stripped or stripped[0] not in "-*_":
+        return False
+    compact = stripped.replace(" ", "").replace("\t", "")
+    return len(compact) >= 3 and compact == stripped[0] * len(compact)
+
+
+def _is_symbol(ch: str) -> bool:
+    """Tell whether a character is a symbol or emoji glue that labels ignore."""
+    return unicodedata.category(ch)[0] == "S" or ord(ch) in _EMOJI_GLUE
+
+
+def _atx_text(rest: str) -> str:
+    """Return an ATX heading's text without its optional closing hashes."""
+    rest = rest.strip()
+    without = rest.rstrip("#")
+    if without != rest and (not without or without[-1] in " \t"):
+        return without.strip()
+    return rest
+
+
+def _closes_fence(line: str, fence: str) -> bool:
+    """Tell whether a line closes the open fence (same character, at least as long, nothing after)."""
+    stripped = line.strip()
+    return len(stripped) >= len(fence) and stripped == fence[0] * len(stripped)
+
+
+def _strip_comments(line: str, in_comment: bool) -> tuple[str | None, bool]:
+    """Remove HTML comments from a line; None when nothing but comment and whitespace was there."""
+    parts: list[str] = []
+    pos = 0
+    while True:
+        if in_comment:
+            close = line.find("-->", pos)
+            if close < 0:
+                break
+            pos, in_comment = close + 3, False
+        else:
+            opening = line.find("<!--", pos)
+            if opening < 0:
+                parts.append(line[pos:])
+                break
+            parts.append(line[pos:opening])
+            pos, in_comment = opening + 4, True
+    kept = "".join(parts)
+    return (kept if kept.strip() else None), in_comment
+
+
+def _indent(line: str) -> int:
+    """Return the width of a line's leading whitespace, tabs counting to the next multiple of 4."""
+    prefix = line[: len(line) - len(line.lstrip(" \t"))]
+    return len(prefix.expandtabs(4))
+
+
+def _list_item(line: str) -> tuple[int, str, bool] | None:
+    """Return (content column, text, has task box) of a list item line, or None."""
+    match = _LIST_ITEM.match(line)
+    if match is None or is_thematic_break(line.strip()):
+        return None
+    head = line[: match.end()]
+    marker_end = len(head.rstrip(" \t"))
+    gap = len(head.expandtabs(4)) - len(head[:marker_end].expandtabs(4))
+    column = len(head[:marker_end].expandtabs(4)) + (gap if 1 <= gap <= 4 else 1)
+    rest = line[match.end() :]
+    box = _TASK_BOX.match(rest)
+    if box:
+        rest = rest[box.end() :]
+    return column, trim_emphasis(rest), box is not None
+
+
+def _section_entries(lines: list[str]) -> Iterator[tuple[_Entry, list[str]]]:
+    """Classify a section's lines, yielding each entry with the detail lines attached to it."""
+    item_column = -1  # content column of the open top-level list item, -1 when none
+    entry: _Entry | None = None
+    detail: list[str] = []
+    after_blank = False
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        stripped = line.strip()
+        if not stripped:
+            after_blank = True
+            i += 1
+            continue
+        heading_level, _, consumed = heading_at(lines, i)
+        if heading_level or is_thematic_break(stripped):
+            item_column = -1
+            if entry is not None:
+                yield entry, detail
+            entry, detail = _Entry("break", ""), []
+            i += consumed
+            after_blank = False
+            continue
+        i += 1
+        if item_column >= 0 and (_indent(line) >= item_column or (not after_blank and _is_lazy(stripped))):
+            if len(detail) < MAX_DETAIL_LINES:
+                detail.append(stripped)
+            after_blank = False
+            continue
+        after_blank = False
+        if entry is not None:
+            yield entry, detail
+        entry, detail = _classify(line, stripped), []
+        item_column = _list_item_column(line) if entry.kind == "item" else -1
+    if entry is not None:
+        yield entry, detail
+
+
+def _is_lazy(stripped: str) -> bool:
+    """Tell whether a line directly under a list item continues its paragraph."""
+    return not (_LIST_ITEM.match(stripped) or _STEP.match(stripped) or _SCENARIO.match(stripped))
+
+
+def _list_item_column(line: str) -> int:
+    """Return a list item's content column."""
+    item = _list_item(line)
+    return item[0] if item else -1
+
+
+def _classify(line: str, stripped: str) -> _Entry:
+    """Classify one section line that belongs to no list item."""
+    item = _list_item(line)
+    if item is not None:
+        return _Entry("item", item[1])
+    scenario = _SCENARIO.match(stripped)
+    if scenario:
+        title = trim_emphasis(stripped[scenario.end() :])
+        return _Entry("scenario", title or stripped)
+    step = _STEP.match(stripped)
+    if step:
+        return _Entry("step", trim_emphasis(stripped), step.group(1))
+    label = label_text(stripped)
+    if label is not None and is_section_title(label):
+        return _Entry("break", "")
+    return _Entry("para", trim_emphasis(stripped))
+
+
+def _section_drafts(lines: list[str]) -> list[_Draft]:
+    """Apply rules 2-4 to one section's lines."""
+    entries = list(_section_entries(lines))
+    kinds = {entry.kind for entry, _ in entries}
+    prose_only = kinds.isdisjoint({"item", "scenario", "step"})
+    drafts: list[_Draft] = []
+    gherkin: _Draft | None = None  # the scenario or Given criterion collecting step lines
+    starts_with_given = "scenario" not in kinds
+    for entry, detail in entries:
+        if entry.kind == "item":
+            drafts.append(_Draft(entry.text, detail))
+            gherkin = None
+        elif entry.kind == "scenario" or (entry.kind == "step" and entry.keyword == "Given" and starts_with_given):
+            gherkin = _Draft(entry.text, detail)
+            drafts.append(gherkin)
+        elif entry.kind == "para" and prose_only:
+            drafts.append(_Draft(entry.text, detail))
+        elif entry.kind in ("step", "para") and gherkin is not None:
+            if len(gherkin.detail) < MAX_DETAIL_LINES:
+                gherkin.detail.append(entry.text)
+            gherkin.detail.extend(detail[: MAX_DETAIL_LINES - len(gherkin.detail)])
+        elif entry.kind == "break":
+            gherkin = None
+    return drafts
+
+
+def _task_list_drafts(lines: list[str]) -> list[_Draft]:
+    """Apply rule 5: every task-list item in the body, at any indentation, is a criterion."""
+    drafts: list[_Draft] = []
+    column = -1
+    for line in lines:
+        item = _list_item(line) if "[" in line else None
+        if item is not None and item[2]:
+            column = item[0]
+            drafts.append(_Draft(item[1], []))
+        elif column >= 0 and line.strip() and _indent(line) >= column:
+            if len(drafts[-1].detail) < MAX_DETAIL_LINES:
+                drafts[-1].detail.append(line.strip())
+        elif line.strip():
+            column = -1
+    return drafts
+
+
+def _criterion(draft: _Draft) -> Criterion:
+    """Freeze a draft, reading an author-written test ID such as `T7:` from its start."""
+    match = _AUTHOR_TID.match(draft.text)
+    number = int(match.group(1) or match.group(2)) if match else 0
+    return Criterion(text=draft.text, detail="\n".join(draft.detail), author_tid=f"T{number}" if number else None)
