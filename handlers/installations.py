@@ -1,0 +1,82 @@
+"""Keep the stored installations and their repositories exact as the App is installed, changed and removed."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from gidgethub import routing, sansio
+
+from quantumreview.context import Context
+from storage import installations as store
+
+router = routing.Router()
+
+
+async def _sync_all_repositories(ctx: Context, installation_id: int) -> None:
+    """Read the full repository list from GitHub (payloads omit repos for `repository_selection: all`)."""
+    if ctx.gh is None:
+        return
+    repos = [r async for r in ctx.gh.getiter("/installation/repositories", iterable_key="repositories")]
+    async with ctx.db.transaction() as conn:
+        await store.replace_repositories(conn, installation_id, repos, time.time())
+
+
+@router.register("installation", action="created")
+@router.register("installation", action="new_permissions_accepted")
+@router.register("installation", action="unsuspend")
+async def record_installation(event: sansio.Event, ctx: Context) -> None:
+    """Store the installation (and, on creation, its repositories); unsuspending lets waiting jobs run."""
+    installation: dict[str, Any] = event.data["installation"]
+    now = time.time()
+    async with ctx.db.transaction() as conn:
+        installation_id = await store.upsert_installation(conn, installation, now)
+        if event.data.get("action") == "unsuspend":
+            await store.set_suspended(conn, installation_id, None)
+        repos = event.data.get("repositories")
+        if isinstance(repos, list):
+            await store.replace_repositories(conn, installation_id, repos, now)
+    if installation.get("repository_selection") == "all" or not isinstance(event.data.get("repositories"), list):
+        await _sync_all_repositories(ctx, installation_id)
+    if event.data.get("action") == "created":
+        for repo in await store.active_repositories(ctx.db, installation_id):
+            await ctx.notify(repo, "installed", f"QuantumReview was installed on {repo}")
+    ctx.log.info("installation %s %s", installation_id, event.data.get("action"))
+
+
+@router.register("installation", action="deleted")
+async def forget_installation(event: sansio.Event, ctx: Context) -> None:
+    """Hide the installation's repositories and cancel its queued jobs: nothing calls GitHub for it again."""
+    installation_id = int(event.data["installation"]["id"])
+    repos = await store.active_repositories(ctx.db, installation_id)
+    for repo in repos:
+        await ctx.notify(repo, "uninstalled", f"QuantumReview was removed from {repo}")
+    async with ctx.db.transaction() as conn:
+        await store.mark_deleted(conn, installation_id, time.time())
+    ctx.log.info("installation %s deleted; %d repositories hidden", installation_id, len(repos))
+
+
+@router.register("installation", action="suspend")
+async def suspend_installation(event: sansio.Event, ctx: Context) -> None:
+    """Mark the installation suspended: its jobs wait until `unsuspend`."""
+    installation = event.data["installation"]
+    async with ctx.db.transaction() as conn:
+        installation_id = await store.upsert_installation(conn, installation, time.time())
+        await store.set_suspended(conn, installation_id, time.time())
+
+
+@router.register("installation_repositories", action="added")
+@router.register("installation_repositories", action="removed")
+async def update_repositories(event: sansio.Event, ctx: Context) -> None:
+    """Follow repositories added to or removed from the installation."""
+    installation = event.data["installation"]
+    now = time.time()
+    async with ctx.db.transaction() as conn:
+        installation_id = await store.upsert_installation(conn, installation, now)
+        await store.add_repositories(conn, installation_id, event.data.get("repositories_added") or [], now)
+        await store.remove_repositories(conn, installation_id, event.data.get("repositories_removed") or [], now)
+    if event.data.get("repository_selection") == "all":
+        await _sync_all_repositories(ctx, installation_id)
+    for repo in event.data.get("repositories_added") or []:
+        if isinstance(repo, dict) and isinstance(repo.get("full_name"), str):
+            await ctx.notify(repo["full_name"], "installed", f"QuantumReview was installed on {repo['full_name']}")
