@@ -26,7 +26,7 @@ SECTION_TITLES = frozenset(
     }
 )  # fmt: skip
 
-_LIST_ITEM = re.compile(r"[ \t]*(?:[-*+]|[0-9]{1,9}[.)])(?:[ \t]+|$)")
+_LIST_ITEM = re.compile(r"([ \t]*)([-*+]|[0-9]{1,9}[.)])([ \t]+|$)")
 _TASK_BOX = re.compile(r"\[[ xX]\](?:[ \t]+|$)")
 _ATX = re.compile(r" {0,3}(#{1,6})(?=[ \t]|$)")
 _FENCE = re.compile(r"[ \t]*(`{3,}|~{3,})")
@@ -34,6 +34,9 @@ _SCENARIO = re.compile(r"[*_]{0,3}(?:Scenario Outline|Scenario)[*_]{0,3}[ \t]*:[
 _STEP = re.compile(r"[*_]{0,3}(Given|When|Then|And|But)(?=[\s*_:,]|$)")
 _AUTHOR_TID = re.compile(r"(?:\[T([0-9]{1,5})\]|\*{0,2}T([0-9]{1,5})\*{0,2}[ \t]*[:.)\u2013\u2014-])(?=\s|$)")
 _EMPHASIS = ("***", "**", "__", "*", "_")
+_NO_HEADING = (0, "", 1)
+# Label comparison drops `*` and ASCII symbols and reads `-`/`_` as spaces.
+_ASCII_LABEL_NOISE = str.maketrans({"*": None, "-": " ", "_": " ", **{ch: None for ch in "$+<=>^`|~"}})
 # Zero-width joiner, variation selectors and emoji tag characters are emoji glue, not text.
 _EMOJI_GLUE = frozenset({0x200D, *range(0xFE00, 0xFE10), *range(0xE0100, 0xE01F0), *range(0xE0020, 0xE0080)})
 
@@ -72,6 +75,7 @@ class _Entry:
     kind: str
     text: str
     keyword: str = ""
+    column: int = -1
 
 
 def extract_criteria(body: str | None, *, limit: int = MAX_CRITERIA) -> Extraction:
@@ -81,11 +85,12 @@ def extract_criteria(body: str | None, *, limit: int = MAX_CRITERIA) -> Extracti
     if not isinstance(body, str) or not body:
         return Extraction(criteria=(), has_section=False, truncated=False, total_found=0)
     lines = visible_lines(body)
-    sections = find_sections(lines)
+    stripped = [line.strip() for line in lines]
+    sections = find_sections(lines, stripped)
     if sections:
-        drafts = [draft for start, end in sections for draft in _section_drafts(lines[start:end])]
+        drafts = [draft for start, end in sections for draft in _section_drafts(lines[start:end], stripped[start:end])]
     else:
-        drafts = _task_list_drafts(lines)
+        drafts = _task_list_drafts(lines, stripped)
     drafts = [draft for draft in drafts if draft.text]
     kept = tuple(_criterion(draft) for draft in drafts[:limit])
     return Extraction(criteria=kept, has_section=bool(sections), truncated=len(drafts) > limit, total_found=len(drafts))
@@ -99,7 +104,7 @@ def visible_lines(body: str) -> list[str]:
     in_comment = False
     for line in text.split("\n"):
         if fence:
-            if _closes_fence(line, fence):
+            if line.lstrip().startswith(fence) and _closes_fence(line, fence):
                 fence = ""
             continue
         if in_comment or "<!--" in line:
@@ -107,7 +112,7 @@ def visible_lines(body: str) -> list[str]:
             if uncommented is None:
                 continue
             line = uncommented
-        match = _FENCE.match(line)
+        match = _FENCE.match(line) if "``" in line or "~~" in line else None
         if match:
             marker = match.group(1)
             # A backtick fence whose info string holds a backtick is inline code, not a fence.
@@ -118,7 +123,7 @@ def visible_lines(body: str) -> list[str]:
     return kept
 
 
-def find_sections(lines: list[str]) -> list[tuple[int, int]]:
+def find_sections(lines: list[str], stripped: list[str]) -> list[tuple[int, int]]:
     """Return [start, end) line ranges of the criteria sections, without their heading lines."""
     sections: list[tuple[int, int]] = []
     start = -1
@@ -126,8 +131,8 @@ def find_sections(lines: list[str]) -> list[tuple[int, int]]:
     blanks = 0
     i = 0
     while i < len(lines):
-        stripped = lines[i].strip()
-        if not stripped:
+        text = stripped[i]
+        if not text:
             blanks += 1
             if start >= 0 and level == 0 and blanks == 2:
                 sections.append((start, i))
@@ -135,7 +140,7 @@ def find_sections(lines: list[str]) -> list[tuple[int, int]]:
             i += 1
             continue
         blanks = 0
-        heading_level, title, consumed = heading_at(lines, i)
+        heading_level, title, consumed = heading_at(lines, stripped, i) if _may_be_heading(stripped, i) else _NO_HEADING
         if heading_level:
             if start >= 0 and (level == 0 or heading_level <= level):
                 sections.append((start, i))
@@ -144,7 +149,7 @@ def find_sections(lines: list[str]) -> list[tuple[int, int]]:
                 start, level = i + consumed, heading_level
             i += consumed
             continue
-        label = label_text(stripped)
+        label = label_text(text) if text[-1] == ":" or text[0] == "*" else None
         if label is not None:
             if start >= 0 and level == 0:
                 sections.append((start, i))
@@ -157,20 +162,24 @@ def find_sections(lines: list[str]) -> list[tuple[int, int]]:
     return sections
 
 
-def heading_at(lines: list[str], i: int) -> tuple[int, str, int]:
+def _may_be_heading(stripped: list[str], i: int) -> bool:
+    """Cheaply tell whether line i could start a heading, so most lines skip the full check."""
+    following = stripped[i + 1] if i + 1 < len(stripped) else ""
+    return stripped[i][0] == "#" or (following[:1] in ("=", "-") and not following.strip(following[0]))
+
+
+def heading_at(lines: list[str], stripped: list[str], i: int) -> tuple[int, str, int]:
     """Return (level, text, lines used) of an ATX or setext heading at line i, or (0, "", 1)."""
     line = lines[i]
-    if "#" in line[:4]:
+    if stripped[i][0] == "#" and "#" in line[:4]:
         match = _ATX.match(line)
         if match:
             return len(match.group(1)), _atx_text(line[match.end() :]), 1
     if i + 1 < len(lines):
-        underline = lines[i + 1]
-        mark = underline.strip()
-        if mark and mark[0] in "=-" and mark == mark[0] * len(mark) and len(underline) - len(underline.lstrip(" ")) < 4:
-            stripped = line.strip()
-            if not _LIST_ITEM.match(line) and not is_thematic_break(stripped):
-                return (1 if mark[0] == "=" else 2), stripped, 2
+        mark = stripped[i + 1]
+        if mark and mark[0] in "=-" and not mark.strip(mark[0]) and not lines[i + 1].startswith("    "):
+            if not _LIST_ITEM.match(line) and not is_thematic_break(stripped[i]):
+                return (1 if mark[0] == "=" else 2), stripped[i], 2
     return 0, "", 1
 
 
@@ -192,8 +201,11 @@ def is_section_title(text: str) -> bool:
 
 def normalise_title(text: str) -> str:
     """Normalise heading/label text the way the corpus rules compare it."""
-    text = unicodedata.normalize("NFC", text).replace("*", "").replace("-", " ").replace("_", " ")
-    text = "".join(ch for ch in text if not _is_symbol(ch))
+    if text.isascii():
+        text = text.translate(_ASCII_LABEL_NOISE)
+    else:
+        text = unicodedata.normalize("NFC", text).translate(_ASCII_LABEL_NOISE)
+        text = "".join(ch for ch in text if not _is_symbol(ch))
     text = " ".join(text.split())
     start, end = 0, len(text)
     while start < end and (text[start].isspace() or unicodedata.category(text[start])[0] == "P"):
@@ -206,6 +218,8 @@ def normalise_title(text: str) -> str:
 def trim_emphasis(text: str) -> str:
     """Remove emphasis markers only where one span wraps the whole text."""
     text = text.strip()
+    if not text or text[0] not in "*_":
+        return text
     changed = True
     while changed:
         changed = False
@@ -221,7 +235,7 @@ def trim_emphasis(text: str) -> str:
 
 def is_thematic_break(stripped: str) -> bool:
     """Tell whether a stripped line is a thematic break such as `---` or `* * *`."""
-    if not stripped or stripped[0] not in "-*_":
+    if not stripped or stripped[0] not in "-*_" or stripped.strip(stripped[0] + " \t"):
         return False
     compact = stripped.replace(" ", "").replace("\t", "")
     return len(compact) >= 3 and compact == stripped[0] * len(compact)
@@ -274,15 +288,17 @@ def _indent(line: str) -> int:
     return len(prefix.expandtabs(4))
 
 
-def _list_item(line: str) -> tuple[int, str, bool] | None:
+def _list_item(line: str, stripped: str) -> tuple[int, str, bool] | None:
     """Return (content column, text, has task box) of a list item line, or None."""
     match = _LIST_ITEM.match(line)
-    if match is None or is_thematic_break(line.strip()):
+    if match is None or is_thematic_break(stripped):
         return None
-    head = line[: match.end()]
-    marker_end = len(head.rstrip(" \t"))
-    gap = len(head.expandtabs(4)) - len(head[:marker_end].expandtabs(4))
-    column = len(head[:marker_end].expandtabs(4)) + (gap if 1 <= gap <= 4 else 1)
+    indent, marker, gap = match.group(1, 2, 3)
+    if "\t" in indent or "\t" in gap:
+        indent = indent.expandtabs(4)
+        gap = (indent + marker + gap).expandtabs(4)[len(indent) + len(marker) :]
+    # CommonMark: a gap of more than four spaces means the content starts one column after the marker.
+    column = len(indent) + len(marker) + (len(gap) if 1 <= len(gap) <= 4 else 1)
     rest = line[match.end() :]
     box = _TASK_BOX.match(rest)
     if box:
@@ -290,7 +306,7 @@ def _list_item(line: str) -> tuple[int, str, bool] | None:
     return column, trim_emphasis(rest), box is not None
 
 
-def _section_entries(lines: list[str]) -> Iterator[tuple[_Entry, list[str]]]:
+def _section_entries(lines: list[str], stripped: list[str]) -> Iterator[tuple[_Entry, list[str]]]:
     """Classify a section's lines, yielding each entry with the detail lines attached to it."""
     item_column = -1  # content column of the open top-level list item, -1 when none
     entry: _Entry | None = None
@@ -298,14 +314,13 @@ def _section_entries(lines: list[str]) -> Iterator[tuple[_Entry, list[str]]]:
     after_blank = False
     i = 0
     while i < len(lines):
-        line = lines[i]
-        stripped = line.strip()
-        if not stripped:
+        line, text = lines[i], stripped[i]
+        if not text:
             after_blank = True
             i += 1
             continue
-        heading_level, _, consumed = heading_at(lines, i)
-        if heading_level or is_thematic_break(stripped):
+        heading_level, _, consumed = heading_at(lines, stripped, i) if _may_be_heading(stripped, i) else _NO_HEADING
+        if heading_level or is_thematic_break(text):
             item_column = -1
             if entry is not None:
                 yield entry, detail
@@ -314,16 +329,16 @@ def _section_entries(lines: list[str]) -> Iterator[tuple[_Entry, list[str]]]:
             after_blank = False
             continue
         i += 1
-        if item_column >= 0 and (_indent(line) >= item_column or (not after_blank and _is_lazy(stripped))):
+        if item_column >= 0 and (_indent(line) >= item_column or (not after_blank and _is_lazy(text))):
             if len(detail) < MAX_DETAIL_LINES:
-                detail.append(stripped)
+                detail.append(text)
             after_blank = False
             continue
         after_blank = False
         if entry is not None:
             yield entry, detail
-        entry, detail = _classify(line, stripped), []
-        item_column = _list_item_column(line) if entry.kind == "item" else -1
+        entry, detail = _classify(line, text), []
+        item_column = entry.column
     if entry is not None:
         yield entry, detail
 
@@ -333,38 +348,32 @@ def _is_lazy(stripped: str) -> bool:
     return not (_LIST_ITEM.match(stripped) or _STEP.match(stripped) or _SCENARIO.match(stripped))
 
 
-def _list_item_column(line: str) -> int:
-    """Return a list item's content column."""
-    item = _list_item(line)
-    return item[0] if item else -1
-
-
 def _classify(line: str, stripped: str) -> _Entry:
     """Classify one section line that belongs to no list item."""
-    item = _list_item(line)
+    item = _list_item(line, stripped)
     if item is not None:
-        return _Entry("item", item[1])
+        return _Entry("item", item[1], column=item[0])
     scenario = _SCENARIO.match(stripped)
     if scenario:
         title = trim_emphasis(stripped[scenario.end() :])
         return _Entry("scenario", title or stripped)
     step = _STEP.match(stripped)
     if step:
-        return _Entry("step", trim_emphasis(stripped), step.group(1))
+        return _Entry("step", trim_emphasis(stripped), keyword=step.group(1))
     label = label_text(stripped)
     if label is not None and is_section_title(label):
         return _Entry("break", "")
     return _Entry("para", trim_emphasis(stripped))
 
 
-def _section_drafts(lines: list[str]) -> list[_Draft]:
+def _section_drafts(lines: list[str], stripped: list[str]) -> list[_Draft]:
     """Apply rules 2-4 to one section's lines."""
-    entries = list(_section_entries(lines))
+    entries = list(_section_entries(lines, stripped))
     kinds = {entry.kind for entry, _ in entries}
     prose_only = kinds.isdisjoint({"item", "scenario", "step"})
+    starts_with_given = "scenario" not in kinds
     drafts: list[_Draft] = []
     gherkin: _Draft | None = None  # the scenario or Given criterion collecting step lines
-    starts_with_given = "scenario" not in kinds
     for entry, detail in entries:
         if entry.kind == "item":
             drafts.append(_Draft(entry.text, detail))
@@ -377,25 +386,24 @@ def _section_drafts(lines: list[str]) -> list[_Draft]:
         elif entry.kind in ("step", "para") and gherkin is not None:
             if len(gherkin.detail) < MAX_DETAIL_LINES:
                 gherkin.detail.append(entry.text)
-            gherkin.detail.extend(detail[: MAX_DETAIL_LINES - len(gherkin.detail)])
         elif entry.kind == "break":
             gherkin = None
     return drafts
 
 
-def _task_list_drafts(lines: list[str]) -> list[_Draft]:
+def _task_list_drafts(lines: list[str], stripped: list[str]) -> list[_Draft]:
     """Apply rule 5: every task-list item in the body, at any indentation, is a criterion."""
     drafts: list[_Draft] = []
     column = -1
-    for line in lines:
-        item = _list_item(line) if "[" in line else None
+    for line, text in zip(lines, stripped, strict=True):
+        item = _list_item(line, text) if "[" in text else None
         if item is not None and item[2]:
             column = item[0]
             drafts.append(_Draft(item[1], []))
-        elif column >= 0 and line.strip() and _indent(line) >= column:
+        elif column >= 0 and text and _indent(line) >= column:
             if len(drafts[-1].detail) < MAX_DETAIL_LINES:
-                drafts[-1].detail.append(line.strip())
-        elif line.strip():
+                drafts[-1].detail.append(text)
+        elif text:
             column = -1
     return drafts
 
