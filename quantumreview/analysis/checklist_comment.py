@@ -1,0 +1,134 @@
+"""Render the bot's checklist comment: test IDs, criteria, statuses and how to tag tests."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+MARKER = "<!-- quantumreview:checklist -->"
+MAX_COMMENT_CHARS = 65_536
+MAX_TEXT_CHARS = 300
+# Room kept below GitHub's limit for the note that says rows were left out.
+_RESERVE = 400
+
+Status = Literal["pending", "passed", "failed", "skipped", "missing"]
+STATUS_LABELS: dict[str, str] = {
+    "pending": "⏳ pending",
+    "passed": "✅ passed",
+    "failed": "❌ failed",
+    "skipped": "⏭️ skipped",
+    "missing": "❔ missing",
+}
+_UNKNOWN_STATUS = "⚪ unknown"
+_TID = re.compile(r"T[1-9][0-9]{0,8}")
+_MENTION = re.compile(r"@(?=[A-Za-z0-9])")
+
+
+@dataclass(frozen=True, slots=True)
+class ChecklistLine:
+    """One row of the checklist: a test ID, its criterion and the latest verdict."""
+
+    tid: str
+    text: str
+    status: Status
+
+
+def render_checklist_comment(items: Sequence[ChecklistLine], *, truncated: bool, total_found: int, limit: int) -> str:
+    """Return the Markdown body of the checklist comment, always under GitHub's size limit."""
+    head = [MARKER, "## 🧪 Acceptance checklist", ""]
+    if not items:
+        head += [
+            "No acceptance criteria found. Add an `## Acceptance criteria` heading (or an `Acceptance criteria:` "
+            "line) followed by a list, and each item gets a test ID here.",
+        ]
+        return "\n".join(head) + "\n"
+    head += ["| ID | Criterion | Status |", "| --- | --- | --- |"]
+    tail = _truncation_note(truncated, total_found, limit) + _tagging_help(_first_tid(items))
+    budget = MAX_COMMENT_CHARS - _RESERVE - _size("\n".join(head + tail))
+    rows: list[str] = []
+    for line in items:
+        row = _row(line)
+        budget -= _size(row) + 1
+        if budget < 0:
+            break
+        rows.append(row)
+    if len(rows) < len(items):
+        tail = [
+            "",
+            f"> {len(items) - len(rows)} more criteria are not shown: GitHub limits a comment to "
+            f"{MAX_COMMENT_CHARS:,} characters.",
+            *tail,
+        ]
+    return "\n".join(head + rows + tail) + "\n"
+
+
+def parse_marker(body: str) -> bool:
+    """Tell whether a comment body is this app's checklist comment."""
+    return isinstance(body, str) and body.lstrip().startswith(MARKER)
+
+
+def escape_cell(text: str, *, max_chars: int = MAX_TEXT_CHARS) -> str:
+    """Make text safe inside a table cell: one line, no pipes, no HTML, no mentions, bounded length."""
+    text = " ".join(text.split())
+    if len(text) > max_chars:
+        text = text[: max_chars - 1].rstrip() + "…"
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+    # A zero-width space after @ keeps the comment from pinging people named in the issue.
+    return _MENTION.sub("@\u200b", text)
+
+
+def _row(line: ChecklistLine) -> str:
+    """Render one table row."""
+    tid = f"`{line.tid}`" if _TID.fullmatch(line.tid) else escape_cell(line.tid, max_chars=20)
+    status = STATUS_LABELS.get(line.status, _UNKNOWN_STATUS)
+    return f"| {tid} | {escape_cell(line.text) or '(empty)'} | {status} |"
+
+
+def _first_tid(items: Sequence[ChecklistLine]) -> str:
+    """Return the first well-formed test ID, for the examples."""
+    return next((line.tid for line in items if _TID.fullmatch(line.tid)), "T1")
+
+
+def _truncation_note(truncated: bool, total_found: int, limit: int) -> list[str]:
+    """Say that the issue has more criteria than the checklist keeps."""
+    if not truncated:
+        return []
+    return ["", f"> ⚠️ The issue has too many criteria: showing the first {limit} of {total_found} criteria."]
+
+
+def _tagging_help(tid: str) -> list[str]:
+    """Explain, with examples using the first ID, how a test is linked to a criterion."""
+    return [
+        "",
+        "### How to tag tests",
+        "",
+        f"Put the ID in the test name as `{tid}::test_name`, or set the JUnit classname to "
+        f'`classname="autoqa:{tid}"`. CI must upload a JUnit XML report.',
+        "",
+        "<details><summary>pytest</summary>",
+        "",
+        "```python",
+        "def test_login_works(record_xml_attribute):",
+        f'    record_xml_attribute("classname", "autoqa:{tid}")',
+        "    ...",
+        "```",
+        "",
+        "</details>",
+        "",
+        "<details><summary>Jest (with jest-junit)</summary>",
+        "",
+        "```js",
+        f"test('{tid}::login works', () => {{",
+        "  // ...",
+        "});",
+        "```",
+        "",
+        "</details>",
+    ]
+
+
+def _size(text: str) -> int:
+    """Count characters the way the limit is safest to read: UTF-16 code units."""
+    return len(text.encode("utf-16-le")) // 2

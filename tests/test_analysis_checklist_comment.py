@@ -1,0 +1,151 @@
+"""The checklist comment: layout, statuses, tagging help, escaping and GitHub's size limit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from quantumreview.analysis.checklist_comment import (
+    MARKER,
+    MAX_COMMENT_CHARS,
+    ChecklistLine,
+    parse_marker,
+    render_checklist_comment,
+)
+
+
+def render(items: list[ChecklistLine], **overrides: Any) -> str:
+    """Render with the defaults of an untruncated checklist."""
+    options: dict[str, Any] = {"truncated": False, "total_found": len(items), "limit": 100}
+    options.update(overrides)
+    return render_checklist_comment(items, **options)
+
+
+def table_rows(body: str) -> list[str]:
+    """Return the data rows of the checklist table."""
+    lines = body.splitlines()
+    start = lines.index("| --- | --- | --- |") + 1
+    rows = []
+    for line in lines[start:]:
+        if not line.startswith("| "):
+            break
+        rows.append(line)
+    return rows
+
+
+def cells(row: str) -> list[str]:
+    """Split a table row on unescaped pipes, as GitHub does."""
+    parts, current, index = [], "", 0
+    while index < len(row):
+        if row[index] == "\\" and row[index + 1 : index + 2] == "|":
+            current += "\\|"
+            index += 2
+            continue
+        if row[index] == "|":
+            parts.append(current.strip())
+            current = ""
+        else:
+            current += row[index]
+        index += 1
+    return parts[1:]
+
+
+def test_marker_is_the_first_line_and_parse_marker_finds_it() -> None:
+    body = render([ChecklistLine("T1", "Login works", "pending")])
+    assert body.splitlines()[0] == MARKER
+    assert parse_marker(body) is True
+    assert parse_marker("  \n" + body) is True
+
+
+@pytest.mark.parametrize("body", ["", "Thanks!", f"> {MARKER}\nquoted", "<!-- other:bot -->"])
+def test_parse_marker_rejects_other_comments(body: str) -> None:
+    assert parse_marker(body) is False
+
+
+def test_each_status_gets_its_emoji_row_in_order() -> None:
+    statuses = ["pending", "passed", "failed", "skipped", "missing"]
+    items = [ChecklistLine(f"T{i + 1}", f"criterion {i + 1}", status) for i, status in enumerate(statuses)]  # type: ignore[arg-type]
+    rows = [cells(row) for row in table_rows(render(items))]
+    assert rows == [
+        ["`T1`", "criterion 1", "⏳ pending"],
+        ["`T2`", "criterion 2", "✅ passed"],
+        ["`T3`", "criterion 3", "❌ failed"],
+        ["`T4`", "criterion 4", "⏭️ skipped"],
+        ["`T5`", "criterion 5", "❔ missing"],
+    ]
+
+
+def test_unknown_status_is_shown_as_unknown_not_an_error() -> None:
+    rows = table_rows(render([ChecklistLine("T1", "x", "exploded")]))  # type: ignore[arg-type]
+    assert cells(rows[0])[2] == "⚪ unknown"
+
+
+def test_tagging_help_uses_the_first_id_in_both_forms_and_examples() -> None:
+    body = render([ChecklistLine("T4", "Login works", "pending"), ChecklistLine("T9", "Logout", "pending")])
+    help_text = body[body.index("### How to tag tests") :]
+    assert "`T4::test_name`" in help_text
+    assert 'classname="autoqa:T4"' in help_text
+    assert 'record_xml_attribute("classname", "autoqa:T4")' in help_text
+    assert "test('T4::login works'" in help_text
+    assert "T9" not in help_text
+
+
+def test_truncation_note_says_how_many_are_shown() -> None:
+    items = [ChecklistLine(f"T{i}", f"item {i}", "pending") for i in range(1, 101)]
+    body = render(items, truncated=True, total_found=5000, limit=100)
+    assert "showing the first 100 of 5000 criteria" in body
+    assert "showing the first" not in render(items)
+
+
+def test_pipes_and_newlines_cannot_break_the_table() -> None:
+    text = "a | b \\| c\nsecond line\r\n| --- |"
+    rows = table_rows(render([ChecklistLine("T1", text, "passed"), ChecklistLine("T2", "next", "failed")]))
+    assert len(rows) == 2
+    assert [len(cells(row)) for row in rows] == [3, 3]
+    assert cells(rows[1]) == ["`T2`", "next", "❌ failed"]
+
+
+def test_criterion_text_cannot_inject_a_marker_or_html() -> None:
+    text = f"{MARKER} <!-- hidden --> <img src=x onerror=alert(1)> --> end"
+    body = render([ChecklistLine("T1", text, "pending")])
+    assert body.count(MARKER) == 1
+    assert body.count("<!--") == 1
+    assert "<img" not in body
+    assert "&lt;img src=x" in body
+
+
+def test_mentions_in_criteria_do_not_ping_people() -> None:
+    body = render([ChecklistLine("T1", "Ask @octocat and @github/team", "pending")])
+    assert "@octocat" not in body
+    assert "@\u200boctocat" in body
+
+
+def test_malformed_id_is_escaped_and_not_used_in_examples() -> None:
+    body = render([ChecklistLine("<b>|", "x", "pending"), ChecklistLine("T3", "y", "pending")])
+    assert "<b>" not in body
+    assert "autoqa:T3" in body
+
+
+def test_long_criterion_text_is_shortened_with_an_ellipsis() -> None:
+    rows = table_rows(render([ChecklistLine("T1", "word " * 500, "pending")]))
+    text = cells(rows[0])[1]
+    assert text.endswith("…")
+    assert len(text) <= 300
+
+
+@pytest.mark.parametrize("text", ["x" * 400, "😀" * 400, "|" * 400, "<" * 400])
+def test_thousands_of_items_stay_under_githubs_limit(text: str) -> None:
+    items = [ChecklistLine(f"T{i}", text, "failed") for i in range(1, 5001)]
+    body = render(items, truncated=True, total_found=9000, limit=5000)
+    assert len(body.encode("utf-16-le")) // 2 < MAX_COMMENT_CHARS
+    assert "more criteria are not shown" in body
+    assert "### How to tag tests" in body
+    assert 0 < len(table_rows(body)) < 5000
+
+
+def test_no_criteria_explains_how_to_add_them() -> None:
+    body = render([])
+    assert parse_marker(body)
+    assert "No acceptance criteria found" in body
+    assert "| ID |" not in body
