@@ -1,0 +1,64 @@
+"""Check the credentials a request to the fake carries: App JWTs and access tokens."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jwt
+from aiohttp import web
+
+from quantumreview.testing.fake_http import GitHubError, state_of
+from quantumreview.testing.fake_state import FakeState, Token
+
+MAX_JWT_LIFETIME = 600  # GitHub refuses an App JWT whose exp is more than 10 minutes ahead
+CLOCK_DRIFT = 60  # seconds of skew GitHub tolerates
+
+
+def credentials(request: web.Request) -> str | None:
+    """Return the credential after "token " or "Bearer " in Authorization, if any."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() in ("token", "bearer") and value.strip():
+        return value.strip()
+    return None
+
+
+def check_app_jwt(state: FakeState, public_key: Any, token: str) -> dict[str, Any]:
+    """Return the claims of a valid App JWT, or raise 401 the way GitHub words it."""
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token, public_key, algorithms=["RS256"],
+            options={"verify_signature": public_key is not None, "verify_exp": False, "verify_iat": False},
+        )
+    except jwt.PyJWTError:
+        raise GitHubError(401, "A JSON web token could not be decoded") from None
+    now = state.clock()
+    exp, iat = claims.get("exp"), claims.get("iat")
+    if not isinstance(iat, int) or iat > now + CLOCK_DRIFT:
+        raise GitHubError(401, "'Issued at' claim ('iat') must be an Integer representing the time that the "
+                               "assertion was issued.")
+    if not isinstance(exp, int) or exp <= now or exp > now + MAX_JWT_LIFETIME + CLOCK_DRIFT:
+        raise GitHubError(401, "'Expiration time' claim ('exp') must be a numeric value representing the future "
+                               "time at which the assertion expires.")
+    if str(claims.get("iss")) != str(state.app_id):
+        raise GitHubError(401, "'Issuer' claim ('iss') must be an Integer")
+    return claims
+
+
+def authenticate(request: web.Request, kind: str, public_key: Any) -> None:
+    """Check the request's credentials for a route needing kind; keep what was accepted on the request."""
+    if kind == "none":
+        return
+    state = state_of(request)
+    value = credentials(request)
+    if value is None:
+        raise GitHubError(401, "Requires authentication")
+    if kind == "app":
+        request["jwt_claims"] = check_app_jwt(state, public_key, value)
+        return
+    token: Token | None = state.live_token(value)
+    if token is None or (token.installation_id is not None and token.installation_id not in state.installations):
+        raise GitHubError(401, "Bad credentials")
+    if kind == "user" and token.login is None:
+        raise GitHubError(403, "Resource not accessible by integration")
+    request["token"] = token
