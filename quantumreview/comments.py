@@ -1,0 +1,40 @@
+"""The bot's own comments: one per issue or PR, found by a hidden marker and edited in place, never duplicated."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gidgethub import BadRequest
+
+MAX_COMMENT_CHARS = 65_536  # GitHub rejects longer comment bodies
+
+
+async def find_marked_comment(gh: Any, repo: str, number: int, marker: str) -> int | None:
+    """The id of the first comment on the issue/PR whose body contains `marker`, or None."""
+    async for comment in gh.getiter(f"/repos/{repo}/issues/{number}/comments?per_page=100"):
+        body = comment.get("body") or ""
+        if marker in body:
+            return int(comment["id"])
+    return None
+
+
+async def upsert_comment(gh: Any, repo: str, number: int, *, marker: str, body: str, known_id: int | None) -> int:
+    """Edit our comment (by stored id, else by marker) or create it once; return its id."""
+    if marker not in body:
+        raise ValueError("comment body must carry its marker, or it would be posted again")
+    body = body[:MAX_COMMENT_CHARS]
+    comment_id = known_id
+    if comment_id is not None:
+        try:
+            await gh.patch(f"/repos/{repo}/issues/comments/{comment_id}", data={"body": body})
+            return comment_id
+        except BadRequest as exc:
+            if exc.status_code.value != 404:  # deleted by a person: look again, then recreate
+                raise
+    # Why look before creating: a crash after the POST but before storing the id must not lead to a second comment.
+    comment_id = await find_marked_comment(gh, repo, number, marker)
+    if comment_id is not None:
+        await gh.patch(f"/repos/{repo}/issues/comments/{comment_id}", data={"body": body})
+        return comment_id
+    created = await gh.post(f"/repos/{repo}/issues/{number}/comments", data={"body": body})
+    return int(created["id"])
