@@ -7,7 +7,7 @@ from typing import Any
 import jwt
 from aiohttp import web
 
-from quantumreview.testing.fake_http import GitHubError, state_of
+from quantumreview.testing.fake_http import JWT_CLAIMS, TOKEN, GitHubError, state_of
 from quantumreview.testing.fake_state import FakeState, Token
 
 MAX_JWT_LIFETIME = 600  # GitHub refuses an App JWT whose exp is more than 10 minutes ahead
@@ -54,11 +54,11 @@ def authenticate(request: web.Request, kind: str, public_key: Any) -> None:
     if value is None:
         raise GitHubError(401, "Requires authentication")
     if kind == "app":
-        request["jwt_claims"] = check_app_jwt(state, public_key, value)
+        request[JWT_CLAIMS] = check_app_jwt(state, public_key, value)
         return
     token: Token | None = state.live_token(value)
     if token is None or (token.installation_id is not None and token.installation_id not in state.installations):
         raise GitHubError(401, "Bad credentials")
     if kind == "user" and token.login is None:
         raise GitHubError(403, "Resource not accessible by integration")
-    request["token"] = token
+    request[TOKEN] = token

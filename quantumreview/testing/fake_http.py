@@ -14,6 +14,8 @@ from quantumreview.testing import fake_shapes as shapes
 from quantumreview.testing.fake_state import FakeState, Token
 
 STATE = web.AppKey("quantumreview_fake_state", FakeState)
+TOKEN = web.RequestKey("quantumreview_fake_token", Token)
+JWT_CLAIMS = web.RequestKey("quantumreview_fake_jwt_claims", dict)
 API_PREFIX = "/api/v3"
 DEFAULT_PER_PAGE = 30
 MAX_PER_PAGE = 100
@@ -56,8 +58,7 @@ def state_of(request: web.Request) -> FakeState:
 
 def token_of(request: web.Request) -> Token:
     """Return the access token the middleware accepted for this request."""
-    token: Token = request["token"]
-    return token
+    return request[TOKEN]
 
 
 def int_param(request: web.Request, name: str) -> int:
