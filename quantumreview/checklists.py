@@ -1,0 +1,77 @@
+"""Build an issue's checklist from its body and keep its one bot comment in step (used by several handlers)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from gidgethub import BadRequest
+
+from quantumreview.analysis.checklist import Item, reconcile
+from quantumreview.analysis.checklist_comment import MARKER, ChecklistLine, render_checklist_comment
+from quantumreview.analysis.criteria import MAX_CRITERIA, extract_criteria
+from quantumreview.comments import upsert_comment
+from quantumreview.context import Context
+from storage import checklists as store
+
+REGENERATE_EVENT = "quantumreview.regenerate_checklist"
+
+
+async def fetch_issue(ctx: Context, repo: str, number: int) -> dict[str, Any] | None:
+    """The issue as GitHub has it now (the payload may be older than a later edit); None if gone."""
+    try:
+        issue: dict[str, Any] = await ctx.gh.getitem(f"/repos/{repo}/issues/{number}")
+    except BadRequest as exc:
+        if exc.status_code.value in (404, 410):
+            return None
+        raise
+    return issue
+
+
+async def refresh_checklist(ctx: Context, repo: str, issue: dict[str, Any]) -> bool:
+    """Re-read criteria from the issue body, keep IDs stable, store, and update the comment; False if none."""
+    number = int(issue["number"])
+    extraction = extract_criteria(issue.get("body"), limit=MAX_CRITERIA)
+    existing = await store.get_checklist(ctx.db, repo, number)
+    if existing is None and not extraction.criteria:
+        return False  # no criteria and never had any: stay silent
+    previous: list[Item] = []
+    retired: dict[str, str] = {}
+    next_number = 1
+    if existing is not None:
+        live, retired = await store.get_items(ctx.db, existing.id)
+        previous = [Item(i.tid, i.text, i.detail) for i in live]
+        next_number = existing.next_number
+    result = reconcile(previous, retired, next_number, extraction.criteria)
+    change = {"added": list(result.added), "removed": list(result.removed), "reworded": list(result.reworded)}
+    is_change = existing is None or any(change.values())
+    async with ctx.db.transaction() as conn:
+        checklist_id = await store.save_checklist(
+            conn, repo=repo, issue_number=number, installation_id=ctx.installation_id,
+            title=str(issue.get("title") or ""), state=str(issue.get("state") or "open"), items=result.items,
+            next_number=result.next_number, truncated=extraction.truncated, total_found=extraction.total_found,
+            change=change if is_change else {}, now=time.time(),
+        )
+    await publish_checklist_comment(ctx, repo, number)
+    if is_change:
+        verb = "created" if existing is None else "updated"
+        await ctx.notify(repo, "checklist", f"Checklist {verb} for {repo}#{number} ({len(result.items)} criteria)",
+                         url=issue.get("html_url"), data={"issue": number, "checklist_id": checklist_id, **change})
+    return True
+
+
+async def publish_checklist_comment(ctx: Context, repo: str, number: int) -> int | None:
+    """Render the stored checklist into the issue's one bot comment (create once, then edit)."""
+    checklist = await store.get_checklist(ctx.db, repo, number)
+    if checklist is None or checklist.retired:
+        return None
+    live, _retired = await store.get_items(ctx.db, checklist.id)
+    body = render_checklist_comment(
+        [ChecklistLine(i.tid, i.text, i.status) for i in live],  # type: ignore[arg-type]
+        truncated=checklist.truncated, total_found=checklist.total_found, limit=MAX_CRITERIA,
+    )
+    comment_id = await upsert_comment(ctx.gh, repo, number, marker=MARKER, body=body, known_id=checklist.comment_id)
+    if comment_id != checklist.comment_id:
+        async with ctx.db.transaction() as conn:
+            await store.set_comment_id(conn, checklist.id, comment_id)
+    return comment_id
