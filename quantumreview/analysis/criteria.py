@@ -11,6 +11,7 @@ import re
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 MAX_CRITERIA = 100
 MAX_DETAIL_LINES = 50
@@ -29,12 +30,14 @@ SECTION_TITLES = frozenset(
 _LIST_ITEM = re.compile(r"([ \t]*)([-*+]|[0-9]{1,9}[.)])([ \t]+|$)")
 _TASK_BOX = re.compile(r"\[[ xX]\](?:[ \t]+|$)")
 _ATX = re.compile(r" {0,3}(#{1,6})(?=[ \t]|$)")
+_STATE_TOKENS = re.compile(r"``|~~|<!--|-->")
 _FENCE = re.compile(r"[ \t]*(`{3,}|~{3,})")
 _SCENARIO = re.compile(r"[*_]{0,3}(?:Scenario Outline|Scenario)[*_]{0,3}[ \t]*:[*_]{0,3}")
 _STEP = re.compile(r"[*_]{0,3}(Given|When|Then|And|But)(?=[\s*_:,]|$)")
 _AUTHOR_TID = re.compile(r"(?:\[T([0-9]{1,5})\]|\*{0,2}T([0-9]{1,5})\*{0,2}[ \t]*[:.)\u2013\u2014-])(?=\s|$)")
 _EMPHASIS = ("***", "**", "__", "*", "_")
 _NO_HEADING = (0, "", 1)
+_ITEM_STARTS = frozenset("-*+0123456789")
 # Label comparison drops `*` and ASCII symbols and reads `-`/`_` as spaces.
 _ASCII_LABEL_NOISE = str.maketrans({"*": None, "-": " ", "_": " ", **{ch: None for ch in "$+<=>^`|~"}})
 # Zero-width joiner, variation selectors and emoji tag characters are emoji glue, not text.
@@ -68,14 +71,12 @@ class _Draft:
     detail: list[str]
 
 
-@dataclass(frozen=True, slots=True)
-class _Entry:
+class _Entry(NamedTuple):
     """One classified line of a section: item, scenario, step, para or break."""
 
     kind: str
     text: str
     keyword: str = ""
-    column: int = -1
 
 
 def extract_criteria(body: str | None, *, limit: int = MAX_CRITERIA) -> Extraction:
@@ -99,64 +100,100 @@ def extract_criteria(body: str | None, *, limit: int = MAX_CRITERIA) -> Extracti
 def visible_lines(body: str) -> list[str]:
     """Split a body into lines, dropping fenced code blocks, their fences and HTML comments."""
     text = body.replace("\r\n", "\n").replace("\r", "\n")
+    raw = text.split("\n")
     kept: list[str] = []
     fence = ""
     in_comment = False
-    for line in text.split("\n"):
-        if fence:
-            if line.lstrip().startswith(fence) and _closes_fence(line, fence):
-                fence = ""
-            continue
-        if in_comment or "<!--" in line:
-            uncommented, in_comment = _strip_comments(line, in_comment)
-            if uncommented is None:
-                continue
-            line = uncommented
-        match = _FENCE.match(line) if "``" in line or "~~" in line else None
-        if match:
-            marker = match.group(1)
-            # A backtick fence whose info string holds a backtick is inline code, not a fence.
-            if marker[0] == "~" or "`" not in line[match.end() :]:
-                fence = marker
-                continue
-        kept.append(line)
+    copied = 0
+    for i in _state_lines(text):
+        if not fence and not in_comment:
+            kept.extend(raw[copied:i])
+        copied = i + 1
+        line, fence, in_comment = _scan_line(raw[i], fence, in_comment)
+        if line is not None:
+            kept.append(line)
+    if not fence and not in_comment:
+        kept.extend(raw[copied:])
     return kept
+
+
+def _state_lines(text: str) -> list[int]:
+    """Return the numbers of the lines where fence or comment state can change, found in one regex pass."""
+    numbers: list[int] = []
+    line = 0
+    position = 0
+    for match in _STATE_TOKENS.finditer(text):
+        line += text.count("\n", position, match.start())
+        position = match.start()
+        if not numbers or numbers[-1] != line:
+            numbers.append(line)
+    return numbers
+
+
+def _scan_line(line: str, fence: str, in_comment: bool) -> tuple[str | None, str, bool]:
+    """Return the visible part of a line (None if nothing) and the fence and comment state after it."""
+    if fence:
+        return None, ("" if _closes_fence(line, fence) else fence), in_comment
+    if in_comment or "<!--" in line:
+        uncommented, in_comment = _strip_comments(line, in_comment)
+        if uncommented is None:
+            return None, fence, in_comment
+        line = uncommented
+    match = _FENCE.match(line)
+    # A backtick fence whose info string holds a backtick is inline code, not a fence.
+    if match and (match.group(1)[0] == "~" or "`" not in line[match.end() :]):
+        return None, match.group(1), in_comment
+    return line, fence, in_comment
 
 
 def find_sections(lines: list[str], stripped: list[str]) -> list[tuple[int, int]]:
     """Return [start, end) line ranges of the criteria sections, without their heading lines."""
+    # Only blank, heading, underline and label-like lines can open or close a section.
+    marks = [
+        i
+        for i, text in enumerate(stripped)
+        if not text or text[0] == "#" or text[-1] in ":*" or (text[0] in "=-" and not text.strip(text[0]))
+    ]
     sections: list[tuple[int, int]] = []
     start = -1
     level = 0  # heading level of the open section; 0 means a label section
-    blanks = 0
-    i = 0
-    while i < len(lines):
+    last_blank = -2
+    previous = -2  # the last mark handled
+    done = -1  # every line up to here is handled (a setext heading uses two)
+    for i in marks:
+        if i <= done:
+            continue
         text = stripped[i]
         if not text:
-            blanks += 1
-            if start >= 0 and level == 0 and blanks == 2:
+            if start >= 0 and level == 0 and last_blank == i - 1:
                 sections.append((start, i))
                 start = -1
-            i += 1
+            last_blank = previous = i
             continue
-        blanks = 0
-        heading_level, title, consumed = heading_at(lines, stripped, i) if _may_be_heading(stripped, i) else _NO_HEADING
+        at = i
+        heading_level, title, consumed = _NO_HEADING
+        if text[0] in "=-" and previous != i - 1 and i - 1 > done and stripped[i - 1]:
+            at = i - 1  # an underline whose text line was not a mark
+            heading_level, title, consumed = heading_at(lines, stripped, at)
+        if not heading_level:
+            at = i
+            heading_level, title, consumed = heading_at(lines, stripped, i)
+        previous = i
         if heading_level:
+            done = at + consumed - 1
             if start >= 0 and (level == 0 or heading_level <= level):
-                sections.append((start, i))
+                sections.append((start, at))
                 start = -1
             if start < 0 and is_section_title(title):
-                start, level = i + consumed, heading_level
-            i += consumed
+                start, level = at + consumed, heading_level
             continue
-        label = label_text(text) if text[-1] == ":" or text[0] == "*" else None
+        label = label_text(text)
         if label is not None:
             if start >= 0 and level == 0:
                 sections.append((start, i))
                 start = -1
             if start < 0 and is_section_title(label):
                 start, level = i + 1, 0
-        i += 1
     if start >= 0:
         sections.append((start, len(lines)))
     return sections
@@ -284,12 +321,14 @@ def _strip_comments(line: str, in_comment: bool) -> tuple[str | None, bool]:
 
 def _indent(line: str) -> int:
     """Return the width of a line's leading whitespace, tabs counting to the next multiple of 4."""
-    prefix = line[: len(line) - len(line.lstrip(" \t"))]
-    return len(prefix.expandtabs(4))
+    width = len(line) - len(line.lstrip(" \t"))
+    return len(line[:width].expandtabs(4)) if "\t" in line[:width] else width
 
 
-def _list_item(line: str, stripped: str) -> tuple[int, str, bool] | None:
-    """Return (content column, text, has task box) of a list item line, or None."""
+def _list_marker(line: str, stripped: str) -> tuple[int, int] | None:
+    """Return (content column, offset where the item's text starts) of a list item line, or None."""
+    if stripped[0] not in _ITEM_STARTS:
+        return None
     match = _LIST_ITEM.match(line)
     if match is None or is_thematic_break(stripped):
         return None
@@ -298,12 +337,16 @@ def _list_item(line: str, stripped: str) -> tuple[int, str, bool] | None:
         indent = indent.expandtabs(4)
         gap = (indent + marker + gap).expandtabs(4)[len(indent) + len(marker) :]
     # CommonMark: a gap of more than four spaces means the content starts one column after the marker.
-    column = len(indent) + len(marker) + (len(gap) if 1 <= len(gap) <= 4 else 1)
-    rest = line[match.end() :]
+    return len(indent) + len(marker) + (len(gap) if 1 <= len(gap) <= 4 else 1), match.end()
+
+
+def _item_text(line: str, offset: int) -> tuple[str, bool]:
+    """Return a list item's text without task box and wrapping emphasis, and whether it had a box."""
+    rest = line[offset:]
     box = _TASK_BOX.match(rest)
     if box:
         rest = rest[box.end() :]
-    return column, trim_emphasis(rest), box is not None
+    return trim_emphasis(rest), box is not None
 
 
 def _section_entries(lines: list[str], stripped: list[str]) -> Iterator[tuple[_Entry, list[str]]]:
@@ -329,7 +372,10 @@ def _section_entries(lines: list[str], stripped: list[str]) -> Iterator[tuple[_E
             after_blank = False
             continue
         i += 1
-        if item_column >= 0 and (_indent(line) >= item_column or (not after_blank and _is_lazy(text))):
+        marker = _list_marker(line, text)
+        if item_column >= 0 and (
+            _indent(line) >= item_column or (not after_blank and marker is None and not _is_gherkin(text))
+        ):
             if len(detail) < MAX_DETAIL_LINES:
                 detail.append(text)
             after_blank = False
@@ -337,29 +383,28 @@ def _section_entries(lines: list[str], stripped: list[str]) -> Iterator[tuple[_E
         after_blank = False
         if entry is not None:
             yield entry, detail
-        entry, detail = _classify(line, text), []
-        item_column = entry.column
+        entry, detail = _classify(line, text, marker), []
+        item_column = marker[0] if marker else -1
     if entry is not None:
         yield entry, detail
 
 
-def _is_lazy(stripped: str) -> bool:
-    """Tell whether a line directly under a list item continues its paragraph."""
-    return not (_LIST_ITEM.match(stripped) or _STEP.match(stripped) or _SCENARIO.match(stripped))
+def _is_gherkin(stripped: str) -> bool:
+    """Tell whether a line is a Gherkin step or scenario line."""
+    return bool(_STEP.match(stripped) or _SCENARIO.match(stripped))
 
 
-def _classify(line: str, stripped: str) -> _Entry:
+def _classify(line: str, stripped: str, marker: tuple[int, int] | None) -> _Entry:
     """Classify one section line that belongs to no list item."""
-    item = _list_item(line, stripped)
-    if item is not None:
-        return _Entry("item", item[1], column=item[0])
+    if marker is not None:
+        return _Entry("item", _item_text(line, marker[1])[0])
     scenario = _SCENARIO.match(stripped)
     if scenario:
         title = trim_emphasis(stripped[scenario.end() :])
         return _Entry("scenario", title or stripped)
     step = _STEP.match(stripped)
     if step:
-        return _Entry("step", trim_emphasis(stripped), keyword=step.group(1))
+        return _Entry("step", trim_emphasis(stripped), step.group(1))
     label = label_text(stripped)
     if label is not None and is_section_title(label):
         return _Entry("break", "")
@@ -396,10 +441,11 @@ def _task_list_drafts(lines: list[str], stripped: list[str]) -> list[_Draft]:
     drafts: list[_Draft] = []
     column = -1
     for line, text in zip(lines, stripped, strict=True):
-        item = _list_item(line, text) if "[" in text else None
-        if item is not None and item[2]:
-            column = item[0]
-            drafts.append(_Draft(item[1], []))
+        marker = _list_marker(line, text) if "[" in text else None
+        item_text, has_box = _item_text(line, marker[1]) if marker else ("", False)
+        if marker is not None and has_box:
+            column = marker[0]
+            drafts.append(_Draft(item_text, []))
         elif column >= 0 and text and _indent(line) >= column:
             if len(drafts[-1].detail) < MAX_DETAIL_LINES:
                 drafts[-1].detail.append(text)
