@@ -1,0 +1,268 @@
+"""One-click install: GET /setup posts app.yml's manifest to GitHub; GET /setup/callback stores and loads the App.
+
+https://docs.github.com/en/apps/sharing-github-apps/registering-a-github-app-from-a-manifest
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import sqlite3
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
+
+import aiohttp
+from aiohttp import web
+
+from quantumreview import keys, setup_pages
+from quantumreview.app_manifest import (
+    SETUP_CALLBACK_PATH,
+    SETUP_INSTALLED_PATH,
+    build_manifest,
+    load_manifest_template,
+)
+from quantumreview.credentials import AppCredentials
+from quantumreview.crypto import SecretBox, SecretBoxError
+from quantumreview.settings import Settings
+from quantumreview.setup_state import STATE_COOKIE, SetupStates
+from storage.credentials import StoredValue, load_values, save_values
+from storage.db import Database, DatabaseBusy
+
+log = logging.getLogger(__name__)
+
+SETUP_PATH = "/setup"
+# GitHub logins: letters, digits, single inner hyphens, at most 39 characters.
+ORGANIZATION = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}")
+CODE = re.compile(r"[A-Za-z0-9_-]{1,200}")
+CONVERSION_TIMEOUT_SECONDS = 15.0
+PLAIN_NAMES = ("app_id", "slug", "name", "html_url", "oauth_client_id")
+SECRET_NAMES = ("private_key", "webhook_secret", "oauth_client_secret")
+
+
+class ConversionError(Exception):
+    """GitHub did not turn a manifest code into App credentials; the message is safe to show."""
+
+
+class StoredCredentialsError(Exception):
+    """Stored App credentials exist but cannot be decrypted with this server's key."""
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _require_text(data: Mapping[str, Any], name: str) -> str:
+    value = data.get(name)
+    if not isinstance(value, str) or not value:
+        raise ConversionError(f"the response has no {name}")
+    return value
+
+
+def credentials_from_conversion(data: Mapping[str, Any]) -> AppCredentials:
+    """Check GitHub's conversion response and turn it into AppCredentials."""
+    app_id = data.get("id")
+    if not isinstance(app_id, int) or isinstance(app_id, bool) or app_id < 1:
+        raise ConversionError("the response has no App id")
+    pem = _require_text(data, "pem")
+    if "PRIVATE KEY-----" not in pem:
+        raise ConversionError("the response's private key is not a PEM key")
+    html_url = _require_text(data, "html_url")
+    if urlsplit(html_url).scheme not in ("http", "https"):
+        raise ConversionError("the response's html_url is not an http(s) URL")
+    client_id, client_secret = data.get("client_id"), data.get("client_secret")
+    return AppCredentials(
+        app_id=app_id,
+        private_key=pem,
+        webhook_secret=_require_text(data, "webhook_secret"),
+        oauth_client_id=client_id if isinstance(client_id, str) and client_id else None,
+        oauth_client_secret=client_secret if isinstance(client_secret, str) and client_secret else None,
+        slug=_require_text(data, "slug"),
+        html_url=html_url.rstrip("/"),
+    )
+
+
+async def convert_manifest_code(
+    session: aiohttp.ClientSession, api_url: str, code: str, *, timeout: float = CONVERSION_TIMEOUT_SECONDS
+) -> AppCredentials:
+    """POST /app-manifests/{code}/conversions and return the new App's credentials."""
+    url = f"{api_url.rstrip('/')}/app-manifests/{quote(code, safe='')}/conversions"
+    headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28",
+               "User-Agent": "quantumreview-setup"}
+    try:
+        async with session.post(url, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+            if resp.status != 201:
+                raise ConversionError(f"GitHub answered HTTP {resp.status} ({await _github_message(resp)})")
+            data = await resp.json(content_type=None)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise ConversionError(f"GitHub could not be reached ({type(exc).__name__})") from None
+    except ValueError:
+        raise ConversionError("GitHub's response is not JSON") from None
+    if not isinstance(data, Mapping):
+        raise ConversionError("GitHub's response is not a JSON object")
+    return credentials_from_conversion(data)
+
+
+async def _github_message(resp: aiohttp.ClientResponse) -> str:
+    try:
+        body = await resp.json(content_type=None)
+    except (ValueError, aiohttp.ClientError):
+        return "no message"
+    message = body.get("message") if isinstance(body, Mapping) else None
+    return str(message)[:200] if message else "no message"
+
+
+def _stored_values(creds: AppCredentials, name: str | None, box: SecretBox) -> list[StoredValue]:
+    plain = {"app_id": str(creds.app_id), "slug": creds.slug, "name": name, "html_url": creds.html_url,
+             "oauth_client_id": creds.oauth_client_id}
+    secret = {"private_key": creds.private_key, "webhook_secret": creds.webhook_secret,
+              "oauth_client_secret": creds.oauth_client_secret}
+    values = [StoredValue(k, v.encode(), secret=False) for k, v in plain.items() if v is not None]
+    return values + [StoredValue(k, box.encrypt(v), secret=True) for k, v in secret.items() if v is not None]
+
+
+async def store_credentials(
+    db: Database, box: SecretBox, creds: AppCredentials, *, name: str | None = None, now: float | None = None
+) -> None:
+    """Save the App's credentials in one transaction, secrets encrypted with `box`."""
+    async with db.transaction() as conn:
+        await save_values(conn, _stored_values(creds, name, box), now=time.time() if now is None else now)
+
+
+async def load_stored_credentials(db: Database, box: SecretBox) -> AppCredentials | None:
+    """The App credentials saved by the setup flow, or None if there are none."""
+    stored = await load_values(db)
+    if not {"app_id", "private_key", "webhook_secret"} <= stored.keys():
+        return None
+    try:
+        values = {n: box.decrypt(v.value) if v.secret else v.value.decode() for n, v in stored.items()}
+    except SecretBoxError:
+        raise StoredCredentialsError(
+            "the stored GitHub App credentials cannot be decrypted: JWT_SECRET (or secret.key beside the "
+            "database) changed since setup; restore it, or set the GITHUB_* variables"
+        ) from None
+    return AppCredentials(
+        app_id=int(values["app_id"]),
+        private_key=values["private_key"],
+        webhook_secret=values["webhook_secret"],
+        oauth_client_id=values.get("oauth_client_id"),
+        oauth_client_secret=values.get("oauth_client_secret"),
+        slug=values.get("slug"),
+        html_url=values.get("html_url"),
+    )
+
+
+async def initial_credentials(settings: Settings, db: Database, box: SecretBox) -> AppCredentials | None:
+    """Credentials to start with: the environment's when set (they win), else those stored by the setup flow."""
+    from_env = AppCredentials.from_settings(settings)
+    if from_env is not None:
+        return from_env
+    return await load_stored_credentials(db, box)
+
+
+def _html(body: str, *, settings: Settings, status: int = 200) -> web.Response:
+    csp = (f"default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; frame-ancestors 'none'; "
+           f"form-action 'self' {_origin(settings.github_url)} {_origin(settings.public_url)}")
+    # Why no-referrer: the callback URL carries the manifest code; links on the page must not leak it.
+    headers = {"Cache-Control": "no-store", "Content-Security-Policy": csp, "Referrer-Policy": "no-referrer",
+               "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY"}
+    return web.Response(text=body, status=status, content_type="text/html", headers=headers)
+
+
+def _is_local(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    return host in ("localhost", "127.0.0.1", "::1") or host.endswith(".localhost")
+
+
+class SetupFlow:
+    """The setup routes; the pending states live here, so nothing sits in module globals."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.time, template: Mapping[str, Any] | None = None) -> None:
+        self._clock = clock
+        self._states = SetupStates(clock=clock)
+        self._template = dict(template) if template is not None else load_manifest_template()
+        # Why: two tabs finishing at once must not both convert and overwrite each other's App.
+        self._finishing = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"SetupFlow({self._states!r})"
+
+    async def show_setup(self, request: web.Request) -> web.Response:
+        """GET /setup: the Register button, with a fresh state bound to a cookie; 404 once configured."""
+        app = request.app
+        if app[keys.credentials].configured:
+            raise web.HTTPNotFound()
+        settings = app[keys.settings]
+        organization = request.query.get("organization", "").strip()
+        if organization and not ORGANIZATION.fullmatch(organization):
+            return _html(setup_pages.bad_organization_page(organization[:100]), settings=settings, status=400)
+        state, cookie = self._states.issue(app[keys.secret_box].session_key)
+        path = f"/organizations/{quote(organization, safe='')}/settings/apps/new" if organization else \
+            "/settings/apps/new"
+        action = f"{settings.github_url}{path}?{urlencode({'state': state})}"
+        manifest = json.dumps(build_manifest(self._template, settings.public_url), separators=(",", ":"))
+        page = setup_pages.setup_page(action=action, manifest_json=manifest, organization=organization,
+                                      public_url=settings.public_url, local=_is_local(settings.public_url))
+        response = _html(page, settings=settings)
+        response.set_cookie(STATE_COOKIE, cookie, max_age=self._states.ttl, path=SETUP_PATH, httponly=True,
+                            samesite="Lax", secure=settings.public_url.startswith("https://"))
+        return response
+
+    async def finish_setup(self, request: web.Request) -> web.Response:
+        """GET /setup/callback: check state, convert the code, store and load the App; 404 once configured."""
+        app = request.app
+        settings = app[keys.settings]
+        async with self._finishing:
+            if app[keys.credentials].configured:
+                raise web.HTTPNotFound()
+            key = app[keys.secret_box].session_key
+            state, code = request.query.get("state"), request.query.get("code", "")
+            if not self._states.redeem(key, state, request.cookies.get(STATE_COOKIE)):
+                log.warning("setup callback rejected: state missing, wrong, expired or already used")
+                return self._forget_cookie(_html(setup_pages.bad_state_page(), settings=settings, status=400))
+            if not CODE.fullmatch(code):
+                return self._forget_cookie(_html(setup_pages.conversion_failed_page("the code from GitHub is "
+                                                 "missing or malformed"), settings=settings, status=400))
+            try:
+                creds = await convert_manifest_code(app[keys.http], settings.github_api_url, code)
+            except ConversionError as exc:
+                log.warning("GitHub App manifest conversion failed: %s", exc)
+                page = setup_pages.conversion_failed_page(str(exc))
+                return self._forget_cookie(_html(page, settings=settings, status=502))
+            assert creds.html_url is not None and creds.slug is not None
+            try:
+                await store_credentials(app[keys.db], app[keys.secret_box], creds, name=creds.slug,
+                                        now=self._clock())
+            except (DatabaseBusy, sqlite3.Error) as exc:
+                log.error("GitHub App %s (id %d) created but not saved: %s", creds.slug, creds.app_id,
+                          type(exc).__name__)
+                page = setup_pages.store_failed_page(creds.html_url)
+                return self._forget_cookie(_html(page, settings=settings, status=503))
+            app[keys.credentials].replace(creds)
+        log.info("GitHub App %s (id %d) registered from the manifest; its credentials are stored and in use",
+                 creds.slug, creds.app_id)
+        page = setup_pages.success_page(name=creds.slug, html_url=creds.html_url)
+        return self._forget_cookie(_html(page, settings=settings))
+
+    async def show_installed(self, request: web.Request) -> web.Response:
+        """GET /setup/installed: where GitHub sends people after installing (the manifest's setup_url)."""
+        settings = request.app[keys.settings]
+        return _html(setup_pages.installed_page(settings.dashboard_url), settings=settings)
+
+    @staticmethod
+    def _forget_cookie(response: web.Response) -> web.Response:
+        response.del_cookie(STATE_COOKIE, path=SETUP_PATH)
+        return response
+
+
+def add_routes(app: web.Application, *, clock: Callable[[], float] = time.time) -> SetupFlow:
+    """Register /setup, /setup/callback and /setup/installed on `app`; return the flow (tests drive its clock)."""
+    flow = SetupFlow(clock=clock)
+    app.router.add_get(SETUP_PATH, flow.show_setup)
+    app.router.add_get(SETUP_CALLBACK_PATH, flow.finish_setup)
+    app.router.add_get(SETUP_INSTALLED_PATH, flow.show_installed)
+    return flow

@@ -1,0 +1,105 @@
+"""HTML for the setup flow; every value from outside goes through html.escape."""
+
+from __future__ import annotations
+
+from html import escape
+
+STYLE = (
+    "body{font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem;line-height:1.5}"
+    "button,.button{font-size:1rem;padding:.6rem 1.2rem;border-radius:6px;border:1px solid #1f883d;"
+    "background:#1f883d;color:#fff;text-decoration:none;cursor:pointer}"
+    ".secondary{background:#f6f8fa;color:#24292f;border-color:#d0d7de}"
+    ".note{color:#57606a;font-size:.9rem}.error{color:#cf222e}input{font-size:1rem;padding:.4rem}"
+)
+
+
+def page(title: str, body: str) -> str:
+    """A complete HTML document; `body` must already be escaped."""
+    return (
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+        "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
+        f"<title>{escape(title)} · QuantumReview</title><style>{STYLE}</style></head>"
+        f"<body><h1>{escape(title)}</h1>{body}</body></html>"
+    )
+
+
+def setup_page(*, action: str, manifest_json: str, organization: str, public_url: str, local: bool) -> str:
+    """The page with the "Register GitHub App" button that posts the manifest to GitHub."""
+    owner = f"the organization <strong>{escape(organization)}</strong>" if organization else "your personal account"
+    warning = (
+        "<p class=\"note error\">PUBLIC_URL is a local address, so GitHub cannot deliver webhooks to it. "
+        "Use a webhook forwarder (see docs/deploy.md) or set PUBLIC_URL to a public address.</p>"
+        if local else ""
+    )
+    return page("Set up QuantumReview", (
+        "<p>No GitHub App is configured yet. Register one from this server's manifest: GitHub creates the App, "
+        "then sends you back here and the server starts using it at once.</p>"
+        f"<p>The App will be owned by {owner} and receive webhooks at "
+        f"<code>{escape(public_url)}/webhooks/github</code>.</p>{warning}"
+        f"<form method=\"post\" action=\"{escape(action)}\" id=\"register-form\">"
+        f"<input type=\"hidden\" name=\"manifest\" value=\"{escape(manifest_json)}\">"
+        "<button type=\"submit\" id=\"register\">Register GitHub App</button></form>"
+        "<h2>Register it for an organization instead</h2>"
+        "<form method=\"get\" action=\"/setup\">"
+        f"<label>Organization <input name=\"organization\" value=\"{escape(organization)}\" "
+        "maxlength=\"39\" autocomplete=\"off\"></label> "
+        "<button type=\"submit\" class=\"secondary\" id=\"use-organization\">Use this organization</button></form>"
+        "<p class=\"note\">This link works for 10 minutes and once.</p>"
+    ))
+
+
+def bad_organization_page(organization: str) -> str:
+    """The organization name typed in is not a GitHub login."""
+    return page("Set up QuantumReview", (
+        f"<p class=\"error\">“{escape(organization)}” is not a valid organization name (letters, digits and "
+        "single hyphens, at most 39 characters).</p><p><a href=\"/setup\">Start again</a></p>"
+    ))
+
+
+def bad_state_page() -> str:
+    """The callback's state is missing, wrong, expired or already used."""
+    return page("Setup link not valid", (
+        "<p class=\"error\">This setup link has expired, was already used, or was not started from this "
+        "browser. Nothing was stored.</p><p><a href=\"/setup\">Start again</a></p>"
+    ))
+
+
+def conversion_failed_page(reason: str) -> str:
+    """GitHub did not turn the code into App credentials."""
+    return page("GitHub App not registered", (
+        f"<p class=\"error\">GitHub did not return the new App's credentials: {escape(reason)}. "
+        "Nothing was stored.</p><p>If GitHub shows the App under Settings → Developer settings, delete it, "
+        "then <a href=\"/setup\">start again</a>.</p>"
+    ))
+
+
+def store_failed_page(html_url: str) -> str:
+    """The credentials came back but could not be saved."""
+    return page("GitHub App not saved", (
+        "<p class=\"error\">GitHub created the App but this server could not save its credentials.</p>"
+        f"<p>Delete the App at <a href=\"{escape(html_url)}\">{escape(html_url)}</a>, "
+        "then <a href=\"/setup\">start again</a>.</p>"
+    ))
+
+
+def success_page(*, name: str, html_url: str) -> str:
+    """The App is registered and in use; the next step is installing it."""
+    install = f"{html_url}/installations/new"
+    return page("GitHub App registered", (
+        f"<p>The GitHub App <strong>{escape(name)}</strong> is registered and this server is using it now; "
+        "no restart is needed.</p>"
+        f"<p><a class=\"button\" id=\"install\" href=\"{escape(install)}\">Install it on your repositories</a></p>"
+        f"<p class=\"note\">You can change its settings at <a href=\"{escape(html_url)}\">{escape(html_url)}</a>."
+        "</p>"
+    ))
+
+
+def installed_page(dashboard_url: str | None) -> str:
+    """Where GitHub sends people after they install the App (the manifest's setup_url)."""
+    link = ""
+    if dashboard_url:
+        link = f"<p><a class=\"button\" href=\"{escape(dashboard_url)}\">Open the dashboard</a></p>"
+    return page("QuantumReview is installed", (
+        "<p>The App is installed. It will comment on issues with acceptance criteria and check pull requests "
+        f"from now on.</p>{link}"
+    ))

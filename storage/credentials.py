@@ -1,0 +1,35 @@
+"""App credentials from the setup flow: one row per name; secret values arrive and leave as ciphertext."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import aiosqlite
+
+from storage.db import Database
+
+
+@dataclass(frozen=True)
+class StoredValue:
+    """One credential as stored: bytes (ciphertext when `secret`)."""
+
+    name: str
+    value: bytes = field(repr=False)
+    secret: bool
+
+
+async def save_values(conn: aiosqlite.Connection, values: Iterable[StoredValue], *, now: float) -> None:
+    """Insert or replace each value, inside the caller's transaction."""
+    await conn.executemany(
+        "INSERT INTO credentials (name, value, secret, updated_at) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT(name) DO UPDATE SET value = excluded.value, secret = excluded.secret, "
+        "updated_at = excluded.updated_at",
+        [(v.name, v.value, int(v.secret), now) for v in values],
+    )
+
+
+async def load_values(db: Database) -> dict[str, StoredValue]:
+    """Every stored credential by name."""
+    rows = await db.fetchall("SELECT name, value, secret FROM credentials")
+    return {row["name"]: StoredValue(row["name"], bytes(row["value"]), bool(row["secret"])) for row in rows}

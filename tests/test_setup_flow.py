@@ -1,0 +1,425 @@
+"""The manifest setup flow: app.yml, the state cookie, conversion, storage and hot loading of the App."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from lxml import html as lxml_html
+
+from quantumreview import keys
+from quantumreview.app_manifest import (
+    ManifestSyntaxError,
+    build_manifest,
+    dump_yaml_subset,
+    load_manifest_template,
+    parse_yaml_subset,
+    read_app_yml,
+)
+from quantumreview.credentials import AppCredentials, CredentialsHolder
+from quantumreview.crypto import SecretBox
+from quantumreview.settings import Settings
+from quantumreview.setup_flow import (
+    ConversionError,
+    StoredCredentialsError,
+    add_routes,
+    credentials_from_conversion,
+    initial_credentials,
+    load_stored_credentials,
+    store_credentials,
+)
+from quantumreview.setup_state import STATE_COOKIE, SetupStates
+from quantumreview.testing.fake import FakeGitHub
+from storage.credentials import load_values
+from storage.db import Database
+
+ROOT = Path(__file__).resolve().parent.parent
+PUBLIC_URL = "http://qr.example.test"
+CONVERSIONS = "/app-manifests/{code}/conversions"
+BOX_KEY = b"k" * 32
+
+
+class Clock:
+    """A settable clock for state expiry."""
+
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# --- app.yml and the YAML-subset reader -------------------------------------------------------------------------
+
+
+def test_root_app_yml_is_identical_to_the_packaged_one() -> None:
+    assert (ROOT / "app.yml").read_bytes() == (ROOT / "quantumreview" / "app.yml").read_bytes()
+
+
+def test_app_yml_asks_for_the_agreed_permissions_and_events() -> None:
+    manifest = load_manifest_template()
+    assert {"name", "url", "description", "public"} <= manifest.keys()
+    assert manifest["public"] is False
+    assert manifest["default_permissions"] == {
+        "issues": "write", "pull_requests": "write", "checks": "write",
+        "actions": "read", "contents": "read", "metadata": "read",
+    }
+    assert manifest["default_events"] == ["issues", "pull_request", "workflow_run", "check_suite", "check_run"]
+
+
+def test_app_yml_round_trips_through_the_subset_writer() -> None:
+    parsed = parse_yaml_subset(read_app_yml())
+    assert parse_yaml_subset(dump_yaml_subset(parsed)) == parsed
+
+
+def test_subset_reader_handles_comments_quotes_and_scalars() -> None:
+    text = (
+        "# heading\n"
+        "a: plain text here   # trailing comment\n"
+        "b: \"has # hash and \\\"quotes\\\"\"\n"
+        "c: 'it''s # not a comment'\n"
+        "d: 42\n"
+        "e: null\n"
+        "f: true\n"
+        "g:\n"
+        "  h:\n"
+        "    - x\n"
+        "    - \"y: z\"\n"
+        "  i: ~\n"
+        "list_at_key_indent:\n"
+        "- one\n"
+        "empty:\n"
+    )
+    assert parse_yaml_subset(text) == {
+        "a": "plain text here", "b": 'has # hash and "quotes"', "c": "it's # not a comment", "d": 42,
+        "e": None, "f": True, "g": {"h": ["x", "y: z"], "i": None}, "list_at_key_indent": ["one"], "empty": None,
+    }
+
+
+@pytest.mark.parametrize("value", ["a: b", "#hash", " padded", "yes", "1.5", "[x]", "it's", "", "null", "-1"])
+def test_subset_writer_round_trips_awkward_strings(value: str) -> None:
+    assert parse_yaml_subset(dump_yaml_subset({"k": value, "l": [value]})) == {"k": value, "l": [value]}
+
+
+@pytest.mark.parametrize(("text", "line"), [
+    ("a: {b: 1}\n", 1),
+    ("a: &anchor x\n", 1),
+    ("a: 1\nb: yes\n", 2),
+    ("a: 1\na: 2\n", 2),
+    ("a:\n\tb: 1\n", 2),
+    ("a: 1\n  b: 2\n", 2),
+    ("a: |\n  text\n", 1),
+    ("a: 1\n---\nb: 2\n", 2),
+    ("- top level list\n", 1),
+    ("a: \"unterminated\n", 1),
+])
+def test_subset_reader_rejects_what_it_cannot_read_and_names_the_line(text: str, line: int) -> None:
+    with pytest.raises(ManifestSyntaxError) as caught:
+        parse_yaml_subset(text)
+    assert caught.value.line == line
+
+
+def test_manifest_urls_come_from_the_public_url() -> None:
+    manifest = build_manifest(load_manifest_template(), "https://qr.example.test/")
+    assert manifest["hook_attributes"] == {"active": True, "url": "https://qr.example.test/webhooks/github"}
+    assert manifest["redirect_url"] == "https://qr.example.test/setup/callback"
+    assert manifest["callback_urls"] == ["https://qr.example.test/auth/callback"]
+    assert manifest["setup_url"] == "https://qr.example.test/setup/installed"
+
+
+def test_manifest_on_fly_defaults_to_the_fly_dev_address() -> None:
+    settings = Settings.from_env({"FLY_APP_NAME": "my-qr"})
+    manifest = build_manifest(load_manifest_template(), settings.public_url)
+    assert manifest["hook_attributes"]["url"] == "https://my-qr.fly.dev/webhooks/github"
+
+
+def test_manifest_template_is_not_modified_by_filling_in() -> None:
+    template = load_manifest_template()
+    build_manifest(template, PUBLIC_URL)
+    assert "url" not in template["hook_attributes"] and "redirect_url" not in template
+
+
+# --- the state ---------------------------------------------------------------------------------------------------
+
+
+def test_state_is_accepted_once_with_its_own_cookie() -> None:
+    states = SetupStates(clock=Clock())
+    state, cookie = states.issue(BOX_KEY)
+    assert len(state) >= 22  # ≥ 128 bits in URL-safe base64
+    assert states.redeem(BOX_KEY, state, cookie) is True
+    assert states.redeem(BOX_KEY, state, cookie) is False
+
+
+def test_state_is_refused_with_a_forged_or_foreign_cookie() -> None:
+    states = SetupStates(clock=Clock())
+    state, cookie = states.issue(BOX_KEY)
+    _, other_cookie = states.issue(BOX_KEY)
+    assert states.redeem(BOX_KEY, state, other_cookie) is False
+    assert states.redeem(b"x" * 32, state, cookie) is False
+    assert states.redeem(BOX_KEY, state, cookie[:-2] + "AA") is False
+    assert states.redeem(BOX_KEY, state, None) is False
+    assert states.redeem(BOX_KEY, None, cookie) is False
+    assert states.redeem(BOX_KEY, state, cookie) is True  # the failures above did not burn it
+
+
+def test_state_expires_after_ten_minutes() -> None:
+    clock = Clock()
+    states = SetupStates(clock=clock)
+    state, cookie = states.issue(BOX_KEY)
+    clock.now += 601
+    assert states.redeem(BOX_KEY, state, cookie) is False
+
+
+# --- conversion response checks ---------------------------------------------------------------------------------
+
+GOOD_CONVERSION: dict[str, Any] = {
+    "id": 7, "slug": "qr", "pem": "-----BEGIN RSA PRIVATE KEY-----\nabc\n-----END RSA PRIVATE KEY-----\n",
+    "webhook_secret": "0123456789abcdef0123", "client_id": "Iv1.x", "client_secret": "cs-1",
+    "html_url": "https://github.com/apps/qr",
+}
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"webhook_secret": None}, "webhook_secret"),
+    ({"id": "7"}, "App id"),
+    ({"pem": "not a key"}, "PEM"),
+    ({"html_url": "javascript:alert(1)"}, "html_url"),
+])
+def test_conversion_response_without_usable_credentials_is_refused(change: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConversionError, match=message):
+        credentials_from_conversion({**GOOD_CONVERSION, **change})
+
+
+# --- storage ------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    database = await Database.open(tmp_path / "qr.db")
+    try:
+        yield database
+    finally:
+        await database.close()
+
+
+def stored_row_bytes(path: Path) -> bytes:
+    with sqlite3.connect(path) as conn:
+        return b"".join(bytes(row[0]) for row in conn.execute("SELECT value FROM credentials"))
+
+
+async def test_stored_credentials_are_encrypted_and_load_back(db: Database) -> None:
+    box = SecretBox(BOX_KEY)
+    creds = credentials_from_conversion(GOOD_CONVERSION)
+    await store_credentials(db, box, creds, name="qr", now=1.0)
+    raw = stored_row_bytes(db.path)
+    assert b"PRIVATE KEY" not in raw and b"0123456789abcdef0123" not in raw and b"cs-1" not in raw
+    assert b"Iv1.x" in raw  # the client id is not a secret
+    assert await load_stored_credentials(db, box) == creds
+
+
+async def test_stored_credentials_under_another_key_fail_loudly(db: Database) -> None:
+    await store_credentials(db, SecretBox(BOX_KEY), credentials_from_conversion(GOOD_CONVERSION))
+    with pytest.raises(StoredCredentialsError, match="JWT_SECRET") as caught:
+        await load_stored_credentials(db, SecretBox(b"z" * 32))
+    assert "0123456789abcdef0123" not in str(caught.value)
+
+
+async def test_no_stored_credentials_means_setup_mode(db: Database) -> None:
+    assert await initial_credentials(Settings(), db, SecretBox(BOX_KEY)) is None
+
+
+async def test_environment_credentials_win_over_stored_ones(db: Database) -> None:
+    box = SecretBox(BOX_KEY)
+    await store_credentials(db, box, credentials_from_conversion(GOOD_CONVERSION))
+    env = Settings.from_env({"GITHUB_APP_ID": "99", "GITHUB_PRIVATE_KEY": GOOD_CONVERSION["pem"],
+                             "GITHUB_WEBHOOK_SECRET": "env-secret-env-secret"})
+    chosen = await initial_credentials(env, db, box)
+    assert chosen is not None and chosen.app_id == 99 and chosen.webhook_secret == "env-secret-env-secret"
+    stored = await initial_credentials(Settings(), db, box)
+    assert stored is not None and stored.app_id == 7
+
+
+# --- the HTTP flow against the fake GitHub ------------------------------------------------------------------------
+
+
+class Flow:
+    """A test app with only the setup routes, its state, and helpers to walk through GitHub."""
+
+    def __init__(self, client: TestClient[Any, Any], app: web.Application, fake: FakeGitHub, clock: Clock) -> None:
+        self.client, self.app, self.fake, self.clock = client, app, fake, clock
+
+    @property
+    def holder(self) -> CredentialsHolder:
+        return self.app[keys.credentials]
+
+    async def open_setup(self, query: str = "") -> tuple[str, str]:
+        """GET /setup and return the register form's action and manifest."""
+        resp = await self.client.get("/setup" + query)
+        assert resp.status == 200
+        doc = lxml_html.fromstring(await resp.text())
+        form = doc.get_element_by_id("register-form")
+        return str(form.get("action")), str(form.xpath(".//input[@name='manifest']/@value")[0])
+
+    async def through_github(self, action: str, manifest: str) -> dict[str, str]:
+        """Submit the form to the fake GitHub and return the query it redirects back with."""
+        async with aiohttp.ClientSession() as browser, browser.post(
+                action, data={"manifest": manifest}, allow_redirects=False) as resp:
+            assert resp.status == 302
+            location = resp.headers["Location"]
+        assert location.startswith(PUBLIC_URL + "/setup/callback?")
+        return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+
+    def conversions(self) -> int:
+        return len(self.fake.calls("POST", CONVERSIONS))
+
+
+def setup_app(fake: FakeGitHub, db: Database, session: aiohttp.ClientSession, public_url: str,
+              clock: Clock) -> web.Application:
+    """An app with only the setup routes and the state they read."""
+    app = web.Application()
+    app[keys.settings] = Settings(public_url=public_url, github_url=fake.url, github_api_url=fake.api_url)
+    app[keys.credentials] = CredentialsHolder()
+    app[keys.secret_box] = SecretBox(BOX_KEY)
+    app[keys.db] = db
+    app[keys.http] = session
+    add_routes(app, clock=clock)
+    return app
+
+
+@pytest.fixture
+async def flow(
+    aiohttp_client: Callable[..., Any], fake_github: FakeGitHub, db: Database
+) -> AsyncIterator[Flow]:
+    clock = Clock()
+    async with aiohttp.ClientSession() as session:
+        app = setup_app(fake_github, db, session, PUBLIC_URL, clock)
+        client = await aiohttp_client(app)
+        yield Flow(client, app, fake_github, clock)
+
+
+async def test_state_cookie_is_secure_when_the_public_url_is_https(
+    aiohttp_client: Callable[..., Any], fake_github: FakeGitHub, db: Database
+) -> None:
+    async with aiohttp.ClientSession() as session:
+        client = await aiohttp_client(setup_app(fake_github, db, session, "https://qr.example.test", Clock()))
+        resp = await client.get("/setup")
+        assert resp.cookies[STATE_COOKIE]["secure"]
+
+
+async def test_setup_page_posts_the_manifest_to_github_with_a_state(flow: Flow) -> None:
+    resp = await flow.client.get("/setup")
+    text = await resp.text()
+    assert resp.status == 200 and "Register GitHub App" in text
+    cookie = resp.cookies[STATE_COOKIE]
+    assert cookie["httponly"] and cookie["samesite"] == "Lax" and cookie["path"] == "/setup"
+    assert not cookie["secure"] and int(cookie["max-age"]) == 600
+    assert resp.headers["Cache-Control"] == "no-store"
+    action, manifest = await flow.open_setup()
+    parts = urlsplit(action)
+    assert f"{parts.scheme}://{parts.netloc}{parts.path}" == flow.fake.url + "/settings/apps/new"
+    assert len(parse_qs(parts.query)["state"][0]) >= 22
+    sent = json.loads(manifest)
+    assert sent["redirect_url"] == PUBLIC_URL + "/setup/callback"
+    assert sent["default_events"] == load_manifest_template()["default_events"]
+
+
+async def test_setup_page_targets_the_organization_when_named(flow: Flow) -> None:
+    action, _ = await flow.open_setup("?organization=octo-org")
+    assert urlsplit(action).path == "/organizations/octo-org/settings/apps/new"
+
+
+async def test_setup_page_escapes_a_hostile_organization_name(flow: Flow) -> None:
+    resp = await flow.client.get("/setup", params={"organization": "<script>alert(1)</script>"})
+    text = await resp.text()
+    assert resp.status == 400
+    assert "<script>" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+
+
+async def test_callback_stores_and_loads_the_app_without_a_restart(
+    flow: Flow, caplog: pytest.LogCaptureFixture
+) -> None:
+    seen: list[AppCredentials] = []
+    flow.holder.on_change(seen.append)
+    caplog.set_level(logging.DEBUG)
+    back = await flow.through_github(*await flow.open_setup())
+    resp = await flow.client.get("/setup/callback", params=back)
+    page = await resp.text()
+    assert resp.status == 200
+    created = flow.fake.state.created_apps[-1]
+    current = flow.holder.current
+    assert current is not None and current.app_id == created["id"] and seen == [current]
+    assert current.webhook_secret == created["webhook_secret"] and current.private_key == created["pem"]
+    assert current.oauth_client_id == created["client_id"] and current.oauth_client_secret == created["client_secret"]
+    link = lxml_html.fromstring(page).get_element_by_id("install")
+    assert link.get("href") == created["html_url"] + "/installations/new"
+    stored = await load_stored_credentials(flow.app[keys.db], flow.app[keys.secret_box])
+    assert stored == current
+    for secret in (created["webhook_secret"], created["client_secret"], "PRIVATE KEY"):
+        assert secret not in page
+        assert secret not in caplog.text
+    assert "registered" in caplog.text
+
+
+async def test_setup_answers_404_once_configured(flow: Flow) -> None:
+    back = await flow.through_github(*await flow.open_setup())
+    assert (await flow.client.get("/setup/callback", params=back)).status == 200
+    assert (await flow.client.get("/setup")).status == 404
+    assert (await flow.client.get("/setup/callback", params=back)).status == 404
+    assert flow.conversions() == 1
+
+
+@pytest.mark.parametrize("tamper", ["wrong", "missing", "no_cookie"])
+async def test_callback_with_a_bad_state_is_refused_without_converting(flow: Flow, tamper: str) -> None:
+    back = await flow.through_github(*await flow.open_setup())
+    if tamper == "wrong":
+        back["state"] = back["state"][::-1]
+    elif tamper == "missing":
+        del back["state"]
+    else:
+        flow.client.session.cookie_jar.clear()
+    resp = await flow.client.get("/setup/callback", params=back)
+    assert resp.status == 400 and "Start again" in await resp.text()
+    assert flow.conversions() == 0 and flow.holder.current is None
+    assert await load_values(flow.app[keys.db]) == {}
+
+
+async def test_callback_with_an_expired_state_is_refused(flow: Flow) -> None:
+    back = await flow.through_github(*await flow.open_setup())
+    flow.clock.now += 601
+    assert (await flow.client.get("/setup/callback", params=back)).status == 400
+    assert flow.conversions() == 0
+
+
+async def test_conversion_failure_shows_an_error_and_stores_nothing(flow: Flow) -> None:
+    flow.fake.fail_next("POST", CONVERSIONS, status=422, body={"message": "Validation Failed"})
+    back = await flow.through_github(*await flow.open_setup())
+    resp = await flow.client.get("/setup/callback", params=back)
+    text = await resp.text()
+    assert resp.status == 502 and "HTTP 422" in text and "Validation Failed" in text
+    assert flow.holder.current is None and await load_values(flow.app[keys.db]) == {}
+
+
+async def test_a_state_and_its_cookie_cannot_be_replayed_after_a_failed_conversion(flow: Flow) -> None:
+    flow.fake.fail_next("POST", CONVERSIONS, status=500)
+    back = await flow.through_github(*await flow.open_setup())
+    cookie = flow.client.session.cookie_jar.filter_cookies(flow.client.make_url("/setup/callback"))[STATE_COOKIE]
+    assert (await flow.client.get("/setup/callback", params=back)).status == 502
+    flow.client.session.cookie_jar.clear()
+    replay = await flow.client.get("/setup/callback", params=back,
+                                   headers={"Cookie": f"{STATE_COOKIE}={cookie.value}"})
+    assert replay.status == 400 and flow.conversions() == 1
+
+
+async def test_installed_page_is_served_after_setup(flow: Flow) -> None:
+    resp = await flow.client.get("/setup/installed", params={"installation_id": "5", "setup_action": "install"})
+    assert resp.status == 200 and "installed" in await resp.text()
+
