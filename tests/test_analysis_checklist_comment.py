@@ -149,3 +149,8 @@ def test_no_criteria_explains_how_to_add_them() -> None:
     assert parse_marker(body)
     assert "No acceptance criteria found" in body
     assert "| ID |" not in body
+
+
+def test_control_characters_are_dropped_from_criterion_text() -> None:
+    rows = table_rows(render([ChecklistLine("T1", "a\x00b\x1bc\x7fd", "pending")]))
+    assert cells(rows[0])[1] == "abcd"

@@ -24,6 +24,8 @@ STATUS_LABELS: dict[str, str] = {
 _UNKNOWN_STATUS = "⚪ unknown"
 _TID = re.compile(r"T[1-9][0-9]{0,8}")
 _MENTION = re.compile(r"@(?=[A-Za-z0-9])")
+# GitHub rejects or mangles NUL and other control characters in comment bodies.
+_CONTROL_CHARS = dict.fromkeys([*range(0x20), 0x7F])
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +73,7 @@ def parse_marker(body: str) -> bool:
 
 def escape_cell(text: str, *, max_chars: int = MAX_TEXT_CHARS) -> str:
     """Make text safe inside a table cell: one line, no pipes, no HTML, no mentions, bounded length."""
-    text = " ".join(text.split())
+    text = " ".join(text.split()).translate(_CONTROL_CHARS)
     if len(text) > max_chars:
         text = text[: max_chars - 1].rstrip() + "…"
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
