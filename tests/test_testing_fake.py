@@ -536,3 +536,32 @@ def test_load_payload_reads_the_shipped_examples(load_payload: Any) -> None:
     assert load_payload("issues.opened")["action"] == "opened"
     with pytest.raises(LookupError, match=r"issues\.opened"):
         load_payload("no.such")
+
+
+async def test_redelivery_posts_the_signed_payload_to_the_apps_webhook(
+        installed: FakeGitHub, session: aiohttp.ClientSession, rsa_private_key: str,
+        aiohttp_server: Any) -> None:
+    from aiohttp import web
+
+    from quantumreview.testing.signing import sign
+
+    received: list[tuple[dict[str, str], bytes]] = []
+
+    async def receive(request: web.Request) -> web.Response:
+        received.append((dict(request.headers), await request.read()))
+        return web.Response(status=202)
+
+    receiver = web.Application()
+    receiver.router.add_post("/webhooks/github", receive)
+    server = await aiohttp_server(receiver)
+    installed.send_webhooks_to(str(server.make_url("/webhooks/github")), "whsec")
+    failed = installed.add_hook_delivery("guid-x", status="failed to connect", event="issues", action="opened",
+                                         payload={"action": "opened"})
+    status, _, _ = await call(session, installed, "POST", f"/app/hook/deliveries/{failed['id']}/attempts", "",
+                              headers={"Authorization": f"Bearer {app_jwt(rsa_private_key)}"})
+    assert status == 202
+    [(headers, body)] = received
+    assert json.loads(body) == {"action": "opened"}
+    assert headers["X-GitHub-Delivery"] == "guid-x" and headers["X-GitHub-Event"] == "issues"
+    assert headers["X-Hub-Signature-256"] == sign(body, "whsec")
+    assert installed.state.hook_deliveries[-1]["status"] == "OK"

@@ -20,6 +20,7 @@ from quantumreview.testing.contract import Contract
 from quantumreview.testing.fake_auth import authenticate
 from quantumreview.testing.fake_http import API_PREFIX, STATE, GitHubError, Route
 from quantumreview.testing.fake_state import BlobScript, FakeState, RecordedRequest
+from quantumreview.testing.signing import encode_payload
 
 # Templates people naturally write, mapped to the OpenAPI template the fake records.
 ROUTE_ALIASES = {
@@ -219,10 +220,16 @@ class FakeGitHub:
         return self.state.add_user(login, user_id, installations=installations, permissions=permissions)
 
     def add_hook_delivery(self, guid: str, *, status: str = "OK", event: str = "issues", action: str | None = None,
-                          delivered_at: float | None = None, redelivery: bool = False) -> dict[str, Any]:
-        """Add an attempt to the app's webhook delivery log."""
+                          delivered_at: float | None = None, redelivery: bool = False,
+                          payload: Mapping[str, Any] | bytes | None = None) -> dict[str, Any]:
+        """Add an attempt to the app's webhook delivery log; with a payload, a redelivery really sends it."""
+        body = encode_payload(payload) if payload is not None else None
         return self.state.add_hook_delivery(guid, status=status, event=event, action=action,
-                                            delivered_at=delivered_at, redelivery=redelivery)
+                                            delivered_at=delivered_at, redelivery=redelivery, payload=body)
+
+    def send_webhooks_to(self, url: str, secret: str) -> None:
+        """Make redelivery attempts POST the stored payload, signed with secret, to the app at url."""
+        self.state.webhook_url, self.state.webhook_secret = url, secret
 
     def authorize_as(self, login: str | None) -> None:
         """Make /login/oauth/authorize approve as login (None: the user denies access)."""

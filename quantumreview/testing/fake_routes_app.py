@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from quantumreview.testing import fake_shapes as shapes
@@ -17,7 +18,8 @@ from quantumreview.testing.fake_http import (
     state_of,
     token_of,
 )
-from quantumreview.testing.fake_state import APP_SLUG
+from quantumreview.testing.fake_state import APP_SLUG, FakeState
+from quantumreview.testing.signing import signed_delivery
 
 
 async def get_app(request: web.Request) -> web.Response:
@@ -94,13 +96,29 @@ async def get_hook_delivery(request: web.Request) -> web.Response:
     return web.json_response(found(delivery))
 
 
+async def send_to_webhook(state: FakeState, guid: str, event: str, payload: bytes) -> str:
+    """POST a signed delivery to the app's webhook URL; return the attempt status GitHub would log."""
+    assert state.webhook_url is not None
+    headers, body = signed_delivery(event, payload, state.webhook_secret, delivery_id=guid)
+    try:
+        async with aiohttp.ClientSession() as session, session.post(
+                state.webhook_url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=10)) as sent:
+            return "OK" if 200 <= sent.status < 300 else f"Invalid HTTP Response: {sent.status}"
+    except (aiohttp.ClientError, TimeoutError):
+        return "failed to connect"
+
+
 async def redeliver_hook_delivery(request: web.Request) -> web.Response:
-    """POST /app/hook/deliveries/{delivery_id}/attempts: 202 and a new attempt in the log."""
+    """POST /app/hook/deliveries/{delivery_id}/attempts: 202 and a new attempt (sent when a webhook URL is set)."""
     state = state_of(request)
     delivery_id = int_param(request, "delivery_id")
     original = found(next((d for d in state.hook_deliveries if d["id"] == delivery_id), None))
-    state.add_hook_delivery(original["guid"], status="OK", event=original["event"], action=original["action"],
-                            delivered_at=None, redelivery=True, payload=state.hook_payloads.get(delivery_id))
+    payload = state.hook_payloads.get(delivery_id)
+    status = "OK"
+    if state.webhook_url is not None and payload is not None:
+        status = await send_to_webhook(state, original["guid"], original["event"], payload)
+    state.add_hook_delivery(original["guid"], status=status, event=original["event"], action=original["action"],
+                            delivered_at=None, redelivery=True, payload=payload)
     return web.json_response({}, status=202)
 
 

@@ -113,6 +113,8 @@ class FakeState:
     current_login: str | None = None
     oauth_codes: dict[str, dict[str, Any]] = field(default_factory=dict)
     refresh_tokens: dict[str, str] = field(default_factory=dict)
+    webhook_url: str | None = None
+    webhook_secret: str = ""
     created_apps: list[dict[str, Any]] = field(default_factory=list)
     requests: list[RecordedRequest] = field(default_factory=list)
     contract_violations: list[str] = field(default_factory=list)

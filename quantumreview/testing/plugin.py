@@ -72,3 +72,25 @@ def read_payload(name: str) -> dict[str, Any]:
 def load_payload() -> Callable[[str], dict[str, Any]]:
     """Return a function reading a shipped example webhook payload by name, e.g. load_payload("issues.opened")."""
     return read_payload
+
+
+@async_fixture
+async def github_app(fake_github: FakeGitHub, rsa_private_key: str) -> AsyncIterator[Any]:
+    """Yield a GitHubApp client (app id 1, the session key) pointed at fake_github, closed after the test."""
+    import inspect
+
+    import aiohttp
+
+    try:
+        from quantumreview.github import GitHubApp
+    except ImportError as error:  # only while the client is being written; a message beats a NameError
+        pytest.skip(f"quantumreview.github.GitHubApp is not importable: {error}")
+    async with aiohttp.ClientSession() as session:
+        app = GitHubApp(session=session, app_id=1, private_key=rsa_private_key, api_url=fake_github.api_url,
+                        web_url=fake_github.url)
+        try:
+            yield app
+        finally:
+            close = getattr(app, "aclose", None) or getattr(app, "close", None)
+            if close is not None and inspect.iscoroutinefunction(close):
+                await close()
