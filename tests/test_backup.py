@@ -1,0 +1,152 @@
+"""Online backup: a consistent, verified copy while another connection keeps committing (DB-11, DB-12)."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from quantumreview.backup import BackupError, backup
+from storage import migrations
+from storage.db import Database
+
+
+def open_wal(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    return conn
+
+
+def make_ledger(path: Path) -> sqlite3.Connection:
+    """A table of rows 1..n and a counter that every transaction updates together with its row."""
+    conn = open_wal(path)
+    conn.execute("CREATE TABLE rows (id INTEGER PRIMARY KEY, payload BLOB NOT NULL)")
+    conn.execute("CREATE TABLE counter (n INTEGER NOT NULL)")
+    conn.execute("INSERT INTO counter VALUES (0)")
+    return conn
+
+
+def commit_row(conn: sqlite3.Connection) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("INSERT INTO rows (payload) VALUES (randomblob(512))")
+    conn.execute("UPDATE counter SET n = n + 1")
+    conn.execute("COMMIT")
+
+
+def ledger_state(path: Path) -> tuple[int, int, list[int]]:
+    """(counter, row count, ids) as stored in `path`."""
+    with sqlite3.connect(path) as conn:
+        ids = [row[0] for row in conn.execute("SELECT id FROM rows ORDER BY id")]
+        counter = conn.execute("SELECT n FROM counter").fetchone()[0]
+    return counter, len(ids), ids
+
+
+@pytest.fixture
+def busy_writer(tmp_path: Path) -> Iterator[tuple[Path, threading.Event, list[int]]]:
+    """A database that another thread keeps committing to until the test ends."""
+    path = tmp_path / "live.db"
+    conn = make_ledger(path)
+    for _ in range(200):
+        commit_row(conn)
+    stop, committed = threading.Event(), [200]
+
+    def write_forever() -> None:
+        while not stop.is_set():
+            commit_row(conn)
+            committed[0] += 1
+
+    thread = threading.Thread(target=write_forever, daemon=True)
+    thread.start()
+    try:
+        yield path, stop, committed
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+        conn.close()
+
+
+def test_backup_during_concurrent_writes_is_a_consistent_prefix(
+    busy_writer: tuple[Path, threading.Event, list[int]], tmp_path: Path
+) -> None:
+    path, stop, committed = busy_writer
+    deadline = time.monotonic() + 10
+    while committed[0] < 220 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert committed[0] >= 220, "the writer thread is not committing"
+    results = []
+    for i in range(5):
+        result = backup(path, tmp_path / f"copy-{i}.db")
+        with sqlite3.connect(result.path) as copy:
+            assert copy.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        counter, count, ids = ledger_state(result.path)
+        assert ids == list(range(1, count + 1))  # no gaps: a prefix of the commits
+        assert counter == count  # the two tables come from the same snapshot
+        results.append(count)
+    stop.set()
+    assert all(200 <= n <= committed[0] for n in results)
+    assert results == sorted(results)
+
+
+def test_copying_only_the_db_file_misses_commits_that_the_backup_keeps(tmp_path: Path) -> None:
+    path = tmp_path / "live.db"
+    conn = make_ledger(path)
+    conn.execute("PRAGMA wal_autocheckpoint=0")  # as between two automatic checkpoints of a busy server
+    for _ in range(50):
+        commit_row(conn)
+    try:
+        naive = tmp_path / "naive.db"
+        shutil.copyfile(path, naive)
+        with sqlite3.connect(naive) as copy:
+            try:
+                naive_rows = copy.execute("SELECT count(*) FROM rows").fetchone()[0]
+            except sqlite3.OperationalError:
+                naive_rows = 0  # even the table's creation was still in the WAL
+        result = backup(path, tmp_path / "good.db")
+        assert naive_rows < 50
+        assert ledger_state(result.path)[:2] == (50, 50)
+    finally:
+        conn.close()
+
+
+def test_backup_is_one_self_contained_file(tmp_path: Path) -> None:
+    path = tmp_path / "live.db"
+    make_ledger(path).close()
+    result = backup(path, tmp_path / "out" / "copy.db")
+    assert result.path.is_file() and result.bytes == result.path.stat().st_size and result.pages > 0
+    assert not Path(f"{result.path}-wal").exists()
+    with sqlite3.connect(result.path) as copy:
+        assert copy.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    assert not list(result.path.parent.glob(".*partial"))
+
+
+async def test_restoring_a_backup_of_the_app_database_needs_no_migration(tmp_path: Path) -> None:
+    db = await Database.open(tmp_path / "app.db")
+    try:
+        await db.execute("INSERT INTO credentials (name, value, secret, updated_at) VALUES ('slug', x'71', 0, 1)")
+        result = backup(db.path, tmp_path / "backup.db")
+    finally:
+        await db.close()
+    restored = tmp_path / "restored" / "quantumreview.db"
+    restored.parent.mkdir()
+    shutil.copyfile(result.path, restored)
+    assert migrations.migrate(restored) == []
+    reopened = await Database.open(restored)
+    try:
+        assert await reopened.fetchvalue("SELECT value FROM credentials WHERE name = 'slug'") == b"q"
+    finally:
+        await reopened.close()
+
+
+def test_backup_refuses_a_missing_source_or_overwriting_itself(tmp_path: Path) -> None:
+    with pytest.raises(BackupError, match="no database"):
+        backup(tmp_path / "absent.db", tmp_path / "copy.db")
+    path = tmp_path / "live.db"
+    make_ledger(path).close()
+    with pytest.raises(BackupError, match="overwrite"):
+        backup(path, path)
