@@ -17,6 +17,7 @@ import aiohttp
 import jwt
 import pytest
 from gidgethub.aiohttp import GitHubAPI
+from multidict import CIMultiDictProxy
 
 from quantumreview.testing import FakeGitHub
 
@@ -53,7 +54,7 @@ async def mint(session: aiohttp.ClientSession, fake: FakeGitHub, pem: str, insta
 
 
 async def call(session: aiohttp.ClientSession, fake: FakeGitHub, method: str, path: str, token: str,
-               **kwargs: Any) -> tuple[int, Any, aiohttp.typedefs.LooseHeaders]:
+               **kwargs: Any) -> tuple[int, Any, CIMultiDictProxy[str]]:
     headers = {"Authorization": f"token {token}", **kwargs.pop("headers", {})}
     async with session.request(method, fake.api_url + path, headers=headers, **kwargs) as response:
         text = (await response.read()).decode("utf-8", "replace")
