@@ -1,0 +1,158 @@
+"""create_app: routes, the error middleware and the resources the app owns (db → http → github → intake → runner)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from importlib import metadata
+from typing import Any, cast
+
+import aiohttp
+from aiohttp import web
+
+from quantumreview import keys
+from quantumreview.credentials import AppCredentials, CredentialsHolder
+from quantumreview.intake import LOCK_TIMEOUT, IntakeWriter
+from quantumreview.jobs import GitHubFactory, JobRunner, Notify, no_notify
+from quantumreview.plugins import HandlerRegistry, load_handlers
+from quantumreview.settings import Settings
+from quantumreview.webhook import PATH as WEBHOOK_PATH
+from quantumreview.webhook import WebhookReceiver, error_response
+from storage import jobs as job_store
+from storage.db import Database, DatabaseBusy
+
+log = logging.getLogger("quantumreview.app")
+
+HANDLERS_ENV = "QUANTUMREVIEW_HANDLERS"
+HEALTH_TIMEOUT = 3.0
+ERROR_CODES = {
+    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+    409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type", 429: "rate_limited",
+    503: "unavailable",
+}
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def version() -> str:
+    """The installed package version."""
+    try:
+        return metadata.version("quantumreview")
+    except metadata.PackageNotFoundError:
+        return "0.0.0"
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn every error into {"error": {"code", "message"}}; never a traceback in a response."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.content_type == "application/json":
+            raise
+        return error_response(exc.status, ERROR_CODES.get(exc.status, f"http_{exc.status}"), exc.reason)
+    except DatabaseBusy:
+        log.warning("%s %s: database unavailable", request.method, request.path)
+        return error_response(503, "database_unavailable", "the database is busy or failing; retry later")
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.error("%s %s failed: %s", request.method, request.path, type(exc).__name__)
+        return error_response(500, "internal_error", "unexpected server error; it has been logged")
+
+
+async def health(request: web.Request) -> web.Response:
+    """GET /health: database reachable and job counts."""
+    body: dict[str, Any] = {"status": "ok", "db": "ok", "version": version()}
+    try:
+        async with asyncio.timeout(HEALTH_TIMEOUT):
+            body["jobs"] = await job_store.status_counts(request.app[keys.db])
+    except Exception as exc:  # any failure to read means the database is unusable for us
+        log.warning("health: database check failed: %s", type(exc).__name__)
+        body.update(status="error", db="error")
+        return web.json_response(body, status=503)
+    return web.json_response(body)
+
+
+async def database_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Open (and migrate) the database; close it last."""
+    db = await Database.open(app[keys.settings].database_path)
+    app[keys.db] = db
+    yield
+    await db.close()
+
+
+async def http_ctx(app: web.Application) -> AsyncIterator[None]:
+    """One shared HTTP session for outgoing calls."""
+    async with aiohttp.ClientSession() as session:
+        app[keys.http] = session
+        yield
+
+
+async def github_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Hook for the GitHub App client; None until configured (setup mode)."""
+    # Why: quantumreview.github wires the real client here; jobs read it per call, so a hot swap applies at once.
+    app.setdefault(keys.github, None)
+    settings = app[keys.settings]
+    if settings.setup_mode:
+        log.warning("no GitHub App configured: open %s/setup to create one", settings.public_url)
+    yield
+
+
+def intake_ctx(*, lock_timeout: float = LOCK_TIMEOUT) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The group-commit writer; each commit wakes the job runner."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        def wake_runner() -> None:
+            runner = cast(JobRunner | None, app.get(keys.runner))
+            if runner is not None:
+                runner.wake()
+
+        writer = IntakeWriter(app[keys.db], on_commit=wake_runner, lock_timeout=lock_timeout)
+        writer.start()
+        app[keys.intake] = cast(Any, writer)
+        yield
+        await writer.stop()
+
+    return ctx
+
+
+def runner_ctx(github_factory: GitHubFactory | None, notify: Notify,
+               now: Callable[[], float]) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The job runner: resumes interrupted jobs at start, drains within shutdown_grace at stop."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        def from_app(installation_id: int) -> Any:
+            github: Any = app.get(keys.github)
+            return None if github is None else github.for_installation(installation_id)
+
+        runner = JobRunner(app[keys.db], app[keys.handlers], app[keys.settings],
+                           github_factory=github_factory or from_app, github=app.get(keys.github),
+                           notify=notify, now=now)
+        await runner.start()
+        app[keys.runner] = cast(Any, runner)
+        yield
+        await runner.stop()
+
+    return ctx
+
+
+def create_app(settings: Settings, *, registry: HandlerRegistry | None = None,
+               github_factory: GitHubFactory | None = None, now: Callable[[], float] = time.time,
+               notify: Notify = no_notify, credentials: CredentialsHolder | None = None,
+               handlers_package: str | None = None) -> web.Application:
+    """Build the application; handlers come from `registry`, or the package named by QUANTUMREVIEW_HANDLERS."""
+    if registry is None:
+        registry = load_handlers(handlers_package or os.environ.get(HANDLERS_ENV) or "handlers")
+    holder = credentials or CredentialsHolder(AppCredentials.from_settings(settings))
+    app = web.Application(middlewares=[error_middleware])
+    app[keys.settings] = settings
+    app[keys.handlers] = registry
+    app[keys.credentials] = holder
+    receiver = WebhookReceiver(holder.webhook_secrets, registry, now=now)
+    app.router.add_post(WEBHOOK_PATH, receiver.handle)
+    app.router.add_get("/health", health)
+    app.cleanup_ctx.extend([database_ctx, http_ctx, github_ctx, intake_ctx(), runner_ctx(github_factory, notify, now)])
+    return app

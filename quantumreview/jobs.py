@@ -1,0 +1,248 @@
+"""JobRunner: claim due jobs, run each in a TaskGroup with its own try/except and timeout, retry, drain at stop.
+
+Outcomes: success → done; PermanentError → failed; InstallationGone → cancelled, and so are that
+installation's other queued jobs (they would all hit the same 404); any other exception or a timeout → retried
+with exponential backoff and jitter (RetryLater/RateLimited `at` is honoured) until job_max_attempts → dead.
+A suspended installation's jobs are put back with a delay, uncounted. `ctx.enqueue` must not be awaited inside
+a `db.transaction()` (the writer lock is not re-entrant).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, cast
+
+from aiohttp import web
+from gidgethub import sansio
+
+from quantumreview import keys
+from quantumreview.context import Context
+from quantumreview.errors import InstallationGone, InstallationSuspended, PermanentError, RetryLater
+from quantumreview.logs import redact
+from quantumreview.plugins import HandlerRegistry
+from quantumreview.settings import Settings
+from storage import installations as installation_store
+from storage import jobs as store
+from storage.db import Database
+
+log = logging.getLogger("quantumreview.jobs")
+
+MAX_ERROR_CHARS = 500
+SUSPENDED_RECHECK = 300.0
+# Why: installation events must run while suspended or deleted, or `unsuspend` could never be recorded.
+LIFECYCLE_EVENTS = frozenset({"installation"})
+
+GitHubFactory = Callable[[int], Any]
+Notify = Callable[..., Awaitable[int]]
+
+
+async def no_notify(*args: Any, **kwargs: Any) -> int:
+    """Default ctx.notify: notify nobody."""
+    return 0
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Retry delays: base · 2^(attempt-1), capped, times a random factor in [0.5, 1.5)."""
+
+    base: float = 10.0
+    cap: float = 900.0
+
+    def delay(self, attempt: int, rand: float) -> float:
+        """The wait before the next try after `attempt` failed runs."""
+        return float(min(self.base * 2 ** max(attempt - 1, 0), self.cap) * (0.5 + rand))
+
+
+def describe_error(exc: BaseException) -> str:
+    """Type and message only (no traceback), scrubbed and truncated, as stored in last_error."""
+    return redact(f"{type(exc).__name__}: {exc}")[:MAX_ERROR_CHARS]
+
+
+class JobRunner:
+    """Runs queued jobs in-process: at most `job_concurrency` at once, one at a time per ordering key."""
+
+    def __init__(self, db: Database, registry: HandlerRegistry, settings: Settings, *,
+                 github_factory: GitHubFactory | None = None, github: Any = None, notify: Notify = no_notify,
+                 now: Callable[[], float] = time.time, backoff: Backoff | None = None,
+                 rand: Callable[[], float] = random.random, poll_interval: float = 1.0) -> None:
+        self._db = db
+        self._registry = registry
+        self._settings = settings
+        self._github_factory = github_factory
+        self._github = github
+        self._notify = notify
+        self._now = now
+        self._backoff = backoff or Backoff()
+        self._rand = rand
+        self._poll = poll_interval
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._running: dict[int, asyncio.Task[None]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        """Look for due jobs now (called after the intake commits)."""
+        self._wake.set()
+
+    async def start(self) -> None:
+        """Requeue jobs a crash left running, then start claiming."""
+        async with self._db.transaction() as conn:
+            requeued, dead = await store.recover_interrupted(conn, self._now(), self._settings.job_max_attempts)
+        if requeued or dead:
+            log.info("resumed %d interrupted job(s); %d out of attempts", requeued, dead)
+        self._task = asyncio.create_task(self._run(), name="job-runner")
+
+    async def stop(self) -> None:
+        """Stop claiming, let running jobs finish within shutdown_grace, then cancel and requeue the rest."""
+        self._stopping.set()
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+
+    async def enqueue(self, event: str, data: Mapping[str, Any], *, ordering_key: str | None = None,
+                      installation_id: int | None = None, delay: float = 0.0) -> list[int]:
+        """Queue one job per handler matching a synthetic `event`; return their ids."""
+        token = f"job-{uuid.uuid4().hex}"
+        names = self._registry.handlers_for(sansio.Event(dict(data), event=event, delivery_id=token))
+        if not names:
+            return []
+        now = self._now()
+        payload = json.dumps({"event": event, "data": data}, separators=(",", ":"))
+        key = ordering_key or (f"installation:{installation_id}" if installation_id is not None else token)
+        async with self._db.transaction() as conn:
+            ids = [await store.insert_job(conn, store.NewJob(
+                handler=name, ordering_key=key, run_after=now + delay, created_at=now, payload=payload,
+                installation_id=installation_id)) for name in names]
+        self.wake()
+        return ids
+
+    async def _run(self) -> None:
+        async with asyncio.TaskGroup() as group:
+            while not self._stopping.is_set():
+                self._wake.clear()
+                free = self._settings.job_concurrency - len(self._running)
+                if free > 0:
+                    await self._claim_and_start(group, free)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._poll):
+                        await self._wake.wait()
+            await self._drain()
+
+    async def _claim_and_start(self, group: asyncio.TaskGroup, limit: int) -> None:
+        try:
+            async with self._db.transaction(timeout=self._poll) as conn:
+                claimed = await store.claim_due(conn, self._now(), limit)
+        except Exception as exc:  # a busy or failing database is retried at the next poll
+            log.warning("claiming jobs failed: %s", describe_error(exc))
+            return
+        for job in claimed:
+            self._running[job.id] = group.create_task(self._run_job(job), name=f"job-{job.id}")
+
+    async def _drain(self) -> None:
+        tasks = list(self._running.values())
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=self._settings.shutdown_grace)
+        interrupted = [job_id for job_id, task in self._running.items() if task in pending]
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending)
+        if interrupted:
+            async with self._db.transaction() as conn:
+                await store.defer(conn, interrupted, self._now(), "interrupted by shutdown")
+            log.info("requeued %d job(s) interrupted by shutdown", len(interrupted))
+
+    async def _run_job(self, job: store.Job) -> None:
+        try:
+            try:
+                await self._execute(job)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                await self._record_failure(job, exc)
+            else:
+                async with self._db.transaction() as conn:
+                    await store.mark_done(conn, job.id, self._now())
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # recording failed (database gone): the job stays running until restart
+            log.error("job=%s outcome not recorded: %s", job.id, describe_error(exc))
+        finally:
+            self._running.pop(job.id, None)
+            self._wake.set()
+
+    async def _execute(self, job: store.Job) -> None:
+        handler = self._registry.get(job.handler)
+        if handler is None:
+            raise PermanentError(f"handler {job.handler} is not loaded")
+        event = await self._load_event(job)
+        if job.installation_id is not None and event.event not in LIFECYCLE_EVENTS:
+            installation = await installation_store.get_installation(self._db, job.installation_id)
+            if installation is not None and installation.deleted:
+                raise InstallationGone(f"installation {job.installation_id} was deleted")
+            if installation is not None and installation.suspended:
+                raise InstallationSuspended(f"installation {job.installation_id} is suspended")
+        ctx = self._context(job, event)
+        async with asyncio.timeout(self._settings.job_timeout):
+            await handler(event, ctx)
+
+    async def _load_event(self, job: store.Job) -> sansio.Event:
+        if job.delivery_id is not None:
+            found = await store.delivery_event(self._db, job.delivery_id)
+            if found is None:
+                raise PermanentError(f"delivery {job.delivery_id} is gone")
+            name, body = found
+            return sansio.Event(json.loads(body), event=name, delivery_id=job.delivery_id)
+        try:
+            payload = json.loads(job.payload or "")
+            return sansio.Event(payload["data"], event=payload["event"], delivery_id=f"job-{job.id}")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise PermanentError("the job's payload is not {event, data} JSON") from exc
+
+    def _context(self, job: store.Job, event: sansio.Event) -> Context:
+        gh = None
+        if self._github_factory is not None and job.installation_id is not None:
+            gh = self._github_factory(job.installation_id)
+        return Context(event=event, db=self._db, settings=self._settings, gh=gh, github=self._github,
+                       installation_id=job.installation_id, delivery_id=job.delivery_id, job_id=job.id,
+                       attempt=job.attempts, enqueue=self.enqueue, notify=self._notify)
+
+    async def _record_failure(self, job: store.Job, exc: Exception) -> None:
+        now = self._now()
+        error = describe_error(exc)
+        async with self._db.transaction() as conn:
+            if isinstance(exc, InstallationSuspended):
+                await store.defer(conn, [job.id], now + SUSPENDED_RECHECK, error)
+                return
+            if isinstance(exc, InstallationGone) and job.installation_id is not None:
+                await store.mark_final(conn, job.id, "cancelled", now, error)
+                await store.cancel_installation_jobs(conn, job.installation_id, now, error)
+            elif isinstance(exc, PermanentError):
+                await store.mark_final(conn, job.id, "failed", now, error)
+            elif job.attempts >= self._settings.job_max_attempts:
+                await store.mark_final(conn, job.id, "dead", now, error)
+            else:
+                await store.schedule_retry(conn, job.id, self._retry_at(job, exc, now), error)
+        log.warning("job=%s handler=%s attempt=%d failed: %s", job.id, job.handler, job.attempts, error)
+
+    def _retry_at(self, job: store.Job, exc: Exception, now: float) -> float:
+        backoff_at = now + self._backoff.delay(job.attempts, self._rand())
+        if isinstance(exc, RetryLater) and exc.at is not None:
+            return max(exc.at, now)
+        return backoff_at
+
+
+async def enqueue(app: web.Application, event: str, data: Mapping[str, Any], *, ordering_key: str | None = None,
+                  installation_id: int | None = None, delay: float = 0.0) -> list[int]:
+    """Queue work on a running app's job runner (for the API and the CLI)."""
+    runner = cast(JobRunner, app[keys.runner])
+    return await runner.enqueue(event, data, ordering_key=ordering_key, installation_id=installation_id,
+                                delay=delay)

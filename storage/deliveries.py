@@ -1,0 +1,66 @@
+"""Webhook deliveries as received: the raw signed body plus the fields jobs are routed by."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import aiosqlite
+
+from storage.db import Database
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    """One delivery to store (or as stored); `body` is the raw signed bytes."""
+
+    id: str
+    event: str
+    action: str | None
+    installation_id: int | None
+    repository: str | None
+    received_at: float
+    body: bytes
+
+
+async def known_ids(conn: aiosqlite.Connection, ids: Sequence[str]) -> set[str]:
+    """Which of `ids` are already stored (read inside the caller's write transaction)."""
+    if not ids:
+        return set()
+    placeholders = ",".join("?" * len(ids))
+    sql = f"SELECT id FROM deliveries WHERE id IN ({placeholders})"  # noqa: S608 - placeholders only
+    async with conn.execute(sql, tuple(ids)) as cursor:
+        return {row[0] for row in await cursor.fetchall()}
+
+
+async def insert_deliveries(conn: aiosqlite.Connection, records: Sequence[DeliveryRecord]) -> None:
+    """Insert new deliveries in one statement; the caller has filtered out known ids."""
+    await conn.executemany(
+        "INSERT INTO deliveries (id, event, action, installation_id, repository, received_at, body) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [(r.id, r.event, r.action, r.installation_id, r.repository, r.received_at, r.body) for r in records],
+    )
+
+
+async def get_delivery(db: Database, delivery_id: str) -> DeliveryRecord | None:
+    """The stored delivery with this X-GitHub-Delivery id, or None."""
+    row = await db.fetchone(
+        "SELECT id, event, action, installation_id, repository, received_at, body FROM deliveries WHERE id = ?",
+        (delivery_id,),
+    )
+    if row is None:
+        return None
+    return DeliveryRecord(
+        id=row["id"],
+        event=row["event"],
+        action=row["action"],
+        installation_id=row["installation_id"],
+        repository=row["repository"],
+        received_at=row["received_at"],
+        body=bytes(row["body"]),
+    )
+
+
+async def count_deliveries(db: Database) -> int:
+    """How many deliveries are stored."""
+    return int(await db.fetchvalue("SELECT count(*) FROM deliveries") or 0)

@@ -1,0 +1,174 @@
+"""The durable job queue: insert, claim in key order, and record each outcome."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import aiosqlite
+
+from storage.db import Database
+
+JOB_COLUMNS = "id, delivery_id, handler, payload, ordering_key, installation_id, attempts"
+# Why: a job may start only when no earlier unfinished job shares its key, so same-key jobs run in id order.
+CLAIM_SQL = f"""
+UPDATE jobs SET status = 'running', started_at = ?, attempts = attempts + 1
+WHERE id IN (
+    SELECT j.id FROM jobs j
+    WHERE j.status = 'queued' AND j.run_after <= ?
+      AND NOT EXISTS (
+          SELECT 1 FROM jobs e
+          WHERE e.ordering_key = j.ordering_key AND e.status IN ('queued', 'running') AND e.id < j.id
+      )
+    ORDER BY j.id LIMIT ?
+)
+RETURNING {JOB_COLUMNS}
+"""  # noqa: S608 - constant column list
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A job to insert: for a delivery (`delivery_id`) or enqueued work (`payload` JSON)."""
+
+    handler: str
+    ordering_key: str
+    run_after: float
+    created_at: float
+    delivery_id: str | None = None
+    payload: str | None = None
+    installation_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    """A claimed job; `attempts` already counts the run about to start."""
+
+    id: int
+    delivery_id: str | None
+    handler: str
+    payload: str | None
+    ordering_key: str
+    installation_id: int | None
+    attempts: int
+
+
+@dataclass(frozen=True)
+class JobState:
+    """A job's status as stored, for tests, health and the API."""
+
+    id: int
+    delivery_id: str | None
+    handler: str
+    status: str
+    attempts: int
+    run_after: float
+    last_error: str | None
+
+
+def _new_job_row(job: NewJob) -> tuple[object, ...]:
+    return (job.delivery_id, job.handler, job.payload, job.ordering_key, job.installation_id,
+            job.run_after, job.created_at)
+
+
+INSERT_SQL = (
+    "INSERT INTO jobs (delivery_id, handler, payload, ordering_key, installation_id, run_after, created_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+async def insert_jobs(conn: aiosqlite.Connection, jobs: Sequence[NewJob]) -> None:
+    """Insert many jobs in one statement (the intake's batch path)."""
+    await conn.executemany(INSERT_SQL, [_new_job_row(j) for j in jobs])
+
+
+async def insert_job(conn: aiosqlite.Connection, job: NewJob) -> int:
+    """Insert one job and return its id."""
+    cursor = await conn.execute(INSERT_SQL, _new_job_row(job))
+    return int(cursor.lastrowid or 0)
+
+
+async def claim_due(conn: aiosqlite.Connection, now: float, limit: int) -> list[Job]:
+    """Mark up to `limit` due jobs running (at most one per ordering key) and return them in id order."""
+    async with conn.execute(CLAIM_SQL, (now, now, limit)) as cursor:
+        rows = await cursor.fetchall()
+    return sorted((Job(*row) for row in rows), key=lambda job: job.id)
+
+
+async def mark_done(conn: aiosqlite.Connection, job_id: int, now: float) -> None:
+    """Record success."""
+    await conn.execute(
+        "UPDATE jobs SET status = 'done', finished_at = ?, last_error = NULL WHERE id = ?", (now, job_id)
+    )
+
+
+async def mark_final(conn: aiosqlite.Connection, job_id: int, status: str, now: float, error: str) -> None:
+    """End a job as failed, dead or cancelled with its last error."""
+    await conn.execute(
+        "UPDATE jobs SET status = ?, finished_at = ?, last_error = ? WHERE id = ?", (status, now, error, job_id)
+    )
+
+
+async def schedule_retry(conn: aiosqlite.Connection, job_id: int, run_after: float, error: str) -> None:
+    """Queue the job again, not before `run_after` (the failed run stays counted)."""
+    await conn.execute(
+        "UPDATE jobs SET status = 'queued', run_after = ?, last_error = ? WHERE id = ?", (run_after, error, job_id)
+    )
+
+
+async def defer(conn: aiosqlite.Connection, job_ids: Sequence[int], run_after: float, reason: str) -> None:
+    """Queue jobs again without counting the interrupted run (shutdown, suspended installation)."""
+    await conn.executemany(
+        "UPDATE jobs SET status = 'queued', attempts = max(attempts - 1, 0), run_after = ?, last_error = ? "
+        "WHERE id = ? AND status = 'running'",
+        [(run_after, reason, job_id) for job_id in job_ids],
+    )
+
+
+async def recover_interrupted(conn: aiosqlite.Connection, now: float, max_attempts: int) -> tuple[int, int]:
+    """Requeue jobs a crash left running; those out of attempts go dead. Return (requeued, dead)."""
+    dead = await conn.execute(
+        "UPDATE jobs SET status = 'dead', finished_at = ?, last_error = 'interrupted by a restart' "
+        "WHERE status = 'running' AND attempts >= ?",
+        (now, max_attempts),
+    )
+    requeued = await conn.execute(
+        "UPDATE jobs SET status = 'queued', run_after = ? WHERE status = 'running'", (now,)
+    )
+    return requeued.rowcount, dead.rowcount
+
+
+async def cancel_installation_jobs(conn: aiosqlite.Connection, installation_id: int, now: float, reason: str) -> int:
+    """Cancel every queued job of an installation; return how many."""
+    cursor = await conn.execute(
+        "UPDATE jobs SET status = 'cancelled', finished_at = ?, last_error = ? "
+        "WHERE installation_id = ? AND status = 'queued'",
+        (now, reason, installation_id),
+    )
+    return cursor.rowcount
+
+
+async def status_counts(db: Database) -> dict[str, int]:
+    """Number of queued, running and dead jobs."""
+    rows = await db.fetchall(
+        "SELECT status, count(*) FROM jobs WHERE status IN ('queued', 'running', 'dead') GROUP BY status"
+    )
+    counts = {"queued": 0, "running": 0, "dead": 0}
+    counts.update({row[0]: int(row[1]) for row in rows})
+    return counts
+
+
+async def delivery_event(db: Database, delivery_id: str) -> tuple[str, bytes] | None:
+    """The event name and raw body of a job's delivery, or None if it is gone."""
+    row = await db.fetchone("SELECT event, body FROM deliveries WHERE id = ?", (delivery_id,))
+    return None if row is None else (row["event"], bytes(row["body"]))
+
+
+async def list_jobs(db: Database, *, delivery_id: str | None = None) -> list[JobState]:
+    """Jobs in id order, optionally only a delivery's."""
+    sql = "SELECT id, delivery_id, handler, status, attempts, run_after, last_error FROM jobs"
+    params: tuple[object, ...] = ()
+    if delivery_id is not None:
+        sql += " WHERE delivery_id = ?"
+        params = (delivery_id,)
+    rows = await db.fetchall(sql + " ORDER BY id", params)
+    return [JobState(*row) for row in rows]
