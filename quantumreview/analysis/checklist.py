@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from quantumreview.analysis.criteria import Criterion
 
 REWORD_THRESHOLD = 0.6
+MAX_EXACT_SCORES = 5
 _TID = re.compile(r"T([1-9][0-9]*)")
 
 
@@ -115,15 +116,22 @@ def _assign_reworded(
     open_indexes = [index for index, tid in enumerate(assigned) if tid is None]
     if not open_indexes or not candidates:
         return
+    candidate_texts = [normalise_text(item.text) for item in candidates]
     pairs: list[tuple[float, int, int]] = []
+    matcher = difflib.SequenceMatcher(autojunk=False)
     for index in open_indexes:
-        matcher = difflib.SequenceMatcher(autojunk=False)
         matcher.set_seq2(normalise_text(criteria[index].text))
-        for position, item in enumerate(candidates):
-            matcher.set_seq1(normalise_text(item.text))
-            # The cheap upper bounds skip most hopeless pairs before the quadratic ratio().
-            if matcher.real_quick_ratio() < REWORD_THRESHOLD or matcher.quick_ratio() < REWORD_THRESHOLD:
-                continue
+        bounds: list[tuple[float, int]] = []
+        for position, text in enumerate(candidate_texts):
+            matcher.set_seq1(text)
+            if matcher.real_quick_ratio() >= REWORD_THRESHOLD:
+                bound = matcher.quick_ratio()
+                if bound >= REWORD_THRESHOLD:
+                    bounds.append((bound, position))
+        # ratio() is quadratic, so only the candidates with the best upper bounds get the exact score.
+        bounds.sort(key=lambda scored: -scored[0])
+        for _, position in bounds[:MAX_EXACT_SCORES]:
+            matcher.set_seq1(candidate_texts[position])
             ratio = matcher.ratio()
             if ratio >= REWORD_THRESHOLD:
                 pairs.append((-ratio, index, position))
