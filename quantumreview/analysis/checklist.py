@@ -51,18 +51,8 @@ def reconcile(
     _assign_exact(criteria, assigned, claimed, [(item.tid, item.text) for item in unclaimed_previous])
     _assign_exact(criteria, assigned, claimed, [(tid, text) for tid, text in retired.items() if tid not in claimed])
     _assign_reworded(criteria, assigned, claimed, [item for item in unclaimed_previous if item.tid not in claimed])
-    number = _first_free_number(next_number, [item.tid for item in previous], retired)
-    for index, tid in enumerate(assigned):
-        if tid is not None:
-            # Numbering moves past an ID as it is met, so an author's T7 is followed by T8.
-            number = max(number, (tid_number(tid) or 0) + 1)
-            continue
-        while f"T{number}" in retired or f"T{number}" in claimed:
-            number += 1
-        assigned[index] = f"T{number}"
-        claimed.add(f"T{number}")
-        number += 1
-    number = _first_free_number(number, claimed)
+    start = _first_free_number(next_number, [item.tid for item in previous], retired)
+    number = _assign_new_numbers(assigned, claimed, retired, start)
     items = tuple(
         Item(tid=str(tid), text=criterion.text, detail=criterion.detail)
         for tid, criterion in zip(assigned, criteria, strict=True)
@@ -141,6 +131,21 @@ def _assign_reworded(
         if assigned[index] is None and tid not in claimed:
             assigned[index] = tid
             claimed.add(tid)
+
+
+def _assign_new_numbers(assigned: list[str | None], claimed: set[str], retired: Mapping[str, str], number: int) -> int:
+    """Number the criteria still without an ID, never reusing one; return the next free number."""
+    for index, tid in enumerate(assigned):
+        if tid is not None:
+            # Numbering moves past an ID as it is met, so an author's T7 is followed by T8.
+            number = max(number, (tid_number(tid) or 0) + 1)
+            continue
+        while f"T{number}" in retired or f"T{number}" in claimed:
+            number += 1
+        assigned[index] = f"T{number}"
+        claimed.add(f"T{number}")
+        number += 1
+    return _first_free_number(number, claimed)
 
 
 def _first_free_number(next_number: int, *tid_groups: Iterable[str]) -> int:
