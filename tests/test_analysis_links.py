@@ -18,8 +18,18 @@ def numbers(body: str | None, *, title: str = "", head_ref: str = "topic") -> li
 
 @pytest.mark.parametrize(
     "body",
-    ["Closes #12", "closes #12", "CLOSED #12", "fix #12", "Fixes: #12", "fixed #12", "Resolve #12",
-     "resolves:#12", "Resolved   #12", "This PR fixes #12."],
+    [
+        "Closes #12",
+        "closes #12",
+        "CLOSED #12",
+        "fix #12",
+        "Fixes: #12",
+        "fixed #12",
+        "Resolve #12",
+        "resolves:#12",
+        "Resolved   #12",
+        "This PR fixes #12.",
+    ],
 )
 def test_every_closing_keyword_links_in_any_case(body: str) -> None:
     assert numbers(body) == [(REPO, 12, "keyword")]
@@ -32,7 +42,10 @@ def test_words_that_are_not_closing_keywords_do_not_link(body: str) -> None:
 
 def test_several_keywords_link_several_issues_in_order() -> None:
     assert numbers("Fixes #1, fixes #2\nResolves other/lib#3") == [
-        (REPO, 1, "keyword"), (REPO, 2, "keyword"), ("other/lib", 3, "keyword")]
+        (REPO, 1, "keyword"),
+        (REPO, 2, "keyword"),
+        ("other/lib", 3, "keyword"),
+    ]
 
 
 def test_one_keyword_links_only_its_own_reference_as_on_github() -> None:
@@ -81,16 +94,34 @@ def test_text_after_hidden_parts_still_links() -> None:
 
 @pytest.mark.parametrize(
     ("ref", "expected"),
-    [("42-login", 42), ("feature/42-login", 42), ("issue-42", 42), ("gh-42-foo", 42), ("Issue_7", 7),
-     ("refs/heads/users/me/9_fix", 9), ("42", 42)],
+    [
+        ("42-login", 42),
+        ("feature/42-login", 42),
+        ("issue-42", 42),
+        ("gh-42-foo", 42),
+        ("Issue_7", 7),
+        ("refs/heads/users/me/9_fix", 9),
+        ("42", 42),
+    ],
 )
 def test_branch_names_that_carry_an_issue_number(ref: str, expected: int) -> None:
     assert branch_issue_number(ref) == expected
 
 
 @pytest.mark.parametrize(
-    "ref", ["release/1.2", "release/12", "v2-login", "7-0-stable", "2024-05-01-notes", "main", "0-zero",
-            "lodash-4.17.21", "JIRA-12", "99999999999-x"],
+    "ref",
+    [
+        "release/1.2",
+        "release/12",
+        "v2-login",
+        "7-0-stable",
+        "2024-05-01-notes",
+        "main",
+        "0-zero",
+        "lodash-4.17.21",
+        "JIRA-12",
+        "99999999999-x",
+    ],
 )
 def test_branch_names_without_an_issue_number(ref: str) -> None:
     assert branch_issue_number(ref) is None
