@@ -210,3 +210,15 @@ def test_full_size_body_keeps_every_criterion_in_order() -> None:
     result = extract_criteria(body)
     assert result.total_found == 90
     assert result.criteria[89].text.startswith("criterion 89 works")
+
+
+def test_label_section_ends_at_the_next_label_line_or_two_blank_lines() -> None:
+    assert texts("Acceptance criteria:\n- a\nNotes:\n- b") == ["a"]
+    assert texts("**AC**\n- a\n\n- b\n\n\n- c") == ["a", "b"]
+    assert texts("## Acceptance criteria\n- a\nNotes:\n- b\n\n\n- c\n# Other\n- d") == ["a", "b", "c"]
+
+
+def test_setext_heading_section_ends_at_a_heading_of_the_same_level() -> None:
+    body = "Acceptance criteria\n===\n- a\n### Detail\n- b\nNext\n---\n- c\nOther\n===\n- d"
+    assert texts(body) == ["a", "b", "c"]
+    assert texts("Intro\n\n---\n- [ ] not a heading") == ["not a heading"]
