@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from quantumreview.analysis.checklist import reconcile
 from quantumreview.analysis.checklist_comment import (
     MARKER,
     MAX_COMMENT_CHARS,
@@ -13,6 +15,7 @@ from quantumreview.analysis.checklist_comment import (
     parse_marker,
     render_checklist_comment,
 )
+from quantumreview.analysis.criteria import extract_criteria
 
 
 def render(items: list[ChecklistLine], **overrides: Any) -> str:
@@ -154,3 +157,19 @@ def test_no_criteria_explains_how_to_add_them() -> None:
 def test_control_characters_are_dropped_from_criterion_text() -> None:
     rows = table_rows(render([ChecklistLine("T1", "a\x00b\x1bc\x7fd", "pending")]))
     assert cells(rows[0])[1] == "abcd"
+
+
+def test_issue_body_to_comment_end_to_end() -> None:
+    body = (Path(__file__).parent / "fixtures" / "issues" / "jordyqd-dashboard-46.md").read_text(encoding="utf-8")
+    extraction = extract_criteria(body)
+    checklist = reconcile([], {}, 1, extraction.criteria)
+    comment = render_checklist_comment(
+        [ChecklistLine(item.tid, item.text, "pending") for item in checklist.items],
+        truncated=extraction.truncated,
+        total_found=extraction.total_found,
+        limit=100,
+    )
+    rows = [cells(row) for row in table_rows(comment)]
+    assert [row[0] for row in rows] == ["`T1`", "`T2`", "`T3`", "`T4`", "`T5`"]
+    assert rows[1][1] == "Response includes `{data: [...], meta: {page, per_page, total, total_pages}}`"
+    assert parse_marker(comment)
