@@ -1,0 +1,179 @@
+"""GitHubApp: the one GitHub client of the process — App JWT, installation clients, artifacts, OAuth, manifests.
+
+Everything shares the session passed in (the app owns it via cleanup_ctx), one ETag cache, one in-flight limit,
+one rate-limit gate and one token cache. Retry and rate-limit rules: see quantumreview.github_client.
+"Installation gone" rule: minting a token answers 404 → InstallationGone (so every call of a removed
+installation ends that way); a suspended installation (mint 403) → InstallationSuspended; for other 404s a
+handler opts in with `gone_when_missing()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+import time
+from collections.abc import Awaitable, Callable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import gidgethub
+from cachetools import LRUCache
+
+from quantumreview import github_artifacts as artifacts
+from quantumreview.errors import InstallationGone, InstallationSuspended, PermanentError
+from quantumreview.github_auth import AppJWT, InstallationToken, TokenCache, load_rsa_key, parse_expires_at
+from quantumreview.github_client import (
+    DEFAULT_TIMEOUT,
+    AppClient,
+    GitHubClient,
+    InstallationAPI,
+    Transport,
+    gone_when_missing,
+)
+from quantumreview.github_oauth import OAuthClient, OAuthError, UserTokens
+from quantumreview.github_policy import RetryPolicy
+
+__all__ = ["GitHubApp", "InstallationAPI", "OAuthError", "UserTokens", "gone_when_missing"]
+
+DEFAULT_API_URL = "https://api.github.com"
+DEFAULT_WEB_URL = "https://github.com"
+ETAG_CACHE_SIZE = 2000
+
+
+def default_user_agent() -> str:
+    """Return `quantumreview/<version>` (GitHub asks for a User-Agent naming the app)."""
+    try:
+        version = metadata.version("quantumreview")
+    except metadata.PackageNotFoundError:
+        version = "0"
+    return f"quantumreview/{version}"
+
+
+class GitHubApp:
+    """One GitHub App on one shared aiohttp session."""
+
+    def __init__(
+        self, session: aiohttp.ClientSession, *, app_id: int | str, private_key: str | bytes,
+        api_url: str = DEFAULT_API_URL, web_url: str = DEFAULT_WEB_URL, oauth_client_id: str | None = None,
+        oauth_client_secret: str | None = None, clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, rand: Callable[[], float] = random.random,
+        timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT, retry: RetryPolicy | None = None,
+        max_in_flight: int = 100, etag_cache_size: int = ETAG_CACHE_SIZE, download_timeout: float = 60.0,
+        user_agent: str | None = None,
+    ) -> None:
+        """Validate the key now (a bad one fails here, without echoing it) and prepare the shared state."""
+        if "Authorization" in session.headers or session.auth is not None:
+            # Why: artifact blob URLs must get no credentials; a session default would leak the token there.
+            raise ValueError("the shared ClientSession must not carry default credentials")
+        self.app_id = str(app_id)
+        self._jwt = AppJWT(self.app_id, load_rsa_key(private_key), clock)
+        self._session = session
+        self._clock = clock
+        self._download_timeout = download_timeout
+        self._transport = Transport(
+            session=session, clock=clock, sleep=sleep, rand=rand, user_agent=user_agent or default_user_agent(),
+            base_url=api_url.rstrip("/"), timeout=timeout, retry=retry or RetryPolicy(),
+            in_flight=asyncio.Semaphore(max_in_flight), cache=LRUCache(maxsize=etag_cache_size))
+        self._tokens = TokenCache(self._mint_token, clock)
+        self._oauth = OAuthClient(session=session, web_url=web_url.rstrip("/"), client_id=oauth_client_id,
+                                  client_secret=oauth_client_secret, user_agent=self._transport.user_agent,
+                                  clock=clock)
+
+    def __repr__(self) -> str:
+        return f"GitHubApp(app_id={self.app_id}, api_url={self._transport.base_url!r})"
+
+    # -- clients -------------------------------------------------------------------------------------------
+
+    def for_installation(self, installation_id: int) -> InstallationAPI:
+        """Return a client authenticated as the installation (tokens come from the shared cache)."""
+        return InstallationAPI(self._transport, self._tokens, int(installation_id))
+
+    def as_app(self) -> GitHubClient:
+        """Return a client authenticated as the App with a JWT (for /app/hook/deliveries and the like)."""
+        return AppClient(self._transport, self._jwt.current)
+
+    def app_jwt(self) -> str:
+        """Return the current App JWT (RS256, iat now−60 s, exp now+540 s)."""
+        return self._jwt.current()
+
+    async def installation_token(self, installation_id: int) -> str:
+        """Return a live installation token (cached; at most one mint at a time per installation)."""
+        return await self._tokens.get(int(installation_id))
+
+    async def aclose(self) -> None:
+        """Forget cached tokens (the session belongs to the caller and stays open)."""
+        self._tokens.clear()
+
+    async def _mint_token(self, installation_id: int) -> InstallationToken:
+        """POST /app/installations/{id}/access_tokens, mapping 404/403/401 to errors a job runner understands."""
+        try:
+            # Why idempotent: a second token for the same installation is harmless, so a failed try is repeated.
+            data: Any = await self.as_app().post(f"/app/installations/{installation_id}/access_tokens", data=b"",
+                                                 idempotent=True)
+        except gidgethub.BadRequest as exc:
+            status = int(exc.status_code)
+            if status == 404:
+                raise InstallationGone(f"installation {installation_id} no longer exists") from None
+            if status == 403:
+                raise InstallationSuspended(f"installation {installation_id} is suspended") from None
+            if status == 401:
+                raise PermanentError("GitHub refused the App JWT (401): check GITHUB_APP_ID, GITHUB_PRIVATE_KEY "
+                                     "and the host clock (NTP)") from None
+            raise
+        if not isinstance(data, dict) or not isinstance(data.get("token"), str):
+            raise PermanentError(f"installation {installation_id}: token response has no token")
+        return InstallationToken(value=data["token"], expires_at=parse_expires_at(data.get("expires_at")))
+
+    def _user_client(self, token: str) -> GitHubClient:
+        # Why: per-user data stays out of the shared ETag cache; the gate key is a digest, never the token.
+        digest = hashlib.sha256(token.encode()).hexdigest()[:16]
+        return GitHubClient(self._transport, limit_key=f"user:{digest}", use_cache=False)
+
+    # -- artifacts -----------------------------------------------------------------------------------------
+
+    async def list_artifacts(self, installation_id: int, repo: str, run_id: int) -> list[dict[str, Any]]:
+        """Return every artifact of a workflow run (all pages)."""
+        return await artifacts.list_artifacts(self.for_installation(installation_id), repo, run_id)
+
+    async def download_artifact(self, installation_id: int, repo: str, artifact: dict[str, Any], *,
+                                dest_dir: Path, max_bytes: int = artifacts.DEFAULT_MAX_BYTES) -> Path:
+        """Download an artifact zip into dest_dir (size-capped, deadline-bound, no token on the blob host)."""
+        return await artifacts.download_artifact(
+            self.for_installation(installation_id), self._session, repo, artifact, dest_dir=dest_dir,
+            max_bytes=max_bytes, timeout=self._download_timeout)
+
+    # -- OAuth (user tokens) and the manifest flow -----------------------------------------------------------
+
+    async def exchange_code(self, code: str, *, redirect_uri: str, code_verifier: str) -> UserTokens:
+        """Trade an OAuth authorization code (PKCE) for user tokens; OAuthError when GitHub refuses."""
+        return await self._oauth.exchange_code(code, redirect_uri=redirect_uri, code_verifier=code_verifier)
+
+    async def refresh_user_token(self, refresh_token: str) -> UserTokens:
+        """Trade a refresh token for fresh user tokens; OAuthError when GitHub refuses."""
+        return await self._oauth.refresh_user_token(refresh_token)
+
+    async def get_user(self, token: str) -> dict[str, Any]:
+        """GET /user with a user token."""
+        user: dict[str, Any] = await self._user_client(token).getitem("/user", oauth_token=token)
+        return user
+
+    async def get_user_installations(self, token: str) -> list[dict[str, Any]]:
+        """GET /user/installations (all pages): this App's installations the user can reach."""
+        client = self._user_client(token)
+        return [i async for i in client.getiter("/user/installations?per_page=100", oauth_token=token,
+                                                iterable_key="installations")]
+
+    async def get_installation_repositories_for_user(self, token: str, installation_id: int) -> list[dict[str, Any]]:
+        """GET /user/installations/{id}/repositories (all pages), each with the user's `permissions`."""
+        client = self._user_client(token)
+        url = f"/user/installations/{int(installation_id)}/repositories?per_page=100"
+        return [r async for r in client.getiter(url, oauth_token=token, iterable_key="repositories")]
+
+    async def convert_manifest(self, code: str) -> dict[str, Any]:
+        """POST /app-manifests/{code}/conversions (no auth): the new App's id, pem, secrets; single-use code."""
+        client = GitHubClient(self._transport, limit_key="manifest", use_cache=False)
+        created: dict[str, Any] = await client.post("/app-manifests/{code}/conversions", {"code": code}, data=b"")
+        return created

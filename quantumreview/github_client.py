@@ -1,0 +1,238 @@
+"""gidgethub clients on the shared session: GitHub's headers, timeouts, retries, rate-limit gate, token auth.
+
+Retry rule: network errors (connection reset, disconnect, timeout) and 5xx are retried with jittered backoff,
+`RetryPolicy.tries` tries in all, for GET/PUT/PATCH/DELETE. A POST is retried only when the caller passes
+`idempotent=True` (e.g. minting a token); a POST that creates a comment is never repeated blindly.
+Rate limits (403/429 with `retry-after`, remaining 0, or a secondary-limit message) raise `RateLimited(at=T)`
+(a wait ≤ `inline_wait` is slept instead) and block that client's key until T without touching the network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import gidgethub
+import gidgethub.aiohttp
+from gidgethub import abc as gh_abc
+from gidgethub import sansio
+
+from quantumreview import github_policy as policy
+from quantumreview.errors import InstallationGone, PermissionDenied, RateLimited, RetryLater
+from quantumreview.github_auth import TokenCache
+
+ACCEPT = "application/vnd.github+json"
+API_VERSION = "2022-11-28"
+IDEMPOTENT_HEADER = "x-quantumreview-idempotent"  # internal marker, stripped before sending
+NETWORK_ERRORS = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError)
+DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=10, sock_read=20)
+
+log = logging.getLogger("quantumreview.github")
+
+Response = tuple[int, Mapping[str, str], bytes]
+
+
+class RateGate:
+    """Remembers, per client key (installation, App, user), until when GitHub said to stop asking."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._until: dict[str, float] = {}
+
+    def check(self, key: str) -> None:
+        """Raise RateLimited without a request while `key` is known to be limited."""
+        until = self._until.get(key)
+        if until is None:
+            return
+        if self._clock() < until:
+            raise RateLimited(f"GitHub rate limit for {key} until {until:.0f}", at=until)
+        self._until.pop(key, None)
+
+    def block(self, key: str, until: float) -> None:
+        """Hold requests for `key` until `until` (epoch seconds)."""
+        self._until[key] = max(until, self._until.get(key, 0.0))
+
+
+@dataclass
+class Transport:
+    """What every client of one GitHubApp shares: session, limits, ETag cache, clock and sleep."""
+
+    session: aiohttp.ClientSession
+    clock: Callable[[], float]
+    sleep: Callable[[float], Awaitable[None]]
+    rand: Callable[[], float]
+    user_agent: str
+    base_url: str
+    timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT
+    retry: policy.RetryPolicy = field(default_factory=policy.RetryPolicy)
+    in_flight: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(100))
+    cache: gh_abc.CACHE_TYPE | None = None
+    gate: RateGate | None = None
+
+    def rate_gate(self) -> RateGate:
+        """Return the shared gate, created on first use."""
+        if self.gate is None:
+            self.gate = RateGate(self.clock)
+        return self.gate
+
+
+def path_of(url: str) -> str:
+    """Return the URL's path only (what may be logged: no host, no query)."""
+    return urlsplit(url).path
+
+
+class GitHubClient(gidgethub.aiohttp.GitHubAPI):
+    """gidgethub's client with GitHub's current headers, timeouts, retries and the rate-limit gate."""
+
+    def __init__(self, transport: Transport, *, limit_key: str, use_cache: bool = True) -> None:
+        super().__init__(transport.session, transport.user_agent, cache=transport.cache if use_cache else None,
+                         base_url=transport.base_url)
+        self._transport = transport
+        self.limit_key = limit_key
+
+    async def post(self, url: str, url_vars: Mapping[str, Any] | None = {}, *, data: Any,
+                   accept: str = sansio.accept_format(), jwt: str | None = None, oauth_token: str | None = None,
+                   extra_headers: dict[str, str] | None = None, content_type: str = gh_abc.JSON_CONTENT_TYPE,
+                   idempotent: bool = False) -> Any:
+        """POST; with `idempotent=True` a failed try is repeated like a GET (only when a repeat is harmless)."""
+        if idempotent:
+            extra_headers = {**(extra_headers or {}), IDEMPOTENT_HEADER: "1"}
+        return await super().post(url, url_vars, data=data, accept=accept, jwt=jwt, oauth_token=oauth_token,
+                                   extra_headers=extra_headers, content_type=content_type)
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep with the injected sleep (tests stay fast)."""
+        await self._transport.sleep(seconds)
+
+    async def _request(self, method: str, url: str, headers: Mapping[str, str], body: bytes = b"") -> Response:
+        return await self._exchange(method, url, self._github_headers(headers), body, follow_redirects=True)
+
+    async def _exchange(self, method: str, url: str, headers: dict[str, str], body: bytes, *,
+                        follow_redirects: bool) -> Response:
+        """Authorize and send; subclasses add credentials here."""
+        return await self._resilient(method, url, headers, body, follow_redirects=follow_redirects)
+
+    def _github_headers(self, headers: Mapping[str, str]) -> dict[str, str]:
+        out = {k.lower(): v for k, v in headers.items()}
+        if out.get("accept") == sansio.accept_format():
+            out["accept"] = ACCEPT  # gidgethub still defaults to the v3 media type
+        out["x-github-api-version"] = API_VERSION
+        return out
+
+    async def _resilient(self, method: str, url: str, headers: dict[str, str], body: bytes, *,
+                         follow_redirects: bool) -> Response:
+        """Send with the gate, the in-flight limit, timeouts and the retry policy; classify the answer."""
+        transport, gate, retry = self._transport, self._transport.rate_gate(), self._transport.retry
+        headers = dict(headers)
+        idempotent = headers.pop(IDEMPOTENT_HEADER, None) is not None
+        retryable = policy.may_retry(method, idempotent=idempotent)
+        for attempt in range(1, retry.tries + 1):
+            gate.check(self.limit_key)
+            last_try = attempt == retry.tries or not retryable
+            try:
+                status, reply_headers, data = await self._send(method, url, headers, body, follow_redirects)
+            except NETWORK_ERRORS as exc:
+                wait = retry.backoff(attempt, transport.rand())
+                if last_try:
+                    raise RetryLater(f"GitHub {method} {path_of(url)} failed: {type(exc).__name__}",
+                                     at=transport.clock() + wait) from None
+                log.info("GitHub %s %s: %s; try %d of %d", method, path_of(url), type(exc).__name__,
+                         attempt + 1, retry.tries)
+                await transport.sleep(wait)
+                continue
+            until = policy.rate_limit_until(status, reply_headers, data, transport.clock())
+            if until is not None:
+                wait = until - transport.clock()
+                if wait <= retry.inline_wait and attempt < retry.tries:
+                    await transport.sleep(max(wait, 0.0))
+                    continue
+                gate.block(self.limit_key, until)
+                raise RateLimited(f"GitHub rate limit ({status}) on {method} {path_of(url)}", at=until)
+            if policy.is_permission_denied(status, data):
+                raise PermissionDenied(f"GitHub refused {method} {path_of(url)}: {policy.error_message(data)}")
+            if policy.is_retryable_status(status):
+                wait = retry.backoff(attempt, transport.rand())
+                if last_try:
+                    raise RetryLater(f"GitHub {method} {path_of(url)} answered {status}", at=transport.clock() + wait)
+                log.info("GitHub %s %s answered %d; try %d of %d", method, path_of(url), status, attempt + 1,
+                         retry.tries)
+                await transport.sleep(wait)
+                continue
+            return status, reply_headers, data
+        raise AssertionError("unreachable: the last try returns or raises")  # pragma: no cover
+
+    async def _send(self, method: str, url: str, headers: Mapping[str, str], body: bytes,
+                    follow_redirects: bool) -> Response:
+        transport = self._transport
+        async with transport.in_flight, transport.session.request(
+                method, url, headers=headers, data=body, timeout=transport.timeout,
+                allow_redirects=follow_redirects, max_redirects=3) as response:
+            return response.status, response.headers, await response.read()
+
+
+class AppClient(GitHubClient):
+    """Authenticated as the App itself with a JWT (for /app/... endpoints)."""
+
+    def __init__(self, transport: Transport, jwt: Callable[[], str]) -> None:
+        super().__init__(transport, limit_key="app")
+        self._jwt = jwt
+
+    async def _exchange(self, method: str, url: str, headers: dict[str, str], body: bytes, *,
+                        follow_redirects: bool) -> Response:
+        headers.setdefault("authorization", f"bearer {self._jwt()}")
+        return await self._resilient(method, url, headers, body, follow_redirects=follow_redirects)
+
+
+class InstallationAPI(GitHubClient):
+    """Authenticated as one installation; the token comes from the shared cache at request time.
+
+    A 401 drops the token it was sent with and the request is repeated once with a freshly minted token.
+    """
+
+    def __init__(self, transport: Transport, tokens: TokenCache, installation_id: int) -> None:
+        super().__init__(transport, limit_key=f"installation:{installation_id}")
+        self._tokens = tokens
+        self.installation_id = installation_id
+
+    async def _exchange(self, method: str, url: str, headers: dict[str, str], body: bytes, *,
+                        follow_redirects: bool) -> Response:
+        if "authorization" in headers:  # the caller chose other credentials (jwt= / oauth_token=)
+            return await self._resilient(method, url, headers, body, follow_redirects=follow_redirects)
+        token = await self._tokens.get(self.installation_id)
+        reply = await self._resilient(method, url, {**headers, "authorization": f"token {token}"}, body,
+                                      follow_redirects=follow_redirects)
+        if reply[0] != 401:
+            return reply
+        self._tokens.drop(self.installation_id, token)
+        fresh = await self._tokens.get(self.installation_id)
+        log.info("GitHub %s %s answered 401: token re-minted, one more try", method, path_of(url))
+        return await self._resilient(method, url, {**headers, "authorization": f"token {fresh}"}, body,
+                                     follow_redirects=follow_redirects)
+
+    async def redirect_location(self, url: str) -> tuple[int, str | None]:
+        """GET url without following redirects; return the status and the Location header (if any)."""
+        headers = self._github_headers(sansio.create_headers(self.requester, accept=sansio.accept_format()))
+        status, reply_headers, _ = await self._exchange("GET", sansio.format_url(url, {}, base_url=self.base_url),
+                                                        headers, b"", follow_redirects=False)
+        return status, policy.header(reply_headers, "location")
+
+
+@contextlib.contextmanager
+def gone_when_missing(what: str = "the installation or repository") -> Iterator[None]:
+    """Turn GitHub's 404/410 inside the block into InstallationGone (the job ends cleanly, no retries).
+
+    Rule: minting answers 404 → InstallationGone everywhere; other 404s are plain gidgethub BadRequest unless
+    the handler wraps the call in this block because, for it, a missing resource means the install is gone.
+    """
+    try:
+        yield
+    except gidgethub.BadRequest as exc:
+        if exc.status_code in (404, 410):
+            raise InstallationGone(f"{what} is gone ({int(exc.status_code)})") from None
+        raise

@@ -1,0 +1,92 @@
+"""Pure rules for GitHub responses: which are rate limits (and until when), which are retried, and backoff.
+
+https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api
+https://docs.github.com/en/rest/using-the-rest-api/best-practices-for-using-the-rest-api
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "PATCH", "DELETE"})  # retried without being told
+SECONDARY_LIMIT_WAIT = 60.0  # "Otherwise, wait for at least one minute before retrying."
+PERMISSION_MESSAGE = "resource not accessible by"  # "...by integration" / "...by personal access token"
+SECONDARY_MARKERS = ("secondary rate limit", "abuse detection")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard one request tries: `tries` in all, full-jitter exponential backoff, short waits slept inline."""
+
+    tries: int = 3
+    base_delay: float = 0.5
+    max_delay: float = 8.0
+    inline_wait: float = 2.0  # a rate-limit wait this short is slept; longer ones are handed to the job runner
+
+    def backoff(self, attempt: int, rand: float) -> float:
+        """The wait after failed try number `attempt` (1-based): base·2^(attempt−1), jittered into [50 %, 100 %]."""
+        return float(min(self.base_delay * 2.0 ** (attempt - 1), self.max_delay) * (0.5 + rand / 2))
+
+
+def header(headers: Mapping[str, str], name: str) -> str | None:
+    """Return a header by case-insensitive name (the fake and aiohttp both use CIMultiDict, plain dicts do not)."""
+    value = headers.get(name)
+    if value is None:
+        value = next((v for k, v in headers.items() if k.lower() == name), None)
+    return value
+
+
+def error_message(body: bytes) -> str:
+    """Return GitHub's JSON `message`, or "" when the body is not a JSON error."""
+    try:
+        data = json.loads(body or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        return ""
+    message = data.get("message") if isinstance(data, dict) else None
+    return message if isinstance(message, str) else ""
+
+
+def rate_limit_until(status: int, headers: Mapping[str, str], body: bytes, now: float) -> float | None:
+    """Return when a rate-limited request may be retried, or None when the response is not a rate limit.
+
+    Order from GitHub's docs: `retry-after`, then `x-ratelimit-reset` when remaining is 0, then one minute.
+    """
+    if status not in (403, 429):
+        return None
+    retry_after = _number(header(headers, "retry-after"))
+    remaining = _number(header(headers, "x-ratelimit-remaining"))
+    secondary = any(marker in error_message(body).lower() for marker in SECONDARY_MARKERS)
+    if retry_after is None and remaining != 0 and not secondary and status == 403:
+        return None  # a plain 403: a permission problem, not a limit
+    if retry_after is not None:
+        return now + max(retry_after, 0.0)
+    reset = _number(header(headers, "x-ratelimit-reset"))
+    if remaining == 0 and reset is not None:
+        return max(reset, now)
+    return now + SECONDARY_LIMIT_WAIT
+
+
+def is_permission_denied(status: int, body: bytes) -> bool:
+    """Tell whether a 403 is GitHub refusing the App a permission (never retried)."""
+    return status == 403 and PERMISSION_MESSAGE in error_message(body).lower()
+
+
+def is_retryable_status(status: int) -> bool:
+    """Tell whether GitHub's answer is a transient server failure."""
+    return status >= 500
+
+
+def may_retry(method: str, *, idempotent: bool) -> bool:
+    """GET/PUT/PATCH/DELETE are retried; a POST only when the caller says repeating it is harmless."""
+    return idempotent or method.upper() in SAFE_METHODS
+
+
+def _number(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
