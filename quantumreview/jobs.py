@@ -152,6 +152,8 @@ class JobRunner:
             return
         _, pending = await asyncio.wait(tasks, timeout=self._settings.shutdown_grace)
         interrupted = [job_id for job_id, task in self._running.items() if task in pending]
+        if not pending:
+            return
         for task in pending:
             task.cancel()
         await asyncio.wait(pending)
