@@ -134,9 +134,9 @@ def test_given_lines_start_criteria_when_there_is_no_scenario() -> None:
 
 
 def test_author_written_ids_are_read_but_text_is_kept() -> None:
-    body = "## AC\n- [ ] T7: login works\n- [ ] [T3] logout works\n- [ ] **T12** - profile\n- [ ] T2 weeks of logs\n"
+    body = "## AC\n- [ ] T7: login works\n- [ ] [T3] logout\n- [ ] **T12** - profile\n- T2 weeks of logs\n- T4:: tags\n"
     criteria = extract_criteria(body).criteria
-    assert [c.author_tid for c in criteria] == ["T7", "T3", "T12", None]
+    assert [c.author_tid for c in criteria] == ["T7", "T3", "T12", None, "T4"]
     assert criteria[0].text == "T7: login works"
 
 
