@@ -1,0 +1,588 @@
+"""Turn a pull request's changed files into a test manifest: files by class, tests per criterion, suggestions.
+
+Input is GitHub's list of pull request files: https://docs.github.com/en/rest/pulls/pulls#list-pull-requests-files
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+import unicodedata
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Literal, get_args
+
+FileClass = Literal["source", "test", "docs", "config", "ci"]
+FILE_CLASSES: tuple[FileClass, ...] = get_args(FileClass)
+MAX_FILES = 3000
+MAX_LISTED = 100
+MAX_TESTS = 2000
+MAX_REFS_PER_FILE = 500
+MAX_CRITERIA = 500
+MAX_NAME = 300
+SLUG_CHARS = 50
+FORMAT_VERSION = 1
+
+_CI_DIRS = (".github/workflows/", ".github/actions/", ".circleci/", ".buildkite/", ".gitlab/ci/")
+_CI_NAMES = frozenset(
+    {".gitlab-ci.yml", "jenkinsfile", ".travis.yml", "azure-pipelines.yml", "bitbucket-pipelines.yml", ".drone.yml",
+     "appveyor.yml", ".gitlab-ci.yaml"}
+)  # fmt: skip
+_DOC_EXTS = frozenset({".md", ".markdown", ".rst", ".adoc", ".asciidoc"})
+_DOC_NAMES = frozenset({"readme", "changelog", "changes", "license", "licence", "authors", "contributing", "notice",
+                        "copying", "history", "code_of_conduct", "security"})  # fmt: skip
+_DOC_DIRS = frozenset({"docs", "doc", "documentation"})
+_TEST_DIRS = frozenset({"tests", "test", "__tests__", "spec", "specs", "testdata", "__mocks__", "e2e"})
+_TEST_NAME = re.compile(
+    r"test_.+\.py|.+_test\.py|conftest\.py"
+    r"|.+\.(?:test|spec)\.[cm]?[jt]sx?"
+    r"|.+_test\.go"
+    r"|.+(?:Tests?|[a-z0-9]IT|ITCase|Spec)\.(?:java|kt|kts|scala|groovy|cs)"
+    r"|.+_spec\.rb|.+_test\.rb|test_.+\.rb"
+    r"|.+Test\.php|.+_test\.(?:exs|dart|c|cc|cpp)|test_.+\.(?:c|cc|cpp)"
+)
+_CONFIG_NAMES = frozenset(
+    {"pyproject.toml", "setup.cfg", "setup.py", "package.json", "dockerfile", "makefile", "pipfile", "gemfile",
+     "go.mod", "go.sum", "pom.xml", "build.gradle", "build.gradle.kts", "settings.gradle", "settings.gradle.kts",
+     "gradle.properties", "codeowners", "procfile", "rakefile", "justfile", "containerfile", "manifest.in"}
+)  # fmt: skip
+_CONFIG_EXTS = frozenset({".yml", ".yaml", ".toml", ".ini", ".cfg", ".json", ".conf", ".properties", ".lock"})
+_LOCK_NAME = re.compile(r".+[-.]lock\.(?:json|ya?ml)|.+\.lock|requirements.*\.txt|dockerfile\..+|.+\.dockerfile")
+
+# Any test ID form contains "T" and a digit, so a patch without that pair is skipped with one C-level scan.
+_ID_HINT = re.compile(r"T[0-9]")
+_NAME_TID = re.compile(r"(?<![A-Za-z0-9])T([0-9]{1,9})::")
+_CLASS_TID = re.compile(r"autoqa:T([0-9]{1,9})(?![0-9])")
+_WORD_TID = re.compile(r"(?<![A-Za-z0-9])T([0-9]{1,9})(?![A-Za-z0-9])")
+_IDENT_TID = re.compile(r"(?:^|_|(?<=[a-z0-9]))T([0-9]{1,9})(?=_|[A-Z]|$)")
+_HUNK = re.compile(r"@@ -[0-9]+(?:,[0-9]+)? \+([0-9]+)(?:,[0-9]+)? @@ ?(.*)")
+_DECL = re.compile(
+    r"[ \t]*(?:"
+    r"(?:async[ \t]+)?def[ \t]+(?P<py>\w+)"
+    r"|func[ \t]+(?P<go>Test\w*)"
+    r"|(?:(?:public|private|protected|internal|static|final|override|suspend|async|pub|unsafe|open)[ \t]+)*"
+    r"(?:void|fun|fn|Task)[ \t]+(?P<method>`[^`\n]{1,300}`|\w+)[ \t]*[(<]"
+    r"|(?:[\w$]+\.)?(?:it|test|describe|context|specify|scenario|suite|Run)(?:\.\w+)*[ \t]*\(?[ \t]*"
+    r"(?P<q>['\"`])(?P<str>(?:\\.|(?!(?P=q))[^\\\n]){0,300})(?P=q)"
+    r")"
+)
+_ANNOTATION = re.compile(r"[ \t]*(?:@(?P<at>[\w.]+)|#\[(?P<rs>[\w:]+)|\[(?P<cs>\w+))")
+_ID_ANNOTATIONS = frozenset({"tid", "tag", "tags", "displayname", "autoqa", "trait", "category", "testid", "test_id",
+                             "description", "test"})  # fmt: skip
+_TEST_MARKERS = frozenset({"test", "fact", "theory", "parameterizedtest", "testcase", "tokio::test", "rstest"})
+_WORDS = re.compile(r"[a-z0-9]+")
+
+
+class ManifestDataError(ValueError):
+    """A stored manifest does not have the expected shape."""
+
+
+@dataclass(frozen=True, slots=True)
+class CriterionRef:
+    """One acceptance criterion of a linked issue, with its test ID."""
+
+    repo: str
+    issue_number: int
+    tid: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class TestRef:
+    """A test in the pull request that carries a test ID; line is in the new file, None when not known."""
+
+    __test__ = False  # keep pytest from collecting this class
+
+    tid: str
+    path: str
+    name: str | None = None
+    line: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FileGroup:
+    """The changed files of one class: count and line totals over all, paths capped for display."""
+
+    kind: FileClass
+    count: int
+    additions: int
+    deletions: int
+    paths: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Suggestion:
+    """A test to add for an uncovered criterion: its name (ID first) and a path in the repository's layout."""
+
+    name: str
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class Coverage:
+    """One criterion, the tests in this pull request that carry its ID, and a suggestion when there are none."""
+
+    criterion: CriterionRef
+    tests: tuple[TestRef, ...]
+    suggestion: Suggestion | None
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """What a pull request changes and which criteria its tests cover; JSON-serialisable for storage."""
+
+    files: tuple[FileGroup, ...]
+    total_files: int
+    files_truncated: bool
+    coverage: tuple[Coverage, ...]
+    tests: tuple[TestRef, ...]
+    unknown_ids: tuple[str, ...]
+
+    def group(self, kind: FileClass) -> FileGroup:
+        """Return the group of one file class."""
+        return next(group for group in self.files if group.kind == kind)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return plain JSON-ready data."""
+        return {"version": FORMAT_VERSION, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Manifest:
+        """Rebuild a manifest from to_dict() output; raise ManifestDataError on anything else."""
+        try:
+            if data.get("version") != FORMAT_VERSION:
+                raise ManifestDataError(f"unsupported manifest version {data.get('version')!r}")
+            return cls(
+                files=tuple(_group_from(item) for item in data["files"]),
+                total_files=_int(data["total_files"]),
+                files_truncated=bool(data["files_truncated"]),
+                coverage=tuple(_coverage_from(item) for item in data["coverage"]),
+                tests=tuple(_test_from(item) for item in data["tests"]),
+                unknown_ids=tuple(_str(tid) for tid in data["unknown_ids"]),
+            )
+        except ManifestDataError:
+            raise
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ManifestDataError(f"malformed manifest: {type(exc).__name__}: {str(exc)[:100]}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class _File:
+    path: str
+    kind: FileClass
+    status: str
+    additions: int
+    deletions: int
+    patch: str | None
+
+
+def classify_file(path: str) -> FileClass:
+    """Classify a repository path as source, test, docs, config or CI by common language conventions."""
+    path = path.replace("\\", "/").removeprefix("./")
+    lower = path.lower()
+    base = posixpath.basename(path)
+    lower_base = base.lower()
+    dirs = lower.split("/")[:-1]
+    stem, ext = posixpath.splitext(lower_base)
+    if lower.startswith(_CI_DIRS) or lower_base in _CI_NAMES:
+        return "ci"
+    if ext in _DOC_EXTS or (stem in _DOC_NAMES and ext in ("", ".txt")):
+        return "docs"
+    if _TEST_NAME.fullmatch(base) or any(part in _TEST_DIRS for part in dirs):
+        return "test"
+    if any(part in _DOC_DIRS for part in dirs):
+        return "docs"
+    if lower_base in _CONFIG_NAMES or ext in _CONFIG_EXTS or _LOCK_NAME.fullmatch(lower_base):
+        return "config"
+    if lower_base.startswith(".") and "." not in lower_base[1:].rstrip("."):
+        return "config"  # dotfiles such as .gitignore, .eslintrc, .npmrc
+    return "source"
+
+
+def find_test_ids(patch: str | None, *, path: str = "") -> tuple[TestRef, ...]:
+    """Find test IDs on the added lines of a test file's patch, with the test name when one is recognisable."""
+    if not isinstance(patch, str) or not _ID_HINT.search(patch):
+        return ()
+    scan = _PatchScan(path)
+    for line in patch.split("\n"):
+        scan.feed(line)
+        if len(scan.refs) >= MAX_REFS_PER_FILE:
+            break
+    return scan.finish()
+
+
+def build_manifest(files: Sequence[Mapping[str, Any]], criteria: Sequence[CriterionRef]) -> Manifest:
+    """Build the manifest of a pull request from its changed files and the criteria of its linked issues."""
+    entries = [entry for entry in map(_file_entry, files[:MAX_FILES]) if entry is not None]
+    tests = _collect_tests(entries)
+    by_tid: dict[str, list[TestRef]] = {}
+    for ref in tests:
+        by_tid.setdefault(ref.tid, []).append(ref)
+    layout = _Layout(entries)
+    kept = [c for c in criteria[:MAX_CRITERIA] if isinstance(c, CriterionRef)]
+    coverage = tuple(
+        Coverage(c, tuple(by_tid.get(c.tid, ())), None if c.tid in by_tid else layout.suggest(c)) for c in kept
+    )
+    known = {c.tid for c in kept}
+    unknown = sorted({ref.tid for ref in tests} - known, key=_tid_key)
+    return Manifest(
+        files=tuple(_group(kind, entries) for kind in FILE_CLASSES),
+        total_files=len(files),
+        files_truncated=len(files) > MAX_FILES,
+        coverage=coverage,
+        tests=tests,
+        unknown_ids=tuple(unknown),
+    )
+
+
+def slugify(text: str, *, max_chars: int = SLUG_CHARS) -> str:
+    """Return an ASCII snake_case slug of at most max_chars characters, cut at a word boundary."""
+    ascii_text = unicodedata.normalize("NFKD", text[:1000]).encode("ascii", "ignore").decode("ascii")
+    slug = ""
+    for word in _WORDS.findall(ascii_text.lower()):
+        candidate = f"{slug}_{word}" if slug else word
+        if len(candidate) > max_chars:
+            slug = slug or word[:max_chars]
+            break
+        slug = candidate
+    return slug or "criterion"
+
+
+class _PatchScan:
+    """Walk one patch line by line, tracking new-file line numbers and the test each line belongs to."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.refs: dict[tuple[str, str | None], TestRef] = {}
+        self.line = 0
+        self.in_hunk = False
+        self.current: str | None = None
+        self.annotated = False
+        self.pending: list[tuple[str, int]] = []
+
+    def feed(self, line: str) -> None:
+        """Take one patch line."""
+        head = line[:1]
+        if head == "@" and line.startswith("@@"):
+            self._start_hunk(line)
+        elif not self.in_hunk or head in ("-", "\\") or line.startswith(("+++ a/", "+++ b/", "+++ /dev/null")):
+            return
+        elif head in ("+", " "):
+            self._read(line[1:], added=head == "+")
+            self.line += 1
+
+    def finish(self) -> tuple[TestRef, ...]:
+        """Record IDs still waiting for a test name and return every reference found."""
+        self._flush(None)
+        return tuple(self.refs.values())
+
+    def _start_hunk(self, line: str) -> None:
+        match = _HUNK.match(line)
+        self.in_hunk = match is not None
+        self._flush(None)
+        self.current, self.annotated = None, False
+        if match:
+            self.line = int(match.group(1))
+            self.current = _test_name(match.group(2), annotated=False)[0]  # git shows the enclosing function here
+
+    def _read(self, text: str, *, added: bool) -> None:
+        annotation = _ANNOTATION.match(text) if text.lstrip()[:1] in ("@", "#", "[") else None
+        if annotation:
+            self._read_annotation(annotation, text, added=added)
+            return
+        name, name_tids = _test_name(text, annotated=self.annotated)
+        if name is not None:
+            self._flush(name)
+            self.current, self.annotated = name, False
+        if added and _ID_HINT.search(text):
+            for tid in [*name_tids, *_contract_tids(text)]:
+                self._add(tid, self.current, self.line)
+
+    def _read_annotation(self, match: re.Match[str], text: str, *, added: bool) -> None:
+        label = (match.group("at") or match.group("rs") or match.group("cs") or "").lower()
+        last = label.rpartition(".")[2]
+        if last in _TEST_MARKERS or label in _TEST_MARKERS:
+            self.annotated = True
+        if not added or not _ID_HINT.search(text):
+            return
+        tids = _contract_tids(text)
+        marker = (match.group("at") or "").rpartition(".")[2]
+        if last in _ID_ANNOTATIONS or _WORD_TID.fullmatch(marker):  # @Tag("T3"), @pytest.mark.T3
+            tids += [f"T{m.group(1)}" for m in _WORD_TID.finditer(text)]
+        self.pending.extend((tid, self.line) for tid in tids)
+        self.annotated = self.annotated or bool(tids)  # an ID annotation marks the next method as a test
+
+    def _flush(self, name: str | None) -> None:
+        for tid, line in self.pending:
+            self._add(tid, name, line)
+        self.pending.clear()
+
+    def _add(self, tid: str, name: str | None, line: int) -> None:
+        key = (tid, name)
+        if key not in self.refs and len(self.refs) < MAX_REFS_PER_FILE:
+            self.refs[key] = TestRef(tid, self.path, name, line)
+
+
+def _test_name(text: str, *, annotated: bool) -> tuple[str | None, list[str]]:
+    """Return the test declared on a line (if any) and the test IDs its name carries."""
+    match = _DECL.match(text)
+    if match is None:
+        return None, []
+    if match.group("str") is not None:
+        name = match.group("str")
+        return name[:MAX_NAME], [f"T{m.group(1)}" for m in _WORD_TID.finditer(name)]
+    if match.group("py") is not None and not match.group("py").lower().startswith("test"):
+        return None, []  # pytest collects only test* functions; other defs are helpers
+    ident = match.group("py") or match.group("go") or match.group("method") or ""
+    if ident.startswith("`"):
+        name = ident.strip("`")
+        return name, [f"T{m.group(1)}" for m in _WORD_TID.finditer(name)]
+    tids = [f"T{m.group(1)}" for m in _IDENT_TID.finditer(ident)]
+    if tids or annotated or ident.lower().startswith("test"):
+        return ident[:MAX_NAME], tids
+    return None, []
+
+
+def _contract_tids(text: str) -> list[str]:
+    """Return IDs in the CI contract's forms, `T3::` and `autoqa:T3`, anywhere on a line."""
+    found = [f"T{m.group(1)}" for m in _NAME_TID.finditer(text)]
+    found += [f"T{m.group(1)}" for m in _CLASS_TID.finditer(text)]
+    return found
+
+
+def _file_entry(item: Mapping[str, Any]) -> _File | None:
+    """Read one GitHub file item; an item without a usable filename is skipped."""
+    if not isinstance(item, Mapping):
+        return None
+    path = item.get("filename")
+    if not isinstance(path, str) or not path:
+        return None
+    patch = item.get("patch")
+    status = item.get("status")
+    return _File(
+        path=path,
+        kind=classify_file(path),
+        status=status if isinstance(status, str) else "modified",
+        additions=_count(item.get("additions")),
+        deletions=_count(item.get("deletions")),
+        patch=patch if isinstance(patch, str) else None,
+    )
+
+
+def _collect_tests(entries: Sequence[_File]) -> tuple[TestRef, ...]:
+    """Find test IDs in every added or changed test file, capped in total."""
+    found: list[TestRef] = []
+    for entry in entries:
+        if entry.kind != "test" or entry.status == "removed":
+            continue
+        found.extend(find_test_ids(entry.patch, path=entry.path)[: MAX_TESTS - len(found)])
+        if len(found) >= MAX_TESTS:
+            break
+    return tuple(found)
+
+
+def _group(kind: FileClass, entries: Sequence[_File]) -> FileGroup:
+    members = [entry for entry in entries if entry.kind == kind]
+    return FileGroup(
+        kind=kind,
+        count=len(members),
+        additions=sum(entry.additions for entry in members),
+        deletions=sum(entry.deletions for entry in members),
+        paths=tuple(entry.path for entry in members[:MAX_LISTED]),
+    )
+
+
+class _Layout:
+    """Where this repository keeps its tests, learned from the source and test files in the diff."""
+
+    def __init__(self, entries: Sequence[_File]) -> None:
+        live = [entry for entry in entries if entry.status != "removed"]
+        self.sources = sorted(
+            (entry for entry in live if entry.kind == "source" and _language(entry.path)),
+            key=lambda entry: -(entry.additions + entry.deletions),
+        )
+        self.tests = [entry.path for entry in live if entry.kind == "test" and _language(entry.path)]
+
+    def suggest(self, criterion: CriterionRef) -> Suggestion:
+        """Suggest a test name and path for an uncovered criterion."""
+        slug = slugify(criterion.text)
+        name = f"{criterion.tid}::test_{slug}"
+        source = self._closest_source(slug)
+        if source is not None:
+            return Suggestion(name, suggest_test_path(source, self.tests))
+        if self.tests:
+            return Suggestion(name, self.tests[0])
+        return Suggestion(name, f"tests/test_{slug}.py")
+
+    def _closest_source(self, slug: str) -> str | None:
+        """Pick the changed source whose path shares most words with the criterion; ties go to the biggest change."""
+        if not self.sources:
+            return None
+        words = set(slug.split("_"))
+        best = max(self.sources, key=lambda entry: len(words & set(_WORDS.findall(entry.path.lower()))))
+        return best.path
+
+
+def suggest_test_path(source: str, tests: Sequence[str]) -> str:
+    """Return where a test for a source file goes, following the test files seen in the diff."""
+    language = _language(source)
+    same = [path for path in tests if _language(path) == language]
+    directory, base = posixpath.split(source)
+    stem, ext = posixpath.splitext(base)
+    if language == "go":
+        return posixpath.join(directory, f"{stem}_test.go")
+    if language == "python":
+        return _python_test_path(directory, stem, same)
+    if language == "js":
+        return _js_test_path(directory, stem, ext, same)
+    if language == "jvm":
+        return _jvm_test_path(directory, stem, ext, same)
+    if language == "ruby":
+        return _ruby_test_path(directory, stem, same)
+    if language == "rust":
+        parts = directory.split("/")
+        crate = "/".join(parts[: len(parts) - 1 - parts[::-1].index("src")]) if "src" in parts else ""
+        return posixpath.join(crate, "tests", f"{stem}.rs")
+    return posixpath.join("tests", f"test_{base}")
+
+
+def _python_test_path(directory: str, stem: str, tests: Sequence[str]) -> str:
+    if stem == "__init__":
+        stem = posixpath.basename(directory) or "package"
+    names = [posixpath.basename(path) for path in tests if posixpath.basename(path) != "conftest.py"]
+    suffix = sum(name.endswith("_test.py") for name in names) > len(names) / 2
+    filename = f"{stem}_test.py" if suffix else f"test_{stem}.py"
+    nearest = _nearest(directory, [path for path in tests if posixpath.basename(path) != "conftest.py"])
+    if nearest is None:
+        return posixpath.join("tests", filename)
+    if _in_test_dir(nearest):
+        return posixpath.join(posixpath.dirname(nearest), filename)
+    return posixpath.join(directory, filename)
+
+
+def _js_test_path(directory: str, stem: str, ext: str, tests: Sequence[str]) -> str:
+    spec = sum(".spec." in posixpath.basename(path) for path in tests) > len(tests) / 2
+    filename = f"{stem}.{'spec' if spec else 'test'}{ext}"
+    nearest = _nearest(directory, tests)
+    if nearest is None:
+        return posixpath.join(directory, filename)
+    if "__tests__" in nearest.split("/"):
+        return posixpath.join(directory, "__tests__", filename)
+    if _in_test_dir(nearest):
+        return posixpath.join(posixpath.dirname(nearest), filename)
+    return posixpath.join(directory, filename)
+
+
+def _jvm_test_path(directory: str, stem: str, ext: str, tests: Sequence[str]) -> str:
+    plural = sum(posixpath.splitext(path)[0].endswith("Tests") for path in tests) > len(tests) / 2
+    filename = f"{stem}{'Tests' if plural else 'Test'}{ext}"
+    parts = directory.split("/")
+    if "main" in parts:
+        parts[parts.index("main")] = "test"
+        return posixpath.join("/".join(parts), filename)
+    nearest = _nearest(directory, tests)
+    return posixpath.join(posixpath.dirname(nearest) if nearest else directory, filename)
+
+
+def _ruby_test_path(directory: str, stem: str, tests: Sequence[str]) -> str:
+    minitest = sum(path.split("/")[0] == "test" for path in tests) > sum(path.split("/")[0] == "spec" for path in tests)
+    parts = directory.split("/")
+    if parts and parts[0] in ("app", "lib"):
+        parts = parts[1:]
+    root, suffix = ("test", "_test.rb") if minitest else ("spec", "_spec.rb")
+    return posixpath.join(root, *parts, f"{stem}{suffix}")
+
+
+def _nearest(directory: str, tests: Sequence[str]) -> str | None:
+    """Return the test file whose directory shares the longest leading path with `directory`."""
+    if not tests:
+        return None
+    own = directory.split("/")
+
+    def shared(path: str) -> int:
+        count = 0
+        for mine, theirs in zip(own, path.split("/")[:-1], strict=False):
+            if mine != theirs:
+                break
+            count += 1
+        return count
+
+    return max(tests, key=shared)
+
+
+def _in_test_dir(path: str) -> bool:
+    return any(part.lower() in _TEST_DIRS for part in path.split("/")[:-1])
+
+
+def _language(path: str) -> str | None:
+    ext = posixpath.splitext(path)[1].lower()
+    return _LANGUAGES.get(ext)
+
+
+_LANGUAGES = {
+    ".py": "python", ".js": "js", ".jsx": "js", ".ts": "js", ".tsx": "js", ".mjs": "js", ".cjs": "js",
+    ".go": "go", ".java": "jvm", ".kt": "jvm", ".scala": "jvm", ".groovy": "jvm", ".rb": "ruby", ".rs": "rust",
+}  # fmt: skip
+
+
+def _tid_key(tid: str) -> tuple[int, str]:
+    digits = tid[1:]
+    return (int(digits), tid) if digits.isdigit() else (0, tid)
+
+
+def _count(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def _str(value: object) -> str:
+    if not isinstance(value, str):
+        raise ManifestDataError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _int(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ManifestDataError(f"expected an integer, got {type(value).__name__}")
+    return value
+
+
+def _optional_int(value: object) -> int | None:
+    return None if value is None else _int(value)
+
+
+def _optional_str(value: object) -> str | None:
+    return None if value is None else _str(value)
+
+
+def _kind(value: object) -> FileClass:
+    for kind in FILE_CLASSES:
+        if value == kind:
+            return kind
+    raise ManifestDataError(f"unknown file class {value!r}")
+
+
+def _group_from(data: Mapping[str, Any]) -> FileGroup:
+    paths = tuple(_str(path) for path in data["paths"])
+    return FileGroup(_kind(data["kind"]), _int(data["count"]), _int(data["additions"]), _int(data["deletions"]), paths)
+
+
+def _test_from(data: Mapping[str, Any]) -> TestRef:
+    return TestRef(_str(data["tid"]), _str(data["path"]), _optional_str(data["name"]), _optional_int(data["line"]))
+
+
+def _criterion_from(data: Mapping[str, Any]) -> CriterionRef:
+    return CriterionRef(_str(data["repo"]), _int(data["issue_number"]), _str(data["tid"]), _str(data["text"]))
+
+
+def _coverage_from(data: Mapping[str, Any]) -> Coverage:
+    raw = data["suggestion"]
+    suggestion = None if raw is None else Suggestion(_str(raw["name"]), _str(raw["path"]))
+    tests = tuple(_test_from(item) for item in data["tests"])
+    return Coverage(_criterion_from(data["criterion"]), tests, suggestion)
+
+
+def iter_criteria_tests(manifest: Manifest) -> Iterator[tuple[CriterionRef, TestRef]]:
+    """Yield every (criterion, test) pair of a manifest, for annotations and reports."""
+    for item in manifest.coverage:
+        for ref in item.tests:
+            yield item.criterion, ref
