@@ -11,7 +11,7 @@ import logging
 import re
 import sqlite3
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -162,6 +162,17 @@ async def initial_credentials(settings: Settings, db: Database, box: SecretBox) 
     if from_env is not None:
         return from_env
     return await load_stored_credentials(db, box)
+
+
+async def stored_credentials_ctx(app: web.Application) -> AsyncIterator[None]:
+    """cleanup_ctx after the database opens: put stored credentials in force unless the environment set some."""
+    holder = app[keys.credentials]
+    if not holder.configured:
+        stored = await load_stored_credentials(app[keys.db], app[keys.secret_box])
+        if stored is not None:
+            holder.replace(stored)
+            log.info("GitHub App %s (id %d) loaded from the database", stored.slug, stored.app_id)
+    yield
 
 
 def _html(body: str, *, settings: Settings, status: int = 200) -> web.Response:

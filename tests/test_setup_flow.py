@@ -36,6 +36,7 @@ from quantumreview.setup_flow import (
     initial_credentials,
     load_stored_credentials,
     store_credentials,
+    stored_credentials_ctx,
 )
 from quantumreview.setup_state import STATE_COOKIE, SetupStates
 from quantumreview.testing.fake import FakeGitHub
@@ -246,6 +247,37 @@ async def test_environment_credentials_win_over_stored_ones(db: Database) -> Non
     assert chosen is not None and chosen.app_id == 99 and chosen.webhook_secret == "env-secret-env-secret"
     stored = await initial_credentials(Settings(), db, box)
     assert stored is not None and stored.app_id == 7
+
+
+async def start_stored_credentials_ctx(db: Database, box: SecretBox, holder: CredentialsHolder) -> None:
+    app = web.Application()
+    app[keys.db], app[keys.secret_box], app[keys.credentials] = db, box, holder
+    ctx = stored_credentials_ctx(app)
+    await anext(ctx)
+    await ctx.aclose()
+
+
+async def test_stored_credentials_are_put_in_force_at_start(db: Database) -> None:
+    box = SecretBox(BOX_KEY)
+    creds = credentials_from_conversion(GOOD_CONVERSION)
+    await store_credentials(db, box, creds)
+    holder = CredentialsHolder()
+    await start_stored_credentials_ctx(db, box, holder)
+    assert holder.current == creds
+
+
+async def test_start_with_environment_credentials_leaves_stored_ones_unread(db: Database) -> None:
+    await store_credentials(db, SecretBox(BOX_KEY), credentials_from_conversion(GOOD_CONVERSION))
+    env_creds = AppCredentials(app_id=99, private_key="pem", webhook_secret="env-secret-env-secret")
+    holder = CredentialsHolder(env_creds)
+    await start_stored_credentials_ctx(db, SecretBox(b"z" * 32), holder)  # a wrong key would raise if read
+    assert holder.current == env_creds
+
+
+async def test_start_with_nothing_stored_stays_in_setup_mode(db: Database) -> None:
+    holder = CredentialsHolder()
+    await start_stored_credentials_ctx(db, SecretBox(BOX_KEY), holder)
+    assert holder.current is None
 
 
 # --- the HTTP flow against the fake GitHub ------------------------------------------------------------------------
