@@ -1,0 +1,404 @@
+"""JobRunner: retries, timeouts, outcomes, per-key ordering, concurrency, wake-ups, resume and drain."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from gidgethub import routing, sansio
+
+from quantumreview.context import Context
+from quantumreview.errors import InstallationGone, PermanentError, RetryLater
+from quantumreview.jobs import Backoff, JobRunner, describe_error
+from quantumreview.plugins import HandlerRegistry, handler_name
+from quantumreview.settings import Settings
+from storage import jobs as store
+from storage.db import Database
+from storage.deliveries import DeliveryRecord, insert_deliveries
+
+Handler = Callable[[sansio.Event, Context], Awaitable[None]]
+
+
+@asynccontextmanager
+async def running(db: Database, router: routing.Router, settings: Settings, **options: Any) -> AsyncIterator[JobRunner]:
+    """A started runner with fast polling and millisecond backoff; stopped on exit."""
+    options.setdefault("poll_interval", 0.05)
+    options.setdefault("backoff", Backoff(base=0.02, cap=0.1))
+    runner = JobRunner(db, HandlerRegistry.from_routers([router]), settings, **options)
+    await runner.start()
+    try:
+        yield runner
+    finally:
+        await runner.stop()
+
+
+async def add_delivery(db: Database, delivery_id: str, handlers: list[Handler], *, event: str = "issues",
+                       data: dict[str, Any] | None = None, key: str | None = None,
+                       installation_id: int | None = None) -> None:
+    """Store a delivery and one queued job per handler, as the intake would."""
+    now = time.time()
+    body = json.dumps(data or {"action": "opened"}).encode()
+    record = DeliveryRecord(delivery_id, event, None, installation_id, None, now, body)
+    jobs = [store.NewJob(handler_name(h), key or f"delivery:{delivery_id}", now, now, delivery_id=delivery_id,
+                         installation_id=installation_id) for h in handlers]
+    async with db.transaction() as conn:
+        await insert_deliveries(conn, [record])
+        await store.insert_jobs(conn, jobs)
+
+
+async def wait_until(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
+    """Poll `check` until it is true; fail the test after `timeout`."""
+    async with asyncio.timeout(timeout):
+        while not await check():
+            await asyncio.sleep(0.01)
+
+
+async def statuses(db: Database) -> dict[str, str]:
+    return {j.delivery_id or str(j.id): j.status for j in await store.list_jobs(db)}
+
+
+async def settled(db: Database) -> bool:
+    counts = await store.status_counts(db)
+    return counts["queued"] == 0 and counts["running"] == 0
+
+
+async def test_failing_job_is_retried_then_dead_while_a_sibling_completes(db: Database, make_settings: Any) -> None:
+    router = routing.Router()
+    times: list[float] = []
+
+    @router.register("issues")
+    async def explode(event: sansio.Event, ctx: Context) -> None:
+        times.append(time.monotonic())
+        raise ValueError("boom")
+
+    @router.register("issues")
+    async def succeed(event: sansio.Event, ctx: Context) -> None:
+        pass
+
+    await add_delivery(db, "d1", [explode], key="k1")
+    await add_delivery(db, "d2", [succeed], key="k2")
+    async with running(db, router, make_settings(job_max_attempts=3)):
+        await wait_until(lambda: settled(db))
+    jobs = {j.delivery_id: j for j in await store.list_jobs(db)}
+    assert (jobs["d1"].status, jobs["d1"].attempts, jobs["d1"].last_error) == ("dead", 3, "ValueError: boom")
+    assert jobs["d2"].status == "done"
+    # Why: backoff is at least base·0.5 = 10 ms; a hot loop would retry within a millisecond.
+    assert len(times) == 3
+    assert all(later - earlier >= 0.009 for earlier, later in itertools.pairwise(times))
+
+
+async def test_hanging_job_times_out_and_is_retried(db: Database, make_settings: Any) -> None:
+    router = routing.Router()
+    calls: list[int] = []
+
+    @router.register("issues")
+    async def hang(event: sansio.Event, ctx: Context) -> None:
+        calls.append(ctx.attempt)
+        await asyncio.Event().wait()
+
+    await add_delivery(db, "d1", [hang])
+    async with running(db, router, make_settings(job_timeout=0.05, job_max_attempts=2)):
+        await wait_until(lambda: settled(db))
+    [job] = await store.list_jobs(db)
+    assert (job.status, calls) == ("dead", [1, 2])
+    assert job.last_error is not None and job.last_error.startswith("TimeoutError")
+
+
+async def test_permanent_error_fails_without_retry(db: Database, settings: Settings) -> None:
+    router = routing.Router()
+    calls: list[int] = []
+
+    @router.register("issues")
+    async def refuse(event: sansio.Event, ctx: Context) -> None:
+        calls.append(1)
+        raise PermanentError("cannot do that")
+
+    await add_delivery(db, "d1", [refuse])
+    async with running(db, router, settings):
+        await wait_until(lambda: settled(db))
+    [job] = await store.list_jobs(db)
+    assert (job.status, job.attempts, len(calls)) == ("failed", 1, 1)
+
+
+async def test_installation_gone_cancels_that_installations_queued_jobs(db: Database, settings: Settings) -> None:
+    router = routing.Router()
+
+    @router.register("issues")
+    async def gone(event: sansio.Event, ctx: Context) -> None:
+        raise InstallationGone("404")
+
+    @router.register("issues")
+    async def later(event: sansio.Event, ctx: Context) -> None:
+        ran.append(ctx.installation_id)
+
+    ran: list[int | None] = []
+    await add_delivery(db, "d1", [gone, later], key="same", installation_id=5)
+    await add_delivery(db, "d2", [later], key="other", installation_id=6)
+    async with running(db, router, settings):
+        await wait_until(lambda: settled(db))
+    jobs = await store.list_jobs(db)
+    assert [(j.delivery_id, j.status) for j in jobs] == [("d1", "cancelled"), ("d1", "cancelled"), ("d2", "done")]
+    assert ran == [6]
+
+
+async def test_retry_later_waits_until_the_given_time(db: Database, settings: Settings) -> None:
+    router = routing.Router()
+    retry_at = time.time() + 3600
+
+    @router.register("issues")
+    async def limited(event: sansio.Event, ctx: Context) -> None:
+        raise RetryLater("rate limited", at=retry_at)
+
+    await add_delivery(db, "d1", [limited])
+    async with running(db, router, settings):
+        await wait_until(lambda: db.fetchvalue("SELECT attempts = 1 AND status = 'queued' FROM jobs"))
+        await asyncio.sleep(0.2)
+    [job] = await store.list_jobs(db)
+    assert (job.status, job.attempts, job.run_after) == ("queued", 1, retry_at)
+
+
+async def test_jobs_with_one_key_run_one_at_a_time_in_arrival_order(db: Database, settings: Settings) -> None:
+    router = routing.Router()
+    order: list[str] = []
+    active: dict[str, int] = {"a": 0, "b": 0}
+    overlap: list[str] = []
+
+    @router.register("issues")
+    async def step(event: sansio.Event, ctx: Context) -> None:
+        key = event.data["key"]
+        active[key] += 1
+        if active[key] > 1:
+            overlap.append(key)
+        await asyncio.sleep(0.01)
+        order.append(f"{key}{event.data['n']}")
+        active[key] -= 1
+
+    for n in range(6):
+        for key in "ab":
+            await add_delivery(db, f"{key}{n}", [step], key=key, data={"key": key, "n": n})
+    async with running(db, router, settings):
+        await wait_until(lambda: settled(db))
+    assert overlap == []
+    assert [s for s in order if s[0] == "a"] == [f"a{n}" for n in range(6)]
+    assert [s for s in order if s[0] == "b"] == [f"b{n}" for n in range(6)]
+
+
+async def test_at_most_job_concurrency_jobs_run_at_once(db: Database, make_settings: Any) -> None:
+    router = routing.Router()
+    now_running = [0]
+    peak = [0]
+
+    @router.register("issues")
+    async def work(event: sansio.Event, ctx: Context) -> None:
+        now_running[0] += 1
+        peak[0] = max(peak[0], now_running[0])
+        await asyncio.sleep(0.02)
+        now_running[0] -= 1
+
+    for n in range(40):
+        await add_delivery(db, f"d{n}", [work])
+    async with running(db, router, make_settings(job_concurrency=4)):
+        await wait_until(lambda: settled(db))
+    assert peak[0] == 4
+    assert set((await statuses(db)).values()) == {"done"}
+
+
+async def test_enqueue_wakes_the_runner_within_milliseconds(db: Database, settings: Settings) -> None:
+    router = routing.Router()
+    ran = asyncio.Event()
+    seen: list[tuple[str, Any, str]] = []
+
+    @router.register("quantumreview.regenerate")
+    async def regenerate(event: sansio.Event, ctx: Context) -> None:
+        seen.append((event.event, event.data, event.delivery_id))
+        ran.set()
+
+    async with running(db, router, settings, poll_interval=30.0) as runner:
+        await asyncio.sleep(0.05)
+        began = time.monotonic()
+        ids = await runner.enqueue("quantumreview.regenerate", {"repo": "o/r"}, ordering_key="o/r#1")
+        await asyncio.wait_for(ran.wait(), 1.0)
+        assert time.monotonic() - began < 0.2
+    assert seen == [("quantumreview.regenerate", {"repo": "o/r"}, f"job-{ids[0]}")]
+
+
+async def test_handler_can_enqueue_follow_up_work(db: Database, settings: Settings) -> None:
+    router = routing.Router()
+    done = asyncio.Event()
+
+    @router.register("issues")
+    async def first(event: sansio.Event, ctx: Context) -> None:
+        await ctx.enqueue("quantumreview.follow_up", {"from": ctx.delivery_id}, delay=0.0)
+
+    @router.register("quantumreview.follow_up")
+    async def second(event: sansio.Event, ctx: Context) -> None:
+        assert event.data == {"from": "d1"}
+        done.set()
+
+    await add_delivery(db, "d1", [first])
+    async with running(db, router, settings):
+        await asyncio.wait_for(done.wait(), 2.0)
+
+
+async def test_enqueue_with_no_matching_handler_writes_nothing(db: Database, settings: Settings) -> None:
+    async with running(db, routing.Router(), settings) as runner:
+        assert await runner.enqueue("nobody.listens", {}) == []
+    assert await store.list_jobs(db) == []
+
+
+async def test_context_has_the_stored_event_and_an_installation_client(db: Database, settings: Settings) -> None:
+    router = routing.Router()
+    contexts: list[Context] = []
+
+    @router.register("issues", action="opened")
+    async def capture(event: sansio.Event, ctx: Context) -> None:
+        contexts.append(ctx)
+
+    await add_delivery(db, "d1", [capture], data={"action": "opened", "x": "é"}, installation_id=9)
+    async with running(db, router, settings, github_factory=lambda iid: f"client-for-{iid}"):
+        await wait_until(lambda: settled(db))
+    [ctx] = contexts
+    assert (ctx.event.event, ctx.event.data, ctx.event.delivery_id) == ("issues", {"action": "opened", "x": "é"}, "d1")
+    assert (ctx.gh, ctx.installation_id, ctx.attempt, ctx.job_id) == ("client-for-9", 9, 1, 1)
+
+
+async def test_without_a_github_factory_ctx_gh_is_none(db: Database, settings: Settings) -> None:
+    router = routing.Router()
+    clients: list[Any] = []
+
+    @router.register("issues")
+    async def capture(event: sansio.Event, ctx: Context) -> None:
+        clients.append(ctx.gh)
+
+    await add_delivery(db, "d1", [capture], installation_id=9)
+    async with running(db, router, settings):
+        await wait_until(lambda: settled(db))
+    assert clients == [None]
+
+
+async def test_jobs_left_running_by_a_crash_run_again_at_start(db: Database, settings: Settings) -> None:
+    router = routing.Router()
+    attempts: list[int] = []
+
+    @router.register("issues")
+    async def record(event: sansio.Event, ctx: Context) -> None:
+        attempts.append(ctx.attempt)
+
+    await add_delivery(db, "d1", [record])
+    async with db.transaction() as conn:
+        [claimed] = await store.claim_due(conn, time.time(), 10)
+    assert claimed.attempts == 1
+    async with running(db, router, settings):
+        await wait_until(lambda: settled(db))
+    assert attempts == [2]
+    assert await statuses(db) == {"d1": "done"}
+
+
+async def test_shutdown_requeues_unfinished_jobs_without_counting_an_attempt(db: Database, make_settings: Any) -> None:
+    router = routing.Router()
+    started = asyncio.Event()
+
+    @router.register("issues")
+    async def slow(event: sansio.Event, ctx: Context) -> None:
+        started.set()
+        await asyncio.sleep(30)
+
+    await add_delivery(db, "d1", [slow])
+    began = time.monotonic()
+    async with running(db, router, make_settings(shutdown_grace=0.1)):
+        await asyncio.wait_for(started.wait(), 2.0)
+    assert time.monotonic() - began < 2.0
+    [job] = await store.list_jobs(db)
+    assert (job.status, job.attempts) == ("queued", 0)
+
+
+async def test_shutdown_lets_a_job_finish_within_the_grace(db: Database, make_settings: Any) -> None:
+    router = routing.Router()
+    started = asyncio.Event()
+
+    @router.register("issues")
+    async def brief(event: sansio.Event, ctx: Context) -> None:
+        started.set()
+        await asyncio.sleep(0.1)
+
+    await add_delivery(db, "d1", [brief])
+    async with running(db, router, make_settings(shutdown_grace=2.0)):
+        await asyncio.wait_for(started.wait(), 2.0)
+    assert await statuses(db) == {"d1": "done"}
+
+
+async def test_suspended_installation_jobs_wait_uncounted(db: Database, settings: Settings) -> None:
+    router = routing.Router()
+    ran: list[str] = []
+
+    @router.register("issues")
+    async def act(event: sansio.Event, ctx: Context) -> None:
+        ran.append(event.event)
+
+    @router.register("installation")
+    async def lifecycle(event: sansio.Event, ctx: Context) -> None:
+        ran.append(event.event)
+
+    now = time.time()
+    await db.execute(
+        "INSERT INTO installations (id, account_login, suspended_at, created_at, updated_at) VALUES (5, 'o', ?, ?, ?)",
+        (now, now, now),
+    )
+    await add_delivery(db, "d1", [act], installation_id=5, key="k1")
+    await add_delivery(db, "d2", [lifecycle], event="installation", installation_id=5, key="k2")
+    async with running(db, router, settings):
+        await wait_until(lambda: db.fetchvalue("SELECT count(*) = 1 FROM jobs WHERE status = 'done'"))
+        await wait_until(lambda: db.fetchvalue("SELECT last_error LIKE 'InstallationSuspended%' FROM jobs WHERE id=1"))
+    job = (await store.list_jobs(db))[0]
+    assert ran == ["installation"]
+    assert (job.status, job.attempts) == ("queued", 0) and job.run_after > now + 60
+
+
+async def test_deleted_installation_jobs_are_cancelled_before_running(db: Database, settings: Settings) -> None:
+    router = routing.Router()
+
+    @router.register("issues")
+    async def act(event: sansio.Event, ctx: Context) -> None:
+        raise AssertionError("must not call GitHub for a deleted installation")
+
+    now = time.time()
+    await db.execute(
+        "INSERT INTO installations (id, account_login, deleted_at, created_at, updated_at) VALUES (5, 'o', ?, ?, ?)",
+        (now, now, now),
+    )
+    await add_delivery(db, "d1", [act], installation_id=5)
+    async with running(db, router, settings):
+        await wait_until(lambda: settled(db))
+    assert await statuses(db) == {"d1": "cancelled"}
+
+
+async def test_handler_no_longer_loaded_fails_the_job(db: Database, settings: Settings) -> None:
+    async def vanished(event: sansio.Event, ctx: Context) -> None:
+        pass
+
+    await add_delivery(db, "d1", [vanished])
+    async with running(db, routing.Router(), settings):
+        await wait_until(lambda: settled(db))
+    [job] = await store.list_jobs(db)
+    assert job.status == "failed" and "not loaded" in (job.last_error or "")
+
+
+def test_stored_error_has_no_traceback_and_no_token() -> None:
+    try:
+        raise RuntimeError("auth with ghs_abcdefghijklmnopqrstuvwxyz0123 failed " + "x" * 1000)
+    except RuntimeError as exc:
+        text = describe_error(exc)
+    assert text.startswith("RuntimeError: auth with <redacted> failed")
+    assert "ghs_" not in text and "Traceback" not in text and len(text) == 500
+
+
+def test_backoff_grows_exponentially_with_jitter_and_a_cap() -> None:
+    backoff = Backoff(base=10, cap=100)
+    assert [backoff.delay(n, 0.5) for n in (1, 2, 3, 4, 5)] == [10, 20, 40, 80, 100]
+    assert backoff.delay(1, 0.0) == 5 and backoff.delay(1, 0.999) == pytest.approx(14.99)
