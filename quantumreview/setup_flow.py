@@ -39,8 +39,6 @@ SETUP_PATH = "/setup"
 ORGANIZATION = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}")
 CODE = re.compile(r"[A-Za-z0-9_-]{1,200}")
 CONVERSION_TIMEOUT_SECONDS = 15.0
-PLAIN_NAMES = ("app_id", "slug", "name", "html_url", "oauth_client_id")
-SECRET_NAMES = ("private_key", "webhook_secret", "oauth_client_secret")
 
 
 class ConversionError(Exception):
@@ -116,8 +114,8 @@ async def _github_message(resp: aiohttp.ClientResponse) -> str:
     return str(message)[:200] if message else "no message"
 
 
-def _stored_values(creds: AppCredentials, name: str | None, box: SecretBox) -> list[StoredValue]:
-    plain = {"app_id": str(creds.app_id), "slug": creds.slug, "name": name, "html_url": creds.html_url,
+def _stored_values(creds: AppCredentials, box: SecretBox) -> list[StoredValue]:
+    plain = {"app_id": str(creds.app_id), "slug": creds.slug, "html_url": creds.html_url,
              "oauth_client_id": creds.oauth_client_id}
     secret = {"private_key": creds.private_key, "webhook_secret": creds.webhook_secret,
               "oauth_client_secret": creds.oauth_client_secret}
@@ -125,12 +123,10 @@ def _stored_values(creds: AppCredentials, name: str | None, box: SecretBox) -> l
     return values + [StoredValue(k, box.encrypt(v), secret=True) for k, v in secret.items() if v is not None]
 
 
-async def store_credentials(
-    db: Database, box: SecretBox, creds: AppCredentials, *, name: str | None = None, now: float | None = None
-) -> None:
+async def store_credentials(db: Database, box: SecretBox, creds: AppCredentials, *, now: float | None = None) -> None:
     """Save the App's credentials in one transaction, secrets encrypted with `box`."""
     async with db.transaction() as conn:
-        await save_values(conn, _stored_values(creds, name, box), now=time.time() if now is None else now)
+        await save_values(conn, _stored_values(creds, box), now=time.time() if now is None else now)
 
 
 async def load_stored_credentials(db: Database, box: SecretBox) -> AppCredentials | None:
@@ -246,8 +242,7 @@ class SetupFlow:
                 return self._forget_cookie(_html(page, settings=settings, status=502))
             assert creds.html_url is not None and creds.slug is not None
             try:
-                await store_credentials(app[keys.db], app[keys.secret_box], creds, name=creds.slug,
-                                        now=self._clock())
+                await store_credentials(app[keys.db], app[keys.secret_box], creds, now=self._clock())
             except (DatabaseBusy, sqlite3.Error) as exc:
                 log.error("GitHub App %s (id %d) created but not saved: %s", creds.slug, creds.app_id,
                           type(exc).__name__)

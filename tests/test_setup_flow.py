@@ -220,7 +220,7 @@ def stored_row_bytes(path: Path) -> bytes:
 async def test_stored_credentials_are_encrypted_and_load_back(db: Database) -> None:
     box = SecretBox(BOX_KEY)
     creds = credentials_from_conversion(GOOD_CONVERSION)
-    await store_credentials(db, box, creds, name="qr", now=1.0)
+    await store_credentials(db, box, creds, now=1.0)
     raw = stored_row_bytes(db.path)
     assert b"PRIVATE KEY" not in raw and b"0123456789abcdef0123" not in raw and b"cs-1" not in raw
     assert b"Iv1.x" in raw  # the client id is not a secret
