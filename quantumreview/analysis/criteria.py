@@ -28,7 +28,6 @@ SECTION_TITLES = frozenset(
 )  # fmt: skip
 
 _LIST_ITEM = re.compile(r"([ \t]*)([-*+]|[0-9]{1,9}[.)])([ \t]+|$)")
-_TASK_BOX = re.compile(r"\[[ xX]\](?:[ \t]+|$)")
 _ATX = re.compile(r" {0,3}(#{1,6})(?=[ \t]|$)")
 _STATE_TOKENS = ("``", "~~", "<!--", "-->")
 _FENCE = re.compile(r"[ \t]*(`{3,}|~{3,})")
@@ -207,14 +206,6 @@ def find_sections(lines: list[str], stripped: list[str]) -> list[tuple[int, int]
     return sections
 
 
-def _may_be_heading(stripped: list[str], i: int) -> bool:
-    """Cheaply tell whether line i could start a heading, so most lines skip the full check."""
-    if stripped[i][0] == "#":
-        return True
-    following = stripped[i + 1] if i + 1 < len(stripped) else ""
-    return following[:1] in ("=", "-") and not following.strip(following[0])
-
-
 def heading_at(lines: list[str], stripped: list[str], i: int) -> tuple[int, str, int]:
     """Return (level, text, lines used) of an ATX or setext heading at line i, or (0, "", 1)."""
     line = lines[i]
@@ -352,10 +343,9 @@ def _list_marker(line: str, stripped: str) -> tuple[int, int] | None:
 def _item_text(line: str, offset: int) -> tuple[str, bool]:
     """Return a list item's text without task box and wrapping emphasis, and whether it had a box."""
     rest = line[offset:]
-    box = _TASK_BOX.match(rest)
-    if box:
-        rest = rest[box.end() :]
-    return trim_emphasis(rest), box is not None
+    # A task box is `[ ]`, `[x]` or `[X]` followed by whitespace or the end of the line.
+    has_box = rest[:1] == "[" and rest[2:3] == "]" and rest[1:2] in (" ", "x", "X") and rest[3:4] in ("", " ", "\t")
+    return trim_emphasis(rest[3:] if has_box else rest), has_box
 
 
 def _section_entries(lines: list[str], stripped: list[str]) -> Iterator[tuple[_Entry, list[str]]]:
@@ -371,7 +361,11 @@ def _section_entries(lines: list[str], stripped: list[str]) -> Iterator[tuple[_E
             after_blank = True
             i += 1
             continue
-        heading_level, _, consumed = heading_at(lines, stripped, i) if _may_be_heading(stripped, i) else _NO_HEADING
+        following = stripped[i + 1] if i + 1 < len(lines) else ""
+        if text[0] == "#" or (following[:1] in ("=", "-") and not following.strip(following[0])):
+            heading_level, _, consumed = heading_at(lines, stripped, i)
+        else:
+            heading_level, consumed = 0, 1
         if heading_level or (text[0] in "-*_" and is_thematic_break(text)):
             item_column = -1
             if entry is not None:
