@@ -1,0 +1,133 @@
+"""Storage: PRAGMAs, transactions that never interleave, delivery dedupe and the job queue's SQL."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+
+import pytest
+
+from quantumreview.intake import PendingDelivery, split_new
+from storage import jobs as store
+from storage.db import Database
+from storage.deliveries import DeliveryRecord, get_delivery, insert_deliveries, known_ids
+
+
+def record(delivery_id: str, body: bytes = b"{}") -> DeliveryRecord:
+    return DeliveryRecord(delivery_id, "issues", "opened", 1, "o/r", 1.0, body)
+
+
+def job(delivery_id: str | None, key: str, run_after: float = 0.0, handler: str = "m:f") -> store.NewJob:
+    return store.NewJob(handler, key, run_after, 0.0, delivery_id=delivery_id, installation_id=1)
+
+
+async def test_connection_pragmas_are_durable_and_patient(db: Database) -> None:
+    values = await db.pragmas(["journal_mode", "synchronous", "busy_timeout", "foreign_keys"])
+    assert values == {"journal_mode": "wal", "synchronous": 2, "busy_timeout": 5000, "foreign_keys": 1}
+
+
+async def test_concurrent_transactions_never_tear_each_other(db: Database) -> None:
+    await db.execute("CREATE TABLE t (v TEXT)")
+    a_inside = asyncio.Event()
+
+    async def a() -> None:
+        async with db.transaction() as conn:
+            await conn.execute("INSERT INTO t VALUES ('a1')")
+            a_inside.set()
+            await asyncio.sleep(0.05)  # as if awaiting GitHub mid-transaction
+            await conn.execute("INSERT INTO t VALUES ('a2')")
+
+    async def b() -> None:
+        await a_inside.wait()
+        async with db.transaction() as conn:
+            await conn.execute("INSERT INTO t VALUES ('b1')")
+            raise RuntimeError("b fails")
+
+    results = await asyncio.gather(a(), b(), return_exceptions=True)
+    assert results[0] is None and isinstance(results[1], RuntimeError)
+    assert [row[0] for row in await db.fetchall("SELECT v FROM t ORDER BY v")] == ["a1", "a2"]
+
+
+async def test_a_job_without_its_delivery_is_refused(db: Database) -> None:
+    with pytest.raises(sqlite3.IntegrityError):
+        async with db.transaction() as conn:
+            await store.insert_jobs(conn, [job("no-such-delivery", "k")])
+    assert await store.list_jobs(db) == []
+
+
+async def test_delivery_round_trips_raw_bytes_and_known_ids_finds_it(db: Database) -> None:
+    raw = '{"t":"é \\u00e9"}'.encode()
+    async with db.transaction() as conn:
+        await insert_deliveries(conn, [record("d1", raw)])
+    async with db.transaction() as conn:
+        assert await known_ids(conn, ["d1", "d2"]) == {"d1"}
+    stored = await get_delivery(db, "d1")
+    assert stored is not None and stored.body == raw and stored.repository == "o/r"
+
+
+async def test_split_new_marks_stored_and_repeated_ids_as_duplicates() -> None:
+    batch = [PendingDelivery(record(i), []) for i in ("a", "b", "a", "c")]
+    new, outcome = split_new(batch, {"c"})
+    assert [p.record.id for p in new] == ["a", "b"]
+    assert outcome == [True, True, False, False]
+
+
+async def seed(db: Database, jobs: list[store.NewJob]) -> None:
+    async with db.transaction() as conn:
+        await insert_deliveries(conn, [record(d) for d in sorted({j.delivery_id for j in jobs if j.delivery_id})])
+        await store.insert_jobs(conn, jobs)
+
+
+async def test_claim_takes_the_first_due_job_of_each_key_only(db: Database) -> None:
+    now = time.time()
+    await seed(db, [job("d1", "k1"), job("d2", "k1"), job("d3", "k2"), job("d4", "k3", run_after=now + 60)])
+    async with db.transaction() as conn:
+        claimed = await store.claim_due(conn, now, 10)
+    assert [(j.id, j.attempts) for j in claimed] == [(1, 1), (3, 1)]
+    async with db.transaction() as conn:
+        assert await store.claim_due(conn, now, 10) == []  # job 2 waits for job 1, still running
+
+
+async def test_claim_respects_the_limit(db: Database) -> None:
+    await seed(db, [job(f"d{n}", f"k{n}") for n in range(5)])
+    async with db.transaction() as conn:
+        assert [j.id for j in await store.claim_due(conn, time.time(), 2)] == [1, 2]
+
+
+async def test_a_retrying_job_holds_back_later_jobs_of_its_key(db: Database) -> None:
+    now = time.time()
+    await seed(db, [job("d1", "k"), job("d2", "k")])
+    async with db.transaction() as conn:
+        [first] = await store.claim_due(conn, now, 10)
+        await store.schedule_retry(conn, first.id, now + 60, "E: x")
+    async with db.transaction() as conn:
+        assert await store.claim_due(conn, now, 10) == []
+
+
+async def test_recovery_requeues_running_jobs_and_buries_exhausted_ones(db: Database) -> None:
+    now = time.time()
+    await seed(db, [job("d1", "k1"), job("d2", "k2")])
+    async with db.transaction() as conn:
+        await store.claim_due(conn, now, 10)
+        await conn.execute("UPDATE jobs SET attempts = 3 WHERE id = 2")
+        assert await store.recover_interrupted(conn, now, 3) == (1, 1)
+    assert [(j.status, j.attempts) for j in await store.list_jobs(db)] == [("queued", 1), ("dead", 3)]
+
+
+async def test_defer_does_not_count_the_interrupted_attempt(db: Database) -> None:
+    now = time.time()
+    await seed(db, [job("d1", "k1")])
+    async with db.transaction() as conn:
+        await store.claim_due(conn, now, 10)
+        await store.defer(conn, [1], now + 5, "shutdown")
+    [state] = await store.list_jobs(db)
+    assert (state.status, state.attempts, state.run_after) == ("queued", 0, now + 5)
+
+
+async def test_status_counts_reports_queued_running_and_dead(db: Database) -> None:
+    await seed(db, [job("d1", "k1"), job("d2", "k2"), job("d3", "k3")])
+    async with db.transaction() as conn:
+        await store.claim_due(conn, time.time(), 1)
+        await store.mark_final(conn, 2, "dead", time.time(), "E: x")
+    assert await store.status_counts(db) == {"queued": 1, "running": 1, "dead": 1}
