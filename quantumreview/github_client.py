@@ -122,7 +122,8 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
         out = {k.lower(): v for k, v in headers.items()}
         if out.get("accept") == sansio.accept_format():
             out["accept"] = ACCEPT  # gidgethub still defaults to the v3 media type
-        out["x-github-api-version"] = API_VERSION
+        out.pop("x-github-api-version", None)
+        out["X-GitHub-Api-Version"] = API_VERSION  # GitHub's spelling, for anyone reading recorded requests
         return out
 
     async def _resilient(self, method: str, url: str, headers: dict[str, str], body: bytes, *,

@@ -1,0 +1,277 @@
+"""Installation and App clients against the fake over HTTP: headers, ETags, retries, rate limits, limits."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
+from typing import Any
+
+import aiohttp
+import gidgethub
+import jwt
+import pytest
+
+from quantumreview.errors import InstallationGone, PermissionDenied, RateLimited, RetryLater
+from quantumreview.github import GitHubApp, gone_when_missing
+from quantumreview.github_policy import RetryPolicy, rate_limit_until
+from quantumreview.testing.fake import FakeGitHub
+
+REPO = "octo-org/app"
+ISSUE = "/repos/{owner}/{repo}/issues/{issue_number}"
+COMMENTS = "/repos/{owner}/{repo}/issues/{issue_number}/comments"
+MINT = "/app/installations/{installation_id}/access_tokens"
+T0 = 1_700_000_000.0
+
+
+class Clock:
+    """A settable wall clock shared by the fake and the client."""
+
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Sleeps(list[float]):
+    """Records requested sleeps instead of waiting."""
+
+    async def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def sleeps() -> Sleeps:
+    return Sleeps()
+
+
+@pytest.fixture
+async def fake(rsa_private_key: str, clock: Clock) -> AsyncIterator[FakeGitHub]:
+    async with FakeGitHub(app_id=1, private_key_pem=rsa_private_key, clock=clock) as server:
+        server.add_installation(7, repositories=[REPO])
+        server.add_issue(REPO, 1, title="Login", body="- [ ] works")
+        yield server
+    assert server.contract_violations == []
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as client_session:
+        yield client_session
+
+
+def make_app(session: aiohttp.ClientSession, fake: FakeGitHub, key: str, clock: Clock, sleeps: Sleeps,
+             **options: Any) -> GitHubApp:
+    return GitHubApp(session, app_id=1, private_key=key, api_url=fake.api_url, web_url=fake.url, clock=clock,
+                     sleep=sleeps, rand=lambda: 0.5, **options)
+
+
+@pytest.fixture
+def app(session: aiohttp.ClientSession, fake: FakeGitHub, rsa_private_key: str, clock: Clock,
+        sleeps: Sleeps) -> GitHubApp:
+    return make_app(session, fake, rsa_private_key, clock, sleeps)
+
+
+async def test_requests_carry_githubs_current_headers_and_the_installation_token(
+        app: GitHubApp, fake: FakeGitHub) -> None:
+    issue = await app.for_installation(7).getitem(f"/repos/{REPO}/issues/1")
+    assert issue["title"] == "Login"
+    (sent,) = fake.calls("GET", ISSUE)
+    assert sent.path == f"/repos/{REPO}/issues/1"  # under the /api/v3 base, GitHub Enterprise style
+    assert sent.headers["Accept"] == "application/vnd.github+json"
+    assert sent.headers["X-GitHub-Api-Version"] == "2022-11-28"
+    assert sent.headers["User-Agent"].startswith("quantumreview/")
+    assert sent.headers["Authorization"].startswith("token ghs_")
+
+
+async def test_as_app_authenticates_with_the_app_jwt(app: GitHubApp, fake: FakeGitHub) -> None:
+    me = await app.as_app().getitem("/app")
+    assert me["id"] == 1
+    (sent,) = fake.calls("GET", "/app")
+    scheme, _, token = sent.headers["Authorization"].partition(" ")
+    assert scheme.lower() == "bearer"
+    assert jwt.decode(token, options={"verify_signature": False})["iss"] == "1"
+
+
+async def test_second_get_revalidates_with_etag_and_uses_the_cached_body(app: GitHubApp, fake: FakeGitHub) -> None:
+    gh = app.for_installation(7)
+    first = await gh.getitem(f"/repos/{REPO}/issues/1")
+    second = await app.for_installation(7).getitem(f"/repos/{REPO}/issues/1")
+    assert second == first
+    calls = fake.calls("GET", ISSUE)
+    assert "If-None-Match" in calls[1].headers and calls[1].status == 304
+
+
+async def test_list_follows_link_pages(app: GitHubApp, fake: FakeGitHub) -> None:
+    for n in range(2, 251):
+        fake.add_repository(7, f"octo-org/r{n}")
+    repos = [r async for r in app.for_installation(7).getiter("/installation/repositories?per_page=100",
+                                                              iterable_key="repositories")]
+    assert len(repos) == 250 and len({r["full_name"] for r in repos}) == 250
+    assert len(fake.calls("GET", "/installation/repositories")) == 3
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+async def test_get_is_retried_after_server_errors_with_backoff(
+        app: GitHubApp, fake: FakeGitHub, sleeps: Sleeps, status: int) -> None:
+    fake.fail_next("GET", ISSUE, status=status, times=2)
+    issue = await app.for_installation(7).getitem(f"/repos/{REPO}/issues/1")
+    assert issue["number"] == 1
+    assert len(fake.calls("GET", ISSUE)) == 3
+    assert sleeps == [0.375, 0.75]  # base 0.5·2^(n−1), jitter 0.5 → 75 %
+
+
+async def test_get_gives_up_after_three_tries_as_retry_later(
+        app: GitHubApp, fake: FakeGitHub, clock: Clock) -> None:
+    fake.fail_next("GET", ISSUE, status=502, times=3)
+    with pytest.raises(RetryLater) as caught:
+        await app.for_installation(7).getitem(f"/repos/{REPO}/issues/1")
+    assert len(fake.calls("GET", ISSUE)) == 3
+    assert caught.value.at is not None and caught.value.at > clock.now
+
+
+def test_backoff_grows_and_stays_within_jitter_bounds() -> None:
+    policy = RetryPolicy(base_delay=1.0, max_delay=5.0)
+    assert [policy.backoff(n, 0.0) for n in (1, 2, 3, 4)] == [0.5, 1.0, 2.0, 2.5]
+    assert [policy.backoff(n, 1.0) for n in (1, 2, 3, 4)] == [1.0, 2.0, 4.0, 5.0]
+
+
+async def test_post_is_not_retried_after_a_server_error(app: GitHubApp, fake: FakeGitHub) -> None:
+    fake.fail_next("POST", COMMENTS, status=502)
+    with pytest.raises(RetryLater):
+        await app.for_installation(7).post(f"/repos/{REPO}/issues/1/comments", data={"body": "hi"})
+    assert len(fake.calls("POST", COMMENTS)) == 1
+    assert fake.comments.get((REPO, 1), []) == []
+
+
+async def test_post_marked_idempotent_is_retried(app: GitHubApp, fake: FakeGitHub) -> None:
+    fake.fail_next("POST", COMMENTS, status=503)
+    created = await app.for_installation(7).post(f"/repos/{REPO}/issues/1/comments", data={"body": "hi"},
+                                                 idempotent=True)
+    assert created["body"] == "hi"
+    assert len(fake.calls("POST", COMMENTS)) == 2
+    assert len(fake.comments[(REPO, 1)]) == 1
+
+
+async def test_dropped_connections_are_retried_then_reported_as_retry_later(
+        app: GitHubApp, fake: FakeGitHub, sleeps: Sleeps) -> None:
+    fake.fail_next("GET", ISSUE, kind="reset", times=20)
+    with pytest.raises(RetryLater, match="failed"):
+        await app.for_installation(7).getitem(f"/repos/{REPO}/issues/1")
+    assert len(sleeps) == 2  # three tries in all
+
+
+async def test_hanging_server_trips_the_client_timeout_and_the_retry_succeeds(
+        session: aiohttp.ClientSession, fake: FakeGitHub, rsa_private_key: str, clock: Clock,
+        sleeps: Sleeps) -> None:
+    app = make_app(session, fake, rsa_private_key, clock, sleeps,
+                   timeout=aiohttp.ClientTimeout(total=0.3, sock_connect=0.3, sock_read=0.3))
+    fake.fail_next("GET", ISSUE, kind="hang")
+    issue = await asyncio.wait_for(app.for_installation(7).getitem(f"/repos/{REPO}/issues/1"), 5)
+    assert issue["number"] == 1 and len(sleeps) == 1
+
+
+@pytest.mark.parametrize("status", [403, 429])
+async def test_primary_rate_limit_blocks_the_installation_until_reset_without_requests(
+        app: GitHubApp, fake: FakeGitHub, clock: Clock, status: int) -> None:
+    gh = app.for_installation(7)
+    await gh.getitem(f"/repos/{REPO}/issues/1")
+    fake.rate_limit("GET", ISSUE, reset_in=60, status=status)
+    with pytest.raises(RateLimited) as caught:
+        await gh.getitem(f"/repos/{REPO}/issues/1")
+    assert caught.value.at == int(T0 + 60)
+    clock.now += 30
+    with pytest.raises(RateLimited) as again:
+        await app.for_installation(7).post(f"/repos/{REPO}/issues/1/comments", data={"body": "x"})
+    assert again.value.at == int(T0 + 60)
+    assert len(fake.calls("GET", ISSUE)) == 2 and fake.calls("POST", COMMENTS) == []
+    other = await app.as_app().getitem("/app")  # the App itself is not blocked
+    assert other["id"] == 1
+    clock.now = T0 + 61
+    assert (await gh.getitem(f"/repos/{REPO}/issues/1"))["number"] == 1
+
+
+@pytest.mark.parametrize("status", [403, 429])
+async def test_secondary_limit_with_retry_after_is_honoured(
+        app: GitHubApp, fake: FakeGitHub, clock: Clock, status: int) -> None:
+    fake.secondary_limit("GET", ISSUE, retry_after=30, status=status)
+    with pytest.raises(RateLimited) as caught:
+        await app.for_installation(7).getitem(f"/repos/{REPO}/issues/1")
+    assert caught.value.at == T0 + 30
+    assert len(fake.calls("GET", ISSUE)) == 1
+
+
+async def test_secondary_limit_without_retry_after_waits_a_minute(
+        app: GitHubApp, fake: FakeGitHub, clock: Clock) -> None:
+    fake.secondary_limit("GET", ISSUE, retry_after=None)
+    with pytest.raises(RateLimited) as caught:
+        await app.for_installation(7).getitem(f"/repos/{REPO}/issues/1")
+    assert caught.value.at == T0 + 60
+
+
+async def test_short_retry_after_is_slept_inline(app: GitHubApp, fake: FakeGitHub, sleeps: Sleeps) -> None:
+    fake.secondary_limit("GET", ISSUE, retry_after=1)
+    issue = await app.for_installation(7).getitem(f"/repos/{REPO}/issues/1")
+    assert issue["number"] == 1 and sleeps == [1.0]
+
+
+def test_rate_limit_rules_follow_githubs_order() -> None:
+    assert rate_limit_until(403, {"retry-after": "5", "x-ratelimit-remaining": "0", "x-ratelimit-reset": "900"},
+                            b"{}", 100.0) == 105.0
+    assert rate_limit_until(403, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": "900"}, b"{}", 100.0) == 900.0
+    assert rate_limit_until(429, {}, b"{}", 100.0) == 160.0
+    assert rate_limit_until(403, {"x-ratelimit-remaining": "12"}, b'{"message": "Forbidden"}', 100.0) is None
+    assert rate_limit_until(404, {"retry-after": "5"}, b"{}", 100.0) is None
+
+
+async def test_resource_not_accessible_is_permission_denied_and_not_retried(
+        app: GitHubApp, fake: FakeGitHub) -> None:
+    fake.fail_next("GET", ISSUE, status=403, body={"message": "Resource not accessible by integration",
+                                                   "documentation_url": "https://docs.github.com/rest"})
+    with pytest.raises(PermissionDenied, match="Resource not accessible"):
+        await app.for_installation(7).getitem(f"/repos/{REPO}/issues/1")
+    assert len(fake.calls("GET", ISSUE)) == 1
+
+
+async def test_missing_resource_is_bad_request_unless_the_handler_says_gone(app: GitHubApp) -> None:
+    gh = app.for_installation(7)
+    with pytest.raises(gidgethub.BadRequest) as caught:
+        await gh.getitem(f"/repos/{REPO}/issues/404")
+    assert caught.value.status_code == 404
+    with pytest.raises(InstallationGone), gone_when_missing("the issue"):
+        await gh.getitem(f"/repos/{REPO}/issues/404")
+
+
+async def test_no_more_than_max_in_flight_requests_run_at_once(
+        fake: FakeGitHub, rsa_private_key: str, clock: Clock, sleeps: Sleeps) -> None:
+    state = SimpleNamespace(now=0, peak=0)
+
+    async def started(*_: object) -> None:
+        state.now += 1
+        state.peak = max(state.peak, state.now)
+
+    async def ended(*_: object) -> None:
+        state.now -= 1
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(started)
+    trace.on_request_end.append(ended)
+    trace.on_request_exception.append(ended)
+    async with aiohttp.ClientSession(trace_configs=[trace]) as traced:
+        app = make_app(traced, fake, rsa_private_key, clock, sleeps, max_in_flight=3)
+        await app.installation_token(7)
+        fake.fail_next("GET", ISSUE, kind="slow", delay=0.05, times=12)
+        await asyncio.gather(*(app.for_installation(7).getitem(f"/repos/{REPO}/issues/1") for _ in range(12)))
+    assert state.peak == 3
+
+
+async def test_session_with_default_credentials_is_refused(rsa_private_key: str) -> None:
+    async with aiohttp.ClientSession(headers={"Authorization": "token leak"}) as leaky:
+        with pytest.raises(ValueError, match="default credentials"):
+            GitHubApp(leaky, app_id=1, private_key=rsa_private_key)
