@@ -211,9 +211,10 @@ class SetupFlow:
         path = f"/organizations/{quote(organization, safe='')}/settings/apps/new" if organization else \
             "/settings/apps/new"
         action = f"{settings.github_url}{path}?{urlencode({'state': state})}"
-        manifest = json.dumps(build_manifest(self._template, settings.public_url), separators=(",", ":"))
-        page = setup_pages.setup_page(action=action, manifest_json=manifest, organization=organization,
-                                      public_url=settings.public_url, local=_is_local(settings.public_url))
+        manifest = build_manifest(self._template, settings.public_url)
+        page = setup_pages.setup_page(action=action, manifest_json=json.dumps(manifest, separators=(",", ":")),
+                                      organization=organization, webhook_url=manifest["hook_attributes"]["url"],
+                                      local=_is_local(settings.public_url))
         response = _html(page, settings=settings)
         response.set_cookie(STATE_COOKIE, cookie, max_age=self._states.ttl, path=SETUP_PATH, httponly=True,
                             samesite="Lax", secure=settings.public_url.startswith("https://"))

@@ -23,7 +23,7 @@ def page(title: str, body: str) -> str:
     )
 
 
-def setup_page(*, action: str, manifest_json: str, organization: str, public_url: str, local: bool) -> str:
+def setup_page(*, action: str, manifest_json: str, organization: str, webhook_url: str, local: bool) -> str:
     """The page with the "Register GitHub App" button that posts the manifest to GitHub."""
     owner = f"the organization <strong>{escape(organization)}</strong>" if organization else "your personal account"
     warning = (
@@ -35,7 +35,7 @@ def setup_page(*, action: str, manifest_json: str, organization: str, public_url
         "<p>No GitHub App is configured yet. Register one from this server's manifest: GitHub creates the App, "
         "then sends you back here and the server starts using it at once.</p>"
         f"<p>The App will be owned by {owner} and receive webhooks at "
-        f"<code>{escape(public_url)}/webhooks/github</code>.</p>{warning}"
+        f"<code>{escape(webhook_url)}</code>.</p>{warning}"
         f"<form method=\"post\" action=\"{escape(action)}\" id=\"register-form\">"
         f"<input type=\"hidden\" name=\"manifest\" value=\"{escape(manifest_json)}\">"
         "<button type=\"submit\" id=\"register\">Register GitHub App</button></form>"
