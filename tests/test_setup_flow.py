@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sqlite3
@@ -455,3 +456,27 @@ async def test_installed_page_is_served_after_setup(flow: Flow) -> None:
     resp = await flow.client.get("/setup/installed", params={"installation_id": "5", "setup_action": "install"})
     assert resp.status == 200 and "installed" in await resp.text()
 
+
+
+async def test_conversion_connection_failure_shows_an_error_and_stores_nothing(flow: Flow) -> None:
+    flow.fake.fail_next("POST", CONVERSIONS, kind="reset")
+    back = await flow.through_github(*await flow.open_setup())
+    resp = await flow.client.get("/setup/callback", params=back)
+    assert resp.status == 502 and "could not be reached" in await resp.text()
+    assert flow.holder.current is None and await load_values(flow.app[keys.db]) == {}
+
+
+async def test_two_browsers_finishing_at_once_register_only_one_app(flow: Flow) -> None:
+    other_jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(cookie_jar=other_jar) as other:
+        async with other.get(flow.client.make_url("/setup")) as resp:
+            doc = lxml_html.fromstring(await resp.text())
+        form = doc.get_element_by_id("register-form")
+        other_back = await flow.through_github(str(form.get("action")),
+                                               str(form.xpath(".//input[@name='manifest']/@value")[0]))
+        back = await flow.through_github(*await flow.open_setup())
+        first, second = await asyncio.gather(
+            flow.client.get("/setup/callback", params=back),
+            other.get(flow.client.make_url("/setup/callback"), params=other_back))
+        assert sorted([first.status, second.status]) == [200, 404]
+    assert flow.conversions() == 1
