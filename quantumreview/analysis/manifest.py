@@ -8,7 +8,7 @@ from __future__ import annotations
 import posixpath
 import re
 import unicodedata
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, get_args
 
@@ -579,10 +579,3 @@ def _coverage_from(data: Mapping[str, Any]) -> Coverage:
     suggestion = None if raw is None else Suggestion(_str(raw["name"]), _str(raw["path"]))
     tests = tuple(_test_from(item) for item in data["tests"])
     return Coverage(_criterion_from(data["criterion"]), tests, suggestion)
-
-
-def iter_criteria_tests(manifest: Manifest) -> Iterator[tuple[CriterionRef, TestRef]]:
-    """Yield every (criterion, test) pair of a manifest, for annotations and reports."""
-    for item in manifest.coverage:
-        for ref in item.tests:
-            yield item.criterion, ref
