@@ -1,0 +1,148 @@
+"""User-token OAuth calls and the manifest conversion, through the same session, against the fake."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import AsyncIterator
+from urllib.parse import parse_qs, urlsplit
+
+import aiohttp
+import gidgethub
+import pytest
+
+from quantumreview.github import GitHubApp, OAuthError, UserTokens
+from quantumreview.testing.fake import FakeGitHub
+
+REDIRECT = "http://127.0.0.1:1/auth/callback"
+VERIFIER = "v" * 43
+T0 = 1_700_000_000.0
+
+
+def s256(verifier: str) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+
+
+async def no_sleep(_seconds: float) -> None:
+    """Sleep that returns at once."""
+
+
+@pytest.fixture
+async def fake(rsa_private_key: str) -> AsyncIterator[FakeGitHub]:
+    async with FakeGitHub(app_id=1, private_key_pem=rsa_private_key) as server:
+        server.add_installation(7, repositories=["octo-org/a", "octo-org/b"])
+        server.add_installation(8, account="mona", repositories=["mona/c"])
+        server.add_user("mona", 42, installations={7: ["octo-org/a"], 8: ["mona/c"]},
+                        permissions={"octo-org/a": {"admin": True, "push": True}})
+        server.authorize_as("mona")
+        yield server
+    assert server.contract_violations == []
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as client_session:
+        yield client_session
+
+
+@pytest.fixture
+def app(session: aiohttp.ClientSession, fake: FakeGitHub, rsa_private_key: str) -> GitHubApp:
+    return GitHubApp(session, app_id=1, private_key=rsa_private_key, api_url=fake.api_url, web_url=fake.url,
+                     oauth_client_id=fake.oauth_client_id, oauth_client_secret=fake.oauth_client_secret,
+                     clock=lambda: T0, sleep=no_sleep)
+
+
+async def authorization_code(session: aiohttp.ClientSession, fake: FakeGitHub) -> str:
+    params = {"client_id": fake.oauth_client_id, "redirect_uri": REDIRECT, "state": "st",
+              "code_challenge": s256(VERIFIER), "code_challenge_method": "S256"}
+    async with session.get(f"{fake.url}/login/oauth/authorize", params=params, allow_redirects=False) as answer:
+        return parse_qs(urlsplit(answer.headers["Location"]).query)["code"][0]
+
+
+async def signed_in(app: GitHubApp, session: aiohttp.ClientSession, fake: FakeGitHub) -> UserTokens:
+    code = await authorization_code(session, fake)
+    return await app.exchange_code(code, redirect_uri=REDIRECT, code_verifier=VERIFIER)
+
+
+async def test_exchange_code_with_pkce_returns_user_tokens_with_absolute_expiry(
+        app: GitHubApp, session: aiohttp.ClientSession, fake: FakeGitHub) -> None:
+    tokens = await signed_in(app, session, fake)
+    assert tokens.access_token.startswith("ghu_") and (tokens.refresh_token or "").startswith("ghr_")
+    assert tokens.expires_at == T0 + 28800
+    assert tokens.refresh_token_expires_at == T0 + 15897600
+    (sent,) = [r for r in fake.requests if r.path == "/login/oauth/access_token"]
+    assert sent.headers["User-Agent"].startswith("quantumreview/")
+
+
+async def test_wrong_code_verifier_raises_oauth_error_with_githubs_code(
+        app: GitHubApp, session: aiohttp.ClientSession, fake: FakeGitHub) -> None:
+    code = await authorization_code(session, fake)
+    with pytest.raises(OAuthError) as caught:
+        await app.exchange_code(code, redirect_uri=REDIRECT, code_verifier="w" * 43)
+    assert caught.value.oauth_code == "bad_verification_code"
+    assert "bad_verification_code" in str(caught.value)
+
+
+async def test_refresh_returns_new_tokens_and_a_used_refresh_token_is_refused(
+        app: GitHubApp, session: aiohttp.ClientSession, fake: FakeGitHub) -> None:
+    first = await signed_in(app, session, fake)
+    assert first.refresh_token is not None
+    second = await app.refresh_user_token(first.refresh_token)
+    assert second.access_token != first.access_token and second.access_token.startswith("ghu_")
+    with pytest.raises(OAuthError) as caught:
+        await app.refresh_user_token(first.refresh_token)
+    assert caught.value.oauth_code == "bad_refresh_token"
+
+
+async def test_oauth_without_client_credentials_fails_clearly_without_a_request(
+        session: aiohttp.ClientSession, fake: FakeGitHub, rsa_private_key: str) -> None:
+    app = GitHubApp(session, app_id=1, private_key=rsa_private_key, api_url=fake.api_url, web_url=fake.url)
+    with pytest.raises(OAuthError, match="GITHUB_OAUTH_CLIENT_ID") as caught:
+        await app.exchange_code("c", redirect_uri=REDIRECT, code_verifier=VERIFIER)
+    assert caught.value.oauth_code == "not_configured"
+    assert [r for r in fake.requests if r.path == "/login/oauth/access_token"] == []
+
+
+def test_user_tokens_keep_secrets_out_of_repr() -> None:
+    tokens = UserTokens(access_token="ghu_secret", refresh_token="ghr_secret", expires_at=1.0)
+    assert "secret" not in repr(tokens)
+
+
+async def test_user_calls_use_the_user_token_and_read_every_page(
+        app: GitHubApp, session: aiohttp.ClientSession, fake: FakeGitHub) -> None:
+    tokens = await signed_in(app, session, fake)
+    user = await app.get_user(tokens.access_token)
+    assert user["login"] == "mona"
+    installations = await app.get_user_installations(tokens.access_token)
+    assert sorted(i["id"] for i in installations) == [7, 8]
+    repos = await app.get_installation_repositories_for_user(tokens.access_token, 7)
+    assert [(r["full_name"], r["permissions"]["admin"]) for r in repos] == [("octo-org/a", True)]
+    (sent,) = fake.calls("GET", "/user")
+    assert sent.headers["Authorization"] == f"token {tokens.access_token}"
+
+
+async def test_user_repositories_span_several_pages(
+        app: GitHubApp, session: aiohttp.ClientSession, fake: FakeGitHub) -> None:
+    names = [f"octo-org/r{n}" for n in range(150)]
+    for name in names:
+        fake.add_repository(7, name)
+    fake.add_user("mona", 42, installations={7: names})
+    tokens = await signed_in(app, session, fake)
+    repos = await app.get_installation_repositories_for_user(tokens.access_token, 7)
+    assert sorted(r["full_name"] for r in repos) == sorted(names)
+    assert len(fake.calls("GET", "/user/installations/{installation_id}/repositories")) == 2
+
+
+async def test_convert_manifest_returns_credentials_once_without_auth(
+        app: GitHubApp, session: aiohttp.ClientSession, fake: FakeGitHub) -> None:
+    manifest = '{"name": "My QR", "url": "http://x", "redirect_url": "http://127.0.0.1:1/setup/callback"}'
+    async with session.post(f"{fake.url}/settings/apps/new?state=s", data={"manifest": manifest},
+                            allow_redirects=False) as answer:
+        code = parse_qs(urlsplit(answer.headers["Location"]).query)["code"][0]
+    created = await app.convert_manifest(code)
+    assert created["slug"] == "my-qr" and created["pem"].startswith("-----BEGIN")
+    (sent,) = fake.calls("POST", "/app-manifests/{code}/conversions")
+    assert "Authorization" not in sent.headers
+    with pytest.raises(gidgethub.BadRequest) as caught:
+        await app.convert_manifest(code)
+    assert caught.value.status_code == 404
