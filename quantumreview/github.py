@@ -76,7 +76,8 @@ class GitHubApp:
         self._transport = Transport(
             session=session, clock=clock, sleep=sleep, rand=rand, user_agent=user_agent or default_user_agent(),
             base_url=api_url.rstrip("/"), timeout=timeout, retry=retry or RetryPolicy(),
-            in_flight=asyncio.Semaphore(max_in_flight), cache=LRUCache(maxsize=etag_cache_size))
+            in_flight=asyncio.Semaphore(max_in_flight),
+            cache=LRUCache(maxsize=etag_cache_size) if etag_cache_size > 0 else None)
         self._tokens = TokenCache(self._mint_token, clock)
         self._oauth = OAuthClient(session=session, web_url=web_url.rstrip("/"), client_id=oauth_client_id,
                                   client_secret=oauth_client_secret, user_agent=self._transport.user_agent,

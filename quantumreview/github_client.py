@@ -172,7 +172,7 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
                     follow_redirects: bool) -> Response:
         transport = self._transport
         async with transport.in_flight, transport.session.request(
-                method, url, headers=headers, data=body, timeout=transport.timeout,
+                method, url, headers=headers, data=body or None, timeout=transport.timeout,
                 allow_redirects=follow_redirects, max_redirects=3) as response:
             return response.status, response.headers, await response.read()
 
