@@ -105,8 +105,8 @@ class GitHubApp:
         return await self._tokens.get(int(installation_id))
 
     async def aclose(self) -> None:
-        """Forget cached tokens (the session belongs to the caller and stays open)."""
-        self._tokens.clear()
+        """Forget cached tokens and cancel mints in flight (the session belongs to the caller and stays open)."""
+        await self._tokens.close()
 
     async def _mint_token(self, installation_id: int) -> InstallationToken:
         """POST /app/installations/{id}/access_tokens, mapping 404/403/401 to errors a job runner understands."""

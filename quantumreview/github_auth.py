@@ -130,6 +130,14 @@ class TokenCache:
         """Forget every cached token (new App credentials)."""
         self._tokens.clear()
 
+    async def close(self) -> None:
+        """Forget tokens and cancel mints still in flight (shutdown)."""
+        self._tokens.clear()
+        pending = list(self._minting.values())
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
     async def _mint_and_store(self, installation_id: int) -> InstallationToken:
         token = await self._mint(installation_id)
         self._tokens[installation_id] = token

@@ -212,3 +212,14 @@ async def test_failed_mint_reaches_every_waiter_and_the_next_call_tries_again(
     assert all(isinstance(o, InstallationGone) for o in outcomes)
     assert (await app.installation_token(7)).startswith("ghs_")
     assert len(fake.calls("POST", MINT)) == 2
+
+
+async def test_aclose_cancels_a_mint_in_flight_and_forgets_tokens(app: GitHubApp, fake: FakeGitHub) -> None:
+    first = await app.installation_token(7)
+    fake.fail_next("POST", MINT, kind="slow", delay=5)
+    waiting = asyncio.create_task(app.installation_token(8))
+    await asyncio.sleep(0.05)
+    await asyncio.wait_for(app.aclose(), 1)
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert await app.installation_token(7) != first
