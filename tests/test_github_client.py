@@ -275,3 +275,20 @@ async def test_session_with_default_credentials_is_refused(rsa_private_key: str)
     async with aiohttp.ClientSession(headers={"Authorization": "token leak"}) as leaky:
         with pytest.raises(ValueError, match="default credentials"):
             GitHubApp(leaky, app_id=1, private_key=rsa_private_key)
+
+
+@pytest.mark.parametrize("status", [301, 307])
+async def test_same_origin_redirect_is_followed_with_credentials(
+        app: GitHubApp, fake: FakeGitHub, status: int) -> None:
+    fake.fail_next("GET", ISSUE, status=status, headers={"Location": f"{fake.api_url}/repos/{REPO}/issues/1"})
+    issue = await app.for_installation(7).getitem(f"/repos/{REPO}/issues/1")
+    assert issue["number"] == 1
+    first, second = fake.calls("GET", ISSUE)
+    assert first.status == status and second.headers["Authorization"].startswith("token ghs_")
+
+
+async def test_plugin_fixture_builds_a_working_client(github_app: GitHubApp, fake_github: FakeGitHub) -> None:
+    assert (await github_app.as_app().getitem("/app"))["id"] == 1
+    fake_github.add_installation(3, repositories=[REPO])
+    repos = await github_app.for_installation(3).getitem("/installation/repositories")
+    assert [r["full_name"] for r in repos["repositories"]] == [REPO]
