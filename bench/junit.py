@@ -1,0 +1,137 @@
+"""Time parse_junit against junitparser and a bare lxml parse on a 100,000-testcase report.
+
+Usage: .venv/bin/python bench/junit.py [--cases N]
+
+Each reader runs in its own subprocess (3 runs each, best time kept) so peak RSS
+(resource.getrusage in the child) belongs to that reader alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+READERS = ("parse_junit", "junitparser", "lxml_parse")
+RUNS = 3
+FAILURE_TEXT = (
+    "AssertionError: expected «pässwörd» to have <min-length> 12 & more\n"
+    "  at signup_test.py:42 in test_password\n" * 8
+)
+SYSTEM_OUT = "connecting to db host=localhost port=5432 user=ci\nsignup form rendered, checking fields\n" * 8
+
+
+def write_report(path: Path, cases: int) -> None:
+    """Write a JUnit report with TIDs, one failure in 20 with a message, system-out on one case in 3."""
+    with path.open("w", encoding="utf-8") as out:
+        out.write('<?xml version="1.0" encoding="UTF-8"?>\n<testsuites name="bench">\n')
+        per_suite = 1000
+        for suite in range(0, cases, per_suite):
+            out.write(f'  <testsuite name="suite{suite}" tests="{per_suite}" time="1.0">\n')
+            for i in range(suite, min(suite + per_suite, cases)):
+                tid = f"T{i % 500}"
+                out.write(
+                    f'    <testcase name="{tid}::test_case_number_{i}_checks_the_signup_flow" '
+                    f'classname="tests.signup.autoqa:{tid}.TestSignupFlow" time="0.{i % 1000:03d}" '
+                    f'file="tests/signup/test_flow.py" line="{i % 400}">\n'
+                )
+                if i % 20 == 0:
+                    out.write(
+                        '      <failure message="expected 1.01 but got 1.00 &amp; more" type="AssertionError">'
+                        f"<![CDATA[{FAILURE_TEXT}]]></failure>\n"
+                    )
+                elif i % 33 == 0:
+                    out.write('      <skipped message="not on this platform"/>\n')
+                if i % 3 == 0:
+                    out.write(f"      <system-out>{SYSTEM_OUT}took {i % 97} ms</system-out>\n")
+                out.write("    </testcase>\n")
+            out.write("  </testsuite>\n")
+        out.write("</testsuites>\n")
+
+
+def run_reader(reader: str, path: Path) -> int:
+    """Read the report with one reader; return the number of testcases seen."""
+    if reader == "parse_junit":
+        from quantumreview.analysis.junit import parse_junit
+
+        return parse_junit(path).tests
+    if reader == "junitparser":
+        from junitparser import JUnitXml
+
+        seen = 0
+        for suite in JUnitXml.fromfile(str(path)):
+            for case in suite:
+                _ = case.result
+                seen += 1
+        return seen
+    from lxml import etree
+
+    tree = etree.parse(str(path))
+    return len(tree.getroot())  # suites, not cases: counting would add work the bare parse should not do
+
+
+def child(reader: str, path: Path) -> None:
+    """Measure one reader in this process and print one JSON line."""
+    start = time.perf_counter()
+    seen = run_reader(reader, path)
+    seconds = time.perf_counter() - start
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"seconds": seconds, "peak_mb": peak_kb / 1024, "cases": seen}))
+
+
+def measure(reader: str, path: Path) -> dict[str, float]:
+    """Run a reader RUNS times, each in a fresh subprocess; keep the best time and lowest peak."""
+    results = []
+    for _ in range(RUNS):
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", reader, str(path)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        results.append(json.loads(out.stdout))
+    return {
+        "seconds": min(r["seconds"] for r in results),
+        "peak_mb": min(r["peak_mb"] for r in results),
+        "cases": results[0]["cases"],
+    }
+
+
+def baseline_rss_mb() -> float:
+    """Peak RSS of a child that only imports lxml, to show each reader's own share."""
+    code = "import resource, lxml.etree; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    return int(out.stdout) / 1024
+
+
+def main() -> None:
+    """Generate the report, measure each reader and print the figures and ratios."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cases", type=int, default=100_000)
+    parser.add_argument("--child", nargs=2, metavar=("READER", "PATH"))
+    args = parser.parse_args()
+    if args.child:
+        child(args.child[0], Path(args.child[1]))
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "report.xml"
+        write_report(path, args.cases)
+        size_mb = path.stat().st_size / 1e6
+        print(f"report: {args.cases:,} testcases, {size_mb:.1f} MB; python-only child peak {baseline_rss_mb():.0f} MB")
+        figures = {reader: measure(reader, path) for reader in READERS}
+    for reader, fig in figures.items():
+        print(f"{reader:12s} {fig['seconds']:7.3f} s (best of {RUNS})  peak RSS {fig['peak_mb']:7.1f} MB"
+              f"  cases {int(fig['cases']):,}")
+    ours, jp, bare = figures["parse_junit"], figures["junitparser"], figures["lxml_parse"]
+    print(f"speed-up vs junitparser:     {jp['seconds'] / ours['seconds']:.2f}x   (target >= 2x)")
+    print(f"time vs bare lxml parse:     {ours['seconds'] / bare['seconds']:.2f}x   (target <= 1.15x)")
+    print(f"peak RSS vs junitparser:     1/{jp['peak_mb'] / ours['peak_mb']:.1f}   (target <= 1/8)")
+
+
+if __name__ == "__main__":
+    main()
