@@ -29,8 +29,8 @@ async def known_ids(conn: aiosqlite.Connection, ids: Sequence[str]) -> set[str]:
         return set()
     placeholders = ",".join("?" * len(ids))
     sql = f"SELECT id FROM deliveries WHERE id IN ({placeholders})"  # noqa: S608 - placeholders only
-    async with conn.execute(sql, tuple(ids)) as cursor:
-        return {row[0] for row in await cursor.fetchall()}
+    # Why: execute_fetchall is one hop to the database thread instead of three (execute, fetch, close).
+    return {row[0] for row in await conn.execute_fetchall(sql, tuple(ids))}
 
 
 async def insert_deliveries(conn: aiosqlite.Connection, records: Sequence[DeliveryRecord]) -> None:
