@@ -1,0 +1,168 @@
+"""Which repositories a dashboard user may see and act on, read with their own token and cached a few minutes.
+
+Decision (pinned in tests, OA-15): a user *sees* every repository they reach through an installation of this App
+with any permission (pull included); *acting* on one (regenerate, revalidate, flag) needs push or higher.
+Anything outside the set answers 404, never 403, so nothing about other repositories leaks (OA-14).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import weakref
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
+
+import aiohttp
+import gidgethub
+from aiohttp import web
+from cachetools import TTLCache
+
+from quantumreview import auth, keys
+from quantumreview.errors import QuantumReviewError
+from storage import users
+from storage.users import User, UserRepository
+
+if TYPE_CHECKING:
+    from quantumreview.github import GitHubApp
+
+log = logging.getLogger("quantumreview.access")
+
+CACHE_TTL = 300.0
+CACHE_SIZE = 10_000
+# Strongest first: a user's permission on a repository is the first one GitHub marks true.
+PERMISSIONS = ("admin", "maintain", "push", "triage", "pull")
+PUSH_OR_HIGHER = frozenset({"admin", "maintain", "push"})
+
+
+@dataclass(frozen=True)
+class RepoAccess:
+    """A repository the user reaches, through which installation, with which permission."""
+
+    repo: str
+    installation_id: int
+    permission: str
+
+    @property
+    def can_push(self) -> bool:
+        """True for push, maintain and admin."""
+        return self.permission in PUSH_OR_HIGHER
+
+
+class AccessCache:
+    """Each user's managed repositories for a few minutes, and one GitHub read per user at a time."""
+
+    def __init__(self, *, ttl: float = CACHE_TTL, clock: Callable[[], float] = time.monotonic,
+                 maxsize: int = CACHE_SIZE) -> None:
+        self._repos: TTLCache[int, tuple[RepoAccess, ...]] = TTLCache(maxsize, ttl=ttl, timer=clock)
+        self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    def __repr__(self) -> str:
+        return f"AccessCache(users={len(self._repos)})"
+
+    def get(self, user_id: int) -> tuple[RepoAccess, ...] | None:
+        """The cached set, or None when absent or stale."""
+        return self._repos.get(user_id)
+
+    def put(self, user_id: int, repos: tuple[RepoAccess, ...]) -> None:
+        """Remember the user's set for the TTL."""
+        self._repos[user_id] = repos
+
+    def forget(self, user_id: int) -> None:
+        """Drop the user's cached set (e.g. after logout)."""
+        self._repos.pop(user_id, None)
+
+    def lock(self, user_id: int) -> asyncio.Lock:
+        """The lock that makes the GitHub read single-flight per user."""
+        lock = self._locks.get(user_id)
+        if lock is None:
+            lock = self._locks[user_id] = asyncio.Lock()
+        return lock
+
+
+ACCESS = web.AppKey("access_cache", AccessCache)
+
+
+def setup(app: web.Application, *, ttl: float = CACHE_TTL, clock: Callable[[], float] = time.monotonic) -> AccessCache:
+    """Hang the access cache on `app`; return it."""
+    cache = AccessCache(ttl=ttl, clock=clock)
+    app[ACCESS] = cache
+    return cache
+
+
+def highest_permission(permissions: Mapping[str, Any] | None) -> str | None:
+    """The strongest permission GitHub marks true, or None."""
+    if not isinstance(permissions, Mapping):
+        return None
+    return next((name for name in PERMISSIONS if permissions.get(name) is True), None)
+
+
+def _json_error(kind: type[web.HTTPException], code: str, message: str) -> web.HTTPException:
+    return kind(text=json.dumps({"error": {"code": code, "message": message}}), content_type="application/json")
+
+
+async def read_managed_repositories(github: GitHubApp, token: str, installed: set[int]) -> list[RepoAccess]:
+    """Ask GitHub (as the user) for the repositories they reach through the App's live installations."""
+    found: list[RepoAccess] = []
+    for installation in await github.get_user_installations(token):
+        installation_id = installation.get("id")
+        if not isinstance(installation_id, int) or installation_id not in installed:
+            continue
+        try:
+            repos = await github.get_installation_repositories_for_user(token, installation_id)
+        except gidgethub.BadRequest as exc:
+            if exc.status_code not in (403, 404):  # an installation removed meanwhile is just skipped
+                raise
+            continue
+        for repo in repos:
+            name, permission = repo.get("full_name"), highest_permission(repo.get("permissions"))
+            if isinstance(name, str) and permission is not None:
+                found.append(RepoAccess(name, installation_id, permission))
+    return sorted(found, key=lambda a: a.repo.lower())
+
+
+async def managed_repositories(request: web.Request, user: User) -> list[RepoAccess]:
+    """The repositories `user` may see (cached a few minutes; also written to user_repositories)."""
+    cache = request.app[ACCESS]
+    cached = cache.get(user.id)
+    if cached is not None:
+        return list(cached)
+    async with cache.lock(user.id):
+        cached = cache.get(user.id)
+        if cached is not None:
+            return list(cached)
+        db = request.app[keys.db]
+        if request.app.get(keys.github) is None:
+            raise _json_error(web.HTTPServiceUnavailable, "not_configured", "no GitHub App is configured yet")
+        github = cast("GitHubApp", request.app[keys.github])
+        installed = await users.active_installation_ids(db)
+        try:
+            repos = await auth.with_user_token(
+                request, user, lambda token: read_managed_repositories(github, token, installed))
+        except (gidgethub.GitHubException, QuantumReviewError, aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("user %s: reading repositories from GitHub failed (%s)", user.id, type(exc).__name__)
+            raise _json_error(web.HTTPBadGateway, "github_unavailable",
+                              "GitHub could not list your repositories; retry shortly") from None
+        await users.set_user_repositories(
+            db, user.id, [UserRepository(a.repo, a.installation_id, a.permission) for a in repos])
+        cache.put(user.id, tuple(repos))
+        return repos
+
+
+async def repo_access(request: web.Request, user: User, owner: str, repo: str) -> RepoAccess:
+    """The user's access to owner/repo; 404 JSON when it is not among their managed repositories."""
+    wanted = f"{owner}/{repo}".lower()
+    for access in await managed_repositories(request, user):
+        if access.repo.lower() == wanted:
+            return access
+    raise _json_error(web.HTTPNotFound, "not_found", "no such repository, or you cannot reach it")
+
+
+def require_push(access: RepoAccess) -> None:
+    """Raise a 403 JSON error unless the user has push, maintain or admin on the repository."""
+    if not access.can_push:
+        raise _json_error(web.HTTPForbidden, "forbidden",
+                          f"this needs push access to {access.repo}; you have {access.permission}")

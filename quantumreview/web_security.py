@@ -1,0 +1,122 @@
+"""Cross-site safety for the dashboard: Origin checks on state-changing requests, JSON-only bodies, and CORS.
+
+Why an Origin check on top of SameSite=Lax: Lax still sends the cookie on same-site subdomains and old
+browsers; a request that changes state with a cookie must come from PUBLIC_URL's or DASHBOARD_URL's origin.
+Why 415 for text/plain and forms: those are the content types a cross-site page can POST without a preflight.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from quantumreview import keys
+from quantumreview.settings import Settings
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+WEBHOOK_PATH = "/webhooks/github"
+SETUP_PREFIX = "/setup"
+PROTECTED_EXACT = frozenset({"/auth/logout"})
+API_PREFIX = "/api/"
+ALLOWED_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
+ALLOWED_HEADERS = "Content-Type, X-Requested-With"
+PREFLIGHT_MAX_AGE = "600"
+
+
+def origin_of(url: str | None) -> str | None:
+    """`scheme://host[:port]` of an absolute http(s) URL, lower-cased; None otherwise."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or "@" in parts.netloc:
+        return None
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def trusted_origins(settings: Settings) -> frozenset[str]:
+    """The origins allowed to change state: PUBLIC_URL's and DASHBOARD_URL's."""
+    return frozenset(o for o in (origin_of(settings.public_url), origin_of(settings.dashboard_url)) if o)
+
+
+def is_exempt(path: str) -> bool:
+    """Webhooks (signed) and the setup flow (its own state) are not dashboard requests."""
+    return path == WEBHOOK_PATH or path.startswith(SETUP_PREFIX)
+
+
+def is_protected(path: str) -> bool:
+    """Dashboard endpoints that act with the session cookie."""
+    return path.startswith(API_PREFIX) or path in PROTECTED_EXACT
+
+
+def request_origin(request: web.Request) -> str | None:
+    """The Origin header, or lacking it the Referer's origin."""
+    origin = request.headers.get("Origin")
+    if origin is not None and origin != "null":
+        return origin_of(origin)
+    return origin_of(request.headers.get("Referer"))
+
+
+def _sends_body(request: web.Request) -> bool:
+    return bool(request.content_length) or request.headers.get("Transfer-Encoding", "").lower() == "chunked"
+
+
+def _is_json(content_type: str) -> bool:
+    return content_type == "application/json" or (content_type.startswith("application/")
+                                                  and content_type.endswith("+json"))
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    body = json.dumps({"error": {"code": code, "message": message}})
+    return web.Response(status=status, text=body, content_type="application/json")
+
+
+def _cors_headers(origin: str) -> dict[str, str]:
+    return {"Access-Control-Allow-Origin": origin, "Access-Control-Allow-Credentials": "true", "Vary": "Origin"}
+
+
+def check_request(request: web.Request, settings: Settings) -> web.Response | None:
+    """Return the error response a cross-site or non-JSON state-changing request gets, or None if it may pass."""
+    if request.method not in STATE_CHANGING or not is_protected(request.path):
+        return None
+    if request.cookies and request_origin(request) not in trusted_origins(settings):
+        return _error(403, "csrf", "cross-site request refused: it must come from the dashboard")
+    if request.path.startswith(API_PREFIX) and _sends_body(request) and not _is_json(request.content_type):
+        return _error(415, "unsupported_media_type", "send the body as application/json")
+    return None
+
+
+def preflight(request: web.Request, dashboard: str | None) -> web.Response:
+    """Answer a CORS preflight: allowed for the dashboard's origin only."""
+    origin = origin_of(request.headers.get("Origin"))
+    if dashboard is None or origin != dashboard:
+        return _error(403, "cors", "this origin may not call the API")
+    return web.Response(status=204, headers={
+        **_cors_headers(dashboard), "Access-Control-Allow-Methods": ALLOWED_METHODS,
+        "Access-Control-Allow-Headers": ALLOWED_HEADERS, "Access-Control-Max-Age": PREFLIGHT_MAX_AGE})
+
+
+@web.middleware
+async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse cross-site state changes (403 csrf) and non-JSON bodies (415); add CORS for DASHBOARD_URL."""
+    if is_exempt(request.path):
+        return await handler(request)
+    settings = request.app[keys.settings]
+    dashboard = origin_of(settings.dashboard_url)
+    if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+        return preflight(request, dashboard)
+    refused = check_request(request, settings)
+    cors = dashboard is not None and origin_of(request.headers.get("Origin")) == dashboard
+    try:
+        response = refused or await handler(request)
+    except web.HTTPException as exc:
+        if cors and dashboard is not None:
+            exc.headers.update(_cors_headers(dashboard))
+        raise
+    if cors and dashboard is not None:
+        response.headers.update(_cors_headers(dashboard))
+    return response

@@ -1,0 +1,55 @@
+"""The audit log: who did what to which repository from the dashboard (regenerate, revalidate, flag)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from storage.db import Database
+
+MAX_PER_PAGE = 100
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One recorded action."""
+
+    id: int
+    repo: str | None
+    actor: str
+    action: str
+    target: str | None
+    details: dict[str, Any] = field(default_factory=dict)
+    at: float = 0.0
+
+
+async def record(db: Database, *, repo: str | None, actor: str, action: str, target: str | None,
+                 details: Mapping[str, Any] | None, now: float | None = None) -> int:
+    """Append an entry; return its id."""
+    at = time.time() if now is None else now
+    return await db.execute(
+        "INSERT INTO audit_log (repo, actor, action, target, details, at) VALUES (?, ?, ?, ?, ?, ?)",
+        (repo, actor, action, target, json.dumps(dict(details)) if details else None, at),
+    )
+
+
+async def list_for_repo(db: Database, repo: str, page: int = 1, per_page: int = 30) -> tuple[list[AuditEntry], int]:
+    """One page of the repository's entries, newest first, and the total (pages from 1)."""
+    size = min(max(per_page, 1), MAX_PER_PAGE)
+    offset = (max(page, 1) - 1) * size
+    total = int(await db.fetchvalue("SELECT COUNT(*) FROM audit_log WHERE repo = ? COLLATE NOCASE", (repo,)))
+    rows = await db.fetchall(
+        "SELECT id, repo, actor, action, target, details, at FROM audit_log WHERE repo = ? COLLATE NOCASE "
+        "ORDER BY id DESC LIMIT ? OFFSET ?",
+        (repo, size, offset),
+    )
+    entries = []
+    for row in rows:
+        details = json.loads(row["details"]) if row["details"] else {}
+        entries.append(AuditEntry(id=row["id"], repo=row["repo"], actor=row["actor"], action=row["action"],
+                                  target=row["target"], details=details if isinstance(details, dict) else {},
+                                  at=row["at"]))
+    return entries, total

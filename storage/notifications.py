@@ -1,0 +1,100 @@
+"""Notifications for dashboard users: one row per user who manages the repository; each user sees only their own."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from storage.db import Database
+
+MAX_PER_PAGE = 100
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One notification of one user."""
+
+    id: int
+    repo: str | None
+    kind: str
+    title: str
+    url: str | None
+    data: dict[str, Any] = field(default_factory=dict)
+    created_at: float = 0.0
+    read_at: float | None = None
+
+    @property
+    def read(self) -> bool:
+        """True once the user marked it read."""
+        return self.read_at is not None
+
+
+async def notify_repo_managers(db: Database, repo: str, kind: str, title: str, *, url: str | None = None,
+                               data: Mapping[str, Any] | None = None, now: float | None = None) -> int:
+    """Write one notification per user who manages `repo` (from user_repositories); return the rows written."""
+    at = time.time() if now is None else now
+    payload = json.dumps(dict(data)) if data else None
+    async with db.transaction() as conn:
+        cursor = await conn.execute(
+            "INSERT INTO notifications (user_id, repo, kind, title, url, data, created_at) "
+            "SELECT user_id, ?, ?, ?, ?, ?, ? FROM user_repositories WHERE repo = ? COLLATE NOCASE",
+            (repo, kind, title, url, payload, at, repo),
+        )
+        return max(cursor.rowcount, 0)
+
+
+def _page_bounds(page: int, per_page: int) -> tuple[int, int]:
+    size = min(max(per_page, 1), MAX_PER_PAGE)
+    return size, (max(page, 1) - 1) * size
+
+
+def _from_row(row: Any) -> Notification:
+    raw = row["data"]
+    data = json.loads(raw) if raw else {}
+    return Notification(id=row["id"], repo=row["repo"], kind=row["kind"], title=row["title"], url=row["url"],
+                        data=data if isinstance(data, dict) else {}, created_at=row["created_at"],
+                        read_at=row["read_at"])
+
+
+async def list_notifications(db: Database, user_id: int, *, unread_only: bool, page: int,
+                             per_page: int) -> tuple[list[Notification], int]:
+    """One page of the user's notifications, newest first, and the total matching (pages from 1)."""
+    where = "user_id = ?" + (" AND read_at IS NULL" if unread_only else "")
+    size, offset = _page_bounds(page, per_page)
+    total = int(await db.fetchvalue(f"SELECT COUNT(*) FROM notifications WHERE {where}", (user_id,)))  # noqa: S608
+    rows = await db.fetchall(
+        f"SELECT id, repo, kind, title, url, data, created_at, read_at FROM notifications "  # noqa: S608
+        f"WHERE {where} ORDER BY id DESC LIMIT ? OFFSET ?",
+        (user_id, size, offset),
+    )
+    return [_from_row(row) for row in rows], total
+
+
+async def unread_count(db: Database, user_id: int) -> int:
+    """How many of the user's notifications are unread."""
+    value = await db.fetchvalue(
+        "SELECT COUNT(*) FROM notifications WHERE user_id = ? AND read_at IS NULL", (user_id,))
+    return int(value or 0)
+
+
+async def mark_read(db: Database, user_id: int, notification_id: int, *, now: float | None = None) -> bool:
+    """Mark the user's own notification read; False when it is not theirs (or does not exist)."""
+    at = time.time() if now is None else now
+    async with db.transaction() as conn:
+        cursor = await conn.execute(
+            "UPDATE notifications SET read_at = COALESCE(read_at, ?) WHERE id = ? AND user_id = ?",
+            (at, notification_id, user_id),
+        )
+        return cursor.rowcount > 0
+
+
+async def mark_all_read(db: Database, user_id: int, *, now: float | None = None) -> int:
+    """Mark every unread notification of the user read; return how many changed."""
+    at = time.time() if now is None else now
+    async with db.transaction() as conn:
+        cursor = await conn.execute(
+            "UPDATE notifications SET read_at = ? WHERE user_id = ? AND read_at IS NULL", (at, user_id))
+        return max(cursor.rowcount, 0)

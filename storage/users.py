@@ -1,0 +1,146 @@
+"""Dashboard users: profile, encrypted GitHub tokens, session version, and the repositories each can reach."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from storage.db import Database
+
+
+@dataclass(frozen=True)
+class User:
+    """A dashboard user as stored (GitHub user id and profile; never tokens)."""
+
+    id: int
+    login: str
+    name: str | None = None
+    email: str | None = field(default=None, repr=False)
+    avatar_url: str | None = None
+    session_version: int = 1
+
+
+@dataclass(frozen=True)
+class StoredTokens:
+    """A user's GitHub tokens as ciphertext (the caller decrypts), with absolute expiry times."""
+
+    token_enc: bytes = field(repr=False)
+    refresh_enc: bytes | None = field(default=None, repr=False)
+    token_expires_at: float | None = None
+    refresh_expires_at: float | None = None
+
+
+@dataclass(frozen=True)
+class UserRepository:
+    """One repository a user reaches through an installation of the App, with the user's permission."""
+
+    repo: str
+    installation_id: int
+    permission: str
+
+
+USER_COLUMNS = "id, login, name, email, avatar_url, session_version"
+
+
+async def save_user(db: Database, user: User, tokens: StoredTokens, *, now: float | None = None) -> User:
+    """Insert or update the user's profile and tokens; the session version is kept; return the stored user."""
+    at = time.time() if now is None else now
+    async with db.transaction() as conn:
+        await conn.execute(
+            """
+            INSERT INTO users (id, login, name, email, avatar_url, token_enc, refresh_enc, token_expires_at,
+                               refresh_expires_at, created_at, updated_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT (id) DO UPDATE SET login = excluded.login, name = excluded.name, email = excluded.email,
+                avatar_url = excluded.avatar_url, token_enc = excluded.token_enc, refresh_enc = excluded.refresh_enc,
+                token_expires_at = excluded.token_expires_at, refresh_expires_at = excluded.refresh_expires_at,
+                updated_at = excluded.updated_at
+            """,
+            (user.id, user.login, user.name, user.email, user.avatar_url, tokens.token_enc, tokens.refresh_enc,
+             tokens.token_expires_at, tokens.refresh_expires_at, at, at),
+        )
+    stored = await get_user(db, user.id)
+    assert stored is not None  # just written
+    return stored
+
+
+async def get_user(db: Database, user_id: int) -> User | None:
+    """The user with this GitHub id, or None."""
+    row = await db.fetchone(f"SELECT {USER_COLUMNS} FROM users WHERE id = ?", (user_id,))  # noqa: S608
+    if row is None:
+        return None
+    return User(id=row["id"], login=row["login"], name=row["name"], email=row["email"],
+                avatar_url=row["avatar_url"], session_version=row["session_version"])
+
+
+async def get_tokens(db: Database, user_id: int) -> StoredTokens | None:
+    """The user's stored token ciphertext, or None when they have no token (logged out or revoked)."""
+    row = await db.fetchone(
+        "SELECT token_enc, refresh_enc, token_expires_at, refresh_expires_at FROM users WHERE id = ?", (user_id,))
+    if row is None or row["token_enc"] is None:
+        return None
+    refresh = row["refresh_enc"]
+    return StoredTokens(token_enc=bytes(row["token_enc"]), refresh_enc=None if refresh is None else bytes(refresh),
+                        token_expires_at=row["token_expires_at"], refresh_expires_at=row["refresh_expires_at"])
+
+
+async def replace_tokens(db: Database, user_id: int, tokens: StoredTokens, *, now: float | None = None) -> None:
+    """Store a refreshed token pair (GitHub rotates the refresh token too)."""
+    at = time.time() if now is None else now
+    await db.execute(
+        "UPDATE users SET token_enc = ?, refresh_enc = ?, token_expires_at = ?, refresh_expires_at = ?, "
+        "updated_at = ? WHERE id = ?",
+        (tokens.token_enc, tokens.refresh_enc, tokens.token_expires_at, tokens.refresh_expires_at, at, user_id),
+    )
+
+
+async def end_sessions(db: Database, user_id: int, *, now: float | None = None) -> None:
+    """Reject every session cookie issued so far (bump the version) and forget the user's tokens."""
+    at = time.time() if now is None else now
+    await db.execute(
+        "UPDATE users SET session_version = session_version + 1, token_enc = NULL, refresh_enc = NULL, "
+        "token_expires_at = NULL, refresh_expires_at = NULL, updated_at = ? WHERE id = ?",
+        (at, user_id),
+    )
+
+
+async def revoke_user(db: Database, github_user_id: int) -> None:
+    """The user revoked the App: delete their tokens and repository list and end every session."""
+    await end_sessions(db, github_user_id)
+    await db.execute("DELETE FROM user_repositories WHERE user_id = ?", (github_user_id,))
+
+
+async def set_user_repositories(db: Database, user_id: int, repos: Iterable[UserRepository], *,
+                                now: float | None = None) -> None:
+    """Make the user's stored repository set exactly `repos` (as last read from GitHub)."""
+    at = time.time() if now is None else now
+    rows = [(user_id, r.repo, r.installation_id, r.permission, at) for r in repos]
+    async with db.transaction() as conn:
+        await conn.execute("DELETE FROM user_repositories WHERE user_id = ?", (user_id,))
+        await conn.executemany(
+            "INSERT OR REPLACE INTO user_repositories (user_id, repo, installation_id, permission, refreshed_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            rows,
+        )
+
+
+async def list_user_repositories(db: Database, user_id: int) -> list[UserRepository]:
+    """The repositories stored for the user, by name."""
+    rows = await db.fetchall(
+        "SELECT repo, installation_id, permission FROM user_repositories WHERE user_id = ? ORDER BY repo",
+        (user_id,))
+    return [UserRepository(row["repo"], row["installation_id"], row["permission"]) for row in rows]
+
+
+async def repo_managers(db: Database, repo: str) -> list[int]:
+    """Ids of the users who can reach `repo` (names compare case-insensitively, as on GitHub)."""
+    rows = await db.fetchall(
+        "SELECT user_id FROM user_repositories WHERE repo = ? COLLATE NOCASE ORDER BY user_id", (repo,))
+    return [int(row["user_id"]) for row in rows]
+
+
+async def active_installation_ids(db: Database) -> set[int]:
+    """Ids of the App's installations that are not deleted."""
+    rows = await db.fetchall("SELECT id FROM installations WHERE deleted_at IS NULL")
+    return {int(row["id"]) for row in rows}
