@@ -1,0 +1,151 @@
+"""Read wanted members of an Actions artifact zip into memory, refusing bombs and hostile names."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import re
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from quantumreview.errors import ArtifactError
+
+CHUNK = 1 << 16
+_LOCAL_HEADER = 30  # fixed part of a zip local file header, before the name and extra field
+_DRIVE = re.compile(r"^[A-Za-z]:")
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+
+
+class ZipRejected(ArtifactError):
+    """The artifact zip is unusable or looks hostile; `reason` says why."""
+
+    code = "zip_rejected"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ZipLimits:
+    """Caps checked from the central directory before anything is decompressed."""
+
+    max_entries: int = 1000
+    max_entry_size: int = 64 << 20
+    max_total_size: int = 256 << 20
+    max_ratio: int = 100
+    ratio_applies_above: int = 1 << 20  # tiny members compress absurdly well and are harmless
+    max_name_length: int = 1024
+
+
+def normalise_name(raw: str) -> str:
+    """Turn a member name into a safe relative display label (never used as a filesystem path)."""
+    name = _UNPRINTABLE.sub("\ufffd", raw.replace("\\", "/"))
+    name = _DRIVE.sub("", name)
+    parts = [part for part in name.split("/") if part not in ("", ".", "..")]
+    return "/".join(parts)
+
+
+def read_members(
+    source: Path | bytes, *, wanted: Callable[[str], bool], limits: ZipLimits = ZipLimits()
+) -> dict[str, bytes]:
+    """Return normalised name → bytes for every file member whose basename `wanted` accepts.
+
+    The whole archive is judged first (entry count, declared sizes, compression ratio,
+    overlapping entries); then only wanted members are read, each capped at its declared size.
+    Nested archives and symlink members are plain bytes, never opened or followed; nothing is
+    written to disk. Duplicate names (after normalising): the first one wins.
+    """
+    try:
+        with _open_zip(source) as archive:
+            infos = archive.infolist()
+            _check_directory(infos, limits)
+            return _read_wanted(archive, infos, wanted, limits)
+    except ZipRejected:
+        raise
+    except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile) as exc:
+        raise ZipRejected(f"corrupt zip archive: {str(exc)[:200]}") from None
+    except OSError as exc:
+        raise ZipRejected(f"cannot read zip archive: {exc.strerror or type(exc).__name__}") from None
+
+
+def _open_zip(source: Path | bytes) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source)
+    except zipfile.BadZipFile:
+        raise ZipRejected("not a zip archive") from None
+    except (UnicodeDecodeError, ValueError, EOFError) as exc:
+        raise ZipRejected(f"not a zip archive ({type(exc).__name__})") from None
+
+
+def _check_directory(infos: list[zipfile.ZipInfo], limits: ZipLimits) -> None:
+    """Reject bombs from the declared sizes alone, before a single byte is inflated."""
+    if len(infos) > limits.max_entries:
+        raise ZipRejected(f"too many entries ({len(infos)} > {limits.max_entries})")
+    total = 0
+    for info in infos:
+        label = normalise_name(info.filename)[:100]
+        if info.file_size > limits.max_entry_size:
+            raise ZipRejected(f"entry too large: {label} declares {info.file_size} bytes")
+        if info.file_size > limits.ratio_applies_above and (
+            info.file_size > limits.max_ratio * max(info.compress_size, 1)
+        ):
+            raise ZipRejected(f"compression ratio too high for {label} (possible zip bomb)")
+        total += info.file_size
+    if total > limits.max_total_size:
+        raise ZipRejected(f"archive too large uncompressed ({total} > {limits.max_total_size} bytes)")
+    _check_no_overlap(infos)
+
+
+def _check_no_overlap(infos: list[zipfile.ZipInfo]) -> None:
+    """Refuse entries whose data overlap (the quoted-overlap bomb, CVE-2024-0450)."""
+    spans = sorted((info.header_offset, info.compress_size) for info in infos)
+    for (offset, size), (next_offset, _) in itertools.pairwise(spans):
+        if offset + _LOCAL_HEADER + size > next_offset:
+            raise ZipRejected("overlapping entries (possible zip bomb)")
+
+
+def _read_wanted(
+    archive: zipfile.ZipFile,
+    infos: list[zipfile.ZipInfo],
+    wanted: Callable[[str], bool],
+    limits: ZipLimits,
+) -> dict[str, bytes]:
+    members: dict[str, bytes] = {}
+    read_so_far = 0
+    for info in infos:
+        if info.is_dir() or len(info.filename) > limits.max_name_length:
+            continue
+        name = normalise_name(info.filename)
+        if not name or name in members or not wanted(name.rpartition("/")[2]):
+            continue
+        data = _read_capped(archive, info, limits.max_entry_size)
+        read_so_far += len(data)
+        if read_so_far > limits.max_total_size:
+            raise ZipRejected("archive too large uncompressed (read cap reached)")
+        members[name] = data
+    return members
+
+
+def _read_capped(archive: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int) -> bytes:
+    """Read one member in chunks, never more than its declared size or the cap."""
+    limit = min(info.file_size, cap)
+    label = normalise_name(info.filename)[:100]
+    chunks: list[bytes] = []
+    got = 0
+    try:
+        with archive.open(info) as member:
+            while chunk := member.read(CHUNK):
+                got += len(chunk)
+                if got > limit:
+                    raise ZipRejected(f"entry {label} is larger than it declares")
+                chunks.append(chunk)
+    except RuntimeError as exc:  # zipfile raises RuntimeError for encrypted members
+        raise ZipRejected(f"cannot read {label}: {str(exc)[:120]}") from None
+    except NotImplementedError:
+        raise ZipRejected(f"cannot read {label}: unsupported compression method") from None
+    except (zipfile.BadZipFile, EOFError, ValueError) as exc:
+        raise ZipRejected(f"corrupt member {label}: {str(exc)[:120]}") from None
+    return b"".join(chunks)

@@ -1,0 +1,273 @@
+"""Artifact zips: wanted members found by basename, bombs and hostile names refused (RELIABILITY AR)."""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import time
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from quantumreview.analysis.artifact_zip import ZipLimits, ZipRejected, normalise_name, read_members
+from quantumreview.errors import PermanentError
+
+REPORT = "autoqa-test-report.xml"
+
+
+def is_report(basename: str) -> bool:
+    return basename == REPORT
+
+
+def make_zip(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+@dataclass
+class RawEntry:
+    """One hand-built member: lets a test lie about sizes, offsets, flags and method."""
+
+    name: bytes
+    payload: bytes  # already compressed for method 8
+    file_size: int
+    crc: int
+    method: int = 8
+    flags: int = 0
+    offset_override: int | None = None
+
+
+def deflate(data: bytes, level: int = 9) -> bytes:
+    compressor = zlib.compressobj(level, zlib.DEFLATED, -15)
+    return compressor.compress(data) + compressor.flush()
+
+
+def raw_entry(name: str, data: bytes, **overrides: int) -> RawEntry:
+    entry = RawEntry(name.encode(), deflate(data), len(data), zlib.crc32(data))
+    for key, value in overrides.items():
+        setattr(entry, key, value)
+    return entry
+
+
+def build_raw_zip(entries: list[RawEntry]) -> bytes:
+    """Write local headers, central directory and end record by hand."""
+    out = bytearray()
+    central = bytearray()
+    for entry in entries:
+        offset = len(out)
+        out += struct.pack(
+            "<4s5H3L2H", b"PK\x03\x04", 20, entry.flags, entry.method, 0, 0,
+            entry.crc, len(entry.payload), entry.file_size, len(entry.name), 0,
+        )
+        out += entry.name + entry.payload
+        header_offset = offset if entry.offset_override is None else entry.offset_override
+        central += struct.pack(
+            "<4s6H3L5H2L", b"PK\x01\x02", 20, 20, entry.flags, entry.method, 0, 0,
+            entry.crc, len(entry.payload), entry.file_size, len(entry.name), 0, 0, 0, 0, 0, header_offset,
+        )
+        central += entry.name
+    end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, len(entries), len(entries), len(central), len(out), 0)
+    return bytes(out + central + end)
+
+
+def test_report_is_found_in_any_folder_by_basename() -> None:
+    data = make_zip({"reports/nested/autoqa-test-report.xml": b"<testsuite/>", "other.xml": b"<x/>"})
+
+    members = read_members(data, wanted=is_report)
+
+    assert members == {"reports/nested/autoqa-test-report.xml": b"<testsuite/>"}
+
+
+def test_zip_on_disk_reads_like_bytes(tmp_path: Path) -> None:
+    path = tmp_path / "artifact.zip"
+    path.write_bytes(make_zip({REPORT: b"<testsuites/>", "code_health.json": b"[]"}))
+
+    members = read_members(path, wanted=lambda name: name in (REPORT, "code_health.json"))
+
+    assert members == {REPORT: b"<testsuites/>", "code_health.json": b"[]"}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"<html><body>502 Bad Gateway</body></html>", b"PK\x03\x04garbage", b"\x00" * 100],
+    ids=["empty", "html-error-page", "bad-magic", "zeros"],
+)
+def test_non_zip_bodies_are_rejected_as_not_a_zip(body: bytes) -> None:
+    with pytest.raises(ZipRejected, match="not a zip archive"):
+        read_members(body, wanted=is_report)
+
+
+def test_truncated_zip_is_rejected_as_not_a_zip() -> None:
+    data = make_zip({REPORT: os.urandom(5000)})
+
+    with pytest.raises(ZipRejected, match="not a zip archive"):
+        read_members(data[: len(data) // 2], wanted=is_report)
+
+
+def test_rejection_is_a_permanent_artifact_error_with_a_stable_code() -> None:
+    with pytest.raises(PermanentError) as caught:
+        read_members(b"nope", wanted=is_report)
+
+    assert caught.value.code == "zip_rejected"
+
+
+def test_one_megabyte_claiming_one_gib_is_rejected_before_inflating() -> None:
+    payload = os.urandom(1 << 20)  # 1 MB of real compressed-looking data
+    bomb = build_raw_zip([RawEntry(REPORT.encode(), payload, 1 << 30, 0)])
+    started = time.perf_counter()
+
+    with pytest.raises(ZipRejected, match="too large"):
+        read_members(bomb, wanted=is_report)
+
+    assert time.perf_counter() - started < 2
+
+
+def test_high_ratio_member_is_rejected_even_under_the_size_caps() -> None:
+    zeros = b"\0" * (8 << 20)  # 8 MiB of zeros deflate to ~8 KB: ratio ~1000
+    bomb = build_raw_zip([raw_entry(REPORT, zeros)])
+
+    with pytest.raises(ZipRejected, match="compression ratio"):
+        read_members(bomb, wanted=is_report)
+
+
+def test_thousand_one_megabyte_members_exceed_the_total_cap() -> None:
+    one_mb = b"\0" * 1_000_000
+    payload, crc = deflate(one_mb), zlib.crc32(one_mb)
+    entries = [RawEntry(f"r{i}.xml".encode(), payload, len(one_mb), crc) for i in range(1000)]
+    started = time.perf_counter()
+
+    with pytest.raises(ZipRejected, match="archive too large"):
+        read_members(build_raw_zip(entries), wanted=lambda name: name.endswith(".xml"))
+
+    assert time.perf_counter() - started < 2
+
+
+def test_more_entries_than_the_cap_are_rejected_before_reading() -> None:
+    entries = [raw_entry(f"f{i}.txt", b"x") for i in range(1001)]
+
+    with pytest.raises(ZipRejected, match="too many entries"):
+        read_members(build_raw_zip(entries), wanted=is_report)
+
+
+def test_member_longer_than_it_declares_is_rejected_without_reading_past_the_claim() -> None:
+    real = b"<testsuite>" + b"a" * 100_000 + b"</testsuite>"
+    liar = build_raw_zip([RawEntry(REPORT.encode(), deflate(real), 100, zlib.crc32(real))])
+
+    with pytest.raises(ZipRejected, match=r"corrupt member .*CRC"):
+        read_members(liar, wanted=is_report)
+
+
+def test_overlapping_entries_are_rejected() -> None:
+    first = raw_entry("a.xml", b"<a/>" * 100)
+    second = raw_entry(REPORT, b"<b/>" * 100, offset_override=0)  # points into the first entry
+
+    with pytest.raises(ZipRejected, match="overlapping"):
+        read_members(build_raw_zip([first, second]), wanted=is_report)
+
+
+def test_encrypted_member_is_rejected_cleanly() -> None:
+    encrypted = build_raw_zip([raw_entry(REPORT, b"<testsuite/>", flags=0x1)])
+
+    with pytest.raises(ZipRejected, match="cannot read"):
+        read_members(encrypted, wanted=is_report)
+
+
+def test_unsupported_compression_method_is_rejected_cleanly() -> None:
+    odd = build_raw_zip([raw_entry(REPORT, b"<testsuite/>", method=99)])
+
+    with pytest.raises(ZipRejected, match="compression"):
+        read_members(odd, wanted=is_report)
+
+
+HOSTILE_NAMES = [
+    "../autoqa-test-report.xml",
+    "/abs/autoqa-test-report.xml",
+    "a/../../autoqa-test-report.xml",
+    "C:\\autoqa-test-report.xml",
+    "dir\\..\\..\\autoqa-test-report.xml",
+    "evil\x01/autoqa-test-report.xml",
+]
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+def test_hostile_names_become_safe_relative_labels_and_nothing_is_written(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    members = read_members(make_zip({name: b"<testsuite/>"}), wanted=is_report)
+
+    assert list(members.values()) == [b"<testsuite/>"]
+    (label,) = members
+    assert label.endswith(REPORT)
+    assert not label.startswith("/") and "\\" not in label and ".." not in label.split("/")
+    assert ":" not in label and all(ord(ch) >= 0x20 for ch in label)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_name_with_nul_is_cut_and_still_safe() -> None:
+    members = read_members(make_zip({"x\x00/../../autoqa-test-report.xml": b"<t/>"}), wanted=lambda _: True)
+
+    assert all("\x00" not in label and ".." not in label for label in members)
+
+
+def test_four_kilobyte_name_is_skipped_not_fatal() -> None:
+    long_name = "d/" * 2048 + REPORT
+    data = make_zip({long_name: b"<long/>", f"ok/{REPORT}": b"<ok/>"})
+
+    assert read_members(data, wanted=is_report) == {f"ok/{REPORT}": b"<ok/>"}
+
+
+def test_lone_surrogate_in_a_name_is_replaced() -> None:
+    assert normalise_name("bad\udc80name.xml") == "bad\ufffdname.xml"
+
+
+def test_duplicate_names_keep_the_first_member() -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive, pytest.warns(UserWarning):
+        archive.writestr(REPORT, b"first")
+        archive.writestr(REPORT, b"second")
+
+    assert read_members(buffer.getvalue(), wanted=is_report) == {REPORT: b"first"}
+
+
+def test_nested_zip_is_not_opened() -> None:
+    inner = make_zip({REPORT: b"<inner/>"})
+
+    members = read_members(make_zip({"bundle.zip": inner}), wanted=is_report)
+
+    assert members == {}
+
+
+def test_symlink_member_is_plain_bytes_never_followed(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("canary-7f3a")
+    info = zipfile.ZipInfo(REPORT)
+    info.external_attr = (0o120777 << 16)  # symlink mode bits
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(info, str(secret))
+
+    members = read_members(buffer.getvalue(), wanted=is_report)
+
+    assert members == {REPORT: str(secret).encode()}
+    assert b"canary" not in members[REPORT]
+
+
+def test_limits_can_be_tightened_per_call() -> None:
+    data = make_zip({REPORT: b"x" * 5000})
+
+    with pytest.raises(ZipRejected, match="entry too large"):
+        read_members(data, wanted=is_report, limits=ZipLimits(max_entry_size=1000))
+
+
+def test_missing_file_is_rejected_not_raised_as_oserror(tmp_path: Path) -> None:
+    with pytest.raises(ZipRejected, match="cannot read"):
+        read_members(tmp_path / "absent.zip", wanted=is_report)
