@@ -1,0 +1,187 @@
+"""Pull requests as last seen, and their test manifests and verdicts per head SHA."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiosqlite
+
+from storage.db import Database
+
+
+@dataclass(frozen=True)
+class PullRow:
+    """One pull request: head, state, the issues it links ({repo, number, source}) and the bot comment's id."""
+
+    repo: str
+    number: int
+    installation_id: int | None
+    title: str
+    state: str
+    merged: bool
+    head_sha: str | None
+    head_ref: str | None
+    base_ref: str | None
+    comment_id: int | None
+    linked: list[dict[str, Any]]
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class ManifestRow:
+    """The manifest of one head SHA, its check run, and the verdict once CI results arrived."""
+
+    repo: str
+    pr_number: int
+    head_sha: str
+    manifest: dict[str, Any]
+    check_run_id: int | None
+    verdict: dict[str, Any] | None
+    conclusion: str | None
+    run_id: int | None
+    run_attempt: int | None
+    created_at: float
+    updated_at: float
+
+
+def _dumps(value: Any) -> str:
+    # Why ensure_ascii: lone surrogates from hostile titles or patches become escapes SQLite can store.
+    return json.dumps(value, ensure_ascii=True, sort_keys=True)
+
+
+def _linked(text: str | None) -> list[dict[str, Any]]:
+    try:
+        value = json.loads(text or "[]")
+    except ValueError:
+        return []
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def _pull(row: aiosqlite.Row) -> PullRow:
+    return PullRow(
+        repo=row["repo"], number=row["number"], installation_id=row["installation_id"], title=row["title"],
+        state=row["state"], merged=bool(row["merged"]), head_sha=row["head_sha"], head_ref=row["head_ref"],
+        base_ref=row["base_ref"], comment_id=row["comment_id"], linked=_linked(row["linked"]),
+        updated_at=row["updated_at"],
+    )
+
+
+def _manifest(row: aiosqlite.Row) -> ManifestRow:
+    return ManifestRow(
+        repo=row["repo"], pr_number=row["pr_number"], head_sha=row["head_sha"], manifest=json.loads(row["manifest"]),
+        check_run_id=row["check_run_id"], verdict=None if row["verdict"] is None else json.loads(row["verdict"]),
+        conclusion=row["conclusion"], run_id=row["run_id"], run_attempt=row["run_attempt"],
+        created_at=row["created_at"], updated_at=row["updated_at"],
+    )
+
+
+async def upsert_pull(
+    conn: aiosqlite.Connection, *, repo: str, number: int, installation_id: int | None, title: str, state: str,
+    merged: bool, head_sha: str | None, head_ref: str | None, base_ref: str | None,
+    linked: Sequence[Mapping[str, Any]], now: float,
+) -> None:
+    """Insert or refresh a pull request; its comment id is kept."""
+    await conn.execute(
+        """
+        INSERT INTO pull_requests (repo, number, installation_id, title, state, merged, head_sha, head_ref,
+                                   base_ref, linked, updated_at)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        ON CONFLICT (repo, number) DO UPDATE SET installation_id = excluded.installation_id,
+            title = excluded.title, state = excluded.state, merged = excluded.merged,
+            head_sha = excluded.head_sha, head_ref = excluded.head_ref, base_ref = excluded.base_ref,
+            linked = excluded.linked, updated_at = excluded.updated_at
+        """,
+        (repo, number, installation_id, _safe(title), state, int(merged), head_sha, _safe(head_ref),
+         _safe(base_ref), _dumps([dict(item) for item in linked]), now),
+    )
+
+
+async def set_pull_state(
+    conn: aiosqlite.Connection, repo: str, number: int, *, state: str, merged: bool, now: float
+) -> bool:
+    """Record that a pull request closed (merged or not) or reopened; False if it was never stored."""
+    cursor = await conn.execute(
+        "UPDATE pull_requests SET state = ?, merged = ?, updated_at = ? WHERE repo = ? AND number = ?",
+        (state, int(merged), now, repo, number),
+    )
+    return cursor.rowcount > 0
+
+
+async def get_pull(db: Database, repo: str, number: int) -> PullRow | None:
+    """The stored pull request, or None."""
+    row = await db.fetchone("SELECT * FROM pull_requests WHERE repo = ? AND number = ?", (repo, number))
+    return None if row is None else _pull(row)
+
+
+async def set_pull_comment_id(conn: aiosqlite.Connection, repo: str, number: int, comment_id: int) -> None:
+    """Remember the bot comment that shows this pull request's manifest."""
+    await conn.execute(
+        "UPDATE pull_requests SET comment_id = ? WHERE repo = ? AND number = ?", (comment_id, repo, number)
+    )
+
+
+async def save_manifest(
+    conn: aiosqlite.Connection, *, repo: str, pr_number: int, head_sha: str, manifest: Mapping[str, Any], now: float
+) -> None:
+    """Store the manifest of a head SHA; the check run id and verdict columns are kept."""
+    await conn.execute(
+        """
+        INSERT INTO manifests (repo, pr_number, head_sha, manifest, created_at, updated_at)
+        VALUES (?, ?, ?, ?, ?, ?)
+        ON CONFLICT (repo, pr_number, head_sha) DO UPDATE SET manifest = excluded.manifest,
+            updated_at = excluded.updated_at
+        """,
+        (repo, pr_number, head_sha, _dumps(dict(manifest)), now, now),
+    )
+
+
+async def get_manifest(db: Database, repo: str, pr_number: int, head_sha: str) -> ManifestRow | None:
+    """The manifest stored for a pull request's head SHA, or None."""
+    row = await db.fetchone(
+        "SELECT * FROM manifests WHERE repo = ? AND pr_number = ? AND head_sha = ?", (repo, pr_number, head_sha)
+    )
+    return None if row is None else _manifest(row)
+
+
+async def set_check_run_id(
+    conn: aiosqlite.Connection, repo: str, pr_number: int, head_sha: str, check_run_id: int
+) -> None:
+    """Remember the one check run of a head SHA."""
+    await conn.execute(
+        "UPDATE manifests SET check_run_id = ? WHERE repo = ? AND pr_number = ? AND head_sha = ?",
+        (check_run_id, repo, pr_number, head_sha),
+    )
+
+
+async def save_verdict(
+    conn: aiosqlite.Connection, *, repo: str, pr_number: int, head_sha: str, verdict: Mapping[str, Any],
+    conclusion: str, run_id: int, run_attempt: int, now: float,
+) -> bool:
+    """Store a verdict; False (nothing written) when the stored one came from a newer run or attempt."""
+    cursor = await conn.execute(
+        """
+        UPDATE manifests SET verdict = ?, conclusion = ?, run_id = ?, run_attempt = ?, updated_at = ?
+        WHERE repo = ? AND pr_number = ? AND head_sha = ?
+          AND (run_id IS NULL OR run_id < ? OR (run_id = ? AND run_attempt <= ?))
+        """,
+        (_dumps(dict(verdict)), conclusion, run_id, run_attempt, now, repo, pr_number, head_sha,
+         run_id, run_id, run_attempt),
+    )
+    return cursor.rowcount > 0
+
+
+async def open_pulls_for_sha(db: Database, repo: str, head_sha: str) -> list[int]:
+    """Numbers of the open pull requests whose stored head is this commit."""
+    rows = await db.fetchall(
+        "SELECT number FROM pull_requests WHERE repo = ? AND head_sha = ? AND state = 'open' ORDER BY number",
+        (repo, head_sha),
+    )
+    return [int(row["number"]) for row in rows]
+
+
+def _safe(text: str | None) -> str | None:
+    """Replace lone surrogates, which SQLite cannot encode."""
+    return None if text is None else text.encode("utf-8", "replace").decode("utf-8")
