@@ -11,12 +11,12 @@ import asyncio
 import json
 import math
 import tempfile
-import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from quantumreview.analysis.artifact_zip import ZipRejected, read_members
 from quantumreview.analysis.junit import JUnitReport, ReportUnreadable, merge_reports, parse_junit
 from quantumreview.errors import ArtifactError
 
@@ -25,11 +25,7 @@ JUNIT_FILE = "autoqa-test-report.xml"
 HEALTH_FILE = "code_health.json"
 WANTED_FILES = frozenset({JUNIT_FILE, HEALTH_FILE})
 MAX_SCANNED_ARTIFACTS = 5
-MAX_MEMBERS = 1000
-MAX_MEMBER_BYTES = 64 * 1024 * 1024
 MAX_HEALTH_BYTES = 8 * 1024 * 1024
-MAX_RATIO = 100
-RATIO_FLOOR = 1024 * 1024  # small members may compress better than 100:1 (zeros, repeated lines) harmlessly
 MAX_FINDINGS = 5000
 MAX_FINDING_TEXT = 1000
 SEVERITY_WEIGHTS = {"blocker": 10.0, "critical": 5.0, "major": 2.0, "minor": 0.5, "info": 0.0}
@@ -43,10 +39,6 @@ class ArtifactSource(Protocol):
 
     async def download_artifact(self, installation_id: int, repo: str, artifact: dict[str, Any], *,
                                 dest_dir: Path, max_bytes: int = ...) -> Path: ...
-
-
-class ZipRejected(Exception):
-    """The artifact zip is not readable or breaks a safety cap."""
 
 
 class HealthUnreadable(Exception):
@@ -110,14 +102,14 @@ async def collect_reports(source: ArtifactSource, installation_id: int, repo: st
                 path = await source.download_artifact(installation_id, repo, artifact, dest_dir=Path(tmp),
                                                       max_bytes=max_bytes)
                 members = await asyncio.to_thread(read_report_members, path)
+            except ZipRejected as exc:
+                found.notes.append(f"artifact {_label(artifact)}: {exc.reason}")
+                found.junit_noted = found.junit_noted or named
+                continue
             except ArtifactError as exc:
                 if named:
                     found.notes.append(_artifact_note(exc))
                     found.junit_noted = True
-                continue
-            except ZipRejected as exc:
-                found.notes.append(f"artifact {_label(artifact)}: {exc}")
-                found.junit_noted = found.junit_noted or named
                 continue
             finally:
                 _remove_downloads(Path(tmp))
@@ -140,44 +132,11 @@ def candidate_artifacts(artifacts: Sequence[Mapping[str, Any]]) -> list[dict[str
 
 
 def read_report_members(path: Path) -> dict[str, bytes]:
-    """Read the wanted files (by basename, in any folder; the first of duplicates wins) from a zip, within caps."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            infos = archive.infolist()
-            if len(infos) > MAX_MEMBERS:
-                raise ZipRejected(f"zip has {len(infos)} members (limit {MAX_MEMBERS})")
-            members: dict[str, bytes] = {}
-            for info in infos:
-                name = member_basename(info.filename)
-                if name in WANTED_FILES and name not in members and not info.is_dir():
-                    _check_member(info)
-                    members[name] = _read_capped(archive, info)
-            return members
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as exc:
-        raise ZipRejected(f"not a readable zip ({type(exc).__name__})") from None
-    except (RuntimeError, NotImplementedError) as exc:  # encrypted member, unsupported compression method
-        raise ZipRejected(f"unsupported zip member ({str(exc)[:100]})") from None
-
-
-def member_basename(name: str) -> str:
-    """The member's file name without folders; backslashes count as separators (Windows-made zips)."""
-    return name.replace("\\", "/").rsplit("/", 1)[-1].split("\0", 1)[0]
-
-
-def _check_member(info: zipfile.ZipInfo) -> None:
-    if info.file_size > MAX_MEMBER_BYTES:
-        raise ZipRejected(f"{member_basename(info.filename)} is {info.file_size} bytes (limit {MAX_MEMBER_BYTES})")
-    if info.file_size > RATIO_FLOOR and info.file_size > MAX_RATIO * max(info.compress_size, 1):
-        raise ZipRejected(f"{member_basename(info.filename)} compresses more than {MAX_RATIO}:1 (zip bomb?)")
-
-
-def _read_capped(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
-    """Read a member, stopping past the cap whatever its header declares."""
-    with archive.open(info) as stream:
-        data = stream.read(MAX_MEMBER_BYTES + 1)
-    if len(data) > MAX_MEMBER_BYTES:
-        raise ZipRejected(f"{member_basename(info.filename)} is larger than {MAX_MEMBER_BYTES} bytes")
-    return data
+    """Read the report files from a zip by basename, in any folder; of several with one basename the first wins."""
+    members: dict[str, bytes] = {}
+    for name, data in read_members(path, wanted=WANTED_FILES.__contains__).items():
+        members.setdefault(name.rpartition("/")[2], data)
+    return members
 
 
 def _parse_members(members: Mapping[str, bytes], label: str, found: _Found) -> None:
