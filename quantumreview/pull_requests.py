@@ -1,0 +1,302 @@
+"""A pull request's test manifest: linked issues, diff analysis, the one check run and the one comment.
+
+Check runs: https://docs.github.com/en/rest/checks/runs
+Pull request files: https://docs.github.com/en/rest/pulls/pulls#list-pull-requests-files
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from gidgethub import BadRequest
+
+from quantumreview.analysis.links import IssueLink, find_linked_issues
+from quantumreview.analysis.manifest import MAX_FILES, CriterionRef, Manifest, build_manifest, classify_file
+from quantumreview.analysis.pr_render import (
+    MARKER,
+    MAX_CHECK_CHARS,
+    MAX_COMMENT_CHARS,
+    Annotation,
+    CheckOutput,
+    FailingCaseLike,
+    HealthLike,
+    batch_annotations,
+    render_manifest_check,
+    render_no_links_check,
+    render_pr_comment,
+    render_verdict_check,
+)
+from quantumreview.analysis.verdict import Conclusion, CriterionResult, Verdict
+from quantumreview.comments import upsert_comment
+from quantumreview.context import Context
+from storage import checklists as checklist_store
+from storage import installations as installation_store
+from storage import pulls as store
+
+CHECK_NAME = "QuantumReview"
+REVALIDATE_EVENT = "quantumreview.revalidate_pr"
+FILES_PER_PAGE = 100
+# Why cap patches: only test files are scanned, and 3,000 files of 1 MB each must not sit in memory at once.
+MAX_PATCH_CHARS = 1024 * 1024
+MAX_PATCH_TOTAL = 32 * 1024 * 1024
+MAX_PROBLEMS = 20
+
+
+async def fetch_pull(ctx: Context, repo: str, number: int) -> dict[str, Any] | None:
+    """The pull request as GitHub has it now; None if it is gone."""
+    try:
+        pull: dict[str, Any] = await ctx.gh.getitem(f"/repos/{repo}/pulls/{number}")
+    except BadRequest as exc:
+        if exc.status_code.value in (404, 410):
+            return None
+        raise
+    return pull
+
+
+async def list_pull_files(gh: Any, repo: str, number: int) -> list[dict[str, Any]]:
+    """Every changed file (all pages, at most 3,000), keeping patches of test files only and within a budget."""
+    files: list[dict[str, Any]] = []
+    budget = MAX_PATCH_TOTAL
+    async for item in gh.getiter(f"/repos/{repo}/pulls/{number}/files?per_page={FILES_PER_PAGE}"):
+        if not isinstance(item, dict):
+            continue
+        entry = {k: v for k, v in item.items() if k in ("filename", "status", "additions", "deletions")}
+        patch = item.get("patch")
+        path = item.get("filename")
+        if isinstance(patch, str) and isinstance(path, str) and classify_file(path) == "test" and budget > 0:
+            kept = clip_patch(patch, min(MAX_PATCH_CHARS, budget))
+            budget -= len(kept)
+            entry["patch"] = kept
+        files.append(entry)
+        if len(files) >= MAX_FILES:
+            break
+    return files
+
+
+def clip_patch(patch: str, limit: int) -> str:
+    """Cut a patch to at most `limit` characters at a line end (a half line could invent a test name)."""
+    if len(patch) <= limit:
+        return patch
+    cut = patch.rfind("\n", 0, limit)
+    return patch[:cut] if cut > 0 else ""
+
+
+def links_of(repo: str, pull: Mapping[str, Any]) -> list[IssueLink]:
+    """The issues a pull request links, from its title, body and head branch."""
+    head = pull.get("head")
+    head = head if isinstance(head, Mapping) else {}
+    return list(find_linked_issues(str(pull.get("title") or ""), pull.get("body"), str(head.get("ref") or ""),
+                                   repo))
+
+
+def link_dicts(links: Sequence[IssueLink]) -> list[dict[str, Any]]:
+    """Links as stored: {repo, number, source}."""
+    return [{"repo": link.repo, "number": link.number, "source": link.source} for link in links]
+
+
+def issue_links(stored: Sequence[Mapping[str, Any]]) -> list[IssueLink]:
+    """Links read back from storage; malformed entries are skipped."""
+    out: list[IssueLink] = []
+    for item in stored:
+        repo, number, source = item.get("repo"), item.get("number"), item.get("source")
+        if isinstance(repo, str) and isinstance(number, int) and source in ("keyword", "branch"):
+            out.append(IssueLink(repo, number, "keyword" if source == "keyword" else "branch"))
+    return out
+
+
+async def linked_criteria(ctx: Context, repo: str, links: Sequence[Mapping[str, Any]]) -> tuple[
+        list[CriterionRef], list[str]]:
+    """The criteria of each linked issue's checklist, and what kept a link from counting (never fatal)."""
+    criteria: list[CriterionRef] = []
+    problems: list[str] = []
+    for link in links:
+        target, number = str(link.get("repo") or repo), int(link.get("number") or 0)
+        name = f"{target}#{number}"
+        checklist = await checklist_store.get_checklist(ctx.db, target, number)
+        if not await _visible(ctx, repo, target, checklist):
+            problems.append(f"{name}: not visible to the app (install it on {target} to use its criteria)")
+        elif checklist is None:
+            problems.append(f"{name}: no acceptance-criteria checklist (not an issue, or it lists no criteria)")
+        elif checklist.retired:
+            problems.append(f"{name}: the issue was deleted or transferred")
+        else:
+            live, _retired = await checklist_store.get_items(ctx.db, checklist.id)
+            criteria.extend(CriterionRef(checklist.repo, number, item.tid, item.text) for item in live)
+    return criteria, problems
+
+
+async def _visible(ctx: Context, repo: str, target: str, checklist: checklist_store.Checklist | None) -> bool:
+    """A link counts only within the pull request's installation: its own repository, or one that shares it."""
+    if target.lower() == repo.lower():
+        return True
+    if checklist is not None and checklist.installation_id is not None:
+        return checklist.installation_id == ctx.installation_id
+    owner = await installation_store.installation_for_repo(ctx.db, target)
+    return owner is not None and owner == ctx.installation_id
+
+
+async def refresh_manifest(ctx: Context, repo: str, pull: Mapping[str, Any]) -> Manifest:
+    """Recompute the manifest of the pull request's head, store it with the pull request, and publish it."""
+    number = int(pull["number"])
+    head, base = pull.get("head") or {}, pull.get("base") or {}
+    head_sha = str(head["sha"])
+    links = links_of(repo, pull)
+    criteria, problems = await linked_criteria(ctx, repo, link_dicts(links))
+    files = await list_pull_files(ctx.gh, repo, number) if links else []
+    manifest = build_manifest(files, criteria)
+    data = {**manifest.to_dict(), "links": link_dicts(links), "problems": problems[:MAX_PROBLEMS]}
+    known = await store.get_manifest(ctx.db, repo, number, head_sha)
+    now = time.time()
+    async with ctx.db.transaction() as conn:
+        await store.upsert_pull(
+            conn, repo=repo, number=number, installation_id=ctx.installation_id, title=str(pull.get("title") or ""),
+            state=str(pull.get("state") or "open"), merged=bool(pull.get("merged")), head_sha=head_sha,
+            head_ref=head.get("ref"), base_ref=base.get("ref"), linked=link_dicts(links), now=now,
+        )
+        await store.save_manifest(conn, repo=repo, pr_number=number, head_sha=head_sha, manifest=data, now=now)
+    await publish_pr_status(ctx, repo, number, head_sha)
+    if known is None and links:
+        covered = sum(bool(item.tests) for item in manifest.coverage)
+        await ctx.notify(repo, "manifest", f"{repo}#{number}: {covered} of {len(manifest.coverage)} criteria have "
+                         f"tests at {head_sha[:7]}", url=pull.get("html_url"),
+                         data={"pr_number": number, "head_sha": head_sha})
+    return manifest
+
+
+async def publish_pr_status(
+    ctx: Context, repo: str, pr_number: int, head_sha: str, *, failing: Sequence[FailingCaseLike] = (),
+    health: HealthLike | Mapping[str, Any] | None = None,
+) -> None:
+    """Show the stored manifest (and verdict, once there is one) in the head's one check run and the PR's comment."""
+    row = await store.get_manifest(ctx.db, repo, pr_number, head_sha)
+    if row is None:
+        ctx.log.info("no manifest for %s#%d at %s: nothing to publish", repo, pr_number, head_sha[:7])
+        return
+    manifest = Manifest.from_dict(row.manifest)
+    links = issue_links(row.manifest.get("links") or [])
+    problems = [str(p) for p in row.manifest.get("problems") or []]
+    verdict = verdict_from_dict(row.verdict) if row.verdict is not None else None
+    fields: dict[str, Any]
+    annotations: list[Annotation] = []
+    if verdict is not None:
+        output = render_verdict_check(verdict, failing, health)
+        fields = {"status": "completed", "conclusion": row.conclusion or verdict.conclusion}
+        annotations = failure_annotations(manifest, failing)
+    elif not links:
+        output, fields = render_no_links_check(), {"status": "completed", "conclusion": "neutral"}
+    else:
+        output, fields = render_manifest_check(manifest, links), {"status": "in_progress"}
+    output = with_problems(output, problems)
+    await upsert_check_run(ctx, repo, pr_number, head_sha, row.check_run_id, fields, output, annotations)
+    pull = await store.get_pull(ctx.db, repo, pr_number)
+    if not links and (pull is None or pull.comment_id is None):
+        return  # no linked issue and never commented: the neutral check says enough
+    body = render_pr_comment(manifest, verdict, links=links, health=health)
+    body = _clip(body.replace(MARKER, MARKER + "\n" + problem_lines(problems), 1) if problems else body,
+                 MAX_COMMENT_CHARS)
+    known = pull.comment_id if pull is not None else None
+    comment_id = await upsert_comment(ctx.gh, repo, pr_number, marker=MARKER, body=body, known_id=known)
+    if comment_id != known:
+        async with ctx.db.transaction() as conn:
+            await store.set_pull_comment_id(conn, repo, pr_number, comment_id)
+
+
+async def upsert_check_run(
+    ctx: Context, repo: str, pr_number: int, head_sha: str, known_id: int | None, fields: Mapping[str, Any],
+    output: CheckOutput, annotations: Sequence[Annotation],
+) -> int:
+    """Update the head's one check run (stored id, else found by name), or create it once; return its id."""
+    batches = batch_annotations(annotations) or [[]]
+    first = {**fields, "output": {**output.to_dict(), "annotations": [a.to_dict() for a in batches[0]]}}
+    run_id = await _update_known_run(ctx, repo, known_id, first) if known_id is not None else None
+    if run_id is None:
+        # Why look before creating: a crash after the POST but before storing the id must not add a second run.
+        run_id = await find_check_run(ctx, repo, head_sha)
+        if run_id is not None:
+            await ctx.gh.patch(f"/repos/{repo}/check-runs/{run_id}", data=first)
+        else:
+            created = await ctx.gh.post(f"/repos/{repo}/check-runs",
+                                        data={"name": CHECK_NAME, "head_sha": head_sha, **first})
+            run_id = int(created["id"])
+    if run_id != known_id:
+        async with ctx.db.transaction() as conn:
+            await store.set_check_run_id(conn, repo, pr_number, head_sha, run_id)
+    for batch in batches[1:]:  # GitHub takes at most 50 annotations per request
+        more = {"output": {"title": output.title, "summary": output.summary,
+                           "annotations": [a.to_dict() for a in batch]}}
+        await ctx.gh.patch(f"/repos/{repo}/check-runs/{run_id}", data=more)
+    return run_id
+
+
+async def _update_known_run(ctx: Context, repo: str, run_id: int, data: Mapping[str, Any]) -> int | None:
+    try:
+        await ctx.gh.patch(f"/repos/{repo}/check-runs/{run_id}", data=data)
+    except BadRequest as exc:
+        if exc.status_code.value != 404:
+            raise
+        return None
+    return run_id
+
+
+async def find_check_run(ctx: Context, repo: str, head_sha: str) -> int | None:
+    """The id of this App's check run named QuantumReview on the commit, or None."""
+    app_id = getattr(ctx.github, "app_id", None)
+    url = f"/repos/{repo}/commits/{head_sha}/check-runs?check_name={CHECK_NAME}&filter=all&per_page=100"
+    async for run in ctx.gh.getiter(url, iterable_key="check_runs"):
+        owner = (run.get("app") or {}).get("id")
+        if run.get("name") == CHECK_NAME and (app_id is None or str(owner) == str(app_id)):
+            return int(run["id"])
+    return None
+
+
+def failure_annotations(manifest: Manifest, failing: Sequence[FailingCaseLike]) -> list[Annotation]:
+    """One failure annotation per failing test, placed at the test this PR adds with that ID."""
+    where = {ref.tid: ref for ref in manifest.tests if ref.line is not None}
+    out: list[Annotation] = []
+    for case in failing:
+        ref = where.get(case.tid)
+        if ref is not None and ref.line is not None:
+            out.append(Annotation(ref.path, ref.line, ref.line, "failure", case.message or "failed",
+                                  title=f"{case.tid} {case.name}"))
+    return out
+
+
+def verdict_from_dict(data: Mapping[str, Any]) -> Verdict | None:
+    """Rebuild a stored verdict (dataclasses.asdict of Verdict); None when it is not shaped like one."""
+    try:
+        results = tuple(
+            CriterionResult(CriterionRef(str(r["criterion"]["repo"]), int(r["criterion"]["issue_number"]),
+                                         str(r["criterion"]["tid"]), str(r["criterion"]["text"])), r["outcome"])
+            for r in data["results"] if r["outcome"] in ("passed", "failed", "skipped", "missing")
+        )
+        conclusion: Conclusion = data["conclusion"] if data["conclusion"] in ("success", "failure") else "neutral"
+        return Verdict(results, int(data["passed"]), int(data["failed"]), int(data["skipped"]), int(data["missing"]),
+                       conclusion, bool(data.get("report_found", True)))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def problem_lines(problems: Sequence[str]) -> str:
+    """Problems with the links, as a Markdown note."""
+    shown = [f"> ⚠️ {p[:200]}" for p in problems[:MAX_PROBLEMS]]
+    return "\n".join(shown) + "\n"
+
+
+def with_problems(output: CheckOutput, problems: Sequence[str]) -> CheckOutput:
+    """Put the link problems first in the summary, within GitHub's limit."""
+    if not problems:
+        return output
+    return CheckOutput(output.title, _clip(problem_lines(problems) + "\n" + output.summary, MAX_CHECK_CHARS),
+                       output.text)
+
+
+def _clip(text: str, limit: int) -> str:
+    """Cut text to at most `limit` UTF-16 code units (GitHub counts that way)."""
+    if len(text.encode("utf-16-le")) // 2 <= limit:
+        return text
+    cut = text[: limit - 1]
+    while len(cut.encode("utf-16-le")) // 2 > limit - 1:
+        cut = cut[:-100]
+    return cut + "…"
