@@ -1,0 +1,60 @@
+"""Pull requests get a test manifest per head commit: linked issues' criteria, the tests that carry their IDs."""
+
+from __future__ import annotations
+
+import time
+
+from gidgethub import routing, sansio
+
+from quantumreview.context import Context
+from quantumreview.pull_requests import REVALIDATE_EVENT, fetch_pull, link_dicts, links_of, refresh_manifest
+from storage import pulls as store
+
+router = routing.Router()
+
+
+@router.register("pull_request", action="opened")
+@router.register("pull_request", action="reopened")
+@router.register("pull_request", action="synchronize")
+@router.register("pull_request", action="edited")
+async def build_manifest(event: sansio.Event, ctx: Context) -> None:
+    """Recompute the manifest of the PR's head; an edit that left title and body alone changes nothing."""
+    changes = event.data.get("changes") or {}
+    if event.data.get("action") == "edited" and not ("title" in changes or "body" in changes):
+        return
+    repo = ctx.repo
+    number = (event.data.get("pull_request") or {}).get("number")
+    if repo is None or not isinstance(number, int):
+        return
+    # Why fetch: a queued job may run after later pushes or edits; the PR as it is now is what counts.
+    latest = await fetch_pull(ctx, repo, number)
+    if latest is not None and latest.get("state") == "open":
+        await refresh_manifest(ctx, repo, latest)
+
+
+@router.register(REVALIDATE_EVENT)
+async def revalidate_manifest(event: sansio.Event, ctx: Context) -> None:
+    """Recompute a manifest on request (dashboard or CLI): data carries repo and pr_number."""
+    repo = str(event.data["repo"])
+    latest = await fetch_pull(ctx, repo, int(event.data["pr_number"]))
+    if latest is not None:
+        await refresh_manifest(ctx, repo, latest)
+
+
+@router.register("pull_request", action="closed")
+async def record_closed(event: sansio.Event, ctx: Context) -> None:
+    """Record that the PR closed, merged or not, from the payload alone (no GitHub calls)."""
+    repo = ctx.repo
+    pull = event.data.get("pull_request") or {}
+    if repo is None or not isinstance(pull.get("number"), int):
+        return
+    merged, now = bool(pull.get("merged")), time.time()
+    async with ctx.db.transaction() as conn:
+        if await store.set_pull_state(conn, repo, pull["number"], state="closed", merged=merged, now=now):
+            return
+        head, base = pull.get("head") or {}, pull.get("base") or {}
+        await store.upsert_pull(
+            conn, repo=repo, number=pull["number"], installation_id=ctx.installation_id,
+            title=str(pull.get("title") or ""), state="closed", merged=merged, head_sha=head.get("sha"),
+            head_ref=head.get("ref"), base_ref=base.get("ref"), linked=link_dicts(links_of(repo, pull)), now=now,
+        )
