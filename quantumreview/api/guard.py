@@ -1,0 +1,20 @@
+"""Who is asking and which repository they may see: thin calls into auth and access."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from quantumreview import access, auth
+
+
+async def signed_in_user(request: web.Request) -> auth.User:
+    """The session's user, or 401 JSON."""
+    return await auth.current_user(request)
+
+
+async def managed_repo(request: web.Request) -> tuple[auth.User, access.RepoAccess]:
+    """The user and their access to the path's {owner}/{repo}; 404 JSON when they do not manage it."""
+    user = await auth.current_user(request)
+    repo = await access.repo_access(request, user, request.match_info["owner"], request.match_info["repo"])
+    return user, repo
+

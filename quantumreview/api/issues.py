@@ -1,0 +1,69 @@
+"""Issues with checklists: the list with progress, one checklist in full, and regenerating it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from aiohttp import web
+
+from quantumreview import access, keys
+from quantumreview.api.errors import iso, not_found, paginated, parse_choice, parse_page, path_int
+from quantumreview.api.guard import managed_repo
+from quantumreview.api.jobs import accept_job
+from storage import checklists, dashboard
+
+REGENERATE_EVENT = "quantumreview.regenerate_checklist"
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/api/repos/{owner}/{repo}/issues")
+async def list_issues(request: web.Request) -> web.Response:
+    """One page of the repository's issues that have a checklist, newest first, with progress."""
+    _user, repo = await managed_repo(request)
+    page = parse_page(request.query)
+    state = parse_choice(request.query.get("state", "open"), "state", dashboard.ISSUE_STATES)
+    issues, total = await dashboard.list_issues(request.app[keys.db], repo.repo, state=state,
+                                                limit=page.per_page, offset=page.offset)
+    items = [{"number": i.number, "title": i.title, "state": i.state, "updated_at": iso(i.updated_at),
+              "progress": asdict(i.progress)} for i in issues]
+    return web.json_response(paginated(items, page, total))
+
+
+def pull_link_json(pull: dashboard.PullRequest) -> dict[str, Any]:
+    """A pull request as listed beside an issue."""
+    return {"repo": pull.repo, "number": pull.number, "title": pull.title, "state": pull.state,
+            "merged": pull.merged, "flagged_for_merge": pull.flagged_by is not None}
+
+
+@routes.get("/api/repos/{owner}/{repo}/issues/{number}")
+async def get_issue(request: web.Request) -> web.Response:
+    """The issue's checklist: live items with status, retired IDs and the pull requests that link it."""
+    _user, repo = await managed_repo(request)
+    number = path_int(request, "number")
+    db = request.app[keys.db]
+    checklist = await checklists.get_checklist(db, repo.repo, number)
+    if checklist is None:
+        raise not_found(f"issue #{number} of {repo.repo} has no checklist")
+    items, retired = await checklists.get_items(db, checklist.id)
+    pulls = await dashboard.pulls_linking(db, repo.repo, number)
+    progress = {status: sum(item.status == status for item in items) for status in checklists.STATUSES}
+    return web.json_response({
+        "repo": repo.repo, "number": number, "title": checklist.title, "state": checklist.state,
+        "retired": checklist.retired, "truncated": checklist.truncated, "total_found": checklist.total_found,
+        "progress": {"total": len(items), **progress},
+        "items": [{"tid": i.tid, "text": i.text, "detail": i.detail, "status": i.status} for i in items],
+        "retired_ids": [{"tid": tid, "text": text} for tid, text in sorted(retired.items())],
+        "linked_pulls": [pull_link_json(pull) for pull in pulls],
+    })
+
+
+@routes.post("/api/repos/{owner}/{repo}/issues/{number}/regenerate")
+async def regenerate_checklist(request: web.Request) -> web.Response:
+    """Queue a rebuild of the issue's checklist (the job fetches the issue); needs push permission."""
+    user, repo = await managed_repo(request)
+    number = path_int(request, "number")
+    access.require_push(repo)
+    data = {"repo": repo.repo, "issue_number": number}
+    return await accept_job(request, user.login, repo, REGENERATE_EVENT, data, number)

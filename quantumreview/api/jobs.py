@@ -1,0 +1,43 @@
+"""Jobs the API queues on the user's behalf: answer 202 with the id, and show a job's state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from quantumreview import access, keys
+from quantumreview.api.errors import api_error, iso, not_found, path_int
+from quantumreview.api.guard import signed_in_user
+from quantumreview.jobs import enqueue
+from storage import audit, dashboard
+
+routes = web.RouteTableDef()
+
+
+async def accept_job(request: web.Request, actor: str, repo: access.RepoAccess, event: str, data: dict[str, Any],
+                     number: int) -> web.Response:
+    """Queue `event` for item #number of the repository, audit it, and answer 202 with the job id."""
+    target = f"{repo.repo}#{number}"
+    ids = await enqueue(request.app, event, data, ordering_key=target, installation_id=repo.installation_id)
+    if not ids:
+        raise api_error(503, "unavailable", f"no handler is installed for {event}")
+    await audit.record(request.app[keys.db], repo=repo.repo, actor=actor, action=event.rpartition(".")[2],
+                       target=target, details={"job_ids": ids})
+    return web.json_response({"status": "accepted", "job_id": ids[0], "job_ids": ids}, status=202)
+
+
+@routes.get("/api/jobs/{id}")
+async def get_job(request: web.Request) -> web.Response:
+    """A job's state, only when it works on a repository the user manages (else 404, no existence leak)."""
+    user = await signed_in_user(request)
+    job_id = path_int(request, "id")
+    job = await dashboard.get_job(request.app[keys.db], job_id)
+    managed = {r.repo.lower() for r in await access.managed_repositories(request, user)}
+    if job is None or job.repo is None or job.repo.lower() not in managed:
+        raise not_found(f"no job {job_id} in your repositories")
+    return web.json_response({
+        "id": job.id, "repo": job.repo, "handler": job.handler, "status": job.status, "attempts": job.attempts,
+        "created_at": iso(job.created_at), "started_at": iso(job.started_at), "finished_at": iso(job.finished_at),
+        "error": job.last_error,
+    })

@@ -1,0 +1,280 @@
+"""Read queries behind the dashboard API: counts, progress, pull requests, manifests, health, jobs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiosqlite
+
+from storage.db import Database
+
+ISSUE_STATES = ("open", "closed", "all")
+HEALTH_TREND_POINTS = 10
+
+
+@dataclass(frozen=True)
+class RepoCounts:
+    """Issues with a live checklist and open pull requests of one repository."""
+
+    issues: int = 0
+    open_pulls: int = 0
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How many live checklist items are in each status."""
+
+    total: int = 0
+    passed: int = 0
+    failed: int = 0
+    skipped: int = 0
+    missing: int = 0
+    pending: int = 0
+
+
+@dataclass(frozen=True)
+class IssueSummary:
+    """An issue's checklist header and progress."""
+
+    number: int
+    title: str
+    state: str
+    updated_at: float
+    progress: Progress
+
+
+@dataclass(frozen=True)
+class HealthPoint:
+    """One code-health score as recorded."""
+
+    score: int
+    head_sha: str
+    branch: str | None
+    counts: dict[str, Any]
+    at: float
+
+
+@dataclass(frozen=True)
+class PullRequest:
+    """A stored pull request and its flag state."""
+
+    repo: str
+    number: int
+    title: str
+    state: str
+    merged: bool
+    head_sha: str | None
+    linked: list[dict[str, Any]]
+    flagged_by: str | None
+    flagged_at: float | None
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class ManifestRecord:
+    """A pull request's manifest for one head SHA, with the verdict once CI reported."""
+
+    head_sha: str
+    manifest: dict[str, Any]
+    verdict: dict[str, Any] | None
+    conclusion: str | None
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """A job's state and the repository it works on (None when not known)."""
+
+    id: int
+    handler: str
+    status: str
+    attempts: int
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    last_error: str | None
+    repo: str | None
+
+
+def _json(text: str | None, default: Any) -> Any:
+    """Parse stored JSON; a damaged value reads as `default` rather than failing the request."""
+    if text is None:
+        return default
+    try:
+        return json.loads(text)
+    except ValueError:
+        return default
+
+
+def _placeholders(values: Sequence[object]) -> str:
+    return ",".join("?" * len(values)) or "NULL"
+
+
+async def repo_counts(db: Database, repos: Sequence[str]) -> dict[str, RepoCounts]:
+    """Counts for each of `repos` (repositories with nothing stored get zeros)."""
+    if not repos:
+        return {}
+    marks = _placeholders(repos)
+    issues = await db.fetchall(
+        f"SELECT repo, count(*) FROM checklists WHERE repo IN ({marks}) AND retired_at IS NULL "  # noqa: S608
+        "GROUP BY repo",
+        tuple(repos),
+    )
+    pulls = await db.fetchall(
+        f"SELECT repo, count(*) FROM pull_requests WHERE repo IN ({marks}) AND state = 'open' "  # noqa: S608
+        "GROUP BY repo",
+        tuple(repos),
+    )
+    issue_counts = {row[0]: int(row[1]) for row in issues}
+    pull_counts = {row[0]: int(row[1]) for row in pulls}
+    return {repo: RepoCounts(issue_counts.get(repo, 0), pull_counts.get(repo, 0)) for repo in repos}
+
+
+async def health_history(db: Database, repo: str, *, limit: int = HEALTH_TREND_POINTS) -> list[HealthPoint]:
+    """The repository's latest code-health scores, newest first."""
+    rows = await db.fetchall(
+        "SELECT score, head_sha, branch, counts, at FROM health_scores WHERE repo = ? ORDER BY at DESC, id DESC "
+        "LIMIT ?",
+        (repo, limit),
+    )
+    return [_health(row) for row in rows]
+
+
+async def health_for_sha(db: Database, repo: str, head_sha: str) -> HealthPoint | None:
+    """The latest code-health score recorded for one commit, or None."""
+    row = await db.fetchone(
+        "SELECT score, head_sha, branch, counts, at FROM health_scores WHERE repo = ? AND head_sha = ? "
+        "ORDER BY at DESC, id DESC LIMIT 1",
+        (repo, head_sha),
+    )
+    return None if row is None else _health(row)
+
+
+def _health(row: aiosqlite.Row) -> HealthPoint:
+    counts = _json(row["counts"], {})
+    return HealthPoint(int(row["score"]), row["head_sha"], row["branch"],
+                       counts if isinstance(counts, dict) else {}, float(row["at"]))
+
+
+def _state_filter(state: str) -> tuple[str, tuple[str, ...]]:
+    if state not in ISSUE_STATES:
+        raise ValueError(f"unknown state {state!r}")
+    return ("", ()) if state == "all" else (" AND state = ?", (state,))
+
+
+async def list_issues(
+    db: Database, repo: str, *, state: str, limit: int, offset: int
+) -> tuple[list[IssueSummary], int]:
+    """One page of the repository's live checklists (newest issue first) with progress, and the total."""
+    where, params = _state_filter(state)
+    total = await db.fetchvalue(
+        f"SELECT count(*) FROM checklists WHERE repo = ? AND retired_at IS NULL{where}",  # noqa: S608
+        (repo, *params),
+    )
+    # Why: page the headers first so item counts are only computed for the rows returned.
+    rows = await db.fetchall(
+        f"""
+        SELECT c.issue_number, c.title, c.state, c.updated_at, count(i.tid) AS total,
+               coalesce(sum(i.status = 'passed'), 0) AS passed, coalesce(sum(i.status = 'failed'), 0) AS failed,
+               coalesce(sum(i.status = 'skipped'), 0) AS skipped,
+               coalesce(sum(i.status = 'missing'), 0) AS missing,
+               coalesce(sum(i.status = 'pending'), 0) AS pending
+        FROM (SELECT id, issue_number, title, state, updated_at FROM checklists
+              WHERE repo = ? AND retired_at IS NULL{where}
+              ORDER BY issue_number DESC LIMIT ? OFFSET ?) AS c
+        LEFT JOIN checklist_items i ON i.checklist_id = c.id AND i.retired_at IS NULL
+        GROUP BY c.id ORDER BY c.issue_number DESC
+        """,  # noqa: S608 - the filter is a constant
+        (repo, *params, limit, offset),
+    )
+    issues = [
+        IssueSummary(row["issue_number"], row["title"], row["state"], float(row["updated_at"]),
+                     Progress(*(int(row[k]) for k in ("total", "passed", "failed", "skipped", "missing", "pending"))))
+        for row in rows
+    ]
+    return issues, int(total or 0)
+
+
+def _links_to(linked: object, repo: str, number: int) -> bool:
+    return isinstance(linked, list) and any(
+        isinstance(link, dict) and str(link.get("repo", "")).lower() == repo.lower() and link.get("number") == number
+        for link in linked
+    )
+
+
+async def pulls_linking(db: Database, repo: str, issue_number: int) -> list[PullRequest]:
+    """Pull requests (of any repository) whose stored links name this issue, by repository and number."""
+    # Why: LIKE on the JSON text narrows the scan cheaply; the exact match is checked on the parsed links.
+    rows = await db.fetchall(
+        "SELECT * FROM pull_requests WHERE linked LIKE ? ORDER BY repo, number",
+        (f"%{repo}%",),
+    )
+    pulls = [_pull(row) for row in rows]
+    return [pull for pull in pulls if _links_to(pull.linked, repo, issue_number)]
+
+
+async def get_pull(db: Database, repo: str, number: int) -> PullRequest | None:
+    """The stored pull request, or None."""
+    row = await db.fetchone("SELECT * FROM pull_requests WHERE repo = ? AND number = ?", (repo, number))
+    return None if row is None else _pull(row)
+
+
+def _pull(row: aiosqlite.Row) -> PullRequest:
+    linked = _json(row["linked"], [])
+    return PullRequest(
+        repo=row["repo"], number=int(row["number"]), title=row["title"], state=row["state"],
+        merged=bool(row["merged"]), head_sha=row["head_sha"],
+        linked=[link for link in linked if isinstance(link, dict)] if isinstance(linked, list) else [],
+        flagged_by=row["flagged_by"], flagged_at=row["flagged_at"], updated_at=float(row["updated_at"]),
+    )
+
+
+async def latest_manifest(db: Database, repo: str, number: int, head_sha: str | None) -> ManifestRecord | None:
+    """The manifest for the pull request's head SHA, else its most recently updated one, or None."""
+    row = await db.fetchone(
+        "SELECT head_sha, manifest, verdict, conclusion, updated_at FROM manifests WHERE repo = ? AND pr_number = ? "
+        "ORDER BY head_sha = ? DESC, updated_at DESC LIMIT 1",
+        (repo, number, head_sha or ""),
+    )
+    if row is None:
+        return None
+    manifest = _json(row["manifest"], {})
+    verdict = _json(row["verdict"], None)
+    return ManifestRecord(
+        head_sha=row["head_sha"], manifest=manifest if isinstance(manifest, dict) else {},
+        verdict=verdict if isinstance(verdict, dict) else None, conclusion=row["conclusion"],
+        updated_at=float(row["updated_at"]),
+    )
+
+
+async def flag_for_merge(conn: aiosqlite.Connection, repo: str, number: int, actor: str, now: float) -> bool:
+    """Record who flagged the pull request for merge and when; False if it is not stored."""
+    cursor = await conn.execute(
+        "UPDATE pull_requests SET flagged_by = ?, flagged_at = ? WHERE repo = ? AND number = ?",
+        (actor, now, repo, number),
+    )
+    return cursor.rowcount > 0
+
+
+async def get_job(db: Database, job_id: int) -> JobRecord | None:
+    """A job with the repository it works on (from its enqueued data or its delivery), or None."""
+    row = await db.fetchone(
+        """
+        SELECT j.id, j.handler, j.status, j.attempts, j.created_at, j.started_at, j.finished_at, j.last_error,
+               coalesce(CASE WHEN json_valid(j.payload) THEN json_extract(j.payload, '$.data.repo') END,
+                        d.repository) AS repo
+        FROM jobs j LEFT JOIN deliveries d ON d.id = j.delivery_id WHERE j.id = ?
+        """,
+        (job_id,),
+    )
+    if row is None:
+        return None
+    repo = row["repo"]
+    return JobRecord(
+        id=int(row["id"]), handler=row["handler"], status=row["status"], attempts=int(row["attempts"]),
+        created_at=float(row["created_at"]), started_at=row["started_at"], finished_at=row["finished_at"],
+        last_error=row["last_error"], repo=repo if isinstance(repo, str) else None,
+    )

@@ -1,0 +1,137 @@
+"""GET /api/me, /api/repos, /api/repos/{o}/{r} and its install link: counts, health trend, no existence leak."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from quantumreview import keys
+from quantumreview.access import RepoAccess
+from tests.test_api_support import (
+    INSTALLATION,
+    OTHER,
+    REPO,
+    Api,
+    add_checklist,
+    add_health,
+    add_installation,
+    add_pull,
+    database,
+    sign_in,
+)
+
+pytest_plugins = ["tests.test_api_support"]
+
+
+async def test_me_shows_profile_repository_count_and_unread_notifications(maintainer: Api) -> None:
+    db = database(maintainer)
+    for read_at in (None, None, time.time()):
+        await db.execute("INSERT INTO notifications (user_id, kind, title, created_at, read_at) "
+                         "VALUES (1, 'k', 't', ?, ?)", (time.time(), read_at))
+    status, body = await maintainer.get("/api/me")
+    assert status == 200
+    assert body == {"id": 1, "login": "mona", "name": "Mona", "avatar_url": "https://avatars.test/mona",
+                    "repositories": 1, "unread_notifications": 2}
+
+
+async def test_api_without_session_is_401_json(api_client: TestClient[Any, Any]) -> None:
+    status, body = await Api(api_client).get("/api/me")
+    assert status == 401
+    assert body["error"]["code"] == "unauthenticated"
+
+
+async def test_api_with_forged_session_is_401(api_client: TestClient[Any, Any]) -> None:
+    status, body = await Api(api_client, "quantum_session=eyJhbGciOiJub25lIn0.e30.").get("/api/repos")
+    assert (status, body["error"]["code"]) == (401, "unauthenticated")
+
+
+async def test_repos_lists_managed_repositories_with_counts(api_client: TestClient[Any, Any]) -> None:
+    api = await sign_in(api_client, 1, "mona", [RepoAccess(REPO, INSTALLATION, "push"),
+                                                 RepoAccess("octo/alpha", 7, "pull")])
+    db = database(api)
+    await add_checklist(db, 1, ["passed"])
+    await add_checklist(db, 2, ["pending"], state="closed")
+    await add_checklist(db, 3, ["pending"], repo=OTHER)
+    await add_pull(db, 10)
+    await add_pull(db, 11, state="closed")
+    status, body = await api.get("/api/repos")
+    assert status == 200
+    assert body == {"items": [
+        {"repo": "octo/alpha", "installation_id": 7, "permission": "pull", "issues": 0, "open_pulls": 0},
+        {"repo": REPO, "installation_id": INSTALLATION, "permission": "push", "issues": 2, "open_pulls": 1},
+    ], "page": 1, "per_page": 30, "total": 2}
+
+
+async def test_repos_pages_by_name(api_client: TestClient[Any, Any]) -> None:
+    repos = [RepoAccess(f"octo/r{i:02}", 1, "push") for i in range(5)]
+    api = await sign_in(api_client, 1, "mona", repos)
+    status, body = await api.get("/api/repos", page=2, per_page=2)
+    assert status == 200
+    assert [item["repo"] for item in body["items"]] == ["octo/r02", "octo/r03"]
+    assert (body["page"], body["per_page"], body["total"]) == (2, 2, 5)
+
+
+async def test_repo_detail_has_installation_counts_and_health_trend(maintainer: Api) -> None:
+    db = database(maintainer)
+    await add_installation(db)
+    await add_checklist(db, 1, ["passed", "failed"])
+    await add_pull(db, 5)
+    for score, sha, at in ((70, "a", 100.0), (80, "b", 200.0), (75, "c", 300.0)):
+        await add_health(db, score, sha, at)
+    status, body = await maintainer.get(f"/api/repos/{REPO}")
+    assert status == 200
+    assert body["installation"] == {"id": INSTALLATION, "account_login": "octo", "account_type": "Organization",
+                                    "suspended": False, "deleted": False}
+    assert (body["issues"], body["open_pulls"], body["permission"]) == (1, 1, "push")
+    assert body["health"]["latest"]["score"] == 75
+    assert body["health"]["change"] == -5
+    assert [p["score"] for p in body["health"]["trend"]] == [70, 80, 75]
+    assert body["health"]["trend"][0]["at"] == "1970-01-01T00:01:40Z"
+
+
+async def test_repo_detail_without_health_has_no_latest_score(maintainer: Api) -> None:
+    status, body = await maintainer.get(f"/api/repos/{REPO}")
+    assert status == 200
+    assert body["health"] == {"latest": None, "change": None, "trend": []}
+    assert body["installation"] is None
+
+
+async def test_repo_names_match_case_insensitively(maintainer: Api) -> None:
+    status, body = await maintainer.get("/api/repos/OCTO/Widgets")
+    assert (status, body["repo"]) == (200, REPO)
+
+
+async def test_unmanaged_repository_is_404_whether_it_exists_or_not(maintainer: Api) -> None:
+    db = database(maintainer)
+    await add_installation(db, 99, OTHER)
+    await add_checklist(db, 1, ["passed"], repo=OTHER)
+    for path in (f"/api/repos/{OTHER}", f"/api/repos/{OTHER}/issues", f"/api/repos/{OTHER}/issues/1",
+                 f"/api/repos/{OTHER}/audit", "/api/repos/nobody/nothing", f"/api/repos/{OTHER}/install"):
+        status, body = await maintainer.get(path)
+        assert (status, body["error"]["code"]) == (404, "not_found"), path
+    missing = await maintainer.get("/api/repos/nobody/nothing")
+    hidden = await maintainer.get(f"/api/repos/{OTHER}")
+    assert missing == hidden
+
+
+async def test_install_url_uses_the_app_slug_when_known(maintainer: Api) -> None:
+    app = maintainer.client.app
+    current = app[keys.credentials].current
+    assert current is not None
+    app[keys.credentials].replace(dataclasses.replace(current, slug="quantum-review"))
+    status, body = await maintainer.get(f"/api/repos/{REPO}/install")
+    assert status == 200
+    assert body == {"url": "https://github.com/apps/quantum-review/installations/new", "installation_id": INSTALLATION}
+
+
+@pytest.mark.parametrize("settings_overrides", [{"github_url": "https://ghe.example/"}])
+async def test_install_url_falls_back_to_the_installation_settings_page(maintainer: Api) -> None:
+    current = maintainer.client.app[keys.credentials].current
+    assert current is not None and current.slug is None
+    status, body = await maintainer.get(f"/api/repos/{REPO}/install")
+    assert status == 200
+    assert body["url"] == f"https://ghe.example/settings/installations/{INSTALLATION}"
