@@ -1,0 +1,113 @@
+"""storage.pulls: pull requests, manifests per head SHA, verdicts that never regress."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from storage import pulls
+from storage.db import Database
+
+REPO = "octo/app"
+LINKS = [{"repo": REPO, "number": 7, "source": "keyword"}]
+
+
+async def _pull(db: Database, **overrides: Any) -> None:
+    fields: dict[str, Any] = {
+        "repo": REPO, "number": 3, "installation_id": 1, "title": "Add login", "state": "open", "merged": False,
+        "head_sha": "a" * 40, "head_ref": "7-login", "base_ref": "main", "linked": LINKS, "now": 1.0,
+    }
+    fields.update(overrides)
+    async with db.transaction() as conn:
+        await pulls.upsert_pull(conn, **fields)
+
+
+async def _manifest(db: Database, sha: str = "a" * 40, manifest: dict[str, Any] | None = None) -> None:
+    async with db.transaction() as conn:
+        await pulls.save_manifest(conn, repo=REPO, pr_number=3, head_sha=sha, manifest=manifest or {"v": 1}, now=2.0)
+
+
+async def _verdict(db: Database, run_id: int, attempt: int, conclusion: str = "success") -> bool:
+    async with db.transaction() as conn:
+        return await pulls.save_verdict(conn, repo=REPO, pr_number=3, head_sha="a" * 40,
+                                        verdict={"conclusion": conclusion}, conclusion=conclusion, run_id=run_id,
+                                        run_attempt=attempt, now=3.0)
+
+
+async def test_pull_round_trips_with_parsed_links(db: Database) -> None:
+    await _pull(db)
+    pull = await pulls.get_pull(db, REPO, 3)
+    assert pull is not None
+    assert (pull.head_sha, pull.head_ref, pull.linked, pull.merged) == ("a" * 40, "7-login", LINKS, False)
+    assert await pulls.get_pull(db, REPO, 4) is None
+
+
+async def test_refreshing_a_pull_keeps_its_comment_id(db: Database) -> None:
+    await _pull(db)
+    async with db.transaction() as conn:
+        await pulls.set_pull_comment_id(conn, REPO, 3, 555)
+    await _pull(db, head_sha="b" * 40, linked=[], now=5.0)
+    pull = await pulls.get_pull(db, REPO, 3)
+    assert pull is not None
+    assert (pull.comment_id, pull.head_sha, pull.linked) == (555, "b" * 40, [])
+
+
+async def test_closing_records_merged_only_for_a_known_pull(db: Database) -> None:
+    async with db.transaction() as conn:
+        assert not await pulls.set_pull_state(conn, REPO, 3, state="closed", merged=True, now=2.0)
+    await _pull(db)
+    async with db.transaction() as conn:
+        assert await pulls.set_pull_state(conn, REPO, 3, state="closed", merged=True, now=2.0)
+    pull = await pulls.get_pull(db, REPO, 3)
+    assert pull is not None and (pull.state, pull.merged) == ("closed", True)
+
+
+async def test_new_manifest_keeps_check_run_id_and_verdict(db: Database) -> None:
+    await _manifest(db)
+    async with db.transaction() as conn:
+        await pulls.set_check_run_id(conn, REPO, 3, "a" * 40, 99)
+    assert await _verdict(db, 10, 1)
+    await _manifest(db, manifest={"v": 2})
+    row = await pulls.get_manifest(db, REPO, 3, "a" * 40)
+    assert row is not None
+    assert (row.manifest, row.check_run_id, row.verdict, row.conclusion) == ({"v": 2}, 99, {"conclusion": "success"},
+                                                                            "success")
+
+
+async def test_manifests_are_kept_per_head_sha(db: Database) -> None:
+    await _manifest(db, "a" * 40, {"v": "a"})
+    await _manifest(db, "b" * 40, {"v": "b"})
+    first, second = [await pulls.get_manifest(db, REPO, 3, sha) for sha in ("a" * 40, "b" * 40)]
+    assert first is not None and second is not None
+    assert (first.manifest, second.manifest) == ({"v": "a"}, {"v": "b"})
+
+
+async def test_older_run_or_attempt_never_overwrites_a_newer_verdict(db: Database) -> None:
+    await _manifest(db)
+    assert await _verdict(db, 10, 2, "failure")
+    assert not await _verdict(db, 10, 1, "success")
+    assert not await _verdict(db, 9, 5, "success")
+    row = await pulls.get_manifest(db, REPO, 3, "a" * 40)
+    assert row is not None and (row.conclusion, row.run_id, row.run_attempt) == ("failure", 10, 2)
+    assert await _verdict(db, 10, 2, "success")  # the same attempt processed again may rewrite
+    assert await _verdict(db, 11, 1, "neutral")
+    row = await pulls.get_manifest(db, REPO, 3, "a" * 40)
+    assert row is not None and (row.conclusion, row.run_id) == ("neutral", 11)
+
+
+async def test_verdict_without_a_manifest_writes_nothing(db: Database) -> None:
+    assert not await _verdict(db, 1, 1)
+
+
+async def test_open_pulls_for_sha_lists_open_pulls_at_that_head(db: Database) -> None:
+    await _pull(db, number=3)
+    await _pull(db, number=4)
+    await _pull(db, number=5, head_sha="c" * 40)
+    await _pull(db, number=6, state="closed")
+    assert await pulls.open_pulls_for_sha(db, REPO, "a" * 40) == [3, 4]
+    assert await pulls.open_pulls_for_sha(db, "octo/other", "a" * 40) == []
+
+
+async def test_lone_surrogate_in_a_title_is_stored(db: Database) -> None:
+    await _pull(db, title="bad \ud800 title")
+    pull = await pulls.get_pull(db, REPO, 3)
+    assert pull is not None and pull.title.startswith("bad ")
