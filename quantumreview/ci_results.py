@@ -8,16 +8,18 @@ in the check output; only transient failures (network, deadline) propagate, as R
 from __future__ import annotations
 
 import asyncio
-import json
-import math
+import re
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from quantumreview.analysis.artifact_zip import ZipRejected, read_members
+from quantumreview.analysis.health import Finding, HealthReport, HealthUnreadable, parse_health
 from quantumreview.analysis.junit import JUnitReport, ReportUnreadable, merge_reports, parse_junit
+from quantumreview.analysis.pr_render import Annotation, HealthLike
+from quantumreview.analysis.verdict import Verdict
 from quantumreview.errors import ArtifactError
 
 REPORT_ARTIFACT = "autoqa-test-report"
@@ -25,11 +27,8 @@ JUNIT_FILE = "autoqa-test-report.xml"
 HEALTH_FILE = "code_health.json"
 WANTED_FILES = frozenset({JUNIT_FILE, HEALTH_FILE})
 MAX_SCANNED_ARTIFACTS = 5
-MAX_HEALTH_BYTES = 8 * 1024 * 1024
-MAX_FINDINGS = 5000
-MAX_FINDING_TEXT = 1000
-SEVERITY_WEIGHTS = {"blocker": 10.0, "critical": 5.0, "major": 2.0, "minor": 0.5, "info": 0.0}
-DEFAULT_WEIGHT = 1.0
+MAX_FINDING_ANNOTATIONS = 500
+_HUNK = re.compile(r"@@ -[0-9]+(?:,[0-9]+)? \+([0-9]+)(?:,[0-9]+)? @@")
 
 
 class ArtifactSource(Protocol):
@@ -39,29 +38,6 @@ class ArtifactSource(Protocol):
 
     async def download_artifact(self, installation_id: int, repo: str, artifact: dict[str, Any], *,
                                 dest_dir: Path, max_bytes: int = ...) -> Path: ...
-
-
-class HealthUnreadable(Exception):
-    """code_health.json is not valid JSON of the expected shape."""
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One code-health finding; path and line only when the report gave them."""
-
-    path: str | None
-    line: int | None
-    severity: str
-    message: str
-
-
-@dataclass(frozen=True)
-class HealthReport:
-    """A run's code health: score (given, or derived from findings), counts by severity, findings."""
-
-    score: float
-    counts: Mapping[str, int]
-    findings: tuple[Finding, ...]
 
 
 @dataclass(frozen=True)
@@ -150,7 +126,7 @@ def _parse_members(members: Mapping[str, bytes], label: str, found: _Found) -> N
         try:
             found.health = parse_health(members[HEALTH_FILE])
         except HealthUnreadable as exc:
-            found.notes.append(f"{label}/{HEALTH_FILE}: code health unreadable: {exc}")
+            found.notes.append(f"{label}/{HEALTH_FILE}: {exc}")
 
 
 def _remove_downloads(directory: Path) -> None:
@@ -171,63 +147,48 @@ def _label(artifact: Mapping[str, Any]) -> str:
     return name[:100] if isinstance(name, str) and name else f"#{artifact.get('id')}"
 
 
-# -- code_health.json ------------------------------------------------------------------------------------------
+# -- verdict record and annotations ----------------------------------------------------------------------------
 
 
-def parse_health(data: bytes) -> HealthReport:
-    """Read code_health.json: an object with a `findings` array and an optional numeric `score`."""
-    if len(data) > MAX_HEALTH_BYTES:
-        raise HealthUnreadable(f"larger than {MAX_HEALTH_BYTES} bytes")
-    try:
-        doc = json.loads(data, parse_constant=_refuse_constant, object_pairs_hook=_refuse_duplicates)
-    except (ValueError, RecursionError, UnicodeDecodeError) as exc:
-        raise HealthUnreadable(f"invalid JSON ({type(exc).__name__}: {str(exc)[:120]})") from None
-    if not isinstance(doc, dict):
-        raise HealthUnreadable("top level is not an object")
-    raw = doc.get("findings", [])
-    if not isinstance(raw, list):
-        raise HealthUnreadable("`findings` is not an array")
-    findings = tuple(_finding(item) for item in raw[:MAX_FINDINGS] if isinstance(item, dict))
-    counts: dict[str, int] = {}
-    for item in findings:
-        counts[item.severity] = counts.get(item.severity, 0) + 1
-    score = doc.get("score")
-    if score is None:
-        score = derive_score(findings)
-    elif isinstance(score, bool) or not isinstance(score, int | float) or not math.isfinite(score):
-        raise HealthUnreadable("`score` is not a number")
-    return HealthReport(float(score), counts, findings)
+def verdict_record(verdict: Verdict, *, notes: Sequence[str], health: HealthLike | None) -> dict[str, Any]:
+    """The verdict as stored with the manifest (asdict, as pull_requests.verdict_from_dict reads it), plus notes."""
+    record = asdict(verdict)
+    record["notes"] = list(notes)
+    record["health"] = None if health is None else {
+        "score": health.score, "delta": health.delta, "counts": dict(health.counts)}
+    return record
 
 
-def derive_score(findings: Iterable[Finding]) -> float:
-    """100 minus a weight per finding by severity, never below 0."""
-    return max(0.0, 100.0 - sum(SEVERITY_WEIGHTS.get(f.severity, DEFAULT_WEIGHT) for f in findings))
+def finding_annotations(findings: Iterable[Finding], changed: Mapping[str, set[int]]) -> list[Annotation]:
+    """Warnings for code-health findings on lines the pull request added or changed."""
+    return [
+        Annotation(path=f.path, start_line=f.line, end_line=f.line, annotation_level="warning",
+                   title=f"code health: {f.severity}", message=f.message or f.severity)
+        for f in findings
+        if f.path and f.line is not None and f.line in changed.get(f.path, ())
+    ][:MAX_FINDING_ANNOTATIONS]
 
 
-def _finding(item: Mapping[str, Any]) -> Finding:
-    path = item.get("path", item.get("file"))
-    line = item.get("line")
-    severity = item.get("severity")
-    message = item.get("message")
-    return Finding(
-        path=_text(path, 500) if isinstance(path, str) and path else None,
-        line=line if isinstance(line, int) and not isinstance(line, bool) and line > 0 else None,
-        severity=_text(severity, 40).lower() if isinstance(severity, str) and severity else "unknown",
-        message=_text(message, MAX_FINDING_TEXT) if isinstance(message, str) else "",
-    )
+def changed_lines(files: Iterable[Mapping[str, Any]]) -> dict[str, set[int]]:
+    """New-side line numbers added in each file's patch (GitHub's list of pull request files)."""
+    changed: dict[str, set[int]] = {}
+    for item in files:
+        path, patch = item.get("filename"), item.get("patch")
+        if isinstance(path, str) and isinstance(patch, str):
+            changed[path] = _added_lines(patch)
+    return changed
 
 
-def _text(value: str, limit: int) -> str:
-    """Cut to limit and replace lone surrogates, so the text is safe to store and render."""
-    return value[:limit].encode("utf-8", "replace").decode("utf-8")
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a number")
-
-
-def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        raise ValueError("duplicate keys")
-    return result
+def _added_lines(patch: str) -> set[int]:
+    added: set[int] = set()
+    line = 0
+    for text in patch.splitlines():
+        hunk = _HUNK.match(text)
+        if hunk:
+            line = int(hunk.group(1))
+        elif text.startswith("+"):
+            added.add(line)
+            line += 1
+        elif not text.startswith(("-", "\\")):
+            line += 1
+    return added

@@ -12,15 +12,20 @@ import pytest
 
 from quantumreview import ci_results
 from quantumreview.analysis.artifact_zip import ZipRejected
+from quantumreview.analysis.health import parse_health
+from quantumreview.analysis.manifest import CriterionRef
+from quantumreview.analysis.verdict import compute_verdict
 from quantumreview.ci_results import (
     HEALTH_FILE,
     JUNIT_FILE,
     REPORT_ARTIFACT,
-    HealthUnreadable,
+    changed_lines,
     collect_reports,
-    parse_health,
+    finding_annotations,
     read_report_members,
+    verdict_record,
 )
+from quantumreview.pull_requests import verdict_from_dict
 from quantumreview.testing.fake import FakeGitHub
 
 REPO = "octo-org/octo-repo"
@@ -55,7 +60,7 @@ async def test_report_artifact_gives_results_by_test_id_and_health(fake: FakeGit
     reports = await _collect(github_app, 100)
     assert reports.results == {"T1": "passed", "T2": "failed", "T3": "skipped"}
     assert reports.junit is not None and [c.message for c in reports.junit.failing] == ["expected 8 chars"]
-    assert reports.health is not None and reports.health.counts == {"major": 1}
+    assert reports.health is not None and reports.health.counts["high"] == 1 and reports.health.total == 1
     assert reports.notes == () and reports.matched
 
 
@@ -79,11 +84,11 @@ async def test_expired_report_artifact_is_a_note_and_not_downloaded(fake: FakeGi
 
 async def test_unreadable_junit_is_reported_not_raised(fake: FakeGitHub, github_app: Any) -> None:
     fake.add_workflow_run(REPO, 103, head_sha=SHA, artifacts={
-        REPORT_ARTIFACT: {JUNIT_FILE: b"<testsuite><testcase name='T1::x'>", HEALTH_FILE: b"[1, 2]"}})
+        REPORT_ARTIFACT: {JUNIT_FILE: b"<testsuite><testcase name='T1::x'>", HEALTH_FILE: b'{"score": NaN}'}})
     reports = await _collect(github_app, 103)
     assert reports.results is None
     assert any("report unreadable" in note for note in reports.notes)
-    assert any("code health unreadable" in note for note in reports.notes)
+    assert any("health report unreadable" in note for note in reports.notes)
 
 
 async def test_html_error_page_instead_of_zip_is_a_note(fake: FakeGitHub, github_app: Any) -> None:
@@ -138,24 +143,23 @@ def test_hostile_names_match_by_basename_and_first_duplicate_wins(tmp_path: Path
     assert [p.name for p in tmp_path.iterdir()] == ["h.zip"]  # nothing extracted
 
 
-def test_health_score_is_given_or_derived_from_findings() -> None:
-    assert parse_health(b'{"score": 72.5, "findings": []}').score == 72.5
-    derived = parse_health(json.dumps({"findings": [{"severity": "critical"}, {"severity": "MINOR"}, {}]}).encode())
-    assert derived.score == 100 - 5 - 0.5 - 1
-    assert derived.counts == {"critical": 1, "minor": 1, "unknown": 1}
+def test_changed_lines_are_the_added_lines_of_each_patch() -> None:
+    patch = "@@ -1,3 +1,4 @@\n keep\n-old\n+new\n+newer\n keep\n@@ -20,1 +21,2 @@\n ctx\n+added"
+    assert changed_lines([{"filename": "a.py", "patch": patch}, {"filename": "bin.png"}]) == {"a.py": {2, 3, 22}}
 
 
-@pytest.mark.parametrize("body", [
-    b"[" * 100_000, b'{"score": NaN}', b'{"score": 1' + b"0" * 5000 + b"}", b'{"a": 1, "a": 2}',
-    b'{"findings": {}}', b'{"score": "high"}', b"\xff\xfe",
-])
-def test_hostile_health_json_is_unreadable_not_a_crash(body: bytes) -> None:
-    with pytest.raises(HealthUnreadable):
-        parse_health(body)
+def test_findings_are_annotated_only_on_changed_lines() -> None:
+    report = parse_health(json.dumps({"findings": [
+        {"path": "a.py", "line": 3, "severity": "high", "message": "too complex"},
+        {"path": "a.py", "line": 9, "severity": "high", "message": "old code"},
+        {"path": "b.py", "line": 3, "severity": "low", "message": "unchanged file"}]}).encode())
+    annotations = finding_annotations(report.findings, {"a.py": {2, 3}})
+    assert [(a.path, a.start_line, a.message) for a in annotations] == [("a.py", 3, "too complex")]
 
 
-def test_lone_surrogate_in_a_finding_is_replaced() -> None:
-    report = parse_health(b'{"findings": [{"message": "bad \\ud800", "path": "a\\udcff.py", "line": 2}]}')
-    finding = report.findings[0]
-    assert "\ud800" not in finding.message and finding.path is not None and "\udcff" not in finding.path
-    finding.message.encode("utf-8")  # would raise on a surrogate
+def test_verdict_record_reads_back_as_the_same_verdict_with_notes() -> None:
+    criteria = [CriterionRef(REPO, 4, "T1", "email"), CriterionRef(REPO, 4, "T2", "password")]
+    verdict = compute_verdict(criteria, {"T1": "passed", "T2": "error"})
+    record = verdict_record(verdict, notes=["artifact x expired"], health=None)
+    assert verdict_from_dict(record) == verdict
+    assert record["notes"] == ["artifact x expired"] and record["conclusion"] == "failure"

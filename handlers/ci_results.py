@@ -1,0 +1,228 @@
+"""CI results: a workflow run's JUnit report and code health become a verdict per criterion on each pull request."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gidgethub import routing, sansio
+
+from quantumreview import pull_requests as prs
+from quantumreview.analysis.health import HealthReport, health_trend
+from quantumreview.analysis.verdict import Verdict, compute_verdict
+from quantumreview.checklists import publish_checklist_comment
+from quantumreview.ci_results import RunReports, collect_reports, verdict_record
+from quantumreview.context import Context
+from quantumreview.errors import PermanentError, RetryLater
+from storage import checklists as checklist_store
+from storage import pulls as pull_store
+from storage import runs as run_store
+
+REVALIDATE_EVENT = "quantumreview.revalidate_pr"
+# Artifacts can be missing from the list for a while after `completed` (actions/upload-artifact#400).
+EMPTY_LIST_TRIES = 3
+MANIFEST_WAIT_TRIES = 3
+
+router = routing.Router()
+
+
+@dataclass(frozen=True)
+class HealthSummary:
+    """What the check output shows about code health: score, change against the base branch, counts."""
+
+    score: int
+    delta: int | None
+    counts: Mapping[str, int]
+
+
+@router.register("workflow_run", action="completed")
+async def judge_workflow_run(event: sansio.Event, ctx: Context) -> None:
+    """Read the finished run's reports and give each of its pull requests a verdict."""
+    run = event.data.get("workflow_run")
+    if ctx.repo is None or not isinstance(run, dict):
+        return
+    await judge_run(ctx, ctx.repo, run, force=False)
+
+
+@router.register("check_run", action="rerequested")
+async def rejudge_rerequested_check(event: sansio.Event, ctx: Context) -> None:
+    """Someone pressed "Re-run" on our check: judge the commit again from its latest run."""
+    check = event.data.get("check_run") or {}
+    if ctx.repo is None or check.get("name") != prs.CHECK_NAME or not _is_ours(check, ctx):
+        return
+    await rejudge_commit(ctx, ctx.repo, str(check["head_sha"]), None)
+
+
+@router.register(REVALIDATE_EVENT)
+async def revalidate_pull(event: sansio.Event, ctx: Context) -> None:
+    """Judge one pull request again (dashboard request): data carries repo and pr_number."""
+    repo, number = str(event.data["repo"]), int(event.data["pr_number"])
+    pull = await pull_store.get_pull(ctx.db, repo, number)
+    head_sha = pull.head_sha if pull is not None else None
+    if head_sha is None:
+        live: dict[str, Any] = await ctx.gh.getitem(f"/repos/{repo}/pulls/{number}")
+        head_sha = str(live["head"]["sha"])
+    await rejudge_commit(ctx, repo, head_sha, [number])
+
+
+async def rejudge_commit(ctx: Context, repo: str, head_sha: str, numbers: Sequence[int] | None) -> None:
+    """Process the commit's latest stored run again, or re-publish the stored state when no run is known."""
+    stored = await run_store.latest_run_for_sha(ctx.db, repo, head_sha)
+    if stored is None:
+        for number in numbers if numbers is not None else await pulls_for_sha(ctx, repo, head_sha):
+            await prs.publish_pr_status(ctx, repo, number, head_sha)
+        return
+    run: dict[str, Any] = await ctx.gh.getitem(f"/repos/{repo}/actions/runs/{stored.run_id}")
+    await judge_run(ctx, repo, run, force=True, numbers=numbers)
+
+
+async def judge_run(ctx: Context, repo: str, run: Mapping[str, Any], *, force: bool,
+                    numbers: Sequence[int] | None = None) -> None:
+    """Collect the run's reports, judge each of its pull requests, then record the run as processed."""
+    run_id, attempt = int(run["id"]), int(run.get("run_attempt") or 1)
+    head_sha, branch = str(run["head_sha"]), _str(run.get("head_branch"))
+    stored = await run_store.get_run(ctx.db, repo, run_id)
+    if stored is not None and not force and stored.run_attempt >= attempt:
+        ctx.log.info("run %s attempt %s already processed (stored attempt %s)", run_id, attempt, stored.run_attempt)
+        return
+    reports = await collect_reports(ctx.github, _installation(ctx), repo, run_id,
+                                    max_bytes=ctx.settings.artifact_max_bytes)
+    if reports.artifact_count == 0 and ctx.attempt < EMPTY_LIST_TRIES:
+        raise RetryLater(f"run {run_id} lists no artifacts yet")
+    if numbers is None:
+        numbers = await pulls_for_run(ctx, repo, run)
+    drop = None
+    for number in numbers:
+        summary = await judge_pull(ctx, repo, number, head_sha, run_id, attempt, reports)
+        if summary is not None and summary.delta is not None and summary.delta < 0:
+            drop = summary
+    health = reports.health
+    async with ctx.db.transaction() as conn:
+        await run_store.record_run(
+            conn, repo=repo, run_id=run_id, run_attempt=attempt, head_sha=head_sha, head_branch=branch,
+            conclusion=_str(run.get("conclusion")), results=reports.results, report_error="; ".join(reports.notes)
+            or None, health=_health_json(health), now=time.time())
+        first_score = health is not None and await run_store.record_health_score(
+            conn, repo=repo, head_sha=head_sha, branch=branch, score=health.score, counts={str(k): n for k, n in health.counts.items()},
+            now=time.time())
+    if first_score and drop is not None:
+        await ctx.notify(repo, "health_drop", f"Code health dropped to {drop.score} ({drop.delta:+d}) "
+                         f"on {head_sha[:7]}", url=_str(run.get("html_url")),
+                         data={"run_id": run_id, "head_sha": head_sha, "score": drop.score, "delta": drop.delta})
+
+
+async def judge_pull(ctx: Context, repo: str, number: int, head_sha: str, run_id: int, attempt: int,
+                     reports: RunReports) -> HealthSummary | None:
+    """Store and publish one pull request's verdict; older runs never replace a newer result."""
+    pull = await pull_store.get_pull(ctx.db, repo, number)
+    row = await pull_store.get_manifest(ctx.db, repo, number, head_sha)
+    if pull is None or row is None:
+        if ctx.attempt < MANIFEST_WAIT_TRIES:
+            raise RetryLater(f"{repo}#{number}: no manifest for {head_sha[:7]} yet")
+        ctx.log.warning("%s#%s: no manifest for %s; verdict skipped", repo, number, head_sha[:7])
+        return None
+    summary = await health_summary(ctx, repo, head_sha, pull.base_ref, reports.health)
+    criteria, link_notes = await prs.linked_criteria(ctx, repo, pull.linked)
+    verdict = compute_verdict(criteria, reports.results)
+    record = verdict_record(verdict, notes=[*reports.notes, *link_notes], health=summary)
+    # A run without any report artifact (another workflow on the commit) ranks below every run that had one.
+    rank = (run_id, attempt) if reports.matched else (0, 0)
+    async with ctx.db.transaction() as conn:
+        written = await pull_store.save_verdict(
+            conn, repo=repo, pr_number=number, head_sha=head_sha, verdict=record, conclusion=verdict.conclusion,
+            run_id=rank[0], run_attempt=rank[1], now=time.time())
+    if not written:
+        ctx.log.info("%s#%s: a newer run's verdict is stored; run %s ignored", repo, number, run_id)
+        return summary
+    await prs.publish_pr_status(ctx, repo, number, head_sha, failing=reports.junit.failing if reports.junit else (),
+                                health=summary)
+    if verdict.report_found:
+        await update_checklists(ctx, verdict)
+    if row.verdict != record:
+        await ctx.notify(repo, "verdict", f"{repo}#{number}: {verdict_title(verdict)}",
+                         url=f"https://github.com/{repo}/pull/{number}",
+                         data={"pr_number": number, "head_sha": head_sha, "conclusion": verdict.conclusion})
+    return summary
+
+
+async def health_summary(ctx: Context, repo: str, head_sha: str, base: str | None,
+                         health: HealthReport | None) -> HealthSummary | None:
+    """The run's score with its change against the latest score on the pull request's base branch."""
+    if health is None:
+        return None
+    previous = await run_store.latest_health_score(ctx.db, repo, base, exclude_sha=head_sha) if base else None
+    trend = health_trend(health.score, None if previous is None else previous.score)
+    return HealthSummary(health.score, trend.delta, {k: n for k, n in health.counts.items() if n})
+
+
+async def update_checklists(ctx: Context, verdict: Verdict) -> None:
+    """Write each linked issue's statuses, and re-render the checklist comments whose statuses changed."""
+    by_issue: dict[tuple[str, int], dict[str, str]] = {}
+    for result in verdict.results:
+        key = (result.criterion.repo, result.criterion.issue_number)
+        by_issue.setdefault(key, {})[result.criterion.tid] = result.outcome
+    for (repo, issue), statuses in by_issue.items():
+        checklist = await checklist_store.get_checklist(ctx.db, repo, issue)
+        if checklist is None or checklist.retired:
+            continue
+        async with ctx.db.transaction() as conn:
+            changed = await checklist_store.set_statuses(conn, checklist.id, statuses, time.time())
+        if changed or checklist.comment_id is None:
+            await publish_checklist_comment(ctx, repo, issue)
+
+
+async def pulls_for_run(ctx: Context, repo: str, run: Mapping[str, Any]) -> list[int]:
+    """The run's pull requests: from the payload, else (fork PRs leave it empty) the open ones at its head SHA."""
+    listed = sorted({int(p["number"]) for p in run.get("pull_requests") or [] if isinstance(p, dict)
+                     and _base_repo_matches(p, repo)})
+    return listed or await pulls_for_sha(ctx, repo, str(run["head_sha"]))
+
+
+async def pulls_for_sha(ctx: Context, repo: str, head_sha: str) -> list[int]:
+    """Open pull requests whose head is this commit: stored ones, else GitHub's list of open pull requests."""
+    stored = await pull_store.open_pulls_for_sha(ctx.db, repo, head_sha)
+    if stored:
+        return stored
+    found = []
+    async for pull in ctx.gh.getiter(f"/repos/{repo}/pulls?state=open&per_page=100"):
+        if (pull.get("head") or {}).get("sha") == head_sha:
+            found.append(int(pull["number"]))
+    return sorted(found)
+
+
+def verdict_title(verdict: Verdict) -> str:
+    """A one-line summary for notifications."""
+    if not verdict.results:
+        return "no acceptance criteria to check"
+    if not verdict.report_found:
+        return "no test report found"
+    return (f"{verdict.passed} passed, {verdict.failed} failed, {verdict.skipped} skipped, "
+            f"{verdict.missing} missing ({verdict.conclusion})")
+
+
+def _is_ours(check: Mapping[str, Any], ctx: Context) -> bool:
+    app = check.get("app") or {}
+    return str(app.get("id")) == str(ctx.settings.app_id)
+
+
+def _base_repo_matches(pull: Mapping[str, Any], repo: str) -> bool:
+    """Payload entries may name pull requests of other repositories (a fork's own PRs); keep this repo's."""
+    base = (pull.get("base") or {}).get("repo") or {}
+    name = base.get("name")
+    return name is None or repo.endswith(f"/{name}")
+
+
+def _installation(ctx: Context) -> int:
+    if ctx.installation_id is None:
+        raise PermanentError("the event names no installation of the App")
+    return ctx.installation_id
+
+
+def _health_json(health: HealthReport | None) -> dict[str, Any] | None:
+    return None if health is None else {"score": health.score, "counts": dict(health.counts), "total": health.total}
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
