@@ -1,0 +1,131 @@
+"""Which repositories a dashboard user sees and may act on (OA-14, OA-15, OA-16), read from the fake GitHub."""
+
+from __future__ import annotations
+
+import pytest
+
+from quantumreview import access
+from storage import notifications, users
+from tests import test_auth as shared
+from tests.test_auth import Dashboard, log_in, with_session
+
+# The dashboard fixtures live with the auth tests; re-exported so pytest finds them here.
+clock, fake, database, make_dashboard, dash = (shared.clock, shared.fake, shared.database, shared.make_dashboard,
+                                               shared.dash)
+
+MONA_SEES = ["octo-org/r1", "octo-org/r3", "octo-org/r5"]
+
+
+async def get_json(dash: Dashboard, session: str, path: str) -> tuple[int, object]:
+    response = await dash.client.get(path, headers=with_session(dash, session))
+    return response.status, await response.json()
+
+
+async def test_user_sees_exactly_the_repositories_they_reach_through_live_installations(dash: Dashboard) -> None:
+    mona = await log_in(dash)
+    status, repos = await get_json(dash, mona, "/api/repos")
+    assert status == 200
+    # r4: installed, but absent from mona's own list (OA-16); gone-org/g1: installation 9 is not ours.
+    assert repos == MONA_SEES
+
+
+async def test_a_second_user_sees_none_of_the_first_users_repositories(dash: Dashboard) -> None:
+    await log_in(dash)
+    bob = await log_in(dash, "bob")
+    status, repos = await get_json(dash, bob, "/api/repos")
+    assert status == 200 and repos == ["bob/b1"]
+
+
+@pytest.mark.parametrize("path", ["/api/repos/bob/b1", "/api/repos/octo-org/r4", "/api/repos/gone-org/g1",
+                                  "/api/repos/nobody/nothing"])
+async def test_repositories_outside_the_users_set_answer_404_alike(dash: Dashboard, path: str) -> None:
+    mona = await log_in(dash)
+    status, body = await get_json(dash, mona, path)
+    _, missing = await get_json(dash, mona, "/api/repos/nobody/nothing")
+    assert status == 404
+    assert body == missing  # same answer for someone else's repo and a repo that does not exist (OA-14)
+
+
+async def test_acting_on_someone_elses_repository_is_404_not_403(dash: Dashboard) -> None:
+    mona = await log_in(dash)
+    response = await dash.client.post("/api/repos/bob/b1/regenerate",
+                                      headers={**with_session(dash, mona), "Origin": "https://qr.example"})
+    assert response.status == 404
+
+
+async def test_repo_names_match_case_insensitively(dash: Dashboard) -> None:
+    mona = await log_in(dash)
+    status, body = await get_json(dash, mona, "/api/repos/Octo-Org/R1")
+    assert status == 200 and body == {"repo": "octo-org/r1", "permission": "admin"}
+
+
+@pytest.mark.parametrize(("repo", "permission", "regenerate"), [
+    ("octo-org/r1", "admin", 200), ("octo-org/r3", "push", 200), ("octo-org/r5", "pull", 403)])
+async def test_pull_is_enough_to_see_but_acting_needs_push(dash: Dashboard, repo: str, permission: str,
+                                                          regenerate: int) -> None:
+    """OA-15 decision: visible with any permission; regenerate/revalidate/flag need push or higher."""
+    mona = await log_in(dash)
+    status, body = await get_json(dash, mona, f"/api/repos/{repo}")
+    assert status == 200 and body == {"repo": repo, "permission": permission}
+    response = await dash.client.post(f"/api/repos/{repo}/regenerate",
+                                      headers={**with_session(dash, mona), "Origin": "https://qr.example"})
+    assert response.status == regenerate
+    if regenerate == 403:
+        assert (await response.json())["error"]["code"] == "forbidden"
+
+
+async def test_managed_repositories_are_cached_then_read_again_after_the_ttl(dash: Dashboard) -> None:
+    mona = await log_in(dash)
+    await get_json(dash, mona, "/api/repos")
+    await get_json(dash, mona, "/api/repos")
+    assert len(dash.fake.calls("GET", "/user/installations")) == 1
+    # Permission downgrade on GitHub: admin on r1 becomes pull; seen once the cache expires (OA-17).
+    dash.fake.state.user_permissions["mona"]["octo-org/r1"] = {"admin": False, "push": False, "pull": True}
+    dash.clock.advance(access.CACHE_TTL + 1)
+    status, body = await get_json(dash, mona, "/api/repos/octo-org/r1")
+    assert status == 200 and body == {"repo": "octo-org/r1", "permission": "pull"}
+    assert len(dash.fake.calls("GET", "/user/installations")) == 2
+
+
+async def test_managed_repositories_are_stored_so_background_handlers_can_notify_managers(dash: Dashboard) -> None:
+    mona = await log_in(dash)
+    await get_json(dash, mona, "/api/repos")
+    stored = await users.list_user_repositories(dash.db, 42)
+    assert [(r.repo, r.installation_id, r.permission) for r in stored] == [
+        ("octo-org/r1", 7, "admin"), ("octo-org/r3", 7, "push"), ("octo-org/r5", 7, "pull")]
+    assert await notifications.notify_repo_managers(dash.db, "octo-org/r3", "verdict", "PR #1 passed") == 1
+
+
+async def test_a_repository_removed_on_github_disappears_from_the_stored_set(dash: Dashboard) -> None:
+    mona = await log_in(dash)
+    await get_json(dash, mona, "/api/repos")
+    dash.fake.state.user_installations["mona"][7].remove("octo-org/r5")
+    dash.clock.advance(access.CACHE_TTL + 1)
+    status, repos = await get_json(dash, mona, "/api/repos")
+    assert status == 200 and repos == ["octo-org/r1", "octo-org/r3"]
+    assert [r.repo for r in await users.list_user_repositories(dash.db, 42)] == ["octo-org/r1", "octo-org/r3"]
+
+
+async def test_github_failure_while_listing_is_a_502_json_error(dash: Dashboard) -> None:
+    mona = await log_in(dash)
+    dash.fake.fail_next("GET", "/user/installations", status=404)
+    status, body = await get_json(dash, mona, "/api/repos")
+    assert status == 502
+    assert isinstance(body, dict) and body["error"]["code"] == "github_unavailable"
+
+
+@pytest.mark.parametrize(("permissions", "expected"), [
+    ({"admin": True, "push": True, "pull": True}, "admin"), ({"maintain": True, "pull": True}, "maintain"),
+    ({"push": True, "pull": True}, "push"), ({"triage": True, "pull": True}, "triage"), ({"pull": True}, "pull"),
+    ({"pull": False}, None), ({}, None), (None, None), ({"admin": "true"}, None)])
+def test_highest_permission_is_the_strongest_marked_true(permissions: dict[str, object] | None,
+                                                         expected: str | None) -> None:
+    assert access.highest_permission(permissions) == expected
+
+
+def test_require_push_passes_push_maintain_admin_and_refuses_triage_and_pull() -> None:
+    for permission in ("admin", "maintain", "push"):
+        access.require_push(access.RepoAccess("o/r", 1, permission))
+    for permission in ("triage", "pull"):
+        with pytest.raises(access.web.HTTPForbidden):
+            access.require_push(access.RepoAccess("o/r", 1, permission))
