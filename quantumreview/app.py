@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import os
 import time
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import metadata
-from typing import Any, cast
+from typing import Any
 
 import aiohttp
 from aiohttp import web
 
-from quantumreview import keys
+from quantumreview import keys, setup_flow
 from quantumreview.credentials import AppCredentials, CredentialsHolder
+from quantumreview.crypto import SecretBox
+from quantumreview.github import GitHubApp
 from quantumreview.intake import LOCK_TIMEOUT, IntakeWriter
-from quantumreview.jobs import GitHubFactory, JobRunner, Notify, no_notify
+from quantumreview.jobs import GitHubFactory, JobRunner, Notify, enqueue, no_notify
 from quantumreview.plugins import HandlerRegistry, load_handlers
+from quantumreview.redelivery import SWEEP_EVENT, SWEEP_INTERVAL
 from quantumreview.settings import Settings
 from quantumreview.webhook import PATH as WEBHOOK_PATH
 from quantumreview.webhook import WebhookReceiver, error_response
@@ -26,7 +30,7 @@ from storage.db import Database, DatabaseBusy
 
 log = logging.getLogger("quantumreview.app")
 
-HANDLERS_ENV = "QUANTUMREVIEW_HANDLERS"
+SWEEP_KEY = "redelivery-sweep"
 HEALTH_TIMEOUT = 3.0
 ERROR_CODES = {
     400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
@@ -91,14 +95,39 @@ async def http_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-async def github_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Hook for the GitHub App client; None until configured (setup mode)."""
-    # Why: quantumreview.github wires the real client here; jobs read it per call, so a hot swap applies at once.
-    app.setdefault(keys.github, None)
+def build_github(app: web.Application, credentials: AppCredentials) -> GitHubApp:
+    """The GitHub App client for `credentials`, on the app's shared HTTP session."""
     settings = app[keys.settings]
-    if settings.setup_mode:
+    return GitHubApp(
+        app[keys.http], app_id=credentials.app_id, private_key=credentials.private_key,
+        api_url=settings.github_api_url, web_url=settings.github_url,
+        oauth_client_id=credentials.oauth_client_id or settings.oauth_client_id,
+        oauth_client_secret=credentials.oauth_client_secret or settings.oauth_client_secret,
+    )
+
+
+async def github_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The GitHub App client; None in setup mode, rebuilt whenever the setup flow stores new credentials."""
+    holder = app[keys.credentials]
+    settings = app[keys.settings]
+
+    def install(credentials: AppCredentials) -> None:
+        # Why: jobs and requests read app[keys.github] each time, so replacing it applies at once. aiohttp 3
+        # warns about changing a started app's state; this one swap is deliberate (no restart after setup).
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            app[keys.github] = build_github(app, credentials)
+
+    app[keys.github] = None
+    if holder.current is not None:
+        install(holder.current)
+    else:
         log.warning("no GitHub App configured: open %s/setup to create one", settings.public_url)
+    holder.on_change(install)
     yield
+    github = app.get(keys.github)
+    if github is not None:
+        await github.aclose()
 
 
 def intake_ctx(*, lock_timeout: float = LOCK_TIMEOUT) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -106,13 +135,13 @@ def intake_ctx(*, lock_timeout: float = LOCK_TIMEOUT) -> Callable[[web.Applicati
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         def wake_runner() -> None:
-            runner = cast(JobRunner | None, app.get(keys.runner))
+            runner = app.get(keys.runner)
             if runner is not None:
                 runner.wake()
 
         writer = IntakeWriter(app[keys.db], on_commit=wake_runner, lock_timeout=lock_timeout)
         writer.start()
-        app[keys.intake] = cast(Any, writer)
+        app[keys.intake] = writer
         yield
         await writer.stop()
 
@@ -129,14 +158,34 @@ def runner_ctx(github_factory: GitHubFactory | None, notify: Notify,
             return None if github is None else github.for_installation(installation_id)
 
         runner = JobRunner(app[keys.db], app[keys.handlers], app[keys.settings],
-                           github_factory=github_factory or from_app, github=app.get(keys.github),
+                           github_factory=github_factory or from_app, github=lambda: app.get(keys.github),
                            notify=notify, now=now)
         await runner.start()
-        app[keys.runner] = cast(Any, runner)
+        app[keys.runner] = runner
         yield
         await runner.stop()
 
     return ctx
+
+
+async def sweeper_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Every SWEEP_INTERVAL (and at start), queue the missed-delivery sweep once an App is configured."""
+
+    async def loop() -> None:
+        while True:
+            if app.get(keys.github) is not None:
+                try:
+                    if not await job_store.has_pending(app[keys.db], SWEEP_KEY):
+                        await enqueue(app, SWEEP_EVENT, {}, ordering_key=SWEEP_KEY)
+                except Exception as exc:  # the loop must outlive a bad moment of the database
+                    log.warning("could not queue the redelivery sweep: %s", type(exc).__name__)
+            await asyncio.sleep(SWEEP_INTERVAL)
+
+    task = asyncio.create_task(loop(), name="redelivery-sweeper")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def create_app(settings: Settings, *, registry: HandlerRegistry | None = None,
@@ -145,14 +194,19 @@ def create_app(settings: Settings, *, registry: HandlerRegistry | None = None,
                handlers_package: str | None = None) -> web.Application:
     """Build the application; handlers come from `registry`, or the package named by QUANTUMREVIEW_HANDLERS."""
     if registry is None:
-        registry = load_handlers(handlers_package or os.environ.get(HANDLERS_ENV) or "handlers")
+        registry = load_handlers(handlers_package or settings.handlers_package)
     holder = credentials or CredentialsHolder(AppCredentials.from_settings(settings))
     app = web.Application(middlewares=[error_middleware])
     app[keys.settings] = settings
     app[keys.handlers] = registry
     app[keys.credentials] = holder
+    app[keys.secret_box] = SecretBox.load_or_create(settings.jwt_secret, settings.database_path.parent)
     receiver = WebhookReceiver(holder.webhook_secrets, registry, now=now)
     app.router.add_post(WEBHOOK_PATH, receiver.handle)
     app.router.add_get("/health", health)
-    app.cleanup_ctx.extend([database_ctx, http_ctx, github_ctx, intake_ctx(), runner_ctx(github_factory, notify, now)])
+    setup_flow.add_routes(app)
+    app.cleanup_ctx.extend([
+        database_ctx, setup_flow.stored_credentials_ctx, http_ctx, github_ctx, intake_ctx(),
+        runner_ctx(github_factory, notify, now), sweeper_ctx,
+    ])
     return app

@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from aiohttp import web
 from gidgethub import sansio
@@ -77,7 +77,8 @@ class JobRunner:
         self._registry = registry
         self._settings = settings
         self._github_factory = github_factory
-        self._github = github
+        # Why a getter: the setup flow can swap the GitHub client while the runner runs.
+        self._github: Callable[[], Any] = github if callable(github) else (lambda: github)
         self._notify = notify
         self._now = now
         self._backoff = backoff or Backoff()
@@ -213,7 +214,7 @@ class JobRunner:
         gh = None
         if self._github_factory is not None and job.installation_id is not None:
             gh = self._github_factory(job.installation_id)
-        return Context(event=event, db=self._db, settings=self._settings, gh=gh, github=self._github,
+        return Context(event=event, db=self._db, settings=self._settings, gh=gh, github=self._github(),
                        installation_id=job.installation_id, delivery_id=job.delivery_id, job_id=job.id,
                        attempt=job.attempts, enqueue=self.enqueue, notify=self._notify)
 
@@ -245,6 +246,6 @@ class JobRunner:
 async def enqueue(app: web.Application, event: str, data: Mapping[str, Any], *, ordering_key: str | None = None,
                   installation_id: int | None = None, delay: float = 0.0) -> list[int]:
     """Queue work on a running app's job runner (for the API and the CLI)."""
-    runner = cast(JobRunner, app[keys.runner])
+    runner = app[keys.runner]
     return await runner.enqueue(event, data, ordering_key=ordering_key, installation_id=installation_id,
                                 delay=delay)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import aiohttp
 from aiohttp import web
@@ -13,13 +13,19 @@ from quantumreview.plugins import HandlerRegistry
 from quantumreview.settings import Settings
 from storage.db import Database
 
+if TYPE_CHECKING:  # AppKey's type argument is a string here: these modules import keys.py themselves
+    from quantumreview.github import GitHubApp  # noqa: F401
+    from quantumreview.intake import IntakeWriter  # noqa: F401
+    from quantumreview.jobs import JobRunner  # noqa: F401
+
+
 settings = web.AppKey("settings", Settings)
 db = web.AppKey("db", Database)
 http = web.AppKey("http", aiohttp.ClientSession)
 handlers = web.AppKey("handlers", HandlerRegistry)
-# The GitHub App client is hot-swapped when the setup flow stores new credentials, so it lives in a holder.
-github = web.AppKey("github", Any)
+# None in setup mode; replaced (not mutated) when the setup flow stores new credentials.
+github = web.AppKey["GitHubApp | None"]("github")
 credentials = web.AppKey("credentials", CredentialsHolder)
-runner = web.AppKey("runner", Any)
-intake = web.AppKey("intake", Any)
+runner = web.AppKey["JobRunner"]("runner")
+intake = web.AppKey["IntakeWriter"]("intake")
 secret_box = web.AppKey("secret_box", SecretBox)

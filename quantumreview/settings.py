@@ -49,6 +49,7 @@ class Settings:
     shutdown_grace: float = 20.0
     artifact_max_bytes: int = 200 * 1024 * 1024
     fly_app_name: str | None = None
+    handlers_package: str = "handlers"
 
     @property
     def setup_mode(self) -> bool:
@@ -201,6 +202,7 @@ class _Reader:
             shutdown_grace=self.number("SHUTDOWN_GRACE", 20.0, low=0.0, high=300.0),
             artifact_max_bytes=self.integer("ARTIFACT_MAX_BYTES", 200 * 1024 * 1024, low=1024, high=2**40),
             fly_app_name=fly_app,
+            handlers_package=self.text("QUANTUMREVIEW_HANDLERS") or "handlers",
         )
         if self.problems:
             raise SettingsError(self.problems)

@@ -15,13 +15,12 @@ import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from aiohttp import web
 from gidgethub import sansio
 
 from quantumreview import keys
-from quantumreview.intake import IntakeWriter
 from quantumreview.plugins import HandlerRegistry
 from storage.db import DatabaseBusy
 from storage.deliveries import DeliveryRecord
@@ -220,7 +219,7 @@ class WebhookReceiver:
         record, jobs = build_delivery(headers, body, data, handlers, self._now())
         try:
             async with asyncio.timeout(STORE_DEADLINE):
-                is_new = await cast(IntakeWriter, request.app[keys.intake]).submit(record, jobs)
+                is_new = await request.app[keys.intake].submit(record, jobs)
         except (TimeoutError, DatabaseBusy) as exc:
             raise Rejected(503, "database_unavailable", "the delivery could not be stored; retry later") from exc
         if not is_new:

@@ -172,3 +172,11 @@ async def list_jobs(db: Database, *, delivery_id: str | None = None) -> list[Job
         params = (delivery_id,)
     rows = await db.fetchall(sql + " ORDER BY id", params)
     return [JobState(*row) for row in rows]
+
+
+async def has_pending(db: Database, ordering_key: str) -> bool:
+    """Whether a job with `ordering_key` is queued or running (so periodic work is not queued twice)."""
+    value = await db.fetchvalue(
+        "SELECT 1 FROM jobs WHERE ordering_key = ? AND status IN ('queued', 'running') LIMIT 1", (ordering_key,)
+    )
+    return value is not None

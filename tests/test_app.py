@@ -15,6 +15,7 @@ from quantumreview import keys
 from quantumreview.app import create_app, database_ctx, github_ctx, http_ctx
 from quantumreview.context import Context
 from quantumreview.plugins import HandlerRegistry
+from quantumreview.settings import Settings
 from quantumreview.testing.signing import signed_delivery
 from quantumreview.webhook import PATH
 from tests.conftest import WEBHOOK_SECRET, SettingsFactory
@@ -92,9 +93,11 @@ async def test_concurrent_deliveries_share_commits(client: Client) -> None:
 
 
 async def test_resources_start_in_order_db_http_github_intake_runner(app: web.Application) -> None:
-    names = [getattr(ctx, "__qualname__", "") for ctx in app.cleanup_ctx]
-    assert app.cleanup_ctx[:3] == [database_ctx, http_ctx, github_ctx]
-    assert [n.split(".")[0] for n in names[3:]] == ["intake_ctx", "runner_ctx"]
+    names = [getattr(ctx, "__qualname__", "").split(".")[0] for ctx in app.cleanup_ctx]
+    assert app.cleanup_ctx[0] is database_ctx
+    assert names == ["database_ctx", "stored_credentials_ctx", "http_ctx", "github_ctx", "intake_ctx", "runner_ctx",
+                     "sweeper_ctx"]
+    assert app.cleanup_ctx[2:4] == [http_ctx, github_ctx]
 
 
 async def test_setup_mode_start_says_how_to_finish_setup(make_settings: SettingsFactory, aiohttp_client: Any,
@@ -106,7 +109,8 @@ async def test_setup_mode_start_says_how_to_finish_setup(make_settings: Settings
     assert "https://qr.example/setup" in caplog.text
 
 
-async def test_handlers_package_comes_from_the_environment(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("QUANTUMREVIEW_HANDLERS", "tests.crash_handlers")
+async def test_handlers_package_comes_from_the_environment(tmp_path: Any) -> None:
+    settings = Settings.from_env({"QUANTUMREVIEW_HANDLERS": "tests.crash_handlers",
+                                  "DATABASE_PATH": str(tmp_path / "x.db")})
     app = create_app(settings)
     assert app[keys.handlers].modules[0] == "tests.crash_handlers.effects"
