@@ -1,11 +1,13 @@
-"""The `quantumreview` command: serve | migrate | receive | replay | jobs."""
+"""The `quantumreview` command: serve | migrate | receive | replay | jobs | backup."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 from quantumreview.logs import configure_logging
 from quantumreview.settings import Settings, SettingsError
@@ -20,6 +22,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("serve", help="run the web server and job runner (default)")
     sub.add_parser("migrate", help="apply database migrations and exit")
+    receive = sub.add_parser("receive", help="run the matching handlers once on a payload; print what they did")
+    receive.add_argument("event", help="the event name, as in X-GitHub-Event (e.g. issues)")
+    receive.add_argument("payload", type=Path, help="a JSON file holding the webhook payload")
+    replay = sub.add_parser("replay", help="queue a stored delivery's jobs again (the running server picks them up)")
+    replay.add_argument("delivery_id", help="the X-GitHub-Delivery id")
+    sub.add_parser("jobs", help="summarise the job queue and list recent dead or failed jobs with their errors")
+    backup = sub.add_parser("backup", help="write a consistent copy of the database, safe while the server runs")
+    backup.add_argument("dest", type=Path, help="the file to write")
     return parser
 
 
@@ -51,9 +61,53 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_receive(settings: Settings, args: argparse.Namespace) -> int:
+    """Run the matching handlers once against the configured GitHub App and the local database."""
+    from quantumreview.plugins import load_handlers
+    from quantumreview.receive import load_event, receive
+
+    try:
+        event = load_event(args.event, args.payload)
+    except ValueError as exc:
+        print(f"quantumreview: {exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(receive(settings, load_handlers(settings.handlers_package), event, sys.stdout))
+
+
+def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
+    """Reset (or create) the jobs of a stored delivery so they run again."""
+    from quantumreview.replay import replay
+
+    return asyncio.run(replay(settings, args.delivery_id, sys.stdout))
+
+
+def cmd_jobs(settings: Settings, args: argparse.Namespace) -> int:
+    """Print queue counts and recent failures."""
+    from quantumreview.replay import summarise_jobs
+
+    return asyncio.run(summarise_jobs(settings, sys.stdout))
+
+
+def cmd_backup(settings: Settings, args: argparse.Namespace) -> int:
+    """Copy the database with SQLite's online backup API."""
+    from quantumreview.backup import BackupError, backup
+
+    try:
+        result = backup(settings.database_path, args.dest)
+    except BackupError as exc:
+        print(f"quantumreview: backup failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"backed up {settings.database_path} to {result.path} ({result.bytes} bytes in {result.seconds:.2f} s)")
+    return 0
+
+
 COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "serve": cmd_serve,
     "migrate": cmd_migrate,
+    "receive": cmd_receive,
+    "replay": cmd_replay,
+    "jobs": cmd_jobs,
+    "backup": cmd_backup,
 }
 
 

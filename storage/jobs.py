@@ -180,3 +180,26 @@ async def has_pending(db: Database, ordering_key: str) -> bool:
         "SELECT 1 FROM jobs WHERE ordering_key = ? AND status IN ('queued', 'running') LIMIT 1", (ordering_key,)
     )
     return value is not None
+
+
+async def requeue_delivery(conn: aiosqlite.Connection, delivery_id: str, jobs: Sequence[NewJob]) -> int:
+    """Queue a stored delivery's jobs again from scratch (existing rows reset, missing ones added); return count."""
+    for job in jobs:
+        cursor = await conn.execute(
+            "UPDATE jobs SET status = 'queued', attempts = 0, run_after = ?, started_at = NULL, "
+            "finished_at = NULL, last_error = NULL WHERE delivery_id = ? AND handler = ? AND status != 'running'",
+            (job.run_after, delivery_id, job.handler),
+        )
+        if cursor.rowcount == 0:
+            await conn.execute(INSERT_SQL + " ON CONFLICT (delivery_id, handler) DO NOTHING", _new_job_row(job))
+    return len(jobs)
+
+
+async def failed_jobs(db: Database, *, limit: int = 50) -> list[JobState]:
+    """The most recent dead or failed jobs with their errors, newest first."""
+    rows = await db.fetchall(
+        "SELECT id, delivery_id, handler, status, attempts, run_after, last_error FROM jobs "
+        "WHERE status IN ('dead', 'failed') ORDER BY id DESC LIMIT ?",
+        (limit,),
+    )
+    return [JobState(*row) for row in rows]

@@ -1,0 +1,113 @@
+"""`quantumreview receive EVENT PAYLOAD.json`: run the matching handlers once, like `probot receive`.
+
+Handlers run for real against GitHub (when an App is configured) and the local database; every GitHub call they
+make is printed, so a contributor sees what a handler did without sending a webhook.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+import aiohttp
+from gidgethub import sansio
+
+from quantumreview.context import Context
+from quantumreview.crypto import SecretBox
+from quantumreview.github import GitHubApp
+from quantumreview.jobs import JobRunner, describe_error
+from quantumreview.plugins import HandlerRegistry
+from quantumreview.settings import Settings
+from quantumreview.setup_flow import initial_credentials
+from storage.db import Database
+from storage.notifications import notify_repo_managers
+
+
+class RecordingGitHub:
+    """Wraps an installation client and records each call (method and URL) a handler makes."""
+
+    def __init__(self, inner: Any, calls: list[str]) -> None:
+        self._inner = inner
+        self.calls = calls
+
+    def _wrap(self, method: str) -> Callable[..., Any]:
+        async def call(url: str, *args: Any, **kwargs: Any) -> Any:
+            self.calls.append(f"{method} {url}")
+            return await getattr(self._inner, method.lower())(url, *args, **kwargs)
+
+        return call
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("getitem", "getstatus", "post", "patch", "put", "delete"):
+            return self._wrap(name.upper())
+        if name == "getiter":
+            return self._getiter
+        return getattr(self._inner, name)
+
+    async def _getiter(self, url: str, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        self.calls.append(f"GET* {url}")
+        async for item in self._inner.getiter(url, *args, **kwargs):
+            yield item
+
+
+def load_event(event_name: str, payload_path: Path) -> sansio.Event:
+    """Read a payload file into an Event; ValueError with a clear message if it is not a JSON object."""
+    try:
+        data = json.loads(payload_path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read {payload_path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{payload_path} does not hold a JSON object")
+    return sansio.Event(data, event=event_name, delivery_id=f"receive-{uuid.uuid4()}")
+
+
+async def receive(settings: Settings, registry: HandlerRegistry, event: sansio.Event, out: TextIO) -> int:
+    """Run every handler matching `event` once; print what each did; 1 if any failed."""
+    names = registry.handlers_for(event)
+    action = event.data.get("action")
+    label = f"{event.event}.{action}" if action else event.event
+    if not names:
+        print(f"no handler matches {label}", file=out)
+        return 0
+    db = await Database.open(settings.database_path)
+    failed = 0
+    try:
+        box = SecretBox.load_or_create(settings.jwt_secret, settings.database_path.parent)
+        credentials = await initial_credentials(settings, db, box)
+        async with aiohttp.ClientSession() as session:
+            github = None
+            if credentials is not None:
+                github = GitHubApp(session, app_id=credentials.app_id, private_key=credentials.private_key,
+                                   api_url=settings.github_api_url, web_url=settings.github_url)
+            runner = JobRunner(db, registry, settings)  # not started: enqueue() only writes job rows
+            installation = event.data.get("installation")
+            installation_id = installation.get("id") if isinstance(installation, dict) else None
+
+            async def notify(repo: str, kind: str, title: str, **kwargs: Any) -> int:
+                return int(await notify_repo_managers(db, repo, kind, title, **kwargs))
+
+            for number, name in enumerate(names, start=1):
+                handler = registry.get(name)
+                assert handler is not None
+                calls: list[str] = []
+                gh = None
+                if github is not None and isinstance(installation_id, int):
+                    gh = RecordingGitHub(github.for_installation(installation_id), calls)
+                ctx = Context(event=event, db=db, settings=settings, gh=gh, github=github,
+                              installation_id=installation_id if isinstance(installation_id, int) else None,
+                              delivery_id=event.delivery_id, job_id=-number, attempt=1,
+                              enqueue=runner.enqueue, notify=notify)
+                try:
+                    await handler(event, ctx)
+                    print(f"{name}: ok", file=out)
+                except Exception as exc:
+                    failed += 1
+                    print(f"{name}: failed: {describe_error(exc)}", file=out)
+                for call in calls:
+                    print(f"  {call}", file=out)
+    finally:
+        await db.close()
+    return 1 if failed else 0

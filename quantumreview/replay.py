@@ -1,0 +1,55 @@
+"""Operator tools over the job table: replay a stored delivery, summarise the queue."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TextIO
+
+from gidgethub import sansio
+
+from quantumreview.plugins import load_handlers
+from quantumreview.settings import Settings
+from quantumreview.webhook import ordering_key
+from storage import deliveries as delivery_store
+from storage import jobs as job_store
+from storage.db import Database
+
+
+async def replay(settings: Settings, delivery_id: str, out: TextIO) -> int:
+    """Queue the jobs of every handler that matches the stored delivery now; 1 if it is unknown."""
+    db = await Database.open(settings.database_path)
+    try:
+        record = await delivery_store.get_delivery(db, delivery_id)
+        if record is None:
+            print(f"no stored delivery {delivery_id}", file=out)
+            return 1
+        data = json.loads(record.body)
+        registry = load_handlers(settings.handlers_package)
+        names = registry.handlers_for(sansio.Event(data, event=record.event, delivery_id=delivery_id))
+        now = time.time()
+        key = ordering_key(data, f"delivery:{delivery_id}")
+        jobs = [job_store.NewJob(handler=name, ordering_key=key, run_after=now, created_at=now,
+                                 delivery_id=delivery_id, installation_id=record.installation_id) for name in names]
+        async with db.transaction() as conn:
+            count = await job_store.requeue_delivery(conn, delivery_id, jobs)
+        print(f"queued {count} job(s) for delivery {delivery_id} ({record.event}"
+              f"{'.' + record.action if record.action else ''}): {', '.join(names) or 'no handler matches'}", file=out)
+        return 0
+    finally:
+        await db.close()
+
+
+async def summarise_jobs(settings: Settings, out: TextIO) -> int:
+    """Print counts by status and the most recent dead or failed jobs with their last error."""
+    db = await Database.open(settings.database_path)
+    try:
+        counts = await job_store.status_counts(db)
+        print("jobs: " + ", ".join(f"{status} {n}" for status, n in counts.items()), file=out)
+        failures = await job_store.failed_jobs(db)
+        for job in failures:
+            print(f"  #{job.id} {job.status} after {job.attempts} attempt(s) {job.handler}"
+                  f" (delivery {job.delivery_id or '-'}): {job.last_error or ''}", file=out)
+        return 0
+    finally:
+        await db.close()
