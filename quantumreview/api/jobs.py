@@ -35,7 +35,7 @@ async def get_job(request: web.Request) -> web.Response:
     job = await dashboard.get_job(request.app[keys.db], job_id)
     managed = {r.repo.lower() for r in await access.managed_repositories(request, user)}
     if job is None or job.repo is None or job.repo.lower() not in managed:
-        raise not_found(f"no job {job_id} in your repositories")
+        raise not_found("no such job in your repositories")
     return web.json_response({
         "id": job.id, "repo": job.repo, "handler": job.handler, "status": job.status, "attempts": job.attempts,
         "created_at": iso(job.created_at), "started_at": iso(job.started_at), "finished_at": iso(job.finished_at),

@@ -1,0 +1,58 @@
+"""Bad query and path values answer 400 with the one error shape, never 500; page bounds are enforced."""
+
+from __future__ import annotations
+
+import pytest
+
+from quantumreview.api.errors import Page, iso, parse_int, parse_page
+from tests.test_api_support import REPO, Api
+
+pytest_plugins = ["tests.test_api_support"]
+
+BAD_QUERIES = [
+    ("/api/repos", {"page": "0"}, "page must be between 1"),
+    ("/api/repos", {"page": "x"}, "page must be an integer"),
+    ("/api/repos", {"per_page": "101"}, "per_page must be between 1 and 100"),
+    ("/api/repos", {"per_page": "-1"}, "per_page must be between 1 and 100"),
+    ("/api/repos", {"page": "1" * 40}, "page must be an integer"),
+    (f"/api/repos/{REPO}/issues", {"state": "merged"}, "state must be one of open, closed, all"),
+    (f"/api/repos/{REPO}/audit", {"per_page": "1.5"}, "per_page must be an integer"),
+    ("/api/notifications", {"unread": "maybe"}, "unread must be true or false"),
+    ("/api/notifications", {"page": "٣"}, "page must be an integer"),
+]
+
+
+@pytest.mark.parametrize(("path", "query", "message"), BAD_QUERIES)
+async def test_bad_query_value_is_400_with_a_clear_message(maintainer: Api, path: str, query: dict[str, str],
+                                                           message: str) -> None:
+    status, body = await maintainer.get(path, **query)
+    assert status == 400
+    assert body["error"]["code"] == "bad_request"
+    assert body["error"]["message"].startswith(message)
+
+
+@pytest.mark.parametrize("path", [f"/api/repos/{REPO}/issues/abc", f"/api/repos/{REPO}/prs/0", "/api/jobs/-3",
+                                  f"/api/repos/{REPO}/issues/99999999999999999999999"])
+async def test_bad_path_number_is_400(maintainer: Api, path: str) -> None:
+    status, body = await maintainer.get(path)
+    assert (status, body["error"]["code"]) == (400, "bad_request")
+
+
+async def test_bad_number_on_a_post_is_400(maintainer: Api) -> None:
+    status, _body = await maintainer.post("/api/notifications/x/read")
+    assert status == 400
+
+
+def test_page_defaults_and_offset() -> None:
+    assert parse_page({}) == Page(1, 30)
+    assert parse_page({"page": "3", "per_page": "100"}).offset == 200
+
+
+def test_parse_int_accepts_surrounding_spaces_and_rejects_signs() -> None:
+    assert parse_int(" 7 ", "n") == 7
+    with pytest.raises(Exception, match="Bad Request"):
+        parse_int("+7", "n")
+
+
+def test_iso_formats_utc_with_z() -> None:
+    assert (iso(0.0), iso(None)) == ("1970-01-01T00:00:00Z", None)
