@@ -105,8 +105,8 @@ async def judge_run(ctx: Context, repo: str, run: Mapping[str, Any], *, force: b
             conclusion=_str(run.get("conclusion")), results=reports.results, report_error="; ".join(reports.notes)
             or None, health=_health_json(health), now=time.time())
         first_score = health is not None and await run_store.record_health_score(
-            conn, repo=repo, head_sha=head_sha, branch=branch, score=health.score, counts={str(k): n for k, n in health.counts.items()},
-            now=time.time())
+            conn, repo=repo, head_sha=head_sha, branch=branch, score=health.score,
+            counts={str(k): n for k, n in health.counts.items()}, now=time.time())
     if first_score and drop is not None:
         await ctx.notify(repo, "health_drop", f"Code health dropped to {drop.score} ({drop.delta:+d}) "
                          f"on {head_sha[:7]}", url=_str(run.get("html_url")),

@@ -1,0 +1,257 @@
+"""handlers.ci_results on the fake GitHub: one check run, one PR comment, one checklist comment, whatever the order."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from gidgethub import sansio
+
+from handlers import ci_results as handler
+from quantumreview.checklists import refresh_checklist
+from quantumreview.ci_results import HEALTH_FILE, JUNIT_FILE, REPORT_ARTIFACT
+from quantumreview.context import Context
+from quantumreview.pull_requests import refresh_manifest
+from quantumreview.settings import Settings
+from quantumreview.testing.fake import FakeGitHub
+from storage import checklists as checklist_store
+from storage import pulls as pull_store
+from storage import runs as run_store
+from storage.db import Database
+
+FIXTURES = Path(__file__).parent / "fixtures" / "webhooks"
+REPO = "octo-org/octo-repo"
+INSTALLATION = 11
+SHA = "e" * 40
+ISSUE_BODY = "## Acceptance criteria\n\n- [ ] Email is validated\n- [ ] Password needs 8 characters\n"
+TEST_PATCH = "@@ -0,0 +1,4 @@\n+def test_T1_email():\n+    pass\n+def test_T2_password():\n+    pass"
+
+
+def junit(t2: str = "failure") -> bytes:
+    """A report where T1 passes and T2 fails (or passes)."""
+    result = '<failure message="too short"/>' if t2 == "failure" else ""
+    return (f'<testsuite><testcase classname="tests.test_signup" name="T1::test_email"/>'
+            f'<testcase classname="tests.test_signup" name="T2::test_password">{result}</testcase>'
+            f"</testsuite>").encode()
+
+
+CHECK_RUNS = "/repos/{owner}/{repo}/check-runs"
+CHECK_RUN = "/repos/{owner}/{repo}/check-runs/{check_run_id}"
+
+
+class Harness:
+    """A handler Context on a real database and the real GitHub client, pointed at the fake."""
+
+    def __init__(self, fake: FakeGitHub, github: Any, db: Database, settings: Settings) -> None:
+        self.fake, self.github, self.db, self.settings = fake, github, db, settings
+        self.notes: list[tuple[str, str, str]] = []
+        self.attempt = 5  # past the "artifacts not listed yet" retries unless a test lowers it
+
+    def context(self, event: sansio.Event) -> Context:
+        """A Context for one job."""
+
+        async def notify(repo: str, kind: str, title: str, **_: Any) -> int:
+            self.notes.append((repo, kind, title))
+            return 1
+
+        async def enqueue(*_: Any, **__: Any) -> list[int]:
+            return []
+
+        return Context(event=event, db=self.db, settings=self.settings, gh=self.github.for_installation(INSTALLATION),
+                       github=self.github, installation_id=INSTALLATION, delivery_id="d", job_id=1,
+                       attempt=self.attempt, enqueue=enqueue, notify=notify)
+
+    async def dispatch(self, name: str, data: dict[str, Any]) -> None:
+        """Run every callback of the handler's router for the event, as the job runner would."""
+        event = sansio.Event(data, event=name, delivery_id="d")
+        for callback in handler.router.fetch(event):
+            await callback(event, self.context(event))
+
+    def workflow_run(self, run_id: int, *, attempt: int = 1, prs: tuple[int, ...] = (7,)) -> dict[str, Any]:
+        """A real workflow_run.completed payload, pointed at the fake's run."""
+        data = json.loads((FIXTURES / "workflow_run.completed.3.json").read_text())
+        data["repository"]["full_name"] = REPO
+        data["repository"]["name"] = REPO.split("/")[1]
+        data["installation"] = {"id": INSTALLATION}
+        run = data["workflow_run"]
+        run.update(id=run_id, run_attempt=attempt, head_sha=SHA, head_branch="feature")
+        template = run["pull_requests"][0]
+        run["pull_requests"] = []
+        for number in prs:
+            entry = copy.deepcopy(template)
+            entry["number"] = number
+            entry["head"]["sha"] = SHA
+            entry["base"]["repo"]["name"] = REPO.split("/")[1]
+            entry["base"]["ref"] = "main"
+            run["pull_requests"].append(entry)
+        return data
+
+    def add_run(self, run_id: int, *, attempt: int = 1, t2: str = "failure", health: bytes | None = None,
+                **extra: Any) -> None:
+        """A run on the fake whose report artifact holds the JUnit report (and code health)."""
+        files = {JUNIT_FILE: junit(t2)}
+        if health is not None:
+            files[HEALTH_FILE] = health
+        self.fake.add_workflow_run(REPO, run_id, head_sha=SHA, run_attempt=attempt, pull_requests=[7],
+                                   artifacts=extra.pop("artifacts", {REPORT_ARTIFACT: files}), **extra)
+
+    def check_runs(self) -> list[dict[str, Any]]:
+        return self.fake.check_runs.get(REPO, [])
+
+    def comments(self, number: int) -> list[dict[str, Any]]:
+        return self.fake.comments.get((REPO, number), [])
+
+
+@pytest.fixture
+async def harness(fake_github: FakeGitHub, github_app: Any, db: Database, settings: Settings,
+                  ) -> AsyncIterator[Harness]:
+    """An issue with two criteria and its checklist, and PR #7 linking it, with its manifest and check run."""
+    fake_github.add_installation(INSTALLATION, repositories=[REPO])
+    issue = fake_github.add_issue(REPO, 4, title="Signup", body=ISSUE_BODY)
+    pull = fake_github.add_pull(REPO, 7, title="Signup checks", body="Closes #4", head_sha=SHA,
+                                files=[{"filename": "tests/test_signup.py", "status": "added", "patch": TEST_PATCH,
+                                        "additions": 4, "deletions": 0}])
+    h = Harness(fake_github, github_app, db, settings)
+    setup = h.context(sansio.Event({}, event="setup", delivery_id="s"))
+    await refresh_checklist(setup, REPO, issue)
+    await refresh_manifest(setup, REPO, pull)
+    yield h
+
+
+async def statuses(h: Harness) -> dict[str, str]:
+    checklist = await checklist_store.get_checklist(h.db, REPO, 4)
+    assert checklist is not None
+    live, _ = await checklist_store.get_items(h.db, checklist.id)
+    return {item.tid: item.status for item in live}
+
+
+async def test_failed_criterion_completes_the_check_as_failure_and_updates_comments(harness: Harness) -> None:
+    harness.add_run(100)
+    await harness.dispatch("workflow_run", harness.workflow_run(100))
+    [check] = harness.check_runs()
+    assert (check["status"], check["conclusion"]) == ("completed", "failure")
+    assert "too short" in check["output"]["text"]
+    assert await statuses(harness) == {"T1": "passed", "T2": "failed"}
+    [pr_comment] = harness.comments(7)
+    assert "failed" in pr_comment["body"]
+    [checklist_comment] = harness.comments(4)
+    assert "T2" in checklist_comment["body"]
+    assert [kind for _, kind, _ in harness.notes].count("verdict") == 1
+
+
+async def test_all_criteria_passing_is_success(harness: Harness) -> None:
+    harness.add_run(101, t2="passed")
+    await harness.dispatch("workflow_run", harness.workflow_run(101))
+    assert harness.check_runs()[0]["conclusion"] == "success"
+
+
+async def test_redelivery_has_one_side_effect_set(harness: Harness) -> None:
+    harness.add_run(102)
+    payload = harness.workflow_run(102)
+    await harness.dispatch("workflow_run", payload)
+    writes = len(harness.fake.calls("PATCH", CHECK_RUN)) + len(harness.fake.calls("POST", CHECK_RUNS))
+    notes = list(harness.notes)
+    await harness.dispatch("workflow_run", payload)
+    await harness.dispatch("workflow_run", payload)
+    assert len(harness.fake.calls("PATCH", CHECK_RUN)) + len(harness.fake.calls("POST", CHECK_RUNS)) == writes
+    assert harness.notes == notes
+    assert len(harness.check_runs()) == 1 and len(harness.comments(7)) == 1 and len(harness.comments(4)) == 1
+
+
+async def test_older_attempt_arriving_late_never_regresses_the_newer_result(harness: Harness) -> None:
+    harness.add_run(103, attempt=2, t2="passed")
+    await harness.dispatch("workflow_run", harness.workflow_run(103, attempt=2))
+    harness.add_run(103, attempt=1, t2="failure")  # the fake now serves attempt 1's failing report
+    await harness.dispatch("workflow_run", harness.workflow_run(103, attempt=1))
+    assert harness.check_runs()[0]["conclusion"] == "success"
+    assert await statuses(harness) == {"T1": "passed", "T2": "passed"}
+    stored = await run_store.get_run(harness.db, REPO, 103)
+    assert stored is not None and stored.run_attempt == 2
+
+
+async def test_rerun_attempt_two_updates_the_same_check_run_and_comments(harness: Harness) -> None:
+    harness.add_run(104, attempt=1, t2="failure")
+    await harness.dispatch("workflow_run", harness.workflow_run(104, attempt=1))
+    harness.add_run(104, attempt=2, t2="passed")
+    await harness.dispatch("workflow_run", harness.workflow_run(104, attempt=2))
+    assert [c["conclusion"] for c in harness.check_runs()] == ["success"]
+    assert len(harness.comments(7)) == 1 and len(harness.comments(4)) == 1
+    assert [kind for _, kind, _ in harness.notes].count("verdict") == 2  # reached, then changed
+
+
+async def test_run_of_another_workflow_without_a_report_does_not_replace_a_verdict(harness: Harness) -> None:
+    harness.add_run(105, t2="passed")
+    await harness.dispatch("workflow_run", harness.workflow_run(105))
+    harness.fake.add_workflow_run(REPO, 106, head_sha=SHA, pull_requests=[7], artifacts={"lint": {"x.txt": b"ok"}})
+    await harness.dispatch("workflow_run", harness.workflow_run(106))
+    assert harness.check_runs()[0]["conclusion"] == "success"
+
+
+async def test_expired_report_artifact_gives_a_neutral_check_without_retrying(harness: Harness) -> None:
+    harness.add_run(107, expired=[REPORT_ARTIFACT])
+    await harness.dispatch("workflow_run", harness.workflow_run(107))
+    [check] = harness.check_runs()
+    assert (check["status"], check["conclusion"]) == ("completed", "neutral")
+    manifest = await pull_store.get_manifest(harness.db, REPO, 7, SHA)
+    assert manifest is not None and manifest.verdict is not None
+    assert any("expired" in note for note in manifest.verdict["notes"])
+
+
+async def test_fork_pull_request_is_found_by_head_sha(harness: Harness) -> None:
+    harness.add_run(108, t2="passed")
+    await harness.dispatch("workflow_run", harness.workflow_run(108, prs=()))
+    assert harness.check_runs()[0]["conclusion"] == "success"
+
+
+async def test_empty_artifact_list_is_retried_a_bounded_number_of_times(harness: Harness) -> None:
+    harness.fake.add_workflow_run(REPO, 109, head_sha=SHA, pull_requests=[7])
+    harness.attempt = 1
+    with pytest.raises(handler.RetryLater):
+        await harness.dispatch("workflow_run", harness.workflow_run(109))
+    harness.attempt = handler.EMPTY_LIST_TRIES
+    await harness.dispatch("workflow_run", harness.workflow_run(109))
+    assert await run_store.get_run(harness.db, REPO, 109) is not None
+
+
+async def test_health_drop_against_the_base_branch_is_shown_and_notified(harness: Harness) -> None:
+    async with harness.db.transaction() as conn:
+        await run_store.record_health_score(conn, repo=REPO, head_sha="b" * 40, branch="main", score=100,
+                                            counts={}, now=1.0)
+    health = json.dumps({"findings": [{"path": "app.py", "line": 1, "severity": "high", "message": "x"}]})
+    harness.add_run(110, health=health.encode())
+    await harness.dispatch("workflow_run", harness.workflow_run(110))
+    assert "Code health: **90.0** (▼ -10.0)" in harness.check_runs()[0]["output"]["summary"]
+    assert [kind for _, kind, _ in harness.notes].count("health_drop") == 1
+    latest = await run_store.latest_health_score(harness.db, REPO, "feature")
+    assert latest is not None and latest.score == 90
+
+
+async def test_rerequested_check_run_is_judged_again_from_the_stored_run(harness: Harness) -> None:
+    harness.add_run(111, t2="passed")
+    await harness.dispatch("workflow_run", harness.workflow_run(111))
+    data = json.loads((FIXTURES / "check_run.rerequested.1.json").read_text())
+    data["repository"]["full_name"] = REPO
+    data["installation"] = {"id": INSTALLATION}
+    check = data["check_run"]
+    check.update(name="QuantumReview", head_sha=SHA)
+    check["app"]["id"] = harness.settings.app_id
+    before = len(harness.fake.calls("GET", "/repos/{owner}/{repo}/actions/runs/{run_id}/artifacts"))
+    await harness.dispatch("check_run", data)
+    assert len(harness.fake.calls("GET", "/repos/{owner}/{repo}/actions/runs/{run_id}/artifacts")) == before + 1
+    check["app"]["id"] = 999  # another App's check run of the same name
+    await harness.dispatch("check_run", data)
+    assert len(harness.fake.calls("GET", "/repos/{owner}/{repo}/actions/runs/{run_id}/artifacts")) == before + 1
+    assert len(harness.check_runs()) == 1
+
+
+async def test_revalidate_job_judges_the_pull_request_again(harness: Harness) -> None:
+    harness.add_run(112, t2="failure")
+    await harness.dispatch("workflow_run", harness.workflow_run(112))
+    writes = len(harness.fake.calls("PATCH", CHECK_RUN))
+    await harness.dispatch(handler.REVALIDATE_EVENT, {"repo": REPO, "pr_number": 7})
+    assert len(harness.fake.calls("PATCH", CHECK_RUN)) > writes
+    assert len(harness.check_runs()) == 1 and harness.check_runs()[0]["conclusion"] == "failure"
