@@ -24,6 +24,9 @@ async def build_checklist(event: sansio.Event, ctx: Context) -> None:
     issue = event.data.get("issue") or {}
     if repo is None or "pull_request" in issue:
         return
+    if ctx.gh is None:
+        ctx.log.warning("no installation client for %s (no App configured or no installation): skipped", repo)
+        return
     latest = await fetch_issue(ctx, repo, int(issue["number"]))
     if latest is None:
         return
@@ -34,6 +37,9 @@ async def build_checklist(event: sansio.Event, ctx: Context) -> None:
 async def regenerate_checklist(event: sansio.Event, ctx: Context) -> None:
     """Rebuild a checklist on request (API or CLI): data carries repo and issue_number."""
     repo = str(event.data["repo"])
+    if ctx.gh is None:
+        ctx.log.warning("no installation client for %s: cannot regenerate its checklist", repo)
+        return
     latest = await fetch_issue(ctx, repo, int(event.data["issue_number"]))
     if latest is not None:
         await refresh_checklist(ctx, repo, latest)
