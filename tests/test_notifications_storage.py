@@ -1,0 +1,112 @@
+"""Notifications go to every user who manages the repository; each user lists and marks only their own."""
+
+from __future__ import annotations
+
+from storage import audit, notifications, users
+from storage.db import Database
+from storage.users import StoredTokens, User, UserRepository
+
+T0 = 1_700_000_000.0
+
+
+async def add_user(db: Database, user_id: int, login: str, repos: list[str]) -> None:
+    await users.save_user(db, User(id=user_id, login=login), StoredTokens(token_enc=b"x"), now=T0)
+    await users.set_user_repositories(db, user_id, [UserRepository(r, 7, "admin") for r in repos], now=T0)
+
+
+async def test_one_row_per_user_who_manages_the_repository(db: Database) -> None:
+    await add_user(db, 1, "mona", ["octo/a", "octo/b"])
+    await add_user(db, 2, "bob", ["octo/a"])
+    await add_user(db, 3, "eve", ["other/c"])
+    written = await notifications.notify_repo_managers(db, "octo/a", "verdict", "PR #4 passed",
+                                                       url="https://x/pr/4", data={"pr": 4}, now=T0)
+    assert written == 2
+    for user_id in (1, 2):
+        [note], total = await notifications.list_notifications(db, user_id, unread_only=False, page=1, per_page=10)
+        assert total == 1
+        assert (note.repo, note.kind, note.title, note.url, note.data, note.read) == (
+            "octo/a", "verdict", "PR #4 passed", "https://x/pr/4", {"pr": 4}, False)
+    assert await notifications.list_notifications(db, 3, unread_only=False, page=1, per_page=10) == ([], 0)
+
+
+async def test_repository_names_match_case_insensitively(db: Database) -> None:
+    await add_user(db, 1, "mona", ["Octo/A"])
+    assert await notifications.notify_repo_managers(db, "octo/a", "installed", "Installed") == 1
+
+
+async def test_a_repository_nobody_manages_writes_nothing(db: Database) -> None:
+    await add_user(db, 1, "mona", ["octo/a"])
+    assert await notifications.notify_repo_managers(db, "octo/zzz", "installed", "Installed") == 0
+    assert await notifications.unread_count(db, 1) == 0
+
+
+async def test_list_pages_newest_first_with_a_total_and_an_unread_filter(db: Database) -> None:
+    await add_user(db, 1, "mona", ["octo/a"])
+    for n in range(5):
+        await notifications.notify_repo_managers(db, "octo/a", "k", f"n{n}", now=T0 + n)
+    first, total = await notifications.list_notifications(db, 1, unread_only=False, page=1, per_page=2)
+    third, _ = await notifications.list_notifications(db, 1, unread_only=False, page=3, per_page=2)
+    assert total == 5 and [n.title for n in first] == ["n4", "n3"] and [n.title for n in third] == ["n0"]
+    assert await notifications.mark_read(db, 1, first[0].id, now=T0 + 10)
+    unread, unread_total = await notifications.list_notifications(db, 1, unread_only=True, page=1, per_page=10)
+    assert unread_total == 4 and first[0].id not in [n.id for n in unread]
+    assert await notifications.unread_count(db, 1) == 4
+
+
+async def test_a_user_cannot_mark_someone_elses_notification_read(db: Database) -> None:
+    await add_user(db, 1, "mona", ["octo/a"])
+    await add_user(db, 2, "bob", ["other/b"])
+    await notifications.notify_repo_managers(db, "octo/a", "k", "for mona")
+    [note], _ = await notifications.list_notifications(db, 1, unread_only=False, page=1, per_page=10)
+    assert await notifications.mark_read(db, 2, note.id) is False
+    assert await notifications.mark_read(db, 2, 999_999) is False
+    assert await notifications.unread_count(db, 1) == 1
+
+
+async def test_marking_read_twice_keeps_the_first_time(db: Database) -> None:
+    await add_user(db, 1, "mona", ["octo/a"])
+    await notifications.notify_repo_managers(db, "octo/a", "k", "t")
+    [note], _ = await notifications.list_notifications(db, 1, unread_only=False, page=1, per_page=10)
+    assert await notifications.mark_read(db, 1, note.id, now=T0)
+    assert await notifications.mark_read(db, 1, note.id, now=T0 + 99)
+    [again], _ = await notifications.list_notifications(db, 1, unread_only=False, page=1, per_page=10)
+    assert again.read_at == T0
+
+
+async def test_mark_all_read_touches_only_the_users_own(db: Database) -> None:
+    await add_user(db, 1, "mona", ["octo/a"])
+    await add_user(db, 2, "bob", ["octo/a"])
+    for n in range(3):
+        await notifications.notify_repo_managers(db, "octo/a", "k", f"n{n}")
+    assert await notifications.mark_all_read(db, 1) == 3
+    assert (await notifications.unread_count(db, 1), await notifications.unread_count(db, 2)) == (0, 3)
+
+
+async def test_per_page_is_capped_and_bad_pages_read_the_first(db: Database) -> None:
+    await add_user(db, 1, "mona", ["octo/a"])
+    for n in range(notifications.MAX_PER_PAGE + 5):
+        await notifications.notify_repo_managers(db, "octo/a", "k", f"n{n}")
+    page, total = await notifications.list_notifications(db, 1, unread_only=False, page=0, per_page=10_000)
+    assert len(page) == notifications.MAX_PER_PAGE and total == notifications.MAX_PER_PAGE + 5
+
+
+async def test_revoked_users_stop_receiving_notifications(db: Database) -> None:
+    await add_user(db, 1, "mona", ["octo/a"])
+    await add_user(db, 2, "bob", ["octo/a"])
+    await users.revoke_user(db, 1)
+    assert await notifications.notify_repo_managers(db, "octo/a", "k", "t") == 1
+    assert await users.repo_managers(db, "octo/a") == [2]
+
+
+async def test_audit_entries_are_recorded_and_listed_per_repository(db: Database) -> None:
+    first = await audit.record(db, repo="octo/a", actor="mona", action="regenerate", target="issue#3",
+                               details={"reason": "edited"}, now=T0)
+    await audit.record(db, repo="octo/b", actor="bob", action="flag", target="pr#1", details=None, now=T0 + 1)
+    second = await audit.record(db, repo="octo/a", actor="mona", action="revalidate", target="pr#9",
+                                details={}, now=T0 + 2)
+    entries, total = await audit.list_for_repo(db, "Octo/A", page=1, per_page=10)
+    assert total == 2 and [e.id for e in entries] == [second, first]
+    assert (entries[1].actor, entries[1].action, entries[1].target, entries[1].details) == (
+        "mona", "regenerate", "issue#3", {"reason": "edited"})
+    page2, _ = await audit.list_for_repo(db, "octo/a", page=2, per_page=1)
+    assert [e.id for e in page2] == [first]
