@@ -81,10 +81,8 @@ async def github_app(fake_github: FakeGitHub, rsa_private_key: str) -> AsyncIter
 
     import aiohttp
 
-    try:
-        from quantumreview.github import GitHubApp
-    except ImportError as error:  # only while the client is being written; a message beats a NameError
-        pytest.skip(f"quantumreview.github.GitHubApp is not importable: {error}")
+    from quantumreview.github import GitHubApp
+
     async with aiohttp.ClientSession() as session:
         app = GitHubApp(session=session, app_id=1, private_key=rsa_private_key, api_url=fake_github.api_url,
                         web_url=fake_github.url)
@@ -94,3 +92,15 @@ async def github_app(fake_github: FakeGitHub, rsa_private_key: str) -> AsyncIter
             close = getattr(app, "aclose", None) or getattr(app, "close", None)
             if close is not None and inspect.iscoroutinefunction(close):
                 await close()
+
+
+@async_fixture
+async def handler_db(tmp_path: Any) -> AsyncIterator[Any]:
+    """Yield a freshly migrated app database in a temp directory (for calling handlers directly)."""
+    from storage.db import Database
+
+    db = await Database.open(tmp_path / "handlers.db")
+    try:
+        yield db
+    finally:
+        await db.close()

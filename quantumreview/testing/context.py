@@ -1,0 +1,51 @@
+"""Build a handler Context for tests: real database, real GitHub client (against FakeGitHub), recorded side work."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gidgethub import sansio
+
+from quantumreview.context import Context
+from quantumreview.settings import Settings
+from storage.db import Database
+
+
+@dataclass
+class Recorder:
+    """What a handler asked for besides GitHub calls: notifications and enqueued work."""
+
+    notifications: list[dict[str, Any]] = field(default_factory=list)
+    enqueued: list[dict[str, Any]] = field(default_factory=list)
+
+    async def notify(self, repo: str, kind: str, title: str, *, url: str | None = None,
+                     data: Mapping[str, Any] | None = None) -> int:
+        """Record a notification instead of writing rows for the repo's managers."""
+        self.notifications.append({"repo": repo, "kind": kind, "title": title, "url": url, "data": dict(data or {})})
+        return 1
+
+    async def enqueue(self, event: str, data: Mapping[str, Any], *, ordering_key: str | None = None,
+                      installation_id: int | None = None, delay: float = 0.0) -> list[int]:
+        """Record enqueued work instead of writing job rows."""
+        self.enqueued.append({"event": event, "data": dict(data), "ordering_key": ordering_key,
+                              "installation_id": installation_id, "delay": delay})
+        return [len(self.enqueued)]
+
+
+def make_context(event_name: str, payload: Mapping[str, Any], *, db: Database, github: Any = None,
+                 installation_id: int | None = None, settings: Settings | None = None,
+                 recorder: Recorder | None = None, attempt: int = 1) -> tuple[Context, Recorder]:
+    """A Context for calling a handler directly; ctx.gh is github.for_installation(installation_id) when both exist."""
+    recorder = recorder or Recorder()
+    if installation_id is None:
+        installation = payload.get("installation")
+        if isinstance(installation, Mapping) and isinstance(installation.get("id"), int):
+            installation_id = int(installation["id"])
+    gh = github.for_installation(installation_id) if github is not None and installation_id is not None else None
+    event = sansio.Event(dict(payload), event=event_name, delivery_id="test-delivery")
+    ctx = Context(event=event, db=db, settings=settings or Settings(database_path=db.path), gh=gh, github=github,
+                  installation_id=installation_id, delivery_id="test-delivery", job_id=1, attempt=attempt,
+                  enqueue=recorder.enqueue, notify=recorder.notify)
+    return ctx, recorder

@@ -1,0 +1,182 @@
+"""Checklist handlers against the fake GitHub: one comment per issue, stable IDs, silence without criteria."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from handlers import checklists as handler
+from quantumreview.analysis.checklist_comment import MARKER
+from quantumreview.checklists import REGENERATE_EVENT
+from quantumreview.testing.context import make_context
+from quantumreview.testing.fake import FakeGitHub
+from storage import checklists as store
+from storage.db import Database
+
+FIXTURES = Path(__file__).parent / "fixtures" / "webhooks"
+REPO = "Codertocat/Hello-World"
+BODY = "Intro\n\n## Acceptance criteria\n- [ ] User can sign up\n- [ ] User can log in\n"
+
+
+def payload(name: str, **issue: Any) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((FIXTURES / f"{name}.json").read_text())
+    data["installation"] = {"id": 7}
+    data["issue"].update(issue)
+    return data
+
+
+@pytest.fixture
+def github(fake_github: FakeGitHub, github_app: Any) -> Any:
+    fake_github.add_installation(7, account="Codertocat", repositories=[REPO])
+    return github_app
+
+
+async def run(event: str, data: dict[str, Any], db: Database, github: Any) -> Any:
+    ctx, recorder = make_context(event, data, db=db, github=github)
+    fn = {"quantumreview.regenerate_checklist": handler.regenerate_checklist,
+          "deleted": handler.retire_checklist}.get(event if event.startswith("quantumreview") else data["action"],
+                                                   handler.build_checklist)
+    await fn(ctx.event, ctx)
+    return recorder
+
+
+def bot_comments(fake: FakeGitHub, number: int = 1) -> list[dict[str, Any]]:
+    return [c for c in fake.comments.get((REPO, number), []) if MARKER in (c.get("body") or "")]
+
+
+async def test_opened_issue_gets_one_checklist_comment(fake_github: FakeGitHub, github: Any,
+                                                       handler_db: Database) -> None:
+    fake_github.add_issue(REPO, 1, title="Sign-up", body=BODY)
+    recorder = await run("issues", payload("issues.opened.1", number=1, body=BODY), handler_db, github)
+    comments = bot_comments(fake_github)
+    assert len(comments) == 1
+    assert "| `T1` |" in comments[0]["body"] and "User can sign up" in comments[0]["body"]
+    assert "T2" in comments[0]["body"] and "autoqa:T1" in comments[0]["body"]
+    assert recorder.notifications[0]["kind"] == "checklist"
+    checklist = await store.get_checklist(handler_db, REPO, 1)
+    assert checklist is not None and checklist.comment_id == comments[0]["id"]
+
+
+async def test_redelivery_and_retry_never_add_a_second_comment(fake_github: FakeGitHub, github: Any,
+                                                               handler_db: Database) -> None:
+    fake_github.add_issue(REPO, 1, body=BODY)
+    data = payload("issues.opened.1", number=1, body=BODY)
+    for _ in range(3):
+        await run("issues", data, handler_db, github)
+    assert len(bot_comments(fake_github)) == 1
+
+
+async def test_crash_after_posting_finds_the_comment_by_marker(fake_github: FakeGitHub, github: Any,
+                                                               handler_db: Database) -> None:
+    fake_github.add_issue(REPO, 1, body=BODY)
+    await run("issues", payload("issues.opened.1", number=1, body=BODY), handler_db, github)
+    # Simulate a crash between POST and storing the id: forget it.
+    await handler_db.execute("UPDATE checklists SET comment_id = NULL")
+    await run("issues", payload("issues.opened.1", number=1, body=BODY), handler_db, github)
+    assert len(bot_comments(fake_github)) == 1
+
+
+async def test_edit_keeps_ids_and_updates_the_same_comment(fake_github: FakeGitHub, github: Any,
+                                                           handler_db: Database) -> None:
+    fake_github.add_issue(REPO, 1, body=BODY)
+    await run("issues", payload("issues.opened.1", number=1, body=BODY), handler_db, github)
+    edited = "## Acceptance criteria\n- [ ] A user can log in\n- [ ] New: password reset\n- [ ] User can sign up\n"
+    fake_github.add_issue(REPO, 1, body=edited)
+    data = payload("issues.edited.1", number=1, body=edited)
+    data["changes"] = {"body": {"from": BODY}}
+    await run("issues", data, handler_db, github)
+    checklist = await store.get_checklist(handler_db, REPO, 1)
+    assert checklist is not None
+    live, retired = await store.get_items(handler_db, checklist.id)
+    assert {i.text: i.tid for i in live} == {"A user can log in": "T2", "New: password reset": "T3",
+                                              "User can sign up": "T1"}
+    assert retired == {}
+    comments = bot_comments(fake_github)
+    assert len(comments) == 1 and "password reset" in comments[0]["body"]
+
+
+async def test_edit_of_title_only_changes_nothing(fake_github: FakeGitHub, github: Any,
+                                                  handler_db: Database) -> None:
+    fake_github.add_issue(REPO, 1, body=BODY)
+    data = payload("issues.edited.1", number=1, body=BODY)
+    data["changes"] = {"title": {"from": "old"}}
+    await run("issues", data, handler_db, github)
+    assert bot_comments(fake_github) == []
+    assert await store.get_checklist(handler_db, REPO, 1) is None
+
+
+async def test_issue_without_criteria_gets_no_comment(fake_github: FakeGitHub, github: Any,
+                                                      handler_db: Database) -> None:
+    fake_github.add_issue(REPO, 1, body="Just a bug report, no criteria.")
+    recorder = await run("issues", payload("issues.opened.1", number=1, body="x"), handler_db, github)
+    assert fake_github.comments.get((REPO, 1), []) == []
+    assert recorder.notifications == []
+
+
+async def test_criteria_removed_later_keep_the_comment_and_retire_ids(fake_github: FakeGitHub, github: Any,
+                                                                      handler_db: Database) -> None:
+    fake_github.add_issue(REPO, 1, body=BODY)
+    await run("issues", payload("issues.opened.1", number=1, body=BODY), handler_db, github)
+    fake_github.add_issue(REPO, 1, body="No more criteria")
+    data = payload("issues.edited.1", number=1)
+    data["changes"] = {"body": {"from": BODY}}
+    await run("issues", data, handler_db, github)
+    checklist = await store.get_checklist(handler_db, REPO, 1)
+    assert checklist is not None
+    live, retired = await store.get_items(handler_db, checklist.id)
+    assert live == [] and set(retired) == {"T1", "T2"}
+    assert "No acceptance criteria" in bot_comments(fake_github)[0]["body"]
+
+
+async def test_payload_body_is_not_trusted_over_the_current_issue(fake_github: FakeGitHub, github: Any,
+                                                                  handler_db: Database) -> None:
+    # A late retry of an old edit must not roll the checklist back: the handler reads the issue as it is now.
+    fake_github.add_issue(REPO, 1, body=BODY)
+    stale = payload("issues.edited.1", number=1, body="## Acceptance criteria\n- [ ] stale item\n")
+    stale["changes"] = {"body": {"from": ""}}
+    await run("issues", stale, handler_db, github)
+    body = bot_comments(fake_github)[0]["body"]
+    assert "stale item" not in body and "User can sign up" in body
+
+
+async def test_regenerate_job_rebuilds_from_github(fake_github: FakeGitHub, github: Any,
+                                                   handler_db: Database) -> None:
+    fake_github.add_issue(REPO, 5, body=BODY)
+    data = {"repo": REPO, "issue_number": 5, "installation": {"id": 7}}
+    await run(REGENERATE_EVENT, data, handler_db, github)
+    assert len(bot_comments(fake_github, 5)) == 1
+
+
+async def test_deleted_issue_retires_its_checklist(fake_github: FakeGitHub, github: Any,
+                                                   handler_db: Database) -> None:
+    fake_github.add_issue(REPO, 1, body=BODY)
+    await run("issues", payload("issues.opened.1", number=1, body=BODY), handler_db, github)
+    await run("issues", payload("issues.deleted.1", number=1), handler_db, github)
+    checklist = await store.get_checklist(handler_db, REPO, 1)
+    assert checklist is not None and checklist.retired
+
+
+async def test_two_edits_close_together_in_order_leave_one_comment(fake_github: FakeGitHub, github: Any,
+                                                                   handler_db: Database) -> None:
+    fake_github.add_issue(REPO, 1, body=BODY)
+    first = payload("issues.opened.1", number=1, body=BODY)
+    second = copy.deepcopy(first)
+    # Jobs of one issue share an ordering key and run one after the other; run them back to back.
+    await asyncio.gather(run("issues", first, handler_db, github))
+    await run("issues", second, handler_db, github)
+    assert len(bot_comments(fake_github)) == 1
+
+
+async def test_5000_items_are_capped_and_said_so(fake_github: FakeGitHub, github: Any,
+                                                 handler_db: Database) -> None:
+    body = "## Acceptance criteria\n" + "".join(f"- [ ] item {i}\n" for i in range(5000))
+    fake_github.add_issue(REPO, 1, body=body)
+    await run("issues", payload("issues.opened.1", number=1, body=body), handler_db, github)
+    comment = bot_comments(fake_github)[0]["body"]
+    assert "5000" in comment or "5,000" in comment
+    assert len(comment) <= 65536
