@@ -24,7 +24,7 @@ async def build_manifest(event: sansio.Event, ctx: Context) -> None:
         return
     repo = ctx.repo
     number = (event.data.get("pull_request") or {}).get("number")
-    if repo is None or not isinstance(number, int):
+    if repo is None or not isinstance(number, int) or ctx.gh is None:
         return
     # Why fetch: a queued job may run after later pushes or edits; the PR as it is now is what counts.
     latest = await fetch_pull(ctx, repo, number)

@@ -157,6 +157,10 @@ async def refresh_manifest(ctx: Context, repo: str, pull: Mapping[str, Any]) -> 
         )
         await store.save_manifest(conn, repo=repo, pr_number=number, head_sha=head_sha, manifest=data, now=now)
     await publish_pr_status(ctx, repo, number, head_sha)
+    if known is not None and known.verdict is not None and known.manifest.get("links") != link_dicts(links):
+        # Why: the stored verdict judged other criteria; a revalidate job redoes it (the CI handler listens).
+        await ctx.enqueue(REVALIDATE_EVENT, {"repo": repo, "pr_number": number}, ordering_key=f"{repo}#{number}",
+                          installation_id=ctx.installation_id)
     if known is None and links:
         covered = sum(bool(item.tests) for item in manifest.coverage)
         await ctx.notify(repo, "manifest", f"{repo}#{number}: {covered} of {len(manifest.coverage)} criteria have "

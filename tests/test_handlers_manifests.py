@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import dataclasses
 import json
@@ -13,18 +14,23 @@ import pytest
 from gidgethub import BadRequest, sansio
 
 from handlers.manifests import router
-from quantumreview import pull_requests
+from quantumreview import keys, pull_requests
 from quantumreview.analysis.checklist import Item
 from quantumreview.analysis.manifest import CriterionRef, Manifest
 from quantumreview.analysis.pr_render import MARKER, MAX_CHECK_CHARS
 from quantumreview.analysis.verdict import compute_verdict
+from quantumreview.app import create_app
 from quantumreview.context import Context
+from quantumreview.plugins import HandlerRegistry
 from quantumreview.settings import Settings
 from quantumreview.testing.fake import FakeGitHub
+from quantumreview.testing.signing import signed_delivery
+from quantumreview.webhook import PATH
 from storage import checklists as checklist_store
 from storage import installations as installation_store
 from storage import pulls as store
 from storage.db import Database
+from tests.conftest import WEBHOOK_SECRET, SettingsFactory
 
 FIXTURES = Path(__file__).parent / "fixtures" / "webhooks"
 REPO = "Codertocat/Hello-World"  # the repository of the copied payloads
@@ -55,6 +61,7 @@ class Env:
     settings: Settings
     github_app: Any
     notified: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
+    enqueued: list[tuple[str, dict[str, Any], str | None]] = dataclasses.field(default_factory=list)
 
     def context(self, event: sansio.Event) -> Context:
         """A handler context for installation 1."""
@@ -63,8 +70,10 @@ class Env:
             self.notified.append((repo, kind, title))
             return 1
 
-        async def enqueue(*_: Any, **__: Any) -> list[int]:
-            return []
+        async def enqueue(event: str, data: Mapping[str, Any], *, ordering_key: str | None = None,
+                          **_: Any) -> list[int]:
+            self.enqueued.append((event, dict(data), ordering_key))
+            return [len(self.enqueued)]
 
         return Context(event=event, db=self.db, settings=self.settings, gh=self.github_app.for_installation(1),
                        github=self.github_app, installation_id=1, delivery_id="d-1", job_id=1, attempt=1,
@@ -278,6 +287,20 @@ async def test_edit_of_body_relinks_and_recomputes_same_head(env: Env) -> None:
     assert len(env.comments()) == 1
 
 
+async def test_relinking_after_a_verdict_queues_a_revalidation(env: Env) -> None:
+    add_pull(env)
+    await env.deliver("pull_request", payload("opened.2"))
+    verdict = compute_verdict([CriterionRef(REPO, 7, "T1", "User can log in")], {"T1": "passed"})
+    async with env.db.transaction() as conn:
+        await store.save_verdict(conn, repo=REPO, pr_number=NUMBER, head_sha=SHA, verdict=dataclasses.asdict(verdict),
+                                 conclusion="success", run_id=1, run_attempt=1, now=2.0)
+    await env.deliver("pull_request", payload("opened.2", action="edited", changes={"title": {"from": "x"}}))
+    assert env.enqueued == []  # same links: the verdict still holds
+    env.fake.state.pulls[(REPO, NUMBER)]["body"] = "Closes #7, closes #9"
+    await env.deliver("pull_request", payload("opened.2", action="edited", changes={"body": {"from": "x"}}))
+    assert env.enqueued == [(pull_requests.REVALIDATE_EVENT, {"repo": REPO, "pr_number": NUMBER}, f"{REPO}#{NUMBER}")]
+
+
 async def test_new_head_gets_its_own_check_run_and_the_same_comment(env: Env) -> None:
     add_pull(env)
     await env.deliver("pull_request", payload("opened.2"))
@@ -359,3 +382,26 @@ def test_malformed_stored_verdict_reads_as_none() -> None:
     assert pull_requests.verdict_from_dict({"results": "nope"}) is None
     verdict = compute_verdict([CriterionRef(REPO, 7, "T1", "x")], {"T1": "passed"})
     assert pull_requests.verdict_from_dict(dataclasses.asdict(verdict)) == verdict
+
+
+async def test_app_runs_a_delivered_pull_request_once_per_delivery_id(
+    make_settings: SettingsFactory, fake_github: FakeGitHub, aiohttp_client: Any
+) -> None:
+    fake_github.add_installation(1, account="Codertocat", repositories=[REPO])
+    fake_github.add_pull(REPO, NUMBER, title="Update", body="Closes #7", head_sha=SHA, files=FILES)
+    settings = make_settings(github_api_url=fake_github.api_url, github_url=fake_github.url)
+    app = create_app(settings, registry=HandlerRegistry.from_routers([router]))
+    client = await aiohttp_client(app)
+    db = client.app[keys.db]
+    await add_checklist(db, REPO, 7, {"T1": "User can log in"})
+    headers, body = signed_delivery("pull_request", payload("opened.2"), WEBHOOK_SECRET)
+    other, other_body = signed_delivery("pull_request", payload("synchronize.1"), WEBHOOK_SECRET)
+    for h, b in ((headers, body), (headers, body), (other, other_body)):
+        assert (await client.post(PATH, data=b, headers=h)).status in (200, 202)
+    for _ in range(200):
+        if await db.fetchvalue("SELECT count(*) FROM jobs WHERE status = 'done'") == 2:
+            break
+        await asyncio.sleep(0.02)
+    assert await db.fetchvalue("SELECT count(*) FROM jobs") == 2
+    assert len(fake_github.check_runs[REPO]) == 1
+    assert len(fake_github.comments[(REPO, NUMBER)]) == 1
