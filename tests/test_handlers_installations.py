@@ -1,0 +1,111 @@
+"""Installation lifecycle: the stored installations and repositories follow GitHub exactly (WH-23, WH-24)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from handlers import installations as handler
+from quantumreview.testing.context import make_context
+from quantumreview.testing.fake import FakeGitHub
+from storage import installations as store
+from storage.db import Database
+
+FIXTURES = Path(__file__).parent / "fixtures" / "webhooks"
+
+
+def load(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((FIXTURES / f"{name}.json").read_text())
+    return data
+
+
+async def call(fn: Any, event: str, data: dict[str, Any], db: Database, github: Any = None) -> Any:
+    ctx, recorder = make_context(event, data, db=db, github=github)
+    await fn(ctx.event, ctx)
+    return recorder
+
+
+async def test_created_stores_installation_and_its_repositories(handler_db: Database) -> None:
+    data = load("installation.created.1")
+    recorder = await call(handler.record_installation, "installation", data, handler_db)
+    inst_id = data["installation"]["id"]
+    installation = await store.get_installation(handler_db, inst_id)
+    assert installation is not None and not installation.deleted and not installation.suspended
+    expected = sorted(r["full_name"] for r in data["repositories"])
+    assert await store.active_repositories(handler_db, inst_id) == expected
+    assert {n["repo"] for n in recorder.notifications} == set(expected)
+
+
+async def test_repositories_added_and_removed_follow(handler_db: Database) -> None:
+    created = load("installation.created.1")
+    await call(handler.record_installation, "installation", created, handler_db)
+    added = load("installation_repositories.added.1")
+    added["installation"]["id"] = created["installation"]["id"]
+    await call(handler.update_repositories, "installation_repositories", added, handler_db)
+    names = set(await store.active_repositories(handler_db, created["installation"]["id"]))
+    assert {r["full_name"] for r in added["repositories_added"]} <= names
+    removed = load("installation_repositories.removed.1")
+    removed["installation"]["id"] = created["installation"]["id"]
+    await call(handler.update_repositories, "installation_repositories", removed, handler_db)
+    after = set(await store.active_repositories(handler_db, created["installation"]["id"]))
+    assert not {r["full_name"] for r in removed["repositories_removed"]} & after
+
+
+async def test_selection_all_reads_the_full_list_from_github(fake_github: FakeGitHub, github_app: Any,
+                                                             handler_db: Database) -> None:
+    data = load("installation.created.1")
+    inst_id = data["installation"]["id"]
+    data["installation"]["repository_selection"] = "all"
+    repos = [f"Codertocat/repo-{i}" for i in range(45)]
+    fake_github.add_installation(inst_id, account="Codertocat", repositories=repos, repository_selection="all")
+    await call(handler.record_installation, "installation", data, handler_db, github_app)
+    assert await store.active_repositories(handler_db, inst_id) == sorted(repos)
+
+
+async def test_deleted_hides_repositories_and_cancels_queued_jobs(handler_db: Database) -> None:
+    data = load("installation.created.1")
+    inst_id = data["installation"]["id"]
+    await call(handler.record_installation, "installation", data, handler_db)
+    await handler_db.execute(
+        "INSERT INTO jobs (handler, ordering_key, installation_id, run_after, created_at) VALUES ('m:f', 'k', ?, 0, 0)",
+        (inst_id,),
+    )
+    deleted = load("installation.deleted.1")
+    deleted["installation"]["id"] = inst_id
+    recorder = await call(handler.forget_installation, "installation", deleted, handler_db)
+    installation = await store.get_installation(handler_db, inst_id)
+    assert installation is not None and installation.deleted
+    assert await store.active_repositories(handler_db, inst_id) == []
+    assert await store.installation_for_repo(handler_db, data["repositories"][0]["full_name"]) is None
+    assert await handler_db.fetchvalue("SELECT status FROM jobs") == "cancelled"
+    assert all(n["kind"] == "uninstalled" for n in recorder.notifications) and recorder.notifications
+
+
+async def test_suspend_then_unsuspend(handler_db: Database) -> None:
+    created = load("installation.created.1")
+    inst_id = created["installation"]["id"]
+    await call(handler.record_installation, "installation", created, handler_db)
+    suspend = load("installation.suspend.1")
+    suspend["installation"]["id"] = inst_id
+    await call(handler.suspend_installation, "installation", suspend, handler_db)
+    installation = await store.get_installation(handler_db, inst_id)
+    assert installation is not None and installation.suspended
+    unsuspend = load("installation.unsuspend.1")
+    unsuspend["installation"]["id"] = inst_id
+    await call(handler.record_installation, "installation", unsuspend, handler_db)
+    installation = await store.get_installation(handler_db, inst_id)
+    assert installation is not None and not installation.suspended
+
+
+async def test_reinstall_after_delete_is_live_again(handler_db: Database) -> None:
+    data = load("installation.created.1")
+    inst_id = data["installation"]["id"]
+    await call(handler.record_installation, "installation", data, handler_db)
+    deleted = load("installation.deleted.1")
+    deleted["installation"]["id"] = inst_id
+    await call(handler.forget_installation, "installation", deleted, handler_db)
+    await call(handler.record_installation, "installation", data, handler_db)
+    installation = await store.get_installation(handler_db, inst_id)
+    assert installation is not None and not installation.deleted
+    assert await store.active_repositories(handler_db, inst_id) != []
