@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from gidgethub import BadRequest
@@ -184,8 +185,11 @@ async def publish_pr_status(
     verdict = verdict_from_dict(row.verdict) if row.verdict is not None else None
     fields: dict[str, Any]
     annotations: list[Annotation] = []
-    if verdict is not None:
-        output = render_verdict_check(verdict, failing, health)
+    if verdict is not None and row.verdict is not None:
+        # Why fall back to the stored ones: a manifest refresh republishes without CI's details at hand.
+        shown = failing or stored_failing(row.verdict)
+        health = health if health is not None else _mapping(row.verdict.get("health"))
+        output = render_verdict_check(verdict, shown, health)
         fields = {"status": "completed", "conclusion": row.conclusion or verdict.conclusion}
         annotations = failure_annotations(manifest, failing)
     elif not links:
@@ -280,6 +284,26 @@ def verdict_from_dict(data: Mapping[str, Any]) -> Verdict | None:
                        conclusion, bool(data.get("report_found", True)))
     except (KeyError, TypeError, ValueError):
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFailure:
+    """A failing test kept in the stored verdict."""
+
+    tid: str
+    name: str
+    message: str
+
+
+def stored_failing(verdict: Mapping[str, Any]) -> list[StoredFailure]:
+    """Failing tests the CI handler kept in the verdict under "failing" ([{tid, name, message}]), if any."""
+    items = verdict.get("failing")
+    return [StoredFailure(str(i.get("tid", "")), str(i.get("name", "")), str(i.get("message", "")))
+            for i in (items if isinstance(items, list) else []) if isinstance(i, Mapping)]
+
+
+def _mapping(value: object) -> Mapping[str, Any] | None:
+    return value if isinstance(value, Mapping) else None
 
 
 def problem_lines(problems: Sequence[str]) -> str:

@@ -378,6 +378,22 @@ async def test_verdict_completes_the_check_run_with_annotations_in_batches(env: 
     assert "❌ failed" in comment["body"] and "Code health: **91.0**" in comment["body"]
 
 
+async def test_manifest_refresh_republishes_stored_failures_without_new_annotations(env: Env) -> None:
+    add_pull(env)
+    await env.deliver("pull_request", payload("opened.2"))
+    verdict = compute_verdict([CriterionRef(REPO, 7, "T1", "User can log in")], {"T1": "failed"})
+    stored = {**dataclasses.asdict(verdict), "health": {"score": 77.0},
+              "failing": [{"tid": "T1", "name": "T1::test_login", "message": "expected 200"}]}
+    async with env.db.transaction() as conn:
+        await store.save_verdict(conn, repo=REPO, pr_number=NUMBER, head_sha=SHA, verdict=stored,
+                                 conclusion="failure", run_id=1, run_attempt=1, now=2.0)
+    await env.deliver("pull_request", payload("opened.2", action="edited", changes={"title": {"from": "x"}}))
+    [run] = env.runs()
+    assert (run["status"], run["conclusion"]) == ("completed", "failure")
+    assert "expected 200" in run["output"]["text"] and "77.0" in run["output"]["summary"]
+    assert env.fake.check_run_annotations.get(run["id"], []) == []
+
+
 def test_malformed_stored_verdict_reads_as_none() -> None:
     assert pull_requests.verdict_from_dict({"results": "nope"}) is None
     verdict = compute_verdict([CriterionRef(REPO, 7, "T1", "x")], {"T1": "passed"})
