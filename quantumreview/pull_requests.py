@@ -172,9 +172,12 @@ async def refresh_manifest(ctx: Context, repo: str, pull: Mapping[str, Any]) -> 
 
 async def publish_pr_status(
     ctx: Context, repo: str, pr_number: int, head_sha: str, *, failing: Sequence[FailingCaseLike] = (),
-    health: HealthLike | Mapping[str, Any] | None = None,
+    health: HealthLike | Mapping[str, Any] | None = None, annotations: Sequence[Annotation] = (),
 ) -> None:
-    """Show the stored manifest (and verdict, once there is one) in the head's one check run and the PR's comment."""
+    """Show the stored manifest (and verdict, once there is one) in the head's one check run and the PR's comment.
+
+    With a verdict, `failing` tests and extra `annotations` (e.g. code-health findings) are annotated once.
+    """
     row = await store.get_manifest(ctx.db, repo, pr_number, head_sha)
     if row is None:
         ctx.log.info("no manifest for %s#%d at %s: nothing to publish", repo, pr_number, head_sha[:7])
@@ -184,20 +187,20 @@ async def publish_pr_status(
     problems = [str(p) for p in row.manifest.get("problems") or []]
     verdict = verdict_from_dict(row.verdict) if row.verdict is not None else None
     fields: dict[str, Any]
-    annotations: list[Annotation] = []
+    notes: list[Annotation] = []
     if verdict is not None and row.verdict is not None:
         # Why fall back to the stored ones: a manifest refresh republishes without CI's details at hand.
         shown = failing or stored_failing(row.verdict)
         health = health if health is not None else _mapping(row.verdict.get("health"))
         output = render_verdict_check(verdict, shown, health)
         fields = {"status": "completed", "conclusion": row.conclusion or verdict.conclusion}
-        annotations = failure_annotations(manifest, failing)
+        notes = [*failure_annotations(manifest, failing), *annotations]
     elif not links:
         output, fields = render_no_links_check(), {"status": "completed", "conclusion": "neutral"}
     else:
         output, fields = render_manifest_check(manifest, links), {"status": "in_progress"}
     output = with_problems(output, problems)
-    await upsert_check_run(ctx, repo, pr_number, head_sha, row.check_run_id, fields, output, annotations)
+    await upsert_check_run(ctx, repo, pr_number, head_sha, row.check_run_id, fields, output, notes)
     pull = await store.get_pull(ctx.db, repo, pr_number)
     if not links and (pull is None or pull.comment_id is None):
         return  # no linked issue and never commented: the neutral check says enough

@@ -17,7 +17,7 @@ from handlers.manifests import router
 from quantumreview import keys, pull_requests
 from quantumreview.analysis.checklist import Item
 from quantumreview.analysis.manifest import CriterionRef, Manifest
-from quantumreview.analysis.pr_render import MARKER, MAX_CHECK_CHARS
+from quantumreview.analysis.pr_render import MARKER, MAX_CHECK_CHARS, Annotation
 from quantumreview.analysis.verdict import compute_verdict
 from quantumreview.app import create_app
 from quantumreview.context import Context
@@ -366,14 +366,16 @@ async def test_verdict_completes_the_check_run_with_annotations_in_batches(env: 
                                         run_id=1, run_attempt=1, now=2.0)
     failing = [Failing(f"T{i}", f"T{i}::test_case", "assert False") for i in range(1, 61)]
     event = sansio.Event({}, event="workflow_run", delivery_id="d-2")
+    finding = Annotation("src/login.py", 2, 2, "warning", "complex")
     await pull_requests.publish_pr_status(env.context(event), REPO, NUMBER, SHA, failing=failing,
-                                          health={"score": 91.0, "delta": -1.0, "counts": {}})
+                                          health={"score": 91.0, "delta": -1.0, "counts": {}}, annotations=[finding])
     [run] = env.runs()
     assert (run["status"], run["conclusion"]) == ("completed", "failure")
     annotations = env.fake.check_run_annotations[run["id"]]
-    assert len(annotations) == 60 and annotations[0]["start_line"] == 1
+    assert len(annotations) == 61 and annotations[0]["start_line"] == 1
+    assert annotations[-1]["annotation_level"] == "warning"
     patches = env.fake.calls("PATCH", CHECK_RUNS + "/{check_run_id}")
-    assert [len(p.json["output"]["annotations"]) for p in patches] == [50, 10]
+    assert [len(p.json["output"]["annotations"]) for p in patches] == [50, 11]
     [comment] = env.comments()
     assert "❌ failed" in comment["body"] and "Code health: **91.0**" in comment["body"]
 
