@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 import time
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import jsonschema_rs
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
@@ -16,6 +19,7 @@ from gidgethub import routing, sansio
 
 from quantumreview import access, api, auth, keys
 from quantumreview.access import RepoAccess
+from quantumreview.api.openapi import build_document
 from quantumreview.app import create_app
 from quantumreview.context import Context
 from quantumreview.crypto import SecretBox
@@ -29,6 +33,44 @@ REPO = "octo/widgets"
 OTHER = "octo/secret"
 INSTALLATION = 42
 ORIGIN = "http://localhost:8000"
+
+
+class SchemaMismatch(AssertionError):
+    """A response the OpenAPI document does not describe."""
+
+
+@functools.cache
+def _document() -> dict[str, Any]:
+    return build_document()
+
+
+def _template_pattern(template: str) -> re.Pattern[str]:
+    return re.compile("^" + re.sub(r"\\{[a-z_]+\\}", "[^/]+", re.escape(template)) + "$")
+
+
+@functools.cache
+def _validator(path: str, method: str, status: str) -> Any:
+    operation = _document()["paths"][path][method]
+    response = operation["responses"].get(status)
+    if response is None:
+        raise SchemaMismatch(f"{method.upper()} {path} does not document status {status}")
+    if "$ref" in response:
+        response = _document()["components"]["responses"][response["$ref"].rpartition("/")[2]]
+    schema = response["content"]["application/json"]["schema"]
+    return jsonschema_rs.validator_for(
+        {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema,
+         "components": _document()["components"]}, validate_formats=True)
+
+
+def check_against_openapi(method: str, path: str, status: int, body: Any) -> None:
+    """Raise SchemaMismatch unless the document describes this response of this operation."""
+    templates = [t for t in _document()["paths"] if _template_pattern(t).match(path)]
+    if not templates:
+        raise SchemaMismatch(f"{path} is not in the OpenAPI document")
+    validator = _validator(templates[0], method.lower(), str(status))
+    errors = [f"{e.instance_path}: {e.message}" for e in validator.iter_errors(body)]
+    if errors:
+        raise SchemaMismatch(f"{method} {path} {status}: {errors[:3]}")
 
 
 @pytest.fixture
@@ -75,7 +117,10 @@ class Api:
         query = {k: str(v) for k, v in params.items()}
         async with self.client.request(method, path, params=query, headers=headers) as response:
             assert response.content_type == "application/json", await response.text()
-            return response.status, await response.json()
+            body = await response.json()
+            # Why here: every API test then also proves its responses match the OpenAPI document.
+            check_against_openapi(method, path, response.status, body)
+            return response.status, body
 
     async def get(self, path: str, **params: Any) -> tuple[int, Any]:
         """GET `path`."""

@@ -107,9 +107,10 @@ NAME = {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,100}$"}
 ID = {"type": "integer", "minimum": 1, "maximum": INT_MAX}
 
 
-def path_param(name: str, schema: Schema, description: str) -> Schema:
+def path_param(name: str, schema: Schema, description: str, example: Any) -> Schema:
     """A required path parameter."""
-    return {"name": name, "in": "path", "required": True, "schema": schema, "description": description}
+    return {"name": name, "in": "path", "required": True, "schema": schema, "description": description,
+            "example": example}
 
 
 def query_param(name: str, schema: Schema, description: str) -> Schema:
@@ -117,8 +118,9 @@ def query_param(name: str, schema: Schema, description: str) -> Schema:
     return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
 
 
-REPO_PARAMS = [path_param("owner", NAME, "repository owner"), path_param("repo", NAME, "repository name")]
-NUMBER = path_param("number", ID, "issue or pull request number")
+REPO_PARAMS = [path_param("owner", NAME, "repository owner", "octo"),
+               path_param("repo", NAME, "repository name", "widgets")]
+NUMBER = path_param("number", ID, "issue or pull request number", 1)
 PAGE_PARAMS = [
     query_param("page", {"type": "integer", "minimum": 1, "maximum": PAGE_MAX, "default": 1}, "page, from 1"),
     query_param("per_page", {"type": "integer", "minimum": 1, "maximum": PER_PAGE_MAX, "default": PER_PAGE_DEFAULT},
@@ -175,13 +177,13 @@ def build_paths() -> dict[str, Schema]:
         f"{repo}/audit": {"get": operation("listAudit", "the repository's audit log", ("200", "AuditPage"),
                                            [*REPO_PARAMS, *PAGE_PARAMS], "400 401 404 503")},
         "/api/jobs/{id}": {"get": operation("getJob", "a job on one of your repositories", ("200", "Job"),
-                                            [path_param("id", ID, "job id")], "400 401 404 503")},
+                                            [path_param("id", ID, "job id", 1)], "400 401 404 503")},
         "/api/notifications": {"get": operation(
             "listNotifications", "your notifications, newest first", ("200", "NotificationPage"),
             [*PAGE_PARAMS, query_param("unread", {"type": "boolean"}, "only unread ones")], "400 401 503")},
         "/api/notifications/{id}/read": {"post": operation(
             "markNotificationRead", "mark a notification read", ("200", "NotificationRead"),
-            [path_param("id", ID, "notification id")], "400 401 404 503")},
+            [path_param("id", ID, "notification id", 1)], "400 401 404 503")},
         PATH: {"get": {"operationId": "getOpenApi", "summary": "this document", "security": [],
                        "responses": {"200": {"description": "the OpenAPI document",
                                              "content": {"application/json": {"schema": ANY_OBJECT}}}}}},
