@@ -40,7 +40,11 @@ _BARE_STARTS = (
     (b"\x00<", "utf-16-be"),
 )
 # Within one testcase a <skipped> child beats no result child; rerun/flaky children count for nothing.
-_CHILD_RANK: dict[object, int] = {"skipped": 1, "failure": 2, "error": 3}
+_CHILD_RANK: dict[str, int] = {"skipped": 1, "failure": 2, "error": 3}
+_EVENT_TAGS = ("{*}testcase", "{*}skipped", "{*}failure", "{*}error")
+_NO_RESULT: tuple[int, Any] = (0, None)
+# Most runners put the TID first: an anchored match is cheaper than a search, and is the first match.
+_TID_AT_START = re.compile(r"(T[0-9]+)::")
 _BY_CASE_RANK: tuple[Status, ...] = ("passed", "skipped", "failed", "error")
 _BY_TID_RANK: tuple[Status, ...] = ("skipped", "passed", "failed", "error")
 PRUNE_EVERY = 256
@@ -173,7 +177,7 @@ def _scan(source: IO[bytes] | str) -> JUnitReport:
     events = etree.iterparse(
         source,
         events=("end",),
-        tag=("testcase", "{*}testcase"),
+        tag=_EVENT_TAGS,
         resolve_entities=False,
         no_network=True,
         load_dtd=False,
@@ -196,35 +200,41 @@ def _scan(source: IO[bytes] | str) -> JUnitReport:
 
 
 def _consume(events: etree.iterparse, tally: _Tally) -> Any:
-    """Tally every testcase end event; this loop is the hot path, so it inlines the common case."""
+    """Tally every testcase end event; this loop is the hot path, so it inlines the common case.
+
+    Result elements (<error>, <failure>, <skipped>) arrive as their own end events before their
+    testcase's, so the testcase's children never need walking: each result is filed under its
+    parent and picked up when that parent turns out to be a testcase.
+    """
     counts = tally.counts
     tid_rank = tally.tid_rank
-    child_rank = _CHILD_RANK
+    result_rank = _CHILD_RANK
     rank_for_tid = _TID_RANK_OF_CASE_RANK
+    tid_at_start = _TID_AT_START.match
     name_tid = NAME_TID.search
     class_tids = tally.class_tids
+    results: dict[etree._Element, tuple[int, etree._Element]] = {}
     seen = 0
-    for _, case in events:
-        rank = 0
-        result = None
-        if len(case):
-            for child in case:
-                found = child_rank.get(child.tag)
-                if found is None:
-                    found = child_rank.get(_local(child.tag))
-                if found is not None and found > rank:
-                    rank, result = found, child
+    for _, element in events:
+        found = result_rank.get(_local(element.tag))
+        if found is not None:
+            parent = element.getparent()
+            if parent is not None and found > results.get(parent, _NO_RESULT)[0]:
+                results[parent] = (found, element)
+            continue
+        case = element
+        rank, result = results.pop(case, _NO_RESULT) if results else _NO_RESULT
         counts[rank] += 1
-        name = case.get("name")
+        name = case.get(b"name")
         tid = None
         if name and "::" in name:
-            match = name_tid(name)
+            match = tid_at_start(name) or name_tid(name)
             if match:
                 tid = match.group(1)
                 # Only a status change or a failure message needs the slow path.
                 if tid_rank.get(tid, -1) < rank_for_tid[rank] or rank >= 2:
                     tally.record(tid, rank, result, case)
-        classname = case.get("classname")
+        classname = case.get(b"classname")
         if classname:
             ctid = class_tids.get(classname, _UNSEEN)
             if ctid is _UNSEEN:
