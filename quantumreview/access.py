@@ -161,6 +161,14 @@ async def repo_access(request: web.Request, user: User, owner: str, repo: str) -
     raise _json_error(web.HTTPNotFound, "not_found", "no such repository, or you cannot reach it")
 
 
+async def installation_access(request: web.Request, user: User, installation_id: int) -> list[RepoAccess]:
+    """The user's repositories in one installation; 404 JSON when they reach none there (no enumeration)."""
+    found = [a for a in await managed_repositories(request, user) if a.installation_id == installation_id]
+    if not found:
+        raise _json_error(web.HTTPNotFound, "not_found", "no such installation, or you cannot reach it")
+    return found
+
+
 def require_push(access: RepoAccess) -> None:
     """Raise a 403 JSON error unless the user has push, maintain or admin on the repository."""
     if not access.can_push:

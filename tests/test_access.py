@@ -12,6 +12,7 @@ from tests.test_auth import Dashboard, log_in, with_session
 # The dashboard fixtures live with the auth tests; re-exported so pytest finds them here.
 clock, fake, database, make_dashboard, dash = (shared.clock, shared.fake, shared.database, shared.make_dashboard,
                                                shared.dash)
+migrated_file = shared.migrated_file
 
 MONA_SEES = ["octo-org/r1", "octo-org/r3", "octo-org/r5"]
 
@@ -112,6 +113,17 @@ async def test_github_failure_while_listing_is_a_502_json_error(dash: Dashboard)
     status, body = await get_json(dash, mona, "/api/repos")
     assert status == 502
     assert isinstance(body, dict) and body["error"]["code"] == "github_unavailable"
+
+
+@pytest.mark.parametrize(("installation_id", "expected"), [(7, MONA_SEES), (8, None), (9, None), (12345, None)])
+async def test_installation_access_is_404_unless_the_user_reaches_a_repository_in_it(
+        dash: Dashboard, installation_id: int, expected: list[str] | None) -> None:
+    mona = await log_in(dash)
+    status, body = await get_json(dash, mona, f"/api/installations/{installation_id}")
+    if expected is None:
+        assert status == 404 and isinstance(body, dict) and body["error"]["code"] == "not_found"
+    else:
+        assert status == 200 and body == expected
 
 
 @pytest.mark.parametrize(("permissions", "expected"), [
