@@ -216,7 +216,10 @@ def _consume(events: etree.iterparse, tally: _Tally) -> Any:
     results: dict[etree._Element, tuple[int, etree._Element]] = {}
     seen = 0
     for _, element in events:
-        found = result_rank.get(_local(element.tag))
+        tag = element.tag
+        found = result_rank.get(tag) if tag != "testcase" else None
+        if found is None and tag != "testcase" and "}" in tag:
+            found = result_rank.get(_local(tag))
         if found is not None:
             parent = element.getparent()
             if parent is not None and found > results.get(parent, _NO_RESULT)[0]:
@@ -241,7 +244,8 @@ def _consume(events: etree.iterparse, tally: _Tally) -> Any:
                 ctid = tally.remember_classname(classname)
             if ctid and ctid != tid and (tid_rank.get(ctid, -1) < rank_for_tid[rank] or rank >= 2):
                 tally.record(ctid, rank, result, case)
-        case.clear()
+        if len(case):
+            case.clear()  # frees big <system-out> text now; attributes go at the next prune
         seen += 1
         if not seen % PRUNE_EVERY:
             _prune_before(case)
