@@ -208,12 +208,11 @@ def _links_to(linked: object, repo: str, number: int) -> bool:
 async def pulls_linking(db: Database, repo: str, issue_number: int) -> list[PullRequest]:
     """Pull requests (of any repository) whose stored links name this issue, by repository and number."""
     # Why: LIKE on the JSON text narrows the scan cheaply; the exact match is checked on the parsed links.
-    rows = await db.fetchall(
-        "SELECT * FROM pull_requests WHERE linked LIKE ? ORDER BY repo, number",
-        (f"%{repo}%",),
-    )
+    # Why no ORDER BY: it makes SQLite walk the primary-key index and look up every row (4x slower).
+    rows = await db.fetchall("SELECT * FROM pull_requests WHERE linked LIKE ?", (f"%{repo}%",))
     pulls = [_pull(row) for row in rows]
-    return [pull for pull in pulls if _links_to(pull.linked, repo, issue_number)]
+    linking = [pull for pull in pulls if _links_to(pull.linked, repo, issue_number)]
+    return sorted(linking, key=lambda pull: (pull.repo, pull.number))
 
 
 async def get_pull(db: Database, repo: str, number: int) -> PullRequest | None:
