@@ -14,18 +14,19 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from quantumreview import keys, setup_flow
+from quantumreview import access, api, auth, keys, setup_flow, web_security
 from quantumreview.credentials import AppCredentials, CredentialsHolder
 from quantumreview.crypto import SecretBox
 from quantumreview.github import GitHubApp
 from quantumreview.intake import LOCK_TIMEOUT, IntakeWriter
-from quantumreview.jobs import GitHubFactory, JobRunner, Notify, enqueue, no_notify
+from quantumreview.jobs import GitHubFactory, JobRunner, Notify, enqueue
 from quantumreview.plugins import HandlerRegistry, load_handlers
 from quantumreview.redelivery import SWEEP_EVENT, SWEEP_INTERVAL
 from quantumreview.settings import Settings
 from quantumreview.webhook import PATH as WEBHOOK_PATH
 from quantumreview.webhook import WebhookReceiver, error_response
 from storage import jobs as job_store
+from storage import notifications
 from storage.db import Database, DatabaseBusy
 
 log = logging.getLogger("quantumreview.app")
@@ -148,18 +149,22 @@ def intake_ctx(*, lock_timeout: float = LOCK_TIMEOUT) -> Callable[[web.Applicati
     return ctx
 
 
-def runner_ctx(github_factory: GitHubFactory | None, notify: Notify,
+def runner_ctx(github_factory: GitHubFactory | None, notify: Notify | None,
                now: Callable[[], float]) -> Callable[[web.Application], AsyncIterator[None]]:
     """The job runner: resumes interrupted jobs at start, drains within shutdown_grace at stop."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
+        async def notify_managers(repo: str, kind: str, title: str, **kwargs: Any) -> int:
+            """ctx.notify: one notification per user who manages `repo`."""
+            return await notifications.notify_repo_managers(app[keys.db], repo, kind, title, **kwargs)
+
         def from_app(installation_id: int) -> Any:
             github: Any = app.get(keys.github)
             return None if github is None else github.for_installation(installation_id)
 
         runner = JobRunner(app[keys.db], app[keys.handlers], app[keys.settings],
                            github_factory=github_factory or from_app, github=lambda: app.get(keys.github),
-                           notify=notify, now=now)
+                           notify=notify or notify_managers, now=now)
         await runner.start()
         app[keys.runner] = runner
         yield
@@ -190,13 +195,13 @@ async def sweeper_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings, *, registry: HandlerRegistry | None = None,
                github_factory: GitHubFactory | None = None, now: Callable[[], float] = time.time,
-               notify: Notify = no_notify, credentials: CredentialsHolder | None = None,
+               notify: Notify | None = None, credentials: CredentialsHolder | None = None,
                handlers_package: str | None = None) -> web.Application:
     """Build the application; handlers come from `registry`, or the package named by QUANTUMREVIEW_HANDLERS."""
     if registry is None:
         registry = load_handlers(handlers_package or settings.handlers_package)
     holder = credentials or CredentialsHolder(AppCredentials.from_settings(settings))
-    app = web.Application(middlewares=[error_middleware])
+    app = web.Application(middlewares=[error_middleware, web_security.middleware])
     app[keys.settings] = settings
     app[keys.handlers] = registry
     app[keys.credentials] = holder
@@ -205,6 +210,9 @@ def create_app(settings: Settings, *, registry: HandlerRegistry | None = None,
     app.router.add_post(WEBHOOK_PATH, receiver.handle)
     app.router.add_get("/health", health)
     setup_flow.add_routes(app)
+    auth.setup(app, clock=now)
+    access.setup(app)
+    api.add_routes(app)
     app.cleanup_ctx.extend([
         database_ctx, setup_flow.stored_credentials_ctx, http_ctx, github_ctx, intake_ctx(),
         runner_ctx(github_factory, notify, now), sweeper_ctx,
