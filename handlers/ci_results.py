@@ -142,7 +142,7 @@ async def judge_pull(ctx: Context, repo: str, number: int, head_sha: str, run_id
         await update_checklists(ctx, verdict)
     if row.verdict != record:
         await ctx.notify(repo, "verdict", f"{repo}#{number}: {verdict_title(verdict)}",
-                         url=f"https://github.com/{repo}/pull/{number}",
+                         url=f"{ctx.settings.github_url}/{repo}/pull/{number}",
                          data={"pr_number": number, "head_sha": head_sha, "conclusion": verdict.conclusion})
     return summary
 

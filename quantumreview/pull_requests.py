@@ -186,6 +186,9 @@ async def publish_pr_status(
     links = issue_links(row.manifest.get("links") or [])
     problems = [str(p) for p in row.manifest.get("problems") or []]
     verdict = verdict_from_dict(row.verdict) if row.verdict is not None else None
+    if row.verdict is not None:
+        # CI's notes (expired artifact, unreadable report) sit beside the link problems, deduplicated.
+        problems += [str(n) for n in row.verdict.get("notes") or [] if str(n) not in problems]
     fields: dict[str, Any]
     notes: list[Annotation] = []
     if verdict is not None and row.verdict is not None:

@@ -199,6 +199,7 @@ async def test_expired_report_artifact_gives_a_neutral_check_without_retrying(ha
     manifest = await pull_store.get_manifest(harness.db, REPO, 7, SHA)
     assert manifest is not None and manifest.verdict is not None
     assert any("expired" in note for note in manifest.verdict["notes"])
+    assert "expired" in check["output"]["summary"]  # the people reading the check see why it is neutral
 
 
 async def test_fork_pull_request_is_found_by_head_sha(harness: Harness) -> None:
