@@ -54,51 +54,60 @@ def write_report(path: Path, cases: int) -> None:
         out.write("</testsuites>\n")
 
 
-def run_reader(reader: str, path: Path) -> int:
-    """Read the report with one reader; return the number of testcases seen."""
+def time_reader(reader: str, path: Path) -> tuple[float, int]:
+    """Read the report with one reader; return seconds taken and testcases seen (counted untimed)."""
     if reader == "parse_junit":
         from quantumreview.analysis.junit import parse_junit
 
-        return parse_junit(path).tests
+        start = time.perf_counter()
+        report = parse_junit(path)
+        return time.perf_counter() - start, report.tests
     if reader == "junitparser":
         from junitparser import JUnitXml
 
+        start = time.perf_counter()
         seen = 0
         for suite in JUnitXml.fromfile(str(path)):
             for case in suite:
                 _ = case.result
                 seen += 1
-        return seen
+        return time.perf_counter() - start, seen
     from lxml import etree
 
+    start = time.perf_counter()
     tree = etree.parse(str(path))
-    return len(tree.getroot())  # suites, not cases: counting would add work the bare parse should not do
+    seconds = time.perf_counter() - start
+    return seconds, sum(1 for _ in tree.iter("testcase"))
 
 
 def child(reader: str, path: Path) -> None:
     """Measure one reader in this process and print one JSON line."""
-    start = time.perf_counter()
-    seen = run_reader(reader, path)
-    seconds = time.perf_counter() - start
+    seconds, seen = time_reader(reader, path)
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"seconds": seconds, "peak_mb": peak_kb / 1024, "cases": seen}))
 
 
-def measure(reader: str, path: Path) -> dict[str, float]:
-    """Run a reader RUNS times, each in a fresh subprocess; keep the best time and lowest peak."""
-    results = []
+def run_child(reader: str, path: Path) -> dict[str, float]:
+    """Run one reader once in a fresh subprocess."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", reader, str(path)], check=True, capture_output=True, text=True
+    )
+    return dict(json.loads(out.stdout))
+
+
+def measure_all(path: Path) -> dict[str, dict[str, float]]:
+    """Run the readers in turn, RUNS rounds, so machine load hits them alike; keep best time, lowest peak."""
+    runs: dict[str, list[dict[str, float]]] = {reader: [] for reader in READERS}
     for _ in range(RUNS):
-        out = subprocess.run(
-            [sys.executable, __file__, "--child", reader, str(path)],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        results.append(json.loads(out.stdout))
+        for reader in READERS:
+            runs[reader].append(run_child(reader, path))
     return {
-        "seconds": min(r["seconds"] for r in results),
-        "peak_mb": min(r["peak_mb"] for r in results),
-        "cases": results[0]["cases"],
+        reader: {
+            "seconds": min(r["seconds"] for r in results),
+            "peak_mb": min(r["peak_mb"] for r in results),
+            "cases": results[0]["cases"],
+        }
+        for reader, results in runs.items()
     }
 
 
@@ -123,7 +132,7 @@ def main() -> None:
         write_report(path, args.cases)
         size_mb = path.stat().st_size / 1e6
         print(f"report: {args.cases:,} testcases, {size_mb:.1f} MB; python-only child peak {baseline_rss_mb():.0f} MB")
-        figures = {reader: measure(reader, path) for reader in READERS}
+        figures = measure_all(path)
     for reader, fig in figures.items():
         print(f"{reader:12s} {fig['seconds']:7.3f} s (best of {RUNS})  peak RSS {fig['peak_mb']:7.1f} MB"
               f"  cases {int(fig['cases']):,}")
