@@ -28,10 +28,9 @@ from aiohttp import web
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from quantumreview import access, api, auth, keys  # noqa: E402
+from quantumreview import access, auth, keys  # noqa: E402
 from quantumreview.access import RepoAccess  # noqa: E402
 from quantumreview.app import create_app  # noqa: E402
-from quantumreview.crypto import SecretBox  # noqa: E402
 from quantumreview.plugins import HandlerRegistry  # noqa: E402
 from quantumreview.settings import Settings  # noqa: E402
 from storage import migrations  # noqa: E402
@@ -105,13 +104,10 @@ async def bare(request: web.Request) -> web.Response:
 
 
 def build_app(db_path: Path, repos: int) -> web.Application:
-    """The real app with auth, a warm access cache and the API, plus the bare handler."""
-    settings = Settings(database_path=db_path, public_url="http://127.0.0.1")
+    """The real app (login, access, API) with a warm access cache, plus the bare handler."""
+    settings = Settings(database_path=db_path, public_url="http://127.0.0.1", jwt_secret="bench-" + "k" * 40)
     app = create_app(settings, registry=HandlerRegistry.from_routers([]))
-    app[keys.secret_box] = SecretBox(b"bench-master-key-0123456789abcdefghij")
-    auth.setup(app)
-    access.setup(app, ttl=3600).put(USER.id, tuple(RepoAccess(repo_name(i), 1, "push") for i in range(repos)))
-    api.add_routes(app)
+    app[access.ACCESS].put(USER.id, tuple(RepoAccess(repo_name(i), 1, "push") for i in range(repos)))
     app.router.add_get("/bench/bare", bare)
     return app
 

@@ -17,18 +17,16 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from gidgethub import routing, sansio
 
-from quantumreview import access, api, auth, keys
+from quantumreview import access, auth, keys
 from quantumreview.access import RepoAccess
 from quantumreview.api.openapi import build_document
 from quantumreview.app import create_app
 from quantumreview.context import Context
-from quantumreview.crypto import SecretBox
 from quantumreview.plugins import HandlerRegistry
 from storage import users
 from storage.db import Database
 from tests.conftest import SettingsFactory
 
-BOX_KEY = b"api-tests-master-key-0123456789abcdef"
 REPO = "octo/widgets"
 OTHER = "octo/secret"
 INSTALLATION = 42
@@ -95,13 +93,8 @@ def settings_overrides() -> dict[str, Any]:
 @pytest.fixture
 def api_app(make_settings: SettingsFactory, job_router: routing.Router,
             settings_overrides: dict[str, Any]) -> web.Application:
-    """create_app plus login, access and the API routes, as app.py wires them."""
-    app = create_app(make_settings(**settings_overrides), registry=HandlerRegistry.from_routers([job_router]))
-    app[keys.secret_box] = SecretBox(BOX_KEY)
-    auth.setup(app)
-    access.setup(app, ttl=3600)
-    api.add_routes(app)
-    return app
+    """The app as create_app wires it (login, access, web security and the API), with the test's handlers."""
+    return create_app(make_settings(**settings_overrides), registry=HandlerRegistry.from_routers([job_router]))
 
 
 @dataclass

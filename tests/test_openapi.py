@@ -23,6 +23,7 @@ from schemathesis.specs.openapi.checks import (
 
 from quantumreview.api.openapi import PATH, build_document
 from tests.test_api_support import (
+    ORIGIN,
     REPO,
     Api,
     SchemaMismatch,
@@ -125,7 +126,8 @@ def fuzz(base_url: str, cookie: str, *, examples: int = EXAMPLES_PER_OPERATION, 
                   phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
         @given(case=operation.as_strategy())
         def call(case: Any) -> None:
-            case.call_and_validate(base_url=base_url, session=session, headers={"Cookie": cookie}, checks=CHECKS)
+            case.call_and_validate(base_url=base_url, session=session, headers={"Cookie": cookie, "Origin": ORIGIN},
+                                   checks=CHECKS)
 
         call()
         exercised.append(operation.label)

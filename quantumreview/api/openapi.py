@@ -129,7 +129,7 @@ PAGE_PARAMS = [
 ERRORS = {
     "400": "a query or path value is malformed",
     "401": "not signed in",
-    "403": "signed in, but without push permission on the repository",
+    "403": "without push permission on the repository, or a cross-site request (code csrf)",
     "404": "not found, or not a repository you manage",
     "503": "the database or the job runner is unavailable",
 }
@@ -183,7 +183,7 @@ def build_paths() -> dict[str, Schema]:
             [*PAGE_PARAMS, query_param("unread", {"type": "boolean"}, "only unread ones")], "400 401 503")},
         "/api/notifications/{id}/read": {"post": operation(
             "markNotificationRead", "mark a notification read", ("200", "NotificationRead"),
-            [path_param("id", ID, "notification id", 1)], "400 401 404 503")},
+            [path_param("id", ID, "notification id", 1)], "400 401 403 404 503")},
         PATH: {"get": {"operationId": "getOpenApi", "summary": "this document", "security": [],
                        "responses": {"200": {"description": "the OpenAPI document",
                                              "content": {"application/json": {"schema": ANY_OBJECT}}}}}},
