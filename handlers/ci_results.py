@@ -70,11 +70,18 @@ async def revalidate_pull(event: sansio.Event, ctx: Context) -> None:
 async def rejudge_commit(ctx: Context, repo: str, head_sha: str, numbers: Sequence[int] | None) -> None:
     """Process the commit's latest stored run again, or re-publish the stored state when no run is known."""
     stored = await run_store.latest_run_for_sha(ctx.db, repo, head_sha)
-    if stored is None:
+    run: dict[str, Any] | None
+    if stored is not None:
+        run = await ctx.gh.getitem(f"/repos/{repo}/actions/runs/{stored.run_id}")
+    else:
+        # Never seen a run for this commit (e.g. it finished while we were not installed): ask GitHub.
+        listing = await ctx.gh.getitem(f"/repos/{repo}/actions/runs?head_sha={head_sha}&status=completed&per_page=10")
+        runs = [r for r in listing.get("workflow_runs") or [] if r.get("status", "completed") == "completed"]
+        run = max(runs, key=lambda r: int(r["id"])) if runs else None
+    if run is None:
         for number in numbers if numbers is not None else await pulls_for_sha(ctx, repo, head_sha):
             await prs.publish_pr_status(ctx, repo, number, head_sha)
         return
-    run: dict[str, Any] = await ctx.gh.getitem(f"/repos/{repo}/actions/runs/{stored.run_id}")
     await judge_run(ctx, repo, run, force=True, numbers=numbers)
 
 

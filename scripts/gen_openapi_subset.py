@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_SPEC = Path("/work/shared/github/api.github.com.json")
+# The shared folder sits beside the checkout (on developer machines and in CI).
+DEFAULT_SPEC = ROOT.parent / "shared" / "github" / "api.github.com.json"
 DEFAULT_OUT = ROOT / "quantumreview" / "testing" / "openapi_subset.json"
 
 # Every REST operation FakeGitHub serves; the fake grows here, the check never loosens.
@@ -33,6 +34,7 @@ OPERATIONS: tuple[tuple[str, str], ...] = (
     ("GET", "/repos/{owner}/{repo}/check-runs/{check_run_id}"),
     ("PATCH", "/repos/{owner}/{repo}/check-runs/{check_run_id}"),
     ("GET", "/repos/{owner}/{repo}/commits/{ref}/check-runs"),
+    ("GET", "/repos/{owner}/{repo}/actions/runs"),
     ("GET", "/repos/{owner}/{repo}/actions/runs/{run_id}"),
     ("GET", "/repos/{owner}/{repo}/actions/runs/{run_id}/artifacts"),
     ("GET", "/repos/{owner}/{repo}/actions/artifacts/{artifact_id}/{archive_format}"),

@@ -256,3 +256,12 @@ async def test_revalidate_job_judges_the_pull_request_again(harness: Harness) ->
     await harness.dispatch(handler.REVALIDATE_EVENT, {"repo": REPO, "pr_number": 7})
     assert len(harness.fake.calls("PATCH", CHECK_RUN)) > writes
     assert len(harness.check_runs()) == 1 and harness.check_runs()[0]["conclusion"] == "failure"
+
+
+async def test_revalidate_without_a_stored_run_finds_the_commits_run_on_github(harness: Harness) -> None:
+    harness.add_run(113, t2="passed")  # on GitHub, but its workflow_run delivery never reached us
+    assert await run_store.latest_run_for_sha(harness.db, REPO, SHA) is None
+    await harness.dispatch(handler.REVALIDATE_EVENT, {"repo": REPO, "pr_number": 7})
+    assert len(harness.fake.calls("GET", "/repos/{owner}/{repo}/actions/runs")) == 1
+    assert harness.check_runs()[0]["conclusion"] == "success"
+    assert await run_store.latest_run_for_sha(harness.db, REPO, SHA) is not None

@@ -17,7 +17,7 @@ from quantumreview.testing.fake import route_modules
 pytest_plugins = ["pytester"]
 
 ROOT = Path(__file__).resolve().parent.parent
-SPEC = Path("/work/shared/github/api.github.com.json")
+SPEC = ROOT.parent / "shared" / "github" / "api.github.com.json"
 SUBSET = ROOT / "quantumreview" / "testing" / "openapi_subset.json"
 CHECK_RUNS = "/repos/{owner}/{repo}/check-runs"
 CHECK_RUN = "/repos/{owner}/{repo}/check-runs/{check_run_id}"

@@ -19,6 +19,16 @@ async def get_workflow_run(request: web.Request) -> web.Response:
     return web.json_response(found(state_of(request).workflow_runs.get((repo, int_param(request, "run_id")))))
 
 
+async def list_workflow_runs(request: web.Request) -> web.Response:
+    """GET /repos/{owner}/{repo}/actions/runs (head_sha filter; newest first; {total_count, workflow_runs})."""
+    repo = repo_name(request)
+    head_sha = request.query.get("head_sha")
+    runs = [run for (name, _), run in state_of(request).workflow_runs.items()
+            if name == repo and (head_sha is None or run.get("head_sha") == head_sha)]
+    runs.sort(key=lambda run: int(run["id"]), reverse=True)
+    return paged_json(request, runs, key="workflow_runs")
+
+
 async def list_run_artifacts(request: web.Request) -> web.Response:
     """GET /repos/{owner}/{repo}/actions/runs/{run_id}/artifacts (paginated, {total_count, artifacts})."""
     state = state_of(request)
@@ -101,6 +111,7 @@ async def stream_blob(request: web.Request, state: FakeState, artifact_id: int, 
 
 
 ROUTES = (
+    Route("GET", "/repos/{owner}/{repo}/actions/runs", list_workflow_runs, auth="token"),
     Route("GET", "/repos/{owner}/{repo}/actions/runs/{run_id}", get_workflow_run, auth="token"),
     Route("GET", "/repos/{owner}/{repo}/actions/runs/{run_id}/artifacts", list_run_artifacts, auth="token"),
     Route("GET", "/repos/{owner}/{repo}/actions/artifacts/{artifact_id}/{archive_format}", download_artifact,
