@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -445,3 +447,38 @@ def test_network_dtds_and_entities_never_connect(listener: tuple[str, list[int]]
     time.sleep(0.2)  # give a late connection time to be counted
 
     assert accepts[0] == 0
+
+
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec, so a child would report pytest's peak.
+MEMORY_PROBE = """
+import re, sys
+from pathlib import Path
+from lxml import etree
+from quantumreview.analysis.junit import parse_junit
+def peak_kb():
+    return int(re.search(r"VmHWM:\\s+(\\d+)", open("/proc/self/status").read()).group(1))
+before = peak_kb()
+if sys.argv[2] == "parse_junit":
+    parse_junit(Path(sys.argv[1]))
+else:
+    etree.parse(sys.argv[1])
+print((peak_kb() - before) / 1024)
+"""
+
+
+def test_memory_stays_flat_on_a_big_report(tmp_path: Path) -> None:
+    path = tmp_path / "big.xml"
+    with path.open("w") as out:
+        out.write("<testsuites><testsuite>")
+        for i in range(20_000):
+            out.write(f'<testcase name="T{i % 50}::c{i}"><system-out>{"log line " * 60}</system-out></testcase>')
+        out.write("</testsuite></testsuites>")
+
+    def peak_growth_mb(reader: str) -> float:
+        done = subprocess.run(
+            [sys.executable, "-c", MEMORY_PROBE, str(path), reader], check=True, capture_output=True, text=True
+        )
+        return float(done.stdout)
+
+    assert peak_growth_mb("full_tree") > 20  # the probe does see a reader that keeps the whole tree
+    assert peak_growth_mb("parse_junit") < 8
