@@ -1,0 +1,103 @@
+"""`quantumreview demo`: the whole pipeline on the fake GitHub, its printed story, its state, its live API."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import re
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from quantumreview import demo_fixtures as data
+from quantumreview import keys
+from quantumreview.demo import DemoError, demo_environment, run_demo
+from quantumreview.demo_story import STEPS, play_story
+from storage import jobs as job_store
+
+
+def section(text: str, step: int) -> str:
+    """The printed text of one step, up to the next step line (or the end)."""
+    start = text.index(f"[{step}/{STEPS}]")
+    following = text.find(f"[{step + 1}/{STEPS}]", start)
+    return text[start:following if following != -1 else len(text)]
+
+
+async def test_demo_prints_a_failing_verdict_then_a_passing_one(tmp_path: Path) -> None:
+    out = io.StringIO()
+    assert await run_demo(serve=False, data_dir=tmp_path, out=out, port=None) == 0
+    text = out.getvalue()
+    assert [f"[{n}/{STEPS}]" in text for n in range(1, STEPS + 1)] == [True] * STEPS
+    assert "Opening pull request #2 that links #1" in text
+    first = section(text, 6)
+    assert "on 1a1a1a1: FAILURE" in first and "1 failed, 1 missing of 5 criteria" in first
+    assert re.search(r"`T2` \| [^\n]* \| ❌ failed", first) and re.search(r"`T3` \| [^\n]* \| ❔ missing", first)
+    assert "Code health: **86.0**" in first and "EXPIRED2023" in first
+    second = section(text, 8)
+    assert "on 2b2b2b2: SUCCESS" in second and "All 5 criteria passed" in second
+    assert "❌" not in second and "❔" not in second and "Code health: **99.0**" in second
+    assert "`T5` | Discount codes are not case-sensitive" in section(text, 4)  # the edit added T5
+    assert "demo failed" not in text and "Warning" not in text
+
+
+async def test_demo_leaves_one_comment_per_thread_and_one_check_run_per_head(tmp_path: Path) -> None:
+    async with demo_environment(tmp_path, None) as env:
+        await play_story(env, io.StringIO())
+        assert len(env.fake.comments[(data.REPO, data.ISSUE_NUMBER)]) == 1
+        assert len(env.fake.comments[(data.REPO, data.PULL_NUMBER)]) == 1
+        runs = [(r["head_sha"], r["conclusion"]) for r in env.fake.check_runs[data.REPO]]
+        assert runs == [(data.FIRST_SHA, "failure"), (data.FIXED_SHA, "success")]
+        assert env.fake.contract_violations == []
+        assert {job.status for job in await job_store.list_jobs(env.app[keys.db])} == {"done"}
+        pull = await env.get_json(f"/api/repos/{data.REPO}/prs/{data.PULL_NUMBER}")
+        assert pull["head_sha"] == data.FIXED_SHA
+        assert pull["verdict"] == {"conclusion": "success", "passed": 5, "failed": 0, "skipped": 0, "missing": 0}
+
+
+async def test_each_run_starts_from_a_fresh_database(tmp_path: Path) -> None:
+    (tmp_path / "quantumreview.db").write_bytes(b"left over from an older run, not even SQLite")
+    out = io.StringIO()
+    assert await run_demo(serve=False, data_dir=tmp_path, out=out, port=None) == 0
+    assert "Checklist created for octo-org/bookshop#1" in out.getvalue()
+
+
+async def test_a_stalled_queue_is_reported_with_the_waiting_handler(tmp_path: Path) -> None:
+    async with demo_environment(tmp_path, None) as env:
+        env.fake.add_installation(data.INSTALLATION_ID, account=data.OWNER, repositories=[data.REPO])
+        issue = env.fake.add_issue(data.REPO, 1, title="x", body=data.ISSUE_BODY)
+        env.fake.fail_next("GET", "/repos/{owner}/{repo}/issues/{issue_number}", status=502, times=100)
+        await env.deliver("issues", data.issue_event("opened", env.fake.state.repos[data.REPO], issue))
+        with pytest.raises(DemoError, match=r"did not drain within 1 s: .*checklists.*quantumreview jobs"):
+            await env.wait_idle(timeout=1.0)
+
+
+async def test_serving_keeps_the_api_up_behind_the_printed_login_url(tmp_path: Path) -> None:
+    out = io.StringIO()
+    task = asyncio.create_task(run_demo(serve=True, data_dir=tmp_path, out=out, port=None))
+    try:
+        for _ in range(1500):
+            if "keeps running at" in out.getvalue() or task.done():
+                break
+            await asyncio.sleep(0.01)
+        text = out.getvalue()
+        login = re.search(r"(http://127\.0\.0\.1:\d+)/auth/github\?next=/api/me", text)
+        assert login, text[-2000:]
+        base = login.group(1)
+        for path in ("/api/me", f"/api/repos/{data.REPO}/issues/1", f"/api/repos/{data.REPO}/prs/2",
+                     "/api/notifications"):
+            assert f"{base}{path}\n" in text
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
+            async with browser.get(login.group(0)) as response:
+                assert response.status == 200 and response.url.path == "/api/me"
+                me = await response.json()
+            async with browser.get(f"{base}/api/repos/{data.REPO}/issues/1") as response:
+                assert response.status == 200
+                issue = await response.json()
+        assert me["login"] == data.DEMO_LOGIN and me["unread_notifications"] >= 6
+        assert "Discount codes are not case-sensitive" in repr(issue)
+        assert not task.done()
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
