@@ -188,6 +188,16 @@ def test_long_failure_message_is_cut_to_about_one_kilobyte() -> None:
     assert len(case.message) == junit.MESSAGE_LIMIT and case.message.endswith("…")
 
 
+def test_huge_testcase_names_are_cut_in_failing_cases() -> None:
+    huge = f'<testcase name="T1::{"n" * 100_000}" classname="{"c" * 100_000}"><failure/></testcase>'
+
+    report = parse_junit(suite(huge))
+
+    (case,) = report.failing
+    assert len(case.name) == len(case.classname) == junit.MESSAGE_LIMIT
+    assert dict(report.by_tid) == {"T1": "failed"}
+
+
 @pytest.mark.parametrize(
     ("status", "outcome"),
     [("error", "failed"), ("failed", "failed"), ("passed", "passed"), ("skipped", "skipped")],

@@ -268,11 +268,12 @@ def _local(tag: object) -> str:
 
 
 def _message(result: etree._Element) -> str:
-    text = result.get("message") or result.text or result.get("type") or ""
-    text = text.strip()
-    if len(text) > MESSAGE_LIMIT:
-        return text[: MESSAGE_LIMIT - 1] + "…"
-    return text
+    return _cut((result.get("message") or result.text or result.get("type") or "").strip())
+
+
+def _cut(text: str) -> str:
+    """Keep stored text to about 1 KB: names and messages can be megabytes long."""
+    return text if len(text) <= MESSAGE_LIMIT else text[: MESSAGE_LIMIT - 1] + "…"
 
 
 class _Tally:
@@ -299,7 +300,7 @@ class _Tally:
         if self.tid_rank.get(tid, -1) < _TID_RANK_OF_CASE_RANK[rank]:
             self.tid_rank[tid] = _TID_RANK_OF_CASE_RANK[rank]
         if result is not None and rank >= 2 and len(self.failing) < FAILING_LIMIT:
-            name, classname = case.get("name") or "", case.get("classname") or ""
+            name, classname = _cut(case.get("name") or ""), _cut(case.get("classname") or "")
             self.failing.append(FailingCase(tid, status, name, classname, _message(result)))
 
     def report(self) -> JUnitReport:
