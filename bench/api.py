@@ -75,6 +75,9 @@ def populate(path: Path, repos: int, issues: int, items: int, rng: random.Random
             [(n, 1000 + p, f"PR {p}", f"sha{r}-{p}",
               json.dumps([{"number": p + 1, "repo": n, "source": "closes"}], sort_keys=True), now)
              for r, n in enumerate(names) for p in range(PULLS_PER_REPO)])
+        conn.executemany(  # as storage.pulls.upsert_pull writes it beside each pull request
+            "INSERT INTO pr_links (issue_repo, issue_number, pr_repo, pr_number) VALUES (?, ?, ?, ?)",
+            [(n, p + 1, n, 1000 + p) for n in names for p in range(PULLS_PER_REPO)])
         manifest = json.dumps({"version": 1, "coverage": [
             {"criterion": {"repo": "x/y", "issue_number": 1, "tid": f"T{t}", "text": "c"}, "tests": []}
             for t in range(1, items + 1)]})
@@ -93,7 +96,7 @@ def populate(path: Path, repos: int, issues: int, items: int, rng: random.Random
         conn.executemany("INSERT INTO notifications (user_id, repo, kind, title, created_at) "
                          "VALUES (1, ?, 'k', 't', ?)", [(names[i % repos], now) for i in range(2000)])
     counts = {table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608 - fixed names
-              for table in ("repositories", "checklists", "checklist_items", "pull_requests", "manifests")}
+              for table in ("repositories", "checklists", "checklist_items", "pull_requests", "pr_links", "manifests")}
     conn.close()
     return counts
 

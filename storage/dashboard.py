@@ -198,21 +198,14 @@ async def list_issues(
     return issues, int(total or 0)
 
 
-def _links_to(linked: object, repo: str, number: int) -> bool:
-    return isinstance(linked, list) and any(
-        isinstance(link, dict) and str(link.get("repo", "")).lower() == repo.lower() and link.get("number") == number
-        for link in linked
-    )
-
-
 async def pulls_linking(db: Database, repo: str, issue_number: int) -> list[PullRequest]:
     """Pull requests (of any repository) whose stored links name this issue, by repository and number."""
-    # Why: LIKE on the JSON text narrows the scan cheaply; the exact match is checked on the parsed links.
-    # Why no ORDER BY: it makes SQLite walk the primary-key index and look up every row (4x slower).
-    rows = await db.fetchall("SELECT * FROM pull_requests WHERE linked LIKE ?", (f"%{repo}%",))
-    pulls = [_pull(row) for row in rows]
-    linking = [pull for pull in pulls if _links_to(pull.linked, repo, issue_number)]
-    return sorted(linking, key=lambda pull: (pull.repo, pull.number))
+    rows = await db.fetchall(
+        "SELECT p.* FROM pr_links l JOIN pull_requests p ON p.repo = l.pr_repo AND p.number = l.pr_number "
+        "WHERE l.issue_repo = ? AND l.issue_number = ? ORDER BY p.repo, p.number",
+        (repo, issue_number),
+    )
+    return [_pull(row) for row in rows]
 
 
 async def get_pull(db: Database, repo: str, number: int) -> PullRequest | None:

@@ -264,6 +264,30 @@ def m006_user_repositories(db: sqlite_utils.Database) -> None:
     )
 
 
+@MIGRATIONS()
+def m007_pr_links_and_nocase_indexes(db: sqlite_utils.Database) -> None:
+    """An index of which pull requests link which issues; NOCASE indexes for repo names compared that way."""
+    db.executescript(
+        """
+        CREATE TABLE pr_links (
+            issue_repo TEXT NOT NULL COLLATE NOCASE,
+            issue_number INTEGER NOT NULL,
+            pr_repo TEXT NOT NULL,
+            pr_number INTEGER NOT NULL,
+            PRIMARY KEY (issue_repo, issue_number, pr_repo, pr_number)
+        );
+        CREATE INDEX pr_links_pr ON pr_links(pr_repo, pr_number);
+        INSERT OR IGNORE INTO pr_links (issue_repo, issue_number, pr_repo, pr_number)
+            SELECT json_extract(j.value, '$.repo'), json_extract(j.value, '$.number'), p.repo, p.number
+            FROM pull_requests p, json_each(p.linked) j
+            WHERE json_valid(p.linked) AND json_type(j.value, '$.number') = 'integer'
+              AND json_type(j.value, '$.repo') = 'text';
+        CREATE INDEX audit_repo_nocase ON audit_log(repo COLLATE NOCASE, id);
+        CREATE INDEX user_repositories_repo_nocase ON user_repositories(repo COLLATE NOCASE);
+        """
+    )
+
+
 def migrate(path: Path | str) -> list[str]:
     """Apply pending migrations to the file at `path`; return the names applied."""
     conn = sqlite3.connect(str(path))

@@ -97,6 +97,13 @@ async def upsert_pull(
         (repo, number, installation_id, _safe(title), state, int(merged), head_sha, _safe(head_ref),
          _safe(base_ref), _dumps([dict(item) for item in linked]), now),
     )
+    # Why a separate table: "which PRs link issue N" must be an index lookup, not a scan of every PR's JSON.
+    await conn.execute("DELETE FROM pr_links WHERE pr_repo = ? AND pr_number = ?", (repo, number))
+    await conn.executemany(
+        "INSERT OR IGNORE INTO pr_links (issue_repo, issue_number, pr_repo, pr_number) VALUES (?, ?, ?, ?)",
+        [(str(item["repo"]), int(item["number"]), repo, number) for item in linked
+         if isinstance(item.get("repo"), str) and isinstance(item.get("number"), int)],
+    )
 
 
 async def set_pull_state(

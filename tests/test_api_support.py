@@ -23,7 +23,7 @@ from quantumreview.api.openapi import build_document
 from quantumreview.app import create_app
 from quantumreview.context import Context
 from quantumreview.plugins import HandlerRegistry
-from storage import users
+from storage import pulls, users
 from storage.db import Database
 from tests.conftest import SettingsFactory
 
@@ -193,12 +193,12 @@ async def add_checklist(db: Database, number: int, statuses: Sequence[str], *, r
 
 async def add_pull(db: Database, number: int, *, repo: str = REPO, links: Sequence[tuple[str, int]] = (),
                    head_sha: str = "abc123", state: str = "open") -> None:
-    """A pull request linking issues given as (repo, number)."""
-    linked = json.dumps([{"repo": r, "number": n, "source": "closes"} for r, n in links])
-    await db.execute(
-        "INSERT INTO pull_requests (repo, number, installation_id, title, state, head_sha, linked, updated_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (repo, number, INSTALLATION, f"PR {number}", state, head_sha, linked,
-                                            time.time()))
+    """A pull request linking issues given as (repo, number), written the way the manifest handler writes it."""
+    async with db.transaction() as conn:
+        await pulls.upsert_pull(
+            conn, repo=repo, number=number, installation_id=INSTALLATION, title=f"PR {number}", state=state,
+            merged=False, head_sha=head_sha, head_ref="feature", base_ref="main",
+            linked=[{"repo": r, "number": n, "source": "closes"} for r, n in links], now=time.time())
 
 
 async def add_manifest(db: Database, number: int, head_sha: str, manifest: dict[str, Any],
