@@ -123,6 +123,9 @@ async def edit_issue(env: DemoEnv, story: Narrator, issue: dict[str, Any]) -> No
     """Rewording a criterion keeps its ID; a new criterion gets the next one."""
     story.progress(f"Editing issue #{data.ISSUE_NUMBER}: criterion 2 reworded, criterion 5 added (issues.edited)")
     issue["body"] = data.EDITED_ISSUE_BODY  # the fake serves this dict: the handler re-reads the issue from it
+    before, after = set(data.ISSUE_BODY.splitlines()), data.EDITED_ISSUE_BODY.splitlines()
+    for line in (line for line in after if line not in before):
+        story.say(f"new or reworded: {line.removeprefix('- [ ] ')}")
     await env.deliver("issues", data.issue_event("edited", env.fake.state.repos[data.REPO], issue,
                                                  previous_body=data.ISSUE_BODY))
     await env.wait_idle()
