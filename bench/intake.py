@@ -1,13 +1,17 @@
 """Webhook intake throughput against a bare aiohttp app, side by side on loopback.
 
 Run: .venv/bin/python bench/intake.py [--requests 5000] [--rounds 3] [--concurrency 32]
-Prints req/s, p50 and p99 for each server, the ratio intake/bare, and checks rows stored == 2xx replies.
+Three servers in one run: a bare aiohttp app answering 200, the intake with one no-op job per delivery
+("jobs:1"), and the intake with no matching handler ("jobs:0"). Rounds alternate between them. Prints req/s,
+p50, p99 and server CPU per request for each, the ratio intake/bare, and checks rows stored == 2xx replies.
+The client is a raw asyncio protocol sending pre-built requests, so it leaves the servers most of the 2 cores.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import socket
 import sqlite3
@@ -16,17 +20,20 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
-
-import aiohttp
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from quantumreview.testing.signing import sign  # noqa: E402
 
+# Why this file: the issue asks for ~9 KB; the corpus has no issues.opened that small, this is the smallest.
+PAYLOAD_NAME = "issues.opened.2.json (corpus) = tests/fixtures/webhooks/issues.opened.json"
 PAYLOAD = (ROOT / "tests" / "fixtures" / "webhooks" / "issues.opened.json").read_bytes()
 SECRET = "bench-webhook-secret-0123456789"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 BARE_APP = """
 import sys
 from aiohttp import web
@@ -38,6 +45,18 @@ app.router.add_post("/webhooks/github", ok)
 app.router.add_get("/health", lambda r: web.json_response({}))
 web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
 
+"""
+NOOP_HANDLERS = """
+from gidgethub import routing
+router = routing.Router()
+
+@router.register("issues", action="opened")
+async def acknowledge(event, ctx):
+    pass
+"""
+NO_HANDLERS = """
+from gidgethub import routing
+router = routing.Router()
 """
 
 
@@ -56,23 +75,18 @@ def private_key() -> str:
                              serialization.NoEncryption()).decode()
 
 
-NOOP_HANDLERS = """
-from gidgethub import routing
-router = routing.Router()
-
-@router.register("issues", action="opened")
-async def acknowledge(event, ctx):
-    pass
-"""
+def write_handlers(root: Path, name: str, source: str) -> str:
+    """A one-module handler package `name` in `root`."""
+    package = root / name
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "bench.py").write_text(source)
+    return name
 
 
 def write_noop_handlers(root: Path) -> str:
-    """A one-handler package in `root`, so every delivery makes one job that the runner claims and finishes."""
-    package = root / "bench_handlers"
-    package.mkdir()
-    (package / "__init__.py").write_text("")
-    (package / "noop.py").write_text(NOOP_HANDLERS)
-    return "bench_handlers"
+    """One no-op handler for issues.opened: every delivery makes one job that the runner claims and finishes."""
+    return write_handlers(root, "bench_handlers", NOOP_HANDLERS)
 
 
 def start_intake(port: int, db_path: Path, handlers: str) -> subprocess.Popen[bytes]:
@@ -88,84 +102,176 @@ def start_bare(port: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-c", BARE_APP, str(port)])
 
 
-async def wait_up(session: aiohttp.ClientSession, base: str) -> None:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def get_json(url: str) -> dict[str, object] | None:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - loopback only
+            return dict(json.loads(response.read()))
+    except OSError:
+        return None
+
+
+async def wait_up(base: str) -> None:
     async with asyncio.timeout(20):
-        while True:
-            try:
-                async with session.get(f"{base}/health") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
+        while await asyncio.to_thread(get_json, f"{base}/health") is None:
             await asyncio.sleep(0.05)
 
 
-async def drive(base: str, prefix: str, count: int, concurrency: int) -> tuple[float, list[float], int]:
-    """Send `count` signed deliveries over `concurrency` connections; return (seconds, latencies, 2xx count)."""
-    signature = sign(PAYLOAD, SECRET)
-    latencies: list[float] = []
-    ok = 0
-    next_id = iter(range(count))
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        await wait_up(session, base)
+def request_parts(port: int) -> tuple[bytes, bytes]:
+    """The bytes before and after the delivery id: each request costs the client two small joins."""
+    head = (f"POST /webhooks/github HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+            f"User-Agent: GitHub-Hookshot/bench\r\nX-GitHub-Event: issues\r\n"
+            f"X-Hub-Signature-256: {sign(PAYLOAD, SECRET)}\r\nContent-Length: {len(PAYLOAD)}\r\n"
+            f"X-GitHub-Delivery: ").encode()
+    return head, b"\r\n\r\n" + PAYLOAD
 
-        async def worker() -> None:
-            nonlocal ok
-            for n in next_id:
-                headers = {"X-GitHub-Event": "issues", "X-GitHub-Delivery": f"{prefix}-{n}",
-                           "X-Hub-Signature-256": signature, "Content-Type": "application/json"}
+
+class Connection(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection: one request in flight, responses read by Content-Length."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+        self.reply: asyncio.Future[int] | None = None
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        head = bytes(self.buffer[:end]).lower()
+        length = next(int(line[15:]) for line in head.split(b"\r\n") if line.startswith(b"content-length:"))
+        if len(self.buffer) < end + 4 + length:
+            return
+        del self.buffer[:end + 4 + length]
+        if self.reply is not None and not self.reply.done():
+            self.reply.set_result(int(head[9:12]))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.reply is not None and not self.reply.done():
+            self.reply.set_exception(ConnectionError("connection lost"))
+
+
+@dataclass
+class Round:
+    """One round against one server."""
+
+    seconds: float
+    latencies: list[float] = field(default_factory=list)
+    ok: int = 0
+    cpu: float = 0.0
+
+
+async def drive(port: int, pid: int, prefix: str, count: int, concurrency: int) -> Round:
+    """Send `count` signed deliveries over `concurrency` connections; return the round's figures."""
+    loop = asyncio.get_running_loop()
+    head, tail = request_parts(port)
+    ids = iter(f"{prefix}-{n}".encode() for n in range(count))
+    result = Round(0.0)
+
+    async def worker() -> None:
+        transport, conn = await loop.create_connection(Connection, "127.0.0.1", port)
+        try:
+            for delivery_id in ids:
+                conn.reply = loop.create_future()
                 began = time.perf_counter()
-                async with session.post(f"{base}/webhooks/github", data=PAYLOAD, headers=headers) as response:
-                    await response.read()
-                    ok += 200 <= response.status < 300
-                latencies.append(time.perf_counter() - began)
+                transport.write(head + delivery_id + tail)
+                status = await conn.reply
+                result.latencies.append(time.perf_counter() - began)
+                result.ok += 200 <= status < 300
+        finally:
+            transport.close()
 
-        began = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return time.perf_counter() - began, latencies, ok
+    cpu_before, began = cpu_seconds(pid), time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    result.seconds = time.perf_counter() - began
+    result.cpu = cpu_seconds(pid) - cpu_before
+    return result
 
 
-def report(name: str, seconds: float, latencies: list[float], count: int) -> float:
-    rate = count / seconds
-    cuts = statistics.quantiles(latencies, n=100)
-    print(f"{name:7s} {rate:8.0f} req/s   p50 {cuts[49] * 1000:6.2f} ms   p99 {cuts[98] * 1000:6.2f} ms")
+def report(name: str, run: Round, count: int) -> float:
+    rate = count / run.seconds
+    cuts = statistics.quantiles(run.latencies, n=100)
+    print(f"{name:8s} {rate:7.0f} req/s   p50 {cuts[49] * 1000:6.2f} ms   p99 {cuts[98] * 1000:6.2f} ms   "
+          f"server CPU {run.cpu / count * 1e6:5.0f} µs/req")
     return rate
 
 
-async def main(count: int, concurrency: int, handlers: str | None, rounds: int) -> int:
-    bare_port, intake_port = free_port(), free_port()
-    with tempfile.TemporaryDirectory() as tmp:
-        db_path = Path(tmp) / "bench.db"
-        handlers = handlers or write_noop_handlers(Path(tmp))
-        servers = [start_bare(bare_port), start_intake(intake_port, db_path, handlers)]
-        bare_base, intake_base = f"http://127.0.0.1:{bare_port}", f"http://127.0.0.1:{intake_port}"
-        results: dict[str, list[tuple[float, list[float], int]]] = {"bare": [], "intake": []}
-        try:
-            await drive(bare_base, "warm", 500, concurrency)
-            await drive(intake_base, "warm", 500, concurrency)
-            # Why: alternate the two servers so machine noise hits both alike; report the median round.
-            for n in range(rounds):
-                results["bare"].append(await drive(bare_base, f"run{n}", count, concurrency))
-                results["intake"].append(await drive(intake_base, f"run{n}", count, concurrency))
-        finally:
-            for server in servers:
-                server.terminate()
-            for server in servers:
-                server.wait(timeout=30)
-        conn = sqlite3.connect(db_path)
-        stored = conn.execute("SELECT count(*) FROM deliveries WHERE id LIKE 'run%'").fetchone()[0]
+async def wait_jobs_settled(base: str, timeout: float = 60.0) -> dict[str, object]:
+    """The /health job counts once nothing is queued or running (or after `timeout`)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        body = await asyncio.to_thread(get_json, f"{base}/health")
+        jobs = body.get("jobs") if body else None
+        if (isinstance(jobs, dict) and jobs["queued"] == jobs["running"] == 0) or time.monotonic() > deadline:
+            return jobs if isinstance(jobs, dict) else {}
+        await asyncio.sleep(0.1)
+
+
+def stored_rows(db_path: Path) -> tuple[int, int, int]:
+    """(deliveries, jobs, done jobs) stored by the measured rounds."""
+    conn = sqlite3.connect(db_path)
+    try:
+        deliveries = conn.execute("SELECT count(*) FROM deliveries WHERE id LIKE 'run%'").fetchone()[0]
+        jobs, done = conn.execute("SELECT count(*), count(*) FILTER (WHERE status = 'done') FROM jobs "
+                                  "WHERE delivery_id LIKE 'run%'").fetchone()
+        return int(deliveries), int(jobs), int(done)
+    finally:
         conn.close()
-    acked = sum(ok for _, _, ok in results["intake"])
-    print(f"payload {len(PAYLOAD)} bytes, {count} deliveries x {rounds} rounds, {concurrency} connections, "
-          f"handlers={handlers}, {os.cpu_count()} CPUs (client and both servers share them)")
+
+
+async def main(count: int, concurrency: int, handlers: str | None, rounds: int) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        configs = {"bare": None, "jobs:1": handlers or write_noop_handlers(root),
+                   "jobs:0": write_handlers(root, "bench_nojobs", NO_HANDLERS)}
+        ports = {name: free_port() for name in configs}
+        servers = {name: start_bare(ports[name]) if package is None
+                   else start_intake(ports[name], root / f"{name.replace(':', '')}.db", package)
+                   for name, package in configs.items()}
+        results: dict[str, list[Round]] = {name: [] for name in configs}
+        try:
+            for name in configs:
+                await wait_up(f"http://127.0.0.1:{ports[name]}")
+                await drive(ports[name], servers[name].pid, "warm", 500, concurrency)
+            # Why: alternate the servers so machine noise hits all alike; report the median round.
+            for n in range(rounds):
+                for name in configs:
+                    results[name].append(await drive(ports[name], servers[name].pid, f"run{n}", count, concurrency))
+            settled = await wait_jobs_settled(f"http://127.0.0.1:{ports['jobs:1']}")
+        finally:
+            for server in servers.values():
+                server.terminate()
+            for server in servers.values():
+                server.wait(timeout=30)
+        stored = {name: stored_rows(root / f"{name.replace(':', '')}.db") for name in configs if name != "bare"}
+    print(f"payload {PAYLOAD_NAME}, {len(PAYLOAD)} bytes; {count} deliveries x {rounds} rounds, "
+          f"{concurrency} connections, {os.cpu_count()} CPUs shared by client and servers")
     rates = {}
     for name, runs in results.items():
-        median = sorted(runs, key=lambda run: run[0])[len(runs) // 2]
-        rates[name] = report(name, median[0], median[1], count)
-    print(f"ratio intake/bare {rates['intake'] / rates['bare']:.2f}")
-    print(f"count check: 2xx replies {acked}, rows stored {stored}: {'OK' if stored == acked else 'MISMATCH'}")
-    return 0 if stored == acked else 1
+        median = sorted(runs, key=lambda run: run.seconds)[len(runs) // 2]
+        rates[name] = report(name, median, count)
+    for name in ("jobs:1", "jobs:0"):
+        spread = " ".join(f"{bare.seconds / run.seconds:.2f}"
+                          for run, bare in zip(results[name], results["bare"], strict=True))
+        print(f"ratio {name}/bare {rates[name] / rates['bare']:.2f}  (per round {spread})")
+    failed = 0
+    for name, (deliveries, jobs, done) in stored.items():
+        acked = sum(run.ok for run in results[name])
+        verdict = "OK" if deliveries == acked else "MISMATCH"
+        failed += verdict != "OK"
+        print(f"count check {name}: 2xx replies {acked}, rows stored {deliveries}: {verdict}; jobs {jobs}, done {done}")
+    print(f"jobs:1 queue after the run: {settled}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
@@ -173,6 +279,6 @@ if __name__ == "__main__":
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--handlers", default=None, help="handler package (default: one no-op job per delivery)")
+    parser.add_argument("--handlers", default=None, help="handler package for jobs:1 (default: one no-op job)")
     args = parser.parse_args()
     sys.exit(asyncio.run(main(args.requests, args.concurrency, args.handlers, args.rounds)))

@@ -29,7 +29,6 @@ from quantumreview.errors import InstallationGone, InstallationSuspended, Perman
 from quantumreview.logs import redact
 from quantumreview.plugins import HandlerRegistry
 from quantumreview.settings import Settings
-from storage import installations as installation_store
 from storage import jobs as store
 from storage.db import Database
 
@@ -66,6 +65,40 @@ def describe_error(exc: BaseException) -> str:
     return redact(f"{type(exc).__name__}: {exc}")[:MAX_ERROR_CHARS]
 
 
+class EventCache:
+    """Payloads the intake has just parsed, so the first job of a delivery skips a database read and a parse.
+
+    Bounded in entries and body bytes (oldest dropped first); a miss only means reading the stored body.
+    Only one job gets an entry, so no two handlers ever share (and could mutate) one payload dict.
+    """
+
+    def __init__(self, *, max_entries: int = 1024, max_bytes: int = 32 * 1024 * 1024) -> None:
+        self._entries: dict[str, tuple[str, dict[str, Any], int]] = {}
+        self._bytes = 0
+        self._max_entries = max_entries
+        self._max_bytes = max_bytes
+
+    def put(self, delivery_id: str, event: str, data: dict[str, Any], size: int) -> None:
+        """Remember a stored delivery's parsed payload (`size`: its body length)."""
+        if size > self._max_bytes or delivery_id in self._entries:
+            return
+        self._entries[delivery_id] = (event, data, size)
+        self._bytes += size
+        while len(self._entries) > self._max_entries or self._bytes > self._max_bytes:
+            self._drop(next(iter(self._entries)))
+
+    def take(self, delivery_id: str) -> tuple[str, dict[str, Any]] | None:
+        """The event name and payload for `delivery_id`, removed from the cache; None on a miss."""
+        entry = self._drop(delivery_id)
+        return None if entry is None else (entry[0], entry[1])
+
+    def _drop(self, delivery_id: str) -> tuple[str, dict[str, Any], int] | None:
+        entry = self._entries.pop(delivery_id, None)
+        if entry is not None:
+            self._bytes -= entry[2]
+        return entry
+
+
 class JobRunner:
     """Runs queued jobs in-process: at most `job_concurrency` at once, one at a time per ordering key."""
 
@@ -87,7 +120,10 @@ class JobRunner:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._running: dict[int, asyncio.Task[None]] = {}
+        # Why a list: successes are marked done with the next claim, one relaxed commit for many jobs.
+        self._finished: list[int] = []
         self._task: asyncio.Task[None] | None = None
+        self.events = EventCache()
 
     def wake(self) -> None:
         """Look for due jobs now (called after the intake commits)."""
@@ -130,50 +166,62 @@ class JobRunner:
             while not self._stopping.is_set():
                 self._wake.clear()
                 free = self._settings.job_concurrency - len(self._running)
-                if free > 0:
-                    await self._claim_and_start(group, free)
+                if free > 0 or self._finished:
+                    await self._settle_and_claim(group, max(free, 0))
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self._poll):
                         await self._wake.wait()
             await self._drain()
 
-    async def _claim_and_start(self, group: asyncio.TaskGroup, limit: int) -> None:
+    async def _settle_and_claim(self, group: asyncio.TaskGroup, limit: int) -> None:
+        """Record finished jobs as done and claim due ones, in one relaxed transaction and one thread hop."""
+        done, self._finished, now = self._finished, [], self._now()
         try:
-            async with self._db.transaction(timeout=self._poll) as conn:
-                claimed = await store.claim_due(conn, self._now(), limit)
+            claim = await store.run_in_writer(
+                self._db, lambda conn: store.settle_and_claim(conn, done, now, limit), timeout=self._poll, relaxed=True)
         except Exception as exc:  # a busy or failing database is retried at the next poll
+            self._finished[:0] = done
             log.warning("claiming jobs failed: %s", describe_error(exc))
             return
-        for job in claimed:
-            self._running[job.id] = group.create_task(self._run_job(job), name=f"job-{job.id}")
+        for job in claim.jobs:
+            blocked = claim.blocked.get(job.installation_id) if job.installation_id is not None else None
+            self._running[job.id] = group.create_task(self._run_job(job, blocked), name=f"job-{job.id}")
 
     async def _drain(self) -> None:
-        tasks = list(self._running.values())
-        if not tasks:
-            return
-        _, pending = await asyncio.wait(tasks, timeout=self._settings.shutdown_grace)
+        pending: set[asyncio.Task[None]] = set()
+        if self._running:
+            _, pending = await asyncio.wait(self._running.values(), timeout=self._settings.shutdown_grace)
         interrupted = [job_id for job_id, task in self._running.items() if task in pending]
-        if not pending:
-            return
         for task in pending:
             task.cancel()
-        await asyncio.wait(pending)
+        if pending:
+            await asyncio.wait(pending)
+        await self._flush_finished()
         if interrupted:
             async with self._db.transaction() as conn:
                 await store.defer(conn, interrupted, self._now(), "interrupted by shutdown")
             log.info("requeued %d job(s) interrupted by shutdown", len(interrupted))
 
-    async def _run_job(self, job: store.Job) -> None:
+    async def _flush_finished(self) -> None:
+        """Mark the remaining finished jobs done before stopping (else a restart would run them again)."""
+        if not self._finished:
+            return
+        done, self._finished, now = self._finished, [], self._now()
+        try:
+            await store.run_in_writer(self._db, lambda conn: store.settle_and_claim(conn, done, now, 0), relaxed=True)
+        except Exception as exc:  # they stay running and are requeued at start: rerun, idempotently
+            log.error("%d finished job(s) not recorded: %s", len(done), describe_error(exc))
+
+    async def _run_job(self, job: store.Job, blocked: str | None = None) -> None:
         try:
             try:
-                await self._execute(job)
+                await self._execute(job, blocked)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 await self._record_failure(job, exc)
             else:
-                async with self._db.transaction() as conn:
-                    await store.mark_done(conn, job.id, self._now())
+                self._finished.append(job.id)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # recording failed (database gone): the job stays running until restart
@@ -182,22 +230,23 @@ class JobRunner:
             self._running.pop(job.id, None)
             self._wake.set()
 
-    async def _execute(self, job: store.Job) -> None:
+    async def _execute(self, job: store.Job, blocked: str | None) -> None:
         handler = self._registry.get(job.handler)
         if handler is None:
             raise PermanentError(f"handler {job.handler} is not loaded")
         event = await self._load_event(job)
-        if job.installation_id is not None and event.event not in LIFECYCLE_EVENTS:
-            installation = await installation_store.get_installation(self._db, job.installation_id)
-            if installation is not None and installation.deleted:
-                raise InstallationGone(f"installation {job.installation_id} was deleted")
-            if installation is not None and installation.suspended:
-                raise InstallationSuspended(f"installation {job.installation_id} is suspended")
+        # `blocked` was read in the claim's transaction, just before this run.
+        if blocked == "deleted" and event.event not in LIFECYCLE_EVENTS:
+            raise InstallationGone(f"installation {job.installation_id} was deleted")
+        if blocked == "suspended" and event.event not in LIFECYCLE_EVENTS:
+            raise InstallationSuspended(f"installation {job.installation_id} is suspended")
         ctx = self._context(job, event)
         async with asyncio.timeout(self._settings.job_timeout):
             await handler(event, ctx)
 
     async def _load_event(self, job: store.Job) -> sansio.Event:
+        if job.delivery_id is not None and (cached := self.events.take(job.delivery_id)) is not None:
+            return sansio.Event(cached[1], event=cached[0], delivery_id=job.delivery_id)
         if job.delivery_id is not None:
             found = await store.delivery_event(self._db, job.delivery_id)
             if found is None:

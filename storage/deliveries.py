@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import aiosqlite
 
 from storage.db import Database
+from storage.jobs import insert_rows
+
+INSERT_SQL = (
+    "INSERT INTO deliveries (id, event, action, installation_id, repository, received_at, body) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 @dataclass(frozen=True)
@@ -33,13 +40,26 @@ async def known_ids(conn: aiosqlite.Connection, ids: Sequence[str]) -> set[str]:
     return {row[0] for row in await conn.execute_fetchall(sql, tuple(ids))}
 
 
+def known_ids_now(conn: sqlite3.Connection, ids: Sequence[str]) -> set[str]:
+    """`known_ids` from inside `storage.jobs.run_in_writer` (on the writer's thread)."""
+    if not ids:
+        return set()
+    sql = f"SELECT id FROM deliveries WHERE id IN ({','.join('?' * len(ids))})"  # noqa: S608 - placeholders only
+    return {row[0] for row in conn.execute(sql, tuple(ids)).fetchall()}
+
+
+def _row(r: DeliveryRecord) -> tuple[object, ...]:
+    return (r.id, r.event, r.action, r.installation_id, r.repository, r.received_at, r.body)
+
+
 async def insert_deliveries(conn: aiosqlite.Connection, records: Sequence[DeliveryRecord]) -> None:
     """Insert new deliveries in one statement; the caller has filtered out known ids."""
-    await conn.executemany(
-        "INSERT INTO deliveries (id, event, action, installation_id, repository, received_at, body) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [(r.id, r.event, r.action, r.installation_id, r.repository, r.received_at, r.body) for r in records],
-    )
+    await conn.executemany(INSERT_SQL, [_row(r) for r in records])
+
+
+def insert_deliveries_now(conn: sqlite3.Connection, records: Sequence[DeliveryRecord]) -> None:
+    """`insert_deliveries` from inside `storage.jobs.run_in_writer`: multi-row statements, one step each."""
+    insert_rows(conn, INSERT_SQL, [_row(r) for r in records])
 
 
 async def get_delivery(db: Database, delivery_id: str) -> DeliveryRecord | None:

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import sqlite3
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import aiosqlite
 
-from storage.db import Database
+from storage.db import Database, DatabaseBusy
+
+T = TypeVar("T")
+# Why: one statement per chunk, not one per row: each sqlite3 step releases and retakes the GIL.
+ROWS_PER_STATEMENT = 256
 
 JOB_COLUMNS = "id, delivery_id, handler, payload, ordering_key, installation_id, attempts"
 # Why: a job may start only when no earlier unfinished job shares its key, so same-key jobs run in id order.
@@ -77,8 +84,67 @@ INSERT_SQL = (
 
 
 async def insert_jobs(conn: aiosqlite.Connection, jobs: Sequence[NewJob]) -> None:
-    """Insert many jobs in one statement (the intake's batch path)."""
+    """Insert many jobs in one statement."""
     await conn.executemany(INSERT_SQL, [_new_job_row(j) for j in jobs])
+
+
+def insert_rows(conn: sqlite3.Connection, insert_sql: str, rows: Sequence[tuple[object, ...]]) -> None:
+    """Run `INSERT … VALUES (?, …)` for many rows as few multi-row statements (on the writer's thread)."""
+    if not rows:
+        return
+    group = "(" + ", ".join("?" * len(rows[0])) + ")"
+    head = insert_sql.partition("VALUES")[0] + "VALUES "
+    for start in range(0, len(rows), ROWS_PER_STATEMENT):
+        chunk = rows[start:start + ROWS_PER_STATEMENT]
+        conn.execute(head + ", ".join([group] * len(chunk)), [value for row in chunk for value in row])
+
+
+def insert_jobs_now(conn: sqlite3.Connection, jobs: Sequence[NewJob]) -> None:
+    """Insert many jobs from inside `run_in_writer` (the intake's batch path)."""
+    insert_rows(conn, INSERT_SQL, [_new_job_row(j) for j in jobs])
+
+
+async def run_in_writer(db: Database, work: Callable[[sqlite3.Connection], T], *, timeout: float | None = None,
+                        relaxed: bool = False) -> T:
+    """Run `work` in one transaction on the writer's thread: BEGIN, the work and COMMIT in one hop.
+
+    `relaxed` commits with synchronous=NORMAL (no fsync). Only for job-state transitions: WAL keeps the file
+    consistent, a power loss can only drop the last few transitions (those jobs run again, idempotently), and
+    the next FULL commit of the intake syncs them anyway.
+    """
+    # Why private attributes: db.py has no one-hop call yet (proposed: Database.run(work, synchronous=...)).
+    writer = db._writer
+    try:
+        async with asyncio.timeout(timeout):
+            await db._write_lock.acquire()
+    except TimeoutError as exc:
+        raise DatabaseBusy("timed out waiting for the database writer") from exc
+    try:
+        return await writer._execute(_transaction, writer._conn, work, relaxed)  # type: ignore[no-untyped-call,no-any-return]
+    finally:
+        db._write_lock.release()
+
+
+def _transaction(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T], relaxed: bool) -> T:
+    # Why here: synchronous cannot change inside a transaction, and the lock makes NORMAL apply to ours only.
+    if relaxed:
+        conn.execute("PRAGMA synchronous=NORMAL")
+    try:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise DatabaseBusy(str(exc)) from exc
+        try:
+            result = work(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return result
+    finally:
+        if relaxed:
+            conn.execute("PRAGMA synchronous=FULL")  # db.PRAGMAS: every other commit is FULL
 
 
 async def insert_job(conn: aiosqlite.Connection, job: NewJob) -> int:
@@ -92,6 +158,38 @@ async def claim_due(conn: aiosqlite.Connection, now: float, limit: int) -> list[
     async with conn.execute(CLAIM_SQL, (now, now, limit)) as cursor:
         rows = await cursor.fetchall()
     return sorted((Job(*row) for row in rows), key=lambda job: job.id)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Jobs claimed in one transaction, and which of their installations are 'deleted' or 'suspended'."""
+
+    jobs: list[Job]
+    blocked: dict[int, str]
+
+
+def settle_and_claim(conn: sqlite3.Connection, done: Sequence[int], now: float, limit: int) -> Claim:
+    """Mark `done` jobs done, then claim up to `limit` due jobs (inside `run_in_writer`): one commit for both."""
+    for start in range(0, len(done), ROWS_PER_STATEMENT):
+        chunk = done[start:start + ROWS_PER_STATEMENT]
+        conn.execute("UPDATE jobs SET status = 'done', finished_at = ?, last_error = NULL "  # noqa: S608
+                     f"WHERE id IN ({', '.join('?' * len(chunk))})", (now, *chunk))
+    if limit <= 0:
+        return Claim([], {})
+    jobs = sorted((Job(*row) for row in conn.execute(CLAIM_SQL, (now, now, limit)).fetchall()), key=lambda j: j.id)
+    return Claim(jobs, _blocked_installations(conn, {j.installation_id for j in jobs} - {None}))
+
+
+def _blocked_installations(conn: sqlite3.Connection, ids: set[int | None]) -> dict[int, str]:
+    # Why read here: the claim's hop answers it, instead of one reader round trip per job.
+    if not ids:
+        return {}
+    rows = conn.execute(
+        "SELECT id, CASE WHEN deleted_at IS NOT NULL THEN 'deleted' ELSE 'suspended' END FROM installations "  # noqa: S608
+        f"WHERE id IN ({', '.join('?' * len(ids))}) AND (deleted_at IS NOT NULL OR suspended_at IS NOT NULL)",
+        tuple(ids),
+    ).fetchall()
+    return {int(row[0]): str(row[1]) for row in rows}
 
 
 async def mark_done(conn: aiosqlite.Connection, job_id: int, now: float) -> None:
