@@ -1,4 +1,4 @@
-"""The `quantumreview` command: serve | migrate | receive | replay | jobs | backup."""
+"""The `quantumreview` command: serve | demo | migrate | receive | replay | jobs | backup."""
 
 from __future__ import annotations
 
@@ -28,6 +28,13 @@ def build_parser() -> argparse.ArgumentParser:
     replay = sub.add_parser("replay", help="queue a stored delivery's jobs again (the running server picks them up)")
     replay.add_argument("delivery_id", help="the X-GitHub-Delivery id")
     sub.add_parser("jobs", help="summarise the job queue and list recent dead or failed jobs with their errors")
+    demo = sub.add_parser("demo", help="the whole pipeline on a built-in fake GitHub, then its API (offline)")
+    demo.add_argument("--no-serve", dest="serve", action="store_false",
+                      help="play the story and exit instead of leaving the server running")
+    demo.add_argument("--port", type=int, default=None, help="port for the server (default: any free one)")
+    demo.add_argument("--data-dir", type=Path, default=Path("data/demo"),
+                      help="where the demo database lives; it is recreated each run (default: data/demo)")
+    demo.add_argument("--verbose", action="store_true", help="show the server's own log lines")
     backup = sub.add_parser("backup", help="write a consistent copy of the database, safe while the server runs")
     backup.add_argument("dest", type=Path, help="the file to write")
     return parser
@@ -114,6 +121,12 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     """Parse arguments, read settings once, run the command; exit 2 on bad configuration."""
     args = build_parser().parse_args(argv)
+    if args.command == "demo":
+        # Why before reading settings: the demo configures its own server; a stray variable must not block it.
+        from quantumreview.demo import cmd_demo
+
+        configure_logging("text", "INFO")
+        return cmd_demo(args)
     try:
         settings = Settings.from_env(os.environ if environ is None else environ)
     except SettingsError as exc:
