@@ -11,9 +11,10 @@ from gidgethub import routing, sansio
 
 from quantumreview import pull_requests as prs
 from quantumreview.analysis.health import HealthReport, health_trend
+from quantumreview.analysis.pr_render import Annotation
 from quantumreview.analysis.verdict import Verdict, compute_verdict
 from quantumreview.checklists import publish_checklist_comment
-from quantumreview.ci_results import RunReports, collect_reports, verdict_record
+from quantumreview.ci_results import RunReports, changed_lines, collect_reports, finding_annotations, verdict_record
 from quantumreview.context import Context
 from quantumreview.errors import PermanentError, RetryLater
 from storage import checklists as checklist_store
@@ -144,7 +145,7 @@ async def judge_pull(ctx: Context, repo: str, number: int, head_sha: str, run_id
         ctx.log.info("%s#%s: a newer run's verdict is stored; run %s ignored", repo, number, run_id)
         return summary
     await prs.publish_pr_status(ctx, repo, number, head_sha, failing=reports.junit.failing if reports.junit else (),
-                                health=summary)
+                                health=summary, annotations=await findings_on_changed_lines(ctx, repo, number, reports))
     if verdict.report_found:
         await update_checklists(ctx, verdict)
     if row.verdict != record:
@@ -152,6 +153,19 @@ async def judge_pull(ctx: Context, repo: str, number: int, head_sha: str, run_id
                          url=f"{ctx.settings.github_url}/{repo}/pull/{number}",
                          data={"pr_number": number, "head_sha": head_sha, "conclusion": verdict.conclusion})
     return summary
+
+
+async def findings_on_changed_lines(ctx: Context, repo: str, number: int, reports: RunReports) -> list[Annotation]:
+    """Warnings for code-health findings that sit on lines this pull request added (files read only if needed)."""
+    health = reports.health
+    paths = {f.path for f in health.findings if f.path and f.line is not None} if health is not None else set()
+    if not paths or health is None:
+        return []
+    files: list[dict[str, Any]] = []
+    async for item in ctx.gh.getiter(f"/repos/{repo}/pulls/{number}/files?per_page=100"):
+        if isinstance(item, dict) and item.get("filename") in paths:
+            files.append(item)
+    return finding_annotations(health.findings, changed_lines(files))
 
 
 async def health_summary(ctx: Context, repo: str, head_sha: str, base: str | None,

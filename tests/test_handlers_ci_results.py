@@ -265,3 +265,22 @@ async def test_revalidate_without_a_stored_run_finds_the_commits_run_on_github(h
     assert len(harness.fake.calls("GET", "/repos/{owner}/{repo}/actions/runs")) == 1
     assert harness.check_runs()[0]["conclusion"] == "success"
     assert await run_store.latest_run_for_sha(harness.db, REPO, SHA) is not None
+
+
+async def test_findings_on_changed_lines_become_check_run_annotations(harness: Harness) -> None:
+    harness.fake.add_pull(REPO, 7, title="Signup checks", body="Closes #4", head_sha=SHA, files=[
+        {"filename": "tests/test_signup.py", "status": "added", "patch": TEST_PATCH, "additions": 4, "deletions": 0},
+        {"filename": "app/signup.py", "status": "modified", "additions": 2, "deletions": 0,
+         "patch": "@@ -10,2 +10,4 @@ def signup():\n     user = load()\n+    token = make()\n+    send(token)\n"
+                  "     return user"},
+    ])
+    health = json.dumps({"findings": [
+        {"path": "app/signup.py", "line": 11, "severity": "high", "rule": "S1", "message": "token logged"},
+        {"path": "app/signup.py", "line": 40, "severity": "high", "message": "old code, not in this diff"},
+    ]})
+    harness.add_run(114, t2="passed", health=health.encode())
+    await harness.dispatch("workflow_run", harness.workflow_run(114))
+    [check] = harness.check_runs()
+    notes = [a for a in harness.fake.check_run_annotations.get(check["id"], []) if a["path"] == "app/signup.py"]
+    assert [(a["start_line"], a["annotation_level"]) for a in notes] == [(11, "warning")]
+    assert "token logged" in notes[0]["message"]
