@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from quantumreview.logs import configure_logging
+from quantumreview.plugins import PluginError
 from quantumreview.settings import Settings, SettingsError
 
 # Why: aiohttp waits this long for open connections; fly.toml's kill_timeout covers it plus the runner's grace.
@@ -133,4 +134,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         print(f"quantumreview: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_format, settings.log_level)
-    return COMMANDS[args.command or "serve"](settings, args)
+    try:
+        return COMMANDS[args.command or "serve"](settings, args)
+    except PluginError as exc:
+        print(f"quantumreview: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,151 @@
+"""The command line: receive, replay, jobs, migrate and backup do what they say, with clear errors."""
+
+from __future__ import annotations
+
+import io
+import json
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from quantumreview.cli import main
+from quantumreview.testing.fake import FakeGitHub
+from tests.conftest import WEBHOOK_SECRET
+
+ROOT = Path(__file__).resolve().parent.parent
+HANDLER = textwrap.dedent(
+    '''
+    from gidgethub import routing
+    router = routing.Router()
+
+    @router.register("issues", action="opened")
+    async def comment_on_issue(event, ctx):
+        issue = event.data["issue"]
+        await ctx.gh.post(f"/repos/{ctx.repo}/issues/{issue['number']}/comments", data={"body": "hello"})
+
+    @router.register("issues", action="closed")
+    async def explode(event, ctx):
+        raise RuntimeError("handler broke")
+    '''
+)
+
+
+def run_cli(argv: list[str], env: dict[str, str]) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = main(argv, env)
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rsa_private_key: str) -> dict[str, str]:
+    pkg = tmp_path / "cli_handlers"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "feature.py").write_text(HANDLER)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return {"DATABASE_PATH": str(tmp_path / "data" / "qr.db"), "QUANTUMREVIEW_HANDLERS": "cli_handlers",
+            "GITHUB_APP_ID": "1", "GITHUB_PRIVATE_KEY": rsa_private_key, "GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET}
+
+
+def payload_file(tmp_path: Path, load_payload: Any, action: str = "opened") -> Path:
+    data = load_payload("issues.opened")
+    data["action"] = action
+    data["installation"] = {"id": 3}
+    path = tmp_path / "payload.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+async def test_receive_runs_handlers_once_and_prints_their_github_calls(
+        env: dict[str, str], tmp_path: Path, fake_github: FakeGitHub, load_payload: Any) -> None:
+    fake_github.add_installation(3, repositories=["Codertocat/Hello-World"])
+    fake_github.add_issue("Codertocat/Hello-World", 1)
+    env.update(GITHUB_API_URL=fake_github.api_url, GITHUB_URL=fake_github.url)
+    path = payload_file(tmp_path, load_payload)
+    code, out, _ = await run_in_thread(["receive", "issues", str(path)], env)
+    assert code == 0
+    assert "cli_handlers.feature:comment_on_issue: ok" in out
+    assert "POST /repos/Codertocat/Hello-World/issues/1/comments" in out
+    assert [c["body"] for c in fake_github.comments[("Codertocat/Hello-World", 1)]] == ["hello"]
+
+
+async def test_receive_reports_a_failing_handler_and_exits_1(
+        env: dict[str, str], tmp_path: Path, load_payload: Any) -> None:
+    code, out, _ = await run_in_thread(["receive", "issues", str(payload_file(tmp_path, load_payload, "closed"))],
+                                       env)
+    assert code == 1
+    assert "explode: failed: RuntimeError: handler broke" in out
+
+
+def test_receive_with_unreadable_payload_is_a_clear_error(env: dict[str, str], tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("[1, 2]")
+    code, _, err = run_cli(["receive", "issues", str(bad)], env)
+    assert code == 2 and "does not hold a JSON object" in err
+
+
+def test_receive_with_no_matching_handler_says_so(env: dict[str, str], tmp_path: Path, load_payload: Any) -> None:
+    code, out, _ = run_cli(["receive", "issues", str(payload_file(tmp_path, load_payload, "labeled"))], env)
+    assert code == 0 and "no handler matches issues.labeled" in out
+
+
+def test_replay_requeues_a_stored_deliverys_jobs(env: dict[str, str], tmp_path: Path, load_payload: Any) -> None:
+    assert run_cli(["migrate"], env)[0] == 0
+    body = json.dumps({**load_payload("issues.opened"), "installation": {"id": 3}}).encode()
+    conn = sqlite3.connect(env["DATABASE_PATH"])
+    with conn:
+        conn.execute("INSERT INTO deliveries (id, event, action, installation_id, received_at, body) "
+                     "VALUES ('d-1', 'issues', 'opened', 3, 0, ?)", (body,))
+        conn.execute("INSERT INTO jobs (delivery_id, handler, ordering_key, status, attempts, run_after, created_at,"
+                     " last_error) VALUES ('d-1', 'cli_handlers.feature:comment_on_issue', 'k', 'dead', 6, 0, 0, 'x')")
+    code, out, _ = run_cli(["replay", "d-1"], env)
+    assert code == 0 and "queued 1 job(s)" in out
+    row = conn.execute("SELECT status, attempts, last_error FROM jobs").fetchone()
+    assert row == ("queued", 0, None)
+    assert run_cli(["replay", "nope"], env)[0] == 1
+
+
+def test_jobs_lists_counts_and_dead_jobs_with_errors(env: dict[str, str]) -> None:
+    assert run_cli(["migrate"], env)[0] == 0
+    conn = sqlite3.connect(env["DATABASE_PATH"])
+    with conn:
+        conn.execute("INSERT INTO jobs (handler, ordering_key, status, attempts, run_after, created_at, last_error) "
+                     "VALUES ('m:f', 'k', 'dead', 6, 0, 0, 'RetryLater: GitHub answered 502')")
+    code, out, _ = run_cli(["jobs"], env)
+    assert code == 0
+    assert "dead 1" in out and "RetryLater: GitHub answered 502" in out
+
+
+def test_backup_writes_a_usable_copy(env: dict[str, str], tmp_path: Path) -> None:
+    assert run_cli(["migrate"], env)[0] == 0
+    dest = tmp_path / "backup.db"
+    code, out, _ = run_cli(["backup", str(dest)], env)
+    assert code == 0 and "backed up" in out
+    assert sqlite3.connect(dest).execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_broken_handler_module_stops_start_up_naming_it(tmp_path: Path) -> None:
+    pkg = tmp_path / "broken_handlers"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "bad.py").write_text("import not_a_module_xyz\n")
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{tmp_path}:{ROOT}", "QUANTUMREVIEW_HANDLERS": "broken_handlers",
+           "DATABASE_PATH": str(tmp_path / "x.db")}
+    result = subprocess.run([sys.executable, "-m", "quantumreview", "serve"], env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2
+    assert "broken_handlers.bad" in result.stderr and "Traceback" not in result.stderr
+
+
+async def run_in_thread(argv: list[str], env: dict[str, str]) -> tuple[int, str, str]:
+    """main() runs its own event loop; keep it off the test's loop (the fake GitHub serves on that one)."""
+    import asyncio
+
+    return await asyncio.to_thread(run_cli, argv, env)
