@@ -5,13 +5,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from gidgethub import BadRequest
-
 from quantumreview.analysis.checklist import Item, reconcile
 from quantumreview.analysis.checklist_comment import MARKER, ChecklistLine, render_checklist_comment
 from quantumreview.analysis.criteria import MAX_CRITERIA, extract_criteria
 from quantumreview.comments import upsert_comment
 from quantumreview.context import Context
+from quantumreview.github_client import getitem_or_none
 from storage import checklists as store
 
 REGENERATE_EVENT = "quantumreview.regenerate_checklist"
@@ -19,13 +18,7 @@ REGENERATE_EVENT = "quantumreview.regenerate_checklist"
 
 async def fetch_issue(ctx: Context, repo: str, number: int) -> dict[str, Any] | None:
     """The issue as GitHub has it now (the payload may be older than a later edit); None if gone."""
-    try:
-        issue: dict[str, Any] = await ctx.gh.getitem(f"/repos/{repo}/issues/{number}")
-    except BadRequest as exc:
-        if exc.status_code.value in (404, 410):
-            return None
-        raise
-    return issue
+    return await getitem_or_none(ctx.gh, f"/repos/{repo}/issues/{number}")
 
 
 async def refresh_checklist(ctx: Context, repo: str, issue: dict[str, Any]) -> bool:

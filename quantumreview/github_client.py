@@ -237,3 +237,14 @@ def gone_when_missing(what: str = "the installation or repository") -> Iterator[
         if exc.status_code in (404, 410):
             raise InstallationGone(f"{what} is gone ({int(exc.status_code)})") from None
         raise
+
+
+async def getitem_or_none(gh: Any, url: str) -> dict[str, Any] | None:
+    """GET one resource; None when GitHub answers 404/410 (deleted, transferred, or never there)."""
+    try:
+        item: dict[str, Any] = await gh.getitem(url)
+    except gidgethub.BadRequest as exc:
+        if exc.status_code in (404, 410):
+            return None
+        raise
+    return item

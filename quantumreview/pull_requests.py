@@ -32,6 +32,7 @@ from quantumreview.analysis.pr_render import (
 from quantumreview.analysis.verdict import Conclusion, CriterionResult, Verdict
 from quantumreview.comments import upsert_comment
 from quantumreview.context import Context
+from quantumreview.github_client import getitem_or_none
 from storage import checklists as checklist_store
 from storage import installations as installation_store
 from storage import pulls as store
@@ -47,13 +48,7 @@ MAX_PROBLEMS = 20
 
 async def fetch_pull(ctx: Context, repo: str, number: int) -> dict[str, Any] | None:
     """The pull request as GitHub has it now; None if it is gone."""
-    try:
-        pull: dict[str, Any] = await ctx.gh.getitem(f"/repos/{repo}/pulls/{number}")
-    except BadRequest as exc:
-        if exc.status_code.value in (404, 410):
-            return None
-        raise
-    return pull
+    return await getitem_or_none(ctx.gh, f"/repos/{repo}/pulls/{number}")
 
 
 async def list_pull_files(gh: Any, repo: str, number: int) -> list[dict[str, Any]]:
