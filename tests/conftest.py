@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
@@ -70,3 +71,10 @@ async def client(app: web.Application, aiohttp_client: Any) -> TestClient[Any, A
     """A test client on a started app (database, intake writer and job runner running)."""
     test_client: TestClient[Any, Any] = await aiohttp_client(app)
     return test_client
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    """A plain aiohttp client session, closed after the test."""
+    async with aiohttp.ClientSession() as client_session:
+        yield client_session

@@ -15,16 +15,13 @@ import pytest
 from quantumreview.errors import ArtifactError, RetryLater
 from quantumreview.github import GitHubApp
 from quantumreview.testing.fake import FakeGitHub
+from tests.github_support import no_sleep
 
 REPO = "octo-org/app"
 RUN = 555
 ZIP_ROUTE = "/repos/{owner}/{repo}/actions/artifacts/{artifact_id}/zip"
 BLOB_ROUTE = "/_blobs/{key}"
 REPORT = b'<testsuite name="t"><testcase name="T1"/></testsuite>'
-
-
-async def no_sleep(_seconds: float) -> None:
-    """Sleep that returns at once."""
 
 
 @pytest.fixture
@@ -36,12 +33,6 @@ async def fake(rsa_private_key: str) -> AsyncIterator[FakeGitHub]:
             expired=["old"], declared_sizes={"huge": 300 * 1024 * 1024})
         yield server
     assert server.contract_violations == []
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client_session:
-        yield client_session
 
 
 def make_app(session: aiohttp.ClientSession, fake: FakeGitHub, key: str, **options: Any) -> GitHubApp:

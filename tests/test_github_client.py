@@ -16,29 +16,12 @@ from quantumreview.errors import InstallationGone, PermissionDenied, RateLimited
 from quantumreview.github import GitHubApp, gone_when_missing
 from quantumreview.github_policy import RetryPolicy, rate_limit_until
 from quantumreview.testing.fake import FakeGitHub
+from tests.github_support import T0, Clock, Sleeps
 
 REPO = "octo-org/app"
 ISSUE = "/repos/{owner}/{repo}/issues/{issue_number}"
 COMMENTS = "/repos/{owner}/{repo}/issues/{issue_number}/comments"
 MINT = "/app/installations/{installation_id}/access_tokens"
-T0 = 1_700_000_000.0
-
-
-class Clock:
-    """A settable wall clock shared by the fake and the client."""
-
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class Sleeps(list[float]):
-    """Records requested sleeps instead of waiting."""
-
-    async def __call__(self, seconds: float) -> None:
-        self.append(seconds)
 
 
 @pytest.fixture
@@ -58,12 +41,6 @@ async def fake(rsa_private_key: str, clock: Clock) -> AsyncIterator[FakeGitHub]:
         server.add_issue(REPO, 1, title="Login", body="- [ ] works")
         yield server
     assert server.contract_violations == []
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client_session:
-        yield client_session
 
 
 def make_app(session: aiohttp.ClientSession, fake: FakeGitHub, key: str, clock: Clock, sleeps: Sleeps,

@@ -13,18 +13,14 @@ import pytest
 
 from quantumreview.github import GitHubApp, OAuthError, UserTokens
 from quantumreview.testing.fake import FakeGitHub
+from tests.github_support import T0, no_sleep
 
 REDIRECT = "http://127.0.0.1:1/auth/callback"
 VERIFIER = "v" * 43
-T0 = 1_700_000_000.0
 
 
 def s256(verifier: str) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-
-
-async def no_sleep(_seconds: float) -> None:
-    """Sleep that returns at once."""
 
 
 @pytest.fixture
@@ -37,12 +33,6 @@ async def fake(rsa_private_key: str) -> AsyncIterator[FakeGitHub]:
         server.authorize_as("mona")
         yield server
     assert server.contract_violations == []
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client_session:
-        yield client_session
 
 
 @pytest.fixture

@@ -16,23 +16,9 @@ from quantumreview.errors import InstallationGone, InstallationSuspended
 from quantumreview.github import GitHubApp
 from quantumreview.github_auth import BAD_KEY_MESSAGE
 from quantumreview.testing.fake import FakeGitHub
+from tests.github_support import T0, Clock, no_sleep
 
 MINT = "/app/installations/{installation_id}/access_tokens"
-T0 = 1_700_000_000.0
-
-
-class Clock:
-    """A settable wall clock shared by the fake and the client."""
-
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-async def no_sleep(_seconds: float) -> None:
-    """Sleep that returns at once."""
 
 
 @pytest.fixture
@@ -46,12 +32,6 @@ async def fake(rsa_private_key: str, clock: Clock) -> AsyncIterator[FakeGitHub]:
         server.add_installation(7, repositories=["octo-org/app"])
         yield server
     assert server.contract_violations == []
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client_session:
-        yield client_session
 
 
 @pytest.fixture
