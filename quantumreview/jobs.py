@@ -122,6 +122,10 @@ class JobRunner:
         self._running: dict[int, asyncio.Task[None]] = {}
         # Why a list: successes are marked done with the next claim, one relaxed commit for many jobs.
         self._finished: list[int] = []
+        # Narrow claims look only past `_last_id` and at the keys whose job ended; a full scan every poll.
+        self._last_id: int | None = None
+        self._freed_keys: set[str] = set()
+        self._full_scan_at = 0.0
         self._task: asyncio.Task[None] | None = None
         self.events = EventCache()
 
@@ -176,13 +180,22 @@ class JobRunner:
     async def _settle_and_claim(self, group: asyncio.TaskGroup, limit: int) -> None:
         """Record finished jobs as done and claim due ones, in one relaxed transaction and one thread hop."""
         done, self._finished, now = self._finished, [], self._now()
+        full = self._last_id is None or time.monotonic() - self._full_scan_at >= self._poll
+        after_id, keys = (None, []) if full else (self._last_id, sorted(self._freed_keys))
         try:
             claim = await store.run_in_writer(
-                self._db, lambda conn: store.settle_and_claim(conn, done, now, limit), timeout=self._poll, relaxed=True)
+                self._db, lambda conn: store.settle_and_claim(conn, done, now, limit, after_id=after_id, keys=keys),
+                timeout=self._poll, relaxed=True)
         except Exception as exc:  # a busy or failing database is retried at the next poll
             self._finished[:0] = done
             log.warning("claiming jobs failed: %s", describe_error(exc))
             return
+        if full:
+            self._full_scan_at = time.monotonic()
+        # Why only below the limit: then every candidate was looked at; otherwise look again next time.
+        if len(claim.jobs) < limit:
+            self._last_id = claim.last_id
+            self._freed_keys.difference_update(keys)
         for job in claim.jobs:
             blocked = claim.blocked.get(job.installation_id) if job.installation_id is not None else None
             self._running[job.id] = group.create_task(self._run_job(job, blocked), name=f"job-{job.id}")
@@ -228,6 +241,7 @@ class JobRunner:
             log.error("job=%s outcome not recorded: %s", job.id, describe_error(exc))
         finally:
             self._running.pop(job.id, None)
+            self._freed_keys.add(job.ordering_key)
             self._wake.set()
 
     async def _execute(self, job: store.Job, blocked: str | None) -> None:

@@ -160,24 +160,46 @@ async def claim_due(conn: aiosqlite.Connection, now: float, limit: int) -> list[
     return sorted((Job(*row) for row in rows), key=lambda job: job.id)
 
 
+# Why: a claim after a finish or an insert only looks where those can have freed work, not at the whole backlog.
+# The unary + keeps the planner on the candidates' rowids instead of walking jobs_due.
+NARROW_CLAIM_SQL = CLAIM_SQL.replace("WHERE j.status = 'queued' AND j.run_after",
+                                     "WHERE j.id IN ({candidates}) AND +j.status = 'queued' AND +j.run_after")
+NEW_SINCE = "SELECT id FROM jobs WHERE id > ?"
+HEAD_OF_KEY = "SELECT min(id) FROM jobs WHERE ordering_key = ? AND status = 'queued'"
+
+
 @dataclass(frozen=True)
 class Claim:
-    """Jobs claimed in one transaction, and which of their installations are 'deleted' or 'suspended'."""
+    """Jobs claimed in one transaction, which of their installations are 'deleted' or 'suspended', and the
+    highest job id when claimed (the next narrow claim looks past it)."""
 
     jobs: list[Job]
     blocked: dict[int, str]
+    last_id: int = 0
 
 
-def settle_and_claim(conn: sqlite3.Connection, done: Sequence[int], now: float, limit: int) -> Claim:
-    """Mark `done` jobs done, then claim up to `limit` due jobs (inside `run_in_writer`): one commit for both."""
+def settle_and_claim(conn: sqlite3.Connection, done: Sequence[int], now: float, limit: int, *,
+                     after_id: int | None = None, keys: Sequence[str] = ()) -> Claim:
+    """Mark `done` jobs done, then claim up to `limit` due jobs (inside `run_in_writer`): one commit for both.
+
+    With `after_id` None every queued job is a candidate (cost grows with the backlog). Otherwise only jobs
+    added after `after_id` and the first queued job of each of `keys` (those whose previous job just ended).
+    """
     for start in range(0, len(done), ROWS_PER_STATEMENT):
         chunk = done[start:start + ROWS_PER_STATEMENT]
         conn.execute("UPDATE jobs SET status = 'done', finished_at = ?, last_error = NULL "  # noqa: S608
                      f"WHERE id IN ({', '.join('?' * len(chunk))})", (now, *chunk))
+    last_id = int(conn.execute("SELECT coalesce(max(id), 0) FROM jobs").fetchone()[0])
     if limit <= 0:
-        return Claim([], {})
-    jobs = sorted((Job(*row) for row in conn.execute(CLAIM_SQL, (now, now, limit)).fetchall()), key=lambda j: j.id)
-    return Claim(jobs, _blocked_installations(conn, {j.installation_id for j in jobs} - {None}))
+        return Claim([], {}, last_id)
+    if after_id is None:
+        rows = conn.execute(CLAIM_SQL, (now, now, limit)).fetchall()
+    else:
+        candidates = " UNION ALL ".join([NEW_SINCE] + [HEAD_OF_KEY] * len(keys))
+        params = (now, after_id, *keys, now, limit)
+        rows = conn.execute(NARROW_CLAIM_SQL.format(candidates=candidates), params).fetchall()
+    jobs = sorted((Job(*row) for row in rows), key=lambda j: j.id)
+    return Claim(jobs, _blocked_installations(conn, {j.installation_id for j in jobs} - {None}), last_id)
 
 
 def _blocked_installations(conn: sqlite3.Connection, ids: set[int | None]) -> dict[int, str]:
