@@ -15,7 +15,7 @@ from gidgethub import routing, sansio
 
 from quantumreview.context import Context
 from quantumreview.errors import InstallationGone, PermanentError, RetryLater
-from quantumreview.jobs import Backoff, JobRunner, describe_error
+from quantumreview.jobs import Backoff, EventCache, JobRunner, describe_error
 from quantumreview.plugins import HandlerRegistry, handler_name
 from quantumreview.settings import Settings
 from storage import jobs as store
@@ -402,3 +402,63 @@ def test_backoff_grows_exponentially_with_jitter_and_a_cap() -> None:
     backoff = Backoff(base=10, cap=100)
     assert [backoff.delay(n, 0.5) for n in (1, 2, 3, 4, 5)] == [10, 20, 40, 80, 100]
     assert backoff.delay(1, 0.0) == 5 and backoff.delay(1, 0.999) == pytest.approx(14.99)
+
+
+async def test_one_job_of_a_delivery_gets_the_intakes_parse_the_others_read_the_store(
+        db: Database, settings: Settings) -> None:
+    router = routing.Router()
+    seen: list[dict[str, Any]] = []
+
+    @router.register("issues", action="opened")
+    async def first(event: sansio.Event, ctx: Context) -> None:
+        seen.append(event.data)
+
+    @router.register("issues", action="opened")
+    async def second(event: sansio.Event, ctx: Context) -> None:
+        seen.append(event.data)
+
+    await add_delivery(db, "d1", [first, second], data={"action": "opened", "from": "store"})
+    runner = JobRunner(db, HandlerRegistry.from_routers([router]), settings, poll_interval=0.05)
+    cached = {"action": "opened", "from": "cache"}
+    runner.events.put("d1", "issues", cached, 100)
+    await runner.start()
+    try:
+        await wait_until(lambda: settled(db))
+    finally:
+        await runner.stop()
+    assert sorted(d["from"] for d in seen) == ["cache", "store"]
+    assert any(d is cached for d in seen)  # handed over, not copied
+    assert runner.events.take("d1") is None
+
+
+def test_event_cache_drops_the_oldest_beyond_its_entry_and_byte_bounds() -> None:
+    cache = EventCache(max_entries=2, max_bytes=100)
+    for n in range(3):
+        cache.put(f"d{n}", "issues", {"n": n}, 10)
+    assert cache.take("d0") is None and cache.take("d1") == ("issues", {"n": 1})
+    cache.put("big", "issues", {}, 95)  # pushes d2 out on bytes
+    assert cache.take("d2") is None and cache.take("big") == ("issues", {})
+    cache.put("huge", "issues", {}, 101)
+    assert cache.take("huge") is None
+
+
+async def test_a_job_finishing_during_shutdown_is_marked_done_before_stop_returns(
+        db: Database, make_settings: Any) -> None:
+    router = routing.Router()
+    started, release = asyncio.Event(), asyncio.Event()
+
+    @router.register("issues")
+    async def slow(event: sansio.Event, ctx: Context) -> None:
+        started.set()
+        await release.wait()
+
+    await add_delivery(db, "d1", [slow])
+    runner = JobRunner(db, HandlerRegistry.from_routers([router]), make_settings(shutdown_grace=5.0))
+    await runner.start()
+    await started.wait()
+    stopping = asyncio.create_task(runner.stop())
+    await asyncio.sleep(0.05)
+    release.set()
+    await stopping
+    [job] = await store.list_jobs(db)
+    assert (job.status, job.attempts) == ("done", 1)

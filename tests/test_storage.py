@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from quantumreview.intake import PendingDelivery, split_new
+from quantumreview.intake import IntakeWriter, PendingDelivery, split_new
 from storage import jobs as store
 from storage.db import Database
 from storage.deliveries import DeliveryRecord, get_delivery, insert_deliveries, known_ids
@@ -131,3 +131,72 @@ async def test_status_counts_reports_queued_running_and_dead(db: Database) -> No
         await store.claim_due(conn, time.time(), 1)
         await store.mark_final(conn, 2, "dead", time.time(), "E: x")
     assert await store.status_counts(db) == {"queued": 1, "running": 1, "dead": 1}
+
+
+async def test_relaxed_transaction_commits_and_leaves_the_writer_on_full_sync(db: Database) -> None:
+    await seed(db, [job("d1", "k1")])
+
+    def work(conn: sqlite3.Connection) -> int:
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL inside
+        return store.settle_and_claim(conn, [], time.time(), 10).jobs[0].id
+
+    assert await store.run_in_writer(db, work, relaxed=True) == 1
+    assert (await db.pragmas(["synchronous"]))["synchronous"] == 2
+    assert [j.status for j in await store.list_jobs(db)] == ["running"]
+
+
+async def test_failing_writer_work_rolls_back_and_restores_full_sync(db: Database) -> None:
+    await seed(db, [job("d1", "k1")])
+
+    def work(conn: sqlite3.Connection) -> None:
+        store.settle_and_claim(conn, [], time.time(), 10)
+        raise RuntimeError("after the claim")
+
+    with pytest.raises(RuntimeError):
+        await store.run_in_writer(db, work, relaxed=True)
+    assert [j.status for j in await store.list_jobs(db)] == ["queued"]
+    assert (await db.pragmas(["synchronous"]))["synchronous"] == 2
+
+
+async def test_settle_marks_done_and_frees_the_next_job_of_the_key_in_one_commit(db: Database) -> None:
+    await seed(db, [job("d1", "k"), job("d2", "k")])
+    first = await store.run_in_writer(db, lambda conn: store.settle_and_claim(conn, [], time.time(), 10))
+    assert [j.id for j in first.jobs] == [1] and first.last_id == 2
+    second = await store.run_in_writer(
+        db, lambda conn: store.settle_and_claim(conn, [1], time.time(), 10, after_id=2, keys=["k"]))
+    assert [j.id for j in second.jobs] == [2]
+    assert [j.status for j in await store.list_jobs(db)] == ["done", "running"]
+
+
+async def test_narrow_claim_looks_only_past_the_last_id_and_at_freed_keys(db: Database) -> None:
+    await seed(db, [job("d1", "old"), job("d2", "freed"), job("d3", "new")])
+
+    def narrow(conn: sqlite3.Connection) -> store.Claim:
+        return store.settle_and_claim(conn, [], time.time(), 10, after_id=2, keys=["freed"])
+
+    assert [j.id for j in (await store.run_in_writer(db, narrow)).jobs] == [2, 3]
+    full = await store.run_in_writer(db, lambda conn: store.settle_and_claim(conn, [], time.time(), 10))
+    assert [j.id for j in full.jobs] == [1]  # the periodic full scan still finds it
+
+
+async def test_claim_reports_deleted_and_suspended_installations(db: Database) -> None:
+    await seed(db, [job("d1", "k1")])
+    await db.execute("INSERT INTO installations (id, account_login, suspended_at, created_at, updated_at) "
+                     "VALUES (1, 'octo', 5.0, 0, 0)")
+    claim = await store.run_in_writer(db, lambda conn: store.settle_and_claim(conn, [], time.time(), 10))
+    assert claim.blocked == {1: "suspended"}
+
+
+async def test_intake_wakes_the_runner_only_when_it_stored_jobs(db: Database) -> None:
+    wakes: list[int] = []
+    writer = IntakeWriter(db, on_commit=lambda: wakes.append(1))
+    writer.start()
+    try:
+        assert await writer.submit(record("d1"), []) is True
+        assert wakes == []
+        assert await writer.submit(record("d2"), [job("d2", "k")]) is True
+        assert await writer.submit(record("d2"), [job("d2", "k")]) is False
+        assert wakes == [1]
+    finally:
+        await writer.stop()
+    assert [j.delivery_id for j in await store.list_jobs(db)] == ["d2"]
