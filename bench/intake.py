@@ -1,8 +1,9 @@
 """Webhook intake throughput against a bare aiohttp app, side by side on loopback.
 
 Run: .venv/bin/python bench/intake.py [--requests 5000] [--rounds 3] [--concurrency 32]
-Three servers in one run: a bare aiohttp app answering 200, the intake with one no-op job per delivery
-("jobs:1"), and the intake with no matching handler ("jobs:0"). Rounds alternate between them. Prints req/s,
+Four servers in one run: a bare aiohttp app answering 200; "gidget", aiohttp + gidgethub Event.from_http +
+background dispatch storing nothing (the issue's second reference); the intake with one no-op job per delivery
+("jobs:1"); the intake with no matching handler ("jobs:0"). Rounds alternate between them. Prints req/s,
 p50, p99 and server CPU per request for each, the ratio intake/bare, and checks rows stored == 2xx replies.
 The client is a raw asyncio protocol sending pre-built requests, so it leaves the servers most of the 2 cores.
 """
@@ -45,6 +46,27 @@ app.router.add_post("/webhooks/github", ok)
 app.router.add_get("/health", lambda r: web.json_response({}))
 web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
 
+"""
+# The issue's second reference: aiohttp + gidgethub Event.from_http + dispatch in the background, storing nothing.
+GIDGETHUB_APP = """
+import asyncio, sys
+from aiohttp import web
+from gidgethub import routing, sansio
+router = routing.Router()
+@router.register("issues", action="opened")
+async def noop(event):
+    pass
+tasks = set()
+async def ok(request):
+    event = sansio.Event.from_http(request.headers, await request.read(), secret=sys.argv[2])
+    task = asyncio.create_task(router.dispatch(event))
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+    return web.json_response({"ok": True}, status=200)
+app = web.Application(client_max_size=26 * 1024 * 1024)
+app.router.add_post("/webhooks/github", ok)
+app.router.add_get("/health", lambda r: web.json_response({}))
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
 """
 NOOP_HANDLERS = """
 from gidgethub import routing
@@ -100,6 +122,10 @@ def start_intake(port: int, db_path: Path, handlers: str) -> subprocess.Popen[by
 
 def start_bare(port: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-c", BARE_APP, str(port)])
+
+
+def start_gidgethub(port: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-c", GIDGETHUB_APP, str(port), SECRET])
 
 
 def cpu_seconds(pid: int) -> float:
@@ -232,12 +258,12 @@ def stored_rows(db_path: Path) -> tuple[int, int, int]:
 async def main(count: int, concurrency: int, handlers: str | None, rounds: int) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        configs = {"bare": None, "jobs:1": handlers or write_noop_handlers(root),
+        configs = {"bare": None, "gidget": None, "jobs:1": handlers or write_noop_handlers(root),
                    "jobs:0": write_handlers(root, "bench_nojobs", NO_HANDLERS)}
         ports = {name: free_port() for name in configs}
-        servers = {name: start_bare(ports[name]) if package is None
-                   else start_intake(ports[name], root / f"{name.replace(':', '')}.db", package)
-                   for name, package in configs.items()}
+        servers = {"bare": start_bare(ports["bare"]), "gidget": start_gidgethub(ports["gidget"])}
+        servers.update({name: start_intake(ports[name], root / f"{name.replace(':', '')}.db", package)
+                        for name, package in configs.items() if package is not None})
         results: dict[str, list[Round]] = {name: [] for name in configs}
         try:
             for name in configs:
@@ -253,14 +279,14 @@ async def main(count: int, concurrency: int, handlers: str | None, rounds: int) 
                 server.terminate()
             for server in servers.values():
                 server.wait(timeout=30)
-        stored = {name: stored_rows(root / f"{name.replace(':', '')}.db") for name in configs if name != "bare"}
+        stored = {name: stored_rows(root / f"{name.replace(':', '')}.db") for name in configs if configs[name]}
     print(f"payload {PAYLOAD_NAME}, {len(PAYLOAD)} bytes; {count} deliveries x {rounds} rounds, "
           f"{concurrency} connections, {os.cpu_count()} CPUs shared by client and servers")
     rates = {}
     for name, runs in results.items():
         median = sorted(runs, key=lambda run: run.seconds)[len(runs) // 2]
         rates[name] = report(name, median, count)
-    for name in ("jobs:1", "jobs:0"):
+    for name in ("gidget", "jobs:1", "jobs:0"):
         spread = " ".join(f"{bare.seconds / run.seconds:.2f}"
                           for run, bare in zip(results[name], results["bare"], strict=True))
         print(f"ratio {name}/bare {rates[name] / rates['bare']:.2f}  (per round {spread})")
