@@ -203,11 +203,10 @@ class WebhookReceiver:
 
     async def handle(self, request: web.Request) -> web.Response:
         """Answer one delivery; never a 500 for any input."""
-        delivery = _loggable_delivery(request)
         try:
             return await self._accept(request)
         except Rejected as exc:
-            log.warning("webhook delivery=%s rejected %d %s", delivery, exc.status, exc.code)
+            log.warning("webhook delivery=%s rejected %d %s", _loggable_delivery(request), exc.status, exc.code)
             response = error_response(exc.status, exc.code, str(exc))
             if exc.status == 413:
                 response.force_close()

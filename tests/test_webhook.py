@@ -8,6 +8,7 @@ import json
 import logging
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -152,7 +153,7 @@ async def test_sha1_only_signature_is_refused(client: Client) -> None:
     assert response.status == 401
 
 
-MALFORMED = {
+MALFORMED: dict[str, Callable[[str], str]] = {
     "63 hex": lambda good: good[:-1],
     "non-hex": lambda good: "sha256=" + "z" * 64,
     "upper prefix": lambda good: "SHA256=" + good[7:],
