@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -23,6 +23,7 @@ PRAGMAS = (
 )
 
 Params = Sequence[Any] | dict[str, Any]
+T = TypeVar("T")
 
 
 class DatabaseBusy(Exception):
@@ -35,6 +36,28 @@ async def _open_connection(path: Path) -> aiosqlite.Connection:
     for pragma in PRAGMAS:
         await conn.execute(pragma)
     return conn
+
+
+def _run_transaction(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T], relaxed: bool) -> T:
+    # Why here: synchronous cannot change inside a transaction, and the writer lock makes NORMAL apply to ours only.
+    if relaxed:
+        conn.execute("PRAGMA synchronous=NORMAL")
+    try:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise DatabaseBusy(str(exc)) from exc
+        try:
+            result = work(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return result
+    finally:
+        if relaxed:
+            conn.execute("PRAGMA synchronous=FULL")  # PRAGMAS: every other commit is FULL
 
 
 class Database:
@@ -90,6 +113,27 @@ class Database:
             except sqlite3.Error as exc:
                 await self._writer.execute("ROLLBACK")
                 raise DatabaseBusy(str(exc)) from exc
+        finally:
+            self._write_lock.release()
+
+    async def run(self, work: Callable[[sqlite3.Connection], T], *, timeout: float | None = None,
+                  relaxed: bool = False) -> T:
+        """Run `work` in one transaction on the writer's thread: BEGIN, the work and COMMIT in one hop.
+
+        `relaxed` commits with synchronous=NORMAL (no fsync). Only for job-state transitions: WAL keeps the file
+        consistent, a power loss can only drop the last few transitions (those jobs run again, idempotently), and
+        the next FULL commit of the intake syncs them anyway.
+        """
+        try:
+            async with asyncio.timeout(timeout):
+                await self._write_lock.acquire()
+        except TimeoutError as exc:
+            raise DatabaseBusy("timed out waiting for the database writer") from exc
+        try:
+            # Why aiosqlite's _execute: it is the one way to run a whole transaction in a single thread hop.
+            result: T = await self._writer._execute(  # type: ignore[no-untyped-call]
+                _run_transaction, self._writer._conn, work, relaxed)
+            return result
         finally:
             self._write_lock.release()
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -10,7 +9,7 @@ from typing import TypeVar
 
 import aiosqlite
 
-from storage.db import Database, DatabaseBusy
+from storage.db import Database
 
 T = TypeVar("T")
 # Why: one statement per chunk, not one per row: each sqlite3 step releases and retakes the GIL.
@@ -106,45 +105,8 @@ def insert_jobs_now(conn: sqlite3.Connection, jobs: Sequence[NewJob]) -> None:
 
 async def run_in_writer(db: Database, work: Callable[[sqlite3.Connection], T], *, timeout: float | None = None,
                         relaxed: bool = False) -> T:
-    """Run `work` in one transaction on the writer's thread: BEGIN, the work and COMMIT in one hop.
-
-    `relaxed` commits with synchronous=NORMAL (no fsync). Only for job-state transitions: WAL keeps the file
-    consistent, a power loss can only drop the last few transitions (those jobs run again, idempotently), and
-    the next FULL commit of the intake syncs them anyway.
-    """
-    # Why private attributes: db.py has no one-hop call yet (proposed: Database.run(work, synchronous=...)).
-    writer = db._writer
-    try:
-        async with asyncio.timeout(timeout):
-            await db._write_lock.acquire()
-    except TimeoutError as exc:
-        raise DatabaseBusy("timed out waiting for the database writer") from exc
-    try:
-        return await writer._execute(_transaction, writer._conn, work, relaxed)  # type: ignore[no-untyped-call,no-any-return]
-    finally:
-        db._write_lock.release()
-
-
-def _transaction(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T], relaxed: bool) -> T:
-    # Why here: synchronous cannot change inside a transaction, and the lock makes NORMAL apply to ours only.
-    if relaxed:
-        conn.execute("PRAGMA synchronous=NORMAL")
-    try:
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise DatabaseBusy(str(exc)) from exc
-        try:
-            result = work(conn)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        return result
-    finally:
-        if relaxed:
-            conn.execute("PRAGMA synchronous=FULL")  # db.PRAGMAS: every other commit is FULL
+    """Run `work` in one writer transaction (see Database.run); `relaxed` only for job-state transitions."""
+    return await db.run(work, timeout=timeout, relaxed=relaxed)
 
 
 async def insert_job(conn: aiosqlite.Connection, job: NewJob) -> int:
