@@ -298,7 +298,8 @@ class JobRunner:
                 await store.mark_final(conn, job.id, "dead", now, error)
             else:
                 await store.schedule_retry(conn, job.id, self._retry_at(job, exc, now), error)
-        log.warning("job=%s handler=%s attempt=%d failed: %s", job.id, job.handler, job.attempts, error)
+        log.warning("job=%s delivery=%s handler=%s attempt=%d failed: %s", job.id, job.delivery_id or "-",
+                    job.handler, job.attempts, error, extra={"delivery": job.delivery_id, "job": job.id})
 
     def _retry_at(self, job: store.Job, exc: Exception, now: float) -> float:
         backoff_at = now + self._backoff.delay(job.attempts, self._rand())
