@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import random
 import socket
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from lxml import etree
 
 from quantumreview.analysis import junit
 from quantumreview.analysis.junit import (
@@ -492,3 +494,114 @@ def test_memory_stays_flat_on_a_big_report(tmp_path: Path) -> None:
 
     assert peak_growth_mb("full_tree") > 20  # the probe does see a reader that keeps the whole tree
     assert peak_growth_mb("parse_junit") < 8
+
+
+# --- chunked feeding: finished testcases are tallied and freed between chunks --------------------
+
+
+def reference_summary(body: bytes) -> dict[str, object]:
+    """The same rules over a whole in-memory tree: what the streaming reader must agree with."""
+    rank_of = {"skipped": 1, "failure": 2, "error": 3}
+    tid_rank: dict[str, int] = {}
+    counts = [0, 0, 0, 0]
+    for case in etree.fromstring(body).iter("{*}testcase"):
+        rank = 0
+        for child in case:
+            rank = max(rank, rank_of.get(etree.QName(child).localname, 0))
+        counts[rank] += 1
+        tids = set()
+        if match := junit.NAME_TID.search(case.get("name") or ""):
+            tids.add(match.group(1))
+        if match := junit.CLASS_TID.search(case.get("classname") or ""):
+            tids.add(match.group(1))
+        for tid in tids:
+            tid_rank[tid] = max(tid_rank.get(tid, -1), (1, 0, 2, 3)[rank])
+    statuses = ("skipped", "passed", "failed", "error")
+    return {
+        "tests": sum(counts), "failures": counts[2], "errors": counts[3], "skipped": counts[1],
+        "by_tid": {tid: statuses[rank] for tid, rank in tid_rank.items()},
+    }
+
+
+def random_report(rng: random.Random) -> bytes:
+    ns = rng.choice(["", ' xmlns="urn:x"'])
+
+    def case(depth: int) -> str:
+        name = rng.choice(["T{n}::t{i}", "x T{n}::t{i}", "a::b T{n}::c{i}", "T{n}::a T9{n}::b", "plain{i}", "XT{n}::y"])
+        attrs = f'name="{name.format(n=rng.randrange(6), i=rng.randrange(10**6))}"'
+        if rng.random() < 0.3:
+            attrs += f' classname="pkg.autoqa:T{rng.randrange(8)}.C"'
+        children = [
+            rng.choice(["<system-out>" + "log " * rng.choice([1, 50, 20000]) + "</system-out>", "<system-err/>",
+                        '<skipped message="s"/>', '<failure message="f">trace</failure>', "<error>e</error>",
+                        "<rerunFailure/>", "<properties><property name='p' value='v'/></properties>"])
+            for _ in range(rng.choice([0, 0, 1, 1, 2, 3]))
+        ]
+        if depth < 2 and rng.random() < 0.05:
+            children.insert(rng.randrange(len(children) + 1), case(depth + 1))
+        return f"<testcase {attrs}>{''.join(children)}</testcase>" if children else f"<testcase {attrs}/>"
+
+    def suite(depth: int) -> str:
+        parts = [case(0) for _ in range(rng.randrange(40))]
+        if depth < 2 and rng.random() < 0.3:
+            parts.insert(rng.randrange(len(parts) + 1), suite(depth + 1))
+        if rng.random() < 0.3:
+            parts.insert(0, "<properties><property name='a' value='b'/></properties>")
+        return f"<testsuite>{''.join(parts)}</testsuite>"
+
+    if rng.random() < 0.3:
+        return f"<testsuite{ns}>{suite(1)[11:-12]}</testsuite>".encode()
+    return f"<testsuites{ns}>{''.join(suite(0) for _ in range(rng.randrange(1, 4)))}</testsuites>".encode()
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 4096, junit.CHUNK])
+def test_any_chunking_agrees_with_a_whole_tree_reading(monkeypatch: pytest.MonkeyPatch, chunk: int) -> None:
+    monkeypatch.setattr(junit, "CHUNK", chunk)
+    rng = random.Random(chunk)
+    for _ in range(12 if chunk > 1 else 3):
+        body = random_report(rng)
+
+        assert summary(parse_junit(body)) == reference_summary(body)
+
+
+def test_a_case_whose_result_comes_after_chunks_of_output_keeps_it(tmp_path: Path) -> None:
+    path = tmp_path / "late.xml"
+    path.write_bytes(
+        b'<testsuites><testsuite><testcase name="T1::a"><system-out>'
+        + b"x" * (5 * junit.CHUNK)
+        + b'</system-out><failure message="late"/></testcase><testcase name="T2::b"/></testsuite></testsuites>'
+    )
+
+    report = parse_junit(path)
+
+    assert dict(report.by_tid) == {"T1": "failed", "T2": "passed"}
+    assert [case.message for case in report.failing] == ["late"]
+
+
+def test_only_the_first_tid_of_a_passed_name_counts() -> None:
+    report = parse_junit(suite('<testcase name="T1::a T2::b"/>', '<testcase name="a::b T3::c"/>'))
+
+    assert dict(report.by_tid) == {"T1": "passed", "T3": "passed"}
+
+
+@pytest.mark.parametrize(
+    ("prolog", "reason"),
+    [
+        (b"<!--" + b"c" * 300_000 + b"--><!DOCTYPE t []>", "DOCTYPE"),
+        (b"<?pi " + b"p" * 200_000 + b"?>\n<!-- split -->\n<!DOCTYPE t>", "DOCTYPE"),
+        (b"<!--" + b"c" * (junit.PROLOG_READ + 10) + b"-->", "prolog longer than 1 MiB"),
+    ],
+    ids=["after-long-comment", "after-long-pi", "endless-comment"],
+)
+def test_a_doctype_past_the_first_chunk_is_still_refused(prolog: bytes, reason: str) -> None:
+    with pytest.raises(ReportUnreadable, match=reason):
+        parse_junit(prolog + b'<testsuite><testcase name="T1::a"/></testsuite>')
+
+
+@pytest.mark.parametrize("cut", range(1, 12))
+def test_a_comment_split_across_prolog_reads_is_not_mistaken_for_a_declaration(
+    monkeypatch: pytest.MonkeyPatch, cut: int
+) -> None:
+    monkeypatch.setattr(junit, "CHUNK", cut)
+
+    assert parse_junit(b'<?xml version="1.0"?><!-- c --><testsuite><testcase name="T1::a"/></testsuite>').tests == 1

@@ -41,13 +41,21 @@ _BARE_STARTS = (
 )
 # Within one testcase a <skipped> child beats no result child; rerun/flaky children count for nothing.
 _CHILD_RANK: dict[str, int] = {"skipped": 1, "failure": 2, "error": 3}
-_EVENT_TAGS = ("{*}testcase", "{*}skipped", "{*}failure", "{*}error")
-_NO_RESULT: tuple[int, Any] = (0, None)
+# Childless children that leave a testcase passed: seen first, so the common case takes no lookup of
+# namespaces or ranks. Anything else (namespaced tags included) takes the general path.
+_PLAIN_CHILDREN = frozenset({"system-out", "system-err"})
+_CASE_TAG = "{*}testcase"
+_SUITE_TAGS = ("{*}testsuites", "{*}testsuite")
 # Most runners put the TID first: an anchored match is cheaper than a search, and is the first match.
 _TID_AT_START = re.compile(r"(T[0-9]+)::")
+# NAME_TID's first match in each NUL-led name of a joined batch: the lazy prefix cannot cross a NUL,
+# and a NUL before a TID passes the lookbehind just as the start of a name does.
+_FIRST_NAME_TID = re.compile(r"\x00[^\x00]*?(?<![A-Za-z0-9])(T[0-9]+)::")
 _BY_CASE_RANK: tuple[Status, ...] = ("passed", "skipped", "failed", "error")
 _BY_TID_RANK: tuple[Status, ...] = ("skipped", "passed", "failed", "error")
-PRUNE_EVERY = 256
+# Bytes fed to libxml2 at a time. Each feed is followed by a tally-and-delete pass, so this bounds the
+# unfreed tree: 64 KiB keeps peak RSS near the interpreter's own, and larger chunks were no faster.
+CHUNK = 1 << 16
 CLASSNAME_CACHE = 4096
 _TID_RANK_OF_CASE_RANK = (1, 0, 2, 3)
 _UNSEEN = "?"  # a cache value is a TID or None, never this
@@ -119,9 +127,8 @@ def parse_junit(source: bytes | Path) -> JUnitReport:
     """Parse one JUnit report (bytes or a file path); raise ReportUnreadable for anything else."""
     try:
         with _open(source) as stream:
-            _refuse_doctype(stream)
-            # libxml2 reads a named file itself, which is faster than feeding it from Python.
-            return _scan(stream if isinstance(stream, io.BytesIO) else str(source))
+            head = _refuse_doctype(stream)
+            return _scan(stream, head)
     except OSError as exc:
         raise ReportUnreadable(f"cannot read file: {exc.strerror or type(exc).__name__}") from None
 
@@ -132,14 +139,33 @@ def _open(source: bytes | Path) -> IO[bytes]:
     return Path(source).open("rb")
 
 
-def _refuse_doctype(stream: IO[bytes]) -> None:
-    """Check the prolog before libxml2 sees it: no DOCTYPE means no entity of any kind."""
-    head = stream.read(PROLOG_READ)
-    stream.seek(0)
+def _refuse_doctype(stream: IO[bytes]) -> bytes:
+    """Check the prolog before libxml2 sees it: no DOCTYPE means no entity of any kind.
+
+    Reads a chunk at a time only until the root element's start is seen (a DOCTYPE can only come
+    before it), and returns the bytes read so that the parser is fed them instead of re-reading.
+    """
+    head = stream.read(CHUNK)
+    while True:
+        more = stream.read(CHUNK) if len(head) < PROLOG_READ and not _prolog_done(head, final=False) else b""
+        if not more:
+            _prolog_done(head, final=True)
+            return head
+        head += more
+
+
+def _prolog_done(head: bytes, *, final: bool) -> bool:
+    """True once the root element starts after nothing but the XML declaration, PIs, comments, space.
+
+    Raise for a DOCTYPE or other declaration, text before the root, or (when final: no more bytes
+    will come) a prolog that never reaches a root element. False means: read more first.
+    """
     text = head.decode(_prolog_codec(head), errors="replace").lstrip("\ufeff")
     pos = 0
     while True:
         pos = _SPACE.match(text, pos).end()  # type: ignore[union-attr]
+        if not final and len(text) - pos < len("<!--"):
+            return False  # a "<!" here could still become a comment: decide on more bytes
         if text.startswith(("<?", "<!--"), pos):
             closer = "?>" if text.startswith("<?", pos) else "-->"
             end = text.find(closer, pos + 2)
@@ -149,11 +175,13 @@ def _refuse_doctype(stream: IO[bytes]) -> None:
         elif text.startswith("<!", pos):
             raise ReportUnreadable("DOCTYPE or declaration refused (DTDs and entities are never processed)")
         elif _ROOT_START.match(text, pos):
-            return
+            return True
         elif pos < len(text):
             raise ReportUnreadable("not XML (text before the first element)")
         else:
             break
+    if not final:
+        return False
     if len(head) >= PROLOG_READ:
         raise ReportUnreadable("prolog longer than 1 MiB")
     raise ReportUnreadable("empty or truncated document (no root element)")
@@ -170,14 +198,20 @@ def _prolog_codec(head: bytes) -> str:
     return "latin-1"
 
 
-def _scan(source: IO[bytes] | str) -> JUnitReport:
-    """Stream the testcases once, freeing each after reading its status and test IDs."""
+def _scan(source: IO[bytes], head: bytes = b"") -> JUnitReport:
+    """Feed the report to libxml2 a chunk at a time; after each chunk, tally and free the finished part.
+
+    No per-testcase parser events: those cost more than the parse itself (an iterparse event is a
+    C-to-Python round trip per element). After a feed, the only unfinished elements are the last
+    child at each level of the tree, so everything before them is complete and can be read in a
+    plain loop and then deleted, which keeps memory flat.
+    """
     tally = _Tally()
     # huge_tree lets a 20 MB <system-out> through; it is safe only because the DOCTYPE was refused first.
-    events = etree.iterparse(
-        source,
-        events=("end",),
-        tag=_EVENT_TAGS,
+    # The start events on suites exist only to learn the root element while the parse runs.
+    parser = etree.XMLPullParser(
+        events=("start",),
+        tag=_SUITE_TAGS,
         resolve_entities=False,
         no_network=True,
         load_dtd=False,
@@ -188,7 +222,7 @@ def _scan(source: IO[bytes] | str) -> JUnitReport:
         collect_ids=False,
     )
     try:
-        root = _consume(events, tally)
+        root = _feed(parser, source, head, tally)
     except etree.XMLSyntaxError as exc:
         raise ReportUnreadable(f"not well-formed XML: {exc.msg[:200]}") from None
     except (etree.LxmlError, ValueError, LookupError) as exc:
@@ -199,66 +233,40 @@ def _scan(source: IO[bytes] | str) -> JUnitReport:
     return tally.report()
 
 
-def _consume(events: etree.iterparse, tally: _Tally) -> Any:
-    """Tally every testcase end event; this loop is the hot path, so it inlines the common case.
+def _feed(parser: etree.XMLPullParser, source: IO[bytes], head: bytes, tally: _Tally) -> Any:
+    """Feed every chunk, taking finished testcases after each; return the root element."""
+    root = None
+    data = head or source.read(CHUNK)
+    while data:
+        parser.feed(data)
+        for _, element in parser.read_events():  # drained every time: a queued event pins its element
+            if root is None and isinstance(element, etree._Element):
+                root = element.getroottree().getroot()
+        if root is not None:
+            _take_finished(root, tally)
+        data = source.read(CHUNK)
+    root = parser.close()
+    tally.add([root])  # whatever is left was never tallied: tallied elements were deleted
+    return root
 
-    Result elements (<error>, <failure>, <skipped>) arrive as their own end events before their
-    testcase's, so the testcase's children never need walking: each result is filed under its
-    parent and picked up when that parent turns out to be a testcase.
+
+def _take_finished(root: etree._Element, tally: _Tally) -> None:
+    """Tally and delete every finished element: all but the last child along the tree's right edge.
+
+    libxml2 is building inside the last child at each level, so that one is never touched; and an
+    open testcase is left whole, since its result children decide its status when it ends.
     """
-    counts = tally.counts
-    tid_rank = tally.tid_rank
-    result_rank = _CHILD_RANK
-    rank_for_tid = _TID_RANK_OF_CASE_RANK
-    tid_at_start = _TID_AT_START.match
-    name_tid = NAME_TID.search
-    class_tids = tally.class_tids
-    results: dict[etree._Element, tuple[int, etree._Element]] = {}
-    seen = 0
-    for _, element in events:
-        tag = element.tag
-        found = result_rank.get(tag) if tag != "testcase" else None
-        if found is None and tag != "testcase" and "}" in tag:
-            found = result_rank.get(_local(tag))
-        if found is not None:
-            parent = element.getparent()
-            if parent is not None and found > results.get(parent, _NO_RESULT)[0]:
-                results[parent] = (found, element)
-            continue
-        case = element
-        rank, result = results.pop(case, _NO_RESULT) if results else _NO_RESULT
-        counts[rank] += 1
-        name = case.get(b"name")
-        tid = None
-        if name and "::" in name:
-            match = tid_at_start(name) or name_tid(name)
-            if match:
-                tid = match.group(1)
-                # Only a status change or a failure message needs the slow path.
-                if tid_rank.get(tid, -1) < rank_for_tid[rank] or rank >= 2:
-                    tally.record(tid, rank, result, case)
-        classname = case.get(b"classname")
-        if classname:
-            ctid = class_tids.get(classname, _UNSEEN)
-            if ctid is _UNSEEN:
-                ctid = tally.remember_classname(classname)
-            if ctid and ctid != tid and (tid_rank.get(ctid, -1) < rank_for_tid[rank] or rank >= 2):
-                tally.record(ctid, rank, result, case)
-        if len(case):
-            case.clear()  # frees big <system-out> text now; attributes go at the next prune
-        seen += 1
-        if not seen % PRUNE_EVERY:
-            _prune_before(case)
-    return events.root
-
-
-def _prune_before(node: etree._Element) -> None:
-    """Delete everything already handled: the earlier siblings of the node and of each ancestor."""
-    parent = node.getparent()
-    while parent is not None:
-        if _local(parent.tag) != "testcase":  # a testcase's own result children are still needed
-            del parent[: parent.index(node)]
-        node, parent = parent, parent.getparent()
+    node = root
+    while True:
+        count = len(node)
+        if count > 1:
+            tally.add(node[: count - 1])  # type: ignore[index]  # lxml-stubs lack slicing
+            del node[: count - 1]
+        if not count:
+            return
+        node = node[-1]
+        if _local(node.tag) == "testcase":
+            return
 
 
 def _local(tag: object) -> str:
@@ -276,6 +284,34 @@ def _cut(text: str) -> str:
     return text if len(text) <= MESSAGE_LIMIT else text[: MESSAGE_LIMIT - 1] + "…"
 
 
+def _result_of(case: etree._Element) -> tuple[int, etree._Element | None, bool]:
+    """The case rank and result element from a testcase's children, and whether any may nest a testcase.
+
+    The worst result child wins; ties keep the first, whose message is the one reported.
+    """
+    rank, result, deep = 0, None, False
+    for child in case[:]:  # type: ignore[index]  # a slice: iterating the element itself builds a tag matcher first
+        tag = child.tag
+        found = _CHILD_RANK.get(tag)
+        if found is None:
+            local = _local(tag)
+            found = _CHILD_RANK.get(local, 0)
+            deep = deep or local == "testcase"
+        if found > rank:
+            rank, result = found, child
+        if len(child):
+            deep = True
+    return rank, result, deep
+
+
+def _plain(case: etree._Element) -> bool:
+    """True if a testcase's children say it passed: no result child and nothing that may nest a testcase."""
+    for child in case[:]:  # type: ignore[index]
+        if child.tag not in _PLAIN_CHILDREN or len(child):
+            return False
+    return True
+
+
 class _Tally:
     """Running counts while the testcases stream past; counts are indexed by case rank."""
 
@@ -285,23 +321,117 @@ class _Tally:
         self.failing: list[FailingCase] = []
         # A report repeats the same few classnames thousands of times, so their TIDs are cached.
         self.class_tids: dict[str, str | None] = {}
+        # TIDs at passed or worse, which a passed case cannot change, and classnames whose TID (if
+        # any) is among them.
+        self.lifted: set[str] = set()
+        self.settled_classnames: set[str] = set()
+
+    def add(self, subtrees: Iterable[etree._Element]) -> None:
+        """Tally every testcase in finished subtrees; this loop is the hot path.
+
+        A passed testcase only lifts its TIDs to at least "passed", so passed cases are not matched
+        one by one: their names and classnames are collected and matched once per batch. Any other
+        testcase, and anything holding testcases, goes through _whole in document order.
+        """
+        names: list[str] = []
+        classnames: list[str] = []
+        add_name, add_classname = names.append, classnames.append
+        plain_children = _PLAIN_CHILDREN
+        for sub in subtrees:
+            if sub.tag != "testcase":
+                self._whole(sub)
+                continue
+            count = len(sub)
+            if count:
+                if count == 1:  # the usual child is one <system-out>; sub[0] is far cheaper than a loop
+                    child = sub[0]
+                    plain = child.tag in plain_children and not len(child)
+                else:
+                    plain = _plain(sub)
+                if not plain:
+                    self._whole(sub)
+                    continue
+            # A bytes key skips lxml's str-to-UTF-8 step; "" keeps the join below simple.
+            add_name(sub.get(b"name", ""))
+            add_classname(sub.get(b"classname", ""))
+        if names:
+            self._passed(names, classnames)
+
+    def _passed(self, names: list[str], classnames: list[str]) -> None:
+        """Count a batch of passed testcases and lift their TIDs to at least passed.
+
+        Set differences against what is already settled keep the per-item work in C: in a long
+        report nearly every TID and classname in a batch was seen before.
+        """
+        self.counts[0] += len(names)
+        # NUL cannot occur in XML text, so it separates the names; see _FIRST_NAME_TID.
+        for tid in set(_FIRST_NAME_TID.findall("\0" + "\0".join(names))) - self.lifted:
+            self.lift(tid, 1)
+        for classname in set(classnames) - self.settled_classnames:
+            ctid = self.class_tids.get(classname, _UNSEEN)
+            if ctid is _UNSEEN:
+                ctid = self.remember_classname(classname)
+            if ctid:
+                self.lift(ctid, 1)
+            if len(self.settled_classnames) < CLASSNAME_CACHE:  # its passed cases can change nothing more
+                self.settled_classnames.add(classname)
+
+    def lift(self, tid: str, tid_rank: int) -> None:
+        """Raise a TID's rank to at least tid_rank; the only writer of tid_rank, so lifted stays true."""
+        if self.tid_rank.get(tid, -1) < tid_rank:
+            self.tid_rank[tid] = tid_rank
+            if tid_rank >= 1:
+                self.lifted.add(tid)
+
+    def _whole(self, subtree: etree._Element) -> None:
+        """Tally every testcase in a subtree of any shape, in document order (a testcase before those nested in it)."""
+        if subtree.tag != "testcase" and _local(subtree.tag) != "testcase":
+            for case in subtree.iter(_CASE_TAG):
+                self._case(case)
+        elif self._case(subtree):  # iter() builds a tag matcher per call: only for the rare nesting
+            for child in subtree[:]:  # type: ignore[index]
+                for case in child.iter(_CASE_TAG):
+                    self._case(case)
+
+    def _case(self, case: etree._Element) -> bool:
+        """Tally one testcase alone (not those nested in it); True if a child may nest a testcase.
+
+        Its status is its own result children's.
+        """
+        rank, result, deep = _result_of(case) if len(case) else (0, None, False)
+        self.counts[rank] += 1
+        name = case.get("name") or ""
+        tid = None
+        if "::" in name:
+            match = _TID_AT_START.match(name) or NAME_TID.search(name)
+            if match:
+                tid = match.group(1)
+                self.record(tid, rank, result, name, case)
+        classname = case.get("classname")
+        if classname:
+            ctid = self.class_tids.get(classname, _UNSEEN)
+            if ctid is _UNSEEN:
+                ctid = self.remember_classname(classname)
+            if ctid and ctid != tid:
+                self.record(ctid, rank, result, name, case)
+        return deep
 
     def remember_classname(self, classname: str) -> str | None:
         """Return the classname's TID (or None) and cache it while the cache is small."""
-        match = CLASS_TID.search(classname)
-        tid = match.group(1) if match else None
+        tid = None
+        if "autoqa:" in classname:  # a C-speed test spares the regex for classnames without a TID
+            match = CLASS_TID.search(classname)
+            tid = match.group(1) if match else None
         if len(self.class_tids) < CLASSNAME_CACHE:
             self.class_tids[classname] = tid
         return tid
 
-    def record(self, tid: str, rank: int, result: etree._Element | None, case: etree._Element) -> None:
+    def record(self, tid: str, rank: int, result: etree._Element | None, name: str, case: etree._Element) -> None:
         """Fold one testcase's status into a TID; keep the message of a failed or errored one."""
-        status = _BY_CASE_RANK[rank]
-        if self.tid_rank.get(tid, -1) < _TID_RANK_OF_CASE_RANK[rank]:
-            self.tid_rank[tid] = _TID_RANK_OF_CASE_RANK[rank]
+        self.lift(tid, _TID_RANK_OF_CASE_RANK[rank])
         if result is not None and rank >= 2 and len(self.failing) < FAILING_LIMIT:
-            name, classname = _cut(case.get("name") or ""), _cut(case.get("classname") or "")
-            self.failing.append(FailingCase(tid, status, name, classname, _message(result)))
+            classname = _cut(case.get("classname") or "")
+            self.failing.append(FailingCase(tid, _BY_CASE_RANK[rank], _cut(name), classname, _message(result)))
 
     def report(self) -> JUnitReport:
         """Freeze the running counts into a JUnitReport."""
