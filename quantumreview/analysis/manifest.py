@@ -55,6 +55,7 @@ _NAME_TID = re.compile(r"(?<![A-Za-z0-9])T([0-9]{1,9})::")
 _CLASS_TID = re.compile(r"autoqa:T([0-9]{1,9})(?![0-9])")
 _WORD_TID = re.compile(r"(?<![A-Za-z0-9])T([0-9]{1,9})(?![A-Za-z0-9])")
 _IDENT_TID = re.compile(r"(?:^|_|(?<=[a-z0-9]))T([0-9]{1,9})(?=_|[A-Z]|$)")
+_HUNK_START = re.compile(r"\n(?=@@ )")
 _HUNK = re.compile(r"@@ -[0-9]+(?:,[0-9]+)? \+([0-9]+)(?:,[0-9]+)? @@ ?(.*)")
 _DECL = re.compile(
     r"[ \t]*(?:"
@@ -204,8 +205,15 @@ def find_test_ids(patch: str | None, *, path: str = "") -> tuple[TestRef, ...]:
     if not isinstance(patch, str) or not _ID_HINT.search(patch):
         return ()
     scan = _PatchScan(path)
-    for line in patch.split("\n"):
-        scan.feed(line)
+    # Why per hunk: hunks are independent (each resets the test context), so a hunk without an ID is skipped.
+    for hunk in _HUNK_START.split(patch):
+        if not _ID_HINT.search(hunk):
+            continue
+        for line in hunk.split("\n"):
+            if scan.in_hunk and line[:1] in _KEPT_HEADS and not _may_matter(line):
+                scan.line += 1  # fast path: a line that can name no test, annotation or ID only advances
+                continue
+            scan.feed(line)
         if len(scan.refs) >= MAX_REFS_PER_FILE:
             break
     return scan.finish()
@@ -246,6 +254,22 @@ def slugify(text: str, *, max_chars: int = SLUG_CHARS) -> str:
             break
         slug = candidate
     return slug or "criterion"
+
+
+_KEPT_HEADS = ("+", " ")
+# Every _DECL match holds one of these (string-named tests need a quote), so lines without them skip the regexes.
+_DECL_WORDS = ("'", '"', "`", "def", "fun", "void", "fn", "Task")
+
+
+def _may_matter(line: str) -> bool:
+    """Whether a patch line could declare a test, carry an annotation or an ID (a superset, checked cheaply)."""
+    text = line[1:]
+    if text.lstrip()[:1] in ("@", "#", "["):
+        return True
+    for word in _DECL_WORDS:
+        if word in text:
+            return True
+    return _ID_HINT.search(text) is not None
 
 
 class _PatchScan:
