@@ -89,7 +89,7 @@ class IntakeWriter:
             job_store.insert_jobs_now(conn, [job for p in new for job in p.jobs])
             return new, outcome
 
-        new, outcome = await job_store.run_in_writer(self._db, store, timeout=self._lock_timeout)
+        new, outcome = await self._db.run(store, timeout=self._lock_timeout)
         self.batches += 1
         for pending, is_new in zip(batch, outcome, strict=True):
             if not pending.done.done():

@@ -184,8 +184,8 @@ class JobRunner:
         full = self._last_id is None or time.monotonic() - self._full_scan_at >= self._poll
         after_id, keys = (None, []) if full else (self._last_id, sorted(self._freed_keys))
         try:
-            claim = await store.run_in_writer(
-                self._db, lambda conn: store.settle_and_claim(conn, done, now, limit, after_id=after_id, keys=keys),
+            claim = await self._db.run(
+                lambda conn: store.settle_and_claim(conn, done, now, limit, after_id=after_id, keys=keys),
                 timeout=self._poll, relaxed=True)
         except Exception as exc:  # a busy or failing database is retried at the next poll
             self._finished[:0] = done
@@ -222,7 +222,7 @@ class JobRunner:
             return
         done, self._finished, now = self._finished, [], self._now()
         try:
-            await store.run_in_writer(self._db, lambda conn: store.settle_and_claim(conn, done, now, 0), relaxed=True)
+            await self._db.run(lambda conn: store.settle_and_claim(conn, done, now, 0), relaxed=True)
         except Exception as exc:  # they stay running and are requeued at start: rerun, idempotently
             log.error("%d finished job(s) not recorded: %s", len(done), describe_error(exc))
 

@@ -41,7 +41,7 @@ async def known_ids(conn: aiosqlite.Connection, ids: Sequence[str]) -> set[str]:
 
 
 def known_ids_now(conn: sqlite3.Connection, ids: Sequence[str]) -> set[str]:
-    """`known_ids` from inside `storage.jobs.run_in_writer` (on the writer's thread)."""
+    """`known_ids` from inside `Database.run` (on the writer's thread)."""
     if not ids:
         return set()
     sql = f"SELECT id FROM deliveries WHERE id IN ({','.join('?' * len(ids))})"  # noqa: S608 - placeholders only
@@ -58,7 +58,7 @@ async def insert_deliveries(conn: aiosqlite.Connection, records: Sequence[Delive
 
 
 def insert_deliveries_now(conn: sqlite3.Connection, records: Sequence[DeliveryRecord]) -> None:
-    """`insert_deliveries` from inside `storage.jobs.run_in_writer`: multi-row statements, one step each."""
+    """`insert_deliveries` from inside `Database.run`: multi-row statements, one step each."""
     insert_rows(conn, INSERT_SQL, [_row(r) for r in records])
 
 

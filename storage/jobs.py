@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -99,14 +99,9 @@ def insert_rows(conn: sqlite3.Connection, insert_sql: str, rows: Sequence[tuple[
 
 
 def insert_jobs_now(conn: sqlite3.Connection, jobs: Sequence[NewJob]) -> None:
-    """Insert many jobs from inside `run_in_writer` (the intake's batch path)."""
+    """Insert many jobs from inside `Database.run` (the intake's batch path)."""
     insert_rows(conn, INSERT_SQL, [_new_job_row(j) for j in jobs])
 
-
-async def run_in_writer(db: Database, work: Callable[[sqlite3.Connection], T], *, timeout: float | None = None,
-                        relaxed: bool = False) -> T:
-    """Run `work` in one writer transaction (see Database.run); `relaxed` only for job-state transitions."""
-    return await db.run(work, timeout=timeout, relaxed=relaxed)
 
 
 async def insert_job(conn: aiosqlite.Connection, job: NewJob) -> int:
@@ -142,7 +137,7 @@ class Claim:
 
 def settle_and_claim(conn: sqlite3.Connection, done: Sequence[int], now: float, limit: int, *,
                      after_id: int | None = None, keys: Sequence[str] = ()) -> Claim:
-    """Mark `done` jobs done, then claim up to `limit` due jobs (inside `run_in_writer`): one commit for both.
+    """Mark `done` jobs done, then claim up to `limit` due jobs (inside `Database.run`): one commit for both.
 
     With `after_id` None every queued job is a candidate (cost grows with the backlog). Otherwise only jobs
     added after `after_id` and the first queued job of each of `keys` (those whose previous job just ended).

@@ -140,7 +140,7 @@ async def test_relaxed_transaction_commits_and_leaves_the_writer_on_full_sync(db
         assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL inside
         return store.settle_and_claim(conn, [], time.time(), 10).jobs[0].id
 
-    assert await store.run_in_writer(db, work, relaxed=True) == 1
+    assert await db.run(work, relaxed=True) == 1
     assert (await db.pragmas(["synchronous"]))["synchronous"] == 2
     assert [j.status for j in await store.list_jobs(db)] == ["running"]
 
@@ -153,17 +153,16 @@ async def test_failing_writer_work_rolls_back_and_restores_full_sync(db: Databas
         raise RuntimeError("after the claim")
 
     with pytest.raises(RuntimeError):
-        await store.run_in_writer(db, work, relaxed=True)
+        await db.run(work, relaxed=True)
     assert [j.status for j in await store.list_jobs(db)] == ["queued"]
     assert (await db.pragmas(["synchronous"]))["synchronous"] == 2
 
 
 async def test_settle_marks_done_and_frees_the_next_job_of_the_key_in_one_commit(db: Database) -> None:
     await seed(db, [job("d1", "k"), job("d2", "k")])
-    first = await store.run_in_writer(db, lambda conn: store.settle_and_claim(conn, [], time.time(), 10))
+    first = await db.run(lambda conn: store.settle_and_claim(conn, [], time.time(), 10))
     assert [j.id for j in first.jobs] == [1] and first.last_id == 2
-    second = await store.run_in_writer(
-        db, lambda conn: store.settle_and_claim(conn, [1], time.time(), 10, after_id=2, keys=["k"]))
+    second = await db.run(lambda conn: store.settle_and_claim(conn, [1], time.time(), 10, after_id=2, keys=["k"]))
     assert [j.id for j in second.jobs] == [2]
     assert [j.status for j in await store.list_jobs(db)] == ["done", "running"]
 
@@ -174,8 +173,8 @@ async def test_narrow_claim_looks_only_past_the_last_id_and_at_freed_keys(db: Da
     def narrow(conn: sqlite3.Connection) -> store.Claim:
         return store.settle_and_claim(conn, [], time.time(), 10, after_id=2, keys=["freed"])
 
-    assert [j.id for j in (await store.run_in_writer(db, narrow)).jobs] == [2, 3]
-    full = await store.run_in_writer(db, lambda conn: store.settle_and_claim(conn, [], time.time(), 10))
+    assert [j.id for j in (await db.run(narrow)).jobs] == [2, 3]
+    full = await db.run(lambda conn: store.settle_and_claim(conn, [], time.time(), 10))
     assert [j.id for j in full.jobs] == [1]  # the periodic full scan still finds it
 
 
@@ -183,7 +182,7 @@ async def test_claim_reports_deleted_and_suspended_installations(db: Database) -
     await seed(db, [job("d1", "k1")])
     await db.execute("INSERT INTO installations (id, account_login, suspended_at, created_at, updated_at) "
                      "VALUES (1, 'octo', 5.0, 0, 0)")
-    claim = await store.run_in_writer(db, lambda conn: store.settle_and_claim(conn, [], time.time(), 10))
+    claim = await db.run(lambda conn: store.settle_and_claim(conn, [], time.time(), 10))
     assert claim.blocked == {1: "suspended"}
 
 
