@@ -5,13 +5,11 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypeVar
 
 import aiosqlite
 
 from storage.db import Database
 
-T = TypeVar("T")
 # Why: one statement per chunk, not one per row: each sqlite3 step releases and retakes the GIL.
 ROWS_PER_STATEMENT = 256
 
