@@ -223,8 +223,9 @@ async def test_enqueue_wakes_the_runner_within_milliseconds(db: Database, settin
         await asyncio.sleep(0.05)
         began = time.monotonic()
         ids = await runner.enqueue("quantumreview.regenerate", {"repo": "o/r"}, ordering_key="o/r#1")
-        await asyncio.wait_for(ran.wait(), 1.0)
-        assert time.monotonic() - began < 0.2
+        await asyncio.wait_for(ran.wait(), 5.0)
+        # Woken, not polled: the poll interval is 30 s (bounded loosely so a slow CI machine cannot flake it).
+        assert time.monotonic() - began < 2.0
     assert seen == [("quantumreview.regenerate", {"repo": "o/r"}, f"job-{ids[0]}")]
 
 
