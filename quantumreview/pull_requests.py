@@ -14,7 +14,8 @@ from typing import Any
 from gidgethub import BadRequest
 
 from quantumreview.analysis.links import IssueLink, find_linked_issues
-from quantumreview.analysis.manifest import MAX_FILES, CriterionRef, Manifest, build_manifest, classify_file
+from quantumreview.analysis.manifest import MAX_FILES, CriterionRef, Manifest, build_manifest
+from quantumreview.analysis.paths import classify_file
 from quantumreview.analysis.pr_render import (
     MARKER,
     MAX_CHECK_CHARS,

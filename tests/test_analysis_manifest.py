@@ -16,11 +16,10 @@ from quantumreview.analysis.manifest import (
     ManifestDataError,
     TestRef,
     build_manifest,
-    classify_file,
     find_test_ids,
     slugify,
-    suggest_test_path,
 )
+from quantumreview.analysis.paths import classify_file, suggest_test_path
 
 REPO = "octo/app"
 

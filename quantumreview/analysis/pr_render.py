@@ -13,7 +13,8 @@ from typing import Any, Literal, Protocol
 
 from quantumreview.analysis.checklist_comment import escape_cell
 from quantumreview.analysis.links import IssueLink
-from quantumreview.analysis.manifest import FILE_CLASSES, Coverage, CriterionRef, Manifest
+from quantumreview.analysis.manifest import Coverage, CriterionRef, Manifest
+from quantumreview.analysis.paths import FILE_CLASSES
 from quantumreview.analysis.verdict import Verdict
 
 MARKER = "<!-- quantumreview:pr -->"
