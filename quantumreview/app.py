@@ -96,11 +96,10 @@ async def http_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-def build_github(app: web.Application, credentials: AppCredentials) -> GitHubApp:
-    """The GitHub App client for `credentials`, on the app's shared HTTP session."""
-    settings = app[keys.settings]
+def build_github(session: aiohttp.ClientSession, settings: Settings, credentials: AppCredentials) -> GitHubApp:
+    """The GitHub App client for `credentials` on `session` (the app's, or the CLI's)."""
     return GitHubApp(
-        app[keys.http], app_id=credentials.app_id, private_key=credentials.private_key,
+        session, app_id=credentials.app_id, private_key=credentials.private_key,
         api_url=settings.github_api_url, web_url=settings.github_url,
         oauth_client_id=credentials.oauth_client_id or settings.oauth_client_id,
         oauth_client_secret=credentials.oauth_client_secret or settings.oauth_client_secret,
@@ -117,7 +116,7 @@ async def github_ctx(app: web.Application) -> AsyncIterator[None]:
         # warns about changing a started app's state; this one swap is deliberate (no restart after setup).
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
-            app[keys.github] = build_github(app, credentials)
+            app[keys.github] = build_github(app[keys.http], settings, credentials)
 
     app[keys.github] = None
     if holder.current is not None:

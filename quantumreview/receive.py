@@ -15,9 +15,9 @@ from typing import Any, TextIO
 import aiohttp
 from gidgethub import sansio
 
+from quantumreview.app import build_github
 from quantumreview.context import Context
 from quantumreview.crypto import SecretBox
-from quantumreview.github import GitHubApp
 from quantumreview.jobs import JobRunner, describe_error
 from quantumreview.plugins import HandlerRegistry
 from quantumreview.settings import Settings
@@ -80,8 +80,7 @@ async def receive(settings: Settings, registry: HandlerRegistry, event: sansio.E
         async with aiohttp.ClientSession() as session:
             github = None
             if credentials is not None:
-                github = GitHubApp(session, app_id=credentials.app_id, private_key=credentials.private_key,
-                                   api_url=settings.github_api_url, web_url=settings.github_url)
+                github = build_github(session, settings, credentials)
             runner = JobRunner(db, registry, settings)  # not started: enqueue() only writes job rows
             installation = event.data.get("installation")
             installation_id = installation.get("id") if isinstance(installation, dict) else None

@@ -90,14 +90,18 @@ class Database:
         await self._reader.close()
         await self._writer.close()
 
-    @asynccontextmanager
-    async def transaction(self, *, timeout: float | None = None) -> AsyncIterator[aiosqlite.Connection]:
-        """Run a write transaction (BEGIN IMMEDIATE … COMMIT) under the writer lock; roll back on error."""
+    async def _acquire_writer(self, timeout: float | None) -> None:
+        """Take the writer lock, or raise DatabaseBusy after `timeout` seconds."""
         try:
             async with asyncio.timeout(timeout):
                 await self._write_lock.acquire()
         except TimeoutError as exc:
             raise DatabaseBusy("timed out waiting for the database writer") from exc
+
+    @asynccontextmanager
+    async def transaction(self, *, timeout: float | None = None) -> AsyncIterator[aiosqlite.Connection]:
+        """Run a write transaction (BEGIN IMMEDIATE … COMMIT) under the writer lock; roll back on error."""
+        await self._acquire_writer(timeout)
         try:
             try:
                 await self._writer.execute("BEGIN IMMEDIATE")
@@ -124,11 +128,7 @@ class Database:
         consistent, a power loss can only drop the last few transitions (those jobs run again, idempotently), and
         the next FULL commit of the intake syncs them anyway.
         """
-        try:
-            async with asyncio.timeout(timeout):
-                await self._write_lock.acquire()
-        except TimeoutError as exc:
-            raise DatabaseBusy("timed out waiting for the database writer") from exc
+        await self._acquire_writer(timeout)
         try:
             # Why aiosqlite's _execute: it is the one way to run a whole transaction in a single thread hop.
             result: T = await self._writer._execute(  # type: ignore[no-untyped-call]
