@@ -45,13 +45,9 @@ def settings(make_settings: SettingsFactory) -> Settings:
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    """A freshly migrated database in a temp directory."""
-    database = await Database.open(tmp_path / "test.db")
-    try:
-        yield database
-    finally:
-        await database.close()
+def db(handler_db: Database) -> Database:
+    """A freshly migrated database in a temp directory (the test kit's handler_db)."""
+    return handler_db
 
 
 @pytest.fixture

@@ -14,6 +14,9 @@ class Clock:
     def __call__(self) -> float:
         return self.now
 
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
 
 class Sleeps(list[float]):
     """Records requested sleeps instead of waiting."""

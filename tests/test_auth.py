@@ -33,25 +33,12 @@ from quantumreview.settings import Settings
 from quantumreview.testing.fake import FakeGitHub
 from storage import installations, migrations, users
 from storage.db import Database
+from tests.github_support import T0, Clock
 
-T0 = 1_700_000_000.0
 PUBLIC = "https://qr.example"
 DASHBOARD = "https://dash.example"
 MASTER = b"m" * 40
 TOKEN_ROUTE = "/login/oauth/access_token"
-
-
-class Clock:
-    """A clock tests move by hand; shared by the app, its GitHub client and the fake GitHub."""
-
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 async def no_sleep(_seconds: float) -> None:

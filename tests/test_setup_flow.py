@@ -204,15 +204,6 @@ def test_conversion_response_without_usable_credentials_is_refused(change: dict[
 # --- storage ------------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = await Database.open(tmp_path / "qr.db")
-    try:
-        yield database
-    finally:
-        await database.close()
-
-
 def stored_row_bytes(path: Path) -> bytes:
     with sqlite3.connect(path) as conn:
         return b"".join(bytes(row[0]) for row in conn.execute("SELECT value FROM credentials"))
