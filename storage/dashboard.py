@@ -9,7 +9,9 @@ from typing import Any
 
 import aiosqlite
 
+from storage import pulls
 from storage.db import Database
+from storage.pulls import PullRow
 
 ISSUE_STATES = ("open", "closed", "all")
 HEALTH_TREND_POINTS = 10
@@ -55,22 +57,6 @@ class HealthPoint:
     branch: str | None
     counts: dict[str, Any]
     at: float
-
-
-@dataclass(frozen=True)
-class PullRequest:
-    """A stored pull request and its flag state."""
-
-    repo: str
-    number: int
-    title: str
-    state: str
-    merged: bool
-    head_sha: str | None
-    linked: list[dict[str, Any]]
-    flagged_by: str | None
-    flagged_at: float | None
-    updated_at: float
 
 
 @dataclass(frozen=True)
@@ -198,30 +184,14 @@ async def list_issues(
     return issues, int(total or 0)
 
 
-async def pulls_linking(db: Database, repo: str, issue_number: int) -> list[PullRequest]:
+async def pulls_linking(db: Database, repo: str, issue_number: int) -> list[PullRow]:
     """Pull requests (of any repository) whose stored links name this issue, by repository and number."""
     rows = await db.fetchall(
         "SELECT p.* FROM pr_links l JOIN pull_requests p ON p.repo = l.pr_repo AND p.number = l.pr_number "
         "WHERE l.issue_repo = ? AND l.issue_number = ? ORDER BY p.repo, p.number",
         (repo, issue_number),
     )
-    return [_pull(row) for row in rows]
-
-
-async def get_pull(db: Database, repo: str, number: int) -> PullRequest | None:
-    """The stored pull request, or None."""
-    row = await db.fetchone("SELECT * FROM pull_requests WHERE repo = ? AND number = ?", (repo, number))
-    return None if row is None else _pull(row)
-
-
-def _pull(row: aiosqlite.Row) -> PullRequest:
-    linked = _json(row["linked"], [])
-    return PullRequest(
-        repo=row["repo"], number=int(row["number"]), title=row["title"], state=row["state"],
-        merged=bool(row["merged"]), head_sha=row["head_sha"],
-        linked=[link for link in linked if isinstance(link, dict)] if isinstance(linked, list) else [],
-        flagged_by=row["flagged_by"], flagged_at=row["flagged_at"], updated_at=float(row["updated_at"]),
-    )
+    return [pulls.pull_from_row(row) for row in rows]
 
 
 async def latest_manifest(db: Database, repo: str, number: int, head_sha: str | None) -> ManifestRecord | None:

@@ -28,6 +28,8 @@ class PullRow:
     comment_id: int | None
     linked: list[dict[str, Any]]
     updated_at: float
+    flagged_by: str | None = None
+    flagged_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -60,12 +62,13 @@ def _linked(text: str | None) -> list[dict[str, Any]]:
     return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
 
-def _pull(row: aiosqlite.Row) -> PullRow:
+def pull_from_row(row: aiosqlite.Row) -> PullRow:
+    """A pull_requests row (SELECT *) as a PullRow."""
     return PullRow(
         repo=row["repo"], number=row["number"], installation_id=row["installation_id"], title=row["title"],
         state=row["state"], merged=bool(row["merged"]), head_sha=row["head_sha"], head_ref=row["head_ref"],
         base_ref=row["base_ref"], comment_id=row["comment_id"], linked=_linked(row["linked"]),
-        updated_at=row["updated_at"],
+        updated_at=row["updated_at"], flagged_by=row["flagged_by"], flagged_at=row["flagged_at"],
     )
 
 
@@ -120,7 +123,7 @@ async def set_pull_state(
 async def get_pull(db: Database, repo: str, number: int) -> PullRow | None:
     """The stored pull request, or None."""
     row = await db.fetchone("SELECT * FROM pull_requests WHERE repo = ? AND number = ?", (repo, number))
-    return None if row is None else _pull(row)
+    return None if row is None else pull_from_row(row)
 
 
 async def set_pull_comment_id(conn: aiosqlite.Connection, repo: str, number: int, comment_id: int) -> None:

@@ -12,6 +12,7 @@ from quantumreview.api.errors import iso, not_found, paginated, parse_choice, pa
 from quantumreview.api.guard import managed_repo
 from quantumreview.api.jobs import accept_job
 from storage import checklists, dashboard
+from storage.pulls import PullRow
 
 REGENERATE_EVENT = "quantumreview.regenerate_checklist"
 
@@ -31,7 +32,7 @@ async def list_issues(request: web.Request) -> web.Response:
     return web.json_response(paginated(items, page, total))
 
 
-def pull_link_json(pull: dashboard.PullRequest) -> dict[str, Any]:
+def pull_link_json(pull: PullRow) -> dict[str, Any]:
     """A pull request as listed beside an issue."""
     return {"repo": pull.repo, "number": pull.number, "title": pull.title, "state": pull.state,
             "merged": pull.merged, "flagged_for_merge": pull.flagged_by is not None}

@@ -13,7 +13,7 @@ from quantumreview.api.errors import iso, not_found, path_int
 from quantumreview.api.guard import managed_repo
 from quantumreview.api.jobs import accept_job
 from quantumreview.api.repos import health_json
-from storage import audit, dashboard, notifications
+from storage import audit, dashboard, notifications, pulls
 
 REVALIDATE_EVENT = "quantumreview.revalidate_pr"
 FLAG_ACTION = "flag_for_merge"
@@ -79,7 +79,7 @@ async def get_pull(request: web.Request) -> web.Response:
     _user, repo = await managed_repo(request)
     number = path_int(request, "number")
     db = request.app[keys.db]
-    pull = await dashboard.get_pull(db, repo.repo, number)
+    pull = await pulls.get_pull(db, repo.repo, number)
     if pull is None:
         raise not_found(f"pull request #{number} of {repo.repo} is not known")
     record = await dashboard.latest_manifest(db, repo.repo, number, pull.head_sha)
@@ -115,7 +115,7 @@ async def flag_pull_for_merge(request: web.Request) -> web.Response:
     number = path_int(request, "number")
     access.require_push(repo)
     db = request.app[keys.db]
-    pull = await dashboard.get_pull(db, repo.repo, number)
+    pull = await pulls.get_pull(db, repo.repo, number)
     if pull is None:
         raise not_found(f"pull request #{number} of {repo.repo} is not known")
     record = await dashboard.latest_manifest(db, repo.repo, number, pull.head_sha)
