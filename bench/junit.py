@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 READERS = ("parse_junit", "junitparser", "lxml_parse")
-ROUNDS = 5
+ROUNDS = 9
 FAILURE_TEXT = (
     "AssertionError: expected «pässwörd» to have <min-length> 12 & more\n  at signup_test.py:42 in test_password\n" * 8
 )
@@ -145,6 +145,12 @@ def main() -> None:
     speedup = [j["seconds"] / o["seconds"] for o, j in zip(ours, jp, strict=True)]
     vs_bare = [o["seconds"] / b["seconds"] for o, b in zip(ours, bare, strict=True)]
     rss = [j["peak_mb"] / o["peak_mb"] for o, j in zip(ours, jp, strict=True)]
+    best = {reader: min(r["seconds"] for r in results) for reader, results in runs.items()}
+    # This machine's speed drifts by up to 2x from one second to the next, so a ratio within one round
+    # can compare a slow moment with a fast one; the best run of each is its least-disturbed figure.
+    print(f"best of {args.rounds} runs each:")
+    print(f"speed-up vs junitparser:  {best['junitparser'] / best['parse_junit']:.2f}   (target >= 2x)")
+    print(f"time vs bare lxml parse:  {best['parse_junit'] / best['lxml_parse']:.2f}   (target <= 1.15x)")
     print(f"per round, {args.rounds} rounds:")
     print(f"speed-up vs junitparser:  {spread(speedup)}   (target >= 2x)")
     print(f"time vs bare lxml parse:  {spread(vs_bare)}   (target <= 1.15x)")
