@@ -605,3 +605,53 @@ def test_a_comment_split_across_prolog_reads_is_not_mistaken_for_a_declaration(
     monkeypatch.setattr(junit, "CHUNK", cut)
 
     assert parse_junit(b'<?xml version="1.0"?><!-- c --><testsuite><testcase name="T1::a"/></testsuite>').tests == 1
+
+
+COMMENTED = (
+    '<testsuites><!-- a --><testsuite name="s"><!-- b -->'
+    '<testcase name="T1::a" classname="c"><!-- c --><failure>first <!-- d -->second</failure></testcase>'
+    '<testcase name="T2::b"><!-- e --><system-out>out</system-out></testcase>'
+    '<testcase name="x" classname="k.autoqa:T3"><skipped/><!-- f --></testcase>'
+    "</testsuite><!-- g --></testsuites>"
+)
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "iso-8859-1", "utf-16"])
+@pytest.mark.parametrize("chunk", [7, 64, 1 << 16])
+def test_comments_anywhere_change_nothing_in_any_encoding(
+    monkeypatch: pytest.MonkeyPatch, encoding: str, chunk: int
+) -> None:
+    """The reader places a comment before the root to find it by (ASCII-compatible encodings) or
+    uses start events (UTF-16/32); either way the report's own comments count for nothing."""
+    monkeypatch.setattr(junit, "CHUNK", chunk)
+    body = f'<?xml version="1.0" encoding="{encoding.removesuffix("-sig")}"?>\n<!-- prolog -->\n{COMMENTED}'
+    plain = parse_junit(COMMENTED.replace("<!-- d -->", "").encode())
+
+    report = parse_junit(body.encode(encoding))
+
+    assert dict(report.by_tid) == {"T1": "failed", "T2": "passed", "T3": "skipped"}
+    assert (report.tests, report.failures, report.skipped) == (3, 1, 1)
+    assert [case.message for case in report.failing] == ["first second"] == [c.message for c in plain.failing]
+
+
+def test_a_root_start_tag_longer_than_a_chunk_is_found_once_it_ends() -> None:
+    """The anchor comment's event comes before the root exists; the root is looked up again later."""
+    long_attr = "v" * (3 * junit.CHUNK)
+    body = f'<testsuites name="{long_attr}">' + '<testcase name="T1::a"/>' * 5000 + "</testsuites>"
+
+    report = parse_junit(body.encode())
+
+    assert (report.tests, dict(report.by_tid)) == (5000, {"T1": "passed"})
+
+
+def test_the_anchor_goes_exactly_before_the_root_after_a_bom_and_prolog() -> None:
+    body = b'\xef\xbb\xbf<?xml version="1.0"?>\n<!-- \xc3\xbc -->\n<testsuite/>'
+    head, root_at = junit._refuse_doctype(io.BytesIO(body))
+
+    assert root_at is not None and head[root_at:].startswith(b"<testsuite")
+    assert junit._refuse_doctype(io.BytesIO("<testsuite/>".encode("utf-16")))[1] is None
+
+
+def test_utf32_which_libxml2_cannot_decode_is_reported_not_raised() -> None:
+    with pytest.raises(ReportUnreadable, match="not well-formed"):
+        parse_junit('<?xml version="1.0" encoding="UTF-32"?><testsuite/>'.encode("utf-32"))

@@ -45,6 +45,8 @@ _BARE_STARTS = (
 _CHILD_RANK: dict[str, int] = {"skipped": 1, "failure": 2, "error": 3, "system-out": 0, "system-err": 0}
 _CASE_TAG = "{*}testcase"
 _SUITE_TAGS = ("{*}testsuites", "{*}testsuite")
+# Placed before the root element so that its comment event hands over the root; see _scan.
+_ANCHOR = b"<!---->"
 # Most runners put the TID first: an anchored match is cheaper than a search, and is the first match.
 _TID_AT_START = re.compile(r"(T[0-9]+)::")
 # NAME_TID's first match in each NUL-led name of a joined batch: the lazy prefix cannot cross a NUL,
@@ -130,8 +132,8 @@ def parse_junit(source: bytes | Path) -> JUnitReport:
     """Parse one JUnit report (bytes or a file path); raise ReportUnreadable for anything else."""
     try:
         with _open(source) as stream:
-            head = _refuse_doctype(stream)
-            return _scan(stream, head)
+            head, root_at = _refuse_doctype(stream)
+            return _scan(stream, head, root_at)
     except OSError as exc:
         raise ReportUnreadable(f"cannot read file: {exc.strerror or type(exc).__name__}") from None
 
@@ -142,33 +144,39 @@ def _open(source: bytes | Path) -> IO[bytes]:
     return Path(source).open("rb")
 
 
-def _refuse_doctype(stream: IO[bytes]) -> bytes:
+def _refuse_doctype(stream: IO[bytes]) -> tuple[bytes, int | None]:
     """Check the prolog before libxml2 sees it: no DOCTYPE means no entity of any kind.
 
     Reads a chunk at a time only until the root element's start is seen (a DOCTYPE can only come
-    before it), and returns the bytes read so that the parser is fed them instead of re-reading.
+    before it), and returns the bytes read, so that the parser is fed them instead of re-reading,
+    with the byte offset of the root element's "<" where it is exact (any ASCII-compatible
+    encoding; None for UTF-16 and UTF-32).
     """
     head = stream.read(CHUNK)
     while True:
-        more = stream.read(CHUNK) if len(head) < PROLOG_READ and not _prolog_done(head, final=False) else b""
+        found = _prolog_end(head, final=False) if len(head) < PROLOG_READ else None
+        more = stream.read(CHUNK) if found is None and len(head) < PROLOG_READ else b""
         if not more:
-            _prolog_done(head, final=True)
-            return head
+            codec, skip = _prolog_codec(head)
+            pos = found if found is not None else _prolog_end(head, final=True)
+            return head, (skip + pos if codec == "latin-1" and pos is not None else None)
         head += more
 
 
-def _prolog_done(head: bytes, *, final: bool) -> bool:
-    """True once the root element starts after nothing but the XML declaration, PIs, comments, space.
+def _prolog_end(head: bytes, *, final: bool) -> int | None:
+    """Where the root element starts (in the decoded prolog) after nothing but the XML declaration,
+    PIs, comments and space.
 
     Raise for a DOCTYPE or other declaration, text before the root, or (when final: no more bytes
-    will come) a prolog that never reaches a root element. False means: read more first.
+    will come) a prolog that never reaches a root element. None means: read more first.
     """
-    text = head.decode(_prolog_codec(head), errors="replace").lstrip("\ufeff")
+    codec, skip = _prolog_codec(head)
+    text = head[skip:].decode(codec, errors="replace")
     pos = 0
     while True:
         pos = _SPACE.match(text, pos).end()  # type: ignore[union-attr]
         if not final and len(text) - pos < len("<!--"):
-            return False  # a "<!" here could still become a comment: decide on more bytes
+            return None  # a "<!" here could still become a comment: decide on more bytes
         if text.startswith(("<?", "<!--"), pos):
             closer = "?>" if text.startswith("<?", pos) else "-->"
             end = text.find(closer, pos + 2)
@@ -178,48 +186,57 @@ def _prolog_done(head: bytes, *, final: bool) -> bool:
         elif text.startswith("<!", pos):
             raise ReportUnreadable("DOCTYPE or declaration refused (DTDs and entities are never processed)")
         elif _ROOT_START.match(text, pos):
-            return True
+            return pos
         elif pos < len(text):
             raise ReportUnreadable("not XML (text before the first element)")
         else:
             break
     if not final:
-        return False
+        return None
     if len(head) >= PROLOG_READ:
         raise ReportUnreadable("prolog longer than 1 MiB")
     raise ReportUnreadable("empty or truncated document (no root element)")
 
 
-def _prolog_codec(head: bytes) -> str:
-    """Pick a codec that reads the prolog's ASCII markup; the real decoding is libxml2's job."""
+def _prolog_codec(head: bytes) -> tuple[str, int]:
+    """A codec that reads the prolog's ASCII markup, and how many BOM bytes to skip first.
+
+    Any ASCII-compatible encoding (UTF-8 included) is read as latin-1, one character per byte,
+    so that positions in the text are byte offsets; the real decoding is libxml2's job.
+    """
     for prefix, codec in _BOMS:
         if head.startswith(prefix):
-            return codec
+            return ("latin-1" if codec == "utf-8" else codec), len(prefix)
     for start, codec in _BARE_STARTS:
         if head.startswith(start):
-            return codec
-    return "latin-1"
+            return codec, 0
+    return "latin-1", 0
 
 
-def _scan(source: IO[bytes], head: bytes = b"") -> JUnitReport:
+def _scan(source: IO[bytes], head: bytes = b"", root_at: int | None = None) -> JUnitReport:
     """Feed the report to libxml2 a chunk at a time; after each chunk, tally and free the finished part.
 
     No per-testcase parser events: those cost more than the parse itself (an iterparse event is a
     C-to-Python round trip per element). After a feed, the only unfinished elements are the last
     child at each level of the tree, so everything before them is complete and can be read in a
     plain loop and then deleted, which keeps memory flat.
+
+    The one event needed is a first element to find the root by. Where the root's byte offset is
+    known, a comment placed just before it is that element, and only comments raise events; else
+    start events on suites do, at the price of lxml looking at every element's start.
     """
     tally = _Tally()
+    if root_at is not None:
+        head = head[:root_at] + _ANCHOR + head[root_at:]
     # huge_tree lets a 20 MB <system-out> through; it is safe only because the DOCTYPE was refused first.
-    # The start events on suites exist only to learn the root element while the parse runs.
     parser = etree.XMLPullParser(
-        events=("start",),
-        tag=_SUITE_TAGS,
+        events=("comment",) if root_at is not None else ("start",),
+        tag=None if root_at is not None else _SUITE_TAGS,
         resolve_entities=False,
         no_network=True,
         load_dtd=False,
         huge_tree=True,
-        remove_comments=True,
+        remove_comments=root_at is None,
         remove_pis=True,
         remove_blank_text=True,
         collect_ids=False,
@@ -238,13 +255,15 @@ def _scan(source: IO[bytes], head: bytes = b"") -> JUnitReport:
 
 def _feed(parser: etree.XMLPullParser, source: IO[bytes], head: bytes, tally: _Tally) -> Any:
     """Feed every chunk, taking finished testcases after each; return the root element."""
-    root = None
+    root = anchor = None
     data = head or source.read(CHUNK)
     while data:
         parser.feed(data)
         for _, element in parser.read_events():  # drained every time: a queued event pins its element
-            if root is None and isinstance(element, etree._Element):
-                root = element.getroottree().getroot()
+            if anchor is None and isinstance(element, etree._Element):
+                anchor = element
+        if root is None and anchor is not None:  # the root's start tag may end in a later chunk
+            root = anchor.getroottree().getroot()
         if root is not None:
             _take_finished(root, tally)
         data = source.read(CHUNK)
@@ -279,7 +298,17 @@ def _local(tag: object) -> str:
 
 
 def _message(result: etree._Element) -> str:
-    return _cut((result.get("message") or result.text or result.get("type") or "").strip())
+    return _cut((result.get("message") or _leading_text(result) or result.get("type") or "").strip())
+
+
+def _leading_text(element: etree._Element) -> str:
+    """The text before the first child element, across comments (kept when one anchors the root)."""
+    parts = [element.text or ""]
+    for child in element[:]:  # type: ignore[index]
+        if isinstance(child.tag, str):
+            break
+        parts.append(child.tail or "")
+    return "".join(parts)
 
 
 def _cut(text: str) -> str:
