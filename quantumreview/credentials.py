@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -21,7 +22,7 @@ class AppCredentials:
     slug: str | None = None
     html_url: str | None = None
 
-    @property
+    @functools.cached_property
     def webhook_secrets(self) -> tuple[str, ...]:
         """The secrets a delivery may be signed with: the current one, then the previous during rotation."""
         return tuple(s for s in (self.webhook_secret, self.webhook_secret_previous) if s)

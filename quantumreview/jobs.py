@@ -16,6 +16,7 @@ import logging
 import random
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -74,7 +75,8 @@ class EventCache:
     """
 
     def __init__(self, *, max_entries: int = 256, max_bytes: int = 4 * 1024 * 1024) -> None:
-        self._entries: dict[str, tuple[str, dict[str, Any], int]] = {}
+        # Why OrderedDict: a plain dict emptied from the front makes next(iter(...)) skip every deleted slot.
+        self._entries: OrderedDict[str, tuple[str, dict[str, Any], int]] = OrderedDict()
         self._bytes = 0
         self._max_entries = max_entries
         self._max_bytes = max_bytes
@@ -86,7 +88,7 @@ class EventCache:
         self._entries[delivery_id] = (event, data, size)
         self._bytes += size
         while len(self._entries) > self._max_entries or self._bytes > self._max_bytes:
-            self._drop(next(iter(self._entries)))
+            self._bytes -= self._entries.popitem(last=False)[1][2]
 
     def take(self, delivery_id: str) -> tuple[str, dict[str, Any]] | None:
         """The event name and payload for `delivery_id`, removed from the cache; None on a miss."""

@@ -45,8 +45,10 @@ class HandlerRegistry:
 
     def handlers_for(self, event: sansio.Event) -> list[str]:
         """Names of the handlers that match `event`, deduplicated, in a stable order."""
-        names = {handler_name(cb) for cb in self.router.fetch(event)}
-        return sorted(names)
+        callbacks = self.router.fetch(event)
+        if not callbacks:  # most deliveries of most events: nothing to name or sort
+            return []
+        return sorted({handler_name(cb) for cb in callbacks})
 
     def get(self, name: str) -> Handler | None:
         """The handler callback named `name`, or None if no loaded module has it any more."""

@@ -232,13 +232,19 @@ class WebhookReceiver:
             raise Rejected(503, "database_unavailable", "the delivery could not be stored; retry later") from exc
         if not is_new:
             log.info("webhook delivery=%s duplicate", headers.delivery_id)
-            return web.json_response({"delivery_id": headers.delivery_id, "duplicate": True}, status=200)
+            return _json_reply(f'{{"delivery_id":"{headers.delivery_id}","duplicate":true}}', 200)
         runner = request.app.get(keys.runner)
         if jobs and runner is not None:
             # Why: the job then runs on this parse instead of reading and parsing the stored body again.
             runner.events.put(headers.delivery_id, headers.event, data, len(body))
         status = 200 if headers.event == "ping" else 202
-        return web.json_response({"delivery_id": headers.delivery_id, "jobs": len(jobs)}, status=status)
+        return _json_reply(f'{{"delivery_id":"{headers.delivery_id}","jobs":{len(jobs)}}}', status)
+
+
+def _json_reply(text: str, status: int) -> web.Response:
+    # Why not json_response: the id matched DELIVERY_ID (no character JSON would escape), so formatting
+    # it in directly gives the same bytes without an encoder pass on every delivery.
+    return web.Response(body=text.encode(), status=status, content_type="application/json")
 
 
 def _loggable_delivery(request: web.Request) -> str:

@@ -149,3 +149,23 @@ async def run_in_thread(argv: list[str], env: dict[str, str]) -> tuple[int, str,
     import asyncio
 
     return await asyncio.to_thread(run_cli, argv, env)
+
+
+def test_serve_raises_the_young_gc_threshold_for_the_server_only(monkeypatch: pytest.MonkeyPatch,
+                                                                 tmp_path: Path) -> None:
+    """Parsed payloads live until their job runs; the server collects young objects less often."""
+    import gc
+
+    from aiohttp import web
+
+    from quantumreview import cli
+
+    seen: list[int] = []
+    monkeypatch.setattr(web, "run_app", lambda app, **kwargs: seen.append(gc.get_threshold()[0]))
+    before = gc.get_threshold()
+    try:
+        code, _, err = run_cli(["serve"], {"DATABASE_PATH": str(tmp_path / "x.db")})
+    finally:
+        gc.set_threshold(*before)
+    assert code == 0, err
+    assert seen == [cli.GC_YOUNG_THRESHOLD] and cli.GC_YOUNG_THRESHOLD > before[0]
