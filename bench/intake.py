@@ -31,8 +31,11 @@ sys.path.insert(0, str(ROOT))
 from quantumreview.testing.signing import sign  # noqa: E402
 
 # Why this file: the issue asks for ~9 KB; the corpus has no issues.opened that small, this is the smallest.
-PAYLOAD_NAME = "issues.opened.2.json (corpus) = tests/fixtures/webhooks/issues.opened.json"
-PAYLOAD = (ROOT / "tests" / "fixtures" / "webhooks" / "issues.opened.json").read_bytes()
+# The corpus stores it indented (13.4 KB); GitHub sends compact JSON, so it goes on the wire re-encoded that
+# way (11.6 KB), as a real delivery would.
+PAYLOAD_NAME = "issues.opened.2.json (corpus) = tests/fixtures/webhooks/issues.opened.json, compact as GitHub sends it"
+PAYLOAD = json.dumps(json.loads((ROOT / "tests" / "fixtures" / "webhooks" / "issues.opened.json").read_bytes()),
+                     separators=(",", ":"), ensure_ascii=False).encode()
 SECRET = "bench-webhook-secret-0123456789"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 BARE_APP = """
