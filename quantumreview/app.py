@@ -27,6 +27,7 @@ from quantumreview.webhook import PATH as WEBHOOK_PATH
 from quantumreview.webhook import WebhookReceiver, error_response
 from storage import jobs as job_store
 from storage import notifications
+from storage.checkpoints import checkpoint_when_idle
 from storage.db import Database, DatabaseBusy
 
 log = logging.getLogger("quantumreview.app")
@@ -82,10 +83,14 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Open (and migrate) the database; close it last."""
+    """Open (and migrate) the database, checkpoint its WAL in quiet moments; close it last."""
     db = await Database.open(app[keys.settings].database_path)
     app[keys.db] = db
+    checkpointer = asyncio.create_task(checkpoint_when_idle(db), name="wal-checkpoints")
     yield
+    checkpointer.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await checkpointer
     await db.close()
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from quantumreview.intake import IntakeWriter, PendingDelivery, split_new
 from storage import jobs as store
-from storage.db import Database
+from storage.db import WAL_BACKSTOP_PAGES, Database
 from storage.deliveries import DeliveryRecord, get_delivery, insert_deliveries, known_ids
 
 
@@ -23,8 +23,9 @@ def job(delivery_id: str | None, key: str, run_after: float = 0.0, handler: str 
 
 
 async def test_connection_pragmas_are_durable_and_patient(db: Database) -> None:
-    values = await db.pragmas(["journal_mode", "synchronous", "busy_timeout", "foreign_keys"])
-    assert values == {"journal_mode": "wal", "synchronous": 2, "busy_timeout": 5000, "foreign_keys": 1}
+    values = await db.pragmas(["journal_mode", "synchronous", "busy_timeout", "foreign_keys", "wal_autocheckpoint"])
+    assert values == {"journal_mode": "wal", "synchronous": 2, "busy_timeout": 5000, "foreign_keys": 1,
+                      "wal_autocheckpoint": WAL_BACKSTOP_PAGES}
 
 
 async def test_concurrent_transactions_never_tear_each_other(db: Database) -> None:
