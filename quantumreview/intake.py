@@ -20,13 +20,21 @@ MAX_BATCH = 512
 LOCK_TIMEOUT = 7.0
 
 
+Prepare = Callable[[sqlite3.Connection], tuple[delivery_store.DeliveryRecord, list[job_store.NewJob]]]
+
+
 @dataclass
 class PendingDelivery:
-    """A delivery and its jobs waiting for the next commit; `done` resolves to True (new) or False (duplicate)."""
+    """A delivery waiting for the next commit; `done` resolves to (new, jobs stored) or an exception.
 
-    record: delivery_store.DeliveryRecord
-    jobs: list[job_store.NewJob]
-    done: asyncio.Future[bool] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    `prepare` runs on the writer's thread: it builds the rows, or raises (InvalidPayload) to refuse just
+    this delivery and not its batch.
+    """
+
+    delivery_id: str
+    prepare: Prepare
+    done: asyncio.Future[tuple[bool, int]] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
 class IntakeWriter:
@@ -43,10 +51,15 @@ class IntakeWriter:
         self.batches = 0
 
     async def submit(self, record: delivery_store.DeliveryRecord, jobs: list[job_store.NewJob]) -> bool:
-        """Store the delivery and its jobs durably; True if new, False if already stored; DatabaseBusy if not."""
+        """Store a delivery and its jobs durably; True if new, False if already stored; DatabaseBusy if not."""
+        new, _ = await self.submit_prepared(record.id, lambda conn: (record, jobs))
+        return new
+
+    async def submit_prepared(self, delivery_id: str, prepare: Prepare) -> tuple[bool, int]:
+        """Store what `prepare` builds on the writer's thread; (new, jobs stored), or what `prepare` raised."""
         if self._task is None or self._task.done():
             raise DatabaseBusy("the intake writer is not running")
-        pending = PendingDelivery(record, jobs)
+        pending = PendingDelivery(delivery_id, prepare)
         pending.done.add_done_callback(_consume_result)
         self._queue.put_nowait(pending)
         # Why: shield so a client hanging up does not cancel a result other requests in the batch share.
@@ -80,22 +93,38 @@ class IntakeWriter:
                 self._fail(batch, exc if isinstance(exc, DatabaseBusy) else DatabaseBusy(type(exc).__name__))
 
     async def _commit(self, batch: list[PendingDelivery]) -> None:
-        ids = [p.record.id for p in batch]
+        def store(conn: sqlite3.Connection) -> list[tuple[bool, int] | Exception]:
+            # Runs on the writer's thread: preparing, the dedupe read and both inserts cost one hop and one fsync.
+            results: list[tuple[bool, int] | Exception] = []
+            ready: list[tuple[int, delivery_store.DeliveryRecord, list[job_store.NewJob]]] = []
+            for n, pending in enumerate(batch):
+                try:
+                    record, jobs = pending.prepare(conn)
+                except Exception as exc:  # refuses this delivery only
+                    results.append(exc)
+                else:
+                    results.append((True, len(jobs)))
+                    ready.append((n, record, jobs))
+            known = delivery_store.known_ids_now(conn, [record.id for _, record, _ in ready])
+            new = split_new(ready, known)
+            for n, _, _ in ready:
+                if n not in new:
+                    results[n] = (False, 0)
+            delivery_store.insert_deliveries_now(conn, [record for n, record, _ in ready if n in new])
+            job_store.insert_jobs_now(conn, [job for n, _, jobs in ready if n in new for job in jobs])
+            return results
 
-        def store(conn: sqlite3.Connection) -> tuple[list[PendingDelivery], list[bool]]:
-            # Runs on the writer's thread: the dedupe read and both inserts cost one hop and one fsync in all.
-            new, outcome = split_new(batch, delivery_store.known_ids_now(conn, ids))
-            delivery_store.insert_deliveries_now(conn, [p.record for p in new])
-            job_store.insert_jobs_now(conn, [job for p in new for job in p.jobs])
-            return new, outcome
-
-        new, outcome = await self._db.run(store, timeout=self._lock_timeout)
+        results = await self._db.run(store, timeout=self._lock_timeout)
         self.batches += 1
-        for pending, is_new in zip(batch, outcome, strict=True):
-            if not pending.done.done():
-                pending.done.set_result(is_new)
+        for pending, result in zip(batch, results, strict=True):
+            if pending.done.done():
+                continue
+            if isinstance(result, Exception):
+                pending.done.set_exception(result)
+            else:
+                pending.done.set_result(result)
         # Why only with jobs: a wake-up costs the runner a claim transaction that competes for the writer.
-        if any(p.jobs for p in new):
+        if any(not isinstance(result, Exception) and result[0] and result[1] for result in results):
             self._on_commit()
 
     def _fail(self, batch: list[PendingDelivery], exc: BaseException) -> None:
@@ -108,21 +137,19 @@ class IntakeWriter:
             self._fail([self._queue.get_nowait()], exc)
 
 
-def split_new(batch: list[PendingDelivery], stored: set[str]) -> tuple[list[PendingDelivery], list[bool]]:
-    """The deliveries to insert (first of each id not yet stored) and, per batch entry, whether it is new."""
+def split_new(ready: list[tuple[int, delivery_store.DeliveryRecord, list[job_store.NewJob]]],
+              stored: set[str]) -> set[int]:
+    """Which of the prepared deliveries to insert: the first of each id not yet stored (by batch position)."""
     seen = set(stored)
-    new: list[PendingDelivery] = []
-    outcome: list[bool] = []
-    for pending in batch:
-        is_new = pending.record.id not in seen
-        seen.add(pending.record.id)
-        outcome.append(is_new)
-        if is_new:
-            new.append(pending)
-    return new, outcome
+    new: set[int] = set()
+    for n, record, _ in ready:
+        if record.id not in seen:
+            new.add(n)
+        seen.add(record.id)
+    return new
 
 
-def _consume_result(future: asyncio.Future[bool]) -> None:
+def _consume_result(future: asyncio.Future[tuple[bool, int]]) -> None:
     # Why: a request that hung up never reads its result; reading it here keeps asyncio from logging it.
     if not future.cancelled():
         future.exception()

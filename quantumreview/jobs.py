@@ -67,39 +67,31 @@ def describe_error(exc: BaseException) -> str:
 
 
 class EventCache:
-    """Payloads the intake has just parsed, so the first job of a delivery skips a database read and a parse.
+    """Bodies the intake has just stored, so a delivery's jobs skip reading them back from the database.
 
-    Bounded in entries and body bytes (oldest dropped first; a parsed payload takes about 2.3× its body);
-    a miss only means reading the stored body.
-    Only one job gets an entry, so no two handlers ever share (and could mutate) one payload dict.
+    Bounded in entries and bytes, oldest dropped first; a miss only means reading the stored body. Every job
+    of a delivery parses the bytes itself, so no two handlers share (and could mutate) one payload dict.
     """
 
-    def __init__(self, *, max_entries: int = 256, max_bytes: int = 4 * 1024 * 1024) -> None:
+    def __init__(self, *, max_entries: int = 1024, max_bytes: int = 8 * 1024 * 1024) -> None:
         # Why OrderedDict: a plain dict emptied from the front makes next(iter(...)) skip every deleted slot.
-        self._entries: OrderedDict[str, tuple[str, dict[str, Any], int]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[str, bytes]] = OrderedDict()
         self._bytes = 0
         self._max_entries = max_entries
         self._max_bytes = max_bytes
 
-    def put(self, delivery_id: str, event: str, data: dict[str, Any], size: int) -> None:
-        """Remember a stored delivery's parsed payload (`size`: its body length)."""
-        if size > self._max_bytes or delivery_id in self._entries:
+    def put(self, delivery_id: str, event: str, body: bytes) -> None:
+        """Remember a stored delivery's event name and body."""
+        if len(body) > self._max_bytes or delivery_id in self._entries:
             return
-        self._entries[delivery_id] = (event, data, size)
-        self._bytes += size
+        self._entries[delivery_id] = (event, body)
+        self._bytes += len(body)
         while len(self._entries) > self._max_entries or self._bytes > self._max_bytes:
-            self._bytes -= self._entries.popitem(last=False)[1][2]
+            self._bytes -= len(self._entries.popitem(last=False)[1][1])
 
-    def take(self, delivery_id: str) -> tuple[str, dict[str, Any]] | None:
-        """The event name and payload for `delivery_id`, removed from the cache; None on a miss."""
-        entry = self._drop(delivery_id)
-        return None if entry is None else (entry[0], entry[1])
-
-    def _drop(self, delivery_id: str) -> tuple[str, dict[str, Any], int] | None:
-        entry = self._entries.pop(delivery_id, None)
-        if entry is not None:
-            self._bytes -= entry[2]
-        return entry
+    def get(self, delivery_id: str) -> tuple[str, bytes] | None:
+        """The event name and body for `delivery_id`, or None on a miss."""
+        return self._entries.get(delivery_id)
 
 
 class JobRunner:
@@ -262,14 +254,19 @@ class JobRunner:
             await handler(event, ctx)
 
     async def _load_event(self, job: store.Job) -> sansio.Event:
-        if job.delivery_id is not None and (cached := self.events.take(job.delivery_id)) is not None:
-            return sansio.Event(cached[1], event=cached[0], delivery_id=job.delivery_id)
         if job.delivery_id is not None:
-            found = await store.delivery_event(self._db, job.delivery_id)
+            found = self.events.get(job.delivery_id) or await store.delivery_event(self._db, job.delivery_id)
             if found is None:
                 raise PermanentError(f"delivery {job.delivery_id} is gone")
             name, body = found
-            return sansio.Event(json.loads(body), event=name, delivery_id=job.delivery_id)
+            try:
+                data = json.loads(body)
+            except (ValueError, RecursionError) as exc:  # stored, but nothing a handler could read
+                raise PermanentError(f"delivery {job.delivery_id} is not a JSON payload "
+                                     f"({type(exc).__name__})") from exc
+            if not isinstance(data, dict):
+                raise PermanentError(f"delivery {job.delivery_id} is not a JSON object")
+            return sansio.Event(data, event=name, delivery_id=job.delivery_id)
         try:
             payload = json.loads(job.payload or "")
             return sansio.Event(payload["data"], event=payload["event"], delivery_id=f"job-{job.id}")

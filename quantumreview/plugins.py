@@ -50,6 +50,11 @@ class HandlerRegistry:
             return []
         return sorted({handler_name(cb) for cb in callbacks})
 
+    def routed_keys(self) -> set[str]:
+        """The payload keys handlers are routed by (`register(event, action=...)` routes by "action")."""
+        deep: dict[str, dict[str, Any]] = getattr(self.router, "_deep_routes", {})
+        return {key for by_key in deep.values() for key in by_key}
+
     def get(self, name: str) -> Handler | None:
         """The handler callback named `name`, or None if no loaded module has it any more."""
         return self.by_name.get(name)

@@ -8,9 +8,9 @@ from typing import TextIO
 
 from gidgethub import sansio
 
+from quantumreview.delivery_fields import ordering_key_of
 from quantumreview.plugins import load_handlers
 from quantumreview.settings import Settings
-from quantumreview.webhook import ordering_key
 from storage import deliveries as delivery_store
 from storage import jobs as job_store
 from storage.db import Database
@@ -28,7 +28,7 @@ async def replay(settings: Settings, delivery_id: str, out: TextIO) -> int:
         registry = load_handlers(settings.handlers_package)
         names = registry.handlers_for(sansio.Event(data, event=record.event, delivery_id=delivery_id))
         now = time.time()
-        key = ordering_key(data, f"delivery:{delivery_id}")
+        key = ordering_key_of(data, f"delivery:{delivery_id}")
         jobs = [job_store.NewJob(handler=name, ordering_key=key, run_after=now, created_at=now,
                                  delivery_id=delivery_id, installation_id=record.installation_id) for name in names]
         async with db.transaction() as conn:

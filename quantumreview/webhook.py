@@ -11,21 +11,17 @@ import asyncio
 import functools
 import hashlib
 import hmac
-import json
 import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from aiohttp import web
-from gidgethub import sansio
 
 from quantumreview import keys
+from quantumreview.delivery_fields import Arrival, FieldReader, InvalidPayload
 from quantumreview.plugins import HandlerRegistry
 from storage.db import DatabaseBusy
-from storage.deliveries import DeliveryRecord
-from storage.jobs import NewJob
 
 log = logging.getLogger("quantumreview.webhook")
 
@@ -124,81 +120,12 @@ async def read_body(request: web.Request, limit: int = MAX_BODY_BYTES) -> bytes:
     return b"".join(chunks)
 
 
-def parse_payload(body: bytes) -> dict[str, Any]:
-    """Decode a UTF-8 JSON object; anything else is a 400."""
-    try:
-        data = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise Rejected(400, "invalid_json", f"the body is not UTF-8 JSON ({type(exc).__name__})") from exc
-    if not isinstance(data, dict):
-        raise Rejected(400, "invalid_json", "the body must be a JSON object")
-    return data
-
-
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _field(data: dict[str, Any], outer: str, inner: str) -> Any:
-    obj = data.get(outer)
-    return obj.get(inner) if isinstance(obj, dict) else None
-
-
-def subject_number(data: dict[str, Any]) -> int | None:
-    """The issue or pull request number the payload is about, if any."""
-    for outer in ("issue", "pull_request"):
-        if (number := _int(_field(data, outer, "number"))) is not None:
-            return number
-    return _int(data.get("number"))
-
-
-def ordering_key(data: dict[str, Any], fallback: str) -> str:
-    """Jobs with one key run in order: repo#number, else the installation, else `fallback`."""
-    repo = _field(data, "repository", "full_name")
-    number = subject_number(data)
-    if isinstance(repo, str) and number is not None:
-        return f"{repo}#{number}"
-    installation_id = _int(_field(data, "installation", "id"))
-    if installation_id is not None:
-        return f"installation:{installation_id}"
-    return fallback
-
-
-def matching_handlers(registry: HandlerRegistry, data: dict[str, Any], headers: Headers) -> list[str]:
-    """Names of the handlers that match the event (none for unknown events or actions)."""
-    try:
-        return registry.handlers_for(sansio.Event(data, event=headers.event, delivery_id=headers.delivery_id))
-    except TypeError as exc:  # e.g. an unhashable "action"; gidgethub's router cannot look it up
-        raise Rejected(400, "invalid_payload", "a routed field (such as action) has an invalid type") from exc
-
-
-def build_delivery(headers: Headers, body: bytes, data: dict[str, Any], handlers: list[str],
-                   now: float) -> tuple[DeliveryRecord, list[NewJob]]:
-    """The delivery row and one job row per matching handler."""
-    action = data.get("action")
-    installation_id = _int(_field(data, "installation", "id"))
-    repo = _field(data, "repository", "full_name")
-    record = DeliveryRecord(
-        id=headers.delivery_id,
-        event=headers.event,
-        action=action if isinstance(action, str) else None,
-        installation_id=installation_id,
-        repository=repo if isinstance(repo, str) else None,
-        received_at=now,
-        body=body,
-    )
-    key = ordering_key(data, f"delivery:{headers.delivery_id}")
-    jobs = [NewJob(handler=name, ordering_key=key, run_after=now, created_at=now, delivery_id=headers.delivery_id,
-                   installation_id=installation_id) for name in handlers]
-    return record, jobs
-
-
 class WebhookReceiver:
     """The webhook route; its secrets are read per request so the setup flow can swap them without a restart."""
 
     def __init__(self, secrets: SecretSource, registry: HandlerRegistry, *, now: Callable[[], float]) -> None:
         self._secrets = secrets
-        self._registry = registry
+        self._fields = FieldReader(registry)
         self._now = now
 
     async def handle(self, request: web.Request) -> web.Response:
@@ -222,23 +149,28 @@ class WebhookReceiver:
             raise Rejected(401, "bad_signature", "X-Hub-Signature-256 does not match the body")
         if request.content_type != "application/json":
             raise Rejected(415, "unsupported_media_type", "set the webhook content type to application/json")
-        data = parse_payload(body)
-        handlers = matching_handlers(self._registry, data, headers)
-        record, jobs = build_delivery(headers, body, data, handlers, self._now())
+        arrival = Arrival(headers.delivery_id, headers.event, body, self._now())
         try:
             async with asyncio.timeout(STORE_DEADLINE):
-                is_new = await request.app[keys.intake].submit(record, jobs)
+                # The body is validated and read where it is stored: see delivery_fields.
+                is_new, jobs = await request.app[keys.intake].submit_prepared(
+                    headers.delivery_id, functools.partial(self._fields.prepare, arrival=arrival))
+        except InvalidPayload as exc:
+            raise Rejected(400, exc.code, str(exc)) from None
         except (TimeoutError, DatabaseBusy) as exc:
+            raise Rejected(503, "database_unavailable", "the delivery could not be stored; retry later") from exc
+        except Exception as exc:  # whatever else failed, the delivery is not stored: GitHub may redeliver
+            log.error("webhook delivery=%s not stored: %s", headers.delivery_id, type(exc).__name__)
             raise Rejected(503, "database_unavailable", "the delivery could not be stored; retry later") from exc
         if not is_new:
             log.info("webhook delivery=%s duplicate", headers.delivery_id)
             return _json_reply(f'{{"delivery_id":"{headers.delivery_id}","duplicate":true}}', 200)
         runner = request.app.get(keys.runner)
         if jobs and runner is not None:
-            # Why: the job then runs on this parse instead of reading and parsing the stored body again.
-            runner.events.put(headers.delivery_id, headers.event, data, len(body))
+            # Why: the job then parses these bytes instead of reading the stored body back.
+            runner.events.put(headers.delivery_id, headers.event, body)
         status = 200 if headers.event == "ping" else 202
-        return _json_reply(f'{{"delivery_id":"{headers.delivery_id}","jobs":{len(jobs)}}}', status)
+        return _json_reply(f'{{"delivery_id":"{headers.delivery_id}","jobs":{jobs}}}', status)
 
 
 def _json_reply(text: str, status: int) -> web.Response:

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from quantumreview.intake import IntakeWriter, PendingDelivery, split_new
+from quantumreview.intake import IntakeWriter, split_new
 from storage import jobs as store
 from storage.db import WAL_BACKSTOP_PAGES, Database
 from storage.deliveries import DeliveryRecord, get_delivery, insert_deliveries, known_ids
@@ -67,11 +67,33 @@ async def test_delivery_round_trips_raw_bytes_and_known_ids_finds_it(db: Databas
     assert stored is not None and stored.body == raw and stored.repository == "o/r"
 
 
-async def test_split_new_marks_stored_and_repeated_ids_as_duplicates() -> None:
-    batch = [PendingDelivery(record(i), []) for i in ("a", "b", "a", "c")]
-    new, outcome = split_new(batch, {"c"})
-    assert [p.record.id for p in new] == ["a", "b"]
-    assert outcome == [True, True, False, False]
+def test_split_new_marks_stored_and_repeated_ids_as_duplicates() -> None:
+    ready = [(n, record(i), []) for n, i in enumerate(("a", "b", "a", "c"))]
+    assert split_new(ready, {"c"}) == {0, 1}  # the second "a" repeats the first, "c" is stored
+
+
+async def test_a_delivery_refused_while_preparing_leaves_its_batch_stored(db: Database) -> None:
+    """One bad body in a batch is refused alone; the others commit with it in the same transaction."""
+    writer = IntakeWriter(db)
+    writer.start()
+
+    def refuse(conn: sqlite3.Connection) -> tuple[DeliveryRecord, list[store.NewJob]]:
+        raise ValueError("not for storing")
+
+    try:
+        # Queued before the writer task runs, so the three share one batch.
+        results = await asyncio.gather(
+            writer.submit(record("ok1"), [job("ok1", "k")]),
+            writer.submit_prepared("bad", refuse),
+            writer.submit(record("ok2"), []),
+            return_exceptions=True,
+        )
+    finally:
+        await writer.stop()
+    assert results[0] is True and results[2] is True
+    assert isinstance(results[1], ValueError)
+    assert writer.batches == 1
+    assert sorted(row["id"] for row in await db.fetchall("SELECT id FROM deliveries")) == ["ok1", "ok2"]
 
 
 async def seed(db: Database, jobs: list[store.NewJob]) -> None:
