@@ -12,6 +12,7 @@ key repeats, SQLite reads the first and `json.loads` the last: GitHub never send
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 from collections.abc import Iterable
@@ -29,8 +30,7 @@ ACTION, INSTALLATION, REPOSITORY = "$.action", "$.installation.id", "$.repositor
 NUMBER_PATHS = ("$.issue.number", "$.pull_request.number", "$.number")
 _FIXED = (ACTION, INSTALLATION, REPOSITORY, *NUMBER_PATHS)
 # Routed keys become quoted JSON path labels; SQLite's path syntax has no escape for a double quote.
-_ROUTABLE_KEY = re.compile(r'[^"\\]+')
-_UNHASHABLE = frozenset({"object", "array"})
+_ROUTABLE_KEY = re.compile(r'[^"\\\']+')
 
 
 class InvalidPayload(Exception):
@@ -61,12 +61,15 @@ class FieldReader:
             if not _ROUTABLE_KEY.fullmatch(key):
                 raise ValueError(f"handlers are routed by the key {key!r}, which a JSON path cannot name")
         self._routed = tuple(keys)
-        paths = [*_FIXED, *(f'$."{key}"' for key in keys)]
-        # json_valid first: the other functions raise on malformed JSON, and the CASE keeps them from
-        # running on it. All calls share ?1, which SQLite parses once per statement.
-        columns = ", ".join(f"CASE WHEN ok THEN json_type(?1, '{p}') END, CASE WHEN ok THEN json_extract(?1, '{p}') END"
-                            for p in paths)
-        self._sql = f"SELECT ok, CASE WHEN ok THEN json_type(?1) END, {columns} FROM (SELECT json_valid(?1) AS ok)"  # noqa: S608 - paths are constants or checked keys
+        routed_paths = [f"'$.\"{key}\"'" for key in keys]
+        paths = ", ".join([*(f"'{p}'" for p in _FIXED), *routed_paths])
+        presence = "".join(f", CASE WHEN ok THEN json_type(?1, {p}) END" for p in routed_paths)
+        # json_valid first: the other functions raise on malformed JSON, and the CASE keeps them from running on
+        # it. All calls share ?1, parsed once per statement; with several paths json_extract returns one JSON
+        # array of the values as written (so a boolean stays a boolean and a big integer exact); json_type tells
+        # a routed key that is missing from one that is null.
+        self._sql = (f"SELECT ok, CASE WHEN ok THEN json_type(?1) END, CASE WHEN ok THEN json_extract(?1, {paths}) END"  # noqa: S608 - constant paths, checked keys
+                     f"{presence} FROM (SELECT json_valid(?1) AS ok)")
 
     def prepare(self, conn: sqlite3.Connection, arrival: Arrival) -> tuple[DeliveryRecord, list[NewJob]]:
         """The delivery row and one job row per matching handler; InvalidPayload for a body to refuse."""
@@ -74,20 +77,26 @@ class FieldReader:
             text = arrival.body.decode("utf-8")
         except UnicodeDecodeError:
             raise InvalidPayload("invalid_json", "the body is not UTF-8 JSON (UnicodeDecodeError)") from None
-        try:
-            row = conn.execute(self._sql, (text,)).fetchone()
-        except (sqlite3.Error, OverflowError) as exc:  # e.g. a lone surrogate escape that cannot come back as str
-            raise InvalidPayload("invalid_json", f"the body is not UTF-8 JSON ({type(exc).__name__})") from None
+        row = conn.execute(self._sql, (text,)).fetchone()
         if not row[0]:
             raise InvalidPayload("invalid_json", "the body is not UTF-8 JSON (malformed)")
         if row[1] != "object":
             raise InvalidPayload("invalid_json", "the body must be a JSON object")
-        values = [_value(row[i], row[i + 1]) for i in range(2, len(row), 2)]
+        try:
+            values = json.loads(row[2])  # a few scalars as the body wrote them: cheap
+        except RecursionError:  # SQLite allows 2,000 levels of nesting, json.loads about 1,000
+            raise InvalidPayload("invalid_payload", "a routed field is nested too deeply") from None
         found = dict(zip(_FIXED, values[: len(_FIXED)], strict=True))
-        routing = {key: value for key, value in zip(self._routed, values[len(_FIXED):], strict=True)
-                   if value is not _ABSENT}
-        if any(value is _UNHASHABLE_VALUE for value in routing.values()):
-            raise InvalidPayload("invalid_payload", "a routed field (such as action) has an invalid type")
+        for path in (ACTION, REPOSITORY):  # stored as TEXT: a lone surrogate escape cannot be
+            if isinstance(found[path], str) and not _encodable(found[path]):
+                raise InvalidPayload("invalid_json", "the body is not UTF-8 JSON (lone surrogate)")
+        routing: dict[str, Any] = {}
+        for key, value, json_type in zip(self._routed, values[len(_FIXED):], row[3:], strict=True):
+            if json_type is None:
+                continue  # missing, unlike null
+            if isinstance(value, dict | list):
+                raise InvalidPayload("invalid_payload", "a routed field (such as action) has an invalid type")
+            routing[key] = value
         names = self._registry.handlers_for(sansio.Event(routing, event=arrival.event,
                                                          delivery_id=arrival.delivery_id))
         return build_delivery(arrival, found, names)
@@ -127,29 +136,16 @@ def ordering_key_of(data: dict[str, Any], fallback: str) -> str:
                         _int(_member(data, "installation", "id")), fallback)
 
 
-class _Marker:
-    def __init__(self, name: str) -> None:
-        self._name = name
-
-    def __repr__(self) -> str:
-        return self._name
-
-
-_ABSENT = _Marker("absent")
-_UNHASHABLE_VALUE = _Marker("unhashable")
-# SQLite's 64-bit integers; a JSON integer beyond them comes back as a float and is no id.
+# SQLite's 64-bit integers; a larger one is no id (and could not be stored as one).
 _INT64 = range(-(2**63), 2**63)
 
 
-def _value(json_type: str | None, value: Any) -> Any:
-    """The Python value json.loads would give for a scalar; markers for a missing path or a container."""
-    if json_type is None:
-        return _ABSENT
-    if json_type in _UNHASHABLE:
-        return _UNHASHABLE_VALUE
-    if json_type in ("true", "false"):
-        return json_type == "true"
-    return value
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _int(value: Any) -> int | None:

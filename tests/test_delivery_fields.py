@@ -127,6 +127,14 @@ def test_a_container_where_a_handler_routes_is_invalid_payload(reader: FieldRead
     assert refused.value.code == "invalid_payload"
 
 
+def test_a_routed_field_nested_deeper_than_json_loads_allows_is_refused(reader: FieldReader,
+                                                                        conn: sqlite3.Connection) -> None:
+    body = b'{"action": ' + b"[" * 1500 + b"]" * 1500 + b"}"
+    with pytest.raises(InvalidPayload) as refused:
+        prepare(reader, conn, body)
+    assert refused.value.code == "invalid_payload"
+
+
 def test_a_container_under_an_unrouted_key_is_fine(reader: FieldReader, conn: sqlite3.Connection) -> None:
     record, handlers, _ = prepare(reader, conn, {"action": "opened", "sender": {"login": "x"}, "list": [1]})
     assert handlers == ["on_any_issue", "on_opened"] and record.action == "opened"
@@ -145,8 +153,17 @@ def test_the_first_of_repeated_keys_is_read(reader: FieldReader, conn: sqlite3.C
     assert record.action == "opened" and handlers == ["on_any_issue", "on_opened"]
 
 
-def test_a_routed_key_no_json_path_can_name_stops_start_up() -> None:
+@pytest.mark.parametrize("key", ['say "hi"', "it's", "back\\slash"])
+def test_a_routed_key_no_json_path_can_name_stops_start_up(key: str) -> None:
     router = routing.Router()
-    router.add(on_flag, "custom", **{'say "hi"': 1})
+    router.add(on_flag, "custom", **{key: 1})
     with pytest.raises(ValueError, match="JSON path"):
         FieldReader(HandlerRegistry.from_routers([router]))
+
+
+def test_a_routed_key_with_spaces_and_dots_is_read_as_one_label(conn: sqlite3.Connection) -> None:
+    router = routing.Router()
+    router.add(on_flag, "custom", **{"a.b c": "x"})
+    reader = FieldReader(HandlerRegistry.from_routers([router]))
+    assert prepare(reader, conn, {"a.b c": "x"}, event="custom")[1] == ["on_flag"]
+    assert prepare(reader, conn, {"a": {"b c": "x"}}, event="custom")[1] == []
