@@ -232,7 +232,8 @@ async def test_non_json_content_type_is_415(client: Client, content_type: str | 
 
 
 @pytest.mark.parametrize("body", [b"{", b"\xff\xfe{}", b"[]", b"null", b"", b'"text"', b"[" * 100_000,
-                                  b'{"action": ["unhashable"]}'])
+                                  b'{"action": ["unhashable"]}', b'{"action": "\\ud800"}', b'{"a": NaN}',
+                                  b'{"repository": {"full_name": "\\udfff"}}'])
 async def test_signed_body_that_is_not_a_json_object_is_400(client: Client, body: bytes) -> None:
     headers, signed = signed_delivery("issues", body, WEBHOOK_SECRET)
     response = await client.post(PATH, data=signed, headers=headers)
@@ -328,3 +329,28 @@ async def test_real_payload_fixture_is_accepted(client: Client) -> None:
     assert row["repository"] == "Codertocat/Hello-World"
 
 
+
+
+async def test_an_unexpected_failure_while_storing_is_a_503_and_the_next_delivery_is_fine(
+    client: Client, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from quantumreview.delivery_fields import FieldReader
+
+    real = FieldReader.prepare
+    calls: list[int] = []
+
+    def broken_once(self: FieldReader, conn: Any, arrival: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a bug, not the sender's fault")
+        return real(self, conn, arrival)
+
+    monkeypatch.setattr(FieldReader, "prepare", broken_once)
+    with caplog.at_level("ERROR", logger="quantumreview.webhook"):
+        status, body, delivery = await post(client, "issues", ISSUE)
+    assert status == 503 and body["error"]["code"] == "database_unavailable"
+    assert f"delivery={delivery} not stored: RuntimeError" in caplog.text and "a bug" not in caplog.text
+    assert await stored(client) == (0, 0)
+
+    status, _, _ = await post(client, "issues", ISSUE)
+    assert status == 202 and (await stored(client))[0] == 1
