@@ -6,8 +6,9 @@ proof that the body is a JSON object. SQLite's C JSON parser gives both on the w
 runs without the GIL, instead of a full `json.loads` on the event loop (most of a delivery's cost there).
 The job that handles the delivery parses the whole payload later.
 
-Bodies SQLite accepts are a subset of those `json.loads` accepts (NaN and Infinity are refused). Where a
-key repeats, SQLite reads the first and `json.loads` the last: GitHub never sends repeated keys.
+SQLite is stricter than `json.loads` (NaN and Infinity are refused) except in depth: it allows 2,000 levels
+of nesting, `json.loads` about 1,000, so such a body is stored and its jobs fail saying why. Where a key
+repeats, SQLite reads the first and `json.loads` the last. GitHub sends neither.
 """
 
 from __future__ import annotations
