@@ -22,7 +22,7 @@ from typing import Any
 
 from gidgethub import sansio
 
-from quantumreview.plugins import HandlerRegistry
+from quantumreview.plugins import HandlerRegistry, PluginError
 from storage.deliveries import DeliveryRecord
 from storage.jobs import NewJob
 
@@ -60,7 +60,8 @@ class FieldReader:
         keys = sorted(registry.routed_keys())
         for key in keys:
             if not _ROUTABLE_KEY.fullmatch(key):
-                raise ValueError(f"handlers are routed by the key {key!r}, which a JSON path cannot name")
+                raise PluginError(f"handlers are routed by the payload key {key!r}, which the intake cannot "
+                                  "read (no \", \\ or ' in routed keys)")
         self._routed = tuple(keys)
         routed_paths = [f"'$.\"{key}\"'" for key in keys]
         paths = ", ".join([*(f"'{p}'" for p in _FIXED), *routed_paths])

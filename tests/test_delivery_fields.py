@@ -12,7 +12,7 @@ import pytest
 from gidgethub import routing
 
 from quantumreview.delivery_fields import Arrival, FieldReader, InvalidPayload, ordering_key_of
-from quantumreview.plugins import HandlerRegistry
+from quantumreview.plugins import HandlerRegistry, PluginError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "webhooks"
 
@@ -157,7 +157,7 @@ def test_the_first_of_repeated_keys_is_read(reader: FieldReader, conn: sqlite3.C
 def test_a_routed_key_no_json_path_can_name_stops_start_up(key: str) -> None:
     router = routing.Router()
     router.add(on_flag, "custom", **{key: 1})
-    with pytest.raises(ValueError, match="JSON path"):
+    with pytest.raises(PluginError, match="routed by the payload key"):  # the CLI prints it and exits 2
         FieldReader(HandlerRegistry.from_routers([router]))
 
 
