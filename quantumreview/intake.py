@@ -100,7 +100,9 @@ class IntakeWriter:
             for n, pending in enumerate(batch):
                 try:
                     record, jobs = pending.prepare(conn)
-                except Exception as exc:  # refuses this delivery only
+                except Exception as exc:  # refuses this delivery only...
+                    if not conn.in_transaction:  # ...unless SQLite rolled the batch back: then write nothing
+                        raise
                     results.append(exc)
                 else:
                     results.append((True, len(jobs)))

@@ -10,7 +10,7 @@ import pytest
 
 from quantumreview.intake import IntakeWriter, split_new
 from storage import jobs as store
-from storage.db import WAL_BACKSTOP_PAGES, Database
+from storage.db import WAL_BACKSTOP_PAGES, Database, DatabaseBusy
 from storage.deliveries import DeliveryRecord, get_delivery, insert_deliveries, known_ids
 
 
@@ -94,6 +94,29 @@ async def test_a_delivery_refused_while_preparing_leaves_its_batch_stored(db: Da
     assert isinstance(results[1], ValueError)
     assert writer.batches == 1
     assert sorted(row["id"] for row in await db.fetchall("SELECT id FROM deliveries")) == ["ok1", "ok2"]
+
+
+async def test_a_failure_that_ended_the_transaction_fails_the_whole_batch_and_writes_nothing(db: Database) -> None:
+    """SQLite rolls back by itself on some errors (disk full, I/O): later inserts must not autocommit alone."""
+    writer = IntakeWriter(db)
+    writer.start()
+
+    def lose_the_transaction(conn: sqlite3.Connection) -> tuple[DeliveryRecord, list[store.NewJob]]:
+        conn.execute("ROLLBACK")
+        raise sqlite3.OperationalError("database or disk is full")
+
+    try:
+        results = await asyncio.gather(
+            writer.submit(record("ok1"), [job("ok1", "k")]),
+            writer.submit_prepared("bad", lose_the_transaction),
+            writer.submit(record("ok2"), []),
+            return_exceptions=True,
+        )
+    finally:
+        await writer.stop()
+    assert all(isinstance(result, DatabaseBusy) for result in results)
+    assert await db.fetchvalue("SELECT count(*) FROM deliveries") == 0
+    assert await db.fetchvalue("SELECT count(*) FROM jobs") == 0
 
 
 async def seed(db: Database, jobs: list[store.NewJob]) -> None:
