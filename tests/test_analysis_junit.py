@@ -655,3 +655,17 @@ def test_the_anchor_goes_exactly_before_the_root_after_a_bom_and_prolog() -> Non
 def test_utf32_which_libxml2_cannot_decode_is_reported_not_raised() -> None:
     with pytest.raises(ReportUnreadable, match="not well-formed"):
         parse_junit('<?xml version="1.0" encoding="UTF-32"?><testsuite/>'.encode("utf-32"))
+
+
+@pytest.mark.parametrize("chunk", [64, 1 << 16])
+def test_suites_nested_deeper_than_pythons_recursion_limit_are_read(monkeypatch: pytest.MonkeyPatch,
+                                                                     chunk: int) -> None:
+    """The tally walks finished suites with a stack, not recursion (libxml2's huge_tree allows 2,048 levels)."""
+    monkeypatch.setattr(junit, "CHUNK", chunk)
+    depth = 2000
+    body = ("<testsuites>" + "<testsuite>" * depth + '<testcase name="T1::deep"/>' + "</testsuite>" * depth
+            + '<testsuite><testcase name="T2::x"><failure message="m"/></testcase></testsuite></testsuites>')
+
+    report = parse_junit(body.encode())
+
+    assert report.tests == 2 and dict(report.by_tid) == {"T1": "passed", "T2": "failed"}
