@@ -657,7 +657,7 @@ def test_utf32_which_libxml2_cannot_decode_is_reported_not_raised() -> None:
         parse_junit('<?xml version="1.0" encoding="UTF-32"?><testsuite/>'.encode("utf-32"))
 
 
-@pytest.mark.parametrize("chunk", [64, 1 << 16])
+@pytest.mark.parametrize("chunk", [4096, 1 << 16])
 def test_suites_nested_deeper_than_pythons_recursion_limit_are_read(monkeypatch: pytest.MonkeyPatch,
                                                                      chunk: int) -> None:
     """The tally walks finished suites with a stack, not recursion (libxml2's huge_tree allows 2,048 levels)."""
