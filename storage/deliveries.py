@@ -6,8 +6,6 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import aiosqlite
-
 from storage.db import Database
 from storage.jobs import insert_rows
 
@@ -30,18 +28,8 @@ class DeliveryRecord:
     body: bytes
 
 
-async def known_ids(conn: aiosqlite.Connection, ids: Sequence[str]) -> set[str]:
-    """Which of `ids` are already stored (read inside the caller's write transaction)."""
-    if not ids:
-        return set()
-    placeholders = ",".join("?" * len(ids))
-    sql = f"SELECT id FROM deliveries WHERE id IN ({placeholders})"  # noqa: S608 - placeholders only
-    # Why: execute_fetchall is one hop to the database thread instead of three (execute, fetch, close).
-    return {row[0] for row in await conn.execute_fetchall(sql, tuple(ids))}
-
-
 def known_ids_now(conn: sqlite3.Connection, ids: Sequence[str]) -> set[str]:
-    """`known_ids` from inside `Database.run` (on the writer's thread)."""
+    """Which of `ids` are already stored (inside `Database.run`, in the batch's own transaction)."""
     if not ids:
         return set()
     sql = f"SELECT id FROM deliveries WHERE id IN ({','.join('?' * len(ids))})"  # noqa: S608 - placeholders only
@@ -52,13 +40,9 @@ def _row(r: DeliveryRecord) -> tuple[object, ...]:
     return (r.id, r.event, r.action, r.installation_id, r.repository, r.received_at, r.body)
 
 
-async def insert_deliveries(conn: aiosqlite.Connection, records: Sequence[DeliveryRecord]) -> None:
-    """Insert new deliveries in one statement; the caller has filtered out known ids."""
-    await conn.executemany(INSERT_SQL, [_row(r) for r in records])
-
-
 def insert_deliveries_now(conn: sqlite3.Connection, records: Sequence[DeliveryRecord]) -> None:
-    """`insert_deliveries` from inside `Database.run`: multi-row statements, one step each."""
+    """Insert new deliveries (inside `Database.run`): multi-row statements, one step each; the caller has
+    filtered out known ids."""
     insert_rows(conn, INSERT_SQL, [_row(r) for r in records])
 
 
@@ -79,8 +63,3 @@ async def get_delivery(db: Database, delivery_id: str) -> DeliveryRecord | None:
         received_at=row["received_at"],
         body=bytes(row["body"]),
     )
-
-
-async def count_deliveries(db: Database) -> int:
-    """How many deliveries are stored."""
-    return int(await db.fetchvalue("SELECT count(*) FROM deliveries") or 0)

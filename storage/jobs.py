@@ -80,11 +80,6 @@ INSERT_SQL = (
 )
 
 
-async def insert_jobs(conn: aiosqlite.Connection, jobs: Sequence[NewJob]) -> None:
-    """Insert many jobs in one statement."""
-    await conn.executemany(INSERT_SQL, [_new_job_row(j) for j in jobs])
-
-
 def insert_rows(conn: sqlite3.Connection, insert_sql: str, rows: Sequence[tuple[object, ...]]) -> None:
     """Run `INSERT … VALUES (?, …)` for many rows as few multi-row statements (on the writer's thread)."""
     if not rows:
@@ -101,18 +96,10 @@ def insert_jobs_now(conn: sqlite3.Connection, jobs: Sequence[NewJob]) -> None:
     insert_rows(conn, INSERT_SQL, [_new_job_row(j) for j in jobs])
 
 
-
 async def insert_job(conn: aiosqlite.Connection, job: NewJob) -> int:
     """Insert one job and return its id."""
     cursor = await conn.execute(INSERT_SQL, _new_job_row(job))
     return int(cursor.lastrowid or 0)
-
-
-async def claim_due(conn: aiosqlite.Connection, now: float, limit: int) -> list[Job]:
-    """Mark up to `limit` due jobs running (at most one per ordering key) and return them in id order."""
-    async with conn.execute(CLAIM_SQL, (now, now, limit)) as cursor:
-        rows = await cursor.fetchall()
-    return sorted((Job(*row) for row in rows), key=lambda job: job.id)
 
 
 # Why: a claim after a finish or an insert only looks where those can have freed work, not at the whole backlog.
@@ -167,13 +154,6 @@ def _blocked_installations(conn: sqlite3.Connection, ids: set[int | None]) -> di
         tuple(ids),
     ).fetchall()
     return {int(row[0]): str(row[1]) for row in rows}
-
-
-async def mark_done(conn: aiosqlite.Connection, job_id: int, now: float) -> None:
-    """Record success."""
-    await conn.execute(
-        "UPDATE jobs SET status = 'done', finished_at = ?, last_error = NULL WHERE id = ?", (now, job_id)
-    )
 
 
 async def mark_final(conn: aiosqlite.Connection, job_id: int, status: str, now: float, error: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -20,7 +21,7 @@ from quantumreview.plugins import HandlerRegistry, handler_name
 from quantumreview.settings import Settings
 from storage import jobs as store
 from storage.db import Database
-from storage.deliveries import DeliveryRecord, insert_deliveries
+from storage.deliveries import DeliveryRecord, insert_deliveries_now
 
 Handler = Callable[[sansio.Event, Context], Awaitable[None]]
 
@@ -47,9 +48,11 @@ async def add_delivery(db: Database, delivery_id: str, handlers: list[Handler], 
     record = DeliveryRecord(delivery_id, event, None, installation_id, None, now, body)
     jobs = [store.NewJob(handler_name(h), key or f"delivery:{delivery_id}", now, now, delivery_id=delivery_id,
                          installation_id=installation_id) for h in handlers]
-    async with db.transaction() as conn:
-        await insert_deliveries(conn, [record])
-        await store.insert_jobs(conn, jobs)
+    def insert(conn: sqlite3.Connection) -> None:
+        insert_deliveries_now(conn, [record])
+        store.insert_jobs_now(conn, jobs)
+
+    await db.run(insert)
 
 
 async def wait_until(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
@@ -292,8 +295,7 @@ async def test_jobs_left_running_by_a_crash_run_again_at_start(db: Database, set
         attempts.append(ctx.attempt)
 
     await add_delivery(db, "d1", [record])
-    async with db.transaction() as conn:
-        [claimed] = await store.claim_due(conn, time.time(), 10)
+    [claimed] = (await db.run(lambda conn: store.settle_and_claim(conn, [], time.time(), 10))).jobs
     assert claimed.attempts == 1
     async with running(db, router, settings):
         await wait_until(lambda: settled(db))

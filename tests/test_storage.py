@@ -11,7 +11,7 @@ import pytest
 from quantumreview.intake import IntakeWriter, split_new
 from storage import jobs as store
 from storage.db import WAL_BACKSTOP_PAGES, Database, DatabaseBusy
-from storage.deliveries import DeliveryRecord, get_delivery, insert_deliveries, known_ids
+from storage.deliveries import DeliveryRecord, get_delivery, insert_deliveries_now, known_ids_now
 
 
 def record(delivery_id: str, body: bytes = b"{}") -> DeliveryRecord:
@@ -52,17 +52,14 @@ async def test_concurrent_transactions_never_tear_each_other(db: Database) -> No
 
 async def test_a_job_without_its_delivery_is_refused(db: Database) -> None:
     with pytest.raises(sqlite3.IntegrityError):
-        async with db.transaction() as conn:
-            await store.insert_jobs(conn, [job("no-such-delivery", "k")])
+        await db.run(lambda conn: store.insert_jobs_now(conn, [job("no-such-delivery", "k")]))
     assert await store.list_jobs(db) == []
 
 
 async def test_delivery_round_trips_raw_bytes_and_known_ids_finds_it(db: Database) -> None:
     raw = '{"t":"é \\u00e9"}'.encode()
-    async with db.transaction() as conn:
-        await insert_deliveries(conn, [record("d1", raw)])
-    async with db.transaction() as conn:
-        assert await known_ids(conn, ["d1", "d2"]) == {"d1"}
+    await db.run(lambda conn: insert_deliveries_now(conn, [record("d1", raw)]))
+    assert await db.run(lambda conn: known_ids_now(conn, ["d1", "d2"])) == {"d1"}
     stored = await get_delivery(db, "d1")
     assert stored is not None and stored.body == raw and stored.repository == "o/r"
 
@@ -120,42 +117,45 @@ async def test_a_failure_that_ended_the_transaction_fails_the_whole_batch_and_wr
 
 
 async def seed(db: Database, jobs: list[store.NewJob]) -> None:
-    async with db.transaction() as conn:
-        await insert_deliveries(conn, [record(d) for d in sorted({j.delivery_id for j in jobs if j.delivery_id})])
-        await store.insert_jobs(conn, jobs)
+    def insert(conn: sqlite3.Connection) -> None:
+        insert_deliveries_now(conn, [record(d) for d in sorted({j.delivery_id for j in jobs if j.delivery_id})])
+        store.insert_jobs_now(conn, jobs)
+
+    await db.run(insert)
+
+
+async def claim(db: Database, now: float, limit: int) -> list[store.Job]:
+    """Claim due jobs the way the runner does (a full scan, nothing to settle)."""
+    return (await db.run(lambda conn: store.settle_and_claim(conn, [], now, limit))).jobs
 
 
 async def test_claim_takes_the_first_due_job_of_each_key_only(db: Database) -> None:
     now = time.time()
     await seed(db, [job("d1", "k1"), job("d2", "k1"), job("d3", "k2"), job("d4", "k3", run_after=now + 60)])
-    async with db.transaction() as conn:
-        claimed = await store.claim_due(conn, now, 10)
+    claimed = await claim(db, now, 10)
     assert [(j.id, j.attempts) for j in claimed] == [(1, 1), (3, 1)]
-    async with db.transaction() as conn:
-        assert await store.claim_due(conn, now, 10) == []  # job 2 waits for job 1, still running
+    assert await claim(db, now, 10) == []  # job 2 waits for job 1, still running
 
 
 async def test_claim_respects_the_limit(db: Database) -> None:
     await seed(db, [job(f"d{n}", f"k{n}") for n in range(5)])
-    async with db.transaction() as conn:
-        assert [j.id for j in await store.claim_due(conn, time.time(), 2)] == [1, 2]
+    assert [j.id for j in await claim(db, time.time(), 2)] == [1, 2]
 
 
 async def test_a_retrying_job_holds_back_later_jobs_of_its_key(db: Database) -> None:
     now = time.time()
     await seed(db, [job("d1", "k"), job("d2", "k")])
+    [first] = await claim(db, now, 10)
     async with db.transaction() as conn:
-        [first] = await store.claim_due(conn, now, 10)
         await store.schedule_retry(conn, first.id, now + 60, "E: x")
-    async with db.transaction() as conn:
-        assert await store.claim_due(conn, now, 10) == []
+    assert await claim(db, now, 10) == []
 
 
 async def test_recovery_requeues_running_jobs_and_buries_exhausted_ones(db: Database) -> None:
     now = time.time()
     await seed(db, [job("d1", "k1"), job("d2", "k2")])
+    await claim(db, now, 10)
     async with db.transaction() as conn:
-        await store.claim_due(conn, now, 10)
         await conn.execute("UPDATE jobs SET attempts = 3 WHERE id = 2")
         assert await store.recover_interrupted(conn, now, 3) == (1, 1)
     assert [(j.status, j.attempts) for j in await store.list_jobs(db)] == [("queued", 1), ("dead", 3)]
@@ -164,8 +164,8 @@ async def test_recovery_requeues_running_jobs_and_buries_exhausted_ones(db: Data
 async def test_defer_does_not_count_the_interrupted_attempt(db: Database) -> None:
     now = time.time()
     await seed(db, [job("d1", "k1")])
+    await claim(db, now, 10)
     async with db.transaction() as conn:
-        await store.claim_due(conn, now, 10)
         await store.defer(conn, [1], now + 5, "shutdown")
     [state] = await store.list_jobs(db)
     assert (state.status, state.attempts, state.run_after) == ("queued", 0, now + 5)
@@ -173,8 +173,8 @@ async def test_defer_does_not_count_the_interrupted_attempt(db: Database) -> Non
 
 async def test_status_counts_reports_queued_running_and_dead(db: Database) -> None:
     await seed(db, [job("d1", "k1"), job("d2", "k2"), job("d3", "k3")])
+    await claim(db, time.time(), 1)
     async with db.transaction() as conn:
-        await store.claim_due(conn, time.time(), 1)
         await store.mark_final(conn, 2, "dead", time.time(), "E: x")
     assert await store.status_counts(db) == {"queued": 1, "running": 1, "dead": 1}
 
