@@ -429,15 +429,15 @@ class _Tally:
             if tid_rank >= 1:
                 self.lifted.add(tid)
 
-    def _whole(self, subtree: etree._Element) -> None:
-        """Tally every testcase in a subtree of any shape, in document order (a testcase before those nested in it)."""
-        if subtree.tag != "testcase" and _local(subtree.tag) != "testcase":
-            for case in subtree.iter(_CASE_TAG):
-                self._case(case)
-        elif self._case(subtree):  # iter() builds a tag matcher per call: only for the rare nesting
-            for child in subtree[:]:  # type: ignore[index]
-                for case in child.iter(_CASE_TAG):
-                    self._case(case)
+    def _whole(self, case: etree._Element) -> None:
+        """Tally a testcase of any shape (namespaced, odd children, testcases nested in it), in document order.
+
+        Everything around testcases is walked by add, so only a testcase ever comes here.
+        """
+        if self._case(case):  # iter() builds a tag matcher per call: only for the rare nesting
+            for child in case[:]:  # type: ignore[index]
+                for nested in child.iter(_CASE_TAG):
+                    self._case(nested)
 
     def _case(self, case: etree._Element) -> bool:
         """Tally one testcase alone (not those nested in it); True if a child may nest a testcase.
