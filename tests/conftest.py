@@ -17,6 +17,7 @@ from quantumreview.app import create_app
 from quantumreview.plugins import HandlerRegistry
 from quantumreview.settings import Settings
 from storage.db import Database
+from tests.github_support import Clock
 
 WEBHOOK_SECRET = "test-webhook-secret-0123456789"
 PREVIOUS_SECRET = "old-webhook-secret-9876543210"
@@ -36,6 +37,12 @@ def make_settings(tmp_path: Path, rsa_private_key: str) -> SettingsFactory:
         return dataclasses.replace(base, **overrides)
 
     return make
+
+
+@pytest.fixture
+def clock() -> Clock:
+    """A settable clock (starting at github_support.T0) for the fake GitHub and the client under test."""
+    return Clock()
 
 
 @pytest.fixture

@@ -1,6 +1,10 @@
-"""Helpers shared by the GitHub client tests: a settable clock and sleeps that do not wait."""
+"""Helpers shared by tests: a settable clock, sleeps that do not wait, and polling until something holds."""
 
 from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable
 
 T0 = 1_700_000_000.0
 
@@ -27,3 +31,13 @@ class Sleeps(list[float]):
 
 async def no_sleep(_seconds: float) -> None:
     """Sleep that returns at once."""
+
+
+async def wait_until(check: Callable[[], bool | Awaitable[bool]], timeout: float = 5.0) -> None:
+    """Poll `check` (plain or async) until it is true; fail the test after `timeout`."""
+    async with asyncio.timeout(timeout):
+        while True:
+            result = check()
+            if await result if inspect.isawaitable(result) else result:
+                return
+            await asyncio.sleep(0.01)

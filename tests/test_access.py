@@ -10,8 +10,7 @@ from tests import test_auth as shared
 from tests.test_auth import Dashboard, log_in, with_session
 
 # The dashboard fixtures live with the auth tests; re-exported so pytest finds them here.
-clock, fake, database, make_dashboard, dash = (shared.clock, shared.fake, shared.database, shared.make_dashboard,
-                                               shared.dash)
+fake, database, make_dashboard, dash = shared.fake, shared.database, shared.make_dashboard, shared.dash
 migrated_file = shared.migrated_file
 
 MONA_SEES = ["octo-org/r1", "octo-org/r3", "octo-org/r5"]

@@ -136,11 +136,6 @@ async def record_installations(db: Database, ids: list[int]) -> None:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
 async def fake(rsa_private_key: str, clock: Clock) -> AsyncIterator[FakeGitHub]:
     async with FakeGitHub(app_id=1, private_key_pem=rsa_private_key, clock=clock) as server:
         populate(server)

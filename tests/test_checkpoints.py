@@ -16,6 +16,7 @@ from quantumreview.testing.signing import signed_delivery
 from storage.checkpoints import checkpoint_when_idle
 from storage.db import Database
 from tests.conftest import WEBHOOK_SECRET
+from tests.github_support import wait_until
 
 
 def rows_in_main_file(db: Database, tmp_path: Path) -> int:
@@ -29,12 +30,6 @@ def rows_in_main_file(db: Database, tmp_path: Path) -> int:
         return 0
     finally:
         conn.close()
-
-
-async def wait_for(predicate: Any, timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.02)
 
 
 async def test_a_checkpoint_moves_committed_writes_into_the_database_file(db: Database, tmp_path: Path) -> None:
@@ -58,7 +53,7 @@ async def test_the_checkpointer_waits_until_writes_pause(db: Database, tmp_path:
             await asyncio.sleep(0.05)
         assert db.checkpoints == 0
 
-        await wait_for(lambda: db.checkpoints == 1)
+        await wait_until(lambda: db.checkpoints == 1, timeout=10.0)
 
         assert rows_in_main_file(db, tmp_path) == 12
         await asyncio.sleep(1.3)  # nothing written since: no second checkpoint
@@ -71,10 +66,10 @@ async def test_writes_through_run_also_count_as_activity(db: Database, tmp_path:
     await db.execute("CREATE TABLE t (v INTEGER)")
     task = asyncio.create_task(checkpoint_when_idle(db, idle=0.05))
     try:
-        await wait_for(lambda: db.checkpoints == 1)
+        await wait_until(lambda: db.checkpoints == 1, timeout=10.0)
         await db.run(lambda conn: conn.execute("INSERT INTO t VALUES (1)"))
 
-        await wait_for(lambda: db.checkpoints == 2)
+        await wait_until(lambda: db.checkpoints == 2, timeout=10.0)
 
         assert rows_in_main_file(db, tmp_path) == 1
     finally:
@@ -98,9 +93,9 @@ async def test_a_failed_checkpoint_is_logged_and_retried_at_the_next_pause(
     try:
         with caplog.at_level(logging.WARNING, logger="quantumreview.storage"):
             await db.execute("CREATE TABLE t (v INTEGER)")
-            await wait_for(lambda: len(calls) == 1)
+            await wait_until(lambda: len(calls) == 1, timeout=10.0)
             await db.execute("INSERT INTO t VALUES (1)")
-            await wait_for(lambda: db.checkpoints == 1)
+            await wait_until(lambda: db.checkpoints == 1, timeout=10.0)
         assert not task.done()
         assert "WAL checkpoint failed: OperationalError" in caplog.text
     finally:
@@ -113,7 +108,7 @@ async def test_the_app_checkpoints_after_deliveries_stop(client: Any, tmp_path: 
     response = await client.post("/webhooks/github", data=body, headers=headers)
     assert response.status == 200
 
-    await wait_for(lambda: db.checkpoints >= 1)
+    await wait_until(lambda: db.checkpoints >= 1, timeout=10.0)
 
     shutil.copyfile(db.path, tmp_path / "copy.db")
     conn = sqlite3.connect(tmp_path / "copy.db")

@@ -25,11 +25,6 @@ MINT = "/app/installations/{installation_id}/access_tokens"
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
 def sleeps() -> Sleeps:
     return Sleeps()
 

@@ -22,11 +22,6 @@ MINT = "/app/installations/{installation_id}/access_tokens"
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
 async def fake(rsa_private_key: str, clock: Clock) -> AsyncIterator[FakeGitHub]:
     async with FakeGitHub(app_id=1, private_key_pem=rsa_private_key, clock=clock) as server:
         server.add_installation(7, repositories=["octo-org/app"])

@@ -22,6 +22,7 @@ from quantumreview.settings import Settings
 from storage import jobs as store
 from storage.db import Database
 from storage.deliveries import DeliveryRecord, insert_deliveries_now
+from tests.github_support import wait_until
 
 Handler = Callable[[sansio.Event, Context], Awaitable[None]]
 
@@ -53,13 +54,6 @@ async def add_delivery(db: Database, delivery_id: str, handlers: list[Handler], 
         store.insert_jobs_now(conn, jobs)
 
     await db.run(insert)
-
-
-async def wait_until(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
-    """Poll `check` until it is true; fail the test after `timeout`."""
-    async with asyncio.timeout(timeout):
-        while not await check():
-            await asyncio.sleep(0.01)
 
 
 async def statuses(db: Database) -> dict[str, str]:
