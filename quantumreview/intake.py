@@ -31,7 +31,6 @@ class PendingDelivery:
     this delivery and not its batch.
     """
 
-    delivery_id: str
     prepare: Prepare
     done: asyncio.Future[tuple[bool, int]] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future())
@@ -50,16 +49,12 @@ class IntakeWriter:
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
 
-    async def submit(self, record: delivery_store.DeliveryRecord, jobs: list[job_store.NewJob]) -> bool:
-        """Store a delivery and its jobs durably; True if new, False if already stored; DatabaseBusy if not."""
-        new, _ = await self.submit_prepared(record.id, lambda conn: (record, jobs))
-        return new
-
-    async def submit_prepared(self, delivery_id: str, prepare: Prepare) -> tuple[bool, int]:
-        """Store what `prepare` builds on the writer's thread; (new, jobs stored), or what `prepare` raised."""
+    async def submit(self, prepare: Prepare) -> tuple[bool, int]:
+        """Store durably what `prepare` builds on the writer's thread: (True, jobs stored) if new, (False, 0)
+        if the id is already stored; what `prepare` raised; or DatabaseBusy."""
         if self._task is None or self._task.done():
             raise DatabaseBusy("the intake writer is not running")
-        pending = PendingDelivery(delivery_id, prepare)
+        pending = PendingDelivery(prepare)
         pending.done.add_done_callback(_consume_result)
         self._queue.put_nowait(pending)
         # Why: shield so a client hanging up does not cancel a result other requests in the batch share.

@@ -153,8 +153,8 @@ class WebhookReceiver:
         try:
             async with asyncio.timeout(STORE_DEADLINE):
                 # The body is validated and read where it is stored: see delivery_fields.
-                is_new, jobs = await request.app[keys.intake].submit_prepared(
-                    headers.delivery_id, functools.partial(self._fields.prepare, arrival=arrival))
+                is_new, jobs = await request.app[keys.intake].submit(
+                    functools.partial(self._fields.prepare, arrival=arrival))
         except InvalidPayload as exc:
             raise Rejected(400, exc.code, str(exc)) from None
         except (TimeoutError, DatabaseBusy) as exc:

@@ -64,6 +64,12 @@ async def test_delivery_round_trips_raw_bytes_and_known_ids_finds_it(db: Databas
     assert stored is not None and stored.body == raw and stored.repository == "o/r"
 
 
+async def stored(writer: IntakeWriter, delivery: DeliveryRecord, jobs: list[store.NewJob]) -> bool:
+    """Submit rows already built; True if new."""
+    new, _ = await writer.submit(lambda conn: (delivery, jobs))
+    return new
+
+
 def test_split_new_marks_stored_and_repeated_ids_as_duplicates() -> None:
     ready = [(n, record(i), []) for n, i in enumerate(("a", "b", "a", "c"))]
     assert split_new(ready, {"c"}) == {0, 1}  # the second "a" repeats the first, "c" is stored
@@ -80,9 +86,9 @@ async def test_a_delivery_refused_while_preparing_leaves_its_batch_stored(db: Da
     try:
         # Queued before the writer task runs, so the three share one batch.
         results = await asyncio.gather(
-            writer.submit(record("ok1"), [job("ok1", "k")]),
-            writer.submit_prepared("bad", refuse),
-            writer.submit(record("ok2"), []),
+            stored(writer, record("ok1"), [job("ok1", "k")]),
+            writer.submit(refuse),
+            stored(writer, record("ok2"), []),
             return_exceptions=True,
         )
     finally:
@@ -104,9 +110,9 @@ async def test_a_failure_that_ended_the_transaction_fails_the_whole_batch_and_wr
 
     try:
         results = await asyncio.gather(
-            writer.submit(record("ok1"), [job("ok1", "k")]),
-            writer.submit_prepared("bad", lose_the_transaction),
-            writer.submit(record("ok2"), []),
+            stored(writer, record("ok1"), [job("ok1", "k")]),
+            writer.submit(lose_the_transaction),
+            stored(writer, record("ok2"), []),
             return_exceptions=True,
         )
     finally:
@@ -237,10 +243,10 @@ async def test_intake_wakes_the_runner_only_when_it_stored_jobs(db: Database) ->
     writer = IntakeWriter(db, on_commit=lambda: wakes.append(1))
     writer.start()
     try:
-        assert await writer.submit(record("d1"), []) is True
+        assert await stored(writer, record("d1"), []) is True
         assert wakes == []
-        assert await writer.submit(record("d2"), [job("d2", "k")]) is True
-        assert await writer.submit(record("d2"), [job("d2", "k")]) is False
+        assert await stored(writer, record("d2"), [job("d2", "k")]) is True
+        assert await stored(writer, record("d2"), [job("d2", "k")]) is False
         assert wakes == [1]
     finally:
         await writer.stop()
