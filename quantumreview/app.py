@@ -17,8 +17,9 @@ from aiohttp import web
 from quantumreview import access, api, auth, keys, setup_flow, web_security
 from quantumreview.credentials import AppCredentials, CredentialsHolder
 from quantumreview.crypto import SecretBox
+from quantumreview.delivery_fields import Arrival, FieldReader
 from quantumreview.github import GitHubApp
-from quantumreview.intake import LOCK_TIMEOUT, IntakeWriter
+from quantumreview.intake import LOCK_TIMEOUT, IntakeWriter, PrepareBatch
 from quantumreview.jobs import GitHubFactory, JobRunner, Notify, enqueue
 from quantumreview.plugins import HandlerRegistry, load_handlers
 from quantumreview.redelivery import SWEEP_EVENT, SWEEP_INTERVAL
@@ -135,8 +136,9 @@ async def github_ctx(app: web.Application) -> AsyncIterator[None]:
         await github.aclose()
 
 
-def intake_ctx(*, lock_timeout: float = LOCK_TIMEOUT) -> Callable[[web.Application], AsyncIterator[None]]:
-    """The group-commit writer; each commit wakes the job runner."""
+def intake_ctx(prepare: PrepareBatch[Arrival], *,
+               lock_timeout: float = LOCK_TIMEOUT) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The group-commit writer, storing deliveries as `prepare` reads them; each commit wakes the job runner."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         def wake_runner() -> None:
@@ -144,7 +146,7 @@ def intake_ctx(*, lock_timeout: float = LOCK_TIMEOUT) -> Callable[[web.Applicati
             if runner is not None:
                 runner.wake()
 
-        writer = IntakeWriter(app[keys.db], on_commit=wake_runner, lock_timeout=lock_timeout)
+        writer = IntakeWriter(app[keys.db], prepare, on_commit=wake_runner, lock_timeout=lock_timeout)
         writer.start()
         app[keys.intake] = writer
         yield
@@ -210,7 +212,7 @@ def create_app(settings: Settings, *, registry: HandlerRegistry | None = None,
     app[keys.handlers] = registry
     app[keys.credentials] = holder
     app[keys.secret_box] = SecretBox.load_or_create(settings.jwt_secret, settings.database_path.parent)
-    receiver = WebhookReceiver(holder.webhook_secrets, registry, now=now)
+    receiver = WebhookReceiver(holder.webhook_secrets, now=now)
     app.router.add_post(WEBHOOK_PATH, receiver.handle)
     app.router.add_get("/health", health)
     setup_flow.add_routes(app)
@@ -218,7 +220,8 @@ def create_app(settings: Settings, *, registry: HandlerRegistry | None = None,
     access.setup(app)
     api.add_routes(app)
     app.cleanup_ctx.extend([
-        database_ctx, setup_flow.stored_credentials_ctx, http_ctx, github_ctx, intake_ctx(),
+        database_ctx, setup_flow.stored_credentials_ctx, http_ctx, github_ctx,
+        intake_ctx(FieldReader(registry).prepare_all),
         runner_ctx(github_factory, notify, now), sweeper_ctx,
     ])
     return app

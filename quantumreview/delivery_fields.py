@@ -22,6 +22,7 @@ from typing import Any
 
 from gidgethub import sansio
 
+from quantumreview.intake import Prepared, prepare_one_by_one
 from quantumreview.plugins import HandlerRegistry, PluginError
 from storage.deliveries import DeliveryRecord
 from storage.jobs import NewJob
@@ -65,35 +66,84 @@ class FieldReader:
         self._routed = tuple(keys)
         routed_paths = [f"'$.\"{key}\"'" for key in keys]
         paths = ", ".join([*(f"'{p}'" for p in _FIXED), *routed_paths])
-        presence = "".join(f", CASE WHEN ok THEN json_type(?1, {p}) END" for p in routed_paths)
+        presence = "".join(f", CASE WHEN ok THEN json_type(b, {p}) END" for p in routed_paths)
         # json_valid first: the other functions raise on malformed JSON, and the CASE keeps them from running on
-        # it. All calls share ?1, parsed once per statement; with several paths json_extract returns one JSON
-        # array of the values as written (so a boolean stays a boolean and a big integer exact); json_type tells
-        # a routed key that is missing from one that is null.
-        self._sql = (f"SELECT ok, CASE WHEN ok THEN json_type(?1) END, CASE WHEN ok THEN json_extract(?1, {paths}) END"  # noqa: S608 - constant paths, checked keys
-                     f"{presence} FROM (SELECT json_valid(?1) AS ok)")
+        # it. The calls on one body share its parse (SQLite caches it); with several paths json_extract returns
+        # one JSON array of the values as written (so a boolean stays a boolean and a big integer exact);
+        # json_type tells a routed key that is missing from one that is null.
+        self._columns = (f"ok, CASE WHEN ok THEN json_type(b) END, "
+                         f"CASE WHEN ok THEN json_extract(b, {paths}) END{presence}")
+        self._sql = f"SELECT {self._columns} FROM (SELECT ?1 AS b, json_valid(?1) AS ok)"  # noqa: S608 - constant paths, checked keys
+        self._batch_sql: dict[int, str] = {}
 
     def prepare(self, conn: sqlite3.Connection, arrival: Arrival) -> tuple[DeliveryRecord, list[NewJob]]:
         """The delivery row and one job row per matching handler; InvalidPayload for a body to refuse."""
+        ok, kind, extracted, *presence = conn.execute(self._sql, (_text(arrival),)).fetchone()
         try:
-            text = arrival.body.decode("utf-8")
-        except UnicodeDecodeError:
-            raise InvalidPayload("invalid_json", "the body is not UTF-8 JSON (UnicodeDecodeError)") from None
-        row = conn.execute(self._sql, (text,)).fetchone()
-        if not row[0]:
-            raise InvalidPayload("invalid_json", "the body is not UTF-8 JSON (malformed)")
-        if row[1] != "object":
-            raise InvalidPayload("invalid_json", "the body must be a JSON object")
-        try:
-            values = json.loads(row[2])  # a few scalars as the body wrote them: cheap
+            values = None if extracted is None else json.loads(extracted)  # a few scalars: cheap
         except RecursionError:  # SQLite allows 2,000 levels of nesting, json.loads about 1,000
             raise InvalidPayload("invalid_payload", "a routed field is nested too deeply") from None
-        found = dict(zip(_FIXED, values[: len(_FIXED)], strict=True))
-        for path in (ACTION, REPOSITORY):  # stored as TEXT: a lone surrogate escape cannot be
-            if isinstance(found[path], str) and not _encodable(found[path]):
+        return self._rows(arrival, ok, kind, values, presence)
+
+    def prepare_all(self, conn: sqlite3.Connection, arrivals: list[Arrival]) -> list[Prepared | Exception]:
+        """`prepare` for every delivery of a batch, with one SQL statement for all their bodies.
+
+        Why one: each statement step releases the GIL, and taking it back means waiting for the event loop
+        to let go of it. One step for the batch's JSON work instead of two per delivery nearly doubles what
+        the writer gets through under load. Per-delivery refusals are the same as `prepare`'s.
+        """
+        if len(arrivals) == 1:
+            return prepare_one_by_one(conn, arrivals, self.prepare)
+        texts: list[str | None] = []
+        for arrival in arrivals:
+            try:
+                texts.append(_text(arrival))
+            except InvalidPayload:
+                texts.append(None)  # refused below, by prepare
+        try:
+            found = self._read_all(conn, texts)
+        except RecursionError:  # a routed value nested too deep for json.loads: read each on its own
+            return prepare_one_by_one(conn, arrivals, self.prepare)
+        results: list[Prepared | Exception] = []
+        for arrival, text, (ok, kind, values, *presence) in zip(arrivals, texts, found, strict=True):
+            try:
+                if text is None:
+                    _text(arrival)  # raises the refusal
+                results.append(self._rows(arrival, ok, kind, values, presence))
+            except Exception as exc:  # refuses this delivery only
+                results.append(exc)
+        return results
+
+    def _read_all(self, conn: sqlite3.Connection, texts: list[str | None]) -> list[list[Any]]:
+        """[ok, type, [values at the paths], presence...] for each text, in order, from one statement."""
+        size = 1 << max(len(texts) - 1, 0).bit_length()  # a few statement shapes, padded with NULL bodies
+        sql = self._batch_sql.get(size)
+        if sql is None:
+            values = ", ".join(f"({n}, ?)" for n in range(size))
+            sql = self._batch_sql[size] = (
+                f"SELECT json_group_array(json_array(n, {self._columns})) "  # noqa: S608 - constant text
+                f"FROM (SELECT column1 AS n, column2 AS b, json_valid(column2) AS ok FROM (VALUES {values}))")
+        (aggregate,) = conn.execute(sql, texts + [None] * (size - len(texts))).fetchone()
+        rows: list[list[Any]] = [[]] * len(texts)
+        for n, *row in json.loads(aggregate):
+            if n < len(texts):
+                rows[n] = row
+        if not all(rows):
+            raise sqlite3.DataError("the batch read did not return every delivery")
+        return rows
+
+    def _rows(self, arrival: Arrival, ok: Any, kind: Any, values: Any, presence: list[Any]) -> Prepared:
+        """The rows from what the SQL read (see _columns), or InvalidPayload."""
+        if not ok:
+            raise InvalidPayload("invalid_json", "the body is not UTF-8 JSON (malformed)")
+        if kind != "object":
+            raise InvalidPayload("invalid_json", "the body must be a JSON object")
+        action, installation, repo = values[0], values[1], values[2]
+        for value in (action, repo):  # stored as TEXT: a lone surrogate escape cannot be
+            if isinstance(value, str) and not value.isascii() and not _encodable(value):
                 raise InvalidPayload("invalid_json", "the body is not UTF-8 JSON (lone surrogate)")
         routing: dict[str, Any] = {}
-        for key, value, json_type in zip(self._routed, values[len(_FIXED):], row[3:], strict=True):
+        for key, value, json_type in zip(self._routed, values[len(_FIXED):], presence, strict=True):
             if json_type is None:
                 continue  # missing, unlike null
             if isinstance(value, dict | list):
@@ -101,22 +151,26 @@ class FieldReader:
             routing[key] = value
         names = self._registry.handlers_for(sansio.Event(routing, event=arrival.event,
                                                          delivery_id=arrival.delivery_id))
-        return build_delivery(arrival, found, names)
+        number = next((n for n in map(_int, values[3:len(_FIXED)]) if n is not None), None)
+        return build_delivery(arrival, action, _int(installation), repo, number, names)
 
 
-def build_delivery(arrival: Arrival, found: dict[str, Any], handlers: Iterable[str]) -> tuple[DeliveryRecord,
-                                                                                               list[NewJob]]:
-    """The delivery row and its jobs from the values read at the fixed paths."""
-    action, installation_id, repo = found[ACTION], _int(found[INSTALLATION]), found[REPOSITORY]
+def _text(arrival: Arrival) -> str:
+    try:
+        return arrival.body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidPayload("invalid_json", "the body is not UTF-8 JSON (UnicodeDecodeError)") from None
+
+
+def build_delivery(arrival: Arrival, action: Any, installation_id: int | None, repo: Any, number: int | None,
+                   handlers: Iterable[str]) -> tuple[DeliveryRecord, list[NewJob]]:
+    """The delivery row and its jobs from the values read at the fixed paths (any JSON type: checked here)."""
     repo = repo if isinstance(repo, str) else None
-    number = next((n for n in (_int(found[path]) for path in NUMBER_PATHS) if n is not None), None)
-    record = DeliveryRecord(
-        id=arrival.delivery_id, event=arrival.event, action=action if isinstance(action, str) else None,
-        installation_id=installation_id, repository=repo, received_at=arrival.received_at, body=arrival.body,
-    )
+    record = DeliveryRecord(arrival.delivery_id, arrival.event, action if isinstance(action, str) else None,
+                            installation_id, repo, arrival.received_at, arrival.body)
     key = ordering_key(repo, number, installation_id, f"delivery:{arrival.delivery_id}")
-    jobs = [NewJob(handler=name, ordering_key=key, run_after=arrival.received_at, created_at=arrival.received_at,
-                   delivery_id=arrival.delivery_id, installation_id=installation_id) for name in handlers]
+    jobs = [NewJob(name, key, arrival.received_at, arrival.received_at, arrival.delivery_id, None, installation_id)
+            for name in handlers]
     return record, jobs
 
 

@@ -6,8 +6,10 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from storage import deliveries as delivery_store
 from storage import jobs as job_store
@@ -16,68 +18,122 @@ from storage.db import Database, DatabaseBusy
 log = logging.getLogger("quantumreview.intake")
 
 MAX_BATCH = 512
-# Why: the webhook must answer within GitHub's 10 s; the writer gives up on the lock well before that.
+# Why: the webhook must answer within GitHub's 10 s; the writer gives up on the lock well before that...
 LOCK_TIMEOUT = 7.0
+# ...and a delivery not stored after STORE_DEADLINE (a hung disk) is answered 503, checked every DEADLINE_TICK.
+STORE_DEADLINE = 8.5
+DEADLINE_TICK = 0.25
 
 
-Prepare = Callable[[sqlite3.Connection], tuple[delivery_store.DeliveryRecord, list[job_store.NewJob]]]
+Prepared = tuple[delivery_store.DeliveryRecord, list[job_store.NewJob]]
+T = TypeVar("T")
+# Builds the rows of a whole batch on the writer's thread: for each item its rows, or the exception that
+# refuses that item alone (InvalidPayload). Raising fails the batch.
+PrepareBatch = Callable[[sqlite3.Connection, list[T]], list[Prepared | Exception]]
+Prepare = Callable[[sqlite3.Connection], Prepared]
+
+
+def prepare_each(conn: sqlite3.Connection, items: Sequence[Prepare]) -> list[Prepared | Exception]:
+    """A PrepareBatch for items that prepare themselves (one at a time)."""
+    return prepare_one_by_one(conn, items, lambda conn, prepare: prepare(conn))
+
+
+def prepare_one_by_one(conn: sqlite3.Connection, items: Sequence[T],
+                       prepare: Callable[[sqlite3.Connection, T], Prepared]) -> list[Prepared | Exception]:
+    """`prepare` each item; an exception refuses that item only, unless SQLite ended the batch's transaction."""
+    results: list[Prepared | Exception] = []
+    for item in items:
+        try:
+            results.append(prepare(conn, item))
+        except Exception as exc:
+            if not conn.in_transaction:  # SQLite rolled the batch back (disk full, I/O): write nothing
+                raise
+            results.append(exc)
+    return results
 
 
 @dataclass
-class PendingDelivery:
+class PendingDelivery(Generic[T]):
     """A delivery waiting for the next commit; `done` resolves to (new, jobs stored) or an exception.
 
-    `prepare` runs on the writer's thread: it builds the rows, or raises (InvalidPayload) to refuse just
-    this delivery and not its batch.
+    A delivery whose `done` is already resolved (it expired, or its request was cancelled) is dropped from
+    its batch unwritten.
     """
 
-    prepare: Prepare
-    done: asyncio.Future[tuple[bool, int]] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future())
+    item: T
+    done: asyncio.Future[tuple[bool, int]]
+    deadline: float
 
 
-class IntakeWriter:
-    """Owns the queue of pending deliveries and the task that commits them in batches."""
+class IntakeWriter(Generic[T]):
+    """Owns the queue of pending deliveries and the task that commits them in batches.
 
-    def __init__(self, db: Database, *, on_commit: Callable[[], None] = lambda: None,
-                 lock_timeout: float = LOCK_TIMEOUT, max_batch: int = MAX_BATCH) -> None:
+    `prepare` turns the submitted items of one batch into rows, on the writer's thread.
+    """
+
+    def __init__(self, db: Database, prepare: PrepareBatch[T], *, on_commit: Callable[[], None] = lambda: None,
+                 lock_timeout: float = LOCK_TIMEOUT, max_batch: int = MAX_BATCH,
+                 store_deadline: float = STORE_DEADLINE, tick: float = DEADLINE_TICK) -> None:
         self._db = db
+        self._prepare = prepare
         self._on_commit = on_commit
         self._lock_timeout = lock_timeout
         self._max_batch = max_batch
-        self._queue: asyncio.Queue[PendingDelivery] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
+        self._store_deadline = store_deadline
+        self._tick = tick
+        self._queue: asyncio.Queue[PendingDelivery[T]] = asyncio.Queue()
+        # Every submitted delivery in arrival order (so by deadline) until the watchdog sees it resolved.
+        self._waiting: deque[PendingDelivery[T]] = deque()
+        self._tasks: list[asyncio.Task[None]] = []
         self.batches = 0
 
-    async def submit(self, prepare: Prepare) -> tuple[bool, int]:
-        """Store durably what `prepare` builds on the writer's thread: (True, jobs stored) if new, (False, 0)
-        if the id is already stored; what `prepare` raised; or DatabaseBusy."""
-        if self._task is None or self._task.done():
+    async def submit(self, item: T) -> tuple[bool, int]:
+        """Store durably the rows prepared from `item`: (True, jobs stored) if new, (False, 0) if the id is
+        already stored; the exception that refused it; or DatabaseBusy (also when not stored within
+        `store_deadline` seconds)."""
+        if not self._tasks or any(task.done() for task in self._tasks):
             raise DatabaseBusy("the intake writer is not running")
-        pending = PendingDelivery(prepare)
-        pending.done.add_done_callback(_consume_result)
+        loop = asyncio.get_running_loop()
+        pending = PendingDelivery(item, loop.create_future(), loop.time() + self._store_deadline)
+        self._waiting.append(pending)
         self._queue.put_nowait(pending)
-        # Why: shield so a client hanging up does not cancel a result other requests in the batch share.
-        return await asyncio.shield(pending.done)
+        # Why no shield: each delivery has its own future; if the request is cancelled, so is the future,
+        # and the writer skips it. One deadline watchdog replaces a timeout per request.
+        return await pending.done
 
     def start(self) -> None:
-        """Start the writer task."""
-        self._task = asyncio.create_task(self._run(), name="intake-writer")
+        """Start the writer and its deadline watchdog."""
+        self._tasks = [asyncio.create_task(self._run(), name="intake-writer"),
+                       asyncio.create_task(self._expire(), name="intake-deadlines")]
 
     async def stop(self) -> None:
         """Stop the writer task; deliveries still queued (abandoned by their requests) fail."""
-        if self._task is None:
-            return
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         self._fail_queued(DatabaseBusy("the server is shutting down"))
+
+    async def _expire(self) -> None:
+        """Answer DatabaseBusy to every delivery still unresolved at its deadline (the writer is stuck)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self._tick)
+            now = loop.time()
+            while self._waiting and (self._waiting[0].done.done() or self._waiting[0].deadline <= now):
+                pending = self._waiting.popleft()
+                if not pending.done.done():
+                    pending.done.set_exception(DatabaseBusy("the delivery was not stored in time"))
 
     async def _run(self) -> None:
         while True:
             batch = [await self._queue.get()]
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
+            batch = [pending for pending in batch if not pending.done.done()]
+            if not batch:
+                continue
             try:
                 await self._commit(batch)
             except asyncio.CancelledError:
@@ -87,19 +143,19 @@ class IntakeWriter:
                 log.warning("intake batch of %d not stored: %s", len(batch), type(exc).__name__)
                 self._fail(batch, exc if isinstance(exc, DatabaseBusy) else DatabaseBusy(type(exc).__name__))
 
-    async def _commit(self, batch: list[PendingDelivery]) -> None:
+    async def _commit(self, batch: list[PendingDelivery[T]]) -> None:
         def store(conn: sqlite3.Connection) -> list[tuple[bool, int] | Exception]:
             # Runs on the writer's thread: preparing, the dedupe read and both inserts cost one hop and one fsync.
+            prepared = self._prepare(conn, [pending.item for pending in batch])
+            if not conn.in_transaction:  # SQLite rolled the batch back (disk full, I/O): write nothing
+                raise DatabaseBusy("the transaction ended while the batch was prepared")
             results: list[tuple[bool, int] | Exception] = []
             ready: list[tuple[int, delivery_store.DeliveryRecord, list[job_store.NewJob]]] = []
-            for n, pending in enumerate(batch):
-                try:
-                    record, jobs = pending.prepare(conn)
-                except Exception as exc:  # refuses this delivery only...
-                    if not conn.in_transaction:  # ...unless SQLite rolled the batch back: then write nothing
-                        raise
-                    results.append(exc)
+            for n, rows in enumerate(prepared):
+                if isinstance(rows, Exception):  # refuses this delivery only
+                    results.append(rows)
                 else:
+                    record, jobs = rows
                     results.append((True, len(jobs)))
                     ready.append((n, record, jobs))
             known = delivery_store.known_ids_now(conn, [record.id for _, record, _ in ready])
@@ -124,7 +180,7 @@ class IntakeWriter:
         if any(not isinstance(result, Exception) and result[0] and result[1] for result in results):
             self._on_commit()
 
-    def _fail(self, batch: list[PendingDelivery], exc: BaseException) -> None:
+    def _fail(self, batch: list[PendingDelivery[T]], exc: BaseException) -> None:
         for pending in batch:
             if not pending.done.done():
                 pending.done.set_exception(exc)
@@ -132,6 +188,8 @@ class IntakeWriter:
     def _fail_queued(self, exc: BaseException) -> None:
         while not self._queue.empty():
             self._fail([self._queue.get_nowait()], exc)
+        self._fail(list(self._waiting), exc)
+        self._waiting.clear()
 
 
 def split_new(ready: list[tuple[int, delivery_store.DeliveryRecord, list[job_store.NewJob]]],
@@ -145,8 +203,3 @@ def split_new(ready: list[tuple[int, delivery_store.DeliveryRecord, list[job_sto
         seen.add(record.id)
     return new
 
-
-def _consume_result(future: asyncio.Future[tuple[bool, int]]) -> None:
-    # Why: a request that hung up never reads its result; reading it here keeps asyncio from logging it.
-    if not future.cancelled():
-        future.exception()

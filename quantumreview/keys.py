@@ -14,6 +14,7 @@ from quantumreview.settings import Settings
 from storage.db import Database
 
 if TYPE_CHECKING:  # AppKey's type argument is a string here: these modules import keys.py themselves
+    from quantumreview.delivery_fields import Arrival  # noqa: F401
     from quantumreview.github import GitHubApp  # noqa: F401
     from quantumreview.intake import IntakeWriter  # noqa: F401
     from quantumreview.jobs import JobRunner  # noqa: F401
@@ -27,5 +28,5 @@ handlers = web.AppKey("handlers", HandlerRegistry)
 github = web.AppKey["GitHubApp | None"]("github")
 credentials = web.AppKey("credentials", CredentialsHolder)
 runner = web.AppKey["JobRunner"]("runner")
-intake = web.AppKey["IntakeWriter"]("intake")
+intake = web.AppKey["IntakeWriter[Arrival]"]("intake")
 secret_box = web.AppKey("secret_box", SecretBox)

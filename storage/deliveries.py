@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from storage.db import Database
 from storage.jobs import insert_rows
@@ -15,9 +15,11 @@ INSERT_SQL = (
 )
 
 
-@dataclass(frozen=True)
-class DeliveryRecord:
-    """One delivery to store (or as stored); `body` is the raw signed bytes."""
+class DeliveryRecord(NamedTuple):
+    """One delivery to store (or as stored); `body` is the raw signed bytes.
+
+    A NamedTuple in INSERT_SQL's column order: the intake makes one per delivery, and the tuple is the row.
+    """
 
     id: str
     event: str
@@ -36,14 +38,10 @@ def known_ids_now(conn: sqlite3.Connection, ids: Sequence[str]) -> set[str]:
     return {row[0] for row in conn.execute(sql, tuple(ids)).fetchall()}
 
 
-def _row(r: DeliveryRecord) -> tuple[object, ...]:
-    return (r.id, r.event, r.action, r.installation_id, r.repository, r.received_at, r.body)
-
-
 def insert_deliveries_now(conn: sqlite3.Connection, records: Sequence[DeliveryRecord]) -> None:
     """Insert new deliveries (inside `Database.run`): multi-row statements, one step each; the caller has
     filtered out known ids."""
-    insert_rows(conn, INSERT_SQL, [_row(r) for r in records])
+    insert_rows(conn, INSERT_SQL, records)
 
 
 async def get_delivery(db: Database, delivery_id: str) -> DeliveryRecord | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import aiosqlite
 
@@ -30,9 +31,11 @@ RETURNING {JOB_COLUMNS}
 """  # noqa: S608 - constant column list
 
 
-@dataclass(frozen=True)
-class NewJob:
-    """A job to insert: for a delivery (`delivery_id`) or enqueued work (`payload` JSON)."""
+class NewJob(NamedTuple):
+    """A job to insert: for a delivery (`delivery_id`) or enqueued work (`payload` JSON).
+
+    A NamedTuple in INSERT_SQL's column order: the intake makes one per job, and the tuple is the row.
+    """
 
     handler: str
     ordering_key: str
@@ -69,13 +72,8 @@ class JobState:
     last_error: str | None
 
 
-def _new_job_row(job: NewJob) -> tuple[object, ...]:
-    return (job.delivery_id, job.handler, job.payload, job.ordering_key, job.installation_id,
-            job.run_after, job.created_at)
-
-
 INSERT_SQL = (
-    "INSERT INTO jobs (delivery_id, handler, payload, ordering_key, installation_id, run_after, created_at) "
+    "INSERT INTO jobs (handler, ordering_key, run_after, created_at, delivery_id, payload, installation_id) "
     "VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 
@@ -93,12 +91,12 @@ def insert_rows(conn: sqlite3.Connection, insert_sql: str, rows: Sequence[tuple[
 
 def insert_jobs_now(conn: sqlite3.Connection, jobs: Sequence[NewJob]) -> None:
     """Insert many jobs from inside `Database.run` (the intake's batch path)."""
-    insert_rows(conn, INSERT_SQL, [_new_job_row(j) for j in jobs])
+    insert_rows(conn, INSERT_SQL, jobs)
 
 
 async def insert_job(conn: aiosqlite.Connection, job: NewJob) -> int:
     """Insert one job and return its id."""
-    cursor = await conn.execute(INSERT_SQL, _new_job_row(job))
+    cursor = await conn.execute(INSERT_SQL, job)
     return int(cursor.lastrowid or 0)
 
 
@@ -246,7 +244,7 @@ async def requeue_delivery(conn: aiosqlite.Connection, delivery_id: str, jobs: S
             (job.run_after, delivery_id, job.handler),
         )
         if cursor.rowcount == 0:
-            await conn.execute(INSERT_SQL + " ON CONFLICT (delivery_id, handler) DO NOTHING", _new_job_row(job))
+            await conn.execute(INSERT_SQL + " ON CONFLICT (delivery_id, handler) DO NOTHING", job)
     return len(jobs)
 
 

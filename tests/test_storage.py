@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import time
 
 import pytest
 
-from quantumreview.intake import IntakeWriter, split_new
+from quantumreview.intake import IntakeWriter, Prepare, prepare_each, split_new
 from storage import jobs as store
 from storage.db import WAL_BACKSTOP_PAGES, Database, DatabaseBusy
 from storage.deliveries import DeliveryRecord, get_delivery, insert_deliveries_now, known_ids_now
@@ -64,7 +65,7 @@ async def test_delivery_round_trips_raw_bytes_and_known_ids_finds_it(db: Databas
     assert stored is not None and stored.body == raw and stored.repository == "o/r"
 
 
-async def stored(writer: IntakeWriter, delivery: DeliveryRecord, jobs: list[store.NewJob]) -> bool:
+async def stored(writer: IntakeWriter[Prepare], delivery: DeliveryRecord, jobs: list[store.NewJob]) -> bool:
     """Submit rows already built; True if new."""
     new, _ = await writer.submit(lambda conn: (delivery, jobs))
     return new
@@ -77,7 +78,7 @@ def test_split_new_marks_stored_and_repeated_ids_as_duplicates() -> None:
 
 async def test_a_delivery_refused_while_preparing_leaves_its_batch_stored(db: Database) -> None:
     """One bad body in a batch is refused alone; the others commit with it in the same transaction."""
-    writer = IntakeWriter(db)
+    writer = IntakeWriter(db, prepare_each)
     writer.start()
 
     def refuse(conn: sqlite3.Connection) -> tuple[DeliveryRecord, list[store.NewJob]]:
@@ -101,7 +102,7 @@ async def test_a_delivery_refused_while_preparing_leaves_its_batch_stored(db: Da
 
 async def test_a_failure_that_ended_the_transaction_fails_the_whole_batch_and_writes_nothing(db: Database) -> None:
     """SQLite rolls back by itself on some errors (disk full, I/O): later inserts must not autocommit alone."""
-    writer = IntakeWriter(db)
+    writer = IntakeWriter(db, prepare_each)
     writer.start()
 
     def lose_the_transaction(conn: sqlite3.Connection) -> tuple[DeliveryRecord, list[store.NewJob]]:
@@ -120,6 +121,52 @@ async def test_a_failure_that_ended_the_transaction_fails_the_whole_batch_and_wr
     assert all(isinstance(result, DatabaseBusy) for result in results)
     assert await db.fetchvalue("SELECT count(*) FROM deliveries") == 0
     assert await db.fetchvalue("SELECT count(*) FROM jobs") == 0
+
+
+async def test_a_delivery_not_stored_by_its_deadline_is_refused_and_one_still_queued_is_never_written(
+    db: Database,
+) -> None:
+    """A hung disk: the delivery being written and the one queued behind it get DatabaseBusy at their deadline."""
+    writer = IntakeWriter(db, prepare_each, store_deadline=0.3, tick=0.05)
+    writer.start()
+    release = threading.Event()
+
+    def hang(conn: sqlite3.Connection) -> tuple[DeliveryRecord, list[store.NewJob]]:
+        release.wait(5)  # on the writer's thread, like an fsync that does not return
+        return record("hung"), []
+
+    try:
+        first = asyncio.ensure_future(writer.submit(hang))
+        await asyncio.sleep(0.05)  # the writer has taken `hang` and is stuck in it
+        began = time.monotonic()
+        second = asyncio.ensure_future(stored(writer, record("queued"), []))
+        results = await asyncio.gather(first, second, return_exceptions=True)
+        waited = time.monotonic() - began
+        release.set()
+        assert await stored(writer, record("after"), []) is True  # the writer carries on
+    finally:
+        release.set()
+        await writer.stop()
+    assert all(isinstance(result, DatabaseBusy) for result in results)
+    assert waited < 0.3 + 0.05 + 0.2
+    # The stuck batch commits once the disk answers (GitHub's redelivery is then a duplicate); the queued
+    # delivery was answered 503 before its batch began, so it is never written.
+    assert sorted(row["id"] for row in await db.fetchall("SELECT id FROM deliveries")) == ["after", "hung"]
+
+
+async def test_a_cancelled_submission_is_dropped_from_its_batch(db: Database) -> None:
+    writer = IntakeWriter(db, prepare_each)
+    writer.start()
+    try:
+        cancelled = asyncio.ensure_future(stored(writer, record("gone"), []))
+        kept = asyncio.ensure_future(stored(writer, record("kept"), []))
+        await asyncio.sleep(0)  # both are queued; the writer has not run yet
+        cancelled.cancel()
+        assert await kept is True
+    finally:
+        await writer.stop()
+    assert cancelled.cancelled()
+    assert [row["id"] for row in await db.fetchall("SELECT id FROM deliveries")] == ["kept"]
 
 
 async def seed(db: Database, jobs: list[store.NewJob]) -> None:
@@ -240,7 +287,7 @@ async def test_claim_reports_deleted_and_suspended_installations(db: Database) -
 
 async def test_intake_wakes_the_runner_only_when_it_stored_jobs(db: Database) -> None:
     wakes: list[int] = []
-    writer = IntakeWriter(db, on_commit=lambda: wakes.append(1))
+    writer = IntakeWriter(db, prepare_each, on_commit=lambda: wakes.append(1))
     writer.start()
     try:
         assert await stored(writer, record("d1"), []) is True

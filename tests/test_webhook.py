@@ -247,6 +247,22 @@ async def test_two_mib_payload_is_accepted(client: Client) -> None:
     assert status == 202
 
 
+async def test_a_body_that_arrives_in_pieces_is_read_whole(client: Client) -> None:
+    """Most bodies arrive with their headers and are taken at once; a slow sender's is read as it comes."""
+    headers, body = signed_delivery("issues", ISSUE, WEBHOOK_SECRET)
+
+    async def pieces() -> Any:
+        for start in range(0, len(body), 16):
+            yield body[start:start + 16]
+            await asyncio.sleep(0.01)
+
+    response = await client.post(PATH, data=pieces(), headers=headers)
+    assert response.status == 202
+    stored_body = await client.app[keys.db].fetchvalue("SELECT body FROM deliveries WHERE id = ?",
+                                                       (headers["X-GitHub-Delivery"],))
+    assert bytes(stored_body) == body
+
+
 async def test_body_over_the_cap_is_413(client: Client) -> None:
     body = b"{" + b" " * MAX_BODY_BYTES + b"}"
     headers = {"X-GitHub-Event": "issues", "X-GitHub-Delivery": "big", "Content-Type": "application/json",
