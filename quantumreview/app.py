@@ -168,9 +168,11 @@ def runner_ctx(github_factory: GitHubFactory | None, notify: Notify | None,
             github: Any = app.get(keys.github)
             return None if github is None else github.for_installation(installation_id)
 
+        intake = app.get(keys.intake)
         runner = JobRunner(app[keys.db], app[keys.handlers], app[keys.settings],
                            github_factory=github_factory or from_app, github=lambda: app.get(keys.github),
-                           notify=notify or notify_managers, now=now)
+                           notify=notify or notify_managers, now=now,
+                           transact=intake.ride if intake is not None else None)
         await runner.start()
         app[keys.runner] = runner
         yield

@@ -9,7 +9,7 @@ import sqlite3
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from storage import deliveries as delivery_store
 from storage import jobs as job_store
@@ -27,6 +27,7 @@ DEADLINE_TICK = 0.25
 
 Prepared = tuple[delivery_store.DeliveryRecord, list[job_store.NewJob]]
 T = TypeVar("T")
+R = TypeVar("R")
 # Builds the rows of a whole batch on the writer's thread: for each item its rows, or the exception that
 # refuses that item alone (InvalidPayload). Raising fails the batch.
 PrepareBatch = Callable[[sqlite3.Connection, list[T]], list[Prepared | Exception]]
@@ -50,6 +51,14 @@ def prepare_one_by_one(conn: sqlite3.Connection, items: Sequence[T],
                 raise
             results.append(exc)
     return results
+
+
+@dataclass
+class Rider:
+    """Other write work (the job runner's settle-and-claim) done in the writer's next transaction."""
+
+    work: Callable[[sqlite3.Connection], Any]
+    done: asyncio.Future[Any]
 
 
 @dataclass
@@ -81,7 +90,9 @@ class IntakeWriter(Generic[T]):
         self._max_batch = max_batch
         self._store_deadline = store_deadline
         self._tick = tick
-        self._queue: asyncio.Queue[PendingDelivery[T]] = asyncio.Queue()
+        # None wakes the writer for riders alone.
+        self._queue: asyncio.Queue[PendingDelivery[T] | None] = asyncio.Queue()
+        self._riders: list[Rider] = []
         # Every submitted delivery in arrival order (so by deadline) until the watchdog sees it resolved.
         self._waiting: deque[PendingDelivery[T]] = deque()
         self._tasks: list[asyncio.Task[None]] = []
@@ -100,6 +111,21 @@ class IntakeWriter(Generic[T]):
         # Why no shield: each delivery has its own future; if the request is cancelled, so is the future,
         # and the writer skips it. One deadline watchdog replaces a timeout per request.
         return await pending.done
+
+    async def ride(self, work: Callable[[sqlite3.Connection], R]) -> R:
+        """Run `work` in the writer's next transaction, after that batch's deliveries and jobs are inserted.
+
+        Why: the job runner marks jobs done and claims new ones after every few jobs. In a transaction of its
+        own that is a second writer queueing for the lock between intake batches (and a second commit); riding
+        along costs one SAVEPOINT. If `work` raises, its own changes are rolled back and the batch still commits.
+        """
+        if not self._tasks or any(task.done() for task in self._tasks):
+            raise DatabaseBusy("the intake writer is not running")
+        rider = Rider(work, asyncio.get_running_loop().create_future())
+        self._riders.append(rider)
+        self._queue.put_nowait(None)
+        result: R = await rider.done
+        return result
 
     def start(self) -> None:
         """Start the writer and its deadline watchdog."""
@@ -128,24 +154,42 @@ class IntakeWriter(Generic[T]):
 
     async def _run(self) -> None:
         while True:
-            batch = [await self._queue.get()]
-            while len(batch) < self._max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            batch = [pending for pending in batch if not pending.done.done()]
-            if not batch:
+            taken = [await self._queue.get()]
+            while len(taken) < self._max_batch and not self._queue.empty():
+                taken.append(self._queue.get_nowait())
+            batch = [pending for pending in taken if pending is not None and not pending.done.done()]
+            riders, self._riders = [rider for rider in self._riders if not rider.done.done()], []
+            if not batch and not riders:
                 continue
             try:
-                await self._commit(batch)
+                await self._commit(batch, riders)
             except asyncio.CancelledError:
-                self._fail(batch, DatabaseBusy("the server is shutting down"))
+                self._fail(batch, DatabaseBusy("the server is shutting down"), riders)
                 raise
             except Exception as exc:  # the batch fails as a whole; the writer carries on
                 log.warning("intake batch of %d not stored: %s", len(batch), type(exc).__name__)
-                self._fail(batch, exc if isinstance(exc, DatabaseBusy) else DatabaseBusy(type(exc).__name__))
+                self._fail(batch, exc if isinstance(exc, DatabaseBusy) else DatabaseBusy(type(exc).__name__),
+                           riders)
 
-    async def _commit(self, batch: list[PendingDelivery[T]]) -> None:
-        def store(conn: sqlite3.Connection) -> list[tuple[bool, int] | Exception]:
+    async def _commit(self, batch: list[PendingDelivery[T]], riders: list[Rider]) -> None:
+        def store(conn: sqlite3.Connection) -> tuple[list[tuple[bool, int] | Exception], list[Any]]:
             # Runs on the writer's thread: preparing, the dedupe read and both inserts cost one hop and one fsync.
+            results = insert(conn) if batch else []
+            return results, [ride(conn, rider) for rider in riders]
+
+        def ride(conn: sqlite3.Connection, rider: Rider) -> Any:
+            conn.execute("SAVEPOINT rider")
+            try:
+                value = rider.work(conn)
+            except Exception as exc:
+                if not conn.in_transaction:  # SQLite rolled everything back: the batch fails too
+                    raise
+                conn.execute("ROLLBACK TO rider")
+                value = exc
+            conn.execute("RELEASE rider")
+            return value
+
+        def insert(conn: sqlite3.Connection) -> list[tuple[bool, int] | Exception]:
             prepared = self._prepare(conn, [pending.item for pending in batch])
             if not conn.in_transaction:  # SQLite rolled the batch back (disk full, I/O): write nothing
                 raise DatabaseBusy("the transaction ended while the batch was prepared")
@@ -167,29 +211,35 @@ class IntakeWriter(Generic[T]):
             job_store.insert_jobs_now(conn, [job for n, _, jobs in ready if n in new for job in jobs])
             return results
 
-        results = await self._db.run(store, timeout=self._lock_timeout)
-        self.batches += 1
-        for pending, result in zip(batch, results, strict=True):
-            if pending.done.done():
+        # Riders alone (the intake is idle) commit relaxed, as the runner's own transactions did.
+        results, rode = await self._db.run(store, timeout=self._lock_timeout, relaxed=not batch)
+        if batch:
+            self.batches += 1
+        # Deliveries first: their requests resume (and fill the runner's body cache) before the runner does.
+        for future, result in [*zip((p.done for p in batch), results, strict=True),
+                               *zip((r.done for r in riders), rode, strict=True)]:
+            if future.done():
                 continue
             if isinstance(result, Exception):
-                pending.done.set_exception(result)
+                future.set_exception(result)
             else:
-                pending.done.set_result(result)
-        # Why only with jobs: a wake-up costs the runner a claim transaction that competes for the writer.
+                future.set_result(result)
+        # Why only with jobs: a wake-up costs the runner a claim.
         if any(not isinstance(result, Exception) and result[0] and result[1] for result in results):
             self._on_commit()
 
-    def _fail(self, batch: list[PendingDelivery[T]], exc: BaseException) -> None:
-        for pending in batch:
-            if not pending.done.done():
-                pending.done.set_exception(exc)
+    def _fail(self, batch: list[PendingDelivery[T]], exc: BaseException, riders: Sequence[Rider] = ()) -> None:
+        for future in [*(pending.done for pending in batch), *(rider.done for rider in riders)]:
+            if not future.done():
+                future.set_exception(exc)
 
     def _fail_queued(self, exc: BaseException) -> None:
         while not self._queue.empty():
-            self._fail([self._queue.get_nowait()], exc)
-        self._fail(list(self._waiting), exc)
+            item = self._queue.get_nowait()
+            self._fail([] if item is None else [item], exc)
+        self._fail(list(self._waiting), exc, self._riders)
         self._waiting.clear()
+        self._riders = []
 
 
 def split_new(ready: list[tuple[int, delivery_store.DeliveryRecord, list[job_store.NewJob]]],

@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import random
+import sqlite3
 import time
 import uuid
 from collections import OrderedDict
@@ -42,6 +43,8 @@ LIFECYCLE_EVENTS = frozenset({"installation"})
 
 GitHubFactory = Callable[[int], Any]
 Notify = Callable[..., Awaitable[int]]
+# Runs the runner's settle-and-claim in a write transaction (Database.run, or a ride on the intake's batch).
+Transact = Callable[[Callable[[sqlite3.Connection], store.Claim]], Awaitable[store.Claim]]
 
 
 async def no_notify(*args: Any, **kwargs: Any) -> int:
@@ -95,13 +98,18 @@ class EventCache:
 
 
 class JobRunner:
-    """Runs queued jobs in-process: at most `job_concurrency` at once, one at a time per ordering key."""
+    """Runs queued jobs in-process: at most `job_concurrency` at once, one at a time per ordering key.
+
+    `transact` runs its settle-and-claim transactions; in the app they ride on the intake's batches.
+    """
 
     def __init__(self, db: Database, registry: HandlerRegistry, settings: Settings, *,
                  github_factory: GitHubFactory | None = None, github: Any = None, notify: Notify = no_notify,
                  now: Callable[[], float] = time.time, backoff: Backoff | None = None,
-                 rand: Callable[[], float] = random.random, poll_interval: float = 1.0) -> None:
+                 rand: Callable[[], float] = random.random, poll_interval: float = 1.0,
+                 transact: Transact | None = None) -> None:
         self._db = db
+        self._transact: Transact = transact or (lambda work: db.run(work, timeout=poll_interval, relaxed=True))
         self._registry = registry
         self._settings = settings
         self._github_factory = github_factory
@@ -178,9 +186,8 @@ class JobRunner:
         full = self._last_id is None or time.monotonic() - self._full_scan_at >= self._poll
         after_id, keys = (None, []) if full else (self._last_id, sorted(self._freed_keys))
         try:
-            claim = await self._db.run(
-                lambda conn: store.settle_and_claim(conn, done, now, limit, after_id=after_id, keys=keys),
-                timeout=self._poll, relaxed=True)
+            claim = await self._transact(
+                lambda conn: store.settle_and_claim(conn, done, now, limit, after_id=after_id, keys=keys))
         except Exception as exc:  # a busy or failing database is retried at the next poll
             self._finished[:0] = done
             log.warning("claiming jobs failed: %s", describe_error(exc))

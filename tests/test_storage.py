@@ -169,6 +169,46 @@ async def test_a_cancelled_submission_is_dropped_from_its_batch(db: Database) ->
     assert [row["id"] for row in await db.fetchall("SELECT id FROM deliveries")] == ["kept"]
 
 
+async def test_a_rider_runs_in_the_next_batch_after_its_inserts_and_fails_alone(db: Database) -> None:
+    """The job runner's settle-and-claim rides on an intake batch: it sees the batch's rows, and its own
+    failure rolls back only its own changes."""
+    await db.execute("CREATE TABLE marks (v TEXT)")
+    writer = IntakeWriter(db, prepare_each)
+    writer.start()
+
+    def count_deliveries(conn: sqlite3.Connection) -> int:
+        conn.execute("INSERT INTO marks VALUES ('counted')")
+        return int(conn.execute("SELECT count(*) FROM deliveries").fetchone()[0])
+
+    def fail_after_writing(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO marks VALUES ('rolled back')")
+        raise sqlite3.IntegrityError("the rider's own failure")
+
+    try:
+        # Queued together before the writer runs: one transaction for the delivery and both riders.
+        results = await asyncio.gather(stored(writer, record("d1"), [job("d1", "k")]),
+                                       writer.ride(count_deliveries), writer.ride(fail_after_writing),
+                                       return_exceptions=True)
+        alone = await writer.ride(count_deliveries)  # the intake is idle: the rider commits by itself
+    finally:
+        await writer.stop()
+    assert results[0] is True and results[1] == 1 and isinstance(results[2], sqlite3.IntegrityError)
+    assert writer.batches == 1 and alone == 1
+    assert [row["v"] for row in await db.fetchall("SELECT v FROM marks")] == ["counted", "counted"]
+    assert await db.fetchvalue("SELECT count(*) FROM jobs") == 1
+
+
+async def test_riders_waiting_when_the_writer_stops_fail_busy(db: Database) -> None:
+    writer = IntakeWriter(db, prepare_each)
+    writer.start()
+    ride = asyncio.ensure_future(writer.ride(lambda conn: 1))
+    await writer.stop()  # before the writer task ever ran the ride
+    with pytest.raises(DatabaseBusy):
+        await ride
+    with pytest.raises(DatabaseBusy):
+        await writer.ride(lambda conn: 1)
+
+
 async def seed(db: Database, jobs: list[store.NewJob]) -> None:
     def insert(conn: sqlite3.Connection) -> None:
         insert_deliveries_now(conn, [record(d) for d in sorted({j.delivery_id for j in jobs if j.delivery_id})])
