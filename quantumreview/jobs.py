@@ -17,7 +17,6 @@ import random
 import sqlite3
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -69,34 +68,6 @@ def describe_error(exc: BaseException) -> str:
     return redact(f"{type(exc).__name__}: {exc}")[:MAX_ERROR_CHARS]
 
 
-class EventCache:
-    """Bodies the intake has just stored, so a delivery's jobs skip reading them back from the database.
-
-    Bounded in entries and bytes, oldest dropped first; a miss only means reading the stored body. Every job
-    of a delivery parses the bytes itself, so no two handlers share (and could mutate) one payload dict.
-    """
-
-    def __init__(self, *, max_entries: int = 1024, max_bytes: int = 8 * 1024 * 1024) -> None:
-        # Why OrderedDict: a plain dict emptied from the front makes next(iter(...)) skip every deleted slot.
-        self._entries: OrderedDict[str, tuple[str, bytes]] = OrderedDict()
-        self._bytes = 0
-        self._max_entries = max_entries
-        self._max_bytes = max_bytes
-
-    def put(self, delivery_id: str, event: str, body: bytes) -> None:
-        """Remember a stored delivery's event name and body."""
-        if len(body) > self._max_bytes or delivery_id in self._entries:
-            return
-        self._entries[delivery_id] = (event, body)
-        self._bytes += len(body)
-        while len(self._entries) > self._max_entries or self._bytes > self._max_bytes:
-            self._bytes -= len(self._entries.popitem(last=False)[1][1])
-
-    def get(self, delivery_id: str) -> tuple[str, bytes] | None:
-        """The event name and body for `delivery_id`, or None on a miss."""
-        return self._entries.get(delivery_id)
-
-
 class JobRunner:
     """Runs queued jobs in-process: at most `job_concurrency` at once, one at a time per ordering key.
 
@@ -130,7 +101,6 @@ class JobRunner:
         self._freed_keys: set[str] = set()
         self._full_scan_at = 0.0
         self._task: asyncio.Task[None] | None = None
-        self.events = EventCache()
 
     def wake(self) -> None:
         """Look for due jobs now (called after the intake commits)."""
@@ -200,7 +170,8 @@ class JobRunner:
             self._freed_keys.difference_update(keys)
         for job in claim.jobs:
             blocked = claim.blocked.get(job.installation_id) if job.installation_id is not None else None
-            self._running[job.id] = group.create_task(self._run_job(job, blocked), name=f"job-{job.id}")
+            delivery = claim.deliveries.get(job.delivery_id) if job.delivery_id is not None else None
+            self._running[job.id] = group.create_task(self._run_job(job, blocked, delivery), name=f"job-{job.id}")
 
     async def _drain(self) -> None:
         pending: set[asyncio.Task[None]] = set()
@@ -227,10 +198,10 @@ class JobRunner:
         except Exception as exc:  # they stay running and are requeued at start: rerun, idempotently
             log.error("%d finished job(s) not recorded: %s", len(done), describe_error(exc))
 
-    async def _run_job(self, job: store.Job, blocked: str | None = None) -> None:
+    async def _run_job(self, job: store.Job, blocked: str | None, delivery: tuple[str, bytes] | None) -> None:
         try:
             try:
-                await self._execute(job, blocked)
+                await self._execute(job, blocked, delivery)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -246,11 +217,11 @@ class JobRunner:
             self._freed_keys.add(job.ordering_key)
             self._wake.set()
 
-    async def _execute(self, job: store.Job, blocked: str | None) -> None:
+    async def _execute(self, job: store.Job, blocked: str | None, delivery: tuple[str, bytes] | None) -> None:
         handler = self._registry.get(job.handler)
         if handler is None:
             raise PermanentError(f"handler {job.handler} is not loaded")
-        event = await self._load_event(job)
+        event = _load_event(job, delivery)
         # `blocked` was read in the claim's transaction, just before this run.
         if blocked == "deleted" and event.event not in LIFECYCLE_EVENTS:
             raise InstallationGone(f"installation {job.installation_id} was deleted")
@@ -259,26 +230,6 @@ class JobRunner:
         ctx = self._context(job, event)
         async with asyncio.timeout(self._settings.job_timeout):
             await handler(event, ctx)
-
-    async def _load_event(self, job: store.Job) -> sansio.Event:
-        if job.delivery_id is not None:
-            found = self.events.get(job.delivery_id) or await store.delivery_event(self._db, job.delivery_id)
-            if found is None:
-                raise PermanentError(f"delivery {job.delivery_id} is gone")
-            name, body = found
-            try:
-                data = json.loads(body)
-            except (ValueError, RecursionError) as exc:  # stored, but nothing a handler could read
-                raise PermanentError(f"delivery {job.delivery_id} is not a JSON payload "
-                                     f"({type(exc).__name__})") from exc
-            if not isinstance(data, dict):
-                raise PermanentError(f"delivery {job.delivery_id} is not a JSON object")
-            return sansio.Event(data, event=name, delivery_id=job.delivery_id)
-        try:
-            payload = json.loads(job.payload or "")
-            return sansio.Event(payload["data"], event=payload["event"], delivery_id=f"job-{job.id}")
-        except (ValueError, KeyError, TypeError) as exc:
-            raise PermanentError("the job's payload is not {event, data} JSON") from exc
 
     def _context(self, job: store.Job, event: sansio.Event) -> Context:
         gh = None
@@ -312,6 +263,28 @@ class JobRunner:
         if isinstance(exc, RetryLater) and exc.at is not None:
             return max(exc.at, now)
         return backoff_at
+
+
+def _load_event(job: store.Job, delivery: tuple[str, bytes] | None) -> sansio.Event:
+    """The job's event: its delivery's body (read with its claim), or the payload of enqueued work. Each job
+    parses its own copy, so no two handlers share (and could mutate) one payload dict."""
+    if job.delivery_id is not None:
+        if delivery is None:
+            raise PermanentError(f"delivery {job.delivery_id} is gone")
+        name, body = delivery
+        try:
+            data = json.loads(body)
+        except (ValueError, RecursionError) as exc:  # stored, but nothing a handler could read
+            raise PermanentError(f"delivery {job.delivery_id} is not a JSON payload "
+                                 f"({type(exc).__name__})") from exc
+        if not isinstance(data, dict):
+            raise PermanentError(f"delivery {job.delivery_id} is not a JSON object")
+        return sansio.Event(data, event=name, delivery_id=job.delivery_id)
+    try:
+        payload = json.loads(job.payload or "")
+        return sansio.Event(payload["data"], event=payload["event"], delivery_id=f"job-{job.id}")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise PermanentError("the job's payload is not {event, data} JSON") from exc
 
 
 async def enqueue(app: web.Application, event: str, data: Mapping[str, Any], *, ordering_key: str | None = None,

@@ -156,10 +156,6 @@ class WebhookReceiver:
         if not is_new:
             log.info("webhook delivery=%s duplicate", headers.delivery_id)
             return _json_reply(f'{{"delivery_id":"{headers.delivery_id}","duplicate":true}}', 200)
-        runner = request.app.get(keys.runner)
-        if jobs and runner is not None:
-            # Why: the job then parses these bytes instead of reading the stored body back.
-            runner.events.put(headers.delivery_id, headers.event, body)
         status = 200 if headers.event == "ping" else 202
         return _json_reply(f'{{"delivery_id":"{headers.delivery_id}","jobs":{jobs}}}', status)
 

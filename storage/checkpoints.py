@@ -21,17 +21,16 @@ IDLE_SECONDS = 0.5
 
 
 async def checkpoint_when_idle(db: Database, *, idle: float = IDLE_SECONDS) -> None:
-    """Run until cancelled: after a write, once `idle` seconds pass with no other, checkpoint the WAL."""
+    """Run until cancelled: after a write, once a whole `idle` period passes with no other (between `idle` and
+    twice that after the last), checkpoint the WAL."""
     while True:
         await db.wrote.wait()
+        # Why poll a counter: waking on every commit of a burst cost the event loop a timer per batch.
+        seen = -1
+        while seen != db.commits:
+            seen = db.commits
+            await asyncio.sleep(idle)
         db.wrote.clear()
-        while True:  # every further write restarts the quiet period
-            try:
-                async with asyncio.timeout(idle):
-                    await db.wrote.wait()
-            except TimeoutError:
-                break
-            db.wrote.clear()
         try:
             await db.checkpoint()
         except asyncio.CancelledError:

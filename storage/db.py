@@ -77,8 +77,9 @@ class Database:
         self._reader = reader
         # Why: coroutines sharing an aiosqlite connection share its transaction; one lock keeps them apart.
         self._write_lock = asyncio.Lock()
-        # Set after every committed write; storage.checkpoints waits on it.
+        # Set, and counted, after every committed write; storage.checkpoints waits on them.
         self.wrote = asyncio.Event()
+        self.commits = 0
         self.checkpoints = 0
 
     @classmethod
@@ -129,6 +130,7 @@ class Database:
                 await self._writer.execute("ROLLBACK")
                 raise DatabaseBusy(str(exc)) from exc
             self.wrote.set()
+            self.commits += 1
         finally:
             self._write_lock.release()
 
@@ -146,6 +148,7 @@ class Database:
             result: T = await self._writer._execute(  # type: ignore[no-untyped-call]
                 _run_transaction, self._writer._conn, work, relaxed)
             self.wrote.set()
+            self.commits += 1
             return result
         finally:
             self._write_lock.release()

@@ -16,7 +16,7 @@ from gidgethub import routing, sansio
 
 from quantumreview.context import Context
 from quantumreview.errors import InstallationGone, PermanentError, RetryLater
-from quantumreview.jobs import Backoff, EventCache, JobRunner, describe_error
+from quantumreview.jobs import Backoff, JobRunner, describe_error
 from quantumreview.plugins import HandlerRegistry, handler_name
 from quantumreview.settings import Settings
 from storage import jobs as store
@@ -401,7 +401,7 @@ def test_backoff_grows_exponentially_with_jitter_and_a_cap() -> None:
     assert backoff.delay(1, 0.0) == 5 and backoff.delay(1, 0.999) == pytest.approx(14.99)
 
 
-async def test_every_job_of_a_delivery_parses_the_cached_body_into_its_own_dict(
+async def test_every_job_of_a_delivery_parses_its_body_into_its_own_dict(
         db: Database, settings: Settings) -> None:
     router = routing.Router()
     seen: list[dict[str, Any]] = []
@@ -416,13 +416,12 @@ async def test_every_job_of_a_delivery_parses_the_cached_body_into_its_own_dict(
 
     await add_delivery(db, "d1", [first, second], data={"action": "opened", "from": "store"})
     runner = JobRunner(db, HandlerRegistry.from_routers([router]), settings, poll_interval=0.05)
-    runner.events.put("d1", "issues", b'{"action": "opened", "from": "cache"}')
     await runner.start()
     try:
         await wait_until(lambda: settled(db))
     finally:
         await runner.stop()
-    assert [d["from"] for d in seen] == ["cache", "cache"]  # neither read the store
+    assert [d["from"] for d in seen] == ["store", "store"]  # the body read with the claim
     assert seen[0] is not seen[1]  # one dict each: a handler mutating its payload cannot touch another's
 
 
@@ -434,8 +433,9 @@ async def test_a_stored_body_that_does_not_parse_fails_its_job_permanently(db: D
         raise AssertionError("never called")
 
     await add_delivery(db, "d1", [handler])
+    deep = b'{"nested": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    await db.execute("UPDATE deliveries SET body = ? WHERE id = 'd1'", (deep,))
     runner = JobRunner(db, HandlerRegistry.from_routers([router]), settings, poll_interval=0.05)
-    runner.events.put("d1", "issues", b'{"nested": ' + b"[" * 5000 + b"]" * 5000 + b"}")
     await runner.start()
     try:
         await wait_until(lambda: settled(db))
@@ -443,17 +443,6 @@ async def test_a_stored_body_that_does_not_parse_fails_its_job_permanently(db: D
         await runner.stop()
     (job,) = await store.list_jobs(db)
     assert job.status == "failed" and "not a JSON payload (RecursionError)" in (job.last_error or "")
-
-
-def test_event_cache_drops_the_oldest_beyond_its_entry_and_byte_bounds() -> None:
-    cache = EventCache(max_entries=3, max_bytes=100)
-    for n in range(4):
-        cache.put(f"d{n}", "issues", b"x" * 10)
-    assert cache.get("d0") is None and cache.get("d1") == ("issues", b"x" * 10)  # entries: 4 > 3
-    cache.put("big", "issues", b"y" * 85)  # bytes: d1 and d2 go (30 + 85, then 20 + 85, are over 100)
-    assert [cache.get(k) is not None for k in ("d1", "d2", "d3", "big")] == [False, False, True, True]
-    cache.put("huge", "issues", b"z" * 101)
-    assert cache.get("huge") is None and cache.get("big") is not None
 
 
 async def test_a_job_finishing_during_shutdown_is_marked_done_before_stop_returns(

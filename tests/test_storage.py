@@ -325,6 +325,18 @@ async def test_claim_reports_deleted_and_suspended_installations(db: Database) -
     assert claim.blocked == {1: "suspended"}
 
 
+async def test_a_claim_hands_each_job_its_deliverys_event_and_body(db: Database) -> None:
+    def insert(conn: sqlite3.Connection) -> None:
+        insert_deliveries_now(conn, [record("d1", b'{"n": 1}'), record("d2", b'{"n": 2}')])
+        store.insert_jobs_now(conn, [job("d1", "a"), job("d1", "b", handler="m:g"), job("d2", "c"),
+                                     job(None, "d")])
+
+    await db.run(insert)
+    claim = await db.run(lambda conn: store.settle_and_claim(conn, [], time.time(), 10))
+    assert len(claim.jobs) == 4
+    assert claim.deliveries == {"d1": ("issues", b'{"n": 1}'), "d2": ("issues", b'{"n": 2}')}
+
+
 async def test_intake_wakes_the_runner_only_when_it_stored_jobs(db: Database) -> None:
     wakes: list[int] = []
     writer = IntakeWriter(db, prepare_each, on_commit=lambda: wakes.append(1))
