@@ -17,8 +17,7 @@ import json
 import re
 import sqlite3
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from gidgethub import sansio
 
@@ -43,9 +42,9 @@ class InvalidPayload(Exception):
         self.code = code
 
 
-@dataclass(frozen=True)
-class Arrival:
-    """A delivery whose headers and signature have been checked, not yet its body."""
+class Arrival(NamedTuple):
+    """A delivery whose headers and signature have been checked, not yet its body (a NamedTuple: one per
+    delivery, made on the event loop)."""
 
     delivery_id: str
     event: str

@@ -151,21 +151,26 @@ async def run_in_thread(argv: list[str], env: dict[str, str]) -> tuple[int, str,
     return await asyncio.to_thread(run_cli, argv, env)
 
 
-def test_serve_raises_the_young_gc_threshold_for_the_server_only(monkeypatch: pytest.MonkeyPatch,
-                                                                 tmp_path: Path) -> None:
-    """Parsed payloads live until their job runs; the server collects young objects less often."""
+def test_serve_raises_the_young_gc_threshold_and_freezes_start_up_objects(monkeypatch: pytest.MonkeyPatch,
+                                                                          tmp_path: Path) -> None:
+    """Parsed payloads live until their job runs; the server collects young objects less often, and full
+    collections skip everything loaded at start."""
     import gc
 
     from aiohttp import web
 
     from quantumreview import cli
 
-    seen: list[int] = []
-    monkeypatch.setattr(web, "run_app", lambda app, **kwargs: seen.append(gc.get_threshold()[0]))
+    seen: list[tuple[int, int]] = []
+    monkeypatch.setattr(web, "run_app",
+                        lambda app, **kwargs: seen.append((gc.get_threshold()[0], gc.get_freeze_count())))
     before = gc.get_threshold()
+    assert gc.get_freeze_count() == 0
     try:
         code, _, err = run_cli(["serve"], {"DATABASE_PATH": str(tmp_path / "x.db")})
     finally:
         gc.set_threshold(*before)
+        gc.unfreeze()
     assert code == 0, err
-    assert seen == [cli.GC_YOUNG_THRESHOLD] and cli.GC_YOUNG_THRESHOLD > before[0]
+    assert seen[0][0] == cli.GC_YOUNG_THRESHOLD and cli.GC_YOUNG_THRESHOLD > before[0]
+    assert seen[0][1] > 10_000  # the modules, classes and functions loaded so far
