@@ -313,9 +313,10 @@ async def main(count: int, concurrency: int, handlers: str | None, rounds: int) 
         median = sorted(runs, key=lambda run: run.seconds)[len(runs) // 2]
         rates[name] = report(name, median, count)
     for name in ("gidget", "jobs:1", "jobs:0"):
-        spread = " ".join(f"{bare.seconds / run.seconds:.2f}"
-                          for run, bare in zip(results[name], results["bare"], strict=True))
-        print(f"ratio {name}/bare {rates[name] / rates['bare']:.2f}  (per round {spread})")
+        paired = [bare.seconds / run.seconds for run, bare in zip(results[name], results["bare"], strict=True)]
+        spread = " ".join(f"{ratio:.2f}" for ratio in paired)
+        print(f"ratio {name}/bare {rates[name] / rates['bare']:.2f}  (per round {spread}; "
+              f"median {statistics.median(paired):.2f})")
     failed = 0
     for name, (deliveries, jobs, done) in stored.items():
         acked = sum(run.ok for run in results[name])
