@@ -75,7 +75,7 @@ class FieldReader:
         self._sql = f"SELECT {self._columns} FROM (SELECT ?1 AS b, json_valid(?1) AS ok)"  # noqa: S608 - constant paths, checked keys
         self._batch_sql: dict[int, str] = {}
 
-    def prepare(self, conn: sqlite3.Connection, arrival: Arrival) -> tuple[DeliveryRecord, list[NewJob]]:
+    def prepare(self, conn: sqlite3.Connection, arrival: Arrival) -> Prepared:
         """The delivery row and one job row per matching handler; InvalidPayload for a body to refuse."""
         ok, kind, extracted, *presence = conn.execute(self._sql, (_text(arrival),)).fetchone()
         try:
@@ -91,23 +91,26 @@ class FieldReader:
         to let go of it. One step for the batch's JSON work instead of two per delivery nearly doubles what
         the writer gets through under load. Per-delivery refusals are the same as `prepare`'s.
         """
-        if len(arrivals) == 1:
+        if len(arrivals) == 1:  # what a quiet server sees: the plain statement, no aggregate to unpack
             return prepare_one_by_one(conn, arrivals, self.prepare)
         texts: list[str | None] = []
-        for arrival in arrivals:
+        refused: dict[int, InvalidPayload] = {}
+        for n, arrival in enumerate(arrivals):
             try:
                 texts.append(_text(arrival))
-            except InvalidPayload:
-                texts.append(None)  # refused below, by prepare
+            except InvalidPayload as exc:
+                texts.append(None)  # a NULL body: SQLite reads nothing from it
+                refused[n] = exc
         try:
             found = self._read_all(conn, texts)
         except RecursionError:  # a routed value nested too deep for json.loads: read each on its own
             return prepare_one_by_one(conn, arrivals, self.prepare)
         results: list[Prepared | Exception] = []
-        for arrival, text, (ok, kind, values, *presence) in zip(arrivals, texts, found, strict=True):
+        for n, (arrival, (ok, kind, values, *presence)) in enumerate(zip(arrivals, found, strict=True)):
+            if n in refused:
+                results.append(refused[n])
+                continue
             try:
-                if text is None:
-                    _text(arrival)  # raises the refusal
                 results.append(self._rows(arrival, ok, kind, values, presence))
             except Exception as exc:  # refuses this delivery only
                 results.append(exc)
@@ -162,7 +165,7 @@ def _text(arrival: Arrival) -> str:
 
 
 def build_delivery(arrival: Arrival, action: Any, installation_id: int | None, repo: Any, number: int | None,
-                   handlers: Iterable[str]) -> tuple[DeliveryRecord, list[NewJob]]:
+                   handlers: Iterable[str]) -> Prepared:
     """The delivery row and its jobs from the values read at the fixed paths (any JSON type: checked here)."""
     repo = repo if isinstance(repo, str) else None
     record = DeliveryRecord(arrival.delivery_id, arrival.event, action if isinstance(action, str) else None,

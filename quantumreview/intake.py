@@ -31,12 +31,6 @@ R = TypeVar("R")
 # Builds the rows of a whole batch on the writer's thread: for each item its rows, or the exception that
 # refuses that item alone (InvalidPayload). Raising fails the batch.
 PrepareBatch = Callable[[sqlite3.Connection, list[T]], list[Prepared | Exception]]
-Prepare = Callable[[sqlite3.Connection], Prepared]
-
-
-def prepare_each(conn: sqlite3.Connection, items: Sequence[Prepare]) -> list[Prepared | Exception]:
-    """A PrepareBatch for items that prepare themselves (one at a time)."""
-    return prepare_one_by_one(conn, items, lambda conn, prepare: prepare(conn))
 
 
 def prepare_one_by_one(conn: sqlite3.Connection, items: Sequence[T],
@@ -102,8 +96,7 @@ class IntakeWriter(Generic[T]):
         """Store durably the rows prepared from `item`: (True, jobs stored) if new, (False, 0) if the id is
         already stored; the exception that refused it; or DatabaseBusy (also when not stored within
         `store_deadline` seconds)."""
-        if not self._tasks or any(task.done() for task in self._tasks):
-            raise DatabaseBusy("the intake writer is not running")
+        self._check_running()
         loop = asyncio.get_running_loop()
         pending = PendingDelivery(item, loop.create_future(), loop.time() + self._store_deadline)
         self._waiting.append(pending)
@@ -119,13 +112,16 @@ class IntakeWriter(Generic[T]):
         own that is a second writer queueing for the lock between intake batches (and a second commit); riding
         along costs one SAVEPOINT. If `work` raises, its own changes are rolled back and the batch still commits.
         """
-        if not self._tasks or any(task.done() for task in self._tasks):
-            raise DatabaseBusy("the intake writer is not running")
+        self._check_running()
         rider = Rider(work, asyncio.get_running_loop().create_future())
         self._riders.append(rider)
         self._queue.put_nowait(None)
         result: R = await rider.done
         return result
+
+    def _check_running(self) -> None:
+        if not self._tasks or any(task.done() for task in self._tasks):
+            raise DatabaseBusy("the intake writer is not running")
 
     def start(self) -> None:
         """Start the writer and its deadline watchdog."""
@@ -215,7 +211,7 @@ class IntakeWriter(Generic[T]):
         results, rode = await self._db.run(store, timeout=self._lock_timeout, relaxed=not batch)
         if batch:
             self.batches += 1
-        # Deliveries first: their requests resume (and fill the runner's body cache) before the runner does.
+        # Deliveries first: their requests resume before the runner does.
         for future, result in [*zip((p.done for p in batch), results, strict=True),
                                *zip((r.done for r in riders), rode, strict=True)]:
             if future.done():
@@ -234,9 +230,9 @@ class IntakeWriter(Generic[T]):
                 future.set_exception(exc)
 
     def _fail_queued(self, exc: BaseException) -> None:
+        # Every queued delivery is also in _waiting (it leaves only once resolved); None only wakes the writer.
         while not self._queue.empty():
-            item = self._queue.get_nowait()
-            self._fail([] if item is None else [item], exc)
+            self._queue.get_nowait()
         self._fail(list(self._waiting), exc, self._riders)
         self._waiting.clear()
         self._riders = []

@@ -415,12 +415,8 @@ async def test_every_job_of_a_delivery_parses_its_body_into_its_own_dict(
         seen.append(event.data)
 
     await add_delivery(db, "d1", [first, second], data={"action": "opened", "from": "store"})
-    runner = JobRunner(db, HandlerRegistry.from_routers([router]), settings, poll_interval=0.05)
-    await runner.start()
-    try:
+    async with running(db, router, settings):
         await wait_until(lambda: settled(db))
-    finally:
-        await runner.stop()
     assert [d["from"] for d in seen] == ["store", "store"]  # the body read with the claim
     assert seen[0] is not seen[1]  # one dict each: a handler mutating its payload cannot touch another's
 
@@ -435,12 +431,8 @@ async def test_a_stored_body_that_does_not_parse_fails_its_job_permanently(db: D
     await add_delivery(db, "d1", [handler])
     deep = b'{"nested": ' + b"[" * 5000 + b"]" * 5000 + b"}"
     await db.execute("UPDATE deliveries SET body = ? WHERE id = 'd1'", (deep,))
-    runner = JobRunner(db, HandlerRegistry.from_routers([router]), settings, poll_interval=0.05)
-    await runner.start()
-    try:
+    async with running(db, router, settings):
         await wait_until(lambda: settled(db))
-    finally:
-        await runner.stop()
     (job,) = await store.list_jobs(db)
     assert job.status == "failed" and "not a JSON payload (RecursionError)" in (job.last_error or "")
 

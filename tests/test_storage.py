@@ -6,10 +6,13 @@ import asyncio
 import sqlite3
 import threading
 import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 
-from quantumreview.intake import IntakeWriter, Prepare, prepare_each, split_new
+from quantumreview.intake import IntakeWriter, Prepared, prepare_one_by_one, split_new
 from storage import jobs as store
 from storage.db import WAL_BACKSTOP_PAGES, Database, DatabaseBusy
 from storage.deliveries import DeliveryRecord, get_delivery, insert_deliveries_now, known_ids_now
@@ -65,6 +68,31 @@ async def test_delivery_round_trips_raw_bytes_and_known_ids_finds_it(db: Databas
     assert stored is not None and stored.body == raw and stored.repository == "o/r"
 
 
+Prepare = Callable[[sqlite3.Connection], Prepared]
+
+
+def prepare_each(conn: sqlite3.Connection, items: list[Prepare]) -> list[Prepared | Exception]:
+    """The writer's PrepareBatch here: each submitted item is a function that builds its own rows."""
+    return prepare_one_by_one(conn, items, lambda conn, prepare: prepare(conn))
+
+
+@asynccontextmanager
+async def writing(db: Database, **options: Any) -> AsyncIterator[IntakeWriter[Prepare]]:
+    """A started intake writer over `prepare_each`; stopped on exit."""
+    writer = IntakeWriter(db, prepare_each, **options)
+    writer.start()
+    try:
+        yield writer
+    finally:
+        await writer.stop()
+
+
+async def around_two_good_ones(writer: IntakeWriter[Prepare], middle: Prepare) -> list[Any]:
+    """Submit `middle` between two good deliveries, all queued before the writer runs (so one batch)."""
+    return await asyncio.gather(stored(writer, record("ok1"), [job("ok1", "k")]), writer.submit(middle),
+                                stored(writer, record("ok2"), []), return_exceptions=True)
+
+
 async def stored(writer: IntakeWriter[Prepare], delivery: DeliveryRecord, jobs: list[store.NewJob]) -> bool:
     """Submit rows already built; True if new."""
     new, _ = await writer.submit(lambda conn: (delivery, jobs))
@@ -78,22 +106,11 @@ def test_split_new_marks_stored_and_repeated_ids_as_duplicates() -> None:
 
 async def test_a_delivery_refused_while_preparing_leaves_its_batch_stored(db: Database) -> None:
     """One bad body in a batch is refused alone; the others commit with it in the same transaction."""
-    writer = IntakeWriter(db, prepare_each)
-    writer.start()
-
-    def refuse(conn: sqlite3.Connection) -> tuple[DeliveryRecord, list[store.NewJob]]:
+    def refuse(conn: sqlite3.Connection) -> Prepared:
         raise ValueError("not for storing")
 
-    try:
-        # Queued before the writer task runs, so the three share one batch.
-        results = await asyncio.gather(
-            stored(writer, record("ok1"), [job("ok1", "k")]),
-            writer.submit(refuse),
-            stored(writer, record("ok2"), []),
-            return_exceptions=True,
-        )
-    finally:
-        await writer.stop()
+    async with writing(db) as writer:
+        results = await around_two_good_ones(writer, refuse)
     assert results[0] is True and results[2] is True
     assert isinstance(results[1], ValueError)
     assert writer.batches == 1
@@ -102,22 +119,12 @@ async def test_a_delivery_refused_while_preparing_leaves_its_batch_stored(db: Da
 
 async def test_a_failure_that_ended_the_transaction_fails_the_whole_batch_and_writes_nothing(db: Database) -> None:
     """SQLite rolls back by itself on some errors (disk full, I/O): later inserts must not autocommit alone."""
-    writer = IntakeWriter(db, prepare_each)
-    writer.start()
-
-    def lose_the_transaction(conn: sqlite3.Connection) -> tuple[DeliveryRecord, list[store.NewJob]]:
+    def lose_the_transaction(conn: sqlite3.Connection) -> Prepared:
         conn.execute("ROLLBACK")
         raise sqlite3.OperationalError("database or disk is full")
 
-    try:
-        results = await asyncio.gather(
-            stored(writer, record("ok1"), [job("ok1", "k")]),
-            writer.submit(lose_the_transaction),
-            stored(writer, record("ok2"), []),
-            return_exceptions=True,
-        )
-    finally:
-        await writer.stop()
+    async with writing(db) as writer:
+        results = await around_two_good_ones(writer, lose_the_transaction)
     assert all(isinstance(result, DatabaseBusy) for result in results)
     assert await db.fetchvalue("SELECT count(*) FROM deliveries") == 0
     assert await db.fetchvalue("SELECT count(*) FROM jobs") == 0
@@ -127,26 +134,23 @@ async def test_a_delivery_not_stored_by_its_deadline_is_refused_and_one_still_qu
     db: Database,
 ) -> None:
     """A hung disk: the delivery being written and the one queued behind it get DatabaseBusy at their deadline."""
-    writer = IntakeWriter(db, prepare_each, store_deadline=0.3, tick=0.05)
-    writer.start()
     release = threading.Event()
 
-    def hang(conn: sqlite3.Connection) -> tuple[DeliveryRecord, list[store.NewJob]]:
+    def hang(conn: sqlite3.Connection) -> Prepared:
         release.wait(5)  # on the writer's thread, like an fsync that does not return
         return record("hung"), []
 
-    try:
-        first = asyncio.ensure_future(writer.submit(hang))
-        await asyncio.sleep(0.05)  # the writer has taken `hang` and is stuck in it
-        began = time.monotonic()
-        second = asyncio.ensure_future(stored(writer, record("queued"), []))
-        results = await asyncio.gather(first, second, return_exceptions=True)
-        waited = time.monotonic() - began
-        release.set()
+    async with writing(db, store_deadline=0.3, tick=0.05) as writer:
+        try:
+            first = asyncio.ensure_future(writer.submit(hang))
+            await asyncio.sleep(0.05)  # the writer has taken `hang` and is stuck in it
+            began = time.monotonic()
+            second = asyncio.ensure_future(stored(writer, record("queued"), []))
+            results = await asyncio.gather(first, second, return_exceptions=True)
+            waited = time.monotonic() - began
+        finally:
+            release.set()
         assert await stored(writer, record("after"), []) is True  # the writer carries on
-    finally:
-        release.set()
-        await writer.stop()
     assert all(isinstance(result, DatabaseBusy) for result in results)
     assert waited < 0.3 + 0.05 + 0.2
     # The stuck batch commits once the disk answers (GitHub's redelivery is then a duplicate); the queued
@@ -155,16 +159,12 @@ async def test_a_delivery_not_stored_by_its_deadline_is_refused_and_one_still_qu
 
 
 async def test_a_cancelled_submission_is_dropped_from_its_batch(db: Database) -> None:
-    writer = IntakeWriter(db, prepare_each)
-    writer.start()
-    try:
+    async with writing(db) as writer:
         cancelled = asyncio.ensure_future(stored(writer, record("gone"), []))
         kept = asyncio.ensure_future(stored(writer, record("kept"), []))
         await asyncio.sleep(0)  # both are queued; the writer has not run yet
         cancelled.cancel()
         assert await kept is True
-    finally:
-        await writer.stop()
     assert cancelled.cancelled()
     assert [row["id"] for row in await db.fetchall("SELECT id FROM deliveries")] == ["kept"]
 
@@ -173,8 +173,6 @@ async def test_a_rider_runs_in_the_next_batch_after_its_inserts_and_fails_alone(
     """The job runner's settle-and-claim rides on an intake batch: it sees the batch's rows, and its own
     failure rolls back only its own changes."""
     await db.execute("CREATE TABLE marks (v TEXT)")
-    writer = IntakeWriter(db, prepare_each)
-    writer.start()
 
     def count_deliveries(conn: sqlite3.Connection) -> int:
         conn.execute("INSERT INTO marks VALUES ('counted')")
@@ -184,14 +182,12 @@ async def test_a_rider_runs_in_the_next_batch_after_its_inserts_and_fails_alone(
         conn.execute("INSERT INTO marks VALUES ('rolled back')")
         raise sqlite3.IntegrityError("the rider's own failure")
 
-    try:
+    async with writing(db) as writer:
         # Queued together before the writer runs: one transaction for the delivery and both riders.
         results = await asyncio.gather(stored(writer, record("d1"), [job("d1", "k")]),
                                        writer.ride(count_deliveries), writer.ride(fail_after_writing),
                                        return_exceptions=True)
         alone = await writer.ride(count_deliveries)  # the intake is idle: the rider commits by itself
-    finally:
-        await writer.stop()
     assert results[0] is True and results[1] == 1 and isinstance(results[2], sqlite3.IntegrityError)
     assert writer.batches == 1 and alone == 1
     assert [row["v"] for row in await db.fetchall("SELECT v FROM marks")] == ["counted", "counted"]
@@ -339,14 +335,10 @@ async def test_a_claim_hands_each_job_its_deliverys_event_and_body(db: Database)
 
 async def test_intake_wakes_the_runner_only_when_it_stored_jobs(db: Database) -> None:
     wakes: list[int] = []
-    writer = IntakeWriter(db, prepare_each, on_commit=lambda: wakes.append(1))
-    writer.start()
-    try:
+    async with writing(db, on_commit=lambda: wakes.append(1)) as writer:
         assert await stored(writer, record("d1"), []) is True
         assert wakes == []
         assert await stored(writer, record("d2"), [job("d2", "k")]) is True
         assert await stored(writer, record("d2"), [job("d2", "k")]) is False
         assert wakes == [1]
-    finally:
-        await writer.stop()
     assert [j.delivery_id for j in await store.list_jobs(db)] == ["d2"]
