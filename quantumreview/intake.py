@@ -168,47 +168,9 @@ class IntakeWriter(Generic[T]):
                            riders)
 
     async def _commit(self, batch: list[PendingDelivery[T]], riders: list[Rider]) -> None:
-        def store(conn: sqlite3.Connection) -> tuple[list[tuple[bool, int] | Exception], list[Any]]:
-            # Runs on the writer's thread: preparing, the dedupe read and both inserts cost one hop and one fsync.
-            results = insert(conn) if batch else []
-            return results, [ride(conn, rider) for rider in riders]
-
-        def ride(conn: sqlite3.Connection, rider: Rider) -> Any:
-            conn.execute("SAVEPOINT rider")
-            try:
-                value = rider.work(conn)
-            except Exception as exc:
-                if not conn.in_transaction:  # SQLite rolled everything back: the batch fails too
-                    raise
-                conn.execute("ROLLBACK TO rider")
-                value = exc
-            conn.execute("RELEASE rider")
-            return value
-
-        def insert(conn: sqlite3.Connection) -> list[tuple[bool, int] | Exception]:
-            prepared = self._prepare(conn, [pending.item for pending in batch])
-            if not conn.in_transaction:  # SQLite rolled the batch back (disk full, I/O): write nothing
-                raise DatabaseBusy("the transaction ended while the batch was prepared")
-            results: list[tuple[bool, int] | Exception] = []
-            ready: list[tuple[int, delivery_store.DeliveryRecord, list[job_store.NewJob]]] = []
-            for n, rows in enumerate(prepared):
-                if isinstance(rows, Exception):  # refuses this delivery only
-                    results.append(rows)
-                else:
-                    record, jobs = rows
-                    results.append((True, len(jobs)))
-                    ready.append((n, record, jobs))
-            known = delivery_store.known_ids_now(conn, [record.id for _, record, _ in ready])
-            new = split_new(ready, known)
-            for n, _, _ in ready:
-                if n not in new:
-                    results[n] = (False, 0)
-            delivery_store.insert_deliveries_now(conn, [record for n, record, _ in ready if n in new])
-            job_store.insert_jobs_now(conn, [job for n, _, jobs in ready if n in new for job in jobs])
-            return results
-
         # Riders alone (the intake is idle) commit relaxed, as the runner's own transactions did.
-        results, rode = await self._db.run(store, timeout=self._lock_timeout, relaxed=not batch)
+        results, rode = await self._db.run(lambda conn: self._store(conn, batch, riders),
+                                           timeout=self._lock_timeout, relaxed=not batch)
         if batch:
             self.batches += 1
         # Deliveries first: their requests resume before the runner does.
@@ -223,6 +185,47 @@ class IntakeWriter(Generic[T]):
         # Why only with jobs: a wake-up costs the runner a claim.
         if any(not isinstance(result, Exception) and result[0] and result[1] for result in results):
             self._on_commit()
+
+    def _store(self, conn: sqlite3.Connection, batch: list[PendingDelivery[T]],
+               riders: list[Rider]) -> tuple[list[tuple[bool, int] | Exception], list[Any]]:
+        # Runs on the writer's thread: preparing, the dedupe read and both inserts cost one hop and one fsync.
+        results = self._insert(conn, batch) if batch else []
+        return results, [self._ride(conn, rider) for rider in riders]
+
+    @staticmethod
+    def _ride(conn: sqlite3.Connection, rider: Rider) -> Any:
+        conn.execute("SAVEPOINT rider")
+        try:
+            value = rider.work(conn)
+        except Exception as exc:
+            if not conn.in_transaction:  # SQLite rolled everything back: the batch fails too
+                raise
+            conn.execute("ROLLBACK TO rider")
+            value = exc
+        conn.execute("RELEASE rider")
+        return value
+
+    def _insert(self, conn: sqlite3.Connection, batch: list[PendingDelivery[T]]) -> list[tuple[bool, int] | Exception]:
+        prepared = self._prepare(conn, [pending.item for pending in batch])
+        if not conn.in_transaction:  # SQLite rolled the batch back (disk full, I/O): write nothing
+            raise DatabaseBusy("the transaction ended while the batch was prepared")
+        results: list[tuple[bool, int] | Exception] = []
+        ready: list[tuple[int, delivery_store.DeliveryRecord, list[job_store.NewJob]]] = []
+        for n, rows in enumerate(prepared):
+            if isinstance(rows, Exception):  # refuses this delivery only
+                results.append(rows)
+            else:
+                record, jobs = rows
+                results.append((True, len(jobs)))
+                ready.append((n, record, jobs))
+        known = delivery_store.known_ids_now(conn, [record.id for _, record, _ in ready])
+        new = split_new(ready, known)
+        for n, _, _ in ready:
+            if n not in new:
+                results[n] = (False, 0)
+        delivery_store.insert_deliveries_now(conn, [record for n, record, _ in ready if n in new])
+        job_store.insert_jobs_now(conn, [job for n, _, jobs in ready if n in new for job in jobs])
+        return results
 
     def _fail(self, batch: list[PendingDelivery[T]], exc: BaseException, riders: Sequence[Rider] = ()) -> None:
         for future in [*(pending.done for pending in batch), *(rider.done for rider in riders)]:

@@ -148,10 +148,9 @@ class WebhookReceiver:
             is_new, jobs = await request.app[keys.intake].submit(arrival)
         except InvalidPayload as exc:
             raise Rejected(400, exc.code, str(exc)) from None
-        except DatabaseBusy as exc:
-            raise Rejected(503, "database_unavailable", "the delivery could not be stored; retry later") from exc
-        except Exception as exc:  # whatever else failed, the delivery is not stored: GitHub may redeliver
-            log.error("webhook delivery=%s not stored: %s", headers.delivery_id, type(exc).__name__)
+        except Exception as exc:  # busy, stuck or failing: the delivery is not stored, GitHub may redeliver
+            if not isinstance(exc, DatabaseBusy):  # busy is an expected answer under load
+                log.error("webhook delivery=%s not stored: %s", headers.delivery_id, type(exc).__name__)
             raise Rejected(503, "database_unavailable", "the delivery could not be stored; retry later") from exc
         if not is_new:
             log.info("webhook delivery=%s duplicate", headers.delivery_id)

@@ -10,7 +10,7 @@ from typing import Any
 import aiosqlite
 
 from storage import pulls
-from storage.db import Database
+from storage.db import Database, placeholders
 from storage.pulls import PullRow
 
 ISSUE_STATES = ("open", "closed", "all")
@@ -95,15 +95,11 @@ def _json(text: str | None, default: Any) -> Any:
         return default
 
 
-def _placeholders(values: Sequence[object]) -> str:
-    return ",".join("?" * len(values)) or "NULL"
-
-
 async def repo_counts(db: Database, repos: Sequence[str]) -> dict[str, RepoCounts]:
     """Counts for each of `repos` (repositories with nothing stored get zeros)."""
     if not repos:
         return {}
-    marks = _placeholders(repos)
+    marks = placeholders(repos)
     issues = await db.fetchall(
         f"SELECT repo, count(*) FROM checklists WHERE repo IN ({marks}) AND retired_at IS NULL "  # noqa: S608
         "GROUP BY repo",

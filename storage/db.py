@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence, Sized
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,6 +32,11 @@ PRAGMAS = (
 
 Params = Sequence[Any] | dict[str, Any]
 T = TypeVar("T")
+
+
+def placeholders(values: Sized) -> str:
+    """`?, ?, …` for an `IN (…)` list of `values`; `NULL` when empty, so the list matches nothing."""
+    return ", ".join("?" * len(values)) or "NULL"
 
 
 class DatabaseBusy(Exception):

@@ -6,7 +6,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from storage.db import Database
+from storage.db import Database, placeholders
 from storage.jobs import insert_rows
 
 INSERT_SQL = (
@@ -34,7 +34,7 @@ def known_ids_now(conn: sqlite3.Connection, ids: Sequence[str]) -> set[str]:
     """Which of `ids` are already stored (inside `Database.run`, in the batch's own transaction)."""
     if not ids:
         return set()
-    sql = f"SELECT id FROM deliveries WHERE id IN ({','.join('?' * len(ids))})"  # noqa: S608 - placeholders only
+    sql = f"SELECT id FROM deliveries WHERE id IN ({placeholders(ids)})"  # noqa: S608 - placeholders only
     return {row[0] for row in conn.execute(sql, tuple(ids)).fetchall()}
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import aiosqlite
 
-from storage.db import Database
+from storage.db import Database, placeholders
 
 
 @dataclass(frozen=True)
@@ -68,10 +68,9 @@ async def replace_repositories(
     rows = _repo_rows(installation_id, repos, now)
     await _upsert_repo_rows(conn, rows)
     keep = [row[0] for row in rows]
-    placeholders = ",".join("?" * len(keep)) or "NULL"
     await conn.execute(
         f"UPDATE repositories SET removed_at = ?, updated_at = ? "  # noqa: S608 - placeholders only
-        f"WHERE installation_id = ? AND removed_at IS NULL AND id NOT IN ({placeholders})",
+        f"WHERE installation_id = ? AND removed_at IS NULL AND id NOT IN ({placeholders(keep)})",
         (now, now, installation_id, *keep),
     )
 

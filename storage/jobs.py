@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 import aiosqlite
 
-from storage.db import Database
+from storage.db import Database, placeholders
 
 # Why: one statement per chunk, not one per row: each sqlite3 step releases and retakes the GIL.
 ROWS_PER_STATEMENT = 256
@@ -130,7 +130,7 @@ def settle_and_claim(conn: sqlite3.Connection, done: Sequence[int], now: float, 
     for start in range(0, len(done), ROWS_PER_STATEMENT):
         chunk = done[start:start + ROWS_PER_STATEMENT]
         conn.execute("UPDATE jobs SET status = 'done', finished_at = ?, last_error = NULL "  # noqa: S608
-                     f"WHERE id IN ({', '.join('?' * len(chunk))})", (now, *chunk))
+                     f"WHERE id IN ({placeholders(chunk)})", (now, *chunk))
     last_id = int(conn.execute("SELECT coalesce(max(id), 0) FROM jobs").fetchone()[0])
     if limit <= 0:
         return Claim([], {}, last_id)
@@ -150,7 +150,7 @@ def _deliveries(conn: sqlite3.Connection, ids: set[str]) -> dict[str, tuple[str,
     if not ids:
         return {}
     rows = conn.execute(
-        f"SELECT id, event, body FROM deliveries WHERE id IN ({', '.join('?' * len(ids))})",  # noqa: S608
+        f"SELECT id, event, body FROM deliveries WHERE id IN ({placeholders(ids)})",  # noqa: S608
         tuple(ids),
     ).fetchall()
     return {str(row[0]): (str(row[1]), bytes(row[2])) for row in rows}
@@ -162,7 +162,7 @@ def _blocked_installations(conn: sqlite3.Connection, ids: set[int | None]) -> di
         return {}
     rows = conn.execute(
         "SELECT id, CASE WHEN deleted_at IS NOT NULL THEN 'deleted' ELSE 'suspended' END FROM installations "  # noqa: S608
-        f"WHERE id IN ({', '.join('?' * len(ids))}) AND (deleted_at IS NOT NULL OR suspended_at IS NOT NULL)",
+        f"WHERE id IN ({placeholders(ids)}) AND (deleted_at IS NOT NULL OR suspended_at IS NOT NULL)",
         tuple(ids),
     ).fetchall()
     return {int(row[0]): str(row[1]) for row in rows}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from storage.db import Database
+from storage.db import Database, placeholders
 
 
 async def known_guids(db: Database, guids: Collection[str]) -> set[str]:
@@ -13,7 +13,7 @@ async def known_guids(db: Database, guids: Collection[str]) -> set[str]:
     items = list(guids)
     for start in range(0, len(items), 500):
         chunk = items[start : start + 500]
-        marks = ",".join("?" * len(chunk))
+        marks = placeholders(chunk)
         rows = await db.fetchall(
             f"SELECT id FROM deliveries WHERE id IN ({marks}) "  # noqa: S608 - placeholders only
             f"UNION SELECT guid FROM redeliveries WHERE guid IN ({marks})",
