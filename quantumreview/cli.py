@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import logging
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -16,7 +17,11 @@ from quantumreview.settings import Settings, SettingsError
 
 # Why: aiohttp waits this long for open connections; fly.toml's kill_timeout covers it plus the runner's grace.
 HTTP_SHUTDOWN_TIMEOUT = 5.0
+# A server started while the previous one still stops waits for it this much longer than its shutdown can take.
+LOCK_MARGIN = 5.0
 GC_YOUNG_THRESHOLD = 10_000
+
+log = logging.getLogger("quantumreview.serve")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,7 +49,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
-    """Run the server until SIGINT/SIGTERM; the job runner drains within SHUTDOWN_GRACE."""
+    """Run the server until SIGINT/SIGTERM; the job runner drains within SHUTDOWN_GRACE.
+
+    One server per database (quantumreview.serve_lock): a second one waits for the first to stop, as long as
+    a shutdown can take, then gives up with exit code 2.
+    """
+    from quantumreview.serve_lock import LockUnavailable, ServerRunning, serve_lock
+
+    wait = settings.shutdown_grace + HTTP_SHUTDOWN_TIMEOUT + LOCK_MARGIN
+
+    def waiting(holder: str) -> None:
+        log.warning("another quantumreview server (pid %s) is using %s; waiting up to %.0f s for it to stop",
+                    holder, settings.database_path, wait)
+
+    try:
+        with serve_lock(settings.database_path, wait=wait, on_wait=waiting):
+            return _serve(settings)
+    except ServerRunning as exc:
+        print(f"quantumreview: another quantumreview server (pid {exc.holder}) is still using "
+              f"{settings.database_path} after {wait:.0f} s: stop it first", file=sys.stderr)
+        return 2
+    except LockUnavailable as exc:
+        print(f"quantumreview: {exc}", file=sys.stderr)
+        return 2
+
+
+def _serve(settings: Settings) -> int:
     from aiohttp import web
 
     from quantumreview.app import create_app
