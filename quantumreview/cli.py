@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import gc
 import logging
 import os
@@ -20,6 +21,8 @@ HTTP_SHUTDOWN_TIMEOUT = 5.0
 # A server started while the previous one still stops waits for it this much longer than its shutdown can take.
 LOCK_MARGIN = 5.0
 GC_YOUNG_THRESHOLD = 10_000
+# What binding the listening socket can fail with: in use, not an address of this machine, a privileged port.
+BIND_ERRORS = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES})
 
 log = logging.getLogger("quantumreview.serve")
 
@@ -87,13 +90,22 @@ def _serve(settings: Settings) -> int:
     # Why freeze: a full collection walked every module, class and function loaded at start, a 15-20 ms
     # pause for every request in flight about once a second under load; frozen, they are never rescanned.
     gc.freeze()
-    web.run_app(
-        app,
-        host=settings.host,
-        port=settings.port,
-        shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT,
-        print=lambda msg: print(msg, file=sys.stderr),
-    )
+    try:
+        web.run_app(
+            app,
+            host=settings.host,
+            port=settings.port,
+            shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT,
+            print=lambda msg: print(msg, file=sys.stderr),
+        )
+    except OSError as exc:
+        # Why here: aiohttp binds only after start-up (database, job runner); those have been shut down again.
+        if exc.errno not in BIND_ERRORS:
+            raise
+        reason = os.strerror(exc.errno) if exc.errno is not None else str(exc)
+        print(f"quantumreview: cannot listen on {settings.host}:{settings.port}: {reason} "
+              "(is another program using that port? set HOST and PORT)", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -174,3 +174,21 @@ def test_serve_raises_the_young_gc_threshold_and_freezes_start_up_objects(monkey
     assert code == 0, err
     assert seen[0][0] == cli.GC_YOUNG_THRESHOLD and cli.GC_YOUNG_THRESHOLD > before[0]
     assert seen[0][1] > 10_000  # the modules, classes and functions loaded so far
+
+
+def test_serve_on_a_port_in_use_exits_2_saying_so(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOST": "127.0.0.1", "PORT": str(port),
+               "DATABASE_PATH": str(tmp_path / "x.db")}
+        result = subprocess.run([sys.executable, "-m", "quantumreview", "serve"], env=env, capture_output=True,
+                                text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr
+    assert "Traceback" not in result.stderr
+    # Start-up had run (and was shut down again): the database is migrated and closed cleanly.
+    assert sqlite3.connect(tmp_path / "x.db").execute("PRAGMA integrity_check").fetchone() == ("ok",)
