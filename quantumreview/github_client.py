@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -109,6 +110,25 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
     async def sleep(self, seconds: float) -> None:
         """Sleep with the injected sleep (tests stay fast)."""
         await self._transport.sleep(seconds)
+
+    async def _make_request(self, method: str, url: str, url_vars: Mapping[str, Any] | None, data: Any,
+                            accept: str, jwt: str | None = None, oauth_token: str | None = None,
+                            content_type: str = gh_abc.JSON_CONTENT_TYPE,
+                            extra_headers: dict[str, str] | None = None) -> tuple[Any, str | None, int]:
+        """gidgethub's request; a 2xx whose body is not the JSON asked for (a proxy's page, a cut-off or
+        garbled reply) raises RetryLater, so no handler works on garbage and the job is tried again later."""
+        try:
+            body, more, status = await super()._make_request(
+                method, url, url_vars, data, accept, jwt=jwt, oauth_token=oauth_token, content_type=content_type,
+                extra_headers=extra_headers)
+        except (ValueError, LookupError) as exc:  # json.loads, body.decode and an unknown charset
+            if not isinstance(exc, json.JSONDecodeError | UnicodeDecodeError | LookupError):
+                raise
+            raise RetryLater(f"GitHub {method} {path_of(url)} answered with a body that is not JSON "
+                             f"({type(exc).__name__})") from None
+        if isinstance(body, str) and "json" in accept:  # gidgethub hands back any other content type as text
+            raise RetryLater(f"GitHub {method} {path_of(url)} answered {status} with a body that is not JSON")
+        return body, more, status
 
     async def _request(self, method: str, url: str, headers: Mapping[str, str], body: bytes = b"") -> Response:
         return await self._exchange(method, url, self._github_headers(headers), body, follow_redirects=True)

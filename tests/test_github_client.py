@@ -264,3 +264,35 @@ async def test_plugin_fixture_builds_a_working_client(github_app: GitHubApp, fak
     fake_github.add_installation(3, repositories=[REPO])
     repos = await github_app.for_installation(3).getitem("/installation/repositories")
     assert [r["full_name"] for r in repos["repositories"]] == [REPO]
+
+
+async def test_a_2xx_with_cut_off_json_is_retry_later_and_not_cached(app: GitHubApp, fake: FakeGitHub) -> None:
+    """RELIABILITY GH-17: a handler never gets garbage; the job is tried again later."""
+    fake.fail_next("GET", ISSUE, status=200, body='{"number": 1, "title": "Lo', headers={"ETag": '"cut"'})
+    client = app.for_installation(7)
+    with pytest.raises(RetryLater, match=r"GitHub GET /repos/octo-org/app/issues/1 answered with a body that is "
+                                         r"not JSON \(JSONDecodeError\)") as caught:
+        await client.getitem(f"/repos/{REPO}/issues/1")
+    assert caught.value.at is None  # the runner's backoff decides when
+    issue = await client.getitem(f"/repos/{REPO}/issues/1")
+    assert issue["title"] == "Login"
+    assert "If-None-Match" not in fake.calls("GET", ISSUE)[-1].headers  # the garbage was never cached
+
+
+@pytest.mark.parametrize(("headers", "body", "reason"), [
+    ({"Content-Type": "text/html"}, "<html><body>Proxy login</body></html>", "answered 200 with a body"),
+    ({"Content-Type": "application/json; charset=utf-8"}, b"\xff\xfe{}", r"\(UnicodeDecodeError\)"),
+    ({"Content-Type": "application/json; charset=no-such-charset"}, "{}", r"\(LookupError\)"),
+])
+async def test_a_2xx_that_is_not_json_is_retry_later(app: GitHubApp, fake: FakeGitHub, headers: dict[str, str],
+                                                     body: str | bytes, reason: str) -> None:
+    fake.fail_next("GET", ISSUE, status=200, headers=headers, body=body)
+    with pytest.raises(RetryLater, match=f"not JSON|{reason}") as caught:
+        await app.for_installation(7).getitem(f"/repos/{REPO}/issues/1")
+    assert "not JSON" in str(caught.value) and caught.value.at is None
+
+
+async def test_an_empty_2xx_is_no_error(app: GitHubApp, fake: FakeGitHub) -> None:
+    """No body is not a bad body: DELETE and PUT answer 204, and gidgethub hands on None."""
+    fake.fail_next("GET", ISSUE, status=200)
+    assert await app.for_installation(7).getitem(f"/repos/{REPO}/issues/1") is None

@@ -180,3 +180,19 @@ async def test_5000_items_are_capped_and_said_so(fake_github: FakeGitHub, github
     comment = bot_comments(fake_github)[0]["body"]
     assert "5000" in comment or "5,000" in comment
     assert len(comment) <= 65536
+
+
+async def test_garbage_from_github_is_retried_later_not_turned_into_a_checklist(
+        fake_github: FakeGitHub, github: Any, handler_db: Database) -> None:
+    """RELIABILITY GH-17: a 200 whose body is cut off stops the job (RetryLater); its retry does the work once."""
+    from quantumreview.errors import RetryLater
+
+    fake_github.add_issue(REPO, 1, body=BODY)
+    fake_github.fail_next("GET", "/repos/{owner}/{repo}/issues/{issue_number}", status=200,
+                          body='{"number": 1, "body": "## Acceptance crit')
+    data = payload("issues.opened.1", number=1, body=BODY)
+    with pytest.raises(RetryLater, match="not JSON"):
+        await run("issues", data, handler_db, github)
+    assert bot_comments(fake_github) == [] and await store.get_checklist(handler_db, REPO, 1) is None
+    await run("issues", data, handler_db, github)
+    assert len(bot_comments(fake_github)) == 1
