@@ -84,6 +84,7 @@ def demo_settings(fake: FakeGitHub, private_key: str, database_path: Path, port:
         jwt_secret=secrets.token_urlsafe(32), database_path=database_path, host="127.0.0.1", port=port,
         public_url=f"http://127.0.0.1:{port}", github_api_url=fake.api_url, github_url=fake.url,
         job_timeout=30.0, shutdown_grace=2.0,
+        github_write_interval=0.0,  # the fake has no secondary rate limit: the story need not wait a second a write
     )
 
 

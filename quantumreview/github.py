@@ -62,7 +62,7 @@ class GitHubApp:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, rand: Callable[[], float] = random.random,
         timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT, retry: RetryPolicy | None = None,
         max_in_flight: int = 100, etag_cache_size: int = ETAG_CACHE_SIZE, download_timeout: float = 60.0,
-        user_agent: str | None = None,
+        user_agent: str | None = None, write_interval: float = 1.0,
     ) -> None:
         """Validate the key now (a bad one fails here, without echoing it) and prepare the shared state."""
         if "Authorization" in session.headers or session.auth is not None:
@@ -76,7 +76,7 @@ class GitHubApp:
         self._transport = Transport(
             session=session, clock=clock, sleep=sleep, rand=rand, user_agent=user_agent or default_user_agent(),
             base_url=api_url.rstrip("/"), timeout=timeout, retry=retry or RetryPolicy(),
-            in_flight=asyncio.Semaphore(max_in_flight),
+            in_flight=asyncio.Semaphore(max_in_flight), write_interval=write_interval,
             cache=LRUCache(maxsize=etag_cache_size) if etag_cache_size > 0 else None)
         self._tokens = TokenCache(self._mint_token, clock)
         self._oauth = OAuthClient(session=session, web_url=web_url.rstrip("/"), client_id=oauth_client_id,

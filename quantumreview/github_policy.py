@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "PATCH", "DELETE"})  # retried without being told
+WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})  # paced per installation (WritePacer)
 SECONDARY_LIMIT_WAIT = 60.0  # "Otherwise, wait for at least one minute before retrying."
 PERMISSION_MESSAGE = "resource not accessible by"  # "...by integration" / "...by personal access token"
 SECONDARY_MARKERS = ("secondary rate limit", "abuse detection")

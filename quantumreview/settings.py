@@ -41,6 +41,7 @@ class Settings:
     dashboard_url: str | None = None
     github_api_url: str = "https://api.github.com"
     github_url: str = "https://github.com"
+    github_write_interval: float = 1.0
     log_format: str = "text"
     log_level: str = "INFO"
     job_concurrency: int = 8
@@ -194,6 +195,7 @@ class _Reader:
             dashboard_url=self.url("DASHBOARD_URL", None),
             github_api_url=self.url("GITHUB_API_URL", "https://api.github.com") or "https://api.github.com",
             github_url=self.url("GITHUB_URL", "https://github.com") or "https://github.com",
+            github_write_interval=self.number("GITHUB_WRITE_INTERVAL", 1.0, low=0.0, high=60.0),
             log_format=self.choice("LOG_FORMAT", "text", ("text", "json")),
             log_level=self.choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper(),
             job_concurrency=self.integer("JOB_CONCURRENCY", 8, low=1, high=256),

@@ -33,6 +33,7 @@ def make_settings(tmp_path: Path, rsa_private_key: str) -> SettingsFactory:
         base = Settings(
             app_id=1, private_key=rsa_private_key, webhook_secret=WEBHOOK_SECRET,
             database_path=tmp_path / "quantumreview.db", job_timeout=5.0, shutdown_grace=0.5,
+            github_write_interval=0.0,  # the fake GitHub has no secondary limit; pacing has its own tests
         )
         return dataclasses.replace(base, **overrides)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
@@ -38,7 +39,7 @@ async def fake(rsa_private_key: str, clock: Clock) -> AsyncIterator[FakeGitHub]:
     assert server.contract_violations == []
 
 
-def make_app(session: aiohttp.ClientSession, fake: FakeGitHub, key: str, clock: Clock, sleeps: Sleeps,
+def make_app(session: aiohttp.ClientSession, fake: FakeGitHub, key: str, clock: Clock, sleeps: Any,
              **options: Any) -> GitHubApp:
     return GitHubApp(session, app_id=1, private_key=key, api_url=fake.api_url, web_url=fake.url, clock=clock,
                      sleep=sleeps, rand=lambda: 0.5, **options)
@@ -296,3 +297,67 @@ async def test_an_empty_2xx_is_no_error(app: GitHubApp, fake: FakeGitHub) -> Non
     """No body is not a bad body: DELETE and PUT answer 204, and gidgethub hands on None."""
     fake.fail_next("GET", ISSUE, status=200)
     assert await app.for_installation(7).getitem(f"/repos/{REPO}/issues/1") is None
+
+
+def clock_sleeper(clock: Clock, log: list[float]) -> Any:
+    """A sleep that moves the shared clock (the fake's too), so request timestamps show the waits."""
+
+    async def sleep(seconds: float) -> None:
+        log.append(seconds)
+        clock.advance(seconds)
+
+    return sleep
+
+
+async def test_an_installations_writes_go_out_at_least_a_second_apart(
+        session: aiohttp.ClientSession, fake: FakeGitHub, rsa_private_key: str, clock: Clock) -> None:
+    """RELIABILITY GH-19: a burst of 20 comments leaves ≥ 1 s between writes, so ≤ 60 a minute (< 80)."""
+    waits: list[float] = []
+    app = make_app(session, fake, rsa_private_key, clock, clock_sleeper(clock, waits))
+    client = app.for_installation(7)
+    for n in range(20):
+        await client.post(f"/repos/{REPO}/issues/1/comments", data={"body": f"comment {n}"})
+        clock.advance(0.25)  # the handler's own work between two writes
+    times = [call.at for call in fake.calls("POST", COMMENTS)]
+    assert len(times) == 20 and len(fake.comments[(REPO, 1)]) == 20
+    assert min(later - earlier for earlier, later in itertools.pairwise(times)) >= 1.0
+    assert max(sum(1 for t in times if start <= t < start + 60) for start in times) <= 60
+    assert waits == [0.75] * 19  # a write waits only for what is left of its second
+
+
+async def test_reads_other_installations_and_the_app_are_not_held_back(
+        session: aiohttp.ClientSession, fake: FakeGitHub, rsa_private_key: str, clock: Clock) -> None:
+    fake.add_installation(8, repositories=["octo-org/other"])
+    fake.add_issue("octo-org/other", 1, title="Other")
+    waits: list[float] = []
+    app = make_app(session, fake, rsa_private_key, clock, clock_sleeper(clock, waits))
+    seven, eight = app.for_installation(7), app.for_installation(8)
+    await seven.post(f"/repos/{REPO}/issues/1/comments", data={"body": "first"})
+    await seven.getitem(f"/repos/{REPO}/issues/1")  # reads are not writes
+    await eight.post("/repos/octo-org/other/issues/1/comments", data={"body": "other installation"})
+    assert waits == []  # the token mints (the App's own POSTs) were not paced either
+    await seven.post(f"/repos/{REPO}/issues/1/comments", data={"body": "second"})
+    assert waits == [1.0]
+
+
+async def test_write_interval_zero_turns_pacing_off(session: aiohttp.ClientSession, fake: FakeGitHub,
+                                                    rsa_private_key: str, clock: Clock, sleeps: Sleeps) -> None:
+    app = make_app(session, fake, rsa_private_key, clock, sleeps, write_interval=0.0)
+    for n in range(3):
+        await app.for_installation(7).post(f"/repos/{REPO}/issues/1/comments", data={"body": str(n)})
+    assert sleeps == [] and len(fake.comments[(REPO, 1)]) == 3
+
+
+async def test_github_write_interval_is_a_setting_the_app_client_uses(
+        session: aiohttp.ClientSession, rsa_private_key: str) -> None:
+    from quantumreview.app import build_github
+    from quantumreview.credentials import AppCredentials
+    from quantumreview.settings import Settings, SettingsError
+
+    assert Settings.from_env({}).github_write_interval == 1.0
+    settings = Settings.from_env({"GITHUB_WRITE_INTERVAL": "2.5"})
+    credentials = AppCredentials(app_id=1, private_key=rsa_private_key, webhook_secret="x" * 16)
+    pacer = build_github(session, settings, credentials).for_installation(7)._transport.write_pacer()
+    assert [pacer.reserve("k") for _ in range(2)] == [0.0, pytest.approx(2.5, abs=0.1)]
+    with pytest.raises(SettingsError, match="GITHUB_WRITE_INTERVAL"):
+        Settings.from_env({"GITHUB_WRITE_INTERVAL": "-1"})

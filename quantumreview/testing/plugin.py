@@ -84,8 +84,10 @@ async def github_app(fake_github: FakeGitHub, rsa_private_key: str) -> AsyncIter
     from quantumreview.github import GitHubApp
 
     async with aiohttp.ClientSession() as session:
+        # Why no write pacing: the fake has no secondary rate limit, and handler tests should not wait a second
+        # between writes (the pacing itself is tested in the client's tests).
         app = GitHubApp(session=session, app_id=1, private_key=rsa_private_key, api_url=fake_github.api_url,
-                        web_url=fake_github.url)
+                        web_url=fake_github.url, write_interval=0.0)
         try:
             yield app
         finally:
