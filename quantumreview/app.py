@@ -30,6 +30,7 @@ from storage import jobs as job_store
 from storage import notifications
 from storage.checkpoints import checkpoint_when_idle
 from storage.db import Database, DatabaseBusy
+from storage.sqlite_gate import wal_reset_warning
 
 log = logging.getLogger("quantumreview.app")
 
@@ -87,6 +88,8 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     """Open (and migrate) the database, checkpoint its WAL in quiet moments; close it last."""
     db = await Database.open(app[keys.settings].database_path)
     app[keys.db] = db
+    if (risk := wal_reset_warning()) is not None:
+        log.warning(risk)
     checkpointer = asyncio.create_task(checkpoint_when_idle(db), name="wal-checkpoints")
     yield
     checkpointer.cancel()

@@ -130,6 +130,7 @@ def cmd_receive(settings: Settings, args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"quantumreview: {exc}", file=sys.stderr)
         return 2
+    warn_second_writer(settings)
     return asyncio.run(receive(settings, load_handlers(settings.handlers_package), event, sys.stdout))
 
 
@@ -137,7 +138,19 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
     """Reset (or create) the jobs of a stored delivery so they run again."""
     from quantumreview.replay import replay
 
+    warn_second_writer(settings)
     return asyncio.run(replay(settings, args.delivery_id, sys.stdout))
+
+
+def warn_second_writer(settings: Settings) -> None:
+    """Say so when this command will write beside a running server on a SQLite with the WAL-reset bug."""
+    from quantumreview.serve_lock import holder_of
+    from storage.sqlite_gate import wal_reset_warning
+
+    risk = wal_reset_warning()
+    if risk is not None and (pid := holder_of(settings.database_path)) is not None:
+        print(f"quantumreview: warning: a server (pid {pid}) is running on {settings.database_path} and this "
+              f"command writes to it too. {risk}", file=sys.stderr)
 
 
 def cmd_jobs(settings: Settings, args: argparse.Namespace) -> int:

@@ -77,6 +77,25 @@ def serve_lock(database_path: Path, *, wait: float, on_wait: Callable[[str], Non
         os.close(fd)  # releases the lock; the file stays (removing it would race the next server's open)
 
 
+def holder_of(database_path: Path) -> str | None:
+    """The pid of the server holding the database's lock now ("unknown" if unreadable), or None if none does."""
+    if fcntl is None:
+        return None
+    try:
+        fd = os.open(lock_path(database_path), os.O_RDONLY)
+    except OSError:  # no lock file: no server has ever run here
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _holder(fd)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
 def _try_lock(fd: int) -> bool:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -111,9 +111,17 @@ def test_an_unusable_lock_path_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def run_serve(env: dict[str, str]) -> tuple[int, str]:
+    """cli.main(["serve"]) in-process, undoing what a start does to the collector (the next test sees none)."""
+    import gc
+
+    before = gc.get_threshold()
     err = io.StringIO()
-    with redirect_stdout(io.StringIO()), redirect_stderr(err):
-        code = cli.main(["serve"], env)
+    try:
+        with redirect_stdout(io.StringIO()), redirect_stderr(err):
+            code = cli.main(["serve"], env)
+    finally:
+        gc.set_threshold(*before)
+        gc.unfreeze()
     return code, err.getvalue()
 
 
