@@ -58,7 +58,11 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     a shutdown can take, then gives up with exit code 2.
     """
     from quantumreview.serve_lock import LockUnavailable, ServerRunning, serve_lock
+    from quantumreview.volume_check import ephemeral_database
 
+    if (lost := ephemeral_database(settings.database_path, settings.fly_app_name)) is not None:
+        print(f"quantumreview: {lost}", file=sys.stderr)
+        return 2
     wait = settings.shutdown_grace + HTTP_SHUTDOWN_TIMEOUT + LOCK_MARGIN
 
     def waiting(holder: str) -> None:
