@@ -1,0 +1,81 @@
+"""Migrations are all-or-nothing (RELIABILITY DB-13): a SIGKILL mid-migration leaves the old schema, never a mix."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import sqlite_utils
+
+from storage.migrations import MIGRATIONS, migrate
+
+ROOT = Path(__file__).resolve().parent.parent
+# Our migrations' shape (several DDL statements in one executescript), killed between two of them.
+KILLED_MIGRATION = """
+import os, signal, sqlite3, sys
+import sqlite_utils
+from sqlite_utils import Migrations
+
+sys.path.insert(0, sys.argv[2])
+from storage.migrations import migrate
+
+migrate(sys.argv[1])
+LATER = Migrations("quantumreview")
+
+@LATER()
+def m900_half_done(db):
+    db.executescript("CREATE TABLE first_half (x); ALTER TABLE deliveries ADD COLUMN extra TEXT;")
+    os.kill(os.getpid(), signal.SIGKILL)
+    db.executescript("CREATE TABLE second_half (y);")
+
+conn = sqlite3.connect(sys.argv[1])
+conn.execute("PRAGMA journal_mode=WAL")
+LATER.apply(sqlite_utils.Database(conn))
+"""
+
+
+def schema(path: Path) -> list[tuple[str, str]]:
+    conn = sqlite3.connect(path)
+    try:
+        return sorted(conn.execute("SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"))
+    finally:
+        conn.close()
+
+
+def columns(path: Path, table: str) -> list[str]:
+    conn = sqlite3.connect(path)
+    try:
+        return [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
+    finally:
+        conn.close()
+
+
+def test_a_migration_killed_midway_leaves_the_old_schema_and_stays_pending(tmp_path: Path) -> None:
+    db = tmp_path / "qr.db"
+    migrate(db)
+    before, deliveries_before = schema(db), columns(db, "deliveries")
+    db.unlink()
+    for suffix in ("-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    result = subprocess.run([sys.executable, "-c", KILLED_MIGRATION, str(db), str(ROOT)], capture_output=True,
+                            timeout=60)
+    assert result.returncode == -signal.SIGKILL, result.stderr
+    assert schema(db) == before  # no first_half, nothing of the killed migration
+    assert columns(db, "deliveries") == deliveries_before
+    conn = sqlite3.connect(db)
+    try:
+        recorded = {row[0] for row in conn.execute("SELECT name FROM _sqlite_migrations")}
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    finally:
+        conn.close()
+    assert "m900_half_done" not in recorded
+    assert recorded == {migration.name for migration in MIGRATIONS.pending(_empty(tmp_path))}
+    assert migrate(db) == []  # the app's own migrations are all there; the next start is a no-op
+
+
+def _empty(tmp_path: Path) -> sqlite_utils.Database:
+    """A fresh database, so every one of the app's migrations counts as pending on it."""
+    return sqlite_utils.Database(sqlite3.connect(tmp_path / "empty.db"))
