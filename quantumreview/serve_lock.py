@@ -62,7 +62,7 @@ def serve_lock(database_path: Path, *, wait: float, on_wait: Callable[[str], Non
     try:
         deadline = clock() + wait
         waited = False
-        while not _try_lock(fd):
+        while not _try_lock(fd, path):
             holder = _holder(fd)
             if clock() >= deadline:
                 raise ServerRunning(path, holder)
@@ -96,11 +96,13 @@ def holder_of(database_path: Path) -> str | None:
         os.close(fd)
 
 
-def _try_lock(fd: int) -> bool:
+def _try_lock(fd: int, path: Path) -> bool:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         return False
+    except OSError as exc:  # a filesystem without locks (some network or FUSE mounts)
+        raise LockUnavailable(f"cannot lock the server lock {path}: {exc.strerror or exc}") from None
     return True
 
 

@@ -214,3 +214,17 @@ async def test_a_second_server_waits_for_the_first_and_only_then_resumes_its_run
             if proc is not None and proc.poll() is None:
                 proc.kill()
                 proc.wait(timeout=10)
+
+
+def test_a_filesystem_without_locks_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from quantumreview import serve_lock as module
+
+    def no_locks(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(module.fcntl, "flock", no_locks)
+    with pytest.raises(LockUnavailable, match=r"cannot lock the server lock .*qr\.db\.lock: No locks available"):
+        with serve_lock(tmp_path / "qr.db", wait=0):
+            pass
