@@ -112,7 +112,7 @@ def build_github(session: aiohttp.ClientSession, settings: Settings, credentials
         api_url=settings.github_api_url, web_url=settings.github_url,
         oauth_client_id=credentials.oauth_client_id or settings.oauth_client_id,
         oauth_client_secret=credentials.oauth_client_secret or settings.oauth_client_secret,
-        write_interval=settings.github_write_interval,
+        write_interval=settings.github_write_interval, artifact_hosts=settings.artifact_hosts,
     )
 
 

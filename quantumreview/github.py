@@ -13,7 +13,7 @@ import asyncio
 import hashlib
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from quantumreview.github_client import (
 )
 from quantumreview.github_oauth import OAuthClient, OAuthError, UserTokens
 from quantumreview.github_policy import RetryPolicy
+from quantumreview.settings import DEFAULT_ARTIFACT_HOSTS
 
 __all__ = ["GitHubApp", "InstallationAPI", "OAuthError", "UserTokens", "gone_when_missing"]
 
@@ -63,6 +64,7 @@ class GitHubApp:
         timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT, retry: RetryPolicy | None = None,
         max_in_flight: int = 100, etag_cache_size: int = ETAG_CACHE_SIZE, download_timeout: float = 60.0,
         user_agent: str | None = None, write_interval: float = 1.0,
+        artifact_hosts: Sequence[str] = DEFAULT_ARTIFACT_HOSTS,
     ) -> None:
         """Validate the key now (a bad one fails here, without echoing it) and prepare the shared state."""
         if "Authorization" in session.headers or session.auth is not None:
@@ -73,6 +75,7 @@ class GitHubApp:
         self._session = session
         self._clock = clock
         self._download_timeout = download_timeout
+        self._artifact_hosts = tuple(artifact_hosts)
         self._transport = Transport(
             session=session, clock=clock, sleep=sleep, rand=rand, user_agent=user_agent or default_user_agent(),
             base_url=api_url.rstrip("/"), timeout=timeout, retry=retry or RetryPolicy(),
@@ -144,7 +147,7 @@ class GitHubApp:
         """Download an artifact zip into dest_dir (size-capped, deadline-bound, no token on the blob host)."""
         return await artifacts.download_artifact(
             self.for_installation(installation_id), self._session, repo, artifact, dest_dir=dest_dir,
-            max_bytes=max_bytes, timeout=self._download_timeout)
+            max_bytes=max_bytes, timeout=self._download_timeout, allowed_hosts=self._artifact_hosts)
 
     # -- OAuth (user tokens) and the manifest flow -----------------------------------------------------------
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 MIN_WEBHOOK_SECRET_BYTES = 16
+# Where github.com serves artifact zips: Azure blob storage (upload-artifact v4) and the older Actions pipelines.
+DEFAULT_ARTIFACT_HOSTS = ("*.blob.core.windows.net", "*.actions.githubusercontent.com")
+_HOST_PATTERN = re.compile(r"(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
 MIN_JWT_SECRET_CHARS = 32
 SECRET_FIELDS = frozenset(
     {"private_key", "webhook_secret", "webhook_secret_previous", "oauth_client_secret", "jwt_secret"}
@@ -49,6 +53,7 @@ class Settings:
     job_max_attempts: int = 6
     shutdown_grace: float = 20.0
     artifact_max_bytes: int = 200 * 1024 * 1024
+    artifact_hosts: tuple[str, ...] = DEFAULT_ARTIFACT_HOSTS
     fly_app_name: str | None = None
     handlers_package: str = "handlers"
 
@@ -131,6 +136,19 @@ class _Reader:
             return default
         return raw.lower()
 
+    def hosts(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        """`default` plus the comma-separated host names (or *.domain patterns) in `name`."""
+        raw = self.text(name)
+        if raw is None:
+            return default
+        extra = [part.strip().lower() for part in raw.split(",") if part.strip()]
+        bad = [part for part in extra if not _HOST_PATTERN.fullmatch(part)]
+        if bad:
+            self.problems.append(f"{name} must be host names or *.domain patterns, comma-separated "
+                                 f"(got {bad[0][:60]!r})")
+            return default
+        return default + tuple(part for part in extra if part not in default)
+
     def private_key(self) -> str | None:
         inline = self.text("GITHUB_PRIVATE_KEY")
         path = self.text("GITHUB_PRIVATE_KEY_PATH")
@@ -203,6 +221,7 @@ class _Reader:
             job_max_attempts=self.integer("JOB_MAX_ATTEMPTS", 6, low=1, high=100),
             shutdown_grace=self.number("SHUTDOWN_GRACE", 20.0, low=0.0, high=300.0),
             artifact_max_bytes=self.integer("ARTIFACT_MAX_BYTES", 200 * 1024 * 1024, low=1024, high=2**40),
+            artifact_hosts=self.hosts("ARTIFACT_HOSTS", DEFAULT_ARTIFACT_HOSTS),
             fly_app_name=fly_app,
             handlers_package=self.text("QUANTUMREVIEW_HANDLERS") or "handlers",
         )

@@ -1,4 +1,4 @@
-"""Artifact list and download against the fake's API and blob host (AR-01, -02, -03, -05, -06, -08)."""
+"""Artifact list and download against the fake's API and blob host (AR-01, -02, -03, -04, -05, -06, -08)."""
 
 from __future__ import annotations
 
@@ -156,3 +156,114 @@ async def test_blob_host_errors_are_classified(
     with pytest.raises(error, match=str(status)):
         await app.download_artifact(7, REPO, artifact, dest_dir=tmp_path)
     assert leftovers(tmp_path) == []
+
+
+class Hops:
+    """A plain HTTP server on 127.0.0.1 for redirect chains: /to?url=U answers 302 to U, /loop to itself,
+    /zip the zip bytes; `hits` counts the requests it saw, by path."""
+
+    def __init__(self, body: bytes = b"") -> None:
+        self.body = body
+        self.hits: dict[str, int] = {}
+        self.url = ""
+
+    async def handle(self, request: aiohttp.web.Request) -> aiohttp.web.StreamResponse:
+        from aiohttp import web
+
+        self.hits[request.path] = self.hits.get(request.path, 0) + 1
+        if request.path == "/to":
+            return web.Response(status=302, headers={"Location": request.query["url"]})
+        if request.path == "/loop":
+            return web.Response(status=302, headers={"Location": "/loop"})
+        return web.Response(body=self.body, content_type="application/zip")
+
+
+@pytest.fixture
+async def hops(aiohttp_server: Any) -> Hops:
+    from aiohttp import web
+
+    hops = Hops(zip_of({"junit.xml": REPORT}))
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", hops.handle)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    hops.url = str(server.make_url("")).rstrip("/")
+    return hops
+
+
+def zip_of(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def redirect_download_to(fake: FakeGitHub, location: str) -> None:
+    fake.fail_next("GET", ZIP_ROUTE, status=302, headers={"Location": location})
+
+
+async def test_a_blob_url_on_a_host_not_allowed_is_refused_before_any_request(
+        app: GitHubApp, fake: FakeGitHub, tmp_path: Path) -> None:
+    """RELIABILITY AR-04: the redirect cannot point the server at an internal address."""
+    redirect_download_to(fake, "https://169.254.169.254/latest/meta-data/?sig=secret-signature")
+    with pytest.raises(ArtifactError, match=r"refused to download from '169\.254\.169\.254'.*ARTIFACT_HOSTS") as caught:
+        await app.download_artifact(7, REPO, await artifact_named(app, "junit"), dest_dir=tmp_path)
+    assert "secret-signature" not in str(caught.value)
+    assert leftovers(tmp_path) == []
+
+
+async def test_a_blob_host_redirecting_elsewhere_is_refused_before_the_next_request(
+        app: GitHubApp, fake: FakeGitHub, tmp_path: Path, hops: Hops) -> None:
+    elsewhere = hops.url.replace("127.0.0.1", "localhost") + "/zip"  # the same server, under a name not allowed
+    redirect_download_to(fake, f"{hops.url}/to?url={elsewhere}")
+    with pytest.raises(ArtifactError, match="refused to download from 'localhost'"):
+        await app.download_artifact(7, REPO, await artifact_named(app, "junit"), dest_dir=tmp_path)
+    assert hops.hits == {"/to": 1}  # the /zip behind the refused host never saw a request
+
+
+async def test_a_redirect_loop_stops_after_three_redirects(app: GitHubApp, fake: FakeGitHub, tmp_path: Path,
+                                                           hops: Hops) -> None:
+    redirect_download_to(fake, f"{hops.url}/loop")
+    with pytest.raises(ArtifactError, match="more than 3 redirects"):
+        await app.download_artifact(7, REPO, await artifact_named(app, "junit"), dest_dir=tmp_path)
+    assert hops.hits == {"/loop": 4} and leftovers(tmp_path) == []
+
+
+async def test_redirects_within_the_allowed_hosts_are_followed(
+        session: aiohttp.ClientSession, fake: FakeGitHub, rsa_private_key: str, tmp_path: Path, hops: Hops) -> None:
+    """Three hops, the last to a host added with ARTIFACT_HOSTS (here `localhost`)."""
+    app = make_app(session, fake, rsa_private_key, artifact_hosts=("*.blob.core.windows.net", "localhost"))
+    last = hops.url.replace("127.0.0.1", "localhost") + "/zip"
+    redirect_download_to(fake, f"{hops.url}/to?url={hops.url}/to?url={last}")
+    path = await app.download_artifact(7, REPO, await artifact_named(app, "junit"), dest_dir=tmp_path)
+    with zipfile.ZipFile(path) as archive:
+        assert archive.read("junit.xml") == REPORT
+    assert hops.hits == {"/to": 2, "/zip": 1}
+
+
+@pytest.mark.parametrize(("url", "allowed"), [
+    ("https://productionresultssa11.blob.core.windows.net/actions-results/x.zip?sig=1", True),
+    ("https://pipelines.actions.githubusercontent.com/x/y", True),
+    ("https://ghe.example.com/storage/x", True),  # the API's own host (GitHub Enterprise Server)
+    ("http://productionresultssa11.blob.core.windows.net/x", False),  # plain http while the API is https
+    ("https://blob.core.windows.net.evil.example/x", False),
+    ("https://evilblob.core.windows.net/x", False),
+    ("https://169.254.169.254/latest/meta-data", False),
+    ("file:///etc/passwd", False),
+    ("https:///no-host", False),
+])
+def test_allowed_artifact_hosts(url: str, allowed: bool) -> None:
+    from quantumreview.github_artifacts import host_allowed
+    from quantumreview.settings import DEFAULT_ARTIFACT_HOSTS
+
+    assert host_allowed(url, DEFAULT_ARTIFACT_HOSTS, "https://ghe.example.com/api/v3") is allowed
+
+
+def test_artifact_hosts_setting_adds_hosts_and_refuses_garbage() -> None:
+    from quantumreview.settings import DEFAULT_ARTIFACT_HOSTS, Settings, SettingsError
+
+    assert Settings.from_env({}).artifact_hosts == DEFAULT_ARTIFACT_HOSTS
+    extra = Settings.from_env({"ARTIFACT_HOSTS": " *.s3.amazonaws.com, MinIO.internal "}).artifact_hosts
+    assert extra == (*DEFAULT_ARTIFACT_HOSTS, "*.s3.amazonaws.com", "minio.internal")
+    with pytest.raises(SettingsError, match="ARTIFACT_HOSTS must be host names"):
+        Settings.from_env({"ARTIFACT_HOSTS": "https://bucket.example/path"})
