@@ -30,6 +30,7 @@ from storage import jobs as job_store
 from storage import notifications
 from storage.checkpoints import checkpoint_when_idle
 from storage.db import Database, DatabaseBusy
+from storage.sealed import reencrypt_secrets
 from storage.sqlite_gate import wal_reset_warning
 
 log = logging.getLogger("quantumreview.app")
@@ -96,6 +97,17 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     with contextlib.suppress(asyncio.CancelledError):
         await checkpointer
     await db.close()
+
+
+async def secrets_ctx(app: web.Application) -> AsyncIterator[None]:
+    """During a key rotation (JWT_SECRET_PREVIOUS set), seal every stored secret with the new key at start."""
+    box = app[keys.secret_box]
+    if box.rotating:
+        count = await reencrypt_secrets(app[keys.db], box.rewrap)
+        log.warning("JWT_SECRET_PREVIOUS is set: %d stored secret(s) re-encrypted with JWT_SECRET; sessions signed "
+                    "with the previous key stay valid until they expire (at most %d h): remove JWT_SECRET_PREVIOUS "
+                    "after that", count, auth.SESSION_LIFETIME // 3600)
+    yield
 
 
 async def http_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -217,7 +229,8 @@ def create_app(settings: Settings, *, registry: HandlerRegistry | None = None,
     app[keys.settings] = settings
     app[keys.handlers] = registry
     app[keys.credentials] = holder
-    app[keys.secret_box] = SecretBox.load_or_create(settings.jwt_secret, settings.database_path.parent)
+    app[keys.secret_box] = SecretBox.load_or_create(settings.jwt_secret, settings.database_path.parent,
+                                                    settings.jwt_secret_previous)
     receiver = WebhookReceiver(holder.webhook_secrets, now=now)
     app.router.add_post(WEBHOOK_PATH, receiver.handle)
     app.router.add_get("/health", health)
@@ -226,7 +239,7 @@ def create_app(settings: Settings, *, registry: HandlerRegistry | None = None,
     access.setup(app)
     api.add_routes(app)
     app.cleanup_ctx.extend([
-        database_ctx, setup_flow.stored_credentials_ctx, http_ctx, github_ctx,
+        database_ctx, secrets_ctx, setup_flow.stored_credentials_ctx, http_ctx, github_ctx,
         intake_ctx(FieldReader(registry).prepare_all),
         runner_ctx(github_factory, notify, now), sweeper_ctx,
     ])

@@ -211,7 +211,8 @@ async def current_user(request: web.Request) -> User:
     token = request.cookies.get(session_cookie_name(settings))
     if not token:
         raise unauthenticated()
-    decoded = decode_session(app[keys.secret_box].session_key, token, state.clock(), state.session_lifetime)
+    decoded = next((found for key in app[keys.secret_box].session_keys
+                    if (found := decode_session(key, token, state.clock(), state.session_lifetime)) is not None), None)
     if decoded is None:
         raise unauthenticated("the session is invalid or expired; log in again")
     user = await users.get_user(app[keys.db], decoded[0])

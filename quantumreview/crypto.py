@@ -11,7 +11,7 @@ import os
 import secrets
 from pathlib import Path
 
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -27,22 +27,32 @@ def _derive(master: bytes, purpose: bytes) -> bytes:
 
 
 class SecretBox:
-    """Encrypts small secrets (Fernet) and provides the session-signing key, both derived from one master key."""
+    """Encrypts small secrets (Fernet) and provides the session-signing key, both derived from one master key.
 
-    def __init__(self, master: bytes) -> None:
-        if len(master) < 32:
+    During a key rotation (JWT_SECRET_PREVIOUS) the previous master key still opens what it sealed, and still
+    verifies the sessions it signed, while everything new is sealed and signed with the current one.
+    """
+
+    def __init__(self, master: bytes, previous: bytes | None = None) -> None:
+        if len(master) < 32 or (previous is not None and len(previous) < 32):
             raise ValueError("the master key must be at least 32 bytes")
-        self._fernet = Fernet(base64.urlsafe_b64encode(_derive(master, b"encrypt")))
+        self._current = Fernet(base64.urlsafe_b64encode(_derive(master, b"encrypt")))
+        older = [] if previous is None else [Fernet(base64.urlsafe_b64encode(_derive(previous, b"encrypt")))]
+        self._fernet = MultiFernet([self._current, *older])
         self.session_key = _derive(master, b"session")
+        # What a session cookie may be signed with: the current key first, then the previous one.
+        self.session_keys = (self.session_key, *(() if previous is None else (_derive(previous, b"session"),)))
+        self.rotating = previous is not None
 
     def __repr__(self) -> str:
         return "SecretBox(<redacted>)"
 
     @classmethod
-    def load_or_create(cls, jwt_secret: str | None, key_dir: Path) -> SecretBox:
-        """Use JWT_SECRET when set; otherwise read (or create, mode 0600) `key_dir/secret.key`."""
+    def load_or_create(cls, jwt_secret: str | None, key_dir: Path, previous: str | None = None) -> SecretBox:
+        """Use JWT_SECRET (and JWT_SECRET_PREVIOUS) when set; otherwise read (or create, mode 0600)
+        `key_dir/secret.key`."""
         if jwt_secret:
-            return cls(jwt_secret.encode())
+            return cls(jwt_secret.encode(), previous.encode() if previous else None)
         path = key_dir / KEY_FILE_NAME
         if not path.exists():
             key_dir.mkdir(parents=True, exist_ok=True)
@@ -56,8 +66,21 @@ class SecretBox:
         return self._fernet.encrypt(plaintext.encode())
 
     def decrypt(self, token: bytes) -> str:
-        """Decrypt a value made by encrypt(); SecretBoxError if it was not made with this key."""
+        """Decrypt a value made by encrypt(); SecretBoxError if it was not made with this key (or the previous)."""
         try:
             return self._fernet.decrypt(token).decode()
         except (InvalidToken, ValueError, TypeError) as exc:
             raise SecretBoxError("stored secret cannot be decrypted with this key") from exc
+
+    def rewrap(self, token: bytes) -> bytes | None:
+        """`token` sealed again with the current key if only the previous key opens it; else None (nothing to do,
+        or nothing this box can open)."""
+        try:
+            self._current.decrypt(token)
+            return None
+        except (InvalidToken, ValueError, TypeError):
+            pass
+        try:
+            return self._fernet.rotate(token)
+        except (InvalidToken, ValueError, TypeError):
+            return None

@@ -75,7 +75,8 @@ async def receive(settings: Settings, registry: HandlerRegistry, event: sansio.E
     db = await Database.open(settings.database_path)
     failed = 0
     try:
-        box = SecretBox.load_or_create(settings.jwt_secret, settings.database_path.parent)
+        box = SecretBox.load_or_create(settings.jwt_secret, settings.database_path.parent,
+                                       settings.jwt_secret_previous)
         credentials = await initial_credentials(settings, db, box)
         async with aiohttp.ClientSession() as session:
             github = None

@@ -15,7 +15,8 @@ DEFAULT_ARTIFACT_HOSTS = ("*.blob.core.windows.net", "*.actions.githubuserconten
 _HOST_PATTERN = re.compile(r"(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
 MIN_JWT_SECRET_CHARS = 32
 SECRET_FIELDS = frozenset(
-    {"private_key", "webhook_secret", "webhook_secret_previous", "oauth_client_secret", "jwt_secret"}
+    {"private_key", "webhook_secret", "webhook_secret_previous", "oauth_client_secret", "jwt_secret",
+     "jwt_secret_previous"}
 )
 
 
@@ -38,6 +39,7 @@ class Settings:
     oauth_client_id: str | None = None
     oauth_client_secret: str | None = field(default=None, repr=False)
     jwt_secret: str | None = field(default=None, repr=False)
+    jwt_secret_previous: str | None = field(default=None, repr=False)
     database_path: Path = Path("data/quantumreview.db")
     host: str = "127.0.0.1"
     port: int = 8000
@@ -189,8 +191,12 @@ class _Reader:
             if value is not None and len(value.encode()) < MIN_WEBHOOK_SECRET_BYTES:
                 self.problems.append(f"{name} must be at least {MIN_WEBHOOK_SECRET_BYTES} bytes long")
         jwt_secret = self.env.get("JWT_SECRET") or None
-        if jwt_secret is not None and len(jwt_secret) < MIN_JWT_SECRET_CHARS:
-            self.problems.append(f"JWT_SECRET must be at least {MIN_JWT_SECRET_CHARS} characters long")
+        jwt_previous = self.env.get("JWT_SECRET_PREVIOUS") or None
+        for name, value in (("JWT_SECRET", jwt_secret), ("JWT_SECRET_PREVIOUS", jwt_previous)):
+            if value is not None and len(value) < MIN_JWT_SECRET_CHARS:
+                self.problems.append(f"{name} must be at least {MIN_JWT_SECRET_CHARS} characters long")
+        if jwt_previous is not None and jwt_secret is None:
+            self.problems.append("JWT_SECRET_PREVIOUS is only read during a rotation: set the new key as JWT_SECRET")
         oauth_id = self.text("GITHUB_OAUTH_CLIENT_ID")
         oauth_secret = self.env.get("GITHUB_OAUTH_CLIENT_SECRET") or None
         if (oauth_id is None) != (oauth_secret is None):
@@ -206,6 +212,7 @@ class _Reader:
             oauth_client_id=oauth_id,
             oauth_client_secret=oauth_secret,
             jwt_secret=jwt_secret,
+            jwt_secret_previous=jwt_previous,
             database_path=Path(self.text("DATABASE_PATH") or "data/quantumreview.db"),
             host=self.text("HOST") or "127.0.0.1",
             port=port,

@@ -139,7 +139,8 @@ async def load_stored_credentials(db: Database, box: SecretBox) -> AppCredential
     except SecretBoxError:
         raise StoredCredentialsError(
             "the stored GitHub App credentials cannot be decrypted: JWT_SECRET (or secret.key beside the "
-            "database) changed since setup; restore it, or set the GITHUB_* variables"
+            "database) changed since setup; restore it (to rotate it, set the old value as JWT_SECRET_PREVIOUS "
+            "beside the new JWT_SECRET), or set the GITHUB_* variables"
         ) from None
     return AppCredentials(
         app_id=int(values["app_id"]),

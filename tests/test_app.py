@@ -95,9 +95,9 @@ async def test_concurrent_deliveries_share_commits(client: Client) -> None:
 async def test_resources_start_in_order_db_http_github_intake_runner(app: web.Application) -> None:
     names = [getattr(ctx, "__qualname__", "").split(".")[0] for ctx in app.cleanup_ctx]
     assert app.cleanup_ctx[0] is database_ctx
-    assert names == ["database_ctx", "stored_credentials_ctx", "http_ctx", "github_ctx", "intake_ctx", "runner_ctx",
-                     "sweeper_ctx"]
-    assert app.cleanup_ctx[2:4] == [http_ctx, github_ctx]
+    assert names == ["database_ctx", "secrets_ctx", "stored_credentials_ctx", "http_ctx", "github_ctx", "intake_ctx",
+                     "runner_ctx", "sweeper_ctx"]
+    assert app.cleanup_ctx[3:5] == [http_ctx, github_ctx]
 
 
 async def test_setup_mode_start_says_how_to_finish_setup(make_settings: SettingsFactory, aiohttp_client: Any,

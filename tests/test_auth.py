@@ -650,3 +650,45 @@ def test_secrets_never_appear_in_reprs() -> None:
     tokens = users.StoredTokens(token_enc=b"ciphertext", refresh_enc=b"refresh-ciphertext")
     assert "ciphertext" not in repr(tokens)
     assert "secret" not in repr(auth.AuthState(clock=time.time)).lower()
+
+
+# -- OA-09 key rotation: JWT_SECRET_PREVIOUS ---------------------------------------------------------------------
+
+ROTATED = b"n" * 40
+
+
+def rotate(dash: Dashboard, box: SecretBox) -> None:
+    """What a restart with new settings does: the app's SecretBox is replaced."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        dash.client.app[keys.secret_box] = box
+
+
+async def test_sessions_signed_with_the_previous_key_live_out_their_lifetime(dash: Dashboard) -> None:
+    before = await log_in(dash)
+    rotate(dash, SecretBox(ROTATED, MASTER))
+    assert await api_status(dash, before) == 200
+    assert await api_status(dash, before, "/api/token") == 200  # her GitHub token, sealed with the old key, opens
+    dash.clock.advance(auth.SESSION_LIFETIME - 60)
+    assert await api_status(dash, before) == 200  # inside the grace window
+    dash.clock.advance(120)
+    assert await api_status(dash, before) == 401  # after it
+
+
+async def test_every_fresh_session_is_signed_with_the_new_key(dash: Dashboard) -> None:
+    rotate(dash, SecretBox(ROTATED, MASTER))
+    after = await log_in(dash)
+    times = {"verify_exp": False, "verify_iat": False}  # the test clock is not the wall clock
+    assert jwt.decode(after, SecretBox(ROTATED).session_key, algorithms=["HS256"], options=times)["sub"] == "42"
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.decode(after, SecretBox(MASTER).session_key, algorithms=["HS256"], options=times)
+    rotate(dash, SecretBox(ROTATED))  # JWT_SECRET_PREVIOUS removed
+    assert await api_status(dash, after) == 200
+
+
+async def test_without_the_previous_key_old_sessions_end(dash: Dashboard) -> None:
+    before = await log_in(dash)
+    rotate(dash, SecretBox(ROTATED))
+    assert await api_status(dash, before) == 401
