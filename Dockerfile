@@ -1,6 +1,8 @@
 # syntax=docker/dockerfile:1
 # QuantumReview: one process (web server + job runner) and one SQLite file on the /data volume.
-# SQLite and CPython in 3.13-slim are newer than the minimums the app relies on (3.51.3 and 3.11.8).
+# CPython 3.13 is past 3.11.8, the zip-overlap fix (CVE-2024-0450) the artifact reader relies on. Its SQLite is
+# Debian's (3.46.1 in trixie), older than the WAL-reset fix (3.51.3): the server writes and checkpoints on one
+# connection, safe on its own, and warns at start (storage/sqlite_gate.py).
 FROM python:3.13-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
