@@ -288,6 +288,21 @@ def m007_pr_links_and_nocase_indexes(db: sqlite_utils.Database) -> None:
     )
 
 
+@MIGRATIONS()
+def m008_active_jobs_index(db: sqlite_utils.Database) -> None:
+    """An index of unfinished jobs only, by key: claims seek from key to key instead of scanning the backlog.
+
+    It replaces jobs_ordering(ordering_key, status, id), which also held every finished job and moved an entry at
+    each status change; this one is written when a job is queued and when it ends, not when it starts.
+    """
+    db.executescript(
+        """
+        CREATE INDEX jobs_active ON jobs(ordering_key, id) WHERE status IN ('queued', 'running');
+        DROP INDEX jobs_ordering;
+        """
+    )
+
+
 def migrate(path: Path | str) -> list[str]:
     """Apply pending migrations to the file at `path`; return the names applied."""
     conn = sqlite3.connect(str(path))

@@ -14,7 +14,7 @@ import pytest
 
 from quantumreview.intake import IntakeWriter, Prepared, prepare_one_by_one, split_new
 from storage import jobs as store
-from storage.db import WAL_BACKSTOP_PAGES, Database, DatabaseBusy
+from storage.db import WAL_BACKSTOP_PAGES, Database, DatabaseBusy, placeholders
 from storage.deliveries import DeliveryRecord, get_delivery, insert_deliveries_now, known_ids_now
 
 
@@ -224,6 +224,48 @@ async def test_claim_takes_the_first_due_job_of_each_key_only(db: Database) -> N
     claimed = await claim(db, now, 10)
     assert [(j.id, j.attempts) for j in claimed] == [(1, 1), (3, 1)]
     assert await claim(db, now, 10) == []  # job 2 waits for job 1, still running
+
+
+@pytest.mark.parametrize("probe_limit", [store.PROBE_LIMIT, 0], ids=["probe", "heads"])
+@pytest.mark.parametrize("seed_value", range(5))
+async def test_full_claim_takes_exactly_each_keys_first_unfinished_job_when_due(
+        db: Database, seed_value: int, probe_limit: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Against the rule itself, on random backlogs (keys with finished, running, retrying and queued jobs), by
+    both ways of claiming: probing each due job, and walking the heads of the keys."""
+    import random
+
+    monkeypatch.setattr(store, "PROBE_LIMIT", probe_limit)
+
+    rng, now = random.Random(seed_value), time.time()
+    keys = [f"k{n}" for n in range(rng.randint(1, 12))]
+    rows = [(rng.choice(keys), rng.choice(["queued"] * 4 + ["running", "done", "dead"]),
+             now + rng.choice([-5, -5, -5, 60])) for _ in range(rng.randint(1, 300))]
+    await seed(db, [job(None, key, run_after=run_after) for key, _, run_after in rows])
+    async with db.transaction() as conn:
+        for status in ("running", "done", "dead"):
+            ids = [n for n, (_, s, _) in enumerate(rows, 1) if s == status]
+            await conn.execute(f"UPDATE jobs SET status = ? WHERE id IN ({placeholders(ids)})",  # noqa: S608
+                               (status, *ids))
+    expected = []
+    for key in keys:
+        unfinished = [n for n, (k, s, _) in enumerate(rows, 1) if k == key and s in ("queued", "running")]
+        if unfinished and rows[unfinished[0] - 1][1] == "queued" and rows[unfinished[0] - 1][2] <= now:
+            expected.append(unfinished[0])
+    limit = rng.randint(1, 8)
+    assert [j.id for j in await claim(db, now, limit)] == sorted(expected)[:limit]
+
+
+async def test_claims_seek_the_active_jobs_index_instead_of_scanning(db: Database) -> None:
+    """Claims read only unfinished jobs (jobs_active) and the due queue (jobs_due), never the whole table."""
+    plans = []
+    for sql, params in ((store.HEADS_CLAIM_SQL, (0, 0, 8)), (store.PROBE_CLAIM_SQL, (0, 0, 0, 8)),
+                        (store.NARROW_CLAIM_SQL.format(candidates=f"{store.NEW_SINCE} UNION ALL "
+                                                                  f"{store.HEAD_OF_KEY}"), (0, 0, "k", 0, 8))):
+        rows = await db.fetchall(f"EXPLAIN QUERY PLAN {sql}", params)
+        plans.append([row["detail"] for row in rows])
+    for plan in plans:
+        assert any("jobs_active" in step for step in plan), plan
+        assert [step for step in plan if step.startswith("SCAN") and "jobs_active" not in step] == [], plan
 
 
 async def test_claim_respects_the_limit(db: Database) -> None:
