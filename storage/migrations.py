@@ -298,7 +298,7 @@ def m008_active_jobs_index(db: sqlite_utils.Database) -> None:
     db.executescript(
         """
         CREATE INDEX jobs_active ON jobs(ordering_key, id) WHERE status IN ('queued', 'running');
-        DROP INDEX jobs_ordering;
+        DROP INDEX IF EXISTS jobs_ordering;
         """
     )
 
