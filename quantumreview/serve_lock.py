@@ -4,7 +4,8 @@ Why: at start a server requeues the jobs a crash left `running`. A second server
 twice by mistake, or restarted while the previous one still drains its jobs) would requeue jobs that are in
 fact running, and they would run twice. The lock is flock(2): the kernel drops it when its holder exits, even
 on SIGKILL, so a crashed server never blocks the next one. The CLI's other commands (replay, jobs, migrate,
-backup) take no lock: they are safe beside a running server.
+backup) take no lock and may run beside a server; replay and receive warn when they write beside one on a SQLite
+with the WAL-reset bug (storage/sqlite_gate.py).
 """
 
 from __future__ import annotations
