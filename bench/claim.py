@@ -63,10 +63,8 @@ def old_claim(conn: sqlite3.Connection, now: float) -> int:
 
 
 def new_claim(conn: sqlite3.Connection, now: float) -> int:
-    """What settle_and_claim does for a full claim, nothing to settle."""
-    if conn.execute(store.DUE_COUNT, (now, store.PROBE_LIMIT + 1)).fetchone()[0] <= store.PROBE_LIMIT:
-        return len(conn.execute(store.PROBE_CLAIM_SQL, (now, now, now, 8)).fetchall())
-    return len(conn.execute(store.HEADS_CLAIM_SQL, (now, now, 8)).fetchall())
+    """The runner's full claim, nothing to settle."""
+    return len(store.settle_and_claim(conn, [], now, 8).jobs)
 
 
 def best_ms(conn: sqlite3.Connection, claim: Callable[[sqlite3.Connection, float], int]) -> tuple[float, int]:

@@ -42,10 +42,14 @@ class SecretBox:
         self.session_key = _derive(master, b"session")
         # What a session cookie may be signed with: the current key first, then the previous one.
         self.session_keys = (self.session_key, *(() if previous is None else (_derive(previous, b"session"),)))
-        self.rotating = previous is not None
 
     def __repr__(self) -> str:
         return "SecretBox(<redacted>)"
+
+    @property
+    def rotating(self) -> bool:
+        """True while a previous key (JWT_SECRET_PREVIOUS) is still accepted."""
+        return len(self.session_keys) > 1
 
     @classmethod
     def load_or_create(cls, jwt_secret: str | None, key_dir: Path, previous: str | None = None) -> SecretBox:

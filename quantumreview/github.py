@@ -31,6 +31,7 @@ from quantumreview.github_client import (
     GitHubClient,
     InstallationAPI,
     Transport,
+    WritePacer,
     gone_when_missing,
 )
 from quantumreview.github_oauth import OAuthClient, OAuthError, UserTokens
@@ -79,7 +80,7 @@ class GitHubApp:
         self._transport = Transport(
             session=session, clock=clock, sleep=sleep, rand=rand, user_agent=user_agent or default_user_agent(),
             base_url=api_url.rstrip("/"), timeout=timeout, retry=retry or RetryPolicy(),
-            in_flight=asyncio.Semaphore(max_in_flight), write_interval=write_interval,
+            in_flight=asyncio.Semaphore(max_in_flight), pacer=WritePacer(clock, write_interval),
             cache=LRUCache(maxsize=etag_cache_size) if etag_cache_size > 0 else None)
         self._tokens = TokenCache(self._mint_token, clock)
         self._oauth = OAuthClient(session=session, web_url=web_url.rstrip("/"), client_id=oauth_client_id,

@@ -5,7 +5,7 @@ Retry rule: network errors (connection reset, disconnect, timeout) and 5xx are r
 `idempotent=True` (e.g. minting a token); a POST that creates a comment is never repeated blindly.
 Rate limits (403/429 with `retry-after`, remaining 0, or a secondary-limit message) raise `RateLimited(at=T)`
 (a wait ≤ `inline_wait` is slept instead) and block that client's key until T without touching the network.
-Writes (POST/PATCH/PUT/DELETE) of one installation go out at least `write_interval` apart (WritePacer), as
+Writes (POST/PATCH/PUT/DELETE) of one installation go out at least the WritePacer's interval apart, as
 GitHub asks, so a burst of comments and check runs does not trip the secondary rate limit.
 """
 
@@ -101,20 +101,13 @@ class Transport:
     in_flight: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(100))
     cache: gh_abc.CACHE_TYPE | None = None
     gate: RateGate | None = None
-    write_interval: float = 1.0
-    pacer: WritePacer | None = None
+    pacer: WritePacer | None = None  # spaces installation writes; None paces nothing
 
     def rate_gate(self) -> RateGate:
         """Return the shared gate, created on first use."""
         if self.gate is None:
             self.gate = RateGate(self.clock)
         return self.gate
-
-    def write_pacer(self) -> WritePacer:
-        """Return the shared write pacer, created on first use."""
-        if self.pacer is None:
-            self.pacer = WritePacer(self.clock, self.write_interval)
-        return self.pacer
 
 
 def path_of(url: str) -> str:
@@ -160,9 +153,7 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
             body, more, status = await super()._make_request(
                 method, url, url_vars, data, accept, jwt=jwt, oauth_token=oauth_token, content_type=content_type,
                 extra_headers=extra_headers)
-        except (ValueError, LookupError) as exc:  # json.loads, body.decode and an unknown charset
-            if not isinstance(exc, json.JSONDecodeError | UnicodeDecodeError | LookupError):
-                raise
+        except (json.JSONDecodeError, UnicodeDecodeError, LookupError) as exc:  # json.loads, body.decode, charset
             raise RetryLater(f"GitHub {method} {path_of(url)} answered with a body that is not JSON "
                              f"({type(exc).__name__})") from None
         if isinstance(body, str) and "json" in accept:  # gidgethub hands back any other content type as text
@@ -192,10 +183,10 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
         headers = dict(headers)
         idempotent = headers.pop(IDEMPOTENT_HEADER, None) is not None
         retryable = policy.may_retry(method, idempotent=idempotent)
-        paced = self._pace_writes and method.upper() in policy.WRITE_METHODS
+        pacer = transport.pacer if self._pace_writes and method.upper() in policy.WRITE_METHODS else None
         for attempt in range(1, retry.tries + 1):
             gate.check(self.limit_key)
-            if paced and (wait := transport.write_pacer().reserve(self.limit_key)) > 0:
+            if pacer is not None and (wait := pacer.reserve(self.limit_key)) > 0:
                 await transport.sleep(wait)
                 gate.check(self.limit_key)  # a rate limit may have come in while it waited
             last_try = attempt == retry.tries or not retryable

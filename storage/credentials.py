@@ -33,4 +33,3 @@ async def load_values(db: Database) -> dict[str, StoredValue]:
     """Every stored credential by name."""
     rows = await db.fetchall("SELECT name, value, secret FROM credentials")
     return {row["name"]: StoredValue(row["name"], bytes(row["value"]), bool(row["secret"])) for row in rows}
-

@@ -357,7 +357,7 @@ async def test_github_write_interval_is_a_setting_the_app_client_uses(
     assert Settings.from_env({}).github_write_interval == 1.0
     settings = Settings.from_env({"GITHUB_WRITE_INTERVAL": "2.5"})
     credentials = AppCredentials(app_id=1, private_key=rsa_private_key, webhook_secret="x" * 16)
-    pacer = build_github(session, settings, credentials).for_installation(7)._transport.write_pacer()
+    pacer = build_github(session, settings, credentials).for_installation(7)._transport.pacer
     assert [pacer.reserve("k") for _ in range(2)] == [0.0, pytest.approx(2.5, abs=0.1)]
     with pytest.raises(SettingsError, match="GITHUB_WRITE_INTERVAL"):
         Settings.from_env({"GITHUB_WRITE_INTERVAL": "-1"})
