@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from quantumreview.crypto import KeyFileError
 from quantumreview.logs import configure_logging
 from quantumreview.plugins import PluginError
 from quantumreview.settings import Settings, SettingsError
@@ -204,6 +205,6 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     configure_logging(settings.log_format, settings.log_level)
     try:
         return COMMANDS[args.command or "serve"](settings, args)
-    except PluginError as exc:
+    except (PluginError, KeyFileError) as exc:
         print(f"quantumreview: {exc}", file=sys.stderr)
         return 2

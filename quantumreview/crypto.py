@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import os
 import secrets
+import tempfile
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -20,6 +21,10 @@ KEY_FILE_NAME = "secret.key"
 
 class SecretBoxError(Exception):
     """A stored secret cannot be decrypted (wrong key or damaged value)."""
+
+
+class KeyFileError(Exception):
+    """secret.key exists but cannot be used (unreadable or damaged); the message names the file, never the key."""
 
 
 def _derive(master: bytes, purpose: bytes) -> bytes:
@@ -59,11 +64,17 @@ class SecretBox:
             return cls(jwt_secret.encode(), previous.encode() if previous else None)
         path = key_dir / KEY_FILE_NAME
         if not path.exists():
-            key_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(secrets.token_urlsafe(48))
-        return cls(path.read_text().strip().encode())
+            _create_key_file(path)
+        try:
+            master = path.read_bytes().strip()
+        except OSError as exc:
+            raise KeyFileError(f"{path} cannot be read ({exc.strerror}): the server needs it to open the "
+                               "secrets stored in the database") from None
+        if len(master) < 32:
+            raise KeyFileError(f"{path} is damaged (under 32 bytes): restore it from a backup (without it the "
+                               "secrets stored in the database cannot be opened), or delete it to start over "
+                               "with a new key and set up the App again")
+        return cls(master)
 
     def encrypt(self, plaintext: str) -> bytes:
         """Encrypt and authenticate `plaintext`."""
@@ -88,3 +99,44 @@ class SecretBox:
             return self._fernet.rotate(token)
         except (InvalidToken, ValueError, TypeError):
             return None
+
+
+def _create_key_file(path: Path) -> None:
+    """Write a new random key to `path` (mode 0600), whole and synced before the name appears.
+
+    Why not write in place: a crash mid-write would leave a short key under the real name, and a key not yet
+    synced could be lost in a power cut after secrets sealed with it were committed. Why a link: it fails if
+    another process (a second server on the same volume) created the file first, and then both use that one.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # mkstemp: mode 0600
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(48))
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass
+        except OSError:  # a filesystem without hard links: create the name exclusively and copy the key in
+            _write_exclusive(path, Path(temporary).read_text())
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+    finally:
+        os.unlink(temporary)
+
+
+def _write_exclusive(path: Path, key: str) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key)
+        handle.flush()
+        os.fsync(handle.fileno())
+
