@@ -54,6 +54,8 @@ STATE_BYTES = 32  # 256 bits
 MAX_PENDING_LOGINS = 4096
 REFRESH_MARGIN = 60.0  # refresh a user token this early, so a request never carries one about to expire
 CLOCK_SKEW = 60
+# Why a short wait: logout must answer promptly when GitHub is slow; an unrevoked token expires on its own (8 h).
+REVOKE_TIMEOUT = 5.0
 CALLBACK_PATH = "/auth/callback"
 CODE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 GITHUB_ERROR_CODE = re.compile(r"[a-z0-9_]{1,64}")
@@ -368,6 +370,20 @@ def set_session_cookie(response: web.StreamResponse, settings: Settings, value: 
                         samesite="Lax", secure=_secure(settings))
 
 
+async def _revoke(app: web.Application, user: User, stored: StoredTokens) -> None:
+    """Best effort: the session has already ended and the token is forgotten here, whatever GitHub answers."""
+    github = app.get(keys.github)
+    try:
+        if github is None:
+            raise OAuthError("not_configured", "the GitHub App is not configured")
+        token = app[keys.secret_box].decrypt(stored.token_enc)
+        async with asyncio.timeout(REVOKE_TIMEOUT):
+            await github.revoke_user_token(token)
+    except (OAuthError, RetryLater, SecretBoxError, TimeoutError) as exc:
+        log.warning("user %s: GitHub token not revoked at logout (%s); it expires on its own", user.login,
+                    type(exc).__name__)
+
+
 def _forget_state(settings: Settings, response: web.Response) -> web.Response:
     response.del_cookie(state_cookie_name(settings), path="/", secure=_secure(settings), samesite="Lax")
     return response
@@ -375,15 +391,20 @@ def _forget_state(settings: Settings, response: web.Response) -> web.Response:
 
 @routes.post("/auth/logout")
 async def logout(request: web.Request) -> web.Response:
-    """End the session server-side (every cookie issued so far stops working) and clear the cookie."""
+    """End the session server-side (every cookie issued so far stops working), forget the user's GitHub token
+    and ask GitHub to revoke it, and clear the cookie."""
     settings = request.app[keys.settings]
     try:
         user: User | None = await current_user(request)
     except web.HTTPUnauthorized:
         user = None
     if user is not None:
-        await users.end_sessions(request.app[keys.db], user.id, now=_auth_state(request).clock())
+        db = request.app[keys.db]
+        stored = await users.get_tokens(db, user.id)
+        await users.end_sessions(db, user.id, now=_auth_state(request).clock())
         log.info("user %s logged out", user.login)
+        if stored is not None:
+            await _revoke(request.app, user, stored)
     response = web.json_response({"logged_out": True}, headers=PAGE_HEADERS)
     response.del_cookie(session_cookie_name(settings), path="/", secure=_secure(settings), samesite="Lax")
     return response

@@ -83,7 +83,8 @@ class GitHubApp:
             in_flight=asyncio.Semaphore(max_in_flight), pacer=WritePacer(clock, write_interval),
             cache=LRUCache(maxsize=etag_cache_size) if etag_cache_size > 0 else None)
         self._tokens = TokenCache(self._mint_token, clock)
-        self._oauth = OAuthClient(session=session, web_url=web_url.rstrip("/"), client_id=oauth_client_id,
+        self._oauth = OAuthClient(session=session, web_url=web_url.rstrip("/"), api_url=api_url.rstrip("/"),
+                                  client_id=oauth_client_id,
                                   client_secret=oauth_client_secret, user_agent=self._transport.user_agent,
                                   clock=clock)
 
@@ -159,6 +160,10 @@ class GitHubApp:
     async def refresh_user_token(self, refresh_token: str) -> UserTokens:
         """Trade a refresh token for fresh user tokens; OAuthError when GitHub refuses."""
         return await self._oauth.refresh_user_token(refresh_token)
+
+    async def revoke_user_token(self, token: str) -> None:
+        """Make GitHub forget a user token (at logout)."""
+        await self._oauth.revoke_user_token(token)
 
     async def get_user(self, token: str) -> dict[str, Any]:
         """GET /user with a user token."""

@@ -1,7 +1,9 @@
-"""User-to-server OAuth: exchange a code, refresh a user token (both on the web host, GITHUB_URL).
+"""User-to-server OAuth: exchange a code, refresh a user token (both on the web host, GITHUB_URL), and revoke
+one (on the API host).
 
 https://docs.github.com/en/apps/creating-github-apps/authenticating-with-a-github-app/generating-a-user-access-token-for-a-github-app
 https://docs.github.com/en/apps/creating-github-apps/authenticating-with-a-github-app/refreshing-user-access-tokens
+https://docs.github.com/en/rest/apps/oauth-applications#delete-an-app-token
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 import aiohttp
 
 from quantumreview.errors import PermanentError, RetryLater
-from quantumreview.github_client import DEFAULT_TIMEOUT, NETWORK_ERRORS
+from quantumreview.github_client import API_VERSION, DEFAULT_TIMEOUT, NETWORK_ERRORS
 
 
 class OAuthError(PermanentError):
@@ -41,10 +43,11 @@ class UserTokens:
 
 @dataclass(frozen=True)
 class OAuthClient:
-    """The App's OAuth client credentials and where GitHub's web host is."""
+    """The App's OAuth client credentials and where GitHub's web and API hosts are."""
 
     session: aiohttp.ClientSession
     web_url: str
+    api_url: str
     client_id: str | None
     client_secret: str | None = field(repr=False)
     user_agent: str
@@ -59,9 +62,31 @@ class OAuthClient:
         """Trade a refresh token for a new user token (GitHub rotates the refresh token too)."""
         return await self._token_request({"grant_type": "refresh_token", "refresh_token": refresh_token})
 
-    async def _token_request(self, fields: Mapping[str, str]) -> UserTokens:
+    async def revoke_user_token(self, access_token: str) -> None:
+        """Make GitHub forget a user token (DELETE /applications/{client_id}/token, client credentials as Basic
+        auth). A token GitHub no longer knows (404) counts as revoked."""
+        client_id, client_secret = self._client_credentials()
+        url = f"{self.api_url.rstrip('/')}/applications/{client_id}/token"
+        headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": API_VERSION,
+                   "User-Agent": self.user_agent, "Authorization": aiohttp.encode_basic_auth(client_id, client_secret)}
+        try:
+            async with self.session.delete(url, json={"access_token": access_token}, headers=headers,
+                                           timeout=DEFAULT_TIMEOUT) as response:
+                status = response.status
+        except NETWORK_ERRORS as exc:
+            raise RetryLater(f"GitHub's API is unreachable ({type(exc).__name__})") from None
+        if status >= 500 or status == 429:
+            raise RetryLater(f"GitHub answered {status} to the token revocation")
+        if status not in (204, 404):
+            raise OAuthError(f"http_{status}", "GitHub refused to revoke the token")
+
+    def _client_credentials(self) -> tuple[str, str]:
         if not self.client_id or not self.client_secret:
             raise OAuthError("not_configured", "GITHUB_OAUTH_CLIENT_ID and GITHUB_OAUTH_CLIENT_SECRET are not set")
+        return self.client_id, self.client_secret
+
+    async def _token_request(self, fields: Mapping[str, str]) -> UserTokens:
+        self._client_credentials()
         form = {"client_id": self.client_id, "client_secret": self.client_secret, **fields}
         headers = {"Accept": "application/json", "User-Agent": self.user_agent}
         url = self.web_url.rstrip("/") + "/login/oauth/access_token"

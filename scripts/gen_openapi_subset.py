@@ -21,6 +21,7 @@ OPERATIONS: tuple[tuple[str, str], ...] = (
     ("GET", "/app/hook/deliveries/{delivery_id}"),
     ("POST", "/app/hook/deliveries/{delivery_id}/attempts"),
     ("POST", "/app-manifests/{code}/conversions"),
+    ("DELETE", "/applications/{client_id}/token"),
     ("GET", "/installation/repositories"),
     ("GET", "/repos/{owner}/{repo}/issues/{issue_number}"),
     ("GET", "/repos/{owner}/{repo}/issues/{issue_number}/comments"),

@@ -568,6 +568,62 @@ async def test_logout_ends_the_session_server_side_so_the_old_cookie_gets_401(da
     assert await users.get_tokens(dash.db, 42) is None
 
 
+REVOKE_ROUTE = "/applications/{client_id}/token"
+
+
+async def stored_token(dash: Dashboard, user_id: int = 42) -> str:
+    stored = await users.get_tokens(dash.db, user_id)
+    assert stored is not None
+    return dash.box.decrypt(stored.token_enc)
+
+
+async def github_user_status(dash: Dashboard, token: str) -> int:
+    """What GitHub (the fake) answers GET /user with `token`: 200 while it lives, 401 once revoked."""
+    async with aiohttp.ClientSession() as session, session.get(
+            f"{dash.fake.api_url}/user", headers={"Authorization": f"token {token}"}) as response:
+        return response.status
+
+
+async def test_logout_revokes_the_user_token_at_github(dash: Dashboard) -> None:
+    value = await log_in(dash)
+    token = await stored_token(dash)
+    assert await github_user_status(dash, token) == 200
+    response = await dash.client.post("/auth/logout", headers={**with_session(dash, value), "Origin": PUBLIC})
+    assert response.status == 200
+    assert dash.fake.state.revoked_user_tokens == [token]
+    (call,) = dash.fake.calls("DELETE", REVOKE_ROUTE)
+    assert call.path.endswith(f"/applications/{dash.fake.oauth_client_id}/token")
+    assert call.headers["Authorization"] == "Basic " + base64.b64encode(
+        f"{dash.fake.oauth_client_id}:{dash.fake.oauth_client_secret}".encode()).decode()
+    assert json.loads(call.body) == {"access_token": token}
+    assert await github_user_status(dash, token) == 401
+    assert dash.fake.contract_violations == []
+
+
+@pytest.mark.parametrize("kind", ["status", "hang"])
+async def test_logout_still_ends_the_session_when_github_cannot_revoke(dash: Dashboard, kind: str,
+                                                                      monkeypatch: pytest.MonkeyPatch,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(auth, "REVOKE_TIMEOUT", 0.2)
+    value = await log_in(dash)
+    token = await stored_token(dash)
+    dash.fake.fail_next("DELETE", REVOKE_ROUTE, status=502, kind=kind, delay=5.0)
+    response = await dash.client.post("/auth/logout", headers={**with_session(dash, value), "Origin": PUBLIC})
+    assert response.status == 200
+    assert set_cookies(response)[session_name(dash)].value == ""
+    assert await api_status(dash, value) == 401
+    assert await users.get_tokens(dash.db, 42) is None
+    assert dash.fake.state.revoked_user_tokens == []
+    assert "GitHub token not revoked at logout" in caplog.text
+    assert token not in caplog.text
+
+
+async def test_logout_without_a_session_calls_github_for_nothing(dash: Dashboard) -> None:
+    response = await dash.client.post("/auth/logout", headers={"Origin": PUBLIC})
+    assert response.status == 200
+    assert dash.fake.calls("DELETE", REVOKE_ROUTE) == []
+
+
 async def test_logout_from_another_site_is_refused(dash: Dashboard) -> None:
     value = await log_in(dash)
     response = await dash.client.post("/auth/logout",

@@ -11,6 +11,7 @@ import aiohttp
 import gidgethub
 import pytest
 
+from quantumreview.errors import RetryLater
 from quantumreview.github import GitHubApp, OAuthError, UserTokens
 from quantumreview.testing.fake import FakeGitHub
 from tests.github_support import T0, no_sleep
@@ -136,3 +137,32 @@ async def test_convert_manifest_returns_credentials_once_without_auth(
     with pytest.raises(gidgethub.BadRequest) as caught:
         await app.convert_manifest(code)
     assert caught.value.status_code == 404
+
+
+async def test_revoke_user_token_makes_github_refuse_it(app: GitHubApp, session: aiohttp.ClientSession,
+                                                        fake: FakeGitHub) -> None:
+    tokens = await signed_in(app, session, fake)
+    assert (await app.get_user(tokens.access_token))["login"] == "mona"
+    await app.revoke_user_token(tokens.access_token)
+    with pytest.raises(gidgethub.BadRequest):
+        await app.get_user(tokens.access_token)
+    await app.revoke_user_token(tokens.access_token)  # GitHub's 404 for a token already gone: nothing to do
+
+
+@pytest.mark.parametrize(("status", "error"), [(502, RetryLater), (429, RetryLater), (422, OAuthError),
+                                               (401, OAuthError)])
+async def test_revoke_user_token_reports_what_github_answered(app: GitHubApp, session: aiohttp.ClientSession,
+                                                              fake: FakeGitHub, status: int,
+                                                              error: type[Exception]) -> None:
+    tokens = await signed_in(app, session, fake)
+    fake.fail_next("DELETE", "/applications/{client_id}/token", status=status)
+    with pytest.raises(error):
+        await app.revoke_user_token(tokens.access_token)
+
+
+async def test_revoke_user_token_without_client_credentials_is_an_oauth_error(
+        session: aiohttp.ClientSession, fake: FakeGitHub, rsa_private_key: str) -> None:
+    bare = GitHubApp(session, app_id=1, private_key=rsa_private_key, api_url=fake.api_url, web_url=fake.url)
+    with pytest.raises(OAuthError, match="not_configured"):
+        await bare.revoke_user_token("ghu_x")
+    assert fake.calls("DELETE", "/applications/{client_id}/token") == []

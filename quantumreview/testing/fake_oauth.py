@@ -14,7 +14,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from quantumreview.testing.fake_http import Route, found, int_param, paged_json, state_of, token_of
+from quantumreview.testing.fake_http import GitHubError, Route, found, int_param, paged_json, state_of, token_of
 from quantumreview.testing.fake_state import FakeState
 
 CODE_TTL = 600.0  # GitHub's authorization codes expire after 10 minutes
@@ -108,6 +108,32 @@ async def access_token(request: web.Request) -> web.Response:
     return web.Response(text=urlencode(answer), content_type="application/x-www-form-urlencoded")
 
 
+def client_credentials_match(state: FakeState, request: web.Request) -> bool:
+    """Whether the request carries the App's OAuth client id and secret as HTTP Basic auth."""
+    scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return False
+    try:
+        client_id, _, secret = base64.b64decode(encoded, validate=True).decode().partition(":")
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return client_id == state.oauth_client_id and hmac.compare_digest(secret, state.oauth_client_secret)
+
+
+async def delete_app_token(request: web.Request) -> web.Response:
+    """DELETE /applications/{client_id}/token: revoke one user token (client credentials as Basic auth)."""
+    state = state_of(request)
+    if request.match_info["client_id"] != state.oauth_client_id or not client_credentials_match(state, request):
+        raise GitHubError(404, "Not Found")
+    body = await request.json()
+    token = state.tokens.get(body.get("access_token", "")) if isinstance(body, dict) else None
+    if token is None or token.login is None:
+        raise GitHubError(404, "Not Found")
+    del state.tokens[token.value]
+    state.revoked_user_tokens.append(token.value)
+    return web.Response(status=204)
+
+
 def new_private_key_pem() -> str:
     """Return a fresh RSA private key in PEM form."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -165,6 +191,7 @@ ROUTES = (
     Route("POST", "/login/oauth/access_token", access_token, host="web"),
     Route("POST", "/settings/apps/new", new_app_from_manifest, host="web"),
     Route("POST", "/organizations/{org}/settings/apps/new", new_app_from_manifest, host="web"),
+    Route("DELETE", "/applications/{client_id}/token", delete_app_token),
     Route("GET", "/user", get_user, auth="user"),
     Route("GET", "/user/installations", list_user_installations, auth="user"),
     Route("GET", "/user/installations/{installation_id}/repositories", list_user_installation_repos, auth="user"),

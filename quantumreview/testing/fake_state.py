@@ -113,6 +113,7 @@ class FakeState:
     current_login: str | None = None
     oauth_codes: dict[str, dict[str, Any]] = field(default_factory=dict)
     refresh_tokens: dict[str, str] = field(default_factory=dict)
+    revoked_user_tokens: list[str] = field(default_factory=list)  # DELETE /applications/{client_id}/token
     webhook_url: str | None = None
     webhook_secret: str = ""
     created_apps: list[dict[str, Any]] = field(default_factory=list)
