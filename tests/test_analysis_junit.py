@@ -669,3 +669,72 @@ def test_suites_nested_deeper_than_pythons_recursion_limit_are_read(monkeypatch:
     report = parse_junit(body.encode())
 
     assert report.tests == 2 and dict(report.by_tid) == {"T1": "passed", "T2": "failed"}
+
+
+# --- declared encodings the prolog check cannot follow (XML-03) ---------------------------------
+
+ESC = b"\x1b"
+PLAIN_SUITE = b'<testsuite><testcase name="T1::a"><failure message="m"/></testcase></testsuite>'
+
+
+def stateful_wrap(rest: bytes, encoding: bytes = b"CP50221") -> bytes:
+    """The audit's bypass: read one byte per character this looks like a PI and then the root
+    element; libxml2, decoding ISO-2022-JP, is still inside the PI and then sees `rest` as prolog."""
+    return b'<?xml version="1.0" encoding="' + encoding + b'"?><?a ' + ESC + b"$B?><Te" + ESC + b"(B?>" + rest
+
+
+@pytest.mark.parametrize(
+    "encoding", [b"CP50221", b"ISO-2022-JP", b"iso-2022-jp-2", b"UTF-7", b"HZ-GB-2312", b"IBM037", b"Shift_JIS"]
+)
+def test_encodings_the_prolog_check_cannot_follow_are_refused(encoding: bytes) -> None:
+    with pytest.raises(ReportUnreadable, match=r"encoding .* refused"):
+        parse_junit(stateful_wrap(b'<!DOCTYPE testsuite [<!ENTITY e "T7">]>' + PLAIN_SUITE, encoding))
+
+
+def test_the_bypass_document_without_a_doctype_is_refused_too() -> None:
+    """Refused for its encoding, not for what follows: the check cannot know what libxml2 will see."""
+    with pytest.raises(ReportUnreadable, match="'CP50221' refused"):
+        parse_junit(stateful_wrap(PLAIN_SUITE))
+
+
+def test_an_entity_in_an_attribute_never_expands() -> None:
+    """libxml2 expands entities in attribute values whatever resolve_entities says, and with
+    huge_tree that is a quadratic blowup: the DOCTYPE must never reach it, under any declaration."""
+    bomb = b'<!DOCTYPE t [<!ENTITY a "' + b"T7::" + b"y" * (1 << 20) + b'">]><testsuite>' \
+        b'<testcase name="&a;"><failure message="' + b"&a;" * 200 + b'"/></testcase></testsuite>'
+    started = time.perf_counter()
+    for document in (stateful_wrap(bomb), b'<?xml version="1.0" encoding="UTF-8"?>' + bomb):
+        with pytest.raises(ReportUnreadable, match="refused"):
+            parse_junit(document)
+    assert time.perf_counter() - started < 1
+    # Without a DOCTYPE the reference is undefined: an error, never an expansion.
+    with pytest.raises(ReportUnreadable, match="not well-formed"):
+        parse_junit(b'<testsuite><testcase name="&a;"/></testsuite>')
+
+
+@pytest.mark.parametrize(
+    "declaration",
+    [b'encoding="utf-8"', b"encoding='UTF8'", b'encoding = "US-ASCII"', b'encoding="ISO-8859-15"',
+     b'encoding="iso_8859-1"', b'encoding="latin1"', b'encoding="windows-1252"', b'encoding="CP1250"'],
+)
+def test_ascii_exact_encodings_are_still_read(declaration: bytes) -> None:
+    body = b'<?xml version="1.0" ' + declaration + b' standalone="yes"?><testsuite><testcase name="T1::a"/></testsuite>'
+
+    assert dict(parse_junit(body).by_tid) == {"T1": "passed"}
+
+
+@pytest.mark.parametrize(
+    "declaration",
+    [b'encoding="UTF-8" encoding="UTF-7"', b"encoding=UTF-7", b'ENCODING="UTF-7" encoding="UTF-8"'],
+)
+def test_declarations_that_do_not_parse_cleanly_are_refused(declaration: bytes) -> None:
+    with pytest.raises(ReportUnreadable, match="encoding"):
+        parse_junit(b'<?xml version="1.0" ' + declaration + b"?>" + PLAIN_SUITE)
+
+
+def test_a_wide_document_may_declare_its_own_encoding_but_not_a_stateful_one() -> None:
+    body = '<?xml version="1.0" encoding="{}"?><testsuite><testcase name="T1::a"/></testsuite>'
+
+    assert dict(parse_junit(body.format("UTF-16").encode("utf-16")).by_tid) == {"T1": "passed"}
+    with pytest.raises(ReportUnreadable, match="'UTF-7' refused"):
+        parse_junit(body.format("UTF-7").encode("utf-16"))

@@ -25,6 +25,21 @@ JUNIT_ROOTS = frozenset({"testsuites", "testsuite"})
 # One TID over several testcases: error > failed > passed > skipped (skipped only if all were).
 _RANK: dict[Status, int] = {"skipped": 0, "passed": 1, "failed": 2, "error": 3}
 _SPACE = re.compile(r"[ \t\r\n]*")
+# Declared encodings under which the prolog check's one-byte-per-character reading of ASCII markup is
+# exact: UTF-8 and single-byte supersets of ASCII. Anything else (stateful ISO-2022-*, UTF-7, HZ,
+# EBCDIC, ...) could make libxml2 see a DOCTYPE that check never saw, so it is refused. Names are
+# compared lower-case with "-", "_" and "." dropped.
+_ASCII_EXACT = frozenset(
+    {"utf8", "usascii", "ascii", "latin1", "l1", "cp819", "ibm819", "isoir100"}
+    | {f"iso8859{n}" for n in (*range(1, 12), *range(13, 17))}
+    | {f"latin{n}" for n in range(1, 11)}
+    | {f"{prefix}125{n}" for prefix in ("windows", "cp") for n in range(9)}
+)
+# With a BOM or a UTF-16/32 start libxml2 goes by those bytes; a matching declaration is fine too.
+_WIDE = frozenset({"utf16", "utf16le", "utf16be", "utf32", "utf32le", "utf32be", "ucs2", "ucs4",
+                   "iso10646ucs2", "iso10646ucs4"})
+_ENCODING_DECL = re.compile(r"""encoding[ \t\r\n]*=[ \t\r\n]*(?:"([^"]*)"|'([^']*)')""")
+_PI_TARGET = re.compile(r"<\?([^ \t\r\n?]*)")
 _ROOT_START = re.compile(r"<[A-Za-z_:\u0080-\uffff]")
 _BOMS = (
     (b"\xef\xbb\xbf", "utf-8"),
@@ -182,6 +197,8 @@ def _prolog_end(head: bytes, *, final: bool) -> int | None:
             end = text.find(closer, pos + 2)
             if end < 0:
                 break
+            if closer == "?>":
+                _check_declared_encoding(text[pos:end], codec)
             pos = end + len(closer)
         elif text.startswith("<!", pos):
             raise ReportUnreadable("DOCTYPE or declaration refused (DTDs and entities are never processed)")
@@ -198,11 +215,32 @@ def _prolog_end(head: bytes, *, final: bool) -> int | None:
     raise ReportUnreadable("empty or truncated document (no root element)")
 
 
+def _check_declared_encoding(pi: str, codec: str) -> None:
+    """Refuse an XML declaration (any PI with target xml) naming an encoding the prolog check cannot follow.
+
+    Conservative on purpose: every "encoding" in the declaration must be a plain, allowed value,
+    so that no spelling libxml2 might still accept slips past.
+    """
+    target = _PI_TARGET.match(pi)
+    if target is None or target.group(1).lower() != "xml":
+        return
+    values = [double or single for double, single in _ENCODING_DECL.findall(pi)]
+    if len(values) != pi.lower().count("encoding"):
+        raise ReportUnreadable("XML declaration with an unreadable encoding declaration refused")
+    allowed = _ASCII_EXACT if codec == "latin-1" else _ASCII_EXACT | _WIDE
+    for value in values:
+        if re.sub(r"[-_.]", "", value).lower() not in allowed:
+            raise ReportUnreadable(
+                f"encoding {value[:40]!r} refused (only UTF-8, UTF-16/32, ASCII and single-byte encodings are read)"
+            )
+
+
 def _prolog_codec(head: bytes) -> tuple[str, int]:
     """A codec that reads the prolog's ASCII markup, and how many BOM bytes to skip first.
 
     Any ASCII-compatible encoding (UTF-8 included) is read as latin-1, one character per byte,
-    so that positions in the text are byte offsets; the real decoding is libxml2's job.
+    so that positions in the text are byte offsets; the real decoding is libxml2's job. That reading
+    is exact only for the encodings _check_declared_encoding allows; it refuses any other declaration.
     """
     for prefix, codec in _BOMS:
         if head.startswith(prefix):
