@@ -244,10 +244,23 @@ class AppClient(GitHubClient):
         return await self._resilient(method, url, headers, body, follow_redirects=follow_redirects)
 
 
+class InstallationDeleted(InstallationGone):
+    """Minting the installation's token answered 404: the installation itself is gone, not one resource.
+
+    The job runner records it as deleted (as the `installation.deleted` webhook would), which a 404 from
+    `gone_when_missing` (a removed or renamed repository) must not do.
+    """
+
+    def __init__(self, reason: str, *, installation_id: int) -> None:
+        super().__init__(reason)
+        self.installation_id = installation_id
+
+
 class InstallationAPI(GitHubClient):
     """Authenticated as one installation; the token comes from the shared cache at request time.
 
     A 401 drops the token it was sent with and the request is repeated once with a freshly minted token.
+    A mint's 404 is raised as InstallationDeleted.
     """
 
     def __init__(self, transport: Transport, tokens: TokenCache, installation_id: int) -> None:
@@ -259,16 +272,24 @@ class InstallationAPI(GitHubClient):
                         follow_redirects: bool) -> Response:
         if "authorization" in headers:  # the caller chose other credentials (jwt= / oauth_token=)
             return await self._resilient(method, url, headers, body, follow_redirects=follow_redirects)
-        token = await self._tokens.get(self.installation_id)
+        token = await self._token()
         reply = await self._resilient(method, url, {**headers, "authorization": f"token {token}"}, body,
                                       follow_redirects=follow_redirects)
         if reply[0] != 401:
             return reply
         self._tokens.drop(self.installation_id, token)
-        fresh = await self._tokens.get(self.installation_id)
+        fresh = await self._token()
         log.info("GitHub %s %s answered 401: token re-minted, one more try", method, path_of(url))
         return await self._resilient(method, url, {**headers, "authorization": f"token {fresh}"}, body,
                                      follow_redirects=follow_redirects)
+
+    async def _token(self) -> str:
+        try:
+            return await self._tokens.get(self.installation_id)
+        except InstallationDeleted:
+            raise
+        except InstallationGone as exc:  # only the mint raises it here: its 404
+            raise InstallationDeleted(str(exc), installation_id=self.installation_id) from None
 
     async def redirect_location(self, url: str) -> tuple[int, str | None]:
         """GET url without following redirects; return the status and the Location header (if any)."""

@@ -1,7 +1,8 @@
 """JobRunner: claim due jobs, run each in a TaskGroup with its own try/except and timeout, retry, drain at stop.
 
 Outcomes: success → done; PermanentError → failed; InstallationGone → cancelled, and so are that
-installation's other queued jobs (they would all hit the same 404); any other exception or a timeout → retried
+installation's other queued jobs (they would all hit the same 404), and when the token mint said so
+(InstallationDeleted) the installation is marked deleted too; any other exception or a timeout → retried
 with exponential backoff and jitter (RetryLater/RateLimited `at` is honoured) until job_max_attempts → dead.
 A suspended installation's jobs are put back with a delay, uncounted. `ctx.enqueue` must not be awaited inside
 a `db.transaction()` (the writer lock is not re-entrant).
@@ -27,9 +28,11 @@ from gidgethub import sansio
 from quantumreview import keys
 from quantumreview.context import Context
 from quantumreview.errors import InstallationGone, InstallationSuspended, PermanentError, RetryLater
+from quantumreview.github_client import InstallationDeleted
 from quantumreview.logs import redact
 from quantumreview.plugins import HandlerRegistry
 from quantumreview.settings import Settings
+from storage import installations
 from storage import jobs as store
 from storage.db import Database
 
@@ -249,6 +252,9 @@ class JobRunner:
             if isinstance(exc, InstallationGone) and job.installation_id is not None:
                 await store.mark_final(conn, job.id, "cancelled", now, error)
                 await store.cancel_installation_jobs(conn, job.installation_id, now, error)
+                if isinstance(exc, InstallationDeleted) and exc.installation_id == job.installation_id:
+                    # Why: else the dashboard shows it active and new deliveries keep minting for it.
+                    await installations.mark_deleted(conn, job.installation_id, now)
             elif isinstance(exc, PermanentError):
                 await store.mark_final(conn, job.id, "failed", now, error)
             elif job.attempts >= self._settings.job_max_attempts:

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from quantumreview.errors import InstallationGone, InstallationSuspended
 from quantumreview.github import GitHubApp
 from quantumreview.github_auth import BAD_KEY_MESSAGE
+from quantumreview.github_client import InstallationDeleted
 from quantumreview.testing.fake import FakeGitHub
 from tests.github_support import T0, Clock, no_sleep
 
@@ -147,8 +148,9 @@ async def test_persistent_401_is_retried_once_then_raised(app: GitHubApp, fake: 
 
 
 async def test_mint_404_means_installation_gone_without_retry(app: GitHubApp, fake: FakeGitHub) -> None:
-    with pytest.raises(InstallationGone):
+    with pytest.raises(InstallationDeleted) as caught:
         await app.for_installation(99).getitem("/installation/repositories")
+    assert caught.value.installation_id == 99  # what the job runner marks deleted (GH-11)
     assert len(fake.calls("POST", MINT)) == 1
     assert fake.calls("GET", "/installation/repositories") == []
 
@@ -157,7 +159,7 @@ async def test_removed_installation_with_cached_token_ends_as_gone(app: GitHubAp
     gh = app.for_installation(7)
     await gh.getitem("/installation/repositories")
     fake.remove_installation(7)
-    with pytest.raises(InstallationGone):
+    with pytest.raises(InstallationDeleted):  # the 401's re-mint answers 404
         await gh.getitem("/installation/repositories")
     assert len(fake.calls("POST", MINT)) == 2
 

@@ -16,15 +16,19 @@ from gidgethub import routing, sansio
 
 from quantumreview.context import Context
 from quantumreview.errors import InstallationGone, PermanentError, RetryLater
+from quantumreview.github import GitHubApp
 from quantumreview.jobs import Backoff, JobRunner, describe_error
 from quantumreview.plugins import HandlerRegistry, handler_name
 from quantumreview.settings import Settings
+from quantumreview.testing.fake import FakeGitHub
+from storage import installations
 from storage import jobs as store
 from storage.db import Database
 from storage.deliveries import DeliveryRecord, insert_deliveries_now
 from tests.github_support import wait_until
 
 Handler = Callable[[sansio.Event, Context], Awaitable[None]]
+MINT = "/app/installations/{installation_id}/access_tokens"
 
 
 @asynccontextmanager
@@ -135,6 +139,7 @@ async def test_installation_gone_cancels_that_installations_queued_jobs(db: Data
         ran.append(ctx.installation_id)
 
     ran: list[int | None] = []
+    stored = await store_installation(db, 5, ["o/a"])
     await add_delivery(db, "d1", [gone, later], key="same", installation_id=5)
     await add_delivery(db, "d2", [later], key="other", installation_id=6)
     async with running(db, router, settings):
@@ -142,6 +147,56 @@ async def test_installation_gone_cancels_that_installations_queued_jobs(db: Data
     jobs = await store.list_jobs(db)
     assert [(j.delivery_id, j.status) for j in jobs] == [("d1", "cancelled"), ("d1", "cancelled"), ("d2", "done")]
     assert ran == [6]
+    # Why: a handler's 404 (gone_when_missing: one repository removed) is not the installation's deletion.
+    assert (await installations.get_installation(db, 5)) == stored
+
+
+async def store_installation(db: Database, installation_id: int, repos: list[str]) -> installations.Installation:
+    """Store an active installation and its repositories, as the installation.created webhook would."""
+    now = time.time()
+    async with db.transaction() as conn:
+        await installations.upsert_installation(conn, {"id": installation_id, "account": {"login": "o"}}, now)
+        await installations.add_repositories(
+            conn, installation_id, [{"id": installation_id * 100 + n, "full_name": r} for n, r in enumerate(repos)],
+            now)
+    stored = await installations.get_installation(db, installation_id)
+    assert stored is not None and not stored.deleted
+    return stored
+
+
+async def test_a_mint_404_marks_the_installation_deleted_and_cancels_its_jobs(
+        db: Database, settings: Settings, fake_github: FakeGitHub, github_app: GitHubApp) -> None:
+    """RELIABILITY GH-11: uninstalled while the webhook was missed; the first mint's 404 records it."""
+    router = routing.Router()
+
+    @router.register("issues")
+    async def read(event: sansio.Event, ctx: Context) -> None:
+        await ctx.gh.getitem("/installation/repositories")
+
+    @router.register("issues")
+    async def read_again(event: sansio.Event, ctx: Context) -> None:
+        await ctx.gh.getitem("/installation/repositories")
+
+    await store_installation(db, 5, ["o/a", "o/b"])  # stored, but GitHub (the fake) no longer knows it
+    fake_github.add_installation(6, repositories=["p/c"])
+    await store_installation(db, 6, ["p/c"])
+    await add_delivery(db, "d1", [read, read_again], key="same", installation_id=5)
+    await add_delivery(db, "d2", [read], key="other", installation_id=6)
+    async with running(db, router, settings, github_factory=github_app.for_installation) as runner:
+        await wait_until(lambda: settled(db))
+        await add_delivery(db, "d3", [read], key="later", installation_id=5)
+        runner.wake()
+        await wait_until(lambda: settled(db))
+    jobs = await store.list_jobs(db)
+    assert [(j.delivery_id, j.status) for j in jobs] == [
+        ("d1", "cancelled"), ("d1", "cancelled"), ("d2", "done"), ("d3", "cancelled")]
+    gone = await installations.get_installation(db, 5)
+    assert gone is not None and gone.deleted
+    assert await installations.active_repositories(db, 5) == []
+    assert await installations.active_repositories(db, 6) == ["p/c"]
+    # Why 2: one mint per installation; the sibling job and the later delivery never ask GitHub again.
+    assert sorted(call.path for call in fake_github.calls("POST", MINT)) == [
+        "/app/installations/5/access_tokens", "/app/installations/6/access_tokens"]
 
 
 async def test_retry_later_waits_until_the_given_time(db: Database, settings: Settings) -> None:
