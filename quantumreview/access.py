@@ -126,10 +126,19 @@ async def read_managed_repositories(github: GitHubApp, token: str, installed: se
 
 async def managed_repositories(request: web.Request, user: User) -> list[RepoAccess]:
     """The repositories `user` may see (cached a few minutes; also written to user_repositories)."""
+    cached = request.app[ACCESS].get(user.id)
+    repos = list(cached) if cached is not None else await _read_through(request, user)
+    # Why on every request, cached or not: an uninstall or a removed repository (recorded from its webhook) hides
+    # the repository at once, not when the cache expires.
+    deleted, removed = await users.gone_repositories(request.app[keys.db], {a.installation_id for a in repos})
+    if not deleted and not removed:
+        return repos
+    return [a for a in repos if a.installation_id not in deleted and (a.installation_id, a.repo.lower()) not in removed]
+
+
+async def _read_through(request: web.Request, user: User) -> list[RepoAccess]:
+    """The user's set from GitHub (one read per user at a time), cached and written to user_repositories."""
     cache = request.app[ACCESS]
-    cached = cache.get(user.id)
-    if cached is not None:
-        return list(cached)
     async with cache.lock(user.id):
         cached = cache.get(user.id)
         if cached is not None:

@@ -226,6 +226,7 @@ def create_app(settings: Settings, *, registry: HandlerRegistry | None = None,
         registry = load_handlers(handlers_package or settings.handlers_package)
     holder = credentials or CredentialsHolder(AppCredentials.from_settings(settings))
     app = web.Application(middlewares=[error_middleware, web_security.middleware])
+    app.on_response_prepare.append(web_security.api_response_headers)
     app[keys.settings] = settings
     app[keys.handlers] = registry
     app[keys.credentials] = holder

@@ -100,6 +100,18 @@ def preflight(request: web.Request, dashboard: str | None) -> web.Response:
         "Access-Control-Allow-Headers": ALLOWED_HEADERS, "Access-Control-Max-Age": PREFLIGHT_MAX_AGE})
 
 
+# Why on every /api response, errors included: they carry the signed-in user's data; a shared cache must not keep
+# them, and a browser must not sniff them into something other than JSON.
+API_RESPONSE_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+
+
+async def api_response_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: add API_RESPONSE_HEADERS to every /api response (a handler's own Cache-Control wins)."""
+    if request.path.startswith(API_PREFIX):
+        for name, value in API_RESPONSE_HEADERS.items():
+            response.headers.setdefault(name, value)
+
+
 @web.middleware
 async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Refuse cross-site state changes (403 csrf) and non-JSON bodies (415); add CORS for DASHBOARD_URL."""

@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from storage.db import Database
+from storage.db import Database, placeholders
 
 
 @dataclass(frozen=True)
@@ -138,6 +138,22 @@ async def repo_managers(db: Database, repo: str) -> list[int]:
     rows = await db.fetchall(
         "SELECT user_id FROM user_repositories WHERE repo = ? COLLATE NOCASE ORDER BY user_id", (repo,))
     return [int(row["user_id"]) for row in rows]
+
+
+async def gone_repositories(db: Database, installation_ids: Iterable[int]) -> tuple[set[int], set[tuple[int, str]]]:
+    """Of these installations: the deleted ones, and (installation, lower-cased name) of each repository it no
+    longer reaches (removed, with no live row of that name). Only what a webhook recorded as gone: a repository
+    this table never heard of is not "gone"."""
+    ids = sorted(set(installation_ids))
+    if not ids:
+        return set(), set()
+    marks = placeholders(ids)
+    deleted = {int(row["id"]) for row in await db.fetchall(
+        f"SELECT id FROM installations WHERE deleted_at IS NOT NULL AND id IN ({marks})", ids)}  # noqa: S608
+    rows = await db.fetchall(
+        f"SELECT installation_id, lower(full_name) AS name FROM repositories WHERE installation_id IN ({marks}) "  # noqa: S608
+        "GROUP BY installation_id, lower(full_name) HAVING count(*) = count(removed_at)", ids)
+    return deleted, {(int(row["installation_id"]), str(row["name"])) for row in rows}
 
 
 async def active_installation_ids(db: Database) -> set[int]:

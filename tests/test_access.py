@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from quantumreview import access
-from storage import notifications, users
+from storage import installations, notifications, users
 from tests import test_auth as shared
 from tests.test_auth import Dashboard, log_in, with_session
 
@@ -104,6 +104,33 @@ async def test_a_repository_removed_on_github_disappears_from_the_stored_set(das
     status, repos = await get_json(dash, mona, "/api/repos")
     assert status == 200 and repos == ["octo-org/r1", "octo-org/r3"]
     assert [r.repo for r in await users.list_user_repositories(dash.db, 42)] == ["octo-org/r1", "octo-org/r3"]
+
+
+# -- WH-24: an uninstall or a removed repository hides it at once, not when the access cache expires ----------
+
+async def test_an_uninstalled_installations_repositories_disappear_at_once(dash: Dashboard) -> None:
+    mona = await log_in(dash)
+    assert (await get_json(dash, mona, "/api/repos"))[1] == MONA_SEES
+    async with dash.db.transaction() as conn:
+        await installations.mark_deleted(conn, 7, shared.T0)
+    status, repos = await get_json(dash, mona, "/api/repos")
+    assert status == 200 and repos == []
+    assert (await get_json(dash, mona, "/api/repos/octo-org/r1"))[0] == 404
+    assert len(dash.fake.calls("GET", "/user/installations")) == 1  # the cache was still fresh: not a re-read
+
+
+async def test_a_removed_repository_disappears_at_once_and_comes_back_when_added_again(dash: Dashboard) -> None:
+    mona = await log_in(dash)
+    repos = [{"id": 1, "full_name": "octo-org/r1"}, {"id": 3, "full_name": "Octo-Org/R3"}]
+    async with dash.db.transaction() as conn:
+        await installations.add_repositories(conn, 7, repos, shared.T0)
+        await installations.remove_repositories(conn, 7, repos[1:], shared.T0)
+    assert (await get_json(dash, mona, "/api/repos"))[1] == ["octo-org/r1", "octo-org/r5"]
+    assert (await get_json(dash, mona, "/api/repos/octo-org/r3"))[0] == 404
+    async with dash.db.transaction() as conn:
+        await installations.add_repositories(conn, 7, repos[1:], shared.T0)
+    assert (await get_json(dash, mona, "/api/repos"))[1] == MONA_SEES
+    assert len(dash.fake.calls("GET", "/user/installations")) == 1
 
 
 async def test_github_failure_while_listing_is_a_502_json_error(dash: Dashboard) -> None:
