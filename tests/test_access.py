@@ -7,6 +7,7 @@ import pytest
 from quantumreview import access
 from storage import installations, notifications, users
 from tests import test_auth as shared
+from tests.github_support import T0
 from tests.test_auth import Dashboard, log_in, with_session
 
 # The dashboard fixtures live with the auth tests; re-exported so pytest finds them here.
@@ -112,7 +113,7 @@ async def test_an_uninstalled_installations_repositories_disappear_at_once(dash:
     mona = await log_in(dash)
     assert (await get_json(dash, mona, "/api/repos"))[1] == MONA_SEES
     async with dash.db.transaction() as conn:
-        await installations.mark_deleted(conn, 7, shared.T0)
+        await installations.mark_deleted(conn, 7, T0)
     status, repos = await get_json(dash, mona, "/api/repos")
     assert status == 200 and repos == []
     assert (await get_json(dash, mona, "/api/repos/octo-org/r1"))[0] == 404
@@ -123,12 +124,12 @@ async def test_a_removed_repository_disappears_at_once_and_comes_back_when_added
     mona = await log_in(dash)
     repos = [{"id": 1, "full_name": "octo-org/r1"}, {"id": 3, "full_name": "Octo-Org/R3"}]
     async with dash.db.transaction() as conn:
-        await installations.add_repositories(conn, 7, repos, shared.T0)
-        await installations.remove_repositories(conn, 7, repos[1:], shared.T0)
+        await installations.add_repositories(conn, 7, repos, T0)
+        await installations.remove_repositories(conn, 7, repos[1:], T0)
     assert (await get_json(dash, mona, "/api/repos"))[1] == ["octo-org/r1", "octo-org/r5"]
     assert (await get_json(dash, mona, "/api/repos/octo-org/r3"))[0] == 404
     async with dash.db.transaction() as conn:
-        await installations.add_repositories(conn, 7, repos[1:], shared.T0)
+        await installations.add_repositories(conn, 7, repos[1:], T0)
     assert (await get_json(dash, mona, "/api/repos"))[1] == MONA_SEES
     assert len(dash.fake.calls("GET", "/user/installations")) == 1
 
