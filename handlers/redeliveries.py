@@ -7,16 +7,18 @@ import time
 from gidgethub import routing, sansio
 
 from quantumreview.context import Context
-from quantumreview.redelivery import SWEEP_EVENT, sweep
+from quantumreview.redelivery import SWEEP_EVENT, posts_per_sweep, sweep
 
 router = routing.Router()
 
 
 @router.register(SWEEP_EVENT)
 async def redeliver_missed_deliveries(event: sansio.Event, ctx: Context) -> None:
-    """List GitHub's failed deliveries of the last 3 days and request each unknown GUID once."""
+    """List GitHub's failed deliveries of the last 3 days and request each unknown GUID again, paced."""
     if ctx.github is None:
         ctx.log.info("no GitHub App configured yet; nothing to sweep")
         return
-    chosen = await sweep(ctx.github.as_app(), ctx.db, now=time.time())
+    interval = ctx.settings.github_write_interval
+    chosen = await sweep(ctx.github.as_app(), ctx.db, now=time.time(), interval=interval,
+                         limit=posts_per_sweep(interval, ctx.settings.job_timeout))
     ctx.log.info("redelivery sweep requested %d deliveries", len(chosen))

@@ -6,12 +6,16 @@ https://docs.github.com/en/webhooks/using-webhooks/handling-failed-webhook-deliv
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import gidgethub
+
+from quantumreview.errors import RateLimited, RetryLater
 from storage import redeliveries as store
 from storage.db import Database
 
@@ -19,16 +23,20 @@ WINDOW_SECONDS = 3 * 24 * 3600
 SWEEP_EVENT = "quantumreview.sweep_deliveries"
 SWEEP_INTERVAL = 600.0
 MAX_PER_SWEEP = 200  # Why: each attempt is a POST; stay well under the secondary rate limits.
+# Why: a delivery our app keeps refusing (a bug, a payload it cannot store) must not be asked for every sweep
+# for 3 days; three failed redeliveries are enough to say it will not arrive.
+MAX_REDELIVERIES = 3
 
 log = logging.getLogger("quantumreview.redelivery")
 
 
 @dataclass(frozen=True)
 class Redelivery:
-    """One GUID to redeliver, and the id of the attempt GitHub should send again."""
+    """One GUID to redeliver, the id of the attempt GitHub should send again, and how many it already resent."""
 
     guid: str
     delivery_id: int
+    redeliveries: int = 0
 
 
 def _timestamp(value: Any) -> float | None:
@@ -41,9 +49,15 @@ def _timestamp(value: Any) -> float | None:
 
 
 def select_redeliveries(
-    deliveries: Iterable[Mapping[str, Any]], known_guids: set[str], *, now: float, window: float = WINDOW_SECONDS
+    deliveries: Iterable[Mapping[str, Any]], stored_guids: set[str], acted_on: Mapping[str, int] | None = None, *,
+    now: float, window: float = WINDOW_SECONDS,
 ) -> list[Redelivery]:
-    """GUIDs with no successful attempt, unknown here, inside the window: one entry each, newest attempt first."""
+    """GUIDs with no successful attempt, not stored here, inside the window: one entry each, newest attempt first.
+
+    `acted_on` maps a GUID to the newest attempt we already requested again (or gave up on): such a GUID comes
+    back only once GitHub lists a newer attempt, i.e. our redelivery failed too; until then it is in flight.
+    """
+    acted_on = acted_on or {}
     attempts: dict[str, list[Mapping[str, Any]]] = {}
     for delivery in deliveries:
         guid = delivery.get("guid")
@@ -51,20 +65,39 @@ def select_redeliveries(
             attempts.setdefault(guid, []).append(delivery)
     chosen: list[Redelivery] = []
     for guid, tries in attempts.items():
-        if guid in known_guids:
+        if guid in stored_guids:
             continue
         if any(t.get("status") == "OK" or 200 <= int(t.get("status_code") or 0) < 300 for t in tries):
             continue
-        newest = max(tries, key=lambda t: _timestamp(t.get("delivered_at")) or 0.0)
+        newest = max(tries, key=lambda t: (_timestamp(t.get("delivered_at")) or 0.0, int(t["id"])))
         delivered = _timestamp(newest.get("delivered_at"))
         if delivered is None or now - delivered > window:
             continue
-        chosen.append(Redelivery(guid=guid, delivery_id=int(newest["id"])))
+        last_acted = acted_on.get(guid)
+        if last_acted is not None and max(int(t["id"]) for t in tries) <= last_acted:
+            continue
+        resent = sum(1 for t in tries if t.get("redelivery") is True)
+        chosen.append(Redelivery(guid=guid, delivery_id=int(newest["id"]), redeliveries=resent))
     return chosen
 
 
-async def sweep(app_api: Any, db: Database, *, now: float) -> list[Redelivery]:
-    """List recent deliveries with the App JWT client, then request each missed one exactly once."""
+def posts_per_sweep(interval: float, job_timeout: float) -> int:
+    """How many paced POSTs fit in half a job's timeout (the listing gets the rest), at most MAX_PER_SWEEP."""
+    if interval <= 0:
+        return MAX_PER_SWEEP
+    return max(1, min(MAX_PER_SWEEP, int(job_timeout / 2 / interval)))
+
+
+async def sweep(
+    app_api: Any, db: Database, *, now: float, interval: float = 0.0, limit: int = MAX_PER_SWEEP,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> list[Redelivery]:
+    """List recent deliveries with the App JWT client and request each missed one again; return those requested.
+
+    POSTs go out `interval` seconds apart (GitHub: "wait at least one second between each" write), at most
+    `limit` of them; the rest wait for the next sweep. A GUID whose redeliveries failed MAX_REDELIVERIES times
+    is given up with a warning.
+    """
     recent: list[Mapping[str, Any]] = []
     async for delivery in app_api.getiter("/app/hook/deliveries?per_page=100"):
         stamp = _timestamp(delivery.get("delivered_at"))
@@ -72,12 +105,31 @@ async def sweep(app_api: Any, db: Database, *, now: float) -> list[Redelivery]:
             break  # newest first: everything after this is outside the window
         recent.append(delivery)
     guids = {d["guid"] for d in recent if isinstance(d.get("guid"), str)}
-    known = await store.known_guids(db, guids)
-    chosen = select_redeliveries(recent, known, now=now)[:MAX_PER_SWEEP]
-    for item in chosen:
-        # Record first: a crash after the POST must not ask twice; GitHub keeps the failure listed anyway.
-        if not await store.claim(db, item.guid, item.delivery_id, now):
+    stored = await store.stored_guids(db, guids)
+    acted = await store.acted_on(db, guids - stored)
+    requested: list[Redelivery] = []
+    posts = 0
+    for item in select_redeliveries(recent, stored, acted, now=now):
+        if item.redeliveries >= MAX_REDELIVERIES:
+            log.warning("gave up on delivery %s: GitHub redelivered it %d times and it never reached us",
+                        item.guid, item.redeliveries)
+            await store.record(db, item.guid, item.delivery_id, now)  # so it is given up (and logged) once
             continue
-        await app_api.post(f"/app/hook/deliveries/{item.delivery_id}/attempts", data={})
+        if posts >= limit:
+            break
+        if posts and interval > 0:
+            await sleep(interval)
+        posts += 1
+        try:
+            await app_api.post(f"/app/hook/deliveries/{item.delivery_id}/attempts", data={})
+        except RateLimited:
+            raise  # the runner retries the sweep after the limit; the GUIDs requested so far are recorded
+        except (RetryLater, gidgethub.HTTPException) as exc:
+            log.warning("could not request redelivery of %s (%s); the next sweep tries again", item.guid, exc)
+            continue
+        # Recorded after the POST: a failed POST leaves the GUID to the next sweep. A crash in between only
+        # asks GitHub once more, and intake stores a GUID once (WH-19).
+        await store.record(db, item.guid, item.delivery_id, now)
+        requested.append(item)
         log.info("requested redelivery of %s", item.guid)
-    return chosen
+    return requested

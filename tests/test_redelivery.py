@@ -1,14 +1,26 @@
-"""Missed deliveries: only failed, unknown GUIDs inside 3 days are redelivered, each exactly once (WH-28, JOB-13)."""
+"""Missed deliveries: only failed, unknown GUIDs inside 3 days are redelivered, again only when a redelivery
+failed (at most MAX_REDELIVERIES times), paced (WH-28, JOB-13)."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
+import pytest
+
 from quantumreview import keys
 from quantumreview.app import create_app
-from quantumreview.redelivery import WINDOW_SECONDS, Redelivery, select_redeliveries, sweep
+from quantumreview.redelivery import (
+    MAX_PER_SWEEP,
+    MAX_REDELIVERIES,
+    WINDOW_SECONDS,
+    Redelivery,
+    posts_per_sweep,
+    select_redeliveries,
+    sweep,
+)
 from quantumreview.testing.fake import FakeGitHub
 from storage.db import Database
 from tests.conftest import WEBHOOK_SECRET
@@ -37,6 +49,16 @@ def test_select_skips_ok_known_and_old_guids() -> None:
     ]
     chosen = select_redeliveries(deliveries, {"known-here"}, now=now)
     assert sorted(chosen, key=lambda r: r.guid) == [Redelivery("failed-once", 1), Redelivery("failed-twice", 7)]
+
+
+def test_select_waits_for_the_redelivery_it_asked_for() -> None:
+    # Why: a GUID we requested comes back only when GitHub lists a newer (failed) attempt than the one we asked for.
+    now = 1_800_000_000.0
+    first = {"id": 10, "guid": "g", "status": "failed to connect", "status_code": 0, "delivered_at": iso(now - 600)}
+    assert select_redeliveries([first], set(), {"g": 10}, now=now) == []
+    again = {"id": 11, "guid": "g", "status": "Invalid HTTP Response: 503", "status_code": 503,
+             "delivered_at": iso(now - 60), "redelivery": True}
+    assert select_redeliveries([again, first], set(), {"g": 10}, now=now) == [Redelivery("g", 11, redeliveries=1)]
 
 
 async def test_sweep_redelivers_each_failed_guid_exactly_once(fake_github: FakeGitHub, github_app: Any,
@@ -86,3 +108,64 @@ async def test_app_start_recovers_deliveries_missed_while_down(fake_github: Fake
         stored = await app[keys.db].fetchall("SELECT id FROM deliveries ORDER BY id")
     assert [row[0] for row in stored] == ["d1", "d2", "d3"]
     assert len(fake_github.calls("POST", "/app/hook/deliveries/{delivery_id}/attempts")) == 3
+
+
+POST_ATTEMPTS = "/app/hook/deliveries/{delivery_id}/attempts"
+
+
+async def test_failed_post_leaves_the_guid_for_the_next_sweep(fake_github: FakeGitHub, github_app: Any,
+                                                              handler_db: Database) -> None:
+    """A 502 on the POST must not be recorded as requested: the next sweep asks again."""
+    now = time.time()
+    fake_github.add_hook_delivery("lost", status="failed to connect", delivered_at=now - 600)
+    fake_github.add_hook_delivery("fine", status="failed to connect", delivered_at=now - 700)
+    fake_github.fail_next("POST", POST_ATTEMPTS, status=502, times=1)
+    first = await sweep(github_app.as_app(), handler_db, now=now)
+    assert [r.guid for r in first] == ["fine"]  # the 502 did not stop the sweep either
+    second = await sweep(github_app.as_app(), handler_db, now=now + 600)
+    assert [r.guid for r in second] == ["lost"]
+    assert len(fake_github.calls("POST", POST_ATTEMPTS)) == 3
+
+
+async def test_redelivery_that_failed_again_is_retried_then_given_up(
+        fake_github: FakeGitHub, github_app: Any, handler_db: Database, caplog: pytest.LogCaptureFixture) -> None:
+    """Each failed redelivery (a newer failed attempt, still no stored delivery) is asked again, up to the bound."""
+    now = time.time()
+    fake_github.add_hook_delivery("g", status="failed to connect", delivered_at=now - 3600, payload={"zen": "hi"})
+    # Port 9 refuses connections: each redelivery fails and GitHub lists a newer failed attempt for "g".
+    fake_github.send_webhooks_to("http://127.0.0.1:9/webhooks/github", WEBHOOK_SECRET)
+    for n in range(MAX_REDELIVERIES):
+        assert [r.guid for r in await sweep(github_app.as_app(), handler_db, now=now + n)] == ["g"], n
+    with caplog.at_level(logging.WARNING, logger="quantumreview.redelivery"):
+        assert await sweep(github_app.as_app(), handler_db, now=now + 10) == []
+        assert await sweep(github_app.as_app(), handler_db, now=now + 20) == []
+    assert len(fake_github.calls("POST", POST_ATTEMPTS)) == MAX_REDELIVERIES
+    gave_up = [r for r in caplog.records if "gave up on delivery g" in r.getMessage()]
+    assert len(gave_up) == 1  # logged once, not on every sweep for 3 days
+
+
+async def test_sweep_paces_its_posts(fake_github: FakeGitHub, github_app: Any, handler_db: Database) -> None:
+    """GitHub's secondary limits punish bursts of writes: one POST per interval, and at most `limit` a sweep."""
+    now = time.time()
+    for i in range(5):
+        fake_github.add_hook_delivery(f"g{i}", status="failed to connect", delivered_at=now - 60 - i)
+    slept: list[float] = []
+    posts_seen: list[int] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        posts_seen.append(len(fake_github.calls("POST", POST_ATTEMPTS)))
+
+    chosen = await sweep(github_app.as_app(), handler_db, now=now, interval=1.5, limit=4, sleep=sleep)
+    assert len(chosen) == 4
+    assert slept == [1.5, 1.5, 1.5]
+    assert posts_seen == [1, 2, 3]  # a sleep between each two POSTs, none before the first
+    rest = await sweep(github_app.as_app(), handler_db, now=now, interval=1.5, limit=4, sleep=sleep)
+    assert [r.guid for r in rest] == ["g4"]
+
+
+def test_posts_per_sweep_fits_half_the_job_timeout() -> None:
+    # Why: a sweep slower than JOB_TIMEOUT would be cancelled and rerun; the rest waits for the next sweep.
+    assert posts_per_sweep(1.0, 120.0) == 60
+    assert posts_per_sweep(0.0, 120.0) == MAX_PER_SWEEP
+    assert posts_per_sweep(60.0, 1.0) == 1
