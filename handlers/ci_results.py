@@ -17,6 +17,7 @@ from quantumreview.checklists import publish_checklist_comment
 from quantumreview.ci_results import RunReports, changed_lines, collect_reports, finding_annotations, verdict_record
 from quantumreview.context import Context
 from quantumreview.errors import PermanentError, RetryLater
+from quantumreview.github_client import getitem_or_none
 from storage import checklists as checklist_store
 from storage import pulls as pull_store
 from storage import runs as run_store
@@ -63,7 +64,10 @@ async def revalidate_pull(event: sansio.Event, ctx: Context) -> None:
     pull = await pull_store.get_pull(ctx.db, repo, number)
     head_sha = pull.head_sha if pull is not None else None
     if head_sha is None:
-        live: dict[str, Any] = await ctx.gh.getitem(f"/repos/{repo}/pulls/{number}")
+        live = await prs.fetch_pull(ctx, repo, number)
+        if live is None:  # deleted, transferred or never there: nothing to judge (a retry cannot help)
+            ctx.log.info("%s#%s is gone; nothing to revalidate", repo, number)
+            return
         head_sha = str(live["head"]["sha"])
     await rejudge_commit(ctx, repo, head_sha, [number])
 
@@ -73,10 +77,16 @@ async def rejudge_commit(ctx: Context, repo: str, head_sha: str, numbers: Sequen
     stored = await run_store.latest_run_for_sha(ctx.db, repo, head_sha)
     run: dict[str, Any] | None
     if stored is not None:
-        run = await ctx.gh.getitem(f"/repos/{repo}/actions/runs/{stored.run_id}")
+        run = await getitem_or_none(ctx.gh, f"/repos/{repo}/actions/runs/{stored.run_id}")
+        if run is None:  # the run was deleted: re-publish what is stored, as when no run is known
+            ctx.log.info("%s: run %s is gone; re-publishing the stored state", repo, stored.run_id)
     else:
         # Never seen a run for this commit (e.g. it finished while we were not installed): ask GitHub.
-        listing = await ctx.gh.getitem(f"/repos/{repo}/actions/runs?head_sha={head_sha}&status=completed&per_page=10")
+        listing = await getitem_or_none(
+            ctx.gh, f"/repos/{repo}/actions/runs?head_sha={head_sha}&status=completed&per_page=10")
+        if listing is None:  # the repository is gone or renamed: nothing to judge or publish
+            ctx.log.info("%s is gone; commit %s not judged", repo, head_sha[:7])
+            return
         runs = [r for r in listing.get("workflow_runs") or [] if r.get("status", "completed") == "completed"]
         run = max(runs, key=lambda r: int(r["id"])) if runs else None
     if run is None:

@@ -284,3 +284,34 @@ async def test_findings_on_changed_lines_become_check_run_annotations(harness: H
     notes = [a for a in harness.fake.check_run_annotations.get(check["id"], []) if a["path"] == "app/signup.py"]
     assert [(a["start_line"], a["annotation_level"]) for a in notes] == [(11, "warning")]
     assert "token logged" in notes[0]["message"]
+
+
+ARTIFACTS = "/repos/{owner}/{repo}/actions/runs/{run_id}/artifacts"
+
+
+async def test_revalidating_a_pull_request_github_no_longer_has_ends_quietly(harness: Harness) -> None:
+    """RELIABILITY GH-13: a 404 ends the job as done, not retried until dead (a retry cannot bring it back)."""
+    await harness.dispatch(handler.REVALIDATE_EVENT, {"repo": REPO, "pr_number": 404})
+    assert [call.status for call in harness.fake.calls("GET", "/repos/{owner}/{repo}/pulls/{pull_number}")] == [404]
+    assert harness.fake.calls("GET", "/repos/{owner}/{repo}/actions/runs") == []
+    assert len(harness.check_runs()) == 1  # only the harness's own, untouched
+
+
+async def test_revalidate_after_the_stored_run_was_deleted_republishes_the_stored_verdict(harness: Harness) -> None:
+    harness.add_run(114, t2="failure")
+    await harness.dispatch("workflow_run", harness.workflow_run(114))
+    artifact_reads, writes = len(harness.fake.calls("GET", ARTIFACTS)), len(harness.fake.calls("PATCH", CHECK_RUN))
+    harness.fake.fail_next("GET", "/repos/{owner}/{repo}/actions/runs/{run_id}", status=404,
+                           body={"message": "Not Found"})
+    await harness.dispatch(handler.REVALIDATE_EVENT, {"repo": REPO, "pr_number": 7})
+    assert len(harness.fake.calls("GET", ARTIFACTS)) == artifact_reads  # nothing left to read
+    assert len(harness.fake.calls("PATCH", CHECK_RUN)) > writes  # but what is stored is shown again
+    assert harness.check_runs()[0]["conclusion"] == "failure"
+
+
+async def test_revalidate_when_the_repository_is_gone_ends_without_publishing(harness: Harness) -> None:
+    writes = len(harness.fake.calls("PATCH", CHECK_RUN)) + len(harness.fake.calls("POST", CHECK_RUNS))
+    harness.fake.fail_next("GET", "/repos/{owner}/{repo}/actions/runs", status=404, body={"message": "Not Found"})
+    await harness.dispatch(handler.REVALIDATE_EVENT, {"repo": REPO, "pr_number": 7})
+    assert len(harness.fake.calls("GET", "/repos/{owner}/{repo}/actions/runs")) == 1
+    assert len(harness.fake.calls("PATCH", CHECK_RUN)) + len(harness.fake.calls("POST", CHECK_RUNS)) == writes
