@@ -22,6 +22,12 @@ async def _sync_all_repositories(ctx: Context, installation_id: int) -> None:
         await store.replace_repositories(conn, installation_id, repos, time.time())
 
 
+def _ignore_late_event(event: sansio.Event, ctx: Context) -> None:
+    """Log an event for a deleted installation, which changed nothing (a reinstall gets a new id)."""
+    ctx.log.info("ignored a late %s.%s for deleted installation %s", event.event, event.data.get("action"),
+                 event.data["installation"]["id"])
+
+
 @router.register("installation", action="created")
 @router.register("installation", action="new_permissions_accepted")
 @router.register("installation", action="unsuspend")
@@ -31,6 +37,8 @@ async def record_installation(event: sansio.Event, ctx: Context) -> None:
     now = time.time()
     async with ctx.db.transaction() as conn:
         installation_id = await store.upsert_installation(conn, installation, now)
+        if installation_id is None:
+            return _ignore_late_event(event, ctx)
         if event.data.get("action") == "unsuspend":
             await store.set_suspended(conn, installation_id, None)
         repos = event.data.get("repositories")
@@ -62,6 +70,8 @@ async def suspend_installation(event: sansio.Event, ctx: Context) -> None:
     installation = event.data["installation"]
     async with ctx.db.transaction() as conn:
         installation_id = await store.upsert_installation(conn, installation, time.time())
+        if installation_id is None:
+            return _ignore_late_event(event, ctx)
         await store.set_suspended(conn, installation_id, time.time())
 
 
@@ -73,6 +83,8 @@ async def update_repositories(event: sansio.Event, ctx: Context) -> None:
     now = time.time()
     async with ctx.db.transaction() as conn:
         installation_id = await store.upsert_installation(conn, installation, now)
+        if installation_id is None:
+            return _ignore_late_event(event, ctx)
         await store.add_repositories(conn, installation_id, event.data.get("repositories_added") or [], now)
         await store.remove_repositories(conn, installation_id, event.data.get("repositories_removed") or [], now)
     if event.data.get("repository_selection") == "all":

@@ -32,12 +32,18 @@ def _repo_rows(installation_id: int, repos: Iterable[Mapping[str, Any]], now: fl
     ]
 
 
-async def upsert_installation(conn: aiosqlite.Connection, installation: Mapping[str, Any], now: float) -> int:
-    """Insert or refresh an installation from a webhook's `installation` object; clear any deleted mark."""
+async def upsert_installation(
+    conn: aiosqlite.Connection, installation: Mapping[str, Any], now: float
+) -> int | None:
+    """Insert or refresh an installation from a webhook's `installation` object; return its id.
+
+    None, leaving the row as it is, when the installation was deleted: GitHub gives a reinstall a new id, so a
+    later event for a deleted id is late or redelivered and must not bring it (and its repositories) back.
+    """
     account = installation.get("account") or {}
     inst_id = int(installation["id"])
     suspended = now if installation.get("suspended_at") else None
-    await conn.execute(
+    cursor = await conn.execute(
         """
         INSERT INTO installations (id, account_login, account_type, repository_selection, permissions,
                                    suspended_at, deleted_at, created_at, updated_at)
@@ -45,7 +51,8 @@ async def upsert_installation(conn: aiosqlite.Connection, installation: Mapping[
         ON CONFLICT (id) DO UPDATE SET account_login = excluded.account_login,
             account_type = excluded.account_type, repository_selection = excluded.repository_selection,
             permissions = excluded.permissions, suspended_at = excluded.suspended_at,
-            deleted_at = NULL, updated_at = excluded.updated_at
+            updated_at = excluded.updated_at
+        WHERE installations.deleted_at IS NULL
         """,
         (
             inst_id,
@@ -58,7 +65,7 @@ async def upsert_installation(conn: aiosqlite.Connection, installation: Mapping[
             now,
         ),
     )
-    return inst_id
+    return inst_id if cursor.rowcount == 1 else None
 
 
 async def replace_repositories(

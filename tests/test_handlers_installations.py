@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from handlers import installations as handler
 from quantumreview.testing.context import make_context
@@ -98,14 +101,47 @@ async def test_suspend_then_unsuspend(handler_db: Database) -> None:
     assert installation is not None and not installation.suspended
 
 
-async def test_reinstall_after_delete_is_live_again(handler_db: Database) -> None:
+async def _installed_then_deleted(db: Database) -> dict[str, Any]:
     data = load("installation.created.1")
-    inst_id = data["installation"]["id"]
-    await call(handler.record_installation, "installation", data, handler_db)
+    await call(handler.record_installation, "installation", data, db)
     deleted = load("installation.deleted.1")
-    deleted["installation"]["id"] = inst_id
-    await call(handler.forget_installation, "installation", deleted, handler_db)
-    await call(handler.record_installation, "installation", data, handler_db)
+    deleted["installation"]["id"] = data["installation"]["id"]
+    await call(handler.forget_installation, "installation", deleted, db)
+    return data
+
+
+async def test_late_created_does_not_revive_a_deleted_installation(
+        handler_db: Database, caplog: pytest.LogCaptureFixture) -> None:
+    """A redelivered `created` after `deleted`: a reinstall gets a new id, so this one stays deleted (WH-23)."""
+    data = await _installed_then_deleted(handler_db)
+    inst_id = data["installation"]["id"]
+    with caplog.at_level(logging.INFO, logger="quantumreview.handler"):
+        recorder = await call(handler.record_installation, "installation", data, handler_db)
     installation = await store.get_installation(handler_db, inst_id)
-    assert installation is not None and not installation.deleted
-    assert await store.active_repositories(handler_db, inst_id) != []
+    assert installation is not None and installation.deleted
+    assert await store.active_repositories(handler_db, inst_id) == []
+    assert recorder.notifications == []  # no "installed" notice for a deleted installation
+    assert any(f"deleted installation {inst_id}" in r.getMessage() for r in caplog.records)
+
+
+async def test_late_suspend_does_not_revive_a_deleted_installation(handler_db: Database) -> None:
+    """`suspend` delivered late (GitHub does not order deliveries) after `deleted` changes nothing."""
+    data = await _installed_then_deleted(handler_db)
+    inst_id = data["installation"]["id"]
+    suspend = load("installation.suspend.1")
+    suspend["installation"]["id"] = inst_id
+    await call(handler.suspend_installation, "installation", suspend, handler_db)
+    installation = await store.get_installation(handler_db, inst_id)
+    assert installation is not None and installation.deleted and not installation.suspended
+    assert await store.active_repositories(handler_db, inst_id) == []
+
+
+async def test_late_repositories_added_does_not_revive_a_deleted_installation(handler_db: Database) -> None:
+    data = await _installed_then_deleted(handler_db)
+    inst_id = data["installation"]["id"]
+    added = load("installation_repositories.added.1")
+    added["installation"]["id"] = inst_id
+    await call(handler.update_repositories, "installation_repositories", added, handler_db)
+    installation = await store.get_installation(handler_db, inst_id)
+    assert installation is not None and installation.deleted
+    assert await store.active_repositories(handler_db, inst_id) == []
