@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from storage.db import Database
+from storage.db import Database, placeholders
 
 MAX_PER_PAGE = 100
 
@@ -59,24 +59,35 @@ def _from_row(row: Any) -> Notification:
                         read_at=row["read_at"])
 
 
-async def list_notifications(db: Database, user_id: int, *, unread_only: bool, page: int,
+def _visible(user_id: int, repos: Collection[str], unread_only: bool) -> tuple[str, list[Any]]:
+    """The WHERE clause for the user's notifications about `repos` (the ones they can still see) or about no
+    repository. Why: a notification was written for everyone who managed the repository then; one who has lost
+    access since must not read it."""
+    names = sorted({name.lower() for name in repos})
+    where = (f"user_id = ? AND (repo IS NULL OR lower(repo) IN ({placeholders(names)}))"
+             + (" AND read_at IS NULL" if unread_only else ""))
+    return where, [user_id, *names]
+
+
+async def list_notifications(db: Database, user_id: int, repos: Collection[str], *, unread_only: bool, page: int,
                              per_page: int) -> tuple[list[Notification], int]:
-    """One page of the user's notifications, newest first, and the total matching (pages from 1)."""
-    where = "user_id = ?" + (" AND read_at IS NULL" if unread_only else "")
+    """One page of the user's notifications about `repos` (or no repository), newest first, and the total
+    matching (pages from 1)."""
+    where, params = _visible(user_id, repos, unread_only)
     size, offset = _page_bounds(page, per_page)
-    total = int(await db.fetchvalue(f"SELECT COUNT(*) FROM notifications WHERE {where}", (user_id,)))  # noqa: S608
+    total = int(await db.fetchvalue(f"SELECT COUNT(*) FROM notifications WHERE {where}", params))  # noqa: S608
     rows = await db.fetchall(
         f"SELECT id, repo, kind, title, url, data, created_at, read_at FROM notifications "  # noqa: S608
         f"WHERE {where} ORDER BY id DESC LIMIT ? OFFSET ?",
-        (user_id, size, offset),
+        (*params, size, offset),
     )
     return [_from_row(row) for row in rows], total
 
 
-async def unread_count(db: Database, user_id: int) -> int:
-    """How many of the user's notifications are unread."""
-    value = await db.fetchvalue(
-        "SELECT COUNT(*) FROM notifications WHERE user_id = ? AND read_at IS NULL", (user_id,))
+async def unread_count(db: Database, user_id: int, repos: Collection[str]) -> int:
+    """How many of the user's notifications about `repos` (or no repository) are unread."""
+    where, params = _visible(user_id, repos, True)
+    value = await db.fetchvalue(f"SELECT COUNT(*) FROM notifications WHERE {where}", params)  # noqa: S608
     return int(value or 0)
 
 

@@ -42,6 +42,18 @@ async def test_mark_read_marks_only_the_users_own_notification(maintainer: Api, 
     assert (me["unread_notifications"], other["unread_notifications"]) == (0, 1)
 
 
+async def test_notifications_about_a_repository_the_user_no_longer_reaches_are_hidden(maintainer: Api) -> None:
+    # OA-17: written while mona managed OTHER (as notify_repo_managers did then); her access set no longer has it.
+    await add_notification(maintainer, 1, "about her repository")
+    await database(maintainer).execute(
+        "INSERT INTO notifications (user_id, repo, kind, title, data, created_at) "
+        "VALUES (1, ?, 'verdict', 'about a lost repository', '{\"secret\": 1}', ?)", (OTHER, time.time()))
+    _status, listed = await maintainer.get("/api/notifications")
+    assert ([n["title"] for n in listed["items"]], listed["total"]) == (["about her repository"], 1)
+    _status, me = await maintainer.get("/api/me")
+    assert me["unread_notifications"] == 1
+
+
 async def test_job_of_an_unmanaged_repository_is_404_like_a_missing_one(maintainer: Api) -> None:
     db = database(maintainer)
     theirs = await db.execute(

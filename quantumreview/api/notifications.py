@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from quantumreview import keys
+from quantumreview import access, keys
 from quantumreview.api.errors import iso, not_found, paginated, parse_bool, parse_page, path_int
 from quantumreview.api.guard import signed_in_user
 from storage import notifications
@@ -18,8 +18,10 @@ async def list_notifications(request: web.Request) -> web.Response:
     user = await signed_in_user(request)
     page = parse_page(request.query)
     unread = parse_bool(request.query["unread"], "unread") if "unread" in request.query else False
-    found, total = await notifications.list_notifications(request.app[keys.db], user.id, unread_only=unread,
-                                                          page=page.page, per_page=page.per_page)
+    # Why the current set: notifications were written for whoever managed the repository then (OA-17).
+    visible = [r.repo for r in await access.managed_repositories(request, user)]
+    found, total = await notifications.list_notifications(request.app[keys.db], user.id, visible,
+                                                          unread_only=unread, page=page.page, per_page=page.per_page)
     items = [{"id": n.id, "repo": n.repo, "kind": n.kind, "title": n.title, "url": n.url, "data": n.data,
               "created_at": iso(n.created_at), "read": n.read, "read_at": iso(n.read_at)} for n in found]
     return web.json_response(paginated(items, page, total))
