@@ -108,11 +108,16 @@ def candidate_artifacts(artifacts: Sequence[Mapping[str, Any]]) -> list[dict[str
 
 
 def read_report_members(path: Path) -> dict[str, bytes]:
-    """Read the report files from a zip by basename, in any folder; of several with one basename the first wins."""
-    members: dict[str, bytes] = {}
-    for name, data in read_members(path, wanted=WANTED_FILES.__contains__).items():
-        members.setdefault(name.rpartition("/")[2], data)
-    return members
+    """Read the report files from a zip by basename, in any folder; of several with one basename the first wins.
+
+    The choice is made before reading, so the others are never decompressed.
+    """
+    members = read_members(path, wanted=WANTED_FILES.__contains__, key=_basename)
+    return {_basename(name): data for name, data in members.items()}
+
+
+def _basename(name: str) -> str:
+    return name.rpartition("/")[2]
 
 
 def _parse_members(members: Mapping[str, bytes], label: str, found: _Found) -> None:

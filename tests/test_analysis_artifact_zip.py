@@ -10,6 +10,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
 import pytest
 
@@ -147,6 +148,56 @@ def test_thousand_one_megabyte_members_exceed_the_total_cap() -> None:
         read_members(build_raw_zip(entries), wanted=lambda name: name.endswith(".xml"))
 
     assert time.perf_counter() - started < 2
+
+
+def spread_bomb(count: int = 255) -> bytes:
+    """The audit's archive-wide bomb: `count` members of exactly 1 MiB of zeros (each just under the
+    per-member ratio check), about 1 KB each compressed."""
+    one_mib = b"\0" * (1 << 20)
+    payload, crc = deflate(one_mib), zlib.crc32(one_mib)
+    return build_raw_zip([RawEntry(f"d{i}/{REPORT}".encode(), payload, len(one_mib), crc) for i in range(count)])
+
+
+@pytest.fixture
+def opened(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Names of the members zipfile was asked to decompress."""
+    names: list[str] = []
+    real_open = zipfile.ZipFile.open
+
+    def spy(self: zipfile.ZipFile, member: str | zipfile.ZipInfo, *args: Any, **kwargs: Any) -> IO[bytes]:
+        names.append(member.filename if isinstance(member, zipfile.ZipInfo) else member)
+        return real_open(self, member, *args, **kwargs)
+
+    monkeypatch.setattr(zipfile.ZipFile, "open", spy)
+    return names
+
+
+def test_a_bomb_spread_over_many_small_members_is_rejected_before_any_is_decompressed(opened: list[str]) -> None:
+    bomb = spread_bomb()
+    assert len(bomb) < 300_000
+    started = time.perf_counter()
+
+    with pytest.raises(ZipRejected, match="compression ratio too high over the 255 members"):
+        read_members(bomb, wanted=is_report)
+
+    assert opened == []
+    assert time.perf_counter() - started < 1
+
+
+def test_one_small_high_ratio_member_under_the_floor_is_still_read() -> None:
+    """Tiny reports compress absurdly well (an empty suite, a run of zeros) and are harmless."""
+    zeros = b"\0" * (200 << 10)
+
+    assert read_members(build_raw_zip([raw_entry(REPORT, zeros)]), wanted=is_report) == {REPORT: zeros}
+
+
+def test_only_the_first_member_per_key_is_decompressed(opened: list[str]) -> None:
+    data = make_zip({f"a/{REPORT}": b"<first/>", f"b/{REPORT}": b"<second/>", "c/other.xml": b"<x/>"})
+
+    members = read_members(data, wanted=is_report, key=lambda name: name.rpartition("/")[2])
+
+    assert members == {f"a/{REPORT}": b"<first/>"}
+    assert opened == [f"a/{REPORT}"]
 
 
 def test_more_entries_than_the_cap_are_rejected_before_reading() -> None:

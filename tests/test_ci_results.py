@@ -132,6 +132,21 @@ async def test_zip_bomb_artifact_is_a_note_not_a_failure(fake: FakeGitHub, githu
     assert reports.results is None and any("zip bomb" in note for note in reports.notes)
 
 
+def test_a_bomb_spread_over_same_named_reports_is_rejected_unread(tmp_path: Path, monkeypatch: Any) -> None:
+    """The audit's 296 KB zip of 255 x 1 MiB of zeros, all named autoqa-test-report.xml in their own
+    folder: only the first would be kept, so only it is chosen, and its ratio alone refuses it."""
+    one_mib = b"\0" * (1 << 20)
+    with zipfile.ZipFile(tmp_path / "agg.zip", "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+        for i in range(255):
+            archive.writestr(f"d{i}/{JUNIT_FILE}", one_mib)
+    opened: list[object] = []
+    monkeypatch.setattr(zipfile.ZipFile, "open", lambda self, *a, **k: opened.append(a))
+
+    with pytest.raises(ZipRejected, match="over the 1 members to read"):
+        read_report_members(tmp_path / "agg.zip")
+    assert opened == []
+
+
 def test_hostile_names_match_by_basename_and_first_duplicate_wins(tmp_path: Path) -> None:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:

@@ -37,6 +37,9 @@ class ZipLimits:
     max_total_size: int = 256 << 20
     max_ratio: int = 100
     ratio_applies_above: int = 1 << 20  # tiny members compress absurdly well and are harmless
+    # The members actually read may total this much whatever their ratio; beyond it, max_ratio
+    # holds over them together, so that many small bombs are no better than one big one.
+    read_ratio_floor: int = 256 << 10
     max_name_length: int = 1024
 
 
@@ -48,21 +51,33 @@ def normalise_name(raw: str) -> str:
     return "/".join(parts)
 
 
+def _whole_name(name: str) -> str:
+    return name
+
+
 def read_members(
-    source: Path | bytes, *, wanted: Callable[[str], bool], limits: ZipLimits = ZipLimits()
+    source: Path | bytes,
+    *,
+    wanted: Callable[[str], bool],
+    limits: ZipLimits = ZipLimits(),
+    key: Callable[[str], str] = _whole_name,
 ) -> dict[str, bytes]:
     """Return normalised name → bytes for every file member whose basename `wanted` accepts.
 
     The whole archive is judged first (entry count, declared sizes, compression ratio,
-    overlapping entries); then only wanted members are read, each capped at its declared size.
-    Nested archives and symlink members are plain bytes, never opened or followed; nothing is
-    written to disk. Duplicate names (after normalising): the first one wins.
+    overlapping entries); then the members to read are chosen: of wanted members with the same
+    `key` (of the normalised name; default: the name itself) only the first. Those are judged
+    together (declared total against their compressed size) before any is read, each capped at
+    its declared size. Nested archives and symlink members are plain bytes, never opened or
+    followed; nothing is written to disk.
     """
     try:
         with _open_zip(source) as archive:
             infos = archive.infolist()
             _check_directory(infos, limits)
-            return _read_wanted(archive, infos, wanted, limits)
+            chosen = _choose(infos, wanted, key, limits)
+            _check_chosen(chosen, limits)
+            return _read_chosen(archive, chosen, limits)
     except ZipRejected:
         raise
     except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile) as exc:
@@ -107,20 +122,38 @@ def _check_no_overlap(infos: list[zipfile.ZipInfo]) -> None:
             raise ZipRejected("overlapping entries (possible zip bomb)")
 
 
-def _read_wanted(
-    archive: zipfile.ZipFile,
-    infos: list[zipfile.ZipInfo],
-    wanted: Callable[[str], bool],
-    limits: ZipLimits,
-) -> dict[str, bytes]:
-    members: dict[str, bytes] = {}
-    read_so_far = 0
+def _choose(
+    infos: list[zipfile.ZipInfo], wanted: Callable[[str], bool], key: Callable[[str], str], limits: ZipLimits
+) -> dict[str, zipfile.ZipInfo]:
+    """Normalised name → member for the members to read: wanted ones, the first per key."""
+    chosen: dict[str, zipfile.ZipInfo] = {}
+    keys: set[str] = set()
     for info in infos:
         if info.is_dir() or len(info.filename) > limits.max_name_length:
             continue
         name = normalise_name(info.filename)
-        if not name or name in members or not wanted(name.rpartition("/")[2]):
+        if not name or not wanted(name.rpartition("/")[2]) or key(name) in keys:
             continue
+        keys.add(key(name))
+        chosen[name] = info
+    return chosen
+
+
+def _check_chosen(chosen: dict[str, zipfile.ZipInfo], limits: ZipLimits) -> None:
+    """Refuse a bomb spread over the members to be read, each under the per-member ratio check."""
+    declared = sum(info.file_size for info in chosen.values())
+    compressed = sum(info.compress_size for info in chosen.values())
+    if declared > max(limits.max_ratio * compressed, limits.read_ratio_floor):
+        raise ZipRejected(
+            f"compression ratio too high over the {len(chosen)} members to read "
+            f"({declared} bytes from {compressed}; possible zip bomb)"
+        )
+
+
+def _read_chosen(archive: zipfile.ZipFile, chosen: dict[str, zipfile.ZipInfo], limits: ZipLimits) -> dict[str, bytes]:
+    members: dict[str, bytes] = {}
+    read_so_far = 0
+    for name, info in chosen.items():
         data = _read_capped(archive, info, limits.max_entry_size)
         read_so_far += len(data)
         if read_so_far > limits.max_total_size:
