@@ -229,6 +229,20 @@ async def cancel_installation_jobs(conn: aiosqlite.Connection, installation_id: 
     return cursor.rowcount
 
 
+async def wake_installation_jobs(conn: aiosqlite.Connection, installation_id: int, now: float, *,
+                                 deferred_with: str) -> int:
+    """Make due now the installation's queued jobs deferred with a last_error starting `deferred_with`.
+
+    Only those: a job waiting out a retry backoff (a 5xx, a rate limit) keeps its wait. Return how many.
+    """
+    cursor = await conn.execute(
+        "UPDATE jobs SET run_after = ? WHERE installation_id = ? AND status = 'queued' AND run_after > ? "
+        "AND substr(last_error, 1, length(?)) = ?",
+        (now, installation_id, now, deferred_with, deferred_with),
+    )
+    return cursor.rowcount
+
+
 async def status_counts(db: Database) -> dict[str, int]:
     """Number of queued, running and dead jobs."""
     rows = await db.fetchall(

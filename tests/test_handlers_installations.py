@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from handlers import installations as handler
+from quantumreview.errors import InstallationSuspended
+from quantumreview.jobs import SUSPENDED_RECHECK, describe_error
 from quantumreview.testing.context import make_context
 from quantumreview.testing.fake import FakeGitHub
 from storage import installations as store
@@ -145,3 +148,30 @@ async def test_late_repositories_added_does_not_revive_a_deleted_installation(ha
     installation = await store.get_installation(handler_db, inst_id)
     assert installation is not None and installation.deleted
     assert await store.active_repositories(handler_db, inst_id) == []
+
+
+async def test_unsuspend_wakes_the_jobs_deferred_while_suspended(handler_db: Database) -> None:
+    """WH-25: jobs put back for the suspension run right after `unsuspend`, not SUSPENDED_RECHECK later."""
+    created = load("installation.created.1")
+    inst_id = created["installation"]["id"]
+    await call(handler.record_installation, "installation", created, handler_db)
+    later = time.time() + SUSPENDED_RECHECK
+    suspended_error = describe_error(InstallationSuspended(f"installation {inst_id} is suspended"))
+    rows = [
+        (inst_id, suspended_error),  # deferred by the runner because of the suspension: woken
+        (inst_id, "RetryLater: GitHub POST /x answered 502"),  # waiting out a retry backoff: keeps its wait
+        (inst_id + 1, suspended_error),  # another installation, still suspended: keeps its wait
+    ]
+    for installation_id, error in rows:
+        await handler_db.execute(
+            "INSERT INTO jobs (handler, ordering_key, installation_id, run_after, created_at, last_error) "
+            "VALUES ('m:f', 'k', ?, ?, 0, ?)",
+            (installation_id, later, error),
+        )
+    unsuspend = load("installation.unsuspend.1")
+    unsuspend["installation"]["id"] = inst_id
+    before = time.time()
+    await call(handler.record_installation, "installation", unsuspend, handler_db)
+    run_after = [row[0] for row in await handler_db.fetchall("SELECT run_after FROM jobs ORDER BY id")]
+    assert before <= run_after[0] <= time.time()
+    assert run_after[1:] == [later, later]
