@@ -22,7 +22,7 @@ from aiohttp import web
 from cachetools import TTLCache
 
 from quantumreview import auth, keys
-from quantumreview.errors import QuantumReviewError
+from quantumreview.errors import PermissionDenied, QuantumReviewError
 from storage import users
 from storage.users import User, UserRepository
 
@@ -113,6 +113,8 @@ async def read_managed_repositories(github: GitHubApp, token: str, installed: se
             continue
         try:
             repos = await github.get_installation_repositories_for_user(token, installation_id)
+        except PermissionDenied:  # e.g. an org enforcing SAML SSO this token has not been authorized for
+            continue
         except gidgethub.BadRequest as exc:
             if exc.status_code not in (403, 404):  # an installation removed meanwhile is just skipped
                 raise

@@ -134,6 +134,49 @@ async def test_a_removed_repository_disappears_at_once_and_comes_back_when_added
     assert len(dash.fake.calls("GET", "/user/installations")) == 1
 
 
+@pytest.mark.parametrize("message", [
+    "Resource protected by organization SAML enforcement. You must grant your OAuth token access to this "
+    "organization.",
+    "Resource not accessible by integration",
+])
+async def test_an_installation_github_refuses_for_this_user_hides_only_its_repositories(dash: Dashboard,
+                                                                                       message: str) -> None:
+    # OA-18: a SAML-protected org (or a token refused there) hides that installation's repositories, not all.
+    # The refusal hits the first installation read (7, octo-org); installation 10 is still listed.
+    dash.fake.add_installation(10, account="saml-org", repositories=["saml-org/s1"])
+    dash.fake.state.user_installations["mona"][10] = ["saml-org/s1"]
+    dash.fake.state.user_permissions["mona"]["saml-org/s1"] = {"admin": True}
+    async with dash.db.transaction() as conn:
+        await installations.upsert_installation(conn, {"id": 10, "account": {"login": "saml-org"}}, T0)
+    dash.fake.fail_next("GET", "/user/installations/{installation_id}/repositories", status=403,
+                        body={"message": message, "documentation_url": "https://docs.github.com/rest"})
+    mona = await log_in(dash)
+    status, repos = await get_json(dash, mona, "/api/repos")
+    assert status == 200 and repos == ["saml-org/s1"]
+    assert [call.path.split("/")[-2] for call in
+            dash.fake.calls("GET", "/user/installations/{installation_id}/repositories")] == ["7", "10"]
+
+
+async def test_user_installations_and_repositories_are_read_across_every_page(dash: Dashboard) -> None:
+    # OA-19: 120 installations and 150 repositories in one of them: several pages each, nothing dropped.
+    names = [f"big-org/r{n:03d}" for n in range(150)]
+    dash.fake.add_installation(11, account="big-org", repositories=names)
+    dash.fake.state.user_installations["mona"][11] = list(names)
+    for n in range(12, 131):
+        dash.fake.add_installation(n, account=f"org{n}", repositories=[f"org{n}/only"])
+        dash.fake.state.user_installations["mona"][n] = [f"org{n}/only"]
+        dash.fake.state.user_permissions["mona"][f"org{n}/only"] = {"push": True}
+    async with dash.db.transaction() as conn:
+        for n in range(10, 131):
+            await installations.upsert_installation(conn, {"id": n, "account": {"login": f"org{n}"}}, T0)
+    mona = await log_in(dash)
+    status, repos = await get_json(dash, mona, "/api/repos")
+    assert status == 200 and isinstance(repos, list)
+    assert len(repos) == len(MONA_SEES) + 150 + 119
+    assert {*names, "org130/only", "org12/only"} <= set(repos)
+    assert len(dash.fake.calls("GET", "/user/installations")) >= 2  # 122 installations: two pages of 100
+
+
 async def test_github_failure_while_listing_is_a_502_json_error(dash: Dashboard) -> None:
     mona = await log_in(dash)
     dash.fake.fail_next("GET", "/user/installations", status=404)
