@@ -27,7 +27,7 @@ from quantumreview.app_manifest import (
 )
 from quantumreview.credentials import AppCredentials
 from quantumreview.crypto import SecretBox, SecretBoxError
-from quantumreview.settings import Settings
+from quantumreview.settings import MIN_WEBHOOK_SECRET_BYTES, Settings
 from quantumreview.setup_state import STATE_COOKIE, SetupStates
 from storage.credentials import StoredValue, load_values, save_values
 from storage.db import Database, DatabaseBusy
@@ -72,11 +72,15 @@ def credentials_from_conversion(data: Mapping[str, Any]) -> AppCredentials:
     html_url = _require_text(data, "html_url")
     if urlsplit(html_url).scheme not in ("http", "https"):
         raise ConversionError("the response's html_url is not an http(s) URL")
+    webhook_secret = _require_text(data, "webhook_secret")
+    if len(webhook_secret.encode()) < MIN_WEBHOOK_SECRET_BYTES:
+        # Why: the same floor as WEBHOOK_SECRET in the settings; a short secret makes signatures guessable.
+        raise ConversionError(f"the response's webhook_secret is shorter than {MIN_WEBHOOK_SECRET_BYTES} bytes")
     client_id, client_secret = data.get("client_id"), data.get("client_secret")
     return AppCredentials(
         app_id=app_id,
         private_key=pem,
-        webhook_secret=_require_text(data, "webhook_secret"),
+        webhook_secret=webhook_secret,
         oauth_client_id=client_id if isinstance(client_id, str) and client_id else None,
         oauth_client_secret=client_secret if isinstance(client_secret, str) and client_secret else None,
         slug=_require_text(data, "slug"),

@@ -192,6 +192,7 @@ GOOD_CONVERSION: dict[str, Any] = {
 
 @pytest.mark.parametrize(("change", "message"), [
     ({"webhook_secret": None}, "webhook_secret"),
+    ({"webhook_secret": "0123456789abcde"}, "webhook_secret is shorter than 16 bytes"),  # WH-10: 15 bytes
     ({"id": "7"}, "App id"),
     ({"pem": "not a key"}, "PEM"),
     ({"html_url": "javascript:alert(1)"}, "html_url"),
@@ -207,6 +208,12 @@ def test_conversion_response_without_usable_credentials_is_refused(change: dict[
 def stored_row_bytes(path: Path) -> bytes:
     with sqlite3.connect(path) as conn:
         return b"".join(bytes(row[0]) for row in conn.execute("SELECT value FROM credentials"))
+
+
+def test_conversion_accepts_a_webhook_secret_of_exactly_16_bytes() -> None:
+    # Why: the floor is counted in bytes like the settings' WEBHOOK_SECRET: 8 two-byte characters are enough.
+    for secret in ("0123456789abcdef", "é" * 8):
+        assert credentials_from_conversion({**GOOD_CONVERSION, "webhook_secret": secret}).webhook_secret == secret
 
 
 async def test_stored_credentials_are_encrypted_and_load_back(db: Database) -> None:
@@ -429,6 +436,18 @@ async def test_conversion_failure_shows_an_error_and_stores_nothing(flow: Flow) 
     resp = await flow.client.get("/setup/callback", params=back)
     text = await resp.text()
     assert resp.status == 502 and "HTTP 422" in text and "Validation Failed" in text
+    assert flow.holder.current is None and await load_values(flow.app[keys.db]) == {}
+
+
+async def test_conversion_with_a_short_webhook_secret_shows_an_error_and_stores_nothing(flow: Flow) -> None:
+    """WH-10: a 15-byte secret from GitHub would make every webhook signature weak: refused like a bad response."""
+    short = {**GOOD_CONVERSION, "webhook_secret": "0123456789abcde"}
+    flow.fake.fail_next("POST", CONVERSIONS, status=201, body=short)
+    back = await flow.through_github(*await flow.open_setup())
+    resp = await flow.client.get("/setup/callback", params=back)
+    text = await resp.text()
+    assert resp.status == 502 and "shorter than 16 bytes" in text
+    assert "0123456789abcde" not in text
     assert flow.holder.current is None and await load_values(flow.app[keys.db]) == {}
 
 

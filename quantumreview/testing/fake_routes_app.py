@@ -132,7 +132,7 @@ async def convert_manifest(request: web.Request) -> web.Response:
         "id": app_id, "slug": slug, "node_id": shapes.node_id("A", app_id), "name": manifest.get("name", slug),
         "owner": state.account(str(manifest.get("_owner", "octocat"))),
         "html_url": f"{state.web_url}/apps/{slug}", "client_id": f"Iv1.{app_id:012x}",
-        "client_secret": f"secret-{app_id}", "webhook_secret": f"whsec-{app_id}",
+        "client_secret": f"secret-{app_id}", "webhook_secret": f"whsec-{app_id:034x}",
         "pem": manifest.get("_pem", ""), "permissions": manifest.get("default_permissions", {}),
         "events": manifest.get("default_events", []),
         "created_at": shapes.iso(state.clock()), "updated_at": shapes.iso(state.clock()),
