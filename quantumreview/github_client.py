@@ -148,7 +148,8 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
                             content_type: str = gh_abc.JSON_CONTENT_TYPE,
                             extra_headers: dict[str, str] | None = None) -> tuple[Any, str | None, int]:
         """gidgethub's request; a 2xx whose body is not the JSON asked for (a proxy's page, a cut-off or
-        garbled reply) raises RetryLater, so no handler works on garbage and the job is tried again later."""
+        garbled reply, or an empty body on a GET other than 204) raises RetryLater, so no handler works on
+        garbage and the job is tried again later."""
         try:
             body, more, status = await super()._make_request(
                 method, url, url_vars, data, accept, jwt=jwt, oauth_token=oauth_token, content_type=content_type,
@@ -158,6 +159,12 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
                              f"({type(exc).__name__})") from None
         if isinstance(body, str) and "json" in accept:  # gidgethub hands back any other content type as text
             raise RetryLater(f"GitHub {method} {path_of(url)} answered {status} with a body that is not JSON")
+        if body is None and method == "GET" and status != 204 and "json" in accept:
+            # Why: a resource GET answers JSON; None (empty or untyped body, a proxy's doing) would read as
+            # "gone" to getitem_or_none's callers and end the job done with nothing stored. 204 is really empty.
+            if self._cache is not None:  # gidgethub cached it if it came with an ETag: a 304 would repeat it
+                self._cache.pop(sansio.format_url(url, url_vars, base_url=self.base_url), None)
+            raise RetryLater(f"GitHub {method} {path_of(url)} answered {status} with no JSON body")
         return body, more, status
 
     async def _request(self, method: str, url: str, headers: Mapping[str, str], body: bytes = b"") -> Response:

@@ -293,10 +293,24 @@ async def test_a_2xx_that_is_not_json_is_retry_later(app: GitHubApp, fake: FakeG
     assert "not JSON" in str(caught.value) and caught.value.at is None
 
 
-async def test_an_empty_2xx_is_no_error(app: GitHubApp, fake: FakeGitHub) -> None:
-    """No body is not a bad body: DELETE and PUT answer 204, and gidgethub hands on None."""
-    fake.fail_next("GET", ISSUE, status=200)
+@pytest.mark.parametrize("headers", [{"Content-Type": "application/json", "ETag": '"empty"'}, {}])
+async def test_an_empty_200_on_a_get_is_retry_later_and_not_cached(app: GitHubApp, fake: FakeGitHub,
+                                                                   headers: dict[str, str]) -> None:
+    """RELIABILITY GH-17: None would read as "gone" (getitem_or_none) and end the job done with nothing stored."""
+    fake.fail_next("GET", ISSUE, status=200, headers=headers)
+    client = app.for_installation(7)
+    with pytest.raises(RetryLater, match=r"GET /repos/octo-org/app/issues/1 answered 200 with no JSON body"):
+        await client.getitem(f"/repos/{REPO}/issues/1")
+    assert (await client.getitem(f"/repos/{REPO}/issues/1"))["title"] == "Login"
+    assert "If-None-Match" not in fake.calls("GET", ISSUE)[-1].headers  # the empty answer was never cached
+
+
+async def test_an_empty_204_is_no_error(app: GitHubApp, fake: FakeGitHub) -> None:
+    """No body is not a bad body: DELETE and PUT (and GET checks like "is it merged") answer 204."""
+    fake.fail_next("GET", ISSUE, status=204)
     assert await app.for_installation(7).getitem(f"/repos/{REPO}/issues/1") is None
+    fake.fail_next("DELETE", "/applications/{client_id}/token", status=204)
+    assert await app.as_app().delete("/applications/abc/token", data={"access_token": "gho_x"}) is None
 
 
 def clock_sleeper(clock: Clock, log: list[float]) -> Any:

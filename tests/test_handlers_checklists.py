@@ -196,3 +196,19 @@ async def test_garbage_from_github_is_retried_later_not_turned_into_a_checklist(
     assert bot_comments(fake_github) == [] and await store.get_checklist(handler_db, REPO, 1) is None
     await run("issues", data, handler_db, github)
     assert len(bot_comments(fake_github)) == 1
+
+
+async def test_an_empty_200_from_github_is_retried_later_not_taken_for_a_deleted_issue(
+        fake_github: FakeGitHub, github: Any, handler_db: Database) -> None:
+    """RELIABILITY GH-17: an empty body once read as "issue gone", so the job ended done with nothing stored."""
+    from quantumreview.errors import RetryLater
+
+    fake_github.add_issue(REPO, 1, body=BODY)
+    fake_github.fail_next("GET", "/repos/{owner}/{repo}/issues/{issue_number}", status=200,
+                          headers={"Content-Type": "application/json"})
+    data = payload("issues.opened.1", number=1, body=BODY)
+    with pytest.raises(RetryLater, match="no JSON body"):
+        await run("issues", data, handler_db, github)
+    assert bot_comments(fake_github) == [] and await store.get_checklist(handler_db, REPO, 1) is None
+    await run("issues", data, handler_db, github)
+    assert len(bot_comments(fake_github)) == 1
