@@ -6,6 +6,7 @@ Pull request files: https://docs.github.com/en/rest/pulls/pulls#list-pull-reques
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from typing import Any
 
 from gidgethub import BadRequest
 
+from quantumreview.analysis.checklist_comment import escape_cell
 from quantumreview.analysis.links import IssueLink, find_linked_issues
 from quantumreview.analysis.manifest import MAX_FILES, CriterionRef, Manifest, build_manifest
 from quantumreview.analysis.paths import classify_file
@@ -308,10 +310,29 @@ def _mapping(value: object) -> Mapping[str, Any] | None:
     return value if isinstance(value, Mapping) else None
 
 
+# Markdown punctuation that can start a link, image, emphasis or code span, and the escape itself.
+_MARKDOWN_PUNCT = re.compile(r"([\\`*_\[\]!~])")
+# Where GitHub would autolink a bare URL ("https://", "www."): a zero-width space there prevents it.
+_AUTOLINK = re.compile(r"(?<=:)(?=//)|(?<=\bwww)(?=\.)", re.IGNORECASE)
+
+
 def problem_lines(problems: Sequence[str]) -> str:
-    """Problems with the links, as a Markdown note."""
-    shown = [f"> ⚠️ {p[:200]}" for p in problems[:MAX_PROBLEMS]]
+    """Problems with the links and CI's notes, as a Markdown note, each shown as plain text."""
+    shown = [f"> ⚠️ {note_text(p)}" for p in problems[:MAX_PROBLEMS]]
     return "\n".join(shown) + "\n"
+
+
+def note_text(problem: str) -> str:
+    """One problem as Markdown that renders literally, on one line.
+
+    Notes carry names a fork chooses (artifact and zip member names, report text): HTML, links,
+    images, emphasis and @mentions in them must show as text, not render or notify.
+    """
+    text = " ".join(problem.split())
+    if len(text) > 200:
+        text = text[:199] + "…"
+    text = _AUTOLINK.sub("\u200b", _MARKDOWN_PUNCT.sub(r"\\\1", text))
+    return escape_cell(text, max_chars=1000)
 
 
 def with_problems(output: CheckOutput, problems: Sequence[str]) -> CheckOutput:

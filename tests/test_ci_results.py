@@ -14,6 +14,7 @@ from quantumreview import ci_results
 from quantumreview.analysis.artifact_zip import ZipRejected
 from quantumreview.analysis.health import parse_health
 from quantumreview.analysis.manifest import CriterionRef
+from quantumreview.analysis.pr_render import CheckOutput
 from quantumreview.analysis.verdict import compute_verdict
 from quantumreview.ci_results import (
     HEALTH_FILE,
@@ -25,7 +26,7 @@ from quantumreview.ci_results import (
     read_report_members,
     verdict_record,
 )
-from quantumreview.pull_requests import verdict_from_dict
+from quantumreview.pull_requests import verdict_from_dict, with_problems
 from quantumreview.testing.fake import FakeGitHub
 
 REPO = "octo-org/octo-repo"
@@ -178,3 +179,16 @@ def test_verdict_record_reads_back_as_the_same_verdict_with_notes() -> None:
     record = verdict_record(verdict, notes=["artifact x expired"], health=None)
     assert verdict_from_dict(record) == verdict
     assert record["notes"] == ["artifact x expired"] and record["conclusion"] == "failure"
+
+
+async def test_a_hostile_artifact_name_reaches_the_check_run_as_text(fake: FakeGitHub, github_app: Any) -> None:
+    """A fork names the artifact; its rejection note shows in the check run summary and the comment."""
+    name = '<img src=x onerror=alert(1)>[click](javascript:alert(1)) @octocat'
+    fake.add_workflow_run(REPO, 108, head_sha=SHA, artifacts={name: {JUNIT_FILE: b"\0" * (8 << 20)}})
+
+    reports = await _collect(github_app, 108)
+    summary = with_problems(CheckOutput("t", "s", ""), list(reports.notes)).summary
+
+    assert any(name in note for note in reports.notes)
+    assert "&lt;img src=x onerror=alert(1)&gt;\\[click\\](javascript:alert(1)) @\u200boctocat" in summary
+    assert "<img" not in summary and "](" not in summary.replace("\\]", "") and "@octocat" not in summary
