@@ -370,3 +370,33 @@ async def test_an_unexpected_failure_while_storing_is_a_503_and_the_next_deliver
 
     status, _, _ = await post(client, "issues", ISSUE)
     assert status == 202 and (await stored(client))[0] == 1
+
+
+async def test_a_full_disk_answers_503_keeps_every_acknowledged_row_and_recovers(
+        client: TestClient[Any, Any], settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
+    """DB-09, with SQLite's real SQLITE_FULL: the database may not grow past two more pages."""
+    caplog.set_level(logging.WARNING)
+    writer = client.app[keys.db]._writer
+    (pages,) = await (await writer.execute("PRAGMA page_count")).fetchone()
+    await writer.execute(f"PRAGMA max_page_count = {pages + 2}")
+    statuses: dict[str, int] = {}
+    for n in range(40):
+        payload = {"action": "opened", "issue": {"number": n, "body": "x" * 3000},
+                   "repository": {"full_name": "octo/repo"}, "installation": {"id": 42}}
+        headers, body = signed_delivery("issues", payload, WEBHOOK_SECRET, delivery_id=f"full-{n}")
+        response = await client.post(PATH, data=body, headers=headers)
+        statuses[f"full-{n}"] = response.status
+        if response.status == 503:
+            assert (await response.json())["error"]["code"] == "database_unavailable"
+    assert 503 in statuses.values() and 202 in statuses.values()
+    await writer.execute("PRAGMA max_page_count = 1073741823")
+    headers, body = signed_delivery("issues", {"action": "opened"}, WEBHOOK_SECRET, delivery_id="after")
+    assert (await client.post(PATH, data=body, headers=headers)).status == 202
+    conn = sqlite3.connect(settings.database_path)
+    try:
+        stored = {row[0] for row in conn.execute("SELECT id FROM deliveries")}
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    finally:
+        conn.close()
+    assert stored == {d for d, status in statuses.items() if status == 202} | {"after"}
+    assert "Traceback" not in caplog.text
