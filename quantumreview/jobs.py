@@ -3,7 +3,8 @@
 Outcomes: success → done; PermanentError → failed; InstallationGone → cancelled, and so are that
 installation's other queued jobs (they would all hit the same 404), and when the token mint said so
 (InstallationDeleted) the installation is marked deleted too; any other exception or a timeout → retried
-with exponential backoff and jitter (RetryLater/RateLimited `at` is honoured) until job_max_attempts → dead.
+with exponential backoff and jitter (RetryLater's `at` is honoured; RateLimited waits for the later of its
+`at` and the backoff) until job_max_attempts → dead.
 A suspended installation's jobs are put back with a delay, uncounted. `ctx.enqueue` must not be awaited inside
 a `db.transaction()` (the writer lock is not re-entrant).
 """
@@ -27,7 +28,7 @@ from gidgethub import sansio
 
 from quantumreview import keys
 from quantumreview.context import Context
-from quantumreview.errors import InstallationGone, InstallationSuspended, PermanentError, RetryLater
+from quantumreview.errors import InstallationGone, InstallationSuspended, PermanentError, RateLimited, RetryLater
 from quantumreview.github_client import InstallationDeleted
 from quantumreview.logs import redact
 from quantumreview.plugins import HandlerRegistry
@@ -266,6 +267,10 @@ class JobRunner:
 
     def _retry_at(self, job: store.Job, exc: Exception, now: float) -> float:
         backoff_at = now + self._backoff.delay(job.attempts, self._rand())
+        if isinstance(exc, RateLimited) and exc.at is not None:
+            # Why the later one: a secondary limit without retry-after always says "in 60 s"; a job hitting it
+            # again and again must back off further. A primary limit's reset is still never run before.
+            return max(exc.at, backoff_at)
         if isinstance(exc, RetryLater) and exc.at is not None:
             return max(exc.at, now)
         return backoff_at

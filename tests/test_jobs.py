@@ -15,7 +15,7 @@ import pytest
 from gidgethub import routing, sansio
 
 from quantumreview.context import Context
-from quantumreview.errors import InstallationGone, PermanentError, RetryLater
+from quantumreview.errors import InstallationGone, PermanentError, RateLimited, RetryLater
 from quantumreview.github import GitHubApp
 from quantumreview.jobs import Backoff, JobRunner, describe_error
 from quantumreview.plugins import HandlerRegistry, handler_name
@@ -213,6 +213,32 @@ async def test_retry_later_waits_until_the_given_time(db: Database, settings: Se
         await asyncio.sleep(0.2)
     [job] = await store.list_jobs(db)
     assert (job.status, job.attempts, job.run_after) == ("queued", 1, retry_at)
+
+
+async def test_repeated_rate_limits_back_off_exponentially_past_their_fixed_wait(
+        db: Database, make_settings: Any) -> None:
+    """RELIABILITY GH-04: a secondary limit without retry-after always says "in 60 s"; the waits must grow."""
+    router = routing.Router()
+    clock = [time.time() + 1]  # the delivery is due
+    reset_in = [60.0] * 6 + [5000.0]  # six secondary limits, then a primary limit resetting in 5000 s
+
+    @router.register("issues")
+    async def limited(event: sansio.Event, ctx: Context) -> None:
+        raise RateLimited("secondary rate limit", at=clock[0] + reset_in[ctx.attempt - 1])
+
+    await add_delivery(db, "d1", [limited])
+    waits: list[float] = []
+    async with running(db, router, make_settings(job_max_attempts=10), now=lambda: clock[0],
+                       backoff=Backoff(base=10, cap=900), rand=lambda: 0.5) as runner:
+        for attempt in range(1, len(reset_in) + 1):
+            await wait_until(lambda n=attempt: db.fetchvalue(
+                "SELECT attempts = ? AND status = 'queued' FROM jobs", (n,)))
+            [job] = await store.list_jobs(db)
+            waits.append(job.run_after - clock[0])
+            clock[0] = job.run_after  # the job is due: the runner's clock moves there
+            runner.wake()
+    # Backoff 10·2^(n-1) (rand 0.5 → factor 1): below 60 s the limit's wait holds, above it the backoff does.
+    assert waits == [60, 60, 60, 80, 160, 320, 5000]
 
 
 async def test_jobs_with_one_key_run_one_at_a_time_in_arrival_order(db: Database, settings: Settings) -> None:
