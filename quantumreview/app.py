@@ -37,6 +37,7 @@ log = logging.getLogger("quantumreview.app")
 
 SWEEP_KEY = "redelivery-sweep"
 HEALTH_TIMEOUT = 3.0
+MAX_HEADER_FIELD_BYTES = 64 * 1024
 ERROR_CODES = {
     400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
     409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type", 429: "rate_limited",
@@ -225,7 +226,10 @@ def create_app(settings: Settings, *, registry: HandlerRegistry | None = None,
     if registry is None:
         registry = load_handlers(handlers_package or settings.handlers_package)
     holder = credentials or CredentialsHolder(AppCredentials.from_settings(settings))
-    app = web.Application(middlewares=[error_middleware, web_security.middleware])
+    # Why a larger header field than aiohttp's 8 KiB: a malformed, overlong X-Hub-Signature-256 (10 KB in WH-06)
+    # must reach the webhook route and get its 401, not a 400 from the HTTP parser quoting the header back.
+    app = web.Application(middlewares=[error_middleware, web_security.middleware],
+                          handler_args={"max_field_size": MAX_HEADER_FIELD_BYTES})
     app.on_response_prepare.append(web_security.api_response_headers)
     app[keys.settings] = settings
     app[keys.handlers] = registry
