@@ -27,7 +27,13 @@ from gidgethub import abc as gh_abc
 from gidgethub import sansio
 
 from quantumreview import github_policy as policy
-from quantumreview.errors import InstallationGone, PermissionDenied, RateLimited, RetryLater
+from quantumreview.errors import (
+    InstallationGone,
+    InstallationSuspended,
+    PermissionDenied,
+    RateLimited,
+    RetryLater,
+)
 from quantumreview.github_auth import TokenCache
 
 ACCEPT = "application/vnd.github+json"
@@ -263,11 +269,19 @@ class InstallationDeleted(InstallationGone):
         self.installation_id = installation_id
 
 
+class InstallationSuspendedByGitHub(InstallationSuspended):
+    """Minting the installation's token answered 403 suspended: the job runner records it as suspended."""
+
+    def __init__(self, reason: str, *, installation_id: int) -> None:
+        super().__init__(reason)
+        self.installation_id = installation_id
+
+
 class InstallationAPI(GitHubClient):
     """Authenticated as one installation; the token comes from the shared cache at request time.
 
     A 401 drops the token it was sent with and the request is repeated once with a freshly minted token.
-    A mint's 404 is raised as InstallationDeleted.
+    A mint's 404 is raised as InstallationDeleted, its 403 (suspended) as InstallationSuspendedByGitHub.
     """
 
     def __init__(self, transport: Transport, tokens: TokenCache, installation_id: int) -> None:
@@ -293,10 +307,12 @@ class InstallationAPI(GitHubClient):
     async def _token(self) -> str:
         try:
             return await self._tokens.get(self.installation_id)
-        except InstallationDeleted:
+        except (InstallationDeleted, InstallationSuspendedByGitHub):
             raise
         except InstallationGone as exc:  # only the mint raises it here: its 404
             raise InstallationDeleted(str(exc), installation_id=self.installation_id) from None
+        except InstallationSuspended as exc:  # the mint's 403
+            raise InstallationSuspendedByGitHub(str(exc), installation_id=self.installation_id) from None
 
     async def redirect_location(self, url: str) -> tuple[int, str | None]:
         """GET url without following redirects; return the status and the Location header (if any)."""

@@ -5,8 +5,8 @@ installation's other queued jobs (they would all hit the same 404), and when the
 (InstallationDeleted) the installation is marked deleted too; any other exception or a timeout → retried
 with exponential backoff and jitter (RetryLater's `at` is honoured; RateLimited waits for the later of its
 `at` and the backoff) until job_max_attempts → dead.
-A suspended installation's jobs are put back with a delay, uncounted. `ctx.enqueue` must not be awaited inside
-a `db.transaction()` (the writer lock is not re-entrant).
+A suspended installation's jobs are put back with a delay, uncounted (a mint's 403 marks it suspended).
+`ctx.enqueue` must not be awaited inside a `db.transaction()` (the writer lock is not re-entrant).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from gidgethub import sansio
 from quantumreview import keys
 from quantumreview.context import Context
 from quantumreview.errors import InstallationGone, InstallationSuspended, PermanentError, RateLimited, RetryLater
-from quantumreview.github_client import InstallationDeleted
+from quantumreview.github_client import InstallationDeleted, InstallationSuspendedByGitHub
 from quantumreview.logs import redact
 from quantumreview.plugins import HandlerRegistry
 from quantumreview.settings import Settings
@@ -248,6 +248,9 @@ class JobRunner:
         error = describe_error(exc)
         async with self._db.transaction() as conn:
             if isinstance(exc, InstallationSuspended):
+                if isinstance(exc, InstallationSuspendedByGitHub) and exc.installation_id == job.installation_id:
+                    # Why: then the claim holds its jobs without minting, until the unsuspend webhook clears it.
+                    await installations.set_suspended(conn, job.installation_id, now)
                 await store.defer(conn, [job.id], now + SUSPENDED_RECHECK, error)
                 return
             if isinstance(exc, InstallationGone) and job.installation_id is not None:

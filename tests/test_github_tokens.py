@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from quantumreview.errors import InstallationGone, InstallationSuspended
 from quantumreview.github import GitHubApp
 from quantumreview.github_auth import BAD_KEY_MESSAGE
-from quantumreview.github_client import InstallationDeleted
+from quantumreview.github_client import InstallationDeleted, InstallationSuspendedByGitHub
 from quantumreview.testing.fake import FakeGitHub
 from tests.github_support import T0, Clock, no_sleep
 
@@ -169,6 +169,9 @@ async def test_suspended_installation_is_reported_as_suspended(app: GitHubApp, f
     with pytest.raises(InstallationSuspended):
         await app.installation_token(7)
     assert len(fake.calls("POST", MINT)) == 1
+    with pytest.raises(InstallationSuspendedByGitHub) as caught:
+        await app.for_installation(7).getitem("/installation/repositories")
+    assert caught.value.installation_id == 7  # what the job runner marks suspended (GH-12)
 
 
 async def test_cancelled_caller_does_not_cancel_the_shared_mint(app: GitHubApp, fake: FakeGitHub) -> None:

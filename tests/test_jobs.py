@@ -438,6 +438,46 @@ async def test_suspended_installation_jobs_wait_uncounted(db: Database, settings
     assert (job.status, job.attempts) == ("queued", 0) and job.run_after > now + 60
 
 
+async def test_a_mint_403_marks_the_installation_suspended_until_unsuspend(
+        db: Database, settings: Settings, fake_github: FakeGitHub, github_app: GitHubApp) -> None:
+    """RELIABILITY GH-12: suspended while the webhook was missed; no re-mint every 5 minutes until unsuspend."""
+    router = routing.Router()
+
+    @router.register("issues")
+    async def read(event: sansio.Event, ctx: Context) -> None:
+        await ctx.gh.getitem("/installation/repositories")
+
+    clock = [time.time() + 1]  # the delivery is due
+    await store_installation(db, 5, ["o/a"])
+    fake_github.add_installation(5, repositories=["o/a"])
+    fake_github.suspend_installation(5)
+    await add_delivery(db, "d1", [read], installation_id=5)
+
+    async def deferred_after(t: float) -> bool:
+        [job] = await store.list_jobs(db)
+        return job.status == "queued" and job.run_after > t
+
+    async with running(db, router, settings, now=lambda: clock[0],
+                       github_factory=github_app.for_installation) as runner:
+        await wait_until(lambda: deferred_after(clock[0]))
+        suspended = await installations.get_installation(db, 5)
+        assert suspended is not None and suspended.suspended
+        for _ in range(3):  # recheck after recheck: held at the claim, GitHub is not asked again
+            clock[0] += 301
+            runner.wake()
+            await wait_until(lambda: deferred_after(clock[0]))
+        assert len(fake_github.calls("POST", MINT)) == 1
+        fake_github.state.suspended.discard(5)
+        async with db.transaction() as conn:  # what the installation.unsuspend webhook does
+            await installations.set_suspended(conn, 5, None)
+        clock[0] += 301
+        runner.wake()
+        await wait_until(lambda: settled(db))
+    [job] = await store.list_jobs(db)
+    assert (job.status, job.attempts) == ("done", 1)  # the suspended waits were never counted
+    assert len(fake_github.calls("POST", MINT)) == 2
+
+
 async def test_deleted_installation_jobs_are_cancelled_before_running(db: Database, settings: Settings) -> None:
     router = routing.Router()
 
