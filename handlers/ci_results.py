@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -23,8 +24,10 @@ from storage import pulls as pull_store
 from storage import runs as run_store
 
 REVALIDATE_EVENT = "quantumreview.revalidate_pr"
-# Artifacts can be missing from the list for a while after `completed` (actions/upload-artifact#400).
+# Artifacts can be missing from the list for a while after `completed` (actions/upload-artifact#400): the
+# list is read EMPTY_LIST_TRIES times, EMPTY_LIST_WAIT apart (0, 60 and 120 s), then "no artifacts" is the result.
 EMPTY_LIST_TRIES = 3
+EMPTY_LIST_WAIT = 60.0
 MANIFEST_WAIT_TRIES = 3
 
 router = routing.Router()
@@ -107,8 +110,13 @@ async def judge_run(ctx: Context, repo: str, run: Mapping[str, Any], *, force: b
         return
     reports = await collect_reports(ctx.github, _installation(ctx), repo, run_id,
                                     max_bytes=ctx.settings.artifact_max_bytes)
-    if reports.artifact_count == 0 and ctx.attempt < EMPTY_LIST_TRIES:
-        raise RetryLater(f"run {run_id} lists no artifacts yet")
+    if reports.artifact_count == 0:
+        if ctx.attempt < EMPTY_LIST_TRIES:
+            # Why a fixed wait: the runner's backoff (from 5 s) would spend every try within the first minute.
+            raise RetryLater(f"run {run_id} lists no artifacts yet", at=time.time() + EMPTY_LIST_WAIT)
+        span = (EMPTY_LIST_TRIES - 1) * EMPTY_LIST_WAIT
+        note = f"no artifacts were found for run {run_id} (listed {EMPTY_LIST_TRIES} times over {span:.0f} s)"
+        reports = dataclasses.replace(reports, notes=(*reports.notes, note))
     if numbers is None:
         numbers = await pulls_for_run(ctx, repo, run)
     drop = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ def junit(t2: str = "failure") -> bytes:
 
 CHECK_RUNS = "/repos/{owner}/{repo}/check-runs"
 CHECK_RUN = "/repos/{owner}/{repo}/check-runs/{check_run_id}"
+ARTIFACTS = "/repos/{owner}/{repo}/actions/runs/{run_id}/artifacts"
 
 
 class Harness:
@@ -209,13 +211,26 @@ async def test_fork_pull_request_is_found_by_head_sha(harness: Harness) -> None:
 
 
 async def test_empty_artifact_list_is_retried_a_bounded_number_of_times(harness: Harness) -> None:
+    """RELIABILITY AR-07: 3 tries over about 2 minutes (the list can lag `completed`), then "no artifacts"."""
     harness.fake.add_workflow_run(REPO, 109, head_sha=SHA, pull_requests=[7])
-    harness.attempt = 1
-    with pytest.raises(handler.RetryLater):
-        await harness.dispatch("workflow_run", harness.workflow_run(109))
+    for attempt in range(1, handler.EMPTY_LIST_TRIES):
+        harness.attempt = attempt
+        before = time.time()
+        with pytest.raises(handler.RetryLater) as caught:
+            await harness.dispatch("workflow_run", harness.workflow_run(109))
+        # Why a fixed `at`: the runner's backoff alone (10 s base) spent all tries in under a minute.
+        assert caught.value.at is not None and before + 60 <= caught.value.at <= time.time() + 60
+        assert harness.check_runs()[0]["status"] != "completed"  # no verdict while it may still appear
     harness.attempt = handler.EMPTY_LIST_TRIES
     await harness.dispatch("workflow_run", harness.workflow_run(109))
     assert await run_store.get_run(harness.db, REPO, 109) is not None
+    assert len(harness.fake.calls("GET", ARTIFACTS)) == handler.EMPTY_LIST_TRIES
+    [check] = harness.check_runs()
+    assert check["status"] == "completed"
+    assert "no artifacts were found for run 109 (listed 3 times over 120 s)" in check["output"]["summary"]
+    manifest = await pull_store.get_manifest(harness.db, REPO, 7, SHA)
+    assert manifest is not None and manifest.verdict is not None
+    assert any("no artifacts were found" in note for note in manifest.verdict["notes"])
 
 
 async def test_health_drop_against_the_base_branch_is_shown_and_notified(harness: Harness) -> None:
@@ -285,8 +300,6 @@ async def test_findings_on_changed_lines_become_check_run_annotations(harness: H
     assert [(a["start_line"], a["annotation_level"]) for a in notes] == [(11, "warning")]
     assert "token logged" in notes[0]["message"]
 
-
-ARTIFACTS = "/repos/{owner}/{repo}/actions/runs/{run_id}/artifacts"
 
 
 async def test_revalidating_a_pull_request_github_no_longer_has_ends_quietly(harness: Harness) -> None:
