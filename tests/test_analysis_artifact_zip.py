@@ -164,9 +164,11 @@ def opened(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     names: list[str] = []
     real_open = zipfile.ZipFile.open
 
-    def spy(self: zipfile.ZipFile, member: str | zipfile.ZipInfo, *args: Any, **kwargs: Any) -> IO[bytes]:
-        names.append(member.filename if isinstance(member, zipfile.ZipInfo) else member)
-        return real_open(self, member, *args, **kwargs)
+    def spy(self: zipfile.ZipFile, member: str | zipfile.ZipInfo, mode: str = "r", *args: Any, **kwargs: Any
+            ) -> IO[bytes]:
+        if mode == "r":  # building a test zip opens members for writing
+            names.append(member.filename if isinstance(member, zipfile.ZipInfo) else member)
+        return real_open(self, member, mode, *args, **kwargs)
 
     monkeypatch.setattr(zipfile.ZipFile, "open", spy)
     return names
@@ -205,6 +207,79 @@ def test_more_entries_than_the_cap_are_rejected_before_reading() -> None:
 
     with pytest.raises(ZipRejected, match="too many entries"):
         read_members(build_raw_zip(entries), wanted=is_report)
+
+
+def many_records(count: int, *, declared: int | None = None, zip64: bool = False) -> bytes:
+    """One real local header and `count` central records all pointing at it (47 bytes each), built
+    cheaply; the end record declares `declared` entries (default: count, capped as a 16-bit field)."""
+    local = struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, 0, 0, 0, 0, 0, 0, 1, 0) + b"a"
+    record = struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0) + b"a"
+    central = record * count
+    declared = count if declared is None else declared
+    end64 = b""
+    if zip64:
+        end64 = struct.pack("<4sQ2H2L4Q", b"PK\x06\x06", 44, 45, 45, 0, 0, declared, declared, len(central),
+                            len(local))
+        end64 += struct.pack("<4sLQL", b"PK\x06\x07", 0, len(local) + len(central), 1)
+    short = 0xFFFF if zip64 else min(declared, 0xFFFF)
+    end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, short, short, len(central), len(local), 0)
+    return local + central + end64 + end
+
+
+@pytest.fixture
+def directories_parsed(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the central directories zipfile parses (the costly part: an object per record)."""
+    calls: list[int] = []
+    real = zipfile.ZipFile._RealGetContents  # type: ignore[attr-defined]
+
+    def spy(self: zipfile.ZipFile) -> None:
+        calls.append(1)
+        real(self)
+
+    monkeypatch.setattr(zipfile.ZipFile, "_RealGetContents", spy)
+    return calls
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (many_records(200_000), "too many entries (65535 > 1000)"),
+        (many_records(200_000, declared=1), "too many entries (more than 1000)"),
+        (many_records(200_000, zip64=True), "too many entries (200000 > 1000)"),
+        (many_records(1001, declared=1, zip64=True), "too many entries (more than 1000)"),
+    ],
+    ids=["declared", "declared-one-but-present", "zip64-declared", "zip64-declared-one-but-present"],
+)
+def test_too_many_entries_are_refused_before_zipfile_parses_the_directory(
+    data: bytes, reason: str, directories_parsed: list[int]
+) -> None:
+    """zipfile walks the directory by its size whatever the count says, so both are checked first."""
+    started = time.perf_counter()
+
+    with pytest.raises(ZipRejected) as caught:
+        read_members(data, wanted=is_report)
+
+    assert caught.value.reason == reason
+    assert directories_parsed == []
+    assert time.perf_counter() - started < 1
+
+
+@pytest.mark.parametrize("zip64", [False, True])
+def test_the_largest_allowed_directory_gets_past_the_count(directories_parsed: list[int], zip64: bool) -> None:
+    """Past the count, zipfile parses it; then its records, all at one offset, overlap."""
+    with pytest.raises(ZipRejected, match="overlapping"):
+        read_members(many_records(1000, zip64=zip64), wanted=is_report)
+
+    assert directories_parsed == [1]
+
+
+def test_an_archive_comment_does_not_hide_the_end_record() -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(REPORT, b"<testsuite/>")
+        archive.comment = b"c" * 60_000  # the end record is then searched for, not read at a fixed place
+
+    assert read_members(buffer.getvalue(), wanted=is_report) == {REPORT: b"<testsuite/>"}
 
 
 def test_member_longer_than_it_declares_is_rejected_without_reading_past_the_claim() -> None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import io
 import itertools
 import re
+import struct
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from quantumreview.errors import ArtifactError
 
@@ -16,6 +18,12 @@ CHUNK = 1 << 16
 _LOCAL_HEADER = 30  # fixed part of a zip local file header, before the name and extra field
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+# The zip records read before zipfile sees the archive, laid out as zipfile reads them.
+_END = struct.Struct("<4s4H2LH")  # end of central directory
+_END64_LOCATOR = struct.Struct("<4sLQL")
+_END64 = struct.Struct("<4sQ2H2L4Q")  # zip64 end of central directory, as zipfile finds it: just before the locator
+_CENTRAL_HEADER = 46  # fixed part of a central directory record
+_COMMENT_SEARCH = 1 << 16  # how far back zipfile looks for an end record followed by a comment
 
 
 class ZipRejected(ArtifactError):
@@ -72,7 +80,7 @@ def read_members(
     followed; nothing is written to disk.
     """
     try:
-        with _open_zip(source) as archive:
+        with _open_source(source) as raw, _open_zip(raw, limits) as archive:
             infos = archive.infolist()
             _check_directory(infos, limits)
             chosen = _choose(infos, wanted, key, limits)
@@ -86,13 +94,97 @@ def read_members(
         raise ZipRejected(f"cannot read zip archive: {exc.strerror or type(exc).__name__}") from None
 
 
-def _open_zip(source: Path | bytes) -> zipfile.ZipFile:
+def _open_source(source: Path | bytes) -> BinaryIO:
+    return io.BytesIO(source) if isinstance(source, bytes) else source.open("rb")
+
+
+def _open_zip(raw: BinaryIO, limits: ZipLimits) -> zipfile.ZipFile:
+    """Count the central directory's records first: zipfile builds an object for every one of them."""
+    _count_entries(raw, _central_directory(raw), limits)
     try:
-        return zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source)
+        return zipfile.ZipFile(raw)
     except zipfile.BadZipFile:
         raise ZipRejected("not a zip archive") from None
     except (UnicodeDecodeError, ValueError, EOFError) as exc:
         raise ZipRejected(f"not a zip archive ({type(exc).__name__})") from None
+
+
+@dataclass(frozen=True)
+class _Central:
+    """Where zipfile will look for the central directory, and the entry count the end record declares."""
+
+    start: int
+    size: int
+    declared: int
+
+
+def _central_directory(raw: BinaryIO) -> _Central:
+    """Find the end record (zip64 too) the way zipfile does, so that both read the same directory."""
+    size = raw.seek(0, io.SEEK_END)
+    if size < _END.size:
+        raise ZipRejected("not a zip archive")
+    raw.seek(size - _END.size)
+    record = raw.read(_END.size)
+    at = size - _END.size
+    if record[:4] != b"PK\x05\x06" or record[-2:] != b"\0\0":  # else: a comment follows it
+        floor = max(size - _COMMENT_SEARCH - _END.size, 0)
+        raw.seek(floor)
+        tail = raw.read()
+        found = tail.rfind(b"PK\x05\x06")
+        record = tail[found : found + _END.size]
+        if found < 0 or len(record) != _END.size:
+            raise ZipRejected("not a zip archive")
+        at = floor + found
+    _, _, _, _, declared, cd_size, _, _ = _END.unpack(record)
+    extra = 0
+    zip64 = _zip64_end(raw, at)
+    if zip64 is not None:
+        declared, cd_size = zip64
+        extra = _END64.size + _END64_LOCATOR.size
+    return _Central(start=at - cd_size - extra, size=cd_size, declared=declared)
+
+
+def _zip64_end(raw: BinaryIO, end_at: int) -> tuple[int, int] | None:
+    """(entries, directory size) from a zip64 end record, if zipfile would use one.
+
+    The directory's start follows from the size alone: zipfile takes it to end where these records begin.
+    """
+    if end_at < _END64_LOCATOR.size:
+        return None
+    raw.seek(end_at - _END64_LOCATOR.size)
+    signature, _, _, _ = _END64_LOCATOR.unpack(raw.read(_END64_LOCATOR.size))
+    if signature != b"PK\x06\x07":
+        return None
+    at = end_at - _END64_LOCATOR.size - _END64.size
+    if at < 0:
+        raise ZipRejected("not a zip archive (truncated zip64 end record)")
+    raw.seek(at)
+    signature, _, _, _, _, _, _, declared, cd_size, _ = _END64.unpack(raw.read(_END64.size))
+    return (declared, cd_size) if signature == b"PK\x06\x06" else None
+
+
+def _count_entries(raw: BinaryIO, central: _Central, limits: ZipLimits) -> None:
+    """Refuse more entries than the limit, declared or actually present, before zipfile parses any.
+
+    zipfile walks the directory by its size, not by the declared count, so the records are
+    counted too (stopping one past the limit); a malformed record is left for zipfile to refuse.
+    """
+    if central.declared > limits.max_entries:
+        raise ZipRejected(f"too many entries ({central.declared} > {limits.max_entries})")
+    if central.start < 0:
+        return  # zipfile refuses it: "Bad offset for central directory"
+    raw.seek(central.start)
+    walked = count = 0
+    while walked < central.size:
+        header = raw.read(_CENTRAL_HEADER)
+        if len(header) != _CENTRAL_HEADER or header[:4] != b"PK\x01\x02":
+            return
+        count += 1
+        if count > limits.max_entries:
+            raise ZipRejected(f"too many entries (more than {limits.max_entries})")
+        variable = sum(struct.unpack_from("<3H", header, 28))  # name, extra field and comment lengths
+        raw.seek(variable, io.SEEK_CUR)
+        walked += _CENTRAL_HEADER + variable
 
 
 def _check_directory(infos: list[zipfile.ZipInfo], limits: ZipLimits) -> None:
