@@ -7,6 +7,7 @@ https://docs.github.com/en/webhooks/using-webhooks/validating-webhook-deliveries
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import re
@@ -17,6 +18,7 @@ from aiohttp import web
 
 from quantumreview import keys
 from quantumreview.delivery_fields import Arrival, InvalidPayload
+from quantumreview.intake import IntakeWriter
 from storage.db import DatabaseBusy
 
 log = logging.getLogger("quantumreview.webhook")
@@ -25,6 +27,12 @@ PATH = "/webhooks/github"
 # https://docs.github.com/en/webhooks/webhook-events-and-payloads#payload-cap
 MAX_BODY_BYTES = 25 * 1024 * 1024
 MAX_HEADER_CHARS = 200
+# Why: storing a body takes several copies of it (text, SQLite's binding and JSON parse): about 8 x its size at the
+# peak, 200 MB for a 24 MiB one. Bodies over LARGE_BODY_BYTES are stored one at a time, so a few arriving together
+# cannot take a 512 MB machine down; GitHub's usual deliveries (a few KB to a few hundred) never wait for this.
+LARGE_BODY_BYTES = 1024 * 1024
+# A large delivery still waiting for its turn after this long is answered 503 (GitHub gives up at 10 s).
+LARGE_BODY_WAIT = 8.0
 DELIVERY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]*")
 EVENT_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 SIGNATURE_PREFIX = "sha256="
@@ -116,9 +124,12 @@ async def read_body(request: web.Request, limit: int = MAX_BODY_BYTES) -> bytes:
 class WebhookReceiver:
     """The webhook route; its secrets are read per request so the setup flow can swap them without a restart."""
 
-    def __init__(self, secrets: SecretSource, *, now: Callable[[], float]) -> None:
+    def __init__(self, secrets: SecretSource, *, now: Callable[[], float], large_body_wait: float = LARGE_BODY_WAIT
+                 ) -> None:
         self._secrets = secrets
         self._now = now
+        self._large = asyncio.Semaphore(1)
+        self._large_body_wait = large_body_wait
 
     async def handle(self, request: web.Request) -> web.Response:
         """Answer one delivery; never a 500 for any input."""
@@ -145,7 +156,10 @@ class WebhookReceiver:
         try:
             # The body is validated and read where it is stored (see delivery_fields); the writer answers
             # DatabaseBusy for a delivery it has not stored within its deadline (GitHub waits 10 s).
-            is_new, jobs = await request.app[keys.intake].submit(arrival)
+            if len(body) <= LARGE_BODY_BYTES:
+                is_new, jobs = await request.app[keys.intake].submit(arrival)
+            else:
+                is_new, jobs = await self._submit_large(request.app[keys.intake], arrival)
         except InvalidPayload as exc:
             raise Rejected(400, exc.code, str(exc)) from None
         except Exception as exc:  # busy, stuck or failing: the delivery is not stored, GitHub may redeliver
@@ -157,6 +171,19 @@ class WebhookReceiver:
             return _json_reply(f'{{"delivery_id":"{headers.delivery_id}","duplicate":true}}', 200)
         status = 200 if headers.event == "ping" else 202
         return _json_reply(f'{{"delivery_id":"{headers.delivery_id}","jobs":{jobs}}}', status)
+
+
+    async def _submit_large(self, intake: IntakeWriter[Arrival], arrival: Arrival) -> tuple[bool, int]:
+        """Store a large delivery once no other large one is being stored (waiting up to large_body_wait)."""
+        try:
+            async with asyncio.timeout(self._large_body_wait):
+                await self._large.acquire()
+        except TimeoutError:
+            raise DatabaseBusy("other large deliveries are being stored") from None
+        try:
+            return await intake.submit(arrival)
+        finally:
+            self._large.release()
 
 
 def _json_reply(text: str, status: int) -> web.Response:

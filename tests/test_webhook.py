@@ -16,7 +16,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from gidgethub import routing, sansio
 
-from quantumreview import keys
+from quantumreview import keys, webhook
 from quantumreview.app import create_app
 from quantumreview.context import Context
 from quantumreview.credentials import AppCredentials
@@ -401,3 +401,50 @@ async def test_a_full_disk_answers_503_keeps_every_acknowledged_row_and_recovers
         conn.close()
     assert stored == {d for d, status in statuses.items() if status == 202} | {"after"}
     assert "Traceback" not in caplog.text
+
+
+def large_issue(n: int) -> dict[str, Any]:
+    return {**ISSUE, "issue": {"number": n, "body": "x" * (1024 * 1024 + 10)}}
+
+
+async def test_large_deliveries_are_stored_one_at_a_time_small_ones_alongside(client: Client) -> None:
+    """WH-15: a body over 1 MiB costs several copies of itself while stored; two at once never."""
+    intake = client.app[keys.intake]
+    submit = intake.submit
+    in_flight: list[int] = []
+    most = {"large": 0, "small": 0}
+
+    async def counting(arrival: Any) -> tuple[bool, int]:
+        kind = "large" if len(arrival.body) > webhook.LARGE_BODY_BYTES else "small"
+        in_flight.append(1 if kind == "large" else 0)
+        most[kind] = max(most[kind], in_flight.count(1) if kind == "large" else len(in_flight))
+        try:
+            await asyncio.sleep(0.05)  # long enough for the others to arrive meanwhile
+            return await submit(arrival)
+        finally:
+            in_flight.remove(1 if kind == "large" else 0)
+
+    intake.submit = counting  # type: ignore[method-assign]
+    sent = [post(client, "issues", large_issue(n)) for n in range(4)]
+    sent += [post(client, "issues", {**ISSUE, "issue": {"number": 100 + n}}) for n in range(4)]
+    results = await asyncio.gather(*sent)
+    assert [status for status, _, _ in results] == [202] * 8
+    assert most["large"] == 1
+    assert most["small"] >= 4  # the small ones did not queue behind the large ones
+    assert (await stored(client))[0] == 8
+
+
+async def test_a_large_delivery_that_cannot_get_its_turn_in_time_is_503_and_not_stored(client: Client) -> None:
+    receiver = next(route.handler.__self__ for route in client.app.router.routes()  # type: ignore[attr-defined]
+                    if route.method == "POST" and route.resource is not None
+                    and route.resource.canonical == PATH)
+    receiver._large_body_wait = 0.1
+    await receiver._large.acquire()  # another large delivery is being stored
+    try:
+        status, body, _ = await post(client, "issues", large_issue(1))
+    finally:
+        receiver._large.release()
+    assert (status, body["error"]["code"]) == (503, "database_unavailable")
+    assert await stored(client) == (0, 0)
+    status, _, _ = await post(client, "issues", large_issue(2))
+    assert status == 202
