@@ -355,6 +355,39 @@ def test_lone_surrogate_in_a_name_is_replaced() -> None:
     assert normalise_name("bad\udc80name.xml") == "bad\ufffdname.xml"
 
 
+def utf8_flagged(name: bytes, data: bytes) -> RawEntry:
+    """A member whose name claims UTF-8 (flag bit 11, in both headers) whatever its bytes are."""
+    entry = raw_entry("x", data, flags=0x800)
+    entry.name = name
+    return entry
+
+
+def test_a_name_flagged_utf8_that_is_not_loses_nothing_beside_it() -> None:
+    """zipfile raises UnicodeDecodeError for the whole archive; the valid report must still be read."""
+    data = build_raw_zip([utf8_flagged(b"logs/\xff\xfe.txt", b"log"), raw_entry(REPORT, b"<testsuite/>")])
+
+    assert read_members(data, wanted=is_report) == {REPORT: b"<testsuite/>"}
+    assert read_members(data, wanted=lambda _: True) == {"logs/\ufffd\ufffd.txt": b"log", REPORT: b"<testsuite/>"}
+
+
+def test_a_wanted_member_under_an_undecodable_folder_is_read_by_its_replacement_label(tmp_path: Path) -> None:
+    """Its local header carries the same flag and name, which zipfile checks when opening it."""
+    path = tmp_path / "artifact.zip"
+    path.write_bytes(build_raw_zip([utf8_flagged(b"\xc3(/" + REPORT.encode(), b"<testsuite/>")]))
+    before = path.read_bytes()
+
+    assert read_members(path, wanted=is_report) == {f"\ufffd(/{REPORT}": b"<testsuite/>"}
+    assert path.read_bytes() == before  # the flags are changed only in what zipfile reads
+
+
+def test_an_undecodable_name_in_a_rejection_is_shown_with_replacement_characters() -> None:
+    bomb = utf8_flagged(b"\xed\xa0\x80big.xml", b"x")  # an encoded surrogate: not UTF-8 either
+    bomb.file_size = 1 << 30
+
+    with pytest.raises(ZipRejected, match=r"entry too large: \ufffd+big\.xml declares"):
+        read_members(build_raw_zip([bomb]), wanted=is_report)
+
+
 def test_duplicate_names_keep_the_first_member() -> None:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive, pytest.warns(UserWarning):

@@ -24,6 +24,8 @@ _END64_LOCATOR = struct.Struct("<4sLQL")
 _END64 = struct.Struct("<4sQ2H2L4Q")  # zip64 end of central directory, as zipfile finds it: just before the locator
 _CENTRAL_HEADER = 46  # fixed part of a central directory record
 _COMMENT_SEARCH = 1 << 16  # how far back zipfile looks for an end record followed by a comment
+_UTF8_NAME = 0x800  # general purpose flag: the name is UTF-8
+_CENTRAL_FLAGS, _LOCAL_FLAGS = 8, 6  # where the flags are in a central and in a local header
 
 
 class ZipRejected(ArtifactError):
@@ -99,14 +101,90 @@ def _open_source(source: Path | bytes) -> BinaryIO:
 
 
 def _open_zip(raw: BinaryIO, limits: ZipLimits) -> zipfile.ZipFile:
-    """Count the central directory's records first: zipfile builds an object for every one of them."""
-    _count_entries(raw, _central_directory(raw), limits)
+    """Walk the central directory first: zipfile builds an object for every record in it, and one
+    name flagged UTF-8 that is not would make it refuse the whole archive."""
+    records = _directory_records(raw, _central_directory(raw), limits)
+    undecodable = {index: record for index, record in enumerate(records) if not _decodes(record)}
+    patched = _PatchedFile(raw)
+    for record in undecodable.values():  # read as cp437 instead, which cannot fail
+        patched.clear_flag(record.at + _CENTRAL_FLAGS, _UTF8_NAME)
     try:
-        return zipfile.ZipFile(raw)
+        archive = zipfile.ZipFile(patched if undecodable else raw)
     except zipfile.BadZipFile:
         raise ZipRejected("not a zip archive") from None
-    except (UnicodeDecodeError, ValueError, EOFError) as exc:
+    except (UnicodeDecodeError, ValueError, EOFError, NotImplementedError) as exc:
         raise ZipRejected(f"not a zip archive ({type(exc).__name__})") from None
+    infos = archive.infolist()
+    if undecodable and len(infos) == len(records):
+        for index, record in undecodable.items():
+            _relabel(infos[index], record.name, patched)
+    return archive
+
+
+@dataclass(frozen=True)
+class _Record:
+    """A central directory record as found before zipfile reads it: where, its flags, its raw name."""
+
+    at: int
+    flags: int
+    name: bytes
+
+
+def _decodes(record: _Record) -> bool:
+    if not record.flags & _UTF8_NAME:
+        return True
+    try:
+        record.name.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _relabel(info: zipfile.ZipInfo, raw_name: bytes, patched: _PatchedFile) -> None:
+    """Name a member whose UTF-8 name is not UTF-8 with replacement characters, and let it be opened.
+
+    zipfile checks the local header's name against orig_filename (the cp437 reading, kept), and
+    decodes it as the local header's flag says: that flag is cleared too.
+    """
+    info.filename = raw_name.decode("utf-8", errors="replace").partition("\0")[0]  # zipfile cuts at NUL too
+    patched.seek(info.header_offset)
+    local = patched.read(_LOCAL_HEADER)
+    if len(local) == _LOCAL_HEADER and local[:4] == b"PK\x03\x04":
+        patched.clear_flag(info.header_offset + _LOCAL_FLAGS, _UTF8_NAME)
+
+
+class _PatchedFile:
+    """The archive as zipfile reads it, with a few flag bytes changed in what it reads; nothing is written."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self._patches: dict[int, int] = {}  # file offset -> byte value
+
+    def clear_flag(self, at: int, mask: int) -> None:
+        """Clear `mask` in the little-endian 16-bit flags at `at`."""
+        self._raw.seek(at)
+        low, high = self._raw.read(2).ljust(2, b"\0")
+        self._patches[at], self._patches[at + 1] = low & ~mask & 0xFF, high & ~(mask >> 8) & 0xFF
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET, /) -> int:
+        return self._raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+    def seekable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1, /) -> bytes:
+        start = self._raw.tell()
+        data = self._raw.read(n)
+        hits = [at for at in self._patches if start <= at < start + len(data)]
+        if not hits:
+            return data
+        patched = bytearray(data)
+        for at in hits:
+            patched[at - start] = self._patches[at]
+        return bytes(patched)
 
 
 @dataclass(frozen=True)
@@ -163,28 +241,32 @@ def _zip64_end(raw: BinaryIO, end_at: int) -> tuple[int, int] | None:
     return (declared, cd_size) if signature == b"PK\x06\x06" else None
 
 
-def _count_entries(raw: BinaryIO, central: _Central, limits: ZipLimits) -> None:
-    """Refuse more entries than the limit, declared or actually present, before zipfile parses any.
+def _directory_records(raw: BinaryIO, central: _Central, limits: ZipLimits) -> list[_Record]:
+    """The central directory's records, walked as zipfile will walk them; refuse more than the limit.
 
-    zipfile walks the directory by its size, not by the declared count, so the records are
-    counted too (stopping one past the limit); a malformed record is left for zipfile to refuse.
+    zipfile walks the directory by its size, not by the declared count, so both are checked
+    (walking stops one past the limit); a malformed record ends the walk, for zipfile to refuse.
     """
     if central.declared > limits.max_entries:
         raise ZipRejected(f"too many entries ({central.declared} > {limits.max_entries})")
+    records: list[_Record] = []
     if central.start < 0:
-        return  # zipfile refuses it: "Bad offset for central directory"
+        return records  # zipfile refuses it: "Bad offset for central directory"
     raw.seek(central.start)
-    walked = count = 0
+    walked = 0
     while walked < central.size:
+        at = raw.tell()
         header = raw.read(_CENTRAL_HEADER)
         if len(header) != _CENTRAL_HEADER or header[:4] != b"PK\x01\x02":
-            return
-        count += 1
-        if count > limits.max_entries:
+            break
+        if len(records) == limits.max_entries:
             raise ZipRejected(f"too many entries (more than {limits.max_entries})")
-        variable = sum(struct.unpack_from("<3H", header, 28))  # name, extra field and comment lengths
-        raw.seek(variable, io.SEEK_CUR)
-        walked += _CENTRAL_HEADER + variable
+        (flags,) = struct.unpack_from("<H", header, _CENTRAL_FLAGS)
+        name_length, extra_length, comment_length = struct.unpack_from("<3H", header, 28)
+        records.append(_Record(at, flags, raw.read(name_length)))
+        raw.seek(extra_length + comment_length, io.SEEK_CUR)
+        walked += _CENTRAL_HEADER + name_length + extra_length + comment_length
+    return records
 
 
 def _check_directory(infos: list[zipfile.ZipInfo], limits: ZipLimits) -> None:
