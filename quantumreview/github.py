@@ -23,7 +23,7 @@ import gidgethub
 from cachetools import LRUCache
 
 from quantumreview import github_artifacts as artifacts
-from quantumreview.errors import InstallationGone, InstallationSuspended, PermanentError
+from quantumreview.errors import InstallationGone, InstallationSuspended, PermanentError, RetryLater
 from quantumreview.github_auth import AppJWT, InstallationToken, TokenCache, load_rsa_key, parse_expires_at
 from quantumreview.github_client import (
     DEFAULT_TIMEOUT,
@@ -43,6 +43,8 @@ __all__ = ["GitHubApp", "InstallationAPI", "OAuthError", "UserTokens", "gone_whe
 DEFAULT_API_URL = "https://api.github.com"
 DEFAULT_WEB_URL = "https://github.com"
 ETAG_CACHE_SIZE = 2000
+# After a token mint's 404 or 403 that GitHub's installation record does not confirm: try again this much later.
+MINT_RECHECK = 60.0
 
 
 def default_user_agent() -> str:
@@ -121,10 +123,10 @@ class GitHubApp:
                                                  idempotent=True)
         except gidgethub.BadRequest as exc:
             status = int(exc.status_code)
-            if status == 404:
-                raise InstallationGone(f"installation {installation_id} no longer exists") from None
-            if status == 403:
-                raise InstallationSuspended(f"installation {installation_id} is suspended") from None
+            if status in (403, 404):
+                # Why ask again: these mark the installation deleted or suspended, and a deleted one never comes
+                # back; a stray 404 or 403 from an outage must not do that.
+                await self._confirm_lost(installation_id, status)
             if status == 401:
                 raise PermanentError("GitHub refused the App JWT (401): check GITHUB_APP_ID, GITHUB_PRIVATE_KEY "
                                      "and the host clock (NTP)") from None
@@ -132,6 +134,22 @@ class GitHubApp:
         if not isinstance(data, dict) or not isinstance(data.get("token"), str):
             raise PermanentError(f"installation {installation_id}: token response has no token")
         return InstallationToken(value=data["token"], expires_at=parse_expires_at(data.get("expires_at")))
+
+    async def _confirm_lost(self, installation_id: int, status: int) -> None:
+        """After a mint's 404 or 403: raise InstallationGone or InstallationSuspended if GET
+        /app/installations/{id} agrees (404; suspended_at set), else RetryLater."""
+        try:
+            found: Any = await self.as_app().getitem(f"/app/installations/{installation_id}")
+        except gidgethub.BadRequest as exc:
+            if int(exc.status_code) == 404:
+                raise InstallationGone(f"installation {installation_id} no longer exists") from None
+            raise RetryLater(f"installation {installation_id}: token mint answered {status}, and reading the "
+                             f"installation answered {int(exc.status_code)}", at=self._clock() + MINT_RECHECK) from None
+        suspended = isinstance(found, dict) and bool(found.get("suspended_at"))
+        if status == 403 and suspended:
+            raise InstallationSuspended(f"installation {installation_id} is suspended")
+        raise RetryLater(f"installation {installation_id}: token mint answered {status}, but GitHub lists the "
+                         f"installation as {'suspended' if suspended else 'active'}", at=self._clock() + MINT_RECHECK)
 
     def _user_client(self, token: str) -> GitHubClient:
         # Why: per-user data stays out of the shared ETag cache; the gate key is a digest, never the token.

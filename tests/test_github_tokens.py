@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from quantumreview.errors import InstallationGone, InstallationSuspended
+from quantumreview.errors import InstallationGone, InstallationSuspended, RetryLater
 from quantumreview.github import GitHubApp
 from quantumreview.github_auth import BAD_KEY_MESSAGE
 from quantumreview.github_client import InstallationDeleted, InstallationSuspendedByGitHub
@@ -164,6 +164,29 @@ async def test_removed_installation_with_cached_token_ends_as_gone(app: GitHubAp
     assert len(fake.calls("POST", MINT)) == 2
 
 
+@pytest.mark.parametrize("status", [404, 403])
+async def test_a_mint_404_or_403_that_githubs_installation_record_denies_is_retried_later(
+        app: GitHubApp, fake: FakeGitHub, status: int) -> None:
+    # Why: a 404 marks the installation deleted for good, a 403 suspended; an outage's stray answer must not.
+    fake.fail_next("POST", MINT, status=status)
+    with pytest.raises(RetryLater, match="lists the installation as active") as caught:
+        await app.for_installation(7).getitem("/installation/repositories")
+    assert not isinstance(caught.value, InstallationGone | InstallationSuspended)
+    assert caught.value.at is not None
+    assert [call.path for call in fake.calls("GET", "/app/installations/{installation_id}")] == [
+        "/app/installations/7"]
+    assert (await app.installation_token(7)).startswith("ghs_")
+
+
+async def test_a_mint_403_for_an_unsuspended_installation_is_not_taken_for_suspension(
+        app: GitHubApp, fake: FakeGitHub) -> None:
+    fake.suspend_installation(7)
+    fake.unsuspend_installation(7)
+    fake.fail_next("POST", MINT, status=403)
+    with pytest.raises(RetryLater):
+        await app.installation_token(7)
+
+
 async def test_suspended_installation_is_reported_as_suspended(app: GitHubApp, fake: FakeGitHub) -> None:
     fake.suspend_installation(7)
     with pytest.raises(InstallationSuspended):
@@ -187,11 +210,11 @@ async def test_cancelled_caller_does_not_cancel_the_shared_mint(app: GitHubApp, 
 
 async def test_failed_mint_reaches_every_waiter_and_the_next_call_tries_again(
         app: GitHubApp, fake: FakeGitHub) -> None:
-    fake.fail_next("POST", MINT, status=404, delay=0.05)
+    fake.fail_next("POST", MINT, status=502, times=3, delay=0.05)
     outcomes = await asyncio.gather(*(app.installation_token(7) for _ in range(5)), return_exceptions=True)
-    assert all(isinstance(o, InstallationGone) for o in outcomes)
+    assert all(isinstance(o, RetryLater) for o in outcomes)
     assert (await app.installation_token(7)).startswith("ghs_")
-    assert len(fake.calls("POST", MINT)) == 2
+    assert len(fake.calls("POST", MINT)) == 4
 
 
 async def test_aclose_cancels_a_mint_in_flight_and_forgets_tokens(app: GitHubApp, fake: FakeGitHub) -> None:

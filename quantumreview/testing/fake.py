@@ -171,8 +171,18 @@ class FakeGitHub:
         self.state.remove_installation(installation_id)
 
     def suspend_installation(self, installation_id: int) -> None:
-        """Suspend: minting answers 403."""
+        """Suspend: minting answers 403 and GET /app/installations/{id} shows suspended_at."""
         self.state.suspended.add(installation_id)
+        installation = self.state.installations.get(installation_id)
+        if installation is not None:
+            installation["suspended_at"] = "2026-01-01T00:00:00Z"
+
+    def unsuspend_installation(self, installation_id: int) -> None:
+        """Undo suspend_installation."""
+        self.state.suspended.discard(installation_id)
+        installation = self.state.installations.get(installation_id)
+        if installation is not None:
+            installation["suspended_at"] = None
 
     def expire_tokens(self) -> None:
         """Make every existing token answer 401."""
