@@ -298,6 +298,66 @@ def test_overlapping_entries_are_rejected() -> None:
         read_members(build_raw_zip([first, second]), wanted=is_report)
 
 
+def local_header(name: bytes, data: bytes, extra: bytes = b"") -> bytes:
+    return struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, 0, 0, 0, zlib.crc32(data), len(data), len(data),
+                       len(name), len(extra)) + name + extra
+
+
+def central_record(name: bytes, data: bytes, offset: int) -> bytes:
+    return struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, 0, 0, 0, zlib.crc32(data), len(data), len(data),
+                       len(name), 0, 0, 0, 0, 0, offset) + name
+
+
+def stored_zip(members: list[tuple[bytes, bytes, bytes, int]], size: int) -> bytes:
+    """Stored members (name, data, local extra field, offset) placed by hand in `size` bytes; later
+    ones overwrite earlier ones where they overlap, as a quoted-overlap bomb is built."""
+    body = bytearray(size)
+    for name, data, extra, offset in members:
+        header = local_header(name, data, extra)
+        body[offset : offset + len(header) + len(data)] = header + data
+    central = b"".join(central_record(name, data, offset) for name, data, _, offset in members)
+    end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, len(members), len(members), len(central), len(body), 0)
+    return bytes(body) + central + end
+
+
+def test_quoted_overlap_hidden_by_a_local_extra_field_is_rejected() -> None:
+    """The audit's probe: A's local header has a 100-byte extra field, so its 1000 bytes of data run
+    over B's header at 1080, though 0 + 30 + 1000 (a fixed-size header) would not reach it.
+    Python 3.11.7's zipfile reads both; A's data then quote B's header."""
+    extra = b"\xff\xff" + struct.pack("<H", 96) + b"\0" * 96
+    a_name, b_name = b"a/code_health.json", b"b/code_health.json"
+    b_data, b_at = b"B" * 100, 1080
+    body = bytearray(1300)
+    body[b_at : b_at + 48 + 100] = local_header(b_name, b_data) + b_data
+    a_start = 30 + len(a_name) + len(extra)
+    a_data = bytes(body[a_start : a_start + 1000])  # quotes B's header: 148..1148 spans 1080
+    data = stored_zip([(a_name, a_data, extra, 0), (b_name, b_data, b"", b_at)], 1300)
+    assert b"PK\x03\x04" in a_data
+
+    with pytest.raises(ZipRejected, match="overlapping"):
+        read_members(data, wanted=lambda name: name == "code_health.json")
+
+
+def test_local_extra_fields_that_do_not_overlap_are_fine() -> None:
+    extra = b"\xff\xff" + struct.pack("<H", 96) + b"\0" * 96
+    first = (b"a/" + REPORT.encode(), b"<a/>", extra, 0)
+    second = (REPORT.encode(), b"<b/>", extra, 30 + len(first[0]) + 100 + 4)  # right after the first's data
+    data = stored_zip([first, second], second[3] + 30 + len(second[0]) + 100 + 4)
+
+    assert read_members(data, wanted=is_report) == {f"a/{REPORT}": b"<a/>", REPORT: b"<b/>"}
+
+
+def test_data_running_into_the_central_directory_is_rejected() -> None:
+    data = b"<testsuite/>"
+    honest = stored_zip([(REPORT.encode(), data, b"", 0)], 30 + len(REPORT) + len(data))
+    record = central_record(REPORT.encode(), data, 0)
+    liar = record[:20] + struct.pack("<2L", len(data) + 40, len(data) + 40) + record[28:]  # sizes reach into it
+    tampered = honest.replace(record, liar)
+
+    with pytest.raises(ZipRejected, match="overlapping"):
+        read_members(tampered, wanted=lambda _: False)
+
+
 def test_encrypted_member_is_rejected_cleanly() -> None:
     encrypted = build_raw_zip([raw_entry(REPORT, b"<testsuite/>", flags=0x1)])
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import io
-import itertools
 import re
 import struct
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from quantumreview.errors import ArtifactError
 
@@ -85,6 +84,7 @@ def read_members(
         with _open_source(source) as raw, _open_zip(raw, limits) as archive:
             infos = archive.infolist()
             _check_directory(infos, limits)
+            _check_no_overlap(archive)
             chosen = _choose(infos, wanted, key, limits)
             _check_chosen(chosen, limits)
             return _read_chosen(archive, chosen, limits)
@@ -285,15 +285,33 @@ def _check_directory(infos: list[zipfile.ZipInfo], limits: ZipLimits) -> None:
         total += info.file_size
     if total > limits.max_total_size:
         raise ZipRejected(f"archive too large uncompressed ({total} > {limits.max_total_size} bytes)")
-    _check_no_overlap(infos)
 
 
-def _check_no_overlap(infos: list[zipfile.ZipInfo]) -> None:
-    """Refuse entries whose data overlap (the quoted-overlap bomb, CVE-2024-0450)."""
-    spans = sorted((info.header_offset, info.compress_size) for info in infos)
-    for (offset, size), (next_offset, _) in itertools.pairwise(spans):
-        if offset + _LOCAL_HEADER + size > next_offset:
+def _check_no_overlap(archive: zipfile.ZipFile) -> None:
+    """Refuse an entry whose data run into the next entry or the central directory: the
+    quoted-overlap bomb (CVE-2024-0450), which zipfile itself refuses only from 3.11.8 on.
+
+    An entry's data start after its local header's name and extra field, whose lengths only the
+    local header gives (the central directory's may differ).
+    """
+    if archive.fp is None:
+        raise ZipRejected("cannot read zip archive (closed)")
+    fp = archive.fp
+    spans = sorted((info.header_offset, _data_start(fp, info) + info.compress_size) for info in archive.infolist())
+    bounds = [offset for offset, _ in spans[1:]] + [archive.start_dir]  # the next header, or the directory
+    for (_, end), bound in zip(spans, bounds, strict=True):
+        if end > bound:
             raise ZipRejected("overlapping entries (possible zip bomb)")
+
+
+def _data_start(fp: IO[bytes], info: zipfile.ZipInfo) -> int:
+    """Where a member's data start: after its local header (zipfile reads the lengths there too)."""
+    fp.seek(info.header_offset)
+    header = fp.read(_LOCAL_HEADER)
+    if len(header) != _LOCAL_HEADER or header[:4] != b"PK\x03\x04":
+        return info.header_offset + _LOCAL_HEADER  # unreadable anyway: zipfile refuses to open it
+    name_length, extra_length = struct.unpack_from("<2H", header, 26)
+    return info.header_offset + _LOCAL_HEADER + int(name_length) + int(extra_length)
 
 
 def _choose(
