@@ -127,9 +127,6 @@ class GitHubApp:
                 # Why ask again: these mark the installation deleted or suspended, and a deleted one never comes
                 # back; a stray 404 or 403 from an outage must not do that.
                 await self._confirm_lost(installation_id, status)
-            if status == 401:
-                raise PermanentError("GitHub refused the App JWT (401): check GITHUB_APP_ID, GITHUB_PRIVATE_KEY "
-                                     "and the host clock (NTP)") from None
             raise
         if not isinstance(data, dict) or not isinstance(data.get("token"), str):
             raise PermanentError(f"installation {installation_id}: token response has no token")

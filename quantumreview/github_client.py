@@ -30,6 +30,7 @@ from quantumreview import github_policy as policy
 from quantumreview.errors import (
     InstallationGone,
     InstallationSuspended,
+    PermanentError,
     PermissionDenied,
     RateLimited,
     RetryLater,
@@ -244,6 +245,11 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
             return response.status, response.headers, await response.read()
 
 
+# The App JWT is signed with the host's clock: one running ahead of GitHub's makes its iat "in the future".
+APP_JWT_REFUSED = ("GitHub refused the App JWT (401): check GITHUB_APP_ID, GITHUB_PRIVATE_KEY and the host clock "
+                   "(NTP)")
+
+
 class AppClient(GitHubClient):
     """Authenticated as the App itself with a JWT (for /app/... endpoints)."""
 
@@ -254,7 +260,11 @@ class AppClient(GitHubClient):
     async def _exchange(self, method: str, url: str, headers: dict[str, str], body: bytes, *,
                         follow_redirects: bool) -> Response:
         headers.setdefault("authorization", f"bearer {self._jwt()}")
-        return await self._resilient(method, url, headers, body, follow_redirects=follow_redirects)
+        reply = await self._resilient(method, url, headers, body, follow_redirects=follow_redirects)
+        if reply[0] == 401:  # GH-14: say what to check, on every App call (the sweep's included), not a bare 401
+            log.error("GitHub %s %s: %s", method, path_of(url), APP_JWT_REFUSED)
+            raise PermanentError(APP_JWT_REFUSED)
+        return reply
 
 
 class InstallationDeleted(InstallationGone):

@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from quantumreview.errors import InstallationGone, InstallationSuspended, RetryLater
+from quantumreview.errors import InstallationGone, InstallationSuspended, PermanentError, RetryLater
 from quantumreview.github import GitHubApp
 from quantumreview.github_auth import BAD_KEY_MESSAGE
 from quantumreview.github_client import InstallationDeleted, InstallationSuspendedByGitHub
@@ -226,3 +226,18 @@ async def test_aclose_cancels_a_mint_in_flight_and_forgets_tokens(app: GitHubApp
     with pytest.raises(asyncio.CancelledError):
         await waiting
     assert await app.installation_token(7) != first
+
+
+@pytest.mark.parametrize("call", ["mint", "app"])
+async def test_a_host_clock_running_ahead_is_named_in_the_error(session: aiohttp.ClientSession, fake: FakeGitHub,
+                                                               rsa_private_key: str, clock: Clock,
+                                                               caplog: pytest.LogCaptureFixture, call: str) -> None:
+    """GH-14: ten minutes fast, the JWT's iat is in GitHub's future and every App call answers 401."""
+    fast = GitHubApp(session, app_id=1, private_key=rsa_private_key, api_url=fake.api_url,
+                     clock=lambda: clock.now + 600, sleep=no_sleep)
+    with pytest.raises(PermanentError, match=r"host clock \(NTP\)"):
+        if call == "mint":
+            await fast.installation_token(7)
+        else:
+            await fast.as_app().getitem("/app/hook/deliveries")
+    assert "host clock (NTP)" in caplog.text
