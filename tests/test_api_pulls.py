@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from quantumreview.access import RepoAccess
 from tests.test_api_support import (
+    INSTALLATION,
     OTHER,
     REPO,
     Api,
@@ -89,9 +91,7 @@ async def test_flag_for_merge_records_flag_audit_with_verdict_and_notifies_manag
     db = database(maintainer)
     await add_pull(db, 9, head_sha="new")
     await add_manifest(db, 9, "new", MANIFEST, VERDICT)
-    colleague = await sign_in(maintainer.client, 3, "octocat", [])
-    await db.execute("INSERT INTO user_repositories (user_id, repo, installation_id, permission, refreshed_at) "
-                     "VALUES (3, ?, 42, 'admin', 0)", (REPO,))
+    colleague = await sign_in(maintainer.client, 3, "octocat", [RepoAccess(REPO, INSTALLATION, "admin")])
     status, body = await maintainer.post(f"/api/repos/{REPO}/prs/9/flag_for_merge")
     assert status == 200
     assert (body["flagged"], body["by"], body["notified"]) == (True, "mona", 2)
