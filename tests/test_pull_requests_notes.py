@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import markdown_it
 import pytest
 
 from quantumreview.analysis.artifact_zip import ZipRejected, read_members
@@ -15,8 +16,7 @@ HOSTILE = ('<img src=x onerror=alert(1)><a href="javascript:alert(1)">Click: all
 
 
 def rendered_html(markdown: str) -> str:
-    """CommonMark's reading of the Markdown (markdown-it-py is only in the test environment via other tools)."""
-    markdown_it = pytest.importorskip("markdown_it")
+    """CommonMark's reading of the Markdown (markdown-it-py: a test dependency)."""
     return str(markdown_it.MarkdownIt("commonmark").render(markdown))
 
 
