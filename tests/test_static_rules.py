@@ -1,4 +1,5 @@
-"""Static rules over the source (RELIABILITY JOB-14): no task is created and then forgotten.
+"""Static rules over the source: no task is created and then forgotten (RELIABILITY JOB-14); nothing but the
+transaction's own connection is awaited inside a database transaction (DB-06).
 
 asyncio keeps only a weak reference to a task; one whose result is dropped can be collected mid-flight, and
 its exception is never seen. Every create_task / ensure_future result must be kept (a variable, a set with a
@@ -60,3 +61,68 @@ def test_no_task_is_created_and_forgotten() -> None:
 ])
 def test_the_rule_tells_a_dropped_task_from_a_kept_one(source: str, dropped: int) -> None:
     assert len(dropped_tasks(source, "example.py")) == dropped
+
+
+# -- DB-06: the writer lock is held for the whole of `async with db.transaction() as conn`; awaiting GitHub (or
+# anything slow) there would stall every delivery behind it. Inside, only calls on `conn` or taking `conn` first.
+
+def awaits_in_transactions(source: str, filename: str) -> tuple[int, list[str]]:
+    """(transaction blocks seen, `file:line` of every await inside one that is not on its connection)."""
+    tree = ast.parse(source, filename)
+    blocks, found = 0, []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.AsyncWith):
+            continue
+        conns = [item.optional_vars.id for item in node.items
+                 if isinstance(item.context_expr, ast.Call) and _name(item.context_expr.func) == "transaction"
+                 and isinstance(item.optional_vars, ast.Name)]
+        if not conns:
+            continue
+        blocks += 1
+        for sub in (inner for stmt in node.body for inner in ast.walk(stmt)):
+            if isinstance(sub, ast.AsyncFor | ast.AsyncWith) or (
+                    isinstance(sub, ast.Await) and not _on_connection(sub.value, conns[0])):
+                found.append(f"{filename}:{sub.lineno}")
+    return blocks, found
+
+
+def _on_connection(call: ast.expr, conn: str) -> bool:
+    if not isinstance(call, ast.Call):
+        return False
+    func = call.func
+    if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == conn:
+        return True
+    return bool(call.args) and isinstance(call.args[0], ast.Name) and call.args[0].id == conn
+
+
+def test_nothing_but_the_connection_is_awaited_inside_a_transaction() -> None:
+    files = [path for package in PACKAGES for path in sorted((ROOT / package).rglob("*.py"))]
+    results = [awaits_in_transactions(path.read_text(), str(path.relative_to(ROOT))) for path in files]
+    assert sum(blocks for blocks, _ in results) >= 20  # the rule really found the transactions
+    assert [hit for _, hits in results for hit in hits] == []
+
+
+def test_storage_never_imports_an_http_client() -> None:
+    # Why: storage functions are what transactions call with `conn`; they must not reach the network either.
+    for path in sorted((ROOT / "storage").rglob("*.py")):
+        imported = {alias.name.split(".")[0] for node in ast.walk(ast.parse(path.read_text()))
+                    if isinstance(node, ast.Import) for alias in node.names}
+        imported |= {(node.module or "").split(".")[0] for node in ast.walk(ast.parse(path.read_text()))
+                     if isinstance(node, ast.ImportFrom)}
+        assert not imported & {"aiohttp", "gidgethub", "urllib", "http", "socket"}, path
+
+
+TRANSACTION = "async def f(db, gh):\n    async with db.transaction() as conn:\n"
+
+
+@pytest.mark.parametrize(("body", "flagged"), [
+    ("        await conn.execute('x')\n        await store.insert(conn, 1)\n", 0),
+    ("        await gh.getitem('/x')\n", 1),
+    ("        await asyncio.sleep(1)\n        await store.insert(1, conn)\n", 2),
+    ("        async for row in gh.getiter('/x'):\n            pass\n", 1),
+    # Conservative: a cursor's own await is flagged too (the code uses conn.execute_fetchall instead).
+    ("        rows = [await conn.execute(q) for q in qs]\n        x = await (await conn.execute('y')).fetchall()\n", 1),
+])
+def test_the_transaction_rule_flags_what_it_should(body: str, flagged: int) -> None:
+    blocks, found = awaits_in_transactions(TRANSACTION + body, "sample.py")
+    assert blocks == 1 and len(found) == flagged
