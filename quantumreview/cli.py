@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from quantumreview.analysis.junit import lxml_problem
 from quantumreview.crypto import KeyFileError
 from quantumreview.logs import configure_logging
 from quantumreview.plugins import PluginError
@@ -191,6 +192,9 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     """Parse arguments, read settings once, run the command; exit 2 on bad configuration."""
     args = build_parser().parse_args(argv)
+    if (problem := lxml_problem()) is not None:  # every command may read untrusted JUnit XML (the demo too)
+        print(f"quantumreview: {problem}", file=sys.stderr)
+        return 2
     if args.command == "demo":
         # Why before reading settings: the demo configures its own server; a stray variable must not block it.
         from quantumreview.demo import cmd_demo

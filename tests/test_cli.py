@@ -192,3 +192,22 @@ def test_serve_on_a_port_in_use_exits_2_saying_so(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
     # Start-up had run (and was shut down again): the database is migrated and closed cleanly.
     assert sqlite3.connect(tmp_path / "x.db").execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_an_lxml_older_than_6_1_refuses_every_command(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """XML-01: lxml before 6.1 must never parse an untrusted report; the check runs before any command."""
+    from lxml import etree
+
+    monkeypatch.setattr(etree, "LXML_VERSION", (6, 0, 2, 0))
+    code, out, err = run_cli(["migrate"], env)
+    assert code == 2 and out == ""
+    assert "lxml 6.0.2 is installed" in err and "lxml>=6.1" in err and "Traceback" not in err
+    assert not (Path(env["DATABASE_PATH"])).exists()  # refused before doing anything
+
+
+def test_the_installed_lxml_is_recent_enough() -> None:
+    from quantumreview.analysis.junit import lxml_problem
+
+    assert lxml_problem() is None
+    assert lxml_problem((6, 1, 0, 0)) is None
+    assert lxml_problem((5, 4, 0, 0)) is not None

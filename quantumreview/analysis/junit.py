@@ -143,6 +143,20 @@ def merge_reports(reports: Iterable[JUnitReport]) -> JUnitReport:
     return JUnitReport(tests, failures, errors, skipped, by_tid, tuple(failing))
 
 
+# XML-01: lxml 6.1 fixed entity handling that earlier releases leave open (pyproject pins it; a system-wide older
+# lxml could still be picked up).
+MIN_LXML = (6, 1, 0)
+
+
+def lxml_problem(version: tuple[int, ...] | None = None) -> str | None:
+    """Why the installed lxml must not parse untrusted reports, or None when it is recent enough."""
+    found = tuple(etree.LXML_VERSION if version is None else version)
+    if found[:3] >= MIN_LXML:
+        return None
+    return (f"lxml {'.'.join(map(str, found[:3]))} is installed; reading JUnit reports safely needs lxml "
+            f"{'.'.join(map(str, MIN_LXML))} or later (pip install -U 'lxml>=6.1')")
+
+
 def parse_junit(source: bytes | Path) -> JUnitReport:
     """Parse one JUnit report (bytes or a file path); raise ReportUnreadable for anything else."""
     try:
