@@ -51,6 +51,16 @@ async def _open_connection(path: Path) -> aiosqlite.Connection:
     return conn
 
 
+def _read(conn: sqlite3.Connection, sql: str, params: Params, one: bool) -> Any:
+    # Why a function on the reader's thread: aiosqlite's cursor API takes a hop each for execute, fetch and close;
+    # the API's requests are mostly a few small reads, so those hops were most of their database time.
+    cursor = conn.execute(sql, params)
+    try:
+        return cursor.fetchone() if one else cursor.fetchall()
+    finally:
+        cursor.close()
+
+
 def _run_transaction(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T], relaxed: bool) -> T:
     # Why here: synchronous cannot change inside a transaction, and the writer lock makes NORMAL apply to ours only.
     if relaxed:
@@ -181,14 +191,16 @@ class Database:
             return cursor.lastrowid or 0
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
-        """Read committed rows."""
-        async with self._reader.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
+        """Read committed rows (one hop to the reader's thread)."""
+        rows: list[sqlite3.Row] = await self._reader._execute(  # type: ignore[no-untyped-call]
+            _read, self._reader._conn, sql, params, False)
+        return rows
 
     async def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
-        """Read one committed row, or None."""
-        async with self._reader.execute(sql, params) as cursor:
-            return await cursor.fetchone()
+        """Read one committed row, or None (one hop to the reader's thread)."""
+        row: sqlite3.Row | None = await self._reader._execute(  # type: ignore[no-untyped-call]
+            _read, self._reader._conn, sql, params, True)
+        return row
 
     async def fetchvalue(self, sql: str, params: Params = ()) -> Any:
         """Read the first column of the first row, or None."""

@@ -303,6 +303,19 @@ def m008_active_jobs_index(db: sqlite_utils.Database) -> None:
     )
 
 
+@MIGRATIONS()
+def m009_access_filter_indexes(db: sqlite_utils.Database) -> None:
+    """Indexes for the per-request access filters: the few removed repositories (a partial index), a repository's
+    live row by name whatever its case, and a user's repositories by name whatever its case (notifications)."""
+    db.executescript(
+        """
+        CREATE INDEX repositories_removed ON repositories(installation_id) WHERE removed_at IS NOT NULL;
+        CREATE INDEX repositories_name_nocase ON repositories(full_name COLLATE NOCASE, installation_id);
+        CREATE INDEX user_repositories_user_repo_nocase ON user_repositories(user_id, repo COLLATE NOCASE);
+        """
+    )
+
+
 def migrate(path: Path | str) -> list[str]:
     """Apply pending migrations to the file at `path`; return the names applied."""
     conn = sqlite3.connect(str(path))

@@ -16,7 +16,7 @@ async def get_me(request: web.Request) -> web.Response:
     """The user's profile and counts."""
     user = await signed_in_user(request)
     repos = await access.managed_repositories(request, user)
-    unread = await notifications.unread_count(request.app[keys.db], user.id, [r.repo for r in repos])
+    unread = await notifications.unread_count(request.app[keys.db], user.id)
     return web.json_response({
         "id": user.id, "login": user.login, "name": user.name, "avatar_url": user.avatar_url,
         "repositories": len(repos), "unread_notifications": unread,

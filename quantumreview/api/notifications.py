@@ -18,10 +18,11 @@ async def list_notifications(request: web.Request) -> web.Response:
     user = await signed_in_user(request)
     page = parse_page(request.query)
     unread = parse_bool(request.query["unread"], "unread") if "unread" in request.query else False
-    # Why the current set: notifications were written for whoever managed the repository then (OA-17).
-    visible = [r.repo for r in await access.managed_repositories(request, user)]
-    found, total = await notifications.list_notifications(request.app[keys.db], user.id, visible,
-                                                          unread_only=unread, page=page.page, per_page=page.per_page)
+    # Why read the access set first: once stale it is read again from GitHub, and that rewrites the stored
+    # set the listing filters by (OA-17: notifications written while the user managed a repository since lost).
+    await access.managed_repositories(request, user)
+    found, total = await notifications.list_notifications(request.app[keys.db], user.id, unread_only=unread,
+                                                          page=page.page, per_page=page.per_page)
     items = [{"id": n.id, "repo": n.repo, "kind": n.kind, "title": n.title, "url": n.url, "data": n.data,
               "created_at": iso(n.created_at), "read": n.read, "read_at": iso(n.read_at)} for n in found]
     return web.json_response(paginated(items, page, total))
