@@ -280,7 +280,10 @@ def _scan(source: IO[bytes], head: bytes = b"", root_at: int | None = None) -> J
     tally = _Tally()
     if root_at is not None:
         head = head[:root_at] + _ANCHOR + head[root_at:]
-    # huge_tree lets a 20 MB <system-out> through; it is safe only because the DOCTYPE was refused first.
+    # huge_tree lets a 20 MB <system-out> through (without it libxml2 refuses any text node over 10 MB, and the
+    # whole report would be lost). It also lifts libxml2's entity-amplification limit, which is safe only because
+    # no DOCTYPE reaches libxml2: the prolog check refuses one, reading only encodings where its reading is exact
+    # (_check_declared_encoding). Memory stays bounded by the member size cap.
     parser = etree.XMLPullParser(
         events=("comment",) if root_at is not None else ("start",),
         tag=None if root_at is not None else _SUITE_TAGS,
