@@ -25,7 +25,7 @@ def dropped_tasks(source: str, filename: str) -> list[str]:
     groups = {item.optional_vars.id for node in ast.walk(tree) if isinstance(node, ast.AsyncWith)
               for item in node.items if isinstance(item.optional_vars, ast.Name)
               and isinstance(item.context_expr, ast.Call) and _name(item.context_expr.func) == "TaskGroup"}
-    found = []
+    found = [f"{filename}:{line}" for line in _unread_task_names(tree, groups)]
     for node in ast.walk(tree):
         if not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)):
             continue
@@ -37,6 +37,27 @@ def dropped_tasks(source: str, filename: str) -> list[str]:
             continue
         found.append(f"{filename}:{node.lineno}")
     return found
+
+
+def _unread_task_names(tree: ast.AST, groups: set[str]) -> list[int]:
+    """Lines where `name = create_task(...)` binds a name that nothing in the function reads afterwards (the
+    task is as good as dropped)."""
+    lines = []
+    for function in ast.walk(tree):
+        if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        reads = {node.id for node in ast.walk(function)
+                 if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)}
+        for node in ast.walk(function):
+            if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
+                    and isinstance(node.value, ast.Call) and _name(node.value.func) in SPAWNERS):
+                continue
+            owner = node.value.func.value if isinstance(node.value.func, ast.Attribute) else None
+            if isinstance(owner, ast.Name) and owner.id in groups:
+                continue
+            if node.targets[0].id not in reads:
+                lines.append(node.lineno)
+    return lines
 
 
 def _name(func: ast.expr) -> str:
@@ -58,6 +79,8 @@ def test_no_task_is_created_and_forgotten() -> None:
     ("import asyncio\nasync def f():\n    task = asyncio.create_task(g())\n    await task\n", 0),
     ("import asyncio\nasync def f(tasks):\n    tasks.add(asyncio.create_task(g()))\n", 0),
     ("import asyncio\nasync def f():\n    async with asyncio.TaskGroup() as tg:\n        tg.create_task(g())\n", 0),
+    ("import asyncio\nasync def f():\n    task = asyncio.create_task(g())\n    return 1\n", 1),
+    ("import asyncio\nasync def f(tasks):\n    task = asyncio.create_task(g())\n    tasks.add(task)\n", 0),
 ])
 def test_the_rule_tells_a_dropped_task_from_a_kept_one(source: str, dropped: int) -> None:
     assert len(dropped_tasks(source, "example.py")) == dropped
