@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from quantumreview.analysis.junit import lxml_problem
+from quantumreview.analysis.xml_prolog import lxml_problem
 from quantumreview.crypto import KeyFileError
 from quantumreview.logs import configure_logging
 from quantumreview.plugins import PluginError

@@ -24,6 +24,7 @@ from quantumreview.analysis.junit import (
     parse_junit,
     tid_outcome,
 )
+from quantumreview.analysis.xml_prolog import refuse_doctype
 from quantumreview.errors import PermanentError
 
 CORPUS = Path(__file__).parent / "fixtures" / "junit"
@@ -646,10 +647,10 @@ def test_a_root_start_tag_longer_than_a_chunk_is_found_once_it_ends() -> None:
 
 def test_the_anchor_goes_exactly_before_the_root_after_a_bom_and_prolog() -> None:
     body = b'\xef\xbb\xbf<?xml version="1.0"?>\n<!-- \xc3\xbc -->\n<testsuite/>'
-    head, root_at = junit._refuse_doctype(io.BytesIO(body))
+    head, root_at = refuse_doctype(io.BytesIO(body), junit.CHUNK)
 
     assert root_at is not None and head[root_at:].startswith(b"<testsuite")
-    assert junit._refuse_doctype(io.BytesIO("<testsuite/>".encode("utf-16")))[1] is None
+    assert refuse_doctype(io.BytesIO("<testsuite/>".encode("utf-16")), junit.CHUNK)[1] is None
 
 
 def test_utf32_which_libxml2_cannot_decode_is_reported_not_raised() -> None:
