@@ -8,13 +8,11 @@ from typing import Any
 from gidgethub import routing, sansio
 
 from quantumreview.context import Context
-from quantumreview.errors import InstallationSuspended
+from quantumreview.jobs import SUSPENDED_ERROR_PREFIX
 from storage import installations as store
 from storage import jobs as job_store
 
 router = routing.Router()
-# How the job runner's last_error starts for a job it deferred because its installation was suspended.
-SUSPENDED_ERROR = f"{InstallationSuspended.__name__}:"
 
 
 async def _sync_all_repositories(ctx: Context, installation_id: int) -> None:
@@ -46,7 +44,7 @@ async def record_installation(event: sansio.Event, ctx: Context) -> None:
         if event.data.get("action") == "unsuspend":
             await store.set_suspended(conn, installation_id, None)
             # Why: else its deferred jobs wait out SUSPENDED_RECHECK (5 min) after GitHub allowed them again.
-            await job_store.wake_installation_jobs(conn, installation_id, now, deferred_with=SUSPENDED_ERROR)
+            await job_store.wake_installation_jobs(conn, installation_id, now, deferred_with=SUSPENDED_ERROR_PREFIX)
         repos = event.data.get("repositories")
         if isinstance(repos, list):
             await store.replace_repositories(conn, installation_id, repos, now)

@@ -41,6 +41,9 @@ log = logging.getLogger("quantumreview.jobs")
 
 MAX_ERROR_CHARS = 500
 SUSPENDED_RECHECK = 300.0
+# How last_error starts for a job deferred for its installation's suspension, whichever InstallationSuspended it
+# was (describe_error writes the class name first; the mint's 403 raises a subclass): unsuspend wakes those.
+SUSPENDED_ERROR_PREFIX = InstallationSuspended.__name__
 # Why: installation events must run while suspended or deleted, or `unsuspend` could never be recorded.
 LIFECYCLE_EVENTS = frozenset({"installation"})
 

@@ -175,3 +175,21 @@ async def test_unsuspend_wakes_the_jobs_deferred_while_suspended(handler_db: Dat
     run_after = [row[0] for row in await handler_db.fetchall("SELECT run_after FROM jobs ORDER BY id")]
     assert before <= run_after[0] <= time.time()
     assert run_after[1:] == [later, later]
+
+
+async def test_unsuspend_also_wakes_the_job_whose_token_mint_found_the_suspension(handler_db: Database) -> None:
+    """The job that met the mint's 403 was deferred with InstallationSuspendedByGitHub, a subclass: woken too."""
+    from quantumreview.github_client import InstallationSuspendedByGitHub
+
+    created = load("installation.created.1")
+    inst_id = created["installation"]["id"]
+    await call(handler.record_installation, "installation", created, handler_db)
+    error = describe_error(InstallationSuspendedByGitHub(f"installation {inst_id} is suspended",
+                                                         installation_id=inst_id))
+    await handler_db.execute("INSERT INTO jobs (handler, ordering_key, installation_id, run_after, created_at, "
+                             "last_error) VALUES ('m:f', 'k', ?, ?, 0, ?)", (inst_id, time.time() + SUSPENDED_RECHECK,
+                                                                             error))
+    unsuspend = load("installation.unsuspend.1")
+    unsuspend["installation"]["id"] = inst_id
+    await call(handler.record_installation, "installation", unsuspend, handler_db)
+    assert await handler_db.fetchvalue("SELECT run_after FROM jobs") <= time.time()
