@@ -50,6 +50,27 @@ class InstallationSuspended(QuantumReviewError):
     code = "installation_suspended"
 
 
+class InstallationDeleted(InstallationGone):
+    """Minting the installation's token answered 404, and GitHub's installation record agrees: the installation
+    itself is gone, not one resource.
+
+    The job runner records it as deleted (as the `installation.deleted` webhook would), which a 404 from
+    `gone_when_missing` (a removed or renamed repository) must not do.
+    """
+
+    def __init__(self, reason: str, *, installation_id: int) -> None:
+        super().__init__(reason)
+        self.installation_id = installation_id
+
+
+class InstallationSuspendedByGitHub(InstallationSuspended):
+    """Minting the installation's token answered 403 and GitHub lists it suspended: the job runner records it."""
+
+    def __init__(self, reason: str, *, installation_id: int) -> None:
+        super().__init__(reason)
+        self.installation_id = installation_id
+
+
 class ArtifactError(PermanentError):
     """An artifact cannot be used: expired, too large, no redirect, not a zip."""
 

@@ -2,9 +2,9 @@
 
 Everything shares the session passed in (the app owns it via cleanup_ctx), one ETag cache, one in-flight limit,
 one rate-limit gate and one token cache. Retry and rate-limit rules: see quantumreview.github_client.
-"Installation gone" rule: minting a token answers 404 → InstallationGone (so every call of a removed
-installation ends that way); a suspended installation (mint 403) → InstallationSuspended; for other 404s a
-handler opts in with `gone_when_missing()`.
+"Installation gone" rule: minting a token answers 404 → InstallationDeleted, an InstallationGone (so every call
+of a removed installation ends that way); a suspended installation (mint 403) → InstallationSuspendedByGitHub;
+each only once GET /app/installations/{id} agrees. For other 404s a handler opts in with `gone_when_missing()`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import gidgethub
 from cachetools import LRUCache
 
 from quantumreview import github_artifacts as artifacts
-from quantumreview.errors import InstallationGone, InstallationSuspended, PermanentError, RetryLater
+from quantumreview.errors import InstallationDeleted, InstallationSuspendedByGitHub, PermanentError, RetryLater
 from quantumreview.github_auth import AppJWT, InstallationToken, TokenCache, load_rsa_key, parse_expires_at
 from quantumreview.github_client import (
     DEFAULT_TIMEOUT,
@@ -133,18 +133,20 @@ class GitHubApp:
         return InstallationToken(value=data["token"], expires_at=parse_expires_at(data.get("expires_at")))
 
     async def _confirm_lost(self, installation_id: int, status: int) -> None:
-        """After a mint's 404 or 403: raise InstallationGone or InstallationSuspended if GET
+        """After a mint's 404 or 403: raise InstallationDeleted or InstallationSuspendedByGitHub if GET
         /app/installations/{id} agrees (404; suspended_at set), else RetryLater."""
         try:
             found: Any = await self.as_app().getitem(f"/app/installations/{installation_id}")
         except gidgethub.BadRequest as exc:
             if int(exc.status_code) == 404:
-                raise InstallationGone(f"installation {installation_id} no longer exists") from None
+                raise InstallationDeleted(f"installation {installation_id} no longer exists",
+                                          installation_id=installation_id) from None
             raise RetryLater(f"installation {installation_id}: token mint answered {status}, and reading the "
                              f"installation answered {int(exc.status_code)}", at=self._clock() + MINT_RECHECK) from None
         suspended = isinstance(found, dict) and bool(found.get("suspended_at"))
         if status == 403 and suspended:
-            raise InstallationSuspended(f"installation {installation_id} is suspended")
+            raise InstallationSuspendedByGitHub(f"installation {installation_id} is suspended",
+                                                installation_id=installation_id)
         raise RetryLater(f"installation {installation_id}: token mint answered {status}, but GitHub lists the "
                          f"installation as {'suspended' if suspended else 'active'}", at=self._clock() + MINT_RECHECK)
 

@@ -29,7 +29,6 @@ from gidgethub import sansio
 from quantumreview import github_policy as policy
 from quantumreview.errors import (
     InstallationGone,
-    InstallationSuspended,
     PermanentError,
     PermissionDenied,
     RateLimited,
@@ -267,31 +266,10 @@ class AppClient(GitHubClient):
         return reply
 
 
-class InstallationDeleted(InstallationGone):
-    """Minting the installation's token answered 404: the installation itself is gone, not one resource.
-
-    The job runner records it as deleted (as the `installation.deleted` webhook would), which a 404 from
-    `gone_when_missing` (a removed or renamed repository) must not do.
-    """
-
-    def __init__(self, reason: str, *, installation_id: int) -> None:
-        super().__init__(reason)
-        self.installation_id = installation_id
-
-
-class InstallationSuspendedByGitHub(InstallationSuspended):
-    """Minting the installation's token answered 403 suspended: the job runner records it as suspended."""
-
-    def __init__(self, reason: str, *, installation_id: int) -> None:
-        super().__init__(reason)
-        self.installation_id = installation_id
-
-
 class InstallationAPI(GitHubClient):
     """Authenticated as one installation; the token comes from the shared cache at request time.
 
     A 401 drops the token it was sent with and the request is repeated once with a freshly minted token.
-    A mint's 404 is raised as InstallationDeleted, its 403 (suspended) as InstallationSuspendedByGitHub.
     """
 
     def __init__(self, transport: Transport, tokens: TokenCache, installation_id: int) -> None:
@@ -303,26 +281,16 @@ class InstallationAPI(GitHubClient):
                         follow_redirects: bool) -> Response:
         if "authorization" in headers:  # the caller chose other credentials (jwt= / oauth_token=)
             return await self._resilient(method, url, headers, body, follow_redirects=follow_redirects)
-        token = await self._token()
+        token = await self._tokens.get(self.installation_id)
         reply = await self._resilient(method, url, {**headers, "authorization": f"token {token}"}, body,
                                       follow_redirects=follow_redirects)
         if reply[0] != 401:
             return reply
         self._tokens.drop(self.installation_id, token)
-        fresh = await self._token()
+        fresh = await self._tokens.get(self.installation_id)
         log.info("GitHub %s %s answered 401: token re-minted, one more try", method, path_of(url))
         return await self._resilient(method, url, {**headers, "authorization": f"token {fresh}"}, body,
                                      follow_redirects=follow_redirects)
-
-    async def _token(self) -> str:
-        try:
-            return await self._tokens.get(self.installation_id)
-        except (InstallationDeleted, InstallationSuspendedByGitHub):
-            raise
-        except InstallationGone as exc:  # only the mint raises it here: its 404
-            raise InstallationDeleted(str(exc), installation_id=self.installation_id) from None
-        except InstallationSuspended as exc:  # the mint's 403
-            raise InstallationSuspendedByGitHub(str(exc), installation_id=self.installation_id) from None
 
     async def redirect_location(self, url: str) -> tuple[int, str | None]:
         """GET url without following redirects; return the status and the Location header (if any)."""

@@ -28,8 +28,15 @@ from gidgethub import sansio
 
 from quantumreview import keys
 from quantumreview.context import Context
-from quantumreview.errors import InstallationGone, InstallationSuspended, PermanentError, RateLimited, RetryLater
-from quantumreview.github_client import InstallationDeleted, InstallationSuspendedByGitHub
+from quantumreview.errors import (
+    InstallationDeleted,
+    InstallationGone,
+    InstallationSuspended,
+    InstallationSuspendedByGitHub,
+    PermanentError,
+    RateLimited,
+    RetryLater,
+)
 from quantumreview.logs import redact
 from quantumreview.plugins import HandlerRegistry
 from quantumreview.settings import Settings

@@ -12,10 +12,16 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from quantumreview.errors import InstallationGone, InstallationSuspended, PermanentError, RetryLater
+from quantumreview.errors import (
+    InstallationDeleted,
+    InstallationGone,
+    InstallationSuspended,
+    InstallationSuspendedByGitHub,
+    PermanentError,
+    RetryLater,
+)
 from quantumreview.github import GitHubApp
 from quantumreview.github_auth import BAD_KEY_MESSAGE
-from quantumreview.github_client import InstallationDeleted, InstallationSuspendedByGitHub
 from quantumreview.testing.fake import FakeGitHub
 from tests.github_support import T0, Clock, no_sleep
 

@@ -179,7 +179,7 @@ async def test_unsuspend_wakes_the_jobs_deferred_while_suspended(handler_db: Dat
 
 async def test_unsuspend_also_wakes_the_job_whose_token_mint_found_the_suspension(handler_db: Database) -> None:
     """The job that met the mint's 403 was deferred with InstallationSuspendedByGitHub, a subclass: woken too."""
-    from quantumreview.github_client import InstallationSuspendedByGitHub
+    from quantumreview.errors import InstallationSuspendedByGitHub
 
     created = load("installation.created.1")
     inst_id = created["installation"]["id"]
