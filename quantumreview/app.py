@@ -228,9 +228,9 @@ def create_app(settings: Settings, *, registry: HandlerRegistry | None = None,
     holder = credentials or CredentialsHolder(AppCredentials.from_settings(settings))
     # Why a larger header field than aiohttp's 8 KiB: a malformed, overlong X-Hub-Signature-256 (10 KB in WH-06)
     # must reach the webhook route and get its 401, not a 400 from the HTTP parser quoting the header back.
-    app = web.Application(middlewares=[error_middleware, web_security.middleware],
+    # Why web_security outermost: it adds its headers to error_middleware's answers too; the webhook skips it.
+    app = web.Application(middlewares=[web_security.middleware, error_middleware],
                           handler_args={"max_field_size": MAX_HEADER_FIELD_BYTES})
-    app.on_response_prepare.append(web_security.api_response_headers)
     app[keys.settings] = settings
     app[keys.handlers] = registry
     app[keys.credentials] = holder

@@ -8,7 +8,7 @@ Why 415 for text/plain and forms: those are the content types a cross-site page 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -105,16 +105,10 @@ def preflight(request: web.Request, dashboard: str | None) -> web.Response:
 API_RESPONSE_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
 
-async def api_response_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare: add API_RESPONSE_HEADERS to every /api response (a handler's own Cache-Control wins)."""
-    if request.path.startswith(API_PREFIX):
-        for name, value in API_RESPONSE_HEADERS.items():
-            response.headers.setdefault(name, value)
-
-
 @web.middleware
 async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Refuse cross-site state changes (403 csrf) and non-JSON bodies (415); add CORS for DASHBOARD_URL."""
+    """Refuse cross-site state changes (403 csrf) and non-JSON bodies (415); add CORS for DASHBOARD_URL, and
+    API_RESPONSE_HEADERS to every /api answer (it runs outside error_middleware, so error answers get them too)."""
     if is_exempt(request.path):
         return await handler(request)
     settings = request.app[keys.settings]
@@ -122,13 +116,22 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
     if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
         return preflight(request, dashboard)
     refused = check_request(request, settings)
-    cors = dashboard is not None and origin_of(request.headers.get("Origin")) == dashboard
+    api = request.path.startswith(API_PREFIX)
+    cors = None
+    if dashboard is not None and origin_of(request.headers.get("Origin")) == dashboard:
+        cors = _cors_headers(dashboard)
     try:
         response = refused or await handler(request)
     except web.HTTPException as exc:
-        if cors and dashboard is not None:
-            exc.headers.update(_cors_headers(dashboard))
+        _decorate(exc.headers, api, cors)
         raise
-    if cors and dashboard is not None:
-        response.headers.update(_cors_headers(dashboard))
+    _decorate(response.headers, api, cors)
     return response
+
+
+def _decorate(headers: MutableMapping[str, str], api: bool, cors: Mapping[str, str] | None) -> None:
+    if api:
+        for name, value in API_RESPONSE_HEADERS.items():
+            headers.setdefault(name, value)  # a handler's own Cache-Control wins
+    if cors is not None:
+        headers.update(cors)
