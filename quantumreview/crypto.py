@@ -7,10 +7,12 @@ plain text; the file (mode 0600, on the same volume) keeps a copied database or 
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import secrets
 import tempfile
 from pathlib import Path
+from typing import IO
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
@@ -109,18 +111,17 @@ def _create_key_file(path: Path) -> None:
     another process (a second server on the same volume) created the file first, and then both use that one.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # mkstemp: mode 0600
     try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_urlsafe(48))
-            handle.flush()
-            os.fsync(handle.fileno())
+        _write_synced(os.fdopen(fd, "w"), key)
         try:
             os.link(temporary, path)
         except FileExistsError:
             pass
-        except OSError:  # a filesystem without hard links: create the name exclusively and copy the key in
-            _write_exclusive(path, Path(temporary).read_text())
+        except OSError:  # a filesystem without hard links: create the name exclusively and write the key there
+            with contextlib.suppress(FileExistsError):
+                _write_synced(os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w"), key)
         directory = os.open(path.parent, os.O_RDONLY)
         try:
             os.fsync(directory)
@@ -130,13 +131,8 @@ def _create_key_file(path: Path) -> None:
         os.unlink(temporary)
 
 
-def _write_exclusive(path: Path, key: str) -> None:
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return
-    with os.fdopen(fd, "w") as handle:
+def _write_synced(handle: IO[str], key: str) -> None:
+    with handle:
         handle.write(key)
         handle.flush()
         os.fsync(handle.fileno())
-

@@ -172,7 +172,6 @@ class WebhookReceiver:
         status = 200 if headers.event == "ping" else 202
         return _json_reply(f'{{"delivery_id":"{headers.delivery_id}","jobs":{jobs}}}', status)
 
-
     async def _submit_large(self, intake: IntakeWriter[Arrival], arrival: Arrival) -> tuple[bool, int]:
         """Store a large delivery once no other large one is being stored (waiting up to large_body_wait)."""
         try:

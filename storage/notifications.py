@@ -59,39 +59,32 @@ def _from_row(row: Any) -> Notification:
                         read_at=row["read_at"])
 
 
+# The user's notifications about a repository in their stored access set (user_repositories, which reading their
+# access from GitHub rewrites), or about no repository. Why: a notification was written for everyone who managed
+# the repository then; one who has lost access since must not read it (OA-17).
 VISIBLE = ("n.user_id = ? AND (n.repo IS NULL OR EXISTS (SELECT 1 FROM user_repositories ur "
            "WHERE ur.user_id = n.user_id AND ur.repo = n.repo COLLATE NOCASE))")
-
-
-def _visible(user_id: int, unread_only: bool) -> tuple[str, list[Any]]:
-    """The WHERE clause for the user's notifications about a repository in their stored access set
-    (user_repositories, which reading their access from GitHub rewrites), or about no repository.
-
-    Why: a notification was written for everyone who managed the repository then; one who has lost access since
-    must not read it (OA-17).
-    """
-    return VISIBLE + (" AND n.read_at IS NULL" if unread_only else ""), [user_id]
+UNREAD = " AND n.read_at IS NULL"
 
 
 async def list_notifications(db: Database, user_id: int, *, unread_only: bool, page: int,
                              per_page: int) -> tuple[list[Notification], int]:
-    """One page of the user's notifications they may still read (see _visible), newest first, and the total
+    """One page of the user's notifications they may still read (see VISIBLE), newest first, and the total
     matching (pages from 1)."""
-    where, params = _visible(user_id, unread_only)
+    where = VISIBLE + (UNREAD if unread_only else "")
     size, offset = _page_bounds(page, per_page)
-    total = int(await db.fetchvalue(f"SELECT COUNT(*) FROM notifications n WHERE {where}", params))  # noqa: S608
+    total = int(await db.fetchvalue(f"SELECT COUNT(*) FROM notifications n WHERE {where}", (user_id,)))  # noqa: S608
     rows = await db.fetchall(
         f"SELECT id, repo, kind, title, url, data, created_at, read_at FROM notifications n "  # noqa: S608
         f"WHERE {where} ORDER BY id DESC LIMIT ? OFFSET ?",
-        (*params, size, offset),
+        (user_id, size, offset),
     )
     return [_from_row(row) for row in rows], total
 
 
 async def unread_count(db: Database, user_id: int) -> int:
-    """How many of the user's notifications they may still read (see _visible) are unread."""
-    where, params = _visible(user_id, True)
-    value = await db.fetchvalue(f"SELECT COUNT(*) FROM notifications n WHERE {where}", params)  # noqa: S608
+    """How many of the user's notifications they may still read (see VISIBLE) are unread."""
+    value = await db.fetchvalue(f"SELECT COUNT(*) FROM notifications n WHERE {VISIBLE}{UNREAD}", (user_id,))  # noqa: S608
     return int(value or 0)
 
 

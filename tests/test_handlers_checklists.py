@@ -182,32 +182,20 @@ async def test_5000_items_are_capped_and_said_so(fake_github: FakeGitHub, github
     assert len(comment) <= 65536
 
 
+@pytest.mark.parametrize(("reply", "says"), [
+    ({"body": '{"number": 1, "body": "## Acceptance crit'}, "not JSON"),  # cut off
+    ({"headers": {"Content-Type": "application/json"}}, "no JSON body"),  # empty: once read as "issue gone" (GH-17)
+], ids=["cut-off", "empty"])
 async def test_garbage_from_github_is_retried_later_not_turned_into_a_checklist(
-        fake_github: FakeGitHub, github: Any, handler_db: Database) -> None:
-    """RELIABILITY GH-17: a 200 whose body is cut off stops the job (RetryLater); its retry does the work once."""
+        fake_github: FakeGitHub, github: Any, handler_db: Database, reply: dict[str, Any], says: str) -> None:
+    """RELIABILITY GH-17: a 200 whose body is cut off or empty stops the job (RetryLater); its retry does the work
+    once. An empty one used to read as "issue gone", so the job ended done with nothing stored."""
     from quantumreview.errors import RetryLater
 
     fake_github.add_issue(REPO, 1, body=BODY)
-    fake_github.fail_next("GET", "/repos/{owner}/{repo}/issues/{issue_number}", status=200,
-                          body='{"number": 1, "body": "## Acceptance crit')
+    fake_github.fail_next("GET", "/repos/{owner}/{repo}/issues/{issue_number}", status=200, **reply)
     data = payload("issues.opened.1", number=1, body=BODY)
-    with pytest.raises(RetryLater, match="not JSON"):
-        await run("issues", data, handler_db, github)
-    assert bot_comments(fake_github) == [] and await store.get_checklist(handler_db, REPO, 1) is None
-    await run("issues", data, handler_db, github)
-    assert len(bot_comments(fake_github)) == 1
-
-
-async def test_an_empty_200_from_github_is_retried_later_not_taken_for_a_deleted_issue(
-        fake_github: FakeGitHub, github: Any, handler_db: Database) -> None:
-    """RELIABILITY GH-17: an empty body once read as "issue gone", so the job ended done with nothing stored."""
-    from quantumreview.errors import RetryLater
-
-    fake_github.add_issue(REPO, 1, body=BODY)
-    fake_github.fail_next("GET", "/repos/{owner}/{repo}/issues/{issue_number}", status=200,
-                          headers={"Content-Type": "application/json"})
-    data = payload("issues.opened.1", number=1, body=BODY)
-    with pytest.raises(RetryLater, match="no JSON body"):
+    with pytest.raises(RetryLater, match=says):
         await run("issues", data, handler_db, github)
     assert bot_comments(fake_github) == [] and await store.get_checklist(handler_db, REPO, 1) is None
     await run("issues", data, handler_db, github)
