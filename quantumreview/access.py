@@ -138,6 +138,13 @@ async def managed_repositories(request: web.Request, user: User) -> list[RepoAcc
     return [a for a in repos if a.installation_id not in deleted and (a.installation_id, a.repo.lower()) not in removed]
 
 
+async def refresh_if_stale(request: web.Request, user: User) -> None:
+    """Read the user's set from GitHub if the cache has none, which rewrites user_repositories (what queries that
+    filter by the stored set, like notifications, rely on)."""
+    if request.app[ACCESS].get(user.id) is None:
+        await _read_through(request, user)
+
+
 async def _read_through(request: web.Request, user: User) -> list[RepoAccess]:
     """The user's set from GitHub (one read per user at a time), cached and written to user_repositories."""
     cache = request.app[ACCESS]

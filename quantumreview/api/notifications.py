@@ -18,9 +18,8 @@ async def list_notifications(request: web.Request) -> web.Response:
     user = await signed_in_user(request)
     page = parse_page(request.query)
     unread = parse_bool(request.query["unread"], "unread") if "unread" in request.query else False
-    # Why read the access set first: once stale it is read again from GitHub, and that rewrites the stored
-    # set the listing filters by (OA-17: notifications written while the user managed a repository since lost).
-    await access.managed_repositories(request, user)
+    # Why: the listing filters by the stored access set; a stale one is read again from GitHub first (OA-17).
+    await access.refresh_if_stale(request, user)
     found, total = await notifications.list_notifications(request.app[keys.db], user.id, unread_only=unread,
                                                           page=page.page, per_page=page.per_page)
     items = [{"id": n.id, "repo": n.repo, "kind": n.kind, "title": n.title, "url": n.url, "data": n.data,
