@@ -92,7 +92,7 @@ class JobRunner:
                  github_factory: GitHubFactory | None = None, github: Any = None, notify: Notify = no_notify,
                  now: Callable[[], float] = time.time, backoff: Backoff | None = None,
                  rand: Callable[[], float] = random.random, poll_interval: float = 1.0,
-                 transact: Transact | None = None) -> None:
+                 transact: Transact | None = None, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._db = db
         self._transact: Transact = transact or (lambda work: db.run(work, timeout=poll_interval, relaxed=True))
         self._registry = registry
@@ -105,6 +105,7 @@ class JobRunner:
         self._backoff = backoff or Backoff()
         self._rand = rand
         self._poll = poll_interval
+        self._monotonic = monotonic
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._running: dict[int, asyncio.Task[None]] = {}
@@ -167,21 +168,27 @@ class JobRunner:
     async def _settle_and_claim(self, group: asyncio.TaskGroup, limit: int) -> None:
         """Record finished jobs as done and claim due ones, in one relaxed transaction and one thread hop."""
         done, self._finished, now = self._finished, [], self._now()
-        full = self._last_id is None or time.monotonic() - self._full_scan_at >= self._poll
-        after_id, keys = (None, []) if full else (self._last_id, sorted(self._freed_keys))
+        full = self._last_id is None or self._monotonic() - self._full_scan_at >= self._poll
+        # Why take the keys out now: a job of one of them may end while this claim is in flight (the claim then
+        # saw it still running); its key must stay for the next claim, or that key's next job waits for a full scan.
+        freed, self._freed_keys = self._freed_keys, set()
+        after_id, keys = (None, []) if full else (self._last_id, sorted(freed))
         try:
             claim = await self._transact(
                 lambda conn: store.settle_and_claim(conn, done, now, limit, after_id=after_id, keys=keys))
         except Exception as exc:  # a busy or failing database is retried at the next poll
             self._finished[:0] = done
+            self._freed_keys |= freed
             log.warning("claiming jobs failed: %s", describe_error(exc))
             return
         if full:
-            self._full_scan_at = time.monotonic()
-        # Why only below the limit: then every candidate was looked at; otherwise look again next time.
+            self._full_scan_at = self._monotonic()
+        # Why only below the limit: then every candidate (a full claim: every key) was looked at; otherwise look
+        # again next time.
         if len(claim.jobs) < limit:
             self._last_id = claim.last_id
-            self._freed_keys.difference_update(keys)
+        else:
+            self._freed_keys |= freed
         for job in claim.jobs:
             blocked = claim.blocked.get(job.installation_id) if job.installation_id is not None else None
             delivery = claim.deliveries.get(job.delivery_id) if job.delivery_id is not None else None

@@ -267,6 +267,51 @@ async def test_jobs_with_one_key_run_one_at_a_time_in_arrival_order(db: Database
     assert [s for s in order if s[0] == "b"] == [f"b{n}" for n in range(6)]
 
 
+async def test_a_job_ending_while_a_claim_is_in_flight_does_not_hold_up_its_keys_next_job(
+        db: Database, settings: Settings) -> None:
+    """The key freed while a claim that looked at it was in flight is looked at again by the next claim.
+
+    That claim saw the ended job still running, so found nothing for the key; the runner used to drop the key
+    then, and the key's next job waited for a full scan (the poll interval; here 30 s, never)."""
+    router = routing.Router()
+    started = {name: asyncio.Event() for name in "zab"}
+    go = {name: asyncio.Event() for name in "za"}
+
+    @router.register("issues")
+    async def step(event: sansio.Event, ctx: Context) -> None:
+        name = event.data["n"]
+        started[name].set()
+        if name in go:
+            await go[name].wait()
+
+    for name in "zab":
+        await add_delivery(db, name, [step], key="o/r#1", data={"n": name})
+    clock = [0.0]
+    held, permit = asyncio.Event(), asyncio.Event()
+    permit.set()
+
+    async def transact(work: Callable[[sqlite3.Connection], Any]) -> Any:
+        if not permit.is_set():
+            held.set()
+            await permit.wait()
+        return await db.run(work, relaxed=True)
+
+    async with running(db, router, settings, poll_interval=30.0, transact=transact,
+                       monotonic=lambda: clock[0]) as runner:
+        await asyncio.wait_for(started["z"].wait(), 5)
+        clock[0] += 60  # the next claim is a full one: it claims a, and leaves z's key among the freed ones
+        go["z"].set()
+        await asyncio.wait_for(started["a"].wait(), 5)
+        permit.clear()
+        runner.wake()  # a claim looking at the key goes in flight (held here) while a is still running...
+        await asyncio.wait_for(held.wait(), 5)
+        go["a"].set()  # ...and a ends before that claim reaches the database
+        await asyncio.sleep(0.05)
+        permit.set()
+        await asyncio.wait_for(started["b"].wait(), 5)
+    assert await statuses(db) == {"z": "done", "a": "done", "b": "done"}
+
+
 async def test_at_most_job_concurrency_jobs_run_at_once(db: Database, make_settings: Any) -> None:
     router = routing.Router()
     now_running = [0]
