@@ -38,11 +38,12 @@ from quantumreview.errors import (
     RetryLater,
 )
 from quantumreview.logs import redact
-from quantumreview.plugins import HandlerRegistry
+from quantumreview.plugins import Handler, HandlerRegistry
 from quantumreview.settings import Settings
 from storage import installations
 from storage import jobs as store
 from storage.db import Database
+from storage.deliveries import get_delivery
 
 log = logging.getLogger("quantumreview.jobs")
 
@@ -108,6 +109,7 @@ class JobRunner:
         self._monotonic = monotonic
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._large_bodies = asyncio.Semaphore(1)
         self._running: dict[int, asyncio.Task[None]] = {}
         # Why a list: successes are marked done with the next claim, one relaxed commit for many jobs.
         self._finished: list[int] = []
@@ -219,7 +221,8 @@ class JobRunner:
         except Exception as exc:  # they stay running and are requeued at start: rerun, idempotently
             log.error("%d finished job(s) not recorded: %s", len(done), describe_error(exc))
 
-    async def _run_job(self, job: store.Job, blocked: str | None, delivery: tuple[str, bytes] | None) -> None:
+    async def _run_job(self, job: store.Job, blocked: str | None,
+                       delivery: tuple[str, bytes | None] | None) -> None:
         try:
             try:
                 await self._execute(job, blocked, delivery)
@@ -238,11 +241,27 @@ class JobRunner:
             self._freed_keys.add(job.ordering_key)
             self._wake.set()
 
-    async def _execute(self, job: store.Job, blocked: str | None, delivery: tuple[str, bytes] | None) -> None:
+    async def _execute(self, job: store.Job, blocked: str | None,
+                       delivery: tuple[str, bytes | None] | None) -> None:
         handler = self._registry.get(job.handler)
         if handler is None:
             raise PermanentError(f"handler {job.handler} is not loaded")
-        event = _load_event(job, delivery)
+        if delivery is None:
+            await self._handle(handler, job, blocked, _load_event(job, None))
+            return
+        name, body = delivery
+        if body is not None:
+            await self._handle(handler, job, blocked, _load_event(job, (name, body)))
+            return
+        # Why one at a time: a payload parses to several times its size (a 20 MiB one of small objects to about
+        # 140 MB); eight large ones at once would not fit the 512 MB machine. The body is read on its turn.
+        async with self._large_bodies:
+            record = await get_delivery(self._db, job.delivery_id) if job.delivery_id is not None else None
+            event = _load_event(job, None if record is None else (record.event, record.body))
+            del record  # the raw bytes, not needed once parsed
+            await self._handle(handler, job, blocked, event)
+
+    async def _handle(self, handler: Handler, job: store.Job, blocked: str | None, event: sansio.Event) -> None:
         # `blocked` was read in the claim's transaction, just before this run.
         if blocked == "deleted" and event.event not in LIFECYCLE_EVENTS:
             raise InstallationGone(f"installation {job.installation_id} was deleted")

@@ -13,6 +13,9 @@ from storage.db import Database, placeholders
 
 # Why: one statement per chunk, not one per row: each sqlite3 step releases and retakes the GIL.
 ROWS_PER_STATEMENT = 256
+# A claimed job's delivery body comes with its claim up to this size. A larger one is left out (None) and read when
+# the job's turn comes to parse it: claiming eight 24 MiB deliveries must not hold 192 MB of bodies.
+CLAIM_BODY_MAX = 1024 * 1024
 
 JOB_COLUMNS = "id, delivery_id, handler, payload, ordering_key, installation_id, attempts"
 # jobs_active's WHERE (migration m008), spelled the same in every query that should use that index.
@@ -129,7 +132,8 @@ class Claim:
     jobs: list[Job]
     blocked: dict[int, str]
     last_id: int = 0
-    deliveries: dict[str, tuple[str, bytes]] = field(default_factory=dict)
+    # delivery id -> (event, body), body None when over CLAIM_BODY_MAX
+    deliveries: dict[str, tuple[str, bytes | None]] = field(default_factory=dict)
 
 
 def settle_and_claim(conn: sqlite3.Connection, done: Sequence[int], now: float, limit: int, *,
@@ -160,15 +164,17 @@ def settle_and_claim(conn: sqlite3.Connection, done: Sequence[int], now: float, 
                  _deliveries(conn, {j.delivery_id for j in jobs if j.delivery_id is not None}))
 
 
-def _deliveries(conn: sqlite3.Connection, ids: set[str]) -> dict[str, tuple[str, bytes]]:
+def _deliveries(conn: sqlite3.Connection, ids: set[str]) -> dict[str, tuple[str, bytes | None]]:
     # Why read here: the claim's hop hands each job its payload, instead of one reader round trip per job.
+    # length() of a blob reads only its record header, so a large body's pages are not touched.
     if not ids:
         return {}
     rows = conn.execute(
-        f"SELECT id, event, body FROM deliveries WHERE id IN ({placeholders(ids)})",  # noqa: S608
-        tuple(ids),
+        f"SELECT id, event, CASE WHEN length(body) <= ? THEN body END FROM deliveries "  # noqa: S608
+        f"WHERE id IN ({placeholders(ids)})",
+        (CLAIM_BODY_MAX, *ids),
     ).fetchall()
-    return {str(row[0]): (str(row[1]), bytes(row[2])) for row in rows}
+    return {str(row[0]): (str(row[1]), None if row[2] is None else bytes(row[2])) for row in rows}
 
 
 def _blocked_installations(conn: sqlite3.Connection, ids: set[int | None]) -> dict[int, str]:

@@ -21,6 +21,7 @@ from quantumreview.jobs import Backoff, JobRunner, describe_error
 from quantumreview.plugins import HandlerRegistry, handler_name
 from quantumreview.settings import Settings
 from quantumreview.testing.fake import FakeGitHub
+from storage import deliveries as store_deliveries
 from storage import installations
 from storage import jobs as store
 from storage.db import Database
@@ -550,6 +551,71 @@ async def test_handler_no_longer_loaded_fails_the_job(db: Database, settings: Se
         await wait_until(lambda: settled(db))
     [job] = await store.list_jobs(db)
     assert job.status == "failed" and "not loaded" in (job.last_error or "")
+
+
+async def test_jobs_of_large_deliveries_read_and_parse_their_body_one_at_a_time(
+        db: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bodies over CLAIM_BODY_MAX stay out of the claim and are parsed one at a time (memory); small ones don't wait."""
+    monkeypatch.setattr(store, "CLAIM_BODY_MAX", 2000)
+    router = routing.Router()
+    active = {"large": 0, "small": 0}
+    peak = {"large": 0, "small": 0}
+    seen: dict[str, int] = {}
+
+    @router.register("issues")
+    async def work(event: sansio.Event, ctx: Context) -> None:
+        kind = event.data["kind"]
+        active[kind] += 1
+        peak[kind] = max(peak[kind], active[kind])
+        seen[event.delivery_id] = len(event.data["filler"])
+        await asyncio.sleep(0.05)
+        active[kind] -= 1
+
+    for n in range(4):  # each its own key: only the body size keeps the large ones apart
+        await add_delivery(db, f"large{n}", [work], data={"kind": "large", "filler": ["x" * 100] * 50})
+        await add_delivery(db, f"small{n}", [work], data={"kind": "small", "filler": ["x"]})
+    async with running(db, router, settings):
+        await wait_until(lambda: settled(db))
+    assert set((await statuses(db)).values()) == {"done"}
+    assert peak == {"large": 1, "small": 4}
+    assert seen == {**{f"large{n}": 50 for n in range(4)}, **{f"small{n}": 1 for n in range(4)}}
+
+
+async def test_a_claim_carries_small_bodies_only(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store, "CLAIM_BODY_MAX", 2000)
+
+    async def work(event: sansio.Event, ctx: Context) -> None:
+        pass
+
+    await add_delivery(db, "large", [work], data={"filler": "x" * 2000})
+    await add_delivery(db, "small", [work], data={"filler": "x" * 1900})
+    claim = await db.run(lambda conn: store.settle_and_claim(conn, [], time.time(), 10), relaxed=True)
+    assert {job.delivery_id for job in claim.jobs} == {"large", "small"}
+    assert claim.deliveries["large"] == ("issues", None)
+    assert json.loads(claim.deliveries["small"][1] or b"") == {"filler": "x" * 1900}
+
+
+async def test_a_large_delivery_deleted_before_its_turn_runs_no_handler(
+        db: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store, "CLAIM_BODY_MAX", 10)
+    router = routing.Router()
+    ran: list[str] = []
+
+    @router.register("issues")
+    async def work(event: sansio.Event, ctx: Context) -> None:
+        ran.append(event.delivery_id)
+
+    await add_delivery(db, "d1", [work], data={"filler": "x" * 100})
+    real_get = store_deliveries.get_delivery
+
+    async def deleted_first(db_: Database, delivery_id: str) -> Any:
+        await db_.execute("DELETE FROM deliveries WHERE id = ?", (delivery_id,))  # retention got there first
+        return await real_get(db_, delivery_id)
+
+    monkeypatch.setattr("quantumreview.jobs.get_delivery", deleted_first)
+    async with running(db, router, settings):
+        await wait_until(lambda: db.fetchvalue("SELECT count(*) = 0 FROM jobs WHERE status IN ('queued', 'running')"))
+    assert ran == []
 
 
 def test_stored_error_has_no_traceback_and_no_token() -> None:
