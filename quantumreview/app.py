@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import time
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -24,6 +25,7 @@ from quantumreview.jobs import GitHubFactory, JobRunner, Notify, enqueue
 from quantumreview.plugins import HandlerRegistry, load_handlers
 from quantumreview.redelivery import SWEEP_EVENT, SWEEP_INTERVAL
 from quantumreview.settings import Settings
+from quantumreview.startup import Resources, StartupError
 from quantumreview.webhook import PATH as WEBHOOK_PATH
 from quantumreview.webhook import WebhookReceiver, error_response
 from storage import jobs as job_store
@@ -88,7 +90,11 @@ async def health(request: web.Request) -> web.Response:
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     """Open (and migrate) the database, checkpoint its WAL in quiet moments; close it last."""
-    db = await Database.open(app[keys.settings].database_path)
+    path = app[keys.settings].database_path
+    try:
+        db = await Database.open(path)
+    except (sqlite3.Error, OSError) as exc:  # not a database, unreadable, a failing migration: the file is left as is
+        raise StartupError(f"cannot open the database {path}: {exc}") from exc
     app[keys.db] = db
     if (risk := wal_reset_warning()) is not None:
         log.warning(risk)
@@ -243,9 +249,9 @@ def create_app(settings: Settings, *, registry: HandlerRegistry | None = None,
     auth.setup(app, clock=now)
     access.setup(app)
     api.add_routes(app)
-    app.cleanup_ctx.extend([
+    app.cleanup_ctx.append(Resources((
         database_ctx, secrets_ctx, setup_flow.stored_credentials_ctx, http_ctx, github_ctx,
         intake_ctx(FieldReader(registry).prepare_all),
         runner_ctx(github_factory, notify, now), sweeper_ctx,
-    ])
+    )))
     return app

@@ -17,6 +17,7 @@ from quantumreview.crypto import KeyFileError
 from quantumreview.logs import configure_logging
 from quantumreview.plugins import PluginError
 from quantumreview.settings import Settings, SettingsError
+from quantumreview.startup import StartupError
 
 # Why: aiohttp waits this long for open connections; fly.toml's kill_timeout covers it plus the runner's grace.
 HTTP_SHUTDOWN_TIMEOUT = 5.0
@@ -209,6 +210,6 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     configure_logging(settings.log_format, settings.log_level)
     try:
         return COMMANDS[args.command or "serve"](settings, args)
-    except (PluginError, KeyFileError) as exc:
+    except (PluginError, KeyFileError, StartupError) as exc:
         print(f"quantumreview: {exc}", file=sys.stderr)
         return 2

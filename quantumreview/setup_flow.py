@@ -29,6 +29,7 @@ from quantumreview.credentials import AppCredentials
 from quantumreview.crypto import SecretBox, SecretBoxError
 from quantumreview.settings import MIN_WEBHOOK_SECRET_BYTES, Settings
 from quantumreview.setup_state import STATE_COOKIE, SetupStates
+from quantumreview.startup import StartupError
 from storage.credentials import StoredValue, load_values, save_values
 from storage.db import Database, DatabaseBusy
 
@@ -45,8 +46,14 @@ class ConversionError(Exception):
     """GitHub did not turn a manifest code into App credentials; the message is safe to show."""
 
 
-class StoredCredentialsError(Exception):
-    """Stored App credentials exist but cannot be decrypted with this server's key."""
+UNUSABLE_CREDENTIALS = (
+    f"the stored GitHub App credentials are not usable (damaged, a webhook secret under {MIN_WEBHOOK_SECRET_BYTES} "
+    "bytes, or no numeric App id): set GITHUB_APP_ID, GITHUB_PRIVATE_KEY and GITHUB_WEBHOOK_SECRET (a new secret, also "
+    "entered in the App's webhook settings on GitHub)")
+
+
+class StoredCredentialsError(StartupError):
+    """Stored App credentials exist but cannot be used: not decryptable with this server's key, or unusable."""
 
 
 def _origin(url: str) -> str:
@@ -140,16 +147,22 @@ async def load_stored_credentials(db: Database, box: SecretBox) -> AppCredential
         return None
     try:
         values = {n: box.decrypt(v.value) if v.secret else v.value.decode() for n, v in stored.items()}
+    except UnicodeDecodeError:
+        raise StoredCredentialsError(UNUSABLE_CREDENTIALS) from None
     except SecretBoxError:
         raise StoredCredentialsError(
             "the stored GitHub App credentials cannot be decrypted: JWT_SECRET (or secret.key beside the "
             "database) changed since setup; restore it (to rotate it, set the old value as JWT_SECRET_PREVIOUS "
             "beside the new JWT_SECRET), or set the GITHUB_* variables"
         ) from None
+    app_id, secret = values["app_id"], values["webhook_secret"]
+    if len(secret.encode()) < MIN_WEBHOOK_SECRET_BYTES or not (app_id.isascii() and app_id.isdigit()):
+        # Why refuse: a short secret is as weak stored as in GITHUB_WEBHOOK_SECRET, which is refused at start too.
+        raise StoredCredentialsError(UNUSABLE_CREDENTIALS)
     return AppCredentials(
-        app_id=int(values["app_id"]),
+        app_id=int(app_id),
         private_key=values["private_key"],
-        webhook_secret=values["webhook_secret"],
+        webhook_secret=secret,
         oauth_client_id=values.get("oauth_client_id"),
         oauth_client_secret=values.get("oauth_client_secret"),
         slug=values.get("slug"),

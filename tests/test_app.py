@@ -16,6 +16,7 @@ from quantumreview.app import create_app, database_ctx, github_ctx, http_ctx
 from quantumreview.context import Context
 from quantumreview.plugins import HandlerRegistry
 from quantumreview.settings import Settings
+from quantumreview.startup import Resources
 from quantumreview.testing.signing import signed_delivery
 from quantumreview.webhook import PATH
 from tests.conftest import WEBHOOK_SECRET, SettingsFactory
@@ -93,11 +94,13 @@ async def test_concurrent_deliveries_share_commits(client: Client) -> None:
 
 
 async def test_resources_start_in_order_db_http_github_intake_runner(app: web.Application) -> None:
-    names = [getattr(ctx, "__qualname__", "").split(".")[0] for ctx in app.cleanup_ctx]
-    assert app.cleanup_ctx[0] is database_ctx
+    [resources] = app.cleanup_ctx
+    assert isinstance(resources, Resources)
+    names = [getattr(ctx, "__qualname__", "").split(".")[0] for ctx in resources.contexts]
+    assert resources.contexts[0] is database_ctx
     assert names == ["database_ctx", "secrets_ctx", "stored_credentials_ctx", "http_ctx", "github_ctx", "intake_ctx",
                      "runner_ctx", "sweeper_ctx"]
-    assert app.cleanup_ctx[3:5] == [http_ctx, github_ctx]
+    assert resources.contexts[3:5] == (http_ctx, github_ctx)
 
 
 async def test_setup_mode_start_says_how_to_finish_setup(make_settings: SettingsFactory, aiohttp_client: Any,
