@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 import time
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -25,7 +24,7 @@ from quantumreview.jobs import GitHubFactory, JobRunner, Notify, enqueue
 from quantumreview.plugins import HandlerRegistry, load_handlers
 from quantumreview.redelivery import SWEEP_EVENT, SWEEP_INTERVAL
 from quantumreview.settings import Settings
-from quantumreview.startup import Resources, StartupError
+from quantumreview.startup import Resources
 from quantumreview.webhook import PATH as WEBHOOK_PATH
 from quantumreview.webhook import WebhookReceiver, error_response
 from storage import jobs as job_store
@@ -90,11 +89,7 @@ async def health(request: web.Request) -> web.Response:
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     """Open (and migrate) the database, checkpoint its WAL in quiet moments; close it last."""
-    path = app[keys.settings].database_path
-    try:
-        db = await Database.open(path)
-    except (sqlite3.Error, OSError) as exc:  # not a database, unreadable, a failing migration: the file is left as is
-        raise StartupError(f"cannot open the database {path}: {exc}") from exc
+    db = await Database.open(app[keys.settings].database_path)  # DatabaseUnavailable stops start-up
     app[keys.db] = db
     if (risk := wal_reset_warning()) is not None:
         log.warning(risk)

@@ -18,6 +18,7 @@ from quantumreview.logs import configure_logging
 from quantumreview.plugins import PluginError
 from quantumreview.settings import Settings, SettingsError
 from quantumreview.startup import StartupError
+from storage.db import DatabaseUnavailable, prepare_database
 
 # Why: aiohttp waits this long for open connections; fly.toml's kill_timeout covers it plus the runner's grace.
 HTTP_SHUTDOWN_TIMEOUT = 5.0
@@ -118,10 +119,7 @@ def _serve(settings: Settings) -> int:
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     """Apply pending migrations to DATABASE_PATH."""
-    from storage.migrations import migrate
-
-    settings.database_path.parent.mkdir(parents=True, exist_ok=True)
-    applied = migrate(settings.database_path)
+    applied = prepare_database(settings.database_path)
     names = f": {', '.join(applied)}" if applied else ""
     print(f"applied {len(applied)} migration(s) to {settings.database_path}{names}")
     return 0
@@ -210,6 +208,6 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     configure_logging(settings.log_format, settings.log_level)
     try:
         return COMMANDS[args.command or "serve"](settings, args)
-    except (PluginError, KeyFileError, StartupError) as exc:
+    except (PluginError, KeyFileError, StartupError, DatabaseUnavailable) as exc:
         print(f"quantumreview: {exc}", file=sys.stderr)
         return 2

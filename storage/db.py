@@ -43,6 +43,23 @@ class DatabaseBusy(Exception):
     """The database could not take a write in time (locked by another process, or the disk failed)."""
 
 
+class DatabaseUnavailable(Exception):
+    """The database file cannot be opened or migrated (not a database, unreadable, no such directory, disk full).
+
+    Commands stop with this message (exit 2); the file is left as it was.
+    """
+
+
+def prepare_database(path: Path) -> list[str]:
+    """Create the directory and apply pending migrations; the names applied. DatabaseUnavailable if it cannot."""
+    try:
+        if str(path) != ":memory:":
+            path.parent.mkdir(parents=True, exist_ok=True)
+        return migrations.migrate(path)
+    except (sqlite3.Error, OSError) as exc:
+        raise DatabaseUnavailable(f"cannot open the database {path}: {exc}") from exc
+
+
 async def _open_connection(path: Path) -> aiosqlite.Connection:
     conn = await aiosqlite.connect(str(path), isolation_level=None)
     conn.row_factory = sqlite3.Row
@@ -101,14 +118,17 @@ class Database:
     async def open(cls, path: Path | str) -> Database:
         """Apply pending migrations, then open the writer and reader connections."""
         path = Path(path)
-        if str(path) != ":memory:":
-            path.parent.mkdir(parents=True, exist_ok=True)
-        migrations.migrate(path)
-        writer = await _open_connection(path)
+        prepare_database(path)
+        try:
+            writer = await _open_connection(path)
+        except (sqlite3.Error, OSError) as exc:
+            raise DatabaseUnavailable(f"cannot open the database {path}: {exc}") from exc
         try:
             reader = await _open_connection(path)
-        except BaseException:
+        except BaseException as exc:
             await writer.close()
+            if isinstance(exc, sqlite3.Error | OSError):
+                raise DatabaseUnavailable(f"cannot open the database {path}: {exc}") from exc
             raise
         return cls(path, writer, reader)
 

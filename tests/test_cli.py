@@ -211,3 +211,25 @@ def test_the_installed_lxml_is_recent_enough() -> None:
     assert lxml_problem() is None
     assert lxml_problem((6, 1, 0, 0)) is None
     assert lxml_problem((5, 4, 0, 0)) is not None
+
+
+@pytest.mark.parametrize("argv", [["jobs"], ["migrate"], ["replay", "d1"], ["receive", "issues", "PAYLOAD"]])
+def test_commands_on_a_file_that_is_not_a_database_exit_2_and_leave_it_as_it_was(
+        argv: list[str], env: dict[str, str], tmp_path: Path, load_payload: Any) -> None:
+    path = Path(env["DATABASE_PATH"])
+    path.parent.mkdir()
+    garbage = bytes(range(256)) * 400
+    path.write_bytes(garbage)
+    argv = [str(payload_file(tmp_path, load_payload)) if arg == "PAYLOAD" else arg for arg in argv]
+    code, _, err = run_cli(argv, env)
+    assert code == 2
+    assert f"quantumreview: cannot open the database {path}: file is not a database" in err
+    assert path.read_bytes() == garbage
+
+
+def test_commands_on_a_database_path_that_cannot_be_created_exit_2(env: dict[str, str], tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    code, _, err = run_cli(["jobs"], {**env, "DATABASE_PATH": str(blocker / "qr.db")})
+    assert code == 2
+    assert f"cannot open the database {blocker / 'qr.db'}" in err
