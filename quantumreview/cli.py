@@ -104,7 +104,8 @@ def _serve(settings: Settings) -> int:
             host=settings.host,
             port=settings.port,
             shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT,
-            print=lambda msg: print(msg, file=sys.stderr),
+            # Why a log line, not aiohttp's banner: with LOG_FORMAT=json every line on stderr must be JSON.
+            print=lambda _banner: log.info("listening on http://%s:%d", settings.host, settings.port),
         )
     except OSError as exc:
         # Why here: aiohttp binds only after start-up (database, job runner); those have been shut down again.

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -11,6 +13,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp import web
 
@@ -19,6 +22,7 @@ from quantumreview.crypto import SecretBox
 from quantumreview.setup_flow import StoredCredentialsError, load_stored_credentials, store_credentials
 from quantumreview.startup import Resources
 from storage.db import Database
+from tests.test_crash import wait_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
 JWT_SECRET = "jwt-secret-for-start-up-tests-0123456789"
@@ -131,3 +135,30 @@ def test_serve_on_a_file_that_is_not_a_database_exits_2_and_leaves_it_as_it_was(
     assert f"cannot open the database {path}: file is not a database" in result.stderr
     assert "Traceback" not in result.stderr
     assert path.read_bytes() == garbage
+
+
+async def test_with_log_format_json_every_line_the_server_writes_is_json(tmp_path: Path) -> None:
+    """Setup mode, the listening line, a refused delivery, the shutdown: all JSON lines (aiohttp's banner was not)."""
+    port = free_port()
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOST": "127.0.0.1", "PORT": str(port),
+           "DATABASE_PATH": str(tmp_path / "data" / "q.db"), "LOG_FORMAT": "json", "LOG_LEVEL": "info"}
+    log_path = tmp_path / "server.log"
+    proc = subprocess.Popen([sys.executable, "-m", "quantumreview", "serve"], env=env, cwd=tmp_path,
+                            stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
+    try:
+        async with aiohttp.ClientSession() as session:
+            await wait_healthy(session, f"http://127.0.0.1:{port}", proc)
+            async with session.post(f"http://127.0.0.1:{port}/webhooks/github", data=b"{}") as response:
+                assert response.status in (400, 503)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    lines = log_path.read_text().splitlines()
+    records = [json.loads(line) for line in lines]  # raises on any line that is not JSON
+    messages = [record["message"] for record in records]
+    assert f"listening on http://127.0.0.1:{port}" in messages
+    assert any("/setup" in message for message in messages)
+    assert len(records) >= 3
