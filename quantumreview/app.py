@@ -23,6 +23,7 @@ from quantumreview.intake import LOCK_TIMEOUT, IntakeWriter, PrepareBatch
 from quantumreview.jobs import GitHubFactory, JobRunner, Notify, enqueue
 from quantumreview.plugins import HandlerRegistry, load_handlers
 from quantumreview.redelivery import SWEEP_EVENT, SWEEP_INTERVAL
+from quantumreview.retention import PRUNE_EVENT, PRUNE_INTERVAL, PRUNE_KEY
 from quantumreview.settings import Settings
 from quantumreview.startup import Resources
 from quantumreview.webhook import PATH as WEBHOOK_PATH
@@ -199,24 +200,35 @@ def runner_ctx(github_factory: GitHubFactory | None, notify: Notify | None,
     return ctx
 
 
-async def sweeper_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Every SWEEP_INTERVAL (and at start), queue the missed-delivery sweep once an App is configured."""
+def periodic_ctx(name: str, event: str, key: str, interval: float, *,
+                 needs_app: bool) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup_ctx that queues `event` at start and every `interval` seconds (not while one is still pending;
+    with `needs_app`, only once an App is configured): scheduled work runs as jobs, with their retries."""
 
-    async def loop() -> None:
-        while True:
-            if app.get(keys.github) is not None:
-                try:
-                    if not await job_store.has_pending(app[keys.db], SWEEP_KEY):
-                        await enqueue(app, SWEEP_EVENT, {}, ordering_key=SWEEP_KEY)
-                except Exception as exc:  # the loop must outlive a bad moment of the database
-                    log.warning("could not queue the redelivery sweep: %s", type(exc).__name__)
-            await asyncio.sleep(SWEEP_INTERVAL)
+    async def periodic(app: web.Application) -> AsyncIterator[None]:
+        async def loop() -> None:
+            while True:
+                if not needs_app or app.get(keys.github) is not None:
+                    try:
+                        if not await job_store.has_pending(app[keys.db], key):
+                            await enqueue(app, event, {}, ordering_key=key)
+                    except Exception as exc:  # the loop must outlive a bad moment of the database
+                        log.warning("could not queue %s: %s", event, type(exc).__name__)
+                await asyncio.sleep(interval)
 
-    task = asyncio.create_task(loop(), name="redelivery-sweeper")
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+        task = asyncio.create_task(loop(), name=name)
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    periodic.__qualname__ = name
+    return periodic
+
+
+# The missed-delivery sweep (once an App is configured) and the pruning of old deliveries.
+sweeper_ctx = periodic_ctx("sweeper_ctx", SWEEP_EVENT, SWEEP_KEY, SWEEP_INTERVAL, needs_app=True)
+retention_ctx = periodic_ctx("retention_ctx", PRUNE_EVENT, PRUNE_KEY, PRUNE_INTERVAL, needs_app=False)
 
 
 def create_app(settings: Settings, *, registry: HandlerRegistry | None = None,
@@ -247,6 +259,6 @@ def create_app(settings: Settings, *, registry: HandlerRegistry | None = None,
     app.cleanup_ctx.append(Resources((
         database_ctx, secrets_ctx, setup_flow.stored_credentials_ctx, http_ctx, github_ctx,
         intake_ctx(FieldReader(registry).prepare_all),
-        runner_ctx(github_factory, notify, now), sweeper_ctx,
+        runner_ctx(github_factory, notify, now), sweeper_ctx, retention_ctx,
     )))
     return app

@@ -54,6 +54,7 @@ class Settings:
     job_timeout: float = 120.0
     job_max_attempts: int = 6
     shutdown_grace: float = 20.0
+    delivery_retention_days: int = 14
     artifact_max_bytes: int = 200 * 1024 * 1024
     artifact_hosts: tuple[str, ...] = DEFAULT_ARTIFACT_HOSTS
     fly_app_name: str | None = None
@@ -227,6 +228,9 @@ class _Reader:
             job_timeout=self.number("JOB_TIMEOUT", 120.0, low=1.0, high=3600.0),
             job_max_attempts=self.integer("JOB_MAX_ATTEMPTS", 6, low=1, high=100),
             shutdown_grace=self.number("SHUTDOWN_GRACE", 20.0, low=0.0, high=300.0),
+            # Why at least 4: GitHub redelivers (by hand or on our sweep's request) for 3 days, keeping the id; a
+            # delivery pruned sooner would be taken for new and handled twice.
+            delivery_retention_days=self.integer("DELIVERY_RETENTION_DAYS", 14, low=4, high=3650),
             artifact_max_bytes=self.integer("ARTIFACT_MAX_BYTES", 200 * 1024 * 1024, low=1024, high=2**40),
             artifact_hosts=self.hosts("ARTIFACT_HOSTS", DEFAULT_ARTIFACT_HOSTS),
             fly_app_name=fly_app,

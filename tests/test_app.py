@@ -99,7 +99,7 @@ async def test_resources_start_in_order_db_http_github_intake_runner(app: web.Ap
     names = [getattr(ctx, "__qualname__", "").split(".")[0] for ctx in resources.contexts]
     assert resources.contexts[0] is database_ctx
     assert names == ["database_ctx", "secrets_ctx", "stored_credentials_ctx", "http_ctx", "github_ctx", "intake_ctx",
-                     "runner_ctx", "sweeper_ctx"]
+                     "runner_ctx", "sweeper_ctx", "retention_ctx"]
     assert resources.contexts[3:5] == (http_ctx, github_ctx)
 
 

@@ -1,0 +1,23 @@
+"""The scheduled pruning of old deliveries and finished jobs, so the database does not fill its volume."""
+
+from __future__ import annotations
+
+import time
+
+from gidgethub import routing, sansio
+
+from quantumreview.context import Context
+from quantumreview.retention import PRUNE_EVENT
+from storage.retention import prune
+
+router = routing.Router()
+
+
+@router.register(PRUNE_EVENT)
+async def prune_old_deliveries(event: sansio.Event, ctx: Context) -> None:
+    """Delete deliveries older than DELIVERY_RETENTION_DAYS whose jobs all finished well, and such enqueued jobs."""
+    now = time.time()
+    days = ctx.settings.delivery_retention_days
+    deliveries, jobs = await prune(ctx.db, now - days * 86400, now=now)
+    ctx.log.info("retention: deleted %d deliveries (with their jobs) and %d enqueued jobs older than %d days",
+                 deliveries, jobs, days)

@@ -1,0 +1,51 @@
+"""Retention: a delivery and its jobs are deleted once they are older than the retention period and every job of
+theirs has finished well (done or cancelled); a delivery with a failed, dead or unfinished job is kept."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+from storage.db import Database
+
+# Why batches: each is one short writer transaction (about 10 ms for 100 deliveries of 12 KB), so deliveries
+# arriving meanwhile are not held up.
+PRUNE_BATCH = 100
+# Why: the redelivery sweep only looks at GitHub's last 3 days; its records older than that are never read again.
+REDELIVERY_RECORDS_DAYS = 4
+FINISHED_WELL = "('done', 'cancelled')"
+
+OLD_DELIVERIES = f"""
+DELETE FROM deliveries WHERE rowid IN (
+    SELECT d.rowid FROM deliveries d
+    WHERE d.received_at < ?
+      AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.delivery_id = d.id AND j.status NOT IN {FINISHED_WELL})
+    ORDER BY d.received_at LIMIT ?
+)"""  # noqa: S608 - constant text
+OLD_ENQUEUED_JOBS = f"""
+DELETE FROM jobs WHERE id IN (
+    SELECT id FROM jobs WHERE delivery_id IS NULL AND status IN {FINISHED_WELL} AND finished_at < ? LIMIT ?
+)"""  # noqa: S608 - constant text
+
+
+def prune_batch(conn: sqlite3.Connection, cutoff: float, limit: int) -> tuple[int, int]:
+    """Delete up to `limit` deliveries received before `cutoff` whose jobs all finished well (their jobs go with
+    them, ON DELETE CASCADE) and up to `limit` such enqueued jobs finished before it: (deliveries, jobs) deleted."""
+    deliveries = conn.execute(OLD_DELIVERIES, (cutoff, limit)).rowcount
+    jobs = conn.execute(OLD_ENQUEUED_JOBS, (cutoff, limit)).rowcount
+    return deliveries, jobs
+
+
+async def prune(db: Database, cutoff: float, *, now: float, batch: int = PRUNE_BATCH) -> tuple[int, int]:
+    """Prune in batches until nothing older than `cutoff` is left to delete: (deliveries, enqueued jobs) deleted."""
+    deliveries = jobs = 0
+    while True:
+        gone = await db.run(lambda conn: prune_batch(conn, cutoff, batch), relaxed=True)
+        deliveries, jobs = deliveries + gone[0], jobs + gone[1]
+        if max(gone) < batch:
+            break
+        await asyncio.sleep(0)  # let queued intake batches in between
+    records = now - REDELIVERY_RECORDS_DAYS * 86400
+    await db.run(lambda conn: conn.execute("DELETE FROM redeliveries WHERE requested_at < ?", (records,)).rowcount,
+                 relaxed=True)
+    return deliveries, jobs
