@@ -253,8 +253,8 @@ class JobRunner:
         if body is not None:
             await self._handle(handler, job, blocked, _load_event(job, (name, body)))
             return
-        # Why one at a time: a payload parses to several times its size (a 20 MiB one of small objects to about
-        # 140 MB); eight large ones at once would not fit the 512 MB machine. The body is read on its turn.
+        # Why one at a time: a payload parses to several times its size (an 18 MiB one of small objects to about
+        # 100 MB); eight large ones at once would not fit the 512 MB machine. The body is read on its turn.
         async with self._large_bodies:
             record = await get_delivery(self._db, job.delivery_id) if job.delivery_id is not None else None
             event = _load_event(job, None if record is None else (record.event, record.body))
