@@ -19,5 +19,6 @@ async def prune_old_deliveries(event: sansio.Event, ctx: Context) -> None:
     now = time.time()
     days = ctx.settings.delivery_retention_days
     deliveries, jobs = await prune(ctx.db, now - days * 86400, now=now)
-    ctx.log.info("retention: deleted %d deliveries (with their jobs) and %d enqueued jobs older than %d days",
-                 deliveries, jobs, days)
+    if deliveries or jobs:  # hourly: a line only when there was something to delete
+        ctx.log.info("retention: deleted %d deliveries (with their jobs) and %d enqueued jobs older than %d days",
+                     deliveries, jobs, days)

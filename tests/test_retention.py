@@ -4,6 +4,7 @@ stays; the app prunes at start and every hour, as a job."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
@@ -94,7 +95,9 @@ def test_retention_is_at_least_4_days(value: str, ok: bool) -> None:
     assert Settings.from_env({}).delivery_retention_days == 14
 
 
-async def test_the_app_prunes_at_start_as_a_job(make_settings: Any, aiohttp_server: Any) -> None:
+async def test_the_app_prunes_at_start_as_a_job(make_settings: Any, aiohttp_server: Any,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="quantumreview.handler")
     settings: Settings = make_settings(delivery_retention_days=7)
     app = create_app(settings)  # the real handlers package: pruning is handlers/retention.py
     now = time.time()
@@ -118,3 +121,4 @@ async def test_the_app_prunes_at_start_as_a_job(make_settings: Any, aiohttp_serv
     events = await app[keys.db].fetchall(
         "SELECT payload ->> 'event' FROM jobs WHERE handler = 'handlers.retention:prune_old_deliveries'")
     assert [row[0] for row in events] == [PRUNE_EVENT]
+    assert "retention: deleted 1 deliveries (with their jobs) and 0 enqueued jobs older than 7 days" in caplog.text
