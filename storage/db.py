@@ -50,6 +50,10 @@ class DatabaseUnavailable(Exception):
     """
 
 
+def _unavailable(path: Path, exc: Exception) -> DatabaseUnavailable:
+    return DatabaseUnavailable(f"cannot open the database {path}: {exc}")
+
+
 def prepare_database(path: Path) -> list[str]:
     """Create the directory and apply pending migrations; the names applied. DatabaseUnavailable if it cannot."""
     try:
@@ -57,14 +61,23 @@ def prepare_database(path: Path) -> list[str]:
             path.parent.mkdir(parents=True, exist_ok=True)
         return migrations.migrate(path)
     except (sqlite3.Error, OSError) as exc:
-        raise DatabaseUnavailable(f"cannot open the database {path}: {exc}") from exc
+        raise _unavailable(path, exc) from exc
 
 
 async def _open_connection(path: Path) -> aiosqlite.Connection:
-    conn = await aiosqlite.connect(str(path), isolation_level=None)
-    conn.row_factory = sqlite3.Row
-    for pragma in PRAGMAS:
-        await conn.execute(pragma)
+    try:
+        conn = await aiosqlite.connect(str(path), isolation_level=None)
+    except (sqlite3.Error, OSError) as exc:
+        raise _unavailable(path, exc) from exc
+    try:
+        conn.row_factory = sqlite3.Row
+        for pragma in PRAGMAS:
+            await conn.execute(pragma)
+    except BaseException as exc:
+        await conn.close()
+        if isinstance(exc, sqlite3.Error | OSError):
+            raise _unavailable(path, exc) from exc
+        raise
     return conn
 
 
@@ -119,16 +132,11 @@ class Database:
         """Apply pending migrations, then open the writer and reader connections."""
         path = Path(path)
         prepare_database(path)
-        try:
-            writer = await _open_connection(path)
-        except (sqlite3.Error, OSError) as exc:
-            raise DatabaseUnavailable(f"cannot open the database {path}: {exc}") from exc
+        writer = await _open_connection(path)
         try:
             reader = await _open_connection(path)
-        except BaseException as exc:
+        except BaseException:
             await writer.close()
-            if isinstance(exc, sqlite3.Error | OSError):
-                raise DatabaseUnavailable(f"cannot open the database {path}: {exc}") from exc
             raise
         return cls(path, writer, reader)
 
