@@ -8,6 +8,7 @@ import errno
 import gc
 import logging
 import os
+import socket
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -109,6 +110,10 @@ def _serve(settings: Settings) -> int:
         )
     except OSError as exc:
         # Why here: aiohttp binds only after start-up (database, job runner); those have been shut down again.
+        if isinstance(exc, socket.gaierror):  # HOST is no address this machine can resolve
+            print(f"quantumreview: cannot listen on {settings.host}:{settings.port}: {exc.strerror} (set HOST to "
+                  "an address of this machine, such as 127.0.0.1 or 0.0.0.0)", file=sys.stderr)
+            return 2
         if exc.errno not in BIND_ERRORS:
             raise
         reason = os.strerror(exc.errno) if exc.errno is not None else str(exc)

@@ -171,6 +171,13 @@ class _Reader:
         if "-----BEGIN" not in key or "PRIVATE KEY-----" not in key:
             self.problems.append("GITHUB_PRIVATE_KEY is not a PEM private key (no BEGIN ... PRIVATE KEY line)")
             return None
+        from quantumreview.github_auth import load_rsa_key  # cryptography: only when a key is set
+
+        try:  # an EC key, or a damaged one, used to pass here and fail later with a traceback
+            load_rsa_key(key)
+        except ValueError as exc:
+            self.problems.append(f"{exc} (a GitHub App's key is RSA: download a new one from the App's settings)")
+            return None
         return key
 
     def read(self) -> Settings:
@@ -184,7 +191,9 @@ class _Reader:
         configured = app_id is not None or key is not None
         if configured and (app_id is None) != (key is None):
             missing = "GITHUB_APP_ID" if app_id is None else "GITHUB_PRIVATE_KEY (or GITHUB_PRIVATE_KEY_PATH)"
-            if raw_id is None or app_id is not None:
+            key_given = self.text("GITHUB_PRIVATE_KEY") is not None or self.text("GITHUB_PRIVATE_KEY_PATH") is not None
+            # Why: a credential that was set but is invalid already has its own problem line.
+            if (raw_id is None or app_id is not None) and (key is not None or not key_given):
                 self.problems.append(f"{missing} is required when the other GitHub App credential is set")
         if configured and secret is None:
             self.problems.append("GITHUB_WEBHOOK_SECRET is required once a GitHub App is configured")

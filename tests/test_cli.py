@@ -194,6 +194,27 @@ def test_serve_on_a_port_in_use_exits_2_saying_so(tmp_path: Path) -> None:
     assert sqlite3.connect(tmp_path / "x.db").execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
 
+def test_serve_on_a_host_name_that_does_not_resolve_exits_2_saying_so(monkeypatch: pytest.MonkeyPatch,
+                                                                      tmp_path: Path) -> None:
+    import gc
+    import socket
+
+    from aiohttp import web
+
+    def unresolvable(app: Any, **kwargs: Any) -> None:  # what binding raises; no DNS query leaves the test
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(web, "run_app", unresolvable)
+    before = gc.get_threshold()
+    try:
+        code, _, err = run_cli(["serve"], {"DATABASE_PATH": str(tmp_path / "x.db"), "HOST": "no-such-host.invalid"})
+    finally:  # serve raised the threshold and froze what was loaded; the rest of the session must not inherit it
+        gc.set_threshold(*before)
+        gc.unfreeze()
+    assert code == 2
+    assert "cannot listen on no-such-host.invalid:8000: Name or service not known (set HOST" in err
+
+
 def test_an_lxml_older_than_6_1_refuses_every_command(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     """XML-01: lxml before 6.1 must never parse an untrusted report; the check runs before any command."""
     from lxml import etree

@@ -55,6 +55,24 @@ def test_private_key_path_is_read(tmp_path: Path, pem: str) -> None:
     assert settings.private_key is not None and "PRIVATE KEY" in settings.private_key
 
 
+@pytest.mark.parametrize("kind", ["ec", "damaged"])
+def test_a_private_key_github_could_not_use_is_one_clear_problem(kind: str, pem: str) -> None:
+    """An EC key, or an RSA PEM with a damaged body, is refused at start (it used to fail later with a traceback)."""
+    if kind == "ec":
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        key = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+    else:
+        lines = pem.splitlines()
+        key = "\n".join([lines[0], lines[1][::-1], *lines[2:]])
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env({"GITHUB_APP_ID": "1", "GITHUB_PRIVATE_KEY": key, "GITHUB_WEBHOOK_SECRET": SECRET})
+    assert info.value.problems == ["GITHUB_PRIVATE_KEY is not a valid RSA private key in PEM format (a GitHub App's "
+                                   "key is RSA: download a new one from the App's settings)"]
+    assert key.splitlines()[1] not in str(info.value)
+
+
 def test_every_bad_variable_is_named_in_one_error() -> None:
     with pytest.raises(SettingsError) as info:
         Settings.from_env({"PORT": "eighty", "LOG_FORMAT": "xml", "PUBLIC_URL": "ftp://x", "JWT_SECRET": "short"})

@@ -237,10 +237,10 @@ async def test_no_stored_credentials_means_setup_mode(db: Database) -> None:
     assert await initial_credentials(Settings(), db, SecretBox(BOX_KEY)) is None
 
 
-async def test_environment_credentials_win_over_stored_ones(db: Database) -> None:
+async def test_environment_credentials_win_over_stored_ones(db: Database, rsa_private_key: str) -> None:
     box = SecretBox(BOX_KEY)
     await store_credentials(db, box, credentials_from_conversion(GOOD_CONVERSION))
-    env = Settings.from_env({"GITHUB_APP_ID": "99", "GITHUB_PRIVATE_KEY": GOOD_CONVERSION["pem"],
+    env = Settings.from_env({"GITHUB_APP_ID": "99", "GITHUB_PRIVATE_KEY": rsa_private_key,
                              "GITHUB_WEBHOOK_SECRET": "env-secret-env-secret"})
     chosen = await initial_credentials(env, db, box)
     assert chosen is not None and chosen.app_id == 99 and chosen.webhook_secret == "env-secret-env-secret"
