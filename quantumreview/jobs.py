@@ -109,7 +109,13 @@ class JobRunner:
         self._monotonic = monotonic
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
+        # Jobs of deliveries over CLAIM_BODY_MAX run one at a time (memory). Those waiting for their turn hold no slot
+        # of job_concurrency, and while any is in progress claims pass large ones over; when one ends, the next claim
+        # looks at every key again (`_rescan`), since those in between passed some over.
         self._large_bodies = asyncio.Semaphore(1)
+        self._large_active = 0
+        self._large_waiting = 0
+        self._rescan = False
         self._running: dict[int, asyncio.Task[None]] = {}
         # Why a list: successes are marked done with the next claim, one relaxed commit for many jobs.
         self._finished: list[int] = []
@@ -159,7 +165,7 @@ class JobRunner:
         async with asyncio.TaskGroup() as group:
             while not self._stopping.is_set():
                 self._wake.clear()
-                free = self._settings.job_concurrency - len(self._running)
+                free = self._settings.job_concurrency - len(self._running) + self._large_waiting
                 if free > 0 or self._finished:
                     await self._settle_and_claim(group, max(free, 0))
                 with contextlib.suppress(TimeoutError):
@@ -170,17 +176,21 @@ class JobRunner:
     async def _settle_and_claim(self, group: asyncio.TaskGroup, limit: int) -> None:
         """Record finished jobs as done and claim due ones, in one relaxed transaction and one thread hop."""
         done, self._finished, now = self._finished, [], self._now()
-        full = self._last_id is None or self._monotonic() - self._full_scan_at >= self._poll
+        full = self._last_id is None or self._rescan or self._monotonic() - self._full_scan_at >= self._poll
+        rescan, self._rescan = self._rescan, False
+        large_ok = self._large_active == 0
         # Why take the keys out now: a job of one of them may end while this claim is in flight (the claim then
         # saw it still running); its key must stay for the next claim, or that key's next job waits for a full scan.
         freed, self._freed_keys = self._freed_keys, set()
         after_id, keys = (None, []) if full else (self._last_id, sorted(freed))
         try:
             claim = await self._transact(
-                lambda conn: store.settle_and_claim(conn, done, now, limit, after_id=after_id, keys=keys))
+                lambda conn: store.settle_and_claim(conn, done, now, limit, after_id=after_id, keys=keys,
+                                                    large_ok=large_ok))
         except Exception as exc:  # a busy or failing database is retried at the next poll
             self._finished[:0] = done
             self._freed_keys |= freed
+            self._rescan |= rescan
             log.warning("claiming jobs failed: %s", describe_error(exc))
             return
         if full:
@@ -255,11 +265,22 @@ class JobRunner:
             return
         # Why one at a time: a payload parses to several times its size (an 18 MiB one of small objects to about
         # 100 MB); eight large ones at once would not fit the 512 MB machine. The body is read on its turn.
-        async with self._large_bodies:
-            record = await get_delivery(self._db, job.delivery_id) if job.delivery_id is not None else None
-            event = _load_event(job, None if record is None else (record.event, record.body))
-            del record  # the raw bytes, not needed once parsed
-            await self._handle(handler, job, blocked, event)
+        self._large_active += 1
+        self._large_waiting += 1
+        waiting = True
+        self._wake.set()  # this job gives its slot back while it waits
+        try:
+            async with self._large_bodies:
+                self._large_waiting -= 1
+                waiting = False
+                record = await get_delivery(self._db, job.delivery_id) if job.delivery_id is not None else None
+                event = _load_event(job, None if record is None else (record.event, record.body))
+                del record  # the raw bytes, not needed once parsed
+                await self._handle(handler, job, blocked, event)
+        finally:
+            self._large_waiting -= waiting
+            self._large_active -= 1
+            self._rescan = True
 
     async def _handle(self, handler: Handler, job: store.Job, blocked: str | None, event: sansio.Event) -> None:
         # `blocked` was read in the claim's transaction, just before this run.

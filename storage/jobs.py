@@ -44,6 +44,14 @@ UNLESS_BEHIND = (
     f"WHERE e.ordering_key = j.ordering_key AND e.{ACTIVE} AND e.id < j.id)")
 HEADS_CLAIM_SQL = CLAIM_TEMPLATE.format(candidates=HEADS, unless_behind="", columns=JOB_COLUMNS)
 PROBE_CLAIM_SQL = CLAIM_TEMPLATE.format(candidates=DUE_JOBS, unless_behind=UNLESS_BEHIND, columns=JOB_COLUMNS)
+# While a job of a large delivery is in progress, claims take only jobs whose delivery body is at most the bound
+# parameter (CLAIM_BODY_MAX), so large ones run one at a time without holding the slots small ones need. length()
+# of a blob reads only its record header.
+SMALL_BODIES_ONLY = ("\n      AND (j.delivery_id IS NULL OR "
+                     "(SELECT length(body) FROM deliveries WHERE id = j.delivery_id) <= ?)")
+HEADS_SMALL_CLAIM_SQL = CLAIM_TEMPLATE.format(candidates=HEADS, unless_behind=SMALL_BODIES_ONLY, columns=JOB_COLUMNS)
+PROBE_SMALL_CLAIM_SQL = CLAIM_TEMPLATE.format(candidates=DUE_JOBS, unless_behind=UNLESS_BEHIND + SMALL_BODIES_ONLY,
+                                              columns=JOB_COLUMNS)
 
 
 class NewJob(NamedTuple):
@@ -119,6 +127,8 @@ async def insert_job(conn: aiosqlite.Connection, job: NewJob) -> int:
 # the new jobs (each checked for an earlier unfinished job of its key) and the head of each key that just ended.
 # The unary + keeps the planner on the candidates' rowids instead of walking jobs_due.
 NARROW_CLAIM_SQL = CLAIM_TEMPLATE.format(candidates="{candidates}", unless_behind=UNLESS_BEHIND, columns=JOB_COLUMNS)
+NARROW_SMALL_CLAIM_SQL = CLAIM_TEMPLATE.format(
+    candidates="{candidates}", unless_behind=UNLESS_BEHIND + SMALL_BODIES_ONLY, columns=JOB_COLUMNS)
 NEW_SINCE = "SELECT id FROM jobs WHERE id > ?"
 HEAD_OF_KEY = f"SELECT min(id) FROM jobs WHERE ordering_key = ? AND {ACTIVE}"  # noqa: S608 - constant text
 
@@ -137,11 +147,12 @@ class Claim:
 
 
 def settle_and_claim(conn: sqlite3.Connection, done: Sequence[int], now: float, limit: int, *,
-                     after_id: int | None = None, keys: Sequence[str] = ()) -> Claim:
+                     after_id: int | None = None, keys: Sequence[str] = (), large_ok: bool = True) -> Claim:
     """Mark `done` jobs done, then claim up to `limit` due jobs (inside `Database.run`): one commit for both.
 
     With `after_id` None every queued job is a candidate (the probe or the heads claim, see above). Otherwise only
     jobs added after `after_id` and the first queued job of each of `keys` (those whose previous job just ended).
+    Without `large_ok`, jobs of deliveries over CLAIM_BODY_MAX are passed over.
     """
     for start in range(0, len(done), ROWS_PER_STATEMENT):
         chunk = done[start:start + ROWS_PER_STATEMENT]
@@ -150,15 +161,18 @@ def settle_and_claim(conn: sqlite3.Connection, done: Sequence[int], now: float, 
     last_id = int(conn.execute("SELECT coalesce(max(id), 0) FROM jobs").fetchone()[0])
     if limit <= 0:
         return Claim([], {}, last_id)
+    tail = (limit,) if large_ok else (CLAIM_BODY_MAX, limit)
     if after_id is None:
         if conn.execute(DUE_COUNT, (now, PROBE_LIMIT + 1)).fetchone()[0] <= PROBE_LIMIT:
-            rows = conn.execute(PROBE_CLAIM_SQL, (now, now, now, limit)).fetchall()
+            sql = PROBE_CLAIM_SQL if large_ok else PROBE_SMALL_CLAIM_SQL
+            rows = conn.execute(sql, (now, now, now, *tail)).fetchall()
         else:
-            rows = conn.execute(HEADS_CLAIM_SQL, (now, now, limit)).fetchall()
+            sql = HEADS_CLAIM_SQL if large_ok else HEADS_SMALL_CLAIM_SQL
+            rows = conn.execute(sql, (now, now, *tail)).fetchall()
     else:
         candidates = " UNION ALL ".join([NEW_SINCE] + [HEAD_OF_KEY] * len(keys))
-        params = (now, after_id, *keys, now, limit)
-        rows = conn.execute(NARROW_CLAIM_SQL.format(candidates=candidates), params).fetchall()
+        sql = (NARROW_CLAIM_SQL if large_ok else NARROW_SMALL_CLAIM_SQL).format(candidates=candidates)
+        rows = conn.execute(sql, (now, after_id, *keys, now, *tail)).fetchall()
     jobs = sorted((Job(*row) for row in rows), key=lambda j: j.id)
     return Claim(jobs, _blocked_installations(conn, {j.installation_id for j in jobs} - {None}), last_id,
                  _deliveries(conn, {j.delivery_id for j in jobs if j.delivery_id is not None}))

@@ -581,6 +581,36 @@ async def test_jobs_of_large_deliveries_read_and_parse_their_body_one_at_a_time(
     assert seen == {**{f"large{n}": 50 for n in range(4)}, **{f"small{n}": 1 for n in range(4)}}
 
 
+async def test_jobs_of_large_deliveries_waiting_their_turn_leave_the_slots_to_small_ones(
+        db: Database, make_settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three large deliveries (three keys) and two slots: one large job runs, the others wait without a slot, and
+    the small jobs run meanwhile; once the large one ends the next large one is claimed at once (poll 30 s)."""
+    monkeypatch.setattr(store, "CLAIM_BODY_MAX", 2000)
+    router = routing.Router()
+    release = asyncio.Event()
+    started: list[str] = []
+    finished: list[str] = []
+
+    @router.register("issues")
+    async def work(event: sansio.Event, ctx: Context) -> None:
+        started.append(event.delivery_id)
+        if event.delivery_id.startswith("large"):
+            await release.wait()
+        finished.append(event.delivery_id)
+
+    for n in range(3):
+        await add_delivery(db, f"large{n}", [work], data={"filler": ["x" * 100] * 50})
+    for n in range(4):
+        await add_delivery(db, f"small{n}", [work])
+    async with running(db, router, make_settings(job_concurrency=2), poll_interval=30.0):
+        await wait_until(lambda: len(finished) == 4)
+        assert sorted(finished) == [f"small{n}" for n in range(4)]
+        assert [name for name in started if name.startswith("large")] == ["large0"]
+        release.set()
+        await wait_until(lambda: settled(db))
+    assert [name for name in finished if name.startswith("large")] == ["large0", "large1", "large2"]
+
+
 async def test_a_claim_carries_small_bodies_only(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(store, "CLAIM_BODY_MAX", 2000)
 

@@ -258,9 +258,11 @@ async def test_full_claim_takes_exactly_each_keys_first_unfinished_job_when_due(
 async def test_claims_seek_the_active_jobs_index_instead_of_scanning(db: Database) -> None:
     """Claims read only unfinished jobs (jobs_active) and the due queue (jobs_due), never the whole table."""
     plans = []
+    narrow = f"{store.NEW_SINCE} UNION ALL {store.HEAD_OF_KEY}"
     for sql, params in ((store.HEADS_CLAIM_SQL, (0, 0, 8)), (store.PROBE_CLAIM_SQL, (0, 0, 0, 8)),
-                        (store.NARROW_CLAIM_SQL.format(candidates=f"{store.NEW_SINCE} UNION ALL "
-                                                                  f"{store.HEAD_OF_KEY}"), (0, 0, "k", 0, 8))):
+                        (store.NARROW_CLAIM_SQL.format(candidates=narrow), (0, 0, "k", 0, 8)),
+                        (store.HEADS_SMALL_CLAIM_SQL, (0, 0, 1, 8)), (store.PROBE_SMALL_CLAIM_SQL, (0, 0, 0, 1, 8)),
+                        (store.NARROW_SMALL_CLAIM_SQL.format(candidates=narrow), (0, 0, "k", 0, 1, 8))):
         rows = await db.fetchall(f"EXPLAIN QUERY PLAN {sql}", params)
         plans.append([row["detail"] for row in rows])
     for plan in plans:
