@@ -91,6 +91,11 @@ def _read(conn: sqlite3.Connection, sql: str, params: Params, one: bool) -> Any:
         cursor.close()
 
 
+def _roll_back_if_open(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+
+
 def _run_transaction(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T], relaxed: bool) -> T:
     # Why here: synchronous cannot change inside a transaction, and the writer lock makes NORMAL apply to ours only.
     if relaxed:
@@ -157,25 +162,40 @@ class Database:
     async def transaction(self, *, timeout: float | None = None) -> AsyncIterator[aiosqlite.Connection]:
         """Run a write transaction (BEGIN IMMEDIATE … COMMIT) under the writer lock; roll back on error."""
         await self._acquire_writer(timeout)
+        ended = False
         try:
             try:
                 await self._writer.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
+                ended = True
                 raise DatabaseBusy(str(exc)) from exc
             try:
                 yield self._writer
             except BaseException:
-                await self._writer.execute("ROLLBACK")
+                await self._end_open_transaction()
+                ended = True
                 raise
             try:
                 await self._writer.execute("COMMIT")
             except sqlite3.Error as exc:
-                await self._writer.execute("ROLLBACK")
+                await self._end_open_transaction()
+                ended = True
                 raise DatabaseBusy(str(exc)) from exc
+            ended = True
             self.wrote.set()
             self.commits += 1
         finally:
-            self._write_lock.release()
+            try:
+                if not ended:
+                    # Why: cancelled while BEGIN, COMMIT or a rollback was on the writer's thread. Those still run
+                    # there; a BEGIN left open made every later write fail until a restart.
+                    await asyncio.shield(self._end_open_transaction())
+            finally:
+                self._write_lock.release()
+
+    async def _end_open_transaction(self) -> None:
+        """Roll back the writer's transaction if one is open (SQLite may already have ended it, on SQLITE_FULL)."""
+        await self._writer._execute(_roll_back_if_open, self._writer._conn)  # type: ignore[no-untyped-call]
 
     async def run(self, work: Callable[[sqlite3.Connection], T], *, timeout: float | None = None,
                   relaxed: bool = False) -> T:

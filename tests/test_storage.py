@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
 import time
@@ -386,3 +387,26 @@ async def test_intake_wakes_the_runner_only_when_it_stored_jobs(db: Database) ->
         assert await stored(writer, record("d2"), [job("d2", "k")]) is False
         assert wakes == [1]
     assert [j.delivery_id for j in await store.list_jobs(db)] == ["d2"]
+
+
+@pytest.mark.parametrize("yields", [0, 1, 2, 3, 4, 6])
+async def test_a_write_cancelled_anywhere_in_its_transaction_leaves_the_writer_usable(db: Database,
+                                                                                        yields: int) -> None:
+    """Cancelled while BEGIN (or COMMIT) was on the writer's thread, the transaction used to stay open: every
+    later write failed ("cannot start a transaction within a transaction") until a restart."""
+
+    async def write(n: int) -> None:
+        async with db.transaction() as conn:
+            await conn.execute("INSERT INTO audit_log (repo, actor, action, at) VALUES ('o/r', 'me', ?, 0)", (f"a{n}",))
+
+    for n in range(30):
+        task = asyncio.create_task(write(n))
+        for _ in range(yields):
+            await asyncio.sleep(0)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        # The next writes, through both paths, start their own transaction (they raised DatabaseBusy).
+        await db.run(lambda conn: conn.execute("SELECT 1").fetchone(), relaxed=True)
+        await write(1000 + n)
+    assert await db.fetchvalue("SELECT count(*) FROM audit_log WHERE action LIKE 'a10%'") == 30
