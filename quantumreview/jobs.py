@@ -260,11 +260,17 @@ class JobRunner:
             await self._handle(handler, job, blocked, _load_event(job, None))
             return
         name, body = delivery
-        if body is not None:
+        if body is None:
+            await self._execute_large(handler, job, blocked)
+        else:
             await self._handle(handler, job, blocked, _load_event(job, (name, body)))
-            return
-        # Why one at a time: a payload parses to several times its size (an 18 MiB one of small objects to about
-        # 100 MB); eight large ones at once would not fit the 512 MB machine. The body is read on its turn.
+
+    async def _execute_large(self, handler: Handler, job: store.Job, blocked: str | None) -> None:
+        """A job of a delivery over CLAIM_BODY_MAX: read and parse its body on its turn, one at a time.
+
+        Why: a payload parses to several times its size (an 18 MiB one of small objects to about 100 MB); eight
+        large ones at once would not fit the 512 MB machine.
+        """
         self._large_active += 1
         self._large_waiting += 1
         waiting = True
@@ -278,7 +284,8 @@ class JobRunner:
                 del record  # the raw bytes, not needed once parsed
                 await self._handle(handler, job, blocked, event)
         finally:
-            self._large_waiting -= waiting
+            if waiting:  # cancelled before its turn
+                self._large_waiting -= 1
             self._large_active -= 1
             self._rescan = True
 
