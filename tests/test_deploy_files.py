@@ -81,6 +81,7 @@ def test_image_environment_listens_on_all_interfaces_and_keeps_data_in_the_volum
     env = dockerfile_env()
     assert env["HOST"] == "0.0.0.0" and env["PORT"] == "8080"  # noqa: S104 - a container must listen outside
     assert env["DATABASE_PATH"] == "/data/quantumreview.db"
+    assert env["MALLOC_MMAP_THRESHOLD_"] == "131072"  # large buffers go back to the system (bench/large_deliveries.py)
     assert json.loads(only("VOLUME")) == ["/data"]
     assert only("EXPOSE") == env["PORT"]
 
