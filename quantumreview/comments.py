@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from typing import Any
 
 from gidgethub import BadRequest
 
 MAX_COMMENT_CHARS = 65_536  # GitHub rejects longer comment bodies
+# Why: jobs of different ordering keys (a pull request's and its CI run's) can publish on one issue at once; each
+# found no comment and created one. Looking and creating run one at a time per key, in this one process (one
+# server per database). Weak values: a lock nobody holds or waits for goes away.
+_creating: weakref.WeakValueDictionary[tuple[object, ...], asyncio.Lock] = weakref.WeakValueDictionary()
+
+
+def one_at_a_time(*key: object) -> asyncio.Lock:
+    """The lock under which the process looks for, then creates, the one object `key` names on GitHub."""
+    lock = _creating.get(key)
+    if lock is None:
+        lock = _creating[key] = asyncio.Lock()
+    return lock
 
 
 async def find_marked_comment(gh: Any, repo: str, number: int, marker: str) -> int | None:
@@ -31,10 +45,11 @@ async def upsert_comment(gh: Any, repo: str, number: int, *, marker: str, body: 
         except BadRequest as exc:
             if exc.status_code.value != 404:  # deleted by a person: look again, then recreate
                 raise
-    # Why look before creating: a crash after the POST but before storing the id must not lead to a second comment.
-    comment_id = await find_marked_comment(gh, repo, number, marker)
-    if comment_id is not None:
-        await gh.patch(f"/repos/{repo}/issues/comments/{comment_id}", data={"body": body})
-        return comment_id
-    created = await gh.post(f"/repos/{repo}/issues/{number}/comments", data={"body": body})
-    return int(created["id"])
+    async with one_at_a_time("comment", repo, number, marker):
+        # Why look before creating: a crash after the POST but before storing the id must not lead to a second one.
+        comment_id = await find_marked_comment(gh, repo, number, marker)
+        if comment_id is not None:
+            await gh.patch(f"/repos/{repo}/issues/comments/{comment_id}", data={"body": body})
+            return comment_id
+        created = await gh.post(f"/repos/{repo}/issues/{number}/comments", data={"body": body})
+        return int(created["id"])

@@ -33,7 +33,7 @@ from quantumreview.analysis.pr_render import (
     render_verdict_check,
 )
 from quantumreview.analysis.verdict import Conclusion, CriterionResult, Verdict
-from quantumreview.comments import upsert_comment
+from quantumreview.comments import one_at_a_time, upsert_comment
 from quantumreview.context import Context
 from quantumreview.github_client import getitem_or_none
 from storage import checklists as checklist_store
@@ -224,14 +224,15 @@ async def upsert_check_run(
     first = {**fields, "output": {**output.to_dict(), "annotations": [a.to_dict() for a in batches[0]]}}
     run_id = await _update_known_run(ctx, repo, known_id, first) if known_id is not None else None
     if run_id is None:
-        # Why look before creating: a crash after the POST but before storing the id must not add a second run.
-        run_id = await find_check_run(ctx, repo, head_sha)
-        if run_id is not None:
-            await ctx.gh.patch(f"/repos/{repo}/check-runs/{run_id}", data=first)
-        else:
-            created = await ctx.gh.post(f"/repos/{repo}/check-runs",
-                                        data={"name": CHECK_NAME, "head_sha": head_sha, **first})
-            run_id = int(created["id"])
+        async with one_at_a_time("check-run", repo, head_sha):  # the CI job and the manifest job may race here
+            # Why look before creating: a crash after the POST but before storing the id must not add a second run.
+            run_id = await find_check_run(ctx, repo, head_sha)
+            if run_id is not None:
+                await ctx.gh.patch(f"/repos/{repo}/check-runs/{run_id}", data=first)
+            else:
+                created = await ctx.gh.post(f"/repos/{repo}/check-runs",
+                                            data={"name": CHECK_NAME, "head_sha": head_sha, **first})
+                run_id = int(created["id"])
     if run_id != known_id:
         async with ctx.db.transaction() as conn:
             await store.set_check_run_id(conn, repo, pr_number, head_sha, run_id)

@@ -182,6 +182,19 @@ async def test_retry_after_crash_between_creating_and_storing_check_run_finds_it
     assert len(env.comments()) == 1
 
 
+async def test_two_jobs_publishing_one_pull_at_once_create_one_check_run_and_one_comment(env: Env) -> None:
+    """A pull request's job and its CI run's job (other ordering keys) can publish together: both looked, found
+    nothing and created, so the PR had two check runs and two bot comments."""
+    add_pull(env)
+    for route in (CHECK_RUNS, "/repos/{owner}/{repo}/issues/{issue_number}/comments"):
+        env.fake.fail_next("POST", route, kind="slow", delay=0.1, times=2)  # both look before a creation lands
+    await asyncio.gather(env.deliver("pull_request", payload("opened.2")),
+                         env.deliver("pull_request", payload("opened.2")))
+    assert len(env.fake.calls("POST", CHECK_RUNS)) == 1
+    assert len(env.runs()) == 1
+    assert len(env.comments()) == 1
+
+
 async def test_failed_comment_post_is_retried_without_a_second_check_run(env: Env) -> None:
     add_pull(env)
     env.fake.fail_next("POST", "/repos/{owner}/{repo}/issues/{issue_number}/comments", status=422)
