@@ -63,7 +63,8 @@ async def publish_checklist_comment(ctx: Context, repo: str, number: int) -> int
         [ChecklistLine(i.tid, i.text, i.status) for i in live],  # type: ignore[arg-type]
         truncated=checklist.truncated, total_found=checklist.total_found, limit=MAX_CRITERIA,
     )
-    comment_id = await upsert_comment(ctx.gh, repo, number, marker=MARKER, body=body, known_id=checklist.comment_id)
+    comment_id = await upsert_comment(ctx.gh, repo, number, marker=MARKER, body=body, known_id=checklist.comment_id,
+                                      locks=ctx.locks)
     if comment_id != checklist.comment_id:
         async with ctx.db.transaction() as conn:
             await store.set_comment_id(conn, checklist.id, comment_id)

@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import weakref
 from typing import Any
 
 from gidgethub import BadRequest
 
+from quantumreview.keyed_locks import KeyedLocks
+
 MAX_COMMENT_CHARS = 65_536  # GitHub rejects longer comment bodies
-# Why: jobs of different ordering keys (a pull request's and its CI run's) can publish on one issue at once; each
-# found no comment and created one. Looking and creating run one at a time per key, in this one process (one
-# server per database). Weak values: a lock nobody holds or waits for goes away.
-_creating: weakref.WeakValueDictionary[tuple[object, ...], asyncio.Lock] = weakref.WeakValueDictionary()
-
-
-def one_at_a_time(*key: object) -> asyncio.Lock:
-    """The lock under which the process looks for, then creates, the one object `key` names on GitHub."""
-    lock = _creating.get(key)
-    if lock is None:
-        lock = _creating[key] = asyncio.Lock()
-    return lock
 
 
 async def find_marked_comment(gh: Any, repo: str, number: int, marker: str) -> int | None:
@@ -32,8 +20,10 @@ async def find_marked_comment(gh: Any, repo: str, number: int, marker: str) -> i
     return None
 
 
-async def upsert_comment(gh: Any, repo: str, number: int, *, marker: str, body: str, known_id: int | None) -> int:
-    """Edit our comment (by stored id, else by marker) or create it once; return its id."""
+async def upsert_comment(gh: Any, repo: str, number: int, *, marker: str, body: str, known_id: int | None,
+                         locks: KeyedLocks) -> int:
+    """Edit our comment (by stored id, else by marker) or create it once; return its id. Looking for it and creating
+    it hold `locks`' lock for the comment, so two jobs publishing at once make one."""
     if marker not in body:
         raise ValueError("comment body must carry its marker, or it would be posted again")
     body = body[:MAX_COMMENT_CHARS]
@@ -45,7 +35,7 @@ async def upsert_comment(gh: Any, repo: str, number: int, *, marker: str, body: 
         except BadRequest as exc:
             if exc.status_code.value != 404:  # deleted by a person: look again, then recreate
                 raise
-    async with one_at_a_time("comment", repo, number, marker):
+    async with locks("comment", repo, number, marker):
         # Why look before creating: a crash after the POST but before storing the id must not lead to a second one.
         comment_id = await find_marked_comment(gh, repo, number, marker)
         if comment_id is not None:

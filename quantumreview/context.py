@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 from gidgethub import sansio
 
+from quantumreview.keyed_locks import KeyedLocks
 from quantumreview.settings import Settings
 from storage.db import Database
 
@@ -50,6 +51,8 @@ class Context:
     attempt: int
     enqueue: Enqueue
     notify: Notify
+    # The job runner passes its one KeyedLocks to every job (a default one serves a lone handler run).
+    locks: KeyedLocks = field(default_factory=KeyedLocks)
     log: DeliveryLog = field(init=False)
 
     def __post_init__(self) -> None:

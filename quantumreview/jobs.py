@@ -37,6 +37,7 @@ from quantumreview.errors import (
     RateLimited,
     RetryLater,
 )
+from quantumreview.keyed_locks import KeyedLocks
 from quantumreview.logs import redact
 from quantumreview.plugins import Handler, HandlerRegistry
 from quantumreview.settings import Settings
@@ -116,6 +117,8 @@ class JobRunner:
         self._large_active = 0
         self._large_waiting = 0
         self._rescan = False
+        # Shared by every job's Context: see KeyedLocks.
+        self._locks = KeyedLocks()
         self._running: dict[int, asyncio.Task[None]] = {}
         # Why a list: successes are marked done with the next claim, one relaxed commit for many jobs.
         self._finished: list[int] = []
@@ -305,7 +308,7 @@ class JobRunner:
             gh = self._github_factory(job.installation_id)
         return Context(event=event, db=self._db, settings=self._settings, gh=gh, github=self._github(),
                        installation_id=job.installation_id, delivery_id=job.delivery_id, job_id=job.id,
-                       attempt=job.attempts, enqueue=self.enqueue, notify=self._notify)
+                       attempt=job.attempts, enqueue=self.enqueue, notify=self._notify, locks=self._locks)
 
     async def _record_failure(self, job: store.Job, exc: Exception) -> None:
         now = self._now()

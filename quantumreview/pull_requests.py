@@ -33,7 +33,7 @@ from quantumreview.analysis.pr_render import (
     render_verdict_check,
 )
 from quantumreview.analysis.verdict import Conclusion, CriterionResult, Verdict
-from quantumreview.comments import one_at_a_time, upsert_comment
+from quantumreview.comments import upsert_comment
 from quantumreview.context import Context
 from quantumreview.github_client import getitem_or_none
 from storage import checklists as checklist_store
@@ -209,7 +209,8 @@ async def publish_pr_status(
     body = _clip(body.replace(MARKER, MARKER + "\n" + problem_lines(problems), 1) if problems else body,
                  MAX_COMMENT_CHARS)
     known = pull.comment_id if pull is not None else None
-    comment_id = await upsert_comment(ctx.gh, repo, pr_number, marker=MARKER, body=body, known_id=known)
+    comment_id = await upsert_comment(ctx.gh, repo, pr_number, marker=MARKER, body=body, known_id=known,
+                                      locks=ctx.locks)
     if comment_id != known:
         async with ctx.db.transaction() as conn:
             await store.set_pull_comment_id(conn, repo, pr_number, comment_id)
@@ -224,7 +225,7 @@ async def upsert_check_run(
     first = {**fields, "output": {**output.to_dict(), "annotations": [a.to_dict() for a in batches[0]]}}
     run_id = await _update_known_run(ctx, repo, known_id, first) if known_id is not None else None
     if run_id is None:
-        async with one_at_a_time("check-run", repo, head_sha):  # the CI job and the manifest job may race here
+        async with ctx.locks("check-run", repo, head_sha):  # the CI job and the manifest job may race here
             # Why look before creating: a crash after the POST but before storing the id must not add a second run.
             run_id = await find_check_run(ctx, repo, head_sha)
             if run_id is not None:

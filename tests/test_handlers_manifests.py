@@ -21,6 +21,7 @@ from quantumreview.analysis.pr_render import MARKER, MAX_CHECK_CHARS, Annotation
 from quantumreview.analysis.verdict import compute_verdict
 from quantumreview.app import create_app
 from quantumreview.context import Context
+from quantumreview.keyed_locks import KeyedLocks
 from quantumreview.plugins import HandlerRegistry
 from quantumreview.settings import Settings
 from quantumreview.testing.fake import FakeGitHub
@@ -62,6 +63,7 @@ class Env:
     github_app: Any
     notified: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
     enqueued: list[tuple[str, dict[str, Any], str | None]] = dataclasses.field(default_factory=list)
+    locks: KeyedLocks = dataclasses.field(default_factory=KeyedLocks)  # one per runner, shared by its jobs
 
     def context(self, event: sansio.Event) -> Context:
         """A handler context for installation 1."""
@@ -77,7 +79,7 @@ class Env:
 
         return Context(event=event, db=self.db, settings=self.settings, gh=self.github_app.for_installation(1),
                        github=self.github_app, installation_id=1, delivery_id="d-1", job_id=1, attempt=1,
-                       enqueue=enqueue, notify=notify)
+                       enqueue=enqueue, notify=notify, locks=self.locks)
 
     async def deliver(self, event_name: str, data: Mapping[str, Any]) -> int:
         """Run every handler of this module that matches the event; return how many ran."""

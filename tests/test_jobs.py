@@ -393,6 +393,23 @@ async def test_context_has_the_stored_event_and_an_installation_client(db: Datab
     assert (ctx.gh, ctx.installation_id, ctx.attempt, ctx.job_id) == ("client-for-9", 9, 1, 1)
 
 
+async def test_every_job_of_a_runner_shares_its_keyed_locks(db: Database, settings: Settings) -> None:
+    """Jobs of different keys publishing on one pull request serialise on these locks; one per job would not."""
+    router = routing.Router()
+    seen: list[Any] = []
+
+    @router.register("issues")
+    async def record(event: sansio.Event, ctx: Context) -> None:
+        seen.append(ctx.locks)
+
+    await add_delivery(db, "d1", [record], key="a")
+    await add_delivery(db, "d2", [record], key="b")
+    async with running(db, router, settings):
+        await wait_until(lambda: settled(db))
+    assert len(seen) == 2 and seen[0] is seen[1]
+    assert seen[0]("comment", "o/r", 1) is seen[1]("comment", "o/r", 1)
+
+
 async def test_without_a_github_factory_ctx_gh_is_none(db: Database, settings: Settings) -> None:
     router = routing.Router()
     clients: list[Any] = []
