@@ -11,7 +11,9 @@ from quantumreview.analysis.criteria import MAX_CRITERIA, extract_criteria
 from quantumreview.comments import upsert_comment
 from quantumreview.context import Context
 from quantumreview.github_client import getitem_or_none
+from quantumreview.pull_requests import REVALIDATE_EVENT
 from storage import checklists as store
+from storage import pulls as pull_store
 
 REGENERATE_EVENT = "quantumreview.regenerate_checklist"
 
@@ -47,10 +49,20 @@ async def refresh_checklist(ctx: Context, repo: str, issue: dict[str, Any]) -> b
         )
     await publish_checklist_comment(ctx, repo, number)
     if is_change:
+        await revalidate_linking_pulls(ctx, repo, number)
         verb = "created" if existing is None else "updated"
         await ctx.notify(repo, "checklist", f"Checklist {verb} for {repo}#{number} ({len(result.items)} criteria)",
                          url=issue.get("html_url"), data={"issue": number, "checklist_id": checklist_id, **change})
     return True
+
+
+async def revalidate_linking_pulls(ctx: Context, repo: str, number: int) -> None:
+    """Queue a revalidation of every open pull request linking the issue: their manifest and verdict were made
+    against the criteria before this change (or before the checklist existed, when the issue's delivery was
+    handled after theirs: jobs of different keys run in any order)."""
+    for pr_repo, pr_number in await pull_store.open_pulls_linking(ctx.db, repo, number):
+        await ctx.enqueue(REVALIDATE_EVENT, {"repo": pr_repo, "pr_number": pr_number},
+                          ordering_key=f"{pr_repo}#{pr_number}", installation_id=ctx.installation_id)
 
 
 async def publish_checklist_comment(ctx: Context, repo: str, number: int) -> int | None:

@@ -13,9 +13,11 @@ import pytest
 from handlers import checklists as handler
 from quantumreview.analysis.checklist_comment import MARKER
 from quantumreview.checklists import REGENERATE_EVENT
+from quantumreview.pull_requests import REVALIDATE_EVENT
 from quantumreview.testing.context import make_context
 from quantumreview.testing.fake import FakeGitHub
 from storage import checklists as store
+from storage import pulls as pull_store
 from storage.db import Database
 
 FIXTURES = Path(__file__).parent / "fixtures" / "webhooks"
@@ -200,3 +202,28 @@ async def test_garbage_from_github_is_retried_later_not_turned_into_a_checklist(
     assert bot_comments(fake_github) == [] and await store.get_checklist(handler_db, REPO, 1) is None
     await run("issues", data, handler_db, github)
     assert len(bot_comments(fake_github)) == 1
+
+
+async def store_pull(db: Database, number: int, *, state: str = "open", linked_issue: int = 1) -> None:
+    async with db.transaction() as conn:
+        await pull_store.upsert_pull(conn, repo=REPO, number=number, installation_id=7, title="t", state=state,
+                                     merged=False, head_sha="abc", head_ref="b", base_ref="main",
+                                     linked=[{"repo": REPO, "number": linked_issue, "source": "closes"}], now=1.0)
+
+
+async def test_a_checklist_that_changes_queues_a_revalidation_of_each_open_pull_linking_it(
+        fake_github: FakeGitHub, github: Any, handler_db: Database) -> None:
+    """The pull requests' jobs may have run first (another ordering key): their check said the issue had no
+    checklist, and nothing judged them again once it had one."""
+    await store_pull(handler_db, 10)
+    await store_pull(handler_db, 11, state="closed")
+    await store_pull(handler_db, 12, linked_issue=2)
+    fake_github.add_issue(REPO, 1, body=BODY)
+    recorder = await run("issues", payload("issues.opened.1", number=1, body=BODY), handler_db, github)
+    assert [(job["event"], job["data"], job["ordering_key"]) for job in recorder.enqueued] == [
+        (REVALIDATE_EVENT, {"repo": REPO, "pr_number": 10}, f"{REPO}#10")]
+    fake_github.add_issue(REPO, 1, body=BODY + "\n")  # edited, same criteria: nothing to judge again
+    edited = payload("issues.opened.1", number=1, body=BODY + "\n")
+    recorder = await run("issues", {**edited, "action": "edited", "changes": {"body": {"from": BODY}}}, handler_db,
+                         github)
+    assert recorder.enqueued == []
