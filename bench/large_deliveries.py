@@ -1,11 +1,12 @@
 """Peak memory of the real server when large deliveries arrive and their jobs run.
 
-Run: .venv/bin/python bench/large_deliveries.py [--count 8] [--mib 20] [--one-by-one] [--hold 5]
+Run: .venv/bin/python bench/large_deliveries.py [--count 8] [--mib 20] [--one-by-one] [--hold 5] [--unsigned]
 Starts `quantumreview serve` with one handler for `issues` that holds its job `--hold` seconds (as a handler
 waiting on GitHub would), sends `--count` signed deliveries of `--mib` MiB each (many small JSON objects, the
 shape that costs most once parsed; each on its own issue, so their jobs may run side by side), all at once or one
 after another, waits until every job is done and prints the server's peak RSS (VmHWM) against its idle RSS
-measured in the same run, and against the 512 MB of the Fly machine (fly.toml).
+measured in the same run, and against the 512 MB of the Fly machine (fly.toml). With --unsigned the signatures
+are wrong (each answered 401, no job): what any sender on the internet can make the server hold.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -52,11 +54,12 @@ def payload(number: int, mib: int) -> bytes:
     return json.dumps(data, separators=(",", ":")).encode()
 
 
-def post(port: int, delivery_id: str, body: bytes) -> int:
+def post(port: int, delivery_id: str, body: bytes, signed: bool) -> int:
+    signature = sign(body, SECRET) if signed else "sha256=" + "0" * 64
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}/webhooks/github", data=body, method="POST",
         headers={"Content-Type": "application/json", "X-GitHub-Event": "issues", "X-GitHub-Delivery": delivery_id,
-                 "X-Hub-Signature-256": sign(body, SECRET)})
+                 "X-Hub-Signature-256": signature})
     try:
         with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 - loopback only
             return int(response.status)
@@ -64,7 +67,7 @@ def post(port: int, delivery_id: str, body: bytes) -> int:
         return int(exc.code)
 
 
-async def main(count: int, mib: int, one_by_one: bool, hold: float) -> int:
+async def main(count: int, mib: int, one_by_one: bool, hold: float, signed: bool) -> int:
     import os
 
     os.environ["BENCH_HOLD"] = str(hold)
@@ -78,10 +81,14 @@ async def main(count: int, mib: int, one_by_one: bool, hold: float) -> int:
             bodies = [payload(n + 1, mib) for n in range(count)]
             began = time.monotonic()
             if one_by_one:
-                statuses = [await asyncio.to_thread(post, port, f"large-{n}", body) for n, body in enumerate(bodies)]
-            else:
-                statuses = list(await asyncio.gather(*(asyncio.to_thread(post, port, f"large-{n}", body)
-                                                       for n, body in enumerate(bodies))))
+                statuses = [await asyncio.to_thread(post, port, f"large-{n}", body, signed)
+                            for n, body in enumerate(bodies)]
+            else:  # one thread each: asyncio.to_thread's default pool would send only a few at a time
+                loop = asyncio.get_running_loop()
+                with ThreadPoolExecutor(max_workers=count) as pool:
+                    statuses = list(await asyncio.gather(*(
+                        loop.run_in_executor(pool, post, port, f"large-{n}", body, signed)
+                        for n, body in enumerate(bodies))))
             stored = time.monotonic() - began
             jobs = await wait_jobs_settled(f"http://127.0.0.1:{port}", timeout=count * (hold + 30))
             done = time.monotonic() - began
@@ -90,11 +97,13 @@ async def main(count: int, mib: int, one_by_one: bool, hold: float) -> int:
             server.terminate()
             server.wait(timeout=30)
     arrival = "one after another" if one_by_one else "all at once"
-    print(f"{count} deliveries of {len(bodies[0]) / 2**20:.1f} MiB ({arrival}), each job held {hold:g} s")
+    kind = f"each job held {hold:g} s" if signed else "unsigned (401, no job)"
+    print(f"{count} deliveries of {len(bodies[0]) / 2**20:.1f} MiB ({arrival}), {kind}")
     print(f"replies {statuses} in {stored:.1f} s; jobs settled after {done:.1f} s: {jobs}")
     print(f"server idle RSS {idle / 2**20:.0f} MiB, peak (VmHWM) {peak / 2**20:.0f} MiB = {peak / idle:.1f}x idle, "
           f"{peak / FLY_MEMORY:.2f} of the Fly machine's 512 MB")
-    return 0 if all(status == 202 for status in statuses) and jobs.get("queued") == jobs.get("running") == 0 else 1
+    expected = 202 if signed else 401
+    return 0 if all(status == expected for status in statuses) and jobs.get("queued") == jobs.get("running") == 0 else 1
 
 
 if __name__ == "__main__":
@@ -103,5 +112,6 @@ if __name__ == "__main__":
     parser.add_argument("--mib", type=int, default=20)
     parser.add_argument("--one-by-one", action="store_true")
     parser.add_argument("--hold", type=float, default=5.0)
+    parser.add_argument("--unsigned", action="store_true")
     args = parser.parse_args()
-    sys.exit(asyncio.run(main(args.count, args.mib, args.one_by_one, args.hold)))
+    sys.exit(asyncio.run(main(args.count, args.mib, args.one_by_one, args.hold, not args.unsigned)))

@@ -33,6 +33,13 @@ MAX_HEADER_CHARS = 200
 LARGE_BODY_BYTES = 1024 * 1024
 # A large delivery still waiting for its turn after this long is answered 503 (GitHub gives up at 10 s).
 LARGE_BODY_WAIT = 8.0
+# Why: a body is read whole before its signature can be checked, so unsigned senders could make the server hold
+# any number of them: twenty 24 MiB POSTs at once peaked at 557 MB. Bodies that may be large (declared over
+# LARGE_BODY_BYTES, or of unknown or encoded length; GitHub declares its length and does not encode) are read at
+# most LARGE_READS at a time; the others wait in the socket, since aiohttp stops reading a body nobody consumes.
+LARGE_READS = 2
+# GitHub gives up on a delivery after 10 s; a body still arriving after that is not waited for (slowloris).
+BODY_READ_TIMEOUT = 10.0
 DELIVERY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]*")
 EVENT_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 SIGNATURE_PREFIX = "sha256="
@@ -97,8 +104,9 @@ def read_headers(request: web.Request) -> Headers:
     return Headers(found["X-GitHub-Event"], found["X-GitHub-Delivery"], signature)
 
 
-async def read_body(request: web.Request, limit: int = MAX_BODY_BYTES) -> bytes:
-    """Read the (decompressed) body, refusing more than `limit` bytes without buffering past it."""
+async def read_body(request: web.Request, limit: int = MAX_BODY_BYTES, timeout: float = BODY_READ_TIMEOUT) -> bytes:
+    """Read the (decompressed) body, refusing more than `limit` bytes without buffering past it, or a body still
+    arriving after `timeout` seconds."""
     if request.content_length is not None and request.content_length > limit:
         raise Rejected(413, "payload_too_large", f"the body is larger than {limit} bytes")
     chunks: list[bytes] = []
@@ -109,27 +117,38 @@ async def read_body(request: web.Request, limit: int = MAX_BODY_BYTES) -> bytes:
             if len(body) > limit:
                 raise Rejected(413, "payload_too_large", f"the body is larger than {limit} bytes")
             return body
-        async for chunk in request.content.iter_any():
-            size += len(chunk)
-            if size > limit:
-                raise Rejected(413, "payload_too_large", f"the body is larger than {limit} bytes")
-            chunks.append(chunk)
+        async with asyncio.timeout(timeout):
+            async for chunk in request.content.iter_any():
+                size += len(chunk)
+                if size > limit:
+                    raise Rejected(413, "payload_too_large", f"the body is larger than {limit} bytes")
+                chunks.append(chunk)
     except Rejected:
         raise
+    except TimeoutError:
+        raise Rejected(408, "body_timeout", f"the body did not arrive within {timeout:g} s") from None
     except Exception as exc:  # a truncated or badly encoded stream is the sender's fault
         raise Rejected(400, "unreadable_body", f"the body could not be read ({type(exc).__name__})") from exc
     return b"".join(chunks)
 
 
+def may_be_large(request: web.Request) -> bool:
+    """Whether the body may take more than LARGE_BODY_BYTES in memory once read (see LARGE_READS)."""
+    length = request.content_length
+    return length is None or length > LARGE_BODY_BYTES or "Content-Encoding" in request.headers
+
+
 class WebhookReceiver:
     """The webhook route; its secrets are read per request so the setup flow can swap them without a restart."""
 
-    def __init__(self, secrets: SecretSource, *, now: Callable[[], float], large_body_wait: float = LARGE_BODY_WAIT
-                 ) -> None:
+    def __init__(self, secrets: SecretSource, *, now: Callable[[], float], large_body_wait: float = LARGE_BODY_WAIT,
+                 body_read_timeout: float = BODY_READ_TIMEOUT) -> None:
         self._secrets = secrets
         self._now = now
         self._large = asyncio.Semaphore(1)
+        self._large_reads = asyncio.Semaphore(LARGE_READS)
         self._large_body_wait = large_body_wait
+        self._body_read_timeout = body_read_timeout
 
     async def handle(self, request: web.Request) -> web.Response:
         """Answer one delivery; never a 500 for any input."""
@@ -138,7 +157,7 @@ class WebhookReceiver:
         except Rejected as exc:
             log.warning("webhook delivery=%s rejected %d %s", _loggable_delivery(request), exc.status, exc.code)
             response = error_response(exc.status, exc.code, str(exc))
-            if exc.status == 413:
+            if exc.status in (408, 413) or exc.code == "busy":  # the rest of that body is not read
                 response.force_close()
             return response
 
@@ -147,7 +166,20 @@ class WebhookReceiver:
         if not secrets:
             raise Rejected(503, "setup_required", "the GitHub App is not configured yet; open /setup")
         headers = read_headers(request)
-        body = await read_body(request)
+        if not may_be_large(request):  # GitHub's usual deliveries: a few KB, read at once
+            return await self._accept_body(request, headers, secrets)
+        try:
+            async with asyncio.timeout(self._large_body_wait):
+                await self._large_reads.acquire()
+        except TimeoutError:
+            raise Rejected(503, "busy", "other large deliveries are being received; retry later") from None
+        try:
+            return await self._accept_body(request, headers, secrets)
+        finally:
+            self._large_reads.release()
+
+    async def _accept_body(self, request: web.Request, headers: Headers, secrets: Sequence[str]) -> web.Response:
+        body = await read_body(request, timeout=self._body_read_timeout)
         if not signature_matches(body, headers.signature, secrets):
             raise Rejected(401, "bad_signature", "X-Hub-Signature-256 does not match the body")
         if request.content_type != "application/json":

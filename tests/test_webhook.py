@@ -448,3 +448,80 @@ async def test_a_large_delivery_that_cannot_get_its_turn_in_time_is_503_and_not_
     assert await stored(client) == (0, 0)
     status, _, _ = await post(client, "issues", large_issue(2))
     assert status == 202
+
+
+def receiver_of(client: Client) -> Any:
+    return next(route.handler.__self__ for route in client.app.router.routes()  # type: ignore[attr-defined]
+                if route.method == "POST" and route.resource is not None and route.resource.canonical == PATH)
+
+
+async def send_raw(client: Client, head: bytes, body: bytes) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Open a connection and send a request's head and the first part of its body, nothing more."""
+    assert client.server.host is not None and client.server.port is not None
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    writer.write(head + body)
+    await writer.drain()
+    return reader, writer
+
+
+async def read_answer(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    """One HTTP response's status line and body (the connection may stay open)."""
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5.0)
+    lines = head.split(b"\r\n")
+    length = next(int(line.split(b":")[1]) for line in lines if line.lower().startswith(b"content-length"))
+    return lines[0], await asyncio.wait_for(reader.readexactly(length), 5.0)
+
+
+def raw_head(body_length: int, delivery_id: str, *, signature: str = "sha256=" + "0" * 64) -> bytes:
+    return (f"POST {PATH} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-GitHub-Event: issues\r\n"
+            f"X-GitHub-Delivery: {delivery_id}\r\nX-Hub-Signature-256: {signature}\r\n"
+            f"Content-Length: {body_length}\r\n\r\n").encode()
+
+
+async def test_a_body_still_arriving_after_the_read_timeout_is_408_and_others_are_answered_meanwhile(
+        client: Client) -> None:
+    """WH-17: a sender trickling its body (slowloris) is not waited for past the read timeout; others go on."""
+    receiver_of(client)._body_read_timeout = 0.3
+    headers, body = signed_delivery("issues", ISSUE, WEBHOOK_SECRET, delivery_id="slow")
+    reader, writer = await send_raw(client, raw_head(len(body), "slow", signature=headers["X-Hub-Signature-256"]),
+                                    body[:100])
+    try:
+        began = time.monotonic()
+        status, _, _ = await post(client, "issues", ISSUE)
+        assert status == 202 and time.monotonic() - began < 1.0
+        status_line, answer = await read_answer(reader)
+    finally:
+        writer.close()
+    assert status_line.startswith(b"HTTP/1.1 408 ") and json.loads(answer)["error"]["code"] == "body_timeout"
+    assert await stored(client) == (1, 2)  # the good delivery only
+
+
+async def test_bodies_that_may_be_large_are_read_two_at_a_time(client: Client) -> None:
+    """An unsigned sender could make the server hold any number of 25 MiB bodies at once; a third large one waits
+    in its socket and gets 503 if no turn comes, while small deliveries are answered as usual."""
+    receiver = receiver_of(client)
+    receiver._large_body_wait = 0.2
+    for _ in range(webhook.LARGE_READS):  # two large bodies are being read
+        await receiver._large_reads.acquire()
+    try:
+        big = webhook.LARGE_BODY_BYTES + 1
+        reader, writer = await send_raw(client, raw_head(big, "third"), b"{")
+        try:
+            status_line, answer = await read_answer(reader)
+        finally:
+            writer.close()
+        assert status_line.startswith(b"HTTP/1.1 503 ") and json.loads(answer)["error"]["code"] == "busy"
+        status, _, _ = await post(client, "issues", ISSUE)  # a small one does not queue behind them
+        assert status == 202
+        async def chunked() -> Any:  # no declared length counts as large too
+            yield b"{}"
+        response = await client.post(PATH, data=chunked(), headers={
+            "X-GitHub-Event": "issues", "X-GitHub-Delivery": "chunked", "Content-Type": "application/json",
+            "X-Hub-Signature-256": "sha256=" + "0" * 64})
+        assert response.status == 503
+    finally:
+        for _ in range(webhook.LARGE_READS):
+            receiver._large_reads.release()
+    assert await stored(client) == (1, 2)
+    status, _, _ = await post(client, "issues", {**ISSUE, "issue": {"number": 9, "body": "x" * big}})
+    assert status == 202  # once a turn is free, a large delivery is read and stored
