@@ -60,9 +60,9 @@ async def revalidate_linking_pulls(ctx: Context, repo: str, number: int) -> None
     """Queue a revalidation of every open pull request linking the issue: their manifest and verdict were made
     against the criteria before this change (or before the checklist existed, when the issue's delivery was
     handled after theirs: jobs of different keys run in any order)."""
-    for pr_repo, pr_number in await pull_store.open_pulls_linking(ctx.db, repo, number):
+    for pr_repo, pr_number, installation_id in await pull_store.open_pulls_linking(ctx.db, repo, number):
         await ctx.enqueue(REVALIDATE_EVENT, {"repo": pr_repo, "pr_number": pr_number},
-                          ordering_key=f"{pr_repo}#{pr_number}", installation_id=ctx.installation_id)
+                          ordering_key=f"{pr_repo}#{pr_number}", installation_id=installation_id)
 
 
 async def publish_checklist_comment(ctx: Context, repo: str, number: int) -> int | None:

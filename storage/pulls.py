@@ -192,15 +192,16 @@ async def open_pulls_for_sha(db: Database, repo: str, head_sha: str) -> list[int
     return [int(row["number"]) for row in rows]
 
 
-async def open_pulls_linking(db: Database, issue_repo: str, issue_number: int) -> list[tuple[str, int]]:
-    """(repo, number) of the open pull requests that link this issue, as last stored."""
+async def open_pulls_linking(db: Database, issue_repo: str, issue_number: int) -> list[tuple[str, int, int | None]]:
+    """(repo, number, installation id) of the open pull requests that link this issue, as last stored (a pull
+    request in another repository may belong to another installation)."""
     rows = await db.fetchall(
-        "SELECT l.pr_repo, l.pr_number FROM pr_links l JOIN pull_requests p ON p.repo = l.pr_repo "
-        "AND p.number = l.pr_number WHERE l.issue_repo = ? AND l.issue_number = ? AND p.state = 'open' "
-        "ORDER BY l.pr_repo, l.pr_number",
+        "SELECT l.pr_repo, l.pr_number, p.installation_id FROM pr_links l JOIN pull_requests p "
+        "ON p.repo = l.pr_repo AND p.number = l.pr_number WHERE l.issue_repo = ? AND l.issue_number = ? "
+        "AND p.state = 'open' ORDER BY l.pr_repo, l.pr_number",
         (issue_repo, issue_number),
     )
-    return [(str(row[0]), int(row[1])) for row in rows]
+    return [(str(row[0]), int(row[1]), None if row[2] is None else int(row[2])) for row in rows]
 
 
 def _safe(text: str | None) -> str | None:

@@ -204,9 +204,11 @@ async def test_garbage_from_github_is_retried_later_not_turned_into_a_checklist(
     assert len(bot_comments(fake_github)) == 1
 
 
-async def store_pull(db: Database, number: int, *, state: str = "open", linked_issue: int = 1) -> None:
+async def store_pull(db: Database, number: int, *, state: str = "open", linked_issue: int = 1,
+                     repo: str = REPO, installation_id: int = 7) -> None:
     async with db.transaction() as conn:
-        await pull_store.upsert_pull(conn, repo=REPO, number=number, installation_id=7, title="t", state=state,
+        await pull_store.upsert_pull(conn, repo=repo, number=number, installation_id=installation_id, title="t",
+                                     state=state,
                                      merged=False, head_sha="abc", head_ref="b", base_ref="main",
                                      linked=[{"repo": REPO, "number": linked_issue, "source": "closes"}], now=1.0)
 
@@ -218,10 +220,12 @@ async def test_a_checklist_that_changes_queues_a_revalidation_of_each_open_pull_
     await store_pull(handler_db, 10)
     await store_pull(handler_db, 11, state="closed")
     await store_pull(handler_db, 12, linked_issue=2)
+    await store_pull(handler_db, 5, repo="other-org/app", installation_id=8)  # links REPO#1 from another org
     fake_github.add_issue(REPO, 1, body=BODY)
     recorder = await run("issues", payload("issues.opened.1", number=1, body=BODY), handler_db, github)
-    assert [(job["event"], job["data"], job["ordering_key"]) for job in recorder.enqueued] == [
-        (REVALIDATE_EVENT, {"repo": REPO, "pr_number": 10}, f"{REPO}#10")]
+    assert [(job["event"], job["data"], job["ordering_key"], job["installation_id"]) for job in recorder.enqueued] == [
+        (REVALIDATE_EVENT, {"repo": REPO, "pr_number": 10}, f"{REPO}#10", 7),
+        (REVALIDATE_EVENT, {"repo": "other-org/app", "pr_number": 5}, "other-org/app#5", 8)]
     fake_github.add_issue(REPO, 1, body=BODY + "\n")  # edited, same criteria: nothing to judge again
     edited = payload("issues.opened.1", number=1, body=BODY + "\n")
     recorder = await run("issues", {**edited, "action": "edited", "changes": {"body": {"from": BODY}}}, handler_db,
