@@ -6,6 +6,7 @@ https://docs.github.com/en/apps/sharing-github-apps/registering-a-github-app-fro
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import re
@@ -175,7 +176,21 @@ async def initial_credentials(settings: Settings, db: Database, box: SecretBox) 
     from_env = AppCredentials.from_settings(settings)
     if from_env is not None:
         return from_env
-    return await load_stored_credentials(db, box)
+    stored = await load_stored_credentials(db, box)
+    return None if stored is None else with_environment_secrets(stored, settings)
+
+
+def with_environment_secrets(stored: AppCredentials, settings: Settings) -> AppCredentials:
+    """Stored credentials with GITHUB_WEBHOOK_SECRET and GITHUB_WEBHOOK_SECRET_PREVIOUS in force when set.
+
+    Why: rotating the webhook secret of an App registered through /setup is setting those two variables, as for
+    an App configured by variables; they used to be ignored beside stored credentials, so every delivery signed
+    with the new secret was refused (401) while the server said nothing.
+    """
+    if settings.webhook_secret is None and settings.webhook_secret_previous is None:
+        return stored
+    return dataclasses.replace(stored, webhook_secret=settings.webhook_secret or stored.webhook_secret,
+                               webhook_secret_previous=settings.webhook_secret_previous)
 
 
 async def stored_credentials_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -184,7 +199,7 @@ async def stored_credentials_ctx(app: web.Application) -> AsyncIterator[None]:
     if not holder.configured:
         stored = await load_stored_credentials(app[keys.db], app[keys.secret_box])
         if stored is not None:
-            holder.replace(stored)
+            holder.replace(with_environment_secrets(stored, app[keys.settings]))
             log.info("GitHub App %s (id %d) loaded from the database", stored.slug, stored.app_id)
     yield
 

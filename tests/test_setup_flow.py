@@ -248,9 +248,11 @@ async def test_environment_credentials_win_over_stored_ones(db: Database, rsa_pr
     assert stored is not None and stored.app_id == 7
 
 
-async def start_stored_credentials_ctx(db: Database, box: SecretBox, holder: CredentialsHolder) -> None:
+async def start_stored_credentials_ctx(db: Database, box: SecretBox, holder: CredentialsHolder,
+                                      settings: Settings | None = None) -> None:
     app = web.Application()
     app[keys.db], app[keys.secret_box], app[keys.credentials] = db, box, holder
+    app[keys.settings] = settings or Settings()
     ctx = stored_credentials_ctx(app)
     await anext(ctx)
     await ctx.aclose()
@@ -263,6 +265,24 @@ async def test_stored_credentials_are_put_in_force_at_start(db: Database) -> Non
     holder = CredentialsHolder()
     await start_stored_credentials_ctx(db, box, holder)
     assert holder.current == creds
+
+
+async def test_webhook_secret_variables_rotate_the_secret_of_stored_credentials(db: Database) -> None:
+    # An App registered through /setup: its secret is rotated like any other, with the two variables.
+    box = SecretBox(BOX_KEY)
+    await store_credentials(db, box, credentials_from_conversion(GOOD_CONVERSION))
+    env = Settings.from_env({"GITHUB_WEBHOOK_SECRET": "new-secret-new-secret",
+                             "GITHUB_WEBHOOK_SECRET_PREVIOUS": "0123456789abcdef0123"})
+    holder = CredentialsHolder()
+    await start_stored_credentials_ctx(db, box, holder, env)
+    assert holder.current is not None and holder.current.app_id == 7
+    assert holder.current.webhook_secrets == ("new-secret-new-secret", "0123456789abcdef0123")
+    chosen = await initial_credentials(env, db, box)  # receive
+    assert chosen is not None and chosen.webhook_secrets == holder.current.webhook_secrets
+    previous_only = Settings.from_env({"GITHUB_WEBHOOK_SECRET_PREVIOUS": "old-secret-old-secret"})
+    only_previous = await initial_credentials(previous_only, db, box)
+    assert only_previous is not None
+    assert only_previous.webhook_secrets == ("0123456789abcdef0123", "old-secret-old-secret")
 
 
 async def test_start_with_environment_credentials_leaves_stored_ones_unread(db: Database) -> None:
