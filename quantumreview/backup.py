@@ -56,16 +56,20 @@ def backup(db_path: Path, dest: Path) -> BackupResult:
         raise BackupError(f"no database at {db_path}")
     if dest.resolve() == db_path.resolve():
         raise BackupError("the backup must not overwrite the database itself")
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.is_dir():
+        raise BackupError(f"{dest} is a directory: give the path of the file to write")
     partial = dest.with_name(f".{dest.name}.partial")
-    partial.unlink(missing_ok=True)
     started = time.monotonic()
     try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        partial.unlink(missing_ok=True)
         pages = _copy(db_path, partial)
         os.replace(partial, dest)
     except sqlite3.Error as exc:
         raise BackupError(f"backup of {db_path} failed: {exc}") from exc
+    except OSError as exc:  # the destination's directory cannot be made or written
+        raise BackupError(f"cannot write {dest}: {exc.strerror or exc}") from exc
     finally:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             partial.unlink()
     return BackupResult(path=dest, bytes=dest.stat().st_size, pages=pages, seconds=time.monotonic() - started)

@@ -131,6 +131,17 @@ def test_backup_writes_a_usable_copy(env: dict[str, str], tmp_path: Path) -> Non
     assert sqlite3.connect(dest).execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
 
+def test_backup_to_a_path_it_cannot_write_says_so_in_one_line(env: dict[str, str], tmp_path: Path) -> None:
+    assert run_cli(["migrate"], env)[0] == 0
+    (tmp_path / "backups").mkdir()
+    (tmp_path / "a-file").write_text("kept")
+    for dest, reason in ((tmp_path / "backups", "is a directory"), (tmp_path / "a-file" / "b.db", "cannot write")):
+        code, out, err = run_cli(["backup", str(dest)], env)  # a traceback used to escape here
+        assert code == 1 and out == "" and err.count("\n") == 1
+        assert err.startswith("quantumreview: backup failed: ") and reason in err and str(dest) in err
+    assert list((tmp_path / "backups").iterdir()) == [] and (tmp_path / "a-file").read_text() == "kept"
+
+
 def test_broken_handler_module_stops_start_up_naming_it(tmp_path: Path) -> None:
     pkg = tmp_path / "broken_handlers"
     pkg.mkdir()
