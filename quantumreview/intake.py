@@ -163,7 +163,9 @@ class IntakeWriter(Generic[T]):
                 self._fail(batch, DatabaseBusy("the server is shutting down"), riders)
                 raise
             except Exception as exc:  # the batch fails as a whole; the writer carries on
-                log.warning("intake batch of %d not stored: %s", len(batch), type(exc).__name__)
+                # Why SQLite's message: it says which (disk full, read-only, I/O error) and never holds row data.
+                reason = f"{type(exc).__name__}: {exc}" if isinstance(exc, sqlite3.Error) else type(exc).__name__
+                log.warning("intake batch of %d not stored: %s", len(batch), reason)
                 self._fail(batch, exc if isinstance(exc, DatabaseBusy) else DatabaseBusy(type(exc).__name__),
                            riders)
 

@@ -195,6 +195,16 @@ async def test_a_rider_runs_in_the_next_batch_after_its_inserts_and_fails_alone(
     assert await db.fetchvalue("SELECT count(*) FROM jobs") == 1
 
 
+async def test_a_batch_refused_by_a_full_disk_logs_why(db: Database, caplog: pytest.LogCaptureFixture) -> None:
+    # The operator sees 503s; the log line must say the disk is full, not only "OperationalError".
+    pages = await db.run(lambda conn: conn.execute("PRAGMA page_count").fetchone()[0])
+    await db.run(lambda conn: conn.execute(f"PRAGMA max_page_count = {pages}"))
+    async with writing(db) as writer:
+        with pytest.raises(DatabaseBusy):
+            await stored(writer, record("big", b"x" * 200_000), [])
+    assert "intake batch of 1 not stored: OperationalError: database or disk is full" in caplog.text
+
+
 async def test_riders_waiting_when_the_writer_stops_fail_busy(db: Database) -> None:
     writer = IntakeWriter(db, prepare_each)
     writer.start()
