@@ -25,7 +25,7 @@ POLL_SECONDS = 0.2
 
 
 class LockUnavailable(Exception):
-    """The lock file cannot be created or opened (a missing permission, a read-only directory)."""
+    """The lock file cannot be created, opened or written (a missing permission, a read-only or full volume)."""
 
 
 class ServerRunning(Exception):
@@ -71,8 +71,11 @@ def serve_lock(database_path: Path, *, wait: float, on_wait: Callable[[str], Non
                 on_wait(holder)
                 waited = True
             sleep(POLL_SECONDS)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError as exc:  # the start's first write: a full or read-only volume shows here
+            raise LockUnavailable(f"cannot write the server lock {path}: {exc.strerror or exc}") from None
         yield
     finally:
         os.close(fd)  # releases the lock; the file stays (removing it would race the next server's open)

@@ -228,3 +228,21 @@ def test_a_filesystem_without_locks_is_a_clear_error(tmp_path: Path, monkeypatch
     with pytest.raises(LockUnavailable, match=r"cannot lock the server lock .*qr\.db\.lock: No locks available"):
         with serve_lock(tmp_path / "qr.db", wait=0):
             pass
+
+
+def test_a_full_disk_is_a_clear_error_at_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Writing the holder's pid is the first write of a start; on a full volume it raised out of serve.
+    import errno
+
+    from quantumreview import serve_lock as module
+
+    def full(fd: int, data: bytes, offset: int) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(module.os, "pwrite", full)
+    code, err = run_serve({"DATABASE_PATH": str(tmp_path / "qr.db")})
+    assert code == 2 and "Traceback" not in err
+    assert err == f"quantumreview: cannot write the server lock {tmp_path / 'qr.db.lock'}: No space left on device\n"
+    monkeypatch.undo()
+    with serve_lock(tmp_path / "qr.db", wait=0):  # the failed start left the lock free
+        pass
