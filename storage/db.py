@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence, Sized
 from contextlib import asynccontextmanager
@@ -20,6 +21,8 @@ BUSY_TIMEOUT_MS = 5000
 # (128 MiB at 4 KiB), about 8,000 deliveries in one burst. The WAL file is cut back to 64 MiB after a reset.
 WAL_BACKSTOP_PAGES = 32_768
 WAL_SIZE_LIMIT = 64 * 1024 * 1024
+# Below this much free space an open that failed is said to be on a full volume.
+FULL_VOLUME_BYTES = 1024 * 1024
 # Why: the intake promises a durable row before its 2xx; FULL fsyncs the WAL on every commit.
 PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -51,7 +54,16 @@ class DatabaseUnavailable(Exception):
 
 
 def _unavailable(path: Path, exc: Exception) -> DatabaseUnavailable:
-    return DatabaseUnavailable(f"cannot open the database {path}: {exc}")
+    return DatabaseUnavailable(f"cannot open the database {path}: {exc}{_full_volume(path)}")
+
+
+def _full_volume(path: Path) -> str:
+    # Why: on a full volume SQLite says only 'disk I/O error' at open (it cannot grow the -shm file).
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        return ""
+    return f" (its volume is full: {free} bytes free)" if free < FULL_VOLUME_BYTES else ""
 
 
 def prepare_database(path: Path) -> list[str]:

@@ -259,6 +259,23 @@ def test_commands_on_a_file_that_is_not_a_database_exit_2_and_leave_it_as_it_was
     assert path.read_bytes() == garbage
 
 
+def test_a_database_that_cannot_be_opened_on_a_full_volume_says_the_volume_is_full(
+        env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # SQLite says only 'disk I/O error' when it cannot grow the -shm file of a full volume.
+    import shutil
+
+    from storage import db as db_module
+
+    path = Path(env["DATABASE_PATH"])
+    path.parent.mkdir()
+    path.write_bytes(b"x" * 4096)
+    monkeypatch.setattr(db_module.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**9, 10**9, 0))
+    code, _, err = run_cli(["jobs"], env)
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith(f"quantumreview: cannot open the database {path}: ")
+    assert err.endswith("(its volume is full: 0 bytes free)\n")
+
+
 def test_commands_on_a_database_path_that_cannot_be_created_exit_2(env: dict[str, str], tmp_path: Path) -> None:
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("")
