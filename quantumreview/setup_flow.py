@@ -181,16 +181,22 @@ async def initial_credentials(settings: Settings, db: Database, box: SecretBox) 
 
 
 def with_environment_secrets(stored: AppCredentials, settings: Settings) -> AppCredentials:
-    """Stored credentials with GITHUB_WEBHOOK_SECRET and GITHUB_WEBHOOK_SECRET_PREVIOUS in force when set.
+    """Stored credentials with GITHUB_WEBHOOK_SECRET, GITHUB_WEBHOOK_SECRET_PREVIOUS and the OAuth client
+    (GITHUB_OAUTH_CLIENT_ID and _SECRET, set together) in force when set.
 
-    Why: rotating the webhook secret of an App registered through /setup is setting those two variables, as for
-    an App configured by variables; they used to be ignored beside stored credentials, so every delivery signed
-    with the new secret was refused (401) while the server said nothing.
+    Why: rotating a secret of an App registered through /setup is setting those variables, as for an App
+    configured by variables; they used to be ignored beside stored credentials, so every delivery signed with the
+    new webhook secret was refused (401), or every login failed with the new client secret, while the server said
+    nothing.
     """
-    if settings.webhook_secret is None and settings.webhook_secret_previous is None:
-        return stored
-    return dataclasses.replace(stored, webhook_secret=settings.webhook_secret or stored.webhook_secret,
-                               webhook_secret_previous=settings.webhook_secret_previous)
+    creds = stored
+    if settings.webhook_secret is not None or settings.webhook_secret_previous is not None:
+        creds = dataclasses.replace(creds, webhook_secret=settings.webhook_secret or creds.webhook_secret,
+                                    webhook_secret_previous=settings.webhook_secret_previous)
+    if settings.oauth_client_id is not None and settings.oauth_client_secret is not None:
+        creds = dataclasses.replace(creds, oauth_client_id=settings.oauth_client_id,
+                                    oauth_client_secret=settings.oauth_client_secret)
+    return creds
 
 
 async def stored_credentials_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -285,6 +285,20 @@ async def test_webhook_secret_variables_rotate_the_secret_of_stored_credentials(
     assert only_previous.webhook_secrets == ("0123456789abcdef0123", "old-secret-old-secret")
 
 
+async def test_oauth_client_variables_rotate_the_client_of_stored_credentials(db: Database) -> None:
+    """A new client secret generated on GitHub for an App registered through /setup: logins use it once set."""
+    box = SecretBox(BOX_KEY)
+    await store_credentials(db, box, credentials_from_conversion(GOOD_CONVERSION))
+    env = Settings.from_env({"GITHUB_OAUTH_CLIENT_ID": "Iv1.new", "GITHUB_OAUTH_CLIENT_SECRET": "cs-new"})
+    holder = CredentialsHolder()
+    await start_stored_credentials_ctx(db, box, holder, env)
+    assert holder.current is not None
+    assert (holder.current.oauth_client_id, holder.current.oauth_client_secret) == ("Iv1.new", "cs-new")
+    assert holder.current.webhook_secret == GOOD_CONVERSION["webhook_secret"]  # the rest is the stored App's
+    unset = await initial_credentials(Settings(), db, box)
+    assert unset is not None and (unset.oauth_client_id, unset.oauth_client_secret) == ("Iv1.x", "cs-1")
+
+
 async def test_start_with_environment_credentials_leaves_stored_ones_unread(db: Database) -> None:
     await store_credentials(db, SecretBox(BOX_KEY), credentials_from_conversion(GOOD_CONVERSION))
     env_creds = AppCredentials(app_id=99, private_key="pem", webhook_secret="env-secret-env-secret")
