@@ -169,8 +169,7 @@ class WebhookReceiver:
         if not may_be_large(request):  # GitHub's usual deliveries: a few KB, read at once
             return await self._accept_body(request, headers, secrets)
         try:
-            async with asyncio.timeout(self._large_body_wait):
-                await self._large_reads.acquire()
+            await self._turn(self._large_reads)
         except TimeoutError:
             raise Rejected(503, "busy", "other large deliveries are being received; retry later") from None
         try:
@@ -207,14 +206,18 @@ class WebhookReceiver:
     async def _submit_large(self, intake: IntakeWriter[Arrival], arrival: Arrival) -> tuple[bool, int]:
         """Store a large delivery once no other large one is being stored (waiting up to large_body_wait)."""
         try:
-            async with asyncio.timeout(self._large_body_wait):
-                await self._large.acquire()
+            await self._turn(self._large)
         except TimeoutError:
             raise DatabaseBusy("other large deliveries are being stored") from None
         try:
             return await intake.submit(arrival)
         finally:
             self._large.release()
+
+    async def _turn(self, turns: asyncio.Semaphore) -> None:
+        """Take one of `turns`, waiting up to large_body_wait (TimeoutError if none comes); release it after."""
+        async with asyncio.timeout(self._large_body_wait):
+            await turns.acquire()
 
 
 def _json_reply(text: str, status: int) -> web.Response:
