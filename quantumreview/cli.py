@@ -1,4 +1,4 @@
-"""The `quantumreview` command: serve | demo | migrate | receive | replay | jobs | backup."""
+"""The `quantumreview` command: serve | demo | migrate | receive | replay | jobs | backup | restore."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from quantumreview.analysis.xml_prolog import lxml_problem
 from quantumreview.crypto import KeyFileError
 from quantumreview.logs import configure_logging
 from quantumreview.plugins import PluginError
+from quantumreview.restore import RestoreError
 from quantumreview.settings import Settings, SettingsError
 from quantumreview.startup import StartupError
 from storage.db import DatabaseUnavailable, prepare_database
@@ -53,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--verbose", action="store_true", help="show the server's own log lines")
     backup = sub.add_parser("backup", help="write a consistent copy of the database, safe while the server runs")
     backup.add_argument("dest", type=Path, help="the file to write")
+    restore = sub.add_parser("restore", help="replace the database with a backup: at once if no server runs, "
+                                              "else when the server next starts")
+    restore.add_argument("backup", type=Path, help="a file written by `quantumreview backup`")
     return parser
 
 
@@ -76,6 +80,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
     try:
         with serve_lock(settings.database_path, wait=wait, on_wait=waiting):
+            swap_staged_restore(settings.database_path)
             return _serve(settings)
     except ServerRunning as exc:
         print(f"quantumreview: another quantumreview server (pid {exc.holder}) is still using "
@@ -84,6 +89,15 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     except LockUnavailable as exc:
         print(f"quantumreview: {exc}", file=sys.stderr)
         return 2
+
+
+def swap_staged_restore(database_path: Path) -> None:
+    """Put a backup staged by `quantumreview restore` in place, before anything opens the database."""
+    from quantumreview.restore import swap_in_staged
+
+    if (swapped := swap_in_staged(database_path)) is not None:
+        kept = f"; the database it replaced is kept as {swapped.replaced}" if swapped.replaced else ""
+        log.warning("restored %s from the backup staged by `quantumreview restore`%s", database_path, kept)
 
 
 def _serve(settings: Settings) -> int:
@@ -184,6 +198,31 @@ def cmd_backup(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_restore(settings: Settings, args: argparse.Namespace) -> int:
+    """Check a backup and stage it; swap it in now unless a server runs (it swaps it in when it next starts)."""
+    from quantumreview.restore import RestoreError, stage, staged_path
+    from quantumreview.serve_lock import LockUnavailable, ServerRunning, serve_lock
+
+    try:
+        stage(args.backup, settings.database_path)
+    except RestoreError as exc:
+        print(f"quantumreview: restore failed: {exc}", file=sys.stderr)
+        return 1
+    try:
+        with serve_lock(settings.database_path, wait=0):
+            swap_staged_restore(settings.database_path)
+    except ServerRunning as exc:
+        print(f"checked {args.backup} and staged it as {staged_path(settings.database_path)}: a server (pid "
+              f"{exc.holder}) is running on {settings.database_path}, so restart it (on Fly: fly apps restart) "
+              "and it puts the backup in place before it opens the database")
+        return 0
+    except LockUnavailable as exc:
+        print(f"quantumreview: {exc}", file=sys.stderr)
+        return 2
+    print(f"restored {settings.database_path} from {args.backup}")
+    return 0
+
+
 COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "serve": cmd_serve,
     "migrate": cmd_migrate,
@@ -191,6 +230,7 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "replay": cmd_replay,
     "jobs": cmd_jobs,
     "backup": cmd_backup,
+    "restore": cmd_restore,
 }
 
 
@@ -214,6 +254,6 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     configure_logging(settings.log_format, settings.log_level)
     try:
         return COMMANDS[args.command or "serve"](settings, args)
-    except (PluginError, KeyFileError, StartupError, DatabaseUnavailable) as exc:
+    except (PluginError, KeyFileError, StartupError, DatabaseUnavailable, RestoreError) as exc:
         print(f"quantumreview: {exc}", file=sys.stderr)
         return 2

@@ -150,25 +150,3 @@ def test_backup_refuses_a_missing_source_or_overwriting_itself(tmp_path: Path) -
     make_ledger(path).close()
     with pytest.raises(BackupError, match="overwrite"):
         backup(path, path)
-
-
-def test_restoring_into_a_live_database_with_the_backup_api_replaces_its_content(tmp_path: Path) -> None:
-    # The restore docs/deploy.md gives for Fly, where the server keeps the database open during the restore.
-    live_path, saved_path = tmp_path / "live.db", tmp_path / "saved.db"
-    live = make_ledger(live_path)
-    for _ in range(3):
-        commit_row(live)
-    backup(live_path, saved_path)
-    for _ in range(7):
-        commit_row(live)
-    assert live.execute("SELECT n FROM counter").fetchone()[0] == 10
-    source, target = sqlite3.connect(saved_path), sqlite3.connect(live_path)
-    try:
-        source.backup(target)
-    finally:
-        source.close()
-        target.close()
-    assert live.execute("SELECT n FROM counter").fetchone()[0] == 3  # the open connection sees the restore
-    assert live.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    live.close()
-    assert ledger_state(live_path)[:2] == (3, 3)
