@@ -6,13 +6,19 @@ https://docs.github.com/en/rest/using-the-rest-api/best-practices-for-using-the-
 
 from __future__ import annotations
 
+import datetime as dt
+import email.utils
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "PATCH", "DELETE"})  # retried without being told
 WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})  # paced per installation (WritePacer)
 SECONDARY_LIMIT_WAIT = 60.0  # "Otherwise, wait for at least one minute before retrying."
+# The primary limit's window is one hour, so no honest answer asks for a longer wait; a longer (or an infinite,
+# or NaN) one from a proxy or a bug would block the installation and park its jobs for good.
+MAX_RATE_LIMIT_WAIT = 3600.0
 PERMISSION_MESSAGE = "resource not accessible by"  # "...by integration" / "...by personal access token"
 SECONDARY_MARKERS = ("secondary rate limit", "abuse detection")
 
@@ -53,10 +59,16 @@ def rate_limit_until(status: int, headers: Mapping[str, str], body: bytes, now: 
     """Return when a rate-limited request may be retried, or None when the response is not a rate limit.
 
     Order from GitHub's docs: `retry-after`, then `x-ratelimit-reset` when remaining is 0, then one minute.
+    The wait is at most MAX_RATE_LIMIT_WAIT; `retry-after` may be seconds or an HTTP date (RFC 9110).
     """
     if status not in (403, 429):
         return None
-    retry_after = _number(header(headers, "retry-after"))
+    until = _rate_limit_until(status, headers, body, now)
+    return None if until is None else min(until, now + MAX_RATE_LIMIT_WAIT)
+
+
+def _rate_limit_until(status: int, headers: Mapping[str, str], body: bytes, now: float) -> float | None:
+    retry_after = _retry_after(header(headers, "retry-after"), now)
     remaining = _number(header(headers, "x-ratelimit-remaining"))
     secondary = any(marker in error_message(body).lower() for marker in SECONDARY_MARKERS)
     if retry_after is None and remaining != 0 and not secondary and status == 403:
@@ -85,9 +97,25 @@ def may_retry(method: str, *, idempotent: bool) -> bool:
 
 
 def _number(value: str | None) -> float | None:
+    """A finite number, else None: float() also reads "nan" and "inf", which no wait can be."""
     if value is None:
         return None
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
         return None
+    return number if math.isfinite(number) else None
+
+
+def _retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from `retry-after`: delay-seconds (what GitHub sends) or an HTTP date."""
+    seconds = _number(value)
+    if seconds is not None or value is None:
+        return seconds
+    try:
+        stamp = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):  # not a date either
+        return None
+    if stamp.tzinfo is None:  # "-0000": UTC, not the host's zone
+        stamp = stamp.replace(tzinfo=dt.UTC)
+    return stamp.timestamp() - now

@@ -203,6 +203,33 @@ def test_rate_limit_rules_follow_githubs_order() -> None:
     assert rate_limit_until(404, {"retry-after": "5"}, b"{}", 100.0) is None
 
 
+@pytest.mark.parametrize("headers", [
+    {"retry-after": "nan"}, {"retry-after": "inf"}, {"retry-after": "1e12"},
+    {"x-ratelimit-remaining": "0", "x-ratelimit-reset": "99999999999"},
+    {"x-ratelimit-remaining": "0", "x-ratelimit-reset": "inf"},
+])
+def test_a_rate_limit_wait_is_finite_and_at_most_an_hour(headers: dict[str, str]) -> None:
+    """A NaN wait left the job `running` for good (its retry time broke run_after's NOT NULL); an infinite or
+    far-future one blocked the installation until the next restart and parked its jobs for ever."""
+    until = rate_limit_until(429, headers, b"{}", T0)
+    assert until is not None and T0 <= until <= T0 + 3600
+
+
+def test_retry_after_may_be_an_http_date() -> None:
+    assert rate_limit_until(429, {"retry-after": "Tue, 14 Nov 2023 22:46:40 GMT"}, b"{}", T0) == T0 + 2000
+    assert rate_limit_until(429, {"retry-after": "Tue, 14 Nov 2023 22:46:40 -0000"}, b"{}", T0) == T0 + 2000
+
+
+async def test_a_huge_retry_after_blocks_the_installation_for_an_hour_at_most(
+        app: GitHubApp, fake: FakeGitHub, clock: Clock) -> None:
+    fake.fail_next("GET", ISSUE, status=429, headers={"retry-after": "1e12"})
+    with pytest.raises(RateLimited) as caught:
+        await app.for_installation(7).getitem(f"/repos/{REPO}/issues/1")
+    assert caught.value.at == T0 + 3600
+    clock.now = T0 + 3601
+    assert (await app.for_installation(7).getitem(f"/repos/{REPO}/issues/1"))["number"] == 1
+
+
 async def test_resource_not_accessible_is_permission_denied_and_not_retried(
         app: GitHubApp, fake: FakeGitHub) -> None:
     fake.fail_next("GET", ISSUE, status=403, body={"message": "Resource not accessible by integration",
