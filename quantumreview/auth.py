@@ -96,10 +96,12 @@ class AuthState:
 
     def redeem(self, key: bytes, state: str | None, cookie: str | None) -> PendingLogin | None:
         """Accept `state` once if this browser's signed, unexpired cookie carries it; None otherwise."""
-        if not state or not cookie or cookie.count(".") != 2:
+        # Why ASCII and a bounded expiry: the cookie is the browser's to send; a non-ASCII signature made
+        # compare_digest raise TypeError, and 5000 digits made int() raise ValueError (both a 500, not a 400).
+        if not state or not cookie or not cookie.isascii() or cookie.count(".") != 2:
             return None
         cookie_state, raw_expires, signature = cookie.split(".")
-        if not raw_expires.isdigit() or int(raw_expires) <= self.clock():
+        if not raw_expires.isdigit() or len(raw_expires) > 12 or int(raw_expires) <= self.clock():
             return None
         if not hmac.compare_digest(signature, _state_signature(key, cookie_state, int(raw_expires))):
             return None

@@ -409,6 +409,17 @@ async def test_callback_with_a_forged_cookie_signature_is_refused(dash: Dashboar
     assert response.status == 400 and token_calls(dash.fake) == []
 
 
+@pytest.mark.parametrize("damage", ["non_ascii_signature", "overlong_expiry", "superscript_expiry"])
+async def test_callback_with_a_malformed_state_cookie_is_a_400_not_a_500(dash: Dashboard, damage: str) -> None:
+    login = await begin_login(dash)
+    state, expires, signature = login.state_cookie.split(".")
+    cookie = {"non_ascii_signature": f"{state}.{expires}.{signature[:-1]}\u00e9",
+              "overlong_expiry": f"{state}.{'9' * 5000}.{signature}",
+              "superscript_expiry": f"{state}.{expires}\u00b2.{signature}"}[damage]
+    response = await finish(dash, login, state_cookie=cookie)
+    assert response.status == 400 and token_calls(dash.fake) == []
+
+
 async def test_a_state_is_accepted_only_once(dash: Dashboard) -> None:
     login = await begin_login(dash)
     assert (await finish(dash, login)).status == 302
