@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,6 +25,7 @@ import gidgethub
 import gidgethub.aiohttp
 from gidgethub import abc as gh_abc
 from gidgethub import sansio
+from uritemplate import variable as gh_variable
 
 from quantumreview import github_policy as policy
 from quantumreview.errors import (
@@ -121,6 +122,12 @@ def path_of(url: str) -> str:
     return urlsplit(url).path
 
 
+def origin_of(url: str) -> tuple[str, str]:
+    """Return the URL's scheme and host[:port], lower-cased (what must match before credentials are sent)."""
+    parts = urlsplit(url)
+    return parts.scheme.lower(), parts.netloc.lower()
+
+
 class GitHubClient(gidgethub.aiohttp.GitHubAPI):
     """gidgethub's client with GitHub's current headers, timeouts, retries and the rate-limit gate.
 
@@ -173,7 +180,35 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
             raise RetryLater(f"GitHub {method} {path_of(url)} answered {status} with no JSON body")
         return body, more, status
 
+    async def getiter(self, url: str, url_vars: Mapping[str, gh_variable.VariableValue] | None = {}, *,
+                      accept: str = sansio.accept_format(), jwt: str | None = None, oauth_token: str | None = None,
+                      extra_headers: dict[str, str] | None = None,
+                      iterable_key: str | None = gh_abc.ITERABLE_KEY) -> AsyncGenerator[Any, None]:
+        """gidgethub's getiter, but a `Link: rel="next"` back to a page already read raises RetryLater.
+
+        Why: gidgethub follows `next` for as long as there is one, so a loop (a proxy or cache serving page 1
+        again) re-read the same pages until the job timed out, re-yielding every item each time.
+        """
+        seen: set[str] = set()
+        current: str | None = url
+        while current:
+            filled = sansio.format_url(current, url_vars, base_url=self.base_url)
+            if filled in seen:
+                raise RetryLater(f"GitHub's pages of {path_of(url)} link back to a page already read")
+            seen.add(filled)
+            data, current, _ = await self._make_request("GET", current, url_vars, b"", accept, jwt=jwt,
+                                                        oauth_token=oauth_token, extra_headers=extra_headers)
+            if isinstance(data, dict) and iterable_key in data:
+                data = data[iterable_key]
+            for item in data:
+                yield item
+
     async def _request(self, method: str, url: str, headers: Mapping[str, str], body: bytes = b"") -> Response:
+        if origin_of(url) != origin_of(self.base_url):
+            # Why: gidgethub sends any absolute URL it is given, e.g. a `Link: rel="next"` naming another host,
+            # and the subclasses add the installation token or App JWT to whatever is sent.
+            raise RetryLater(f"GitHub {method} {path_of(url)}: refused, the URL is not on the API host "
+                             f"({origin_of(url)[1] or 'no host'})")
         return await self._exchange(method, url, self._github_headers(headers), body, follow_redirects=True)
 
     async def _exchange(self, method: str, url: str, headers: dict[str, str], body: bytes, *,

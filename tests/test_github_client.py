@@ -7,6 +7,7 @@ import itertools
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import gidgethub
@@ -88,6 +89,31 @@ async def test_list_follows_link_pages(app: GitHubApp, fake: FakeGitHub) -> None
                                                               iterable_key="repositories")]
     assert len(repos) == 250 and len({r["full_name"] for r in repos}) == 250
     assert len(fake.calls("GET", "/installation/repositories")) == 3
+
+
+async def test_a_next_link_to_another_host_is_not_followed_with_the_token(app: GitHubApp, fake: FakeGitHub) -> None:
+    """The installation token went to whatever host a `Link: rel="next"` named."""
+    elsewhere = f"{fake.blob_url}/api/v3/repos/{REPO}/issues/1/comments?page=2"  # another port: another origin
+    fake.fail_next("GET", COMMENTS, status=200, body=[{"id": 1, "body": "first page"}],
+                   headers={"Link": f'<{elsewhere}>; rel="next"'})
+    with pytest.raises(RetryLater, match="not on the API host"):
+        [c async for c in app.for_installation(7).getiter(f"/repos/{REPO}/issues/1/comments")]
+    api_host = urlsplit(fake.api_url).netloc
+    assert [r.path for r in fake.requests if r.headers.get("Host") != api_host] == []
+
+
+async def test_a_next_link_back_to_a_page_already_read_ends_the_list(app: GitHubApp, fake: FakeGitHub) -> None:
+    """A pagination loop re-read the same page until the job timed out, yielding its items again each time."""
+    first = f"{fake.api_url}/repos/{REPO}/issues/1/comments?per_page=100"
+    fake.fail_next("GET", COMMENTS, status=200, body=[{"id": 1, "body": "a"}],
+                   headers={"Link": f'<{first}&page=2>; rel="next"'})
+    fake.fail_next("GET", COMMENTS, status=200, body=[{"id": 2, "body": "b"}], times=5,
+                   headers={"Link": f'<{first}>; rel="next"'})  # page 2 says page 1 comes next
+    seen: list[Any] = []
+    with pytest.raises(RetryLater, match="link back to a page already read"):
+        async for comment in app.for_installation(7).getiter(f"/repos/{REPO}/issues/1/comments?per_page=100"):
+            seen.append(comment["id"])
+    assert len(fake.calls("GET", COMMENTS)) == 2 and seen == [1, 2]
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 504])
