@@ -76,7 +76,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 
 async def health(request: web.Request) -> web.Response:
-    """GET /health: database reachable and job counts."""
+    """GET /health: database reachable and job counts; 503 while it cannot be read, or the last write failed."""
     body: dict[str, Any] = {"status": "ok", "db": "ok", "version": version()}
     try:
         async with asyncio.timeout(HEALTH_TIMEOUT):
@@ -84,6 +84,10 @@ async def health(request: web.Request) -> web.Response:
     except Exception as exc:  # any failure to read means the database is unusable for us
         log.warning("health: database check failed: %s", type(exc).__name__)
         body.update(status="error", db="error")
+        return web.json_response(body, status=503)
+    intake = request.app.get(keys.intake)
+    if intake is not None and intake.failing is not None:  # reads work, writes do not: deliveries get 503
+        body.update(status="error", db="not writable", db_error=intake.failing)
         return web.json_response(body, status=503)
     return web.json_response(body)
 

@@ -91,6 +91,8 @@ class IntakeWriter(Generic[T]):
         self._waiting: deque[PendingDelivery[T]] = deque()
         self._tasks: list[asyncio.Task[None]] = []
         self.batches = 0
+        # Why: /health says so while writes fail (a full volume: reads still work, every delivery gets 503).
+        self.failing: str | None = None
 
     async def submit(self, item: T) -> tuple[bool, int]:
         """Store durably the rows prepared from `item`: (True, jobs stored) if new, (False, 0) if the id is
@@ -159,6 +161,7 @@ class IntakeWriter(Generic[T]):
                 continue
             try:
                 await self._commit(batch, riders)
+                self.failing = None
             except asyncio.CancelledError:
                 self._fail(batch, DatabaseBusy("the server is shutting down"), riders)
                 raise
@@ -166,6 +169,7 @@ class IntakeWriter(Generic[T]):
                 # Why SQLite's message: it says which (disk full, read-only, I/O error) and never holds row data.
                 reason = f"{type(exc).__name__}: {exc}" if isinstance(exc, sqlite3.Error) else type(exc).__name__
                 log.warning("intake batch of %d not stored: %s", len(batch), reason)
+                self.failing = reason
                 self._fail(batch, exc if isinstance(exc, DatabaseBusy) else DatabaseBusy(type(exc).__name__),
                            riders)
 

@@ -390,9 +390,14 @@ async def test_a_full_disk_answers_503_keeps_every_acknowledged_row_and_recovers
         if response.status == 503:
             assert (await response.json())["error"]["code"] == "database_unavailable"
     assert 503 in statuses.values() and 202 in statuses.values()
+    health = await client.get("/health")  # the operator's health check sees it, not only GitHub
+    assert health.status == 503
+    assert {key: value for key, value in (await health.json()).items() if key.startswith("db")} == {
+        "db": "not writable", "db_error": "OperationalError: database or disk is full"}
     await writer.execute("PRAGMA max_page_count = 1073741823")
     headers, body = signed_delivery("issues", {"action": "opened"}, WEBHOOK_SECRET, delivery_id="after")
     assert (await client.post(PATH, data=body, headers=headers)).status == 202
+    assert (await client.get("/health")).status == 200
     conn = sqlite3.connect(settings.database_path)
     try:
         stored = {row[0] for row in conn.execute("SELECT id FROM deliveries")}
