@@ -100,7 +100,11 @@ class OAuthClient:
 
 
 def parse_token_response(status: int, body: bytes, now: float) -> UserTokens:
-    """Read GitHub's token answer; it reports errors as HTTP 200 with {"error": ...}."""
+    """Read GitHub's token answer; it reports errors as HTTP 200 with {"error": ...}. A 5xx or 429 is RetryLater."""
+    # Why not OAuthError: an outage is no verdict on the code or refresh token; read as one, it ended the user's
+    # session and discarded a refresh token that still worked.
+    if status >= 500 or status == 429:
+        raise RetryLater(f"GitHub's token endpoint answered {status}")
     try:
         data: Any = json.loads(body)
     except (ValueError, UnicodeDecodeError):

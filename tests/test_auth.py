@@ -698,6 +698,31 @@ async def test_failed_refresh_ends_the_session_without_retrying(dash: Dashboard)
     assert await users.get_tokens(dash.db, 42) is None
 
 
+@pytest.mark.parametrize("status", [500, 502, 503, 429])
+async def test_github_failing_the_refresh_is_a_503_and_keeps_the_session(dash: Dashboard, status: int) -> None:
+    await log_in(dash)
+    dash.clock.advance(8 * 3600 + 1)
+    session = jwt.encode({"sub": "42", "ver": 1, "iat": int(dash.clock()), "exp": int(dash.clock()) + 60},
+                         dash.box.session_key, algorithm="HS256")
+    dash.fake.fail_next("POST", TOKEN_ROUTE, status=status)
+    response = await dash.client.get("/api/token", headers=with_session(dash, session))
+    assert response.status == 503
+    assert (await response.json())["error"]["code"] == "github_unavailable"
+    assert await users.get_tokens(dash.db, 42) is not None  # the refresh token is kept for the next try
+    assert await api_status(dash, session, "/api/token") == 200
+    assert len(token_calls(dash.fake, "refresh_token")) == 2
+
+
+@pytest.mark.parametrize("status", [500, 503, 429])
+async def test_github_failing_the_code_exchange_is_a_502_not_a_refusal(dash: Dashboard, status: int) -> None:
+    login = await begin_login(dash)
+    dash.fake.fail_next("POST", TOKEN_ROUTE, status=status)
+    response = await finish(dash, login)
+    assert response.status == 502
+    assert "could not be reached" in await response.text()
+    assert session_name(dash) not in set_cookies(response)
+
+
 async def test_a_token_github_rejects_early_is_refreshed_once_and_the_call_retried(dash: Dashboard) -> None:
     value = await log_in(dash)
     dash.fake.state.tokens.clear()  # revoked on GitHub's side before its expiry

@@ -166,3 +166,14 @@ async def test_revoke_user_token_without_client_credentials_is_an_oauth_error(
     with pytest.raises(OAuthError, match="not_configured"):
         await bare.revoke_user_token("ghu_x")
     assert fake.calls("DELETE", "/applications/{client_id}/token") == []
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 429])
+async def test_token_endpoint_outage_is_retry_later_not_a_refusal(app: GitHubApp, session: aiohttp.ClientSession,
+                                                                  fake: FakeGitHub, status: int) -> None:
+    first = await signed_in(app, session, fake)
+    assert first.refresh_token is not None
+    fake.fail_next("POST", "/login/oauth/access_token", status=status)
+    with pytest.raises(RetryLater):
+        await app.refresh_user_token(first.refresh_token)
+    assert (await app.refresh_user_token(first.refresh_token)).access_token.startswith("ghu_")  # it still works
