@@ -91,7 +91,8 @@ class IntakeWriter(Generic[T]):
         self._waiting: deque[PendingDelivery[T]] = deque()
         self._tasks: list[asyncio.Task[None]] = []
         self.batches = 0
-        # Why: /health says so while writes fail (a full volume: reads still work, every delivery gets 503).
+        # Why: /health says so while the storage fails writes (a full volume: reads still work, every delivery
+        # gets 503); SQLite's reason for the last such failure, until a write succeeds.
         self.failing: str | None = None
 
     async def submit(self, item: T) -> tuple[bool, int]:
@@ -169,7 +170,8 @@ class IntakeWriter(Generic[T]):
                 # Why SQLite's message: it says which (disk full, read-only, I/O error) and never holds row data.
                 reason = f"{type(exc).__name__}: {exc}" if isinstance(exc, sqlite3.Error) else type(exc).__name__
                 log.warning("intake batch of %d not stored: %s", len(batch), reason)
-                self.failing = reason
+                if storage_failed(exc):
+                    self.failing = reason
                 self._fail(batch, exc if isinstance(exc, DatabaseBusy) else DatabaseBusy(type(exc).__name__),
                            riders)
 
@@ -245,6 +247,18 @@ class IntakeWriter(Generic[T]):
         self._fail(list(self._waiting), exc, self._riders)
         self._waiting.clear()
         self._riders = []
+
+
+# SQLite's primary result codes that say the storage itself fails (full, read-only, I/O, damaged), unlike a lock
+# held for a while (busy), which the next write usually gets past.
+STORAGE_FAILURES = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY,
+                              sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_NOTADB})
+
+
+def storage_failed(exc: Exception) -> bool:
+    """Whether `exc` says the database cannot be written at all, not merely that it was busy."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(code, int) and code & 0xFF in STORAGE_FAILURES
 
 
 def split_new(ready: list[tuple[int, delivery_store.DeliveryRecord, list[job_store.NewJob]]],

@@ -20,10 +20,12 @@ from quantumreview import keys, webhook
 from quantumreview.app import create_app
 from quantumreview.context import Context
 from quantumreview.credentials import AppCredentials
+from quantumreview.intake import storage_failed
 from quantumreview.plugins import HandlerRegistry
 from quantumreview.settings import Settings
 from quantumreview.testing.signing import sign, signed_delivery
 from quantumreview.webhook import MAX_BODY_BYTES, PATH, signature_matches
+from storage.db import DatabaseBusy
 from tests.conftest import PREVIOUS_SECRET, WEBHOOK_SECRET, SettingsFactory
 
 Client = TestClient[Any, Any]
@@ -530,3 +532,15 @@ async def test_bodies_that_may_be_large_are_read_two_at_a_time(client: Client) -
     assert await stored(client) == (1, 2)
     status, _, _ = await post(client, "issues", {**ISSUE, "issue": {"number": 9, "body": "x" * big}})
     assert status == 202  # once a turn is free, a large delivery is read and stored
+
+
+def test_only_a_failing_storage_marks_the_intake_not_writable() -> None:
+    """A lock held by another process for a while is busy, not broken: /health must not turn red for it."""
+    full = sqlite3.OperationalError("database or disk is full")
+    full.sqlite_errorcode = sqlite3.SQLITE_FULL  # type: ignore[attr-defined]
+    io_error = sqlite3.OperationalError("disk I/O error")
+    io_error.sqlite_errorcode = sqlite3.SQLITE_IOERR | (3 << 8)  # type: ignore[attr-defined]  # an extended code
+    locked = sqlite3.OperationalError("database is locked")
+    locked.sqlite_errorcode = sqlite3.SQLITE_BUSY  # type: ignore[attr-defined]
+    assert [storage_failed(exc) for exc in (full, io_error, locked, DatabaseBusy("lock timeout"))] == [
+        True, True, False, False]
