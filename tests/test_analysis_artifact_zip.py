@@ -365,6 +365,15 @@ def test_encrypted_member_is_rejected_cleanly() -> None:
         read_members(encrypted, wanted=is_report)
 
 
+def test_corrupt_deflate_data_is_rejected_not_raised_as_zlib_error() -> None:
+    """Bit rot or a hostile stream: zlib.error is no BadZipFile, and escaped the reader (the job died retrying)."""
+    entry = raw_entry(REPORT, b"<testsuite/>" * 10)
+    entry.payload = b"\xff" * len(entry.payload)  # "invalid block type"
+
+    with pytest.raises(ZipRejected, match=f"corrupt member {REPORT}: Error -3"):
+        read_members(build_raw_zip([entry]), wanted=is_report)
+
+
 def test_unsupported_compression_method_is_rejected_cleanly() -> None:
     odd = build_raw_zip([raw_entry(REPORT, b"<testsuite/>", method=99)])
 

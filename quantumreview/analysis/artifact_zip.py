@@ -6,6 +6,7 @@ import io
 import re
 import struct
 import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,6 +185,6 @@ def _read_capped(archive: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int) -> b
         raise ZipRejected(f"cannot read {label}: {str(exc)[:120]}") from None
     except NotImplementedError:
         raise ZipRejected(f"cannot read {label}: unsupported compression method") from None
-    except (zipfile.BadZipFile, EOFError, ValueError) as exc:
+    except (zipfile.BadZipFile, EOFError, ValueError, zlib.error) as exc:  # zlib.error: corrupt deflate data
         raise ZipRejected(f"corrupt member {label}: {str(exc)[:120]}") from None
     return b"".join(chunks)
