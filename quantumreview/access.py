@@ -12,7 +12,7 @@ import json
 import logging
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -104,15 +104,37 @@ def _json_error(kind: type[web.HTTPException], code: str, message: str) -> web.H
     return kind(text=json.dumps({"error": {"code": code, "message": message}}), content_type="application/json")
 
 
+class MalformedAnswer(QuantumReviewError):
+    """GitHub's list of installations or repositories is not a list of objects."""
+
+    code = "malformed_answer"
+
+
+async def _objects(read: Awaitable[list[Any]], what: str) -> list[Mapping[str, Any]]:
+    """The items of a GitHub list, each an object; MalformedAnswer otherwise.
+
+    Why: a body like {"installations": 5} or [1, 2] (a proxy, a changed API) raised TypeError or AttributeError
+    here, a 500 on every dashboard route; it is GitHub failing, like a 5xx (502, nothing cached).
+    """
+    try:
+        items = await read
+    except TypeError:  # the client iterating a body that is no list
+        raise MalformedAnswer(f"GitHub's {what} answer is not a list") from None
+    if not all(isinstance(item, Mapping) for item in items):
+        raise MalformedAnswer(f"GitHub's {what} answer holds items that are not objects")
+    return items
+
+
 async def read_managed_repositories(github: GitHubApp, token: str, installed: set[int]) -> list[RepoAccess]:
     """Ask GitHub (as the user) for the repositories they reach through the App's live installations."""
     found: list[RepoAccess] = []
-    for installation in await github.get_user_installations(token):
+    for installation in await _objects(github.get_user_installations(token), "installations"):
         installation_id = installation.get("id")
         if not isinstance(installation_id, int) or installation_id not in installed:
             continue
         try:
-            repos = await github.get_installation_repositories_for_user(token, installation_id)
+            repos = await _objects(github.get_installation_repositories_for_user(token, installation_id),
+                                   "repositories")
         except PermissionDenied:  # e.g. an org enforcing SAML SSO this token has not been authorized for
             continue
         except gidgethub.BadRequest as exc:

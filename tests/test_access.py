@@ -185,6 +185,19 @@ async def test_github_failure_while_listing_is_a_502_json_error(dash: Dashboard)
     assert isinstance(body, dict) and body["error"]["code"] == "github_unavailable"
 
 
+@pytest.mark.parametrize("route", ["/user/installations", "/user/installations/{installation_id}/repositories"])
+@pytest.mark.parametrize("body", [b'{"installations": 5, "repositories": 5}', b"[1, 2, 3]",
+                                  b'{"installations": [1, "x", null], "repositories": [1, "x", null]}',
+                                  b'{"total_count": 1}'])
+async def test_a_malformed_github_list_is_a_502_and_is_not_cached(dash: Dashboard, route: str, body: bytes) -> None:
+    mona = await log_in(dash)
+    dash.fake.fail_next("GET", route, status=200, body=body)
+    status, answer = await get_json(dash, mona, "/api/repos")
+    assert status == 502
+    assert isinstance(answer, dict) and answer["error"]["code"] == "github_unavailable"
+    assert await get_json(dash, mona, "/api/repos") == (200, MONA_SEES)  # read again, not an empty set cached
+
+
 @pytest.mark.parametrize(("installation_id", "expected"), [(7, MONA_SEES), (8, None), (9, None), (12345, None)])
 async def test_installation_access_is_404_unless_the_user_reaches_a_repository_in_it(
         dash: Dashboard, installation_id: int, expected: list[str] | None) -> None:
