@@ -282,6 +282,16 @@ def test_an_archive_comment_does_not_hide_the_end_record() -> None:
     assert read_members(buffer.getvalue(), wanted=is_report) == {REPORT: b"<testsuite/>"}
 
 
+@pytest.mark.parametrize("comment", [b"", b"only a comment"])
+def test_an_empty_archive_has_no_members_and_is_not_an_error(comment: bytes) -> None:
+    """The overlap check zipped its spans with one bound too many and raised ValueError on no entries."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.comment = comment
+
+    assert read_members(buffer.getvalue(), wanted=is_report) == {}
+
+
 def test_member_longer_than_it_declares_is_rejected_without_reading_past_the_claim() -> None:
     real = b"<testsuite>" + b"a" * 100_000 + b"</testsuite>"
     liar = build_raw_zip([RawEntry(REPORT.encode(), deflate(real), 100, zlib.crc32(real))])

@@ -99,6 +99,13 @@ async def test_html_error_page_instead_of_zip_is_a_note(fake: FakeGitHub, github
     assert reports.results is None and any("not a zip archive" in note for note in reports.notes)
 
 
+async def test_an_empty_report_artifact_is_a_note_not_a_failure(fake: FakeGitHub, github_app: Any) -> None:
+    fake.add_workflow_run(REPO, 109, head_sha=SHA, artifacts={REPORT_ARTIFACT: {}})  # a zip with no entries
+    reports = await _collect(github_app, 109)
+    assert reports.results is None and reports.matched
+    assert reports.notes == (f"no {JUNIT_FILE} in the {REPORT_ARTIFACT} artifact",)
+
+
 async def test_run_without_report_artifacts_matches_nothing(fake: FakeGitHub, github_app: Any) -> None:
     fake.add_workflow_run(REPO, 105, head_sha=SHA, artifacts={"dist": {"app.whl": b"PK"}})
     reports = await _collect(github_app, 105)

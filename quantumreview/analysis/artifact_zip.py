@@ -112,6 +112,8 @@ def _check_no_overlap(archive: zipfile.ZipFile) -> None:
         raise ZipRejected("cannot read zip archive (closed)")
     fp = archive.fp
     spans = sorted((info.header_offset, _data_start(fp, info) + info.compress_size) for info in archive.infolist())
+    if not spans:  # an empty archive (end record only) has nothing to overlap
+        return
     bounds = [offset for offset, _ in spans[1:]] + [archive.start_dir]  # the next header, or the directory
     for (_, end), bound in zip(spans, bounds, strict=True):
         if end > bound:
