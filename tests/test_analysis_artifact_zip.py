@@ -423,6 +423,16 @@ def test_name_with_nul_is_cut_and_still_safe() -> None:
     assert all("\x00" not in label and ".." not in label for label in members)
 
 
+@pytest.mark.parametrize("name", [b"", b"\0autoqa-test-report.xml"])
+def test_a_member_with_an_empty_name_is_skipped_not_fatal(name: bytes) -> None:
+    """zipfile cuts a name at NUL; an empty name made ZipInfo.is_dir() raise IndexError out of the reader."""
+    odd = RawEntry(name, deflate(b"x"), 1, zlib.crc32(b"x"))
+    report = raw_entry(REPORT, b"<testsuite/>")
+    archive = build_raw_zip([odd, report])
+
+    assert read_members(archive, wanted=lambda _: True) == {REPORT: b"<testsuite/>"}
+
+
 def test_four_kilobyte_name_is_skipped_not_fatal() -> None:
     long_name = "d/" * 2048 + REPORT
     data = make_zip({long_name: b"<long/>", f"ok/{REPORT}": b"<ok/>"})

@@ -137,7 +137,8 @@ def _choose(
     chosen: dict[str, zipfile.ZipInfo] = {}
     keys: set[str] = set()
     for info in infos:
-        if info.is_dir() or len(info.filename) > limits.max_name_length:
+        # An empty name (or one cut to nothing at a NUL) is no file; ZipInfo.is_dir() raises IndexError on it.
+        if not info.filename or info.is_dir() or len(info.filename) > limits.max_name_length:
             continue
         name = normalise_name(info.filename)
         if not name or not wanted(name.rpartition("/")[2]) or key(name) in keys:
