@@ -184,7 +184,8 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
                       accept: str = sansio.accept_format(), jwt: str | None = None, oauth_token: str | None = None,
                       extra_headers: dict[str, str] | None = None,
                       iterable_key: str | None = gh_abc.ITERABLE_KEY) -> AsyncGenerator[Any, None]:
-        """gidgethub's getiter, but a `Link: rel="next"` back to a page already read raises RetryLater.
+        """gidgethub's getiter, but a page that is not a list, or a `Link: rel="next"` back to a page already
+        read, raises RetryLater.
 
         Why: gidgethub follows `next` for as long as there is one, so a loop (a proxy or cache serving page 1
         again) re-read the same pages until the job timed out, re-yielding every item each time.
@@ -200,6 +201,10 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
                                                         oauth_token=oauth_token, extra_headers=extra_headers)
             if isinstance(data, dict) and iterable_key in data:
                 data = data[iterable_key]
+            if not isinstance(data, list):
+                # Why: gidgethub iterated whatever came (an object's keys, a string's letters), so a page of the
+                # wrong shape read as an empty list, e.g. a PR with no files, and the job ended done with that.
+                raise RetryLater(f"GitHub GET {path_of(url)} answered a page that is not a list")
             for item in data:
                 yield item
 
@@ -351,11 +356,16 @@ def gone_when_missing(what: str = "the installation or repository") -> Iterator[
 
 
 async def getitem_or_none(gh: Any, url: str) -> dict[str, Any] | None:
-    """GET one resource; None when GitHub answers 404/410 (deleted, transferred, or never there)."""
+    """GET one resource; None when GitHub answers 404/410 (deleted, transferred, or never there).
+
+    Anything but a JSON object raises RetryLater: handlers index it (a list failed with a bare TypeError).
+    """
     try:
-        item: dict[str, Any] = await gh.getitem(url)
+        item: Any = await gh.getitem(url)
     except gidgethub.BadRequest as exc:
         if exc.status_code in (404, 410):
             return None
         raise
+    if not isinstance(item, dict):
+        raise RetryLater(f"GitHub GET {path_of(url)} answered {type(item).__name__}, not an object")
     return item

@@ -16,6 +16,7 @@ import pytest
 
 from quantumreview.errors import InstallationGone, PermissionDenied, RateLimited, RetryLater
 from quantumreview.github import GitHubApp, gone_when_missing
+from quantumreview.github_client import getitem_or_none
 from quantumreview.github_policy import RetryPolicy, rate_limit_until
 from quantumreview.testing.fake import FakeGitHub
 from tests.github_support import T0, Clock, Sleeps
@@ -114,6 +115,27 @@ async def test_a_next_link_back_to_a_page_already_read_ends_the_list(app: GitHub
         async for comment in app.for_installation(7).getiter(f"/repos/{REPO}/issues/1/comments?per_page=100"):
             seen.append(comment["id"])
     assert len(fake.calls("GET", COMMENTS)) == 2 and seen == [1, 2]
+
+
+@pytest.mark.parametrize("page", [{"message": "hi"}, {"total_count": 1}, "42"], ids=["object", "no-key", "number"])
+async def test_a_page_that_is_not_a_list_is_retry_later_not_an_empty_list(
+        app: GitHubApp, fake: FakeGitHub, page: Any) -> None:
+    """RELIABILITY GH-17: gidgethub iterated an object's keys, so a PR's files read as none (and were skipped as
+    not dicts): the manifest said "0 of N criteria have tests" and the job ended done."""
+    from quantumreview.pull_requests import list_pull_files
+
+    fake.add_pull(REPO, 2, head_sha="a" * 40, files=[{"filename": "tests/test_x.py", "patch": "+def test_T1():"}])
+    fake.fail_next("GET", "/repos/{owner}/{repo}/pulls/{pull_number}/files", status=200, body=page)
+    with pytest.raises(RetryLater, match="answered a page that is not a list"):
+        await list_pull_files(app.for_installation(7), REPO, 2)
+    assert [f["filename"] for f in await list_pull_files(app.for_installation(7), REPO, 2)] == ["tests/test_x.py"]
+
+
+async def test_getitem_or_none_refuses_what_is_not_an_object(app: GitHubApp, fake: FakeGitHub) -> None:
+    fake.fail_next("GET", ISSUE, status=200, body=[{"number": 1}])
+    with pytest.raises(RetryLater, match=r"issues/1 answered list, not an object"):
+        await getitem_or_none(app.for_installation(7), f"/repos/{REPO}/issues/1")
+    assert await getitem_or_none(app.for_installation(7), f"/repos/{REPO}/issues/404") is None
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 504])
