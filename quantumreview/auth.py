@@ -23,7 +23,7 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, TypeVar, cast
 from urllib.parse import urlencode
 
 import aiohttp
@@ -342,7 +342,7 @@ async def finish_login(request: web.Request) -> web.Response:
     try:
         tokens = await _github(app).exchange_code(query["code"], redirect_uri=callback_url(settings),
                                                       code_verifier=pending.verifier)
-        profile = await _github(app).get_user(tokens.access_token)
+        profile = _user_from_profile(await _github(app).get_user(tokens.access_token))
     except OAuthError as exc:
         code = exc.oauth_code if GITHUB_ERROR_CODE.fullmatch(exc.oauth_code) else "unknown"
         log.warning("login failed: GitHub refused the code exchange (%s)", code)
@@ -350,7 +350,7 @@ async def finish_login(request: web.Request) -> web.Response:
     except (QuantumReviewError, gidgethub.GitHubException, aiohttp.ClientError, TimeoutError) as exc:
         log.warning("login failed: GitHub call failed (%s)", type(exc).__name__)
         return _forget_state(settings, _page(502, "Login failed", "GitHub could not be reached. Try again."))
-    user = await users.save_user(app[keys.db], _user_from_profile(profile), _stored(app, tokens),
+    user = await users.save_user(app[keys.db], profile, _stored(app, tokens),
                                  now=state.clock())
     target = (settings.public_url + pending.next_path if pending.next_path
               else settings.dashboard_url or settings.public_url + "/")
@@ -361,9 +361,27 @@ async def finish_login(request: web.Request) -> web.Response:
     return response
 
 
-def _user_from_profile(profile: dict[str, Any]) -> User:
-    return User(id=int(profile["id"]), login=str(profile["login"]), name=profile.get("name"),
-                email=profile.get("email"), avatar_url=profile.get("avatar_url"))
+class MalformedProfile(QuantumReviewError):
+    """GET /user did not answer a user object with an integer id and a login."""
+
+    code = "malformed_profile"
+
+
+def _user_from_profile(profile: object) -> User:
+    """The user GET /user describes; MalformedProfile (a 502 like an unreachable GitHub, not a 500) otherwise."""
+    if not isinstance(profile, dict):
+        raise MalformedProfile("GET /user did not answer an object")
+    user_id, login = profile.get("id"), profile.get("login")
+    # Why the bounds: the id is the users table's key and the session's subject; SQLite holds 64-bit integers.
+    if not isinstance(user_id, int) or isinstance(user_id, bool) or not 0 < user_id < 2**63 \
+            or not isinstance(login, str) or not login:
+        raise MalformedProfile("GET /user answered no integer id or no login")
+
+    def text(key: str) -> str | None:
+        value = profile.get(key)
+        return value if isinstance(value, str) else None
+
+    return User(id=user_id, login=login, name=text("name"), email=text("email"), avatar_url=text("avatar_url"))
 
 
 def set_session_cookie(response: web.StreamResponse, settings: Settings, value: str, max_age: int) -> None:

@@ -465,6 +465,25 @@ async def test_a_wrong_client_secret_fails_the_login_cleanly(make_dashboard: Das
     assert "incorrect_client_credentials" in await response.text()
 
 
+@pytest.mark.parametrize("profile", [[], {"login": "mona"}, {"id": "42", "login": "mona"}, {"id": 2**70, "login": "x"},
+                                     {"id": 42}, {"id": True, "login": "mona"}])
+async def test_an_unusable_github_profile_fails_the_login_with_a_502(dash: Dashboard, profile: object) -> None:
+    login = await begin_login(dash)
+    dash.fake.fail_next("GET", "/user", status=200, body=json.dumps(profile))
+    response = await finish(dash, login)
+    assert response.status == 502
+    assert session_name(dash) not in set_cookies(response)
+    assert await users.get_user(dash.db, 42) is None
+
+
+async def test_profile_fields_of_the_wrong_type_are_dropped(dash: Dashboard) -> None:
+    login = await begin_login(dash)
+    dash.fake.fail_next("GET", "/user", status=200,
+                        body=json.dumps({"id": 42, "login": "mona", "name": {"x": 1}, "email": 5, "avatar_url": []}))
+    assert (await finish(dash, login)).status == 302
+    assert await users.get_user(dash.db, 42) == users.User(id=42, login="mona")
+
+
 async def test_a_forged_code_is_refused_by_github_and_the_login_fails(dash: Dashboard) -> None:
     login = await begin_login(dash)
     query = parse_qs(urlsplit(login.callback_path).query)
