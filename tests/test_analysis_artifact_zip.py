@@ -368,6 +368,44 @@ def test_data_running_into_the_central_directory_is_rejected() -> None:
         read_members(tampered, wanted=lambda _: False)
 
 
+def _zip64_offset_entry(header_offset: int) -> bytes:
+    """One member whose central record puts its local header at `header_offset`, by a zip64 extra field."""
+    name, data = REPORT.encode(), b"<testsuite/>"
+    payload, crc = deflate(data), zlib.crc32(data)
+    local = struct.pack("<4s5H3L2H", b"PK\x03\x04", 45, 0, 8, 0, 0, crc, len(payload), len(data), len(name), 0)
+    extra = struct.pack("<HHQ", 1, 8, header_offset)
+    central = struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 45, 45, 0, 8, 0, 0, crc, len(payload), len(data),
+                          len(name), len(extra), 0, 0, 0, 0, 0xFFFFFFFF) + name + extra
+    first = local + name + payload
+    return first + central + struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 1, 1, len(central), len(first), 0)
+
+
+def _directory_offset_past_its_place(by: int) -> bytes:
+    """An end record whose directory offset is `by` bytes too large: zipfile's correction for data in front
+    of the archive (concat) turns every member's offset negative."""
+    honest = build_raw_zip([raw_entry(REPORT, b"<testsuite/>")])
+    at = honest.rfind(b"PK\x05\x06") + 16
+    (offset,) = struct.unpack_from("<L", honest, at)
+    return honest[:at] + struct.pack("<L", offset + by) + honest[at + 4:]
+
+
+@pytest.mark.parametrize("archive", [
+    pytest.param(_zip64_offset_entry(2**64 - 1), id="zip64-offset-2**64-1"),
+    pytest.param(_zip64_offset_entry(2**62), id="zip64-offset-2**62"),
+    pytest.param(_directory_offset_past_its_place(5), id="negative-offset"),
+])
+@pytest.mark.parametrize("on_disk", [False, True])
+def test_a_member_offset_outside_the_archive_is_rejected_as_corrupt(
+        archive: bytes, on_disk: bool, tmp_path: Path) -> None:
+    """seek() raised ValueError or OverflowError out of the reader (a job retried until dead), or an
+    unhelpful 'cannot read zip archive: Invalid argument'."""
+    path = tmp_path / "a.zip"
+    path.write_bytes(archive)
+
+    with pytest.raises(ZipRejected, match=f"corrupt zip archive: {REPORT} lies outside the archive"):
+        read_members(path if on_disk else archive, wanted=is_report)
+
+
 def test_encrypted_member_is_rejected_cleanly() -> None:
     encrypted = build_raw_zip([raw_entry(REPORT, b"<testsuite/>", flags=0x1)])
 

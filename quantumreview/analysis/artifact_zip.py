@@ -111,6 +111,11 @@ def _check_no_overlap(archive: zipfile.ZipFile) -> None:
     if archive.fp is None:
         raise ZipRejected("cannot read zip archive (closed)")
     fp = archive.fp
+    for info in archive.infolist():
+        # Why before any seek: a directory offset past the archive, or made negative by zipfile's correction
+        # for data before the archive, makes seek raise ValueError or OverflowError (or EINVAL on a file).
+        if not 0 <= info.header_offset < archive.start_dir:
+            raise ZipRejected(f"corrupt zip archive: {normalise_name(info.filename)[:100]} lies outside the archive")
     spans = sorted((info.header_offset, _data_start(fp, info) + info.compress_size) for info in archive.infolist())
     if not spans:  # an empty archive (end record only) has nothing to overlap
         return
