@@ -9,6 +9,7 @@ https://docs.github.com/en/rest/apps/oauth-applications#delete-an-app-token
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -116,9 +117,12 @@ def parse_token_response(status: int, body: bytes, now: float) -> UserTokens:
     token = data.get("access_token")
     if status != 200 or not isinstance(token, str) or not token:
         raise OAuthError(f"http_{status}", "no access_token in the answer")
+    refresh = data.get("refresh_token")
     return UserTokens(
         access_token=token,
-        refresh_token=data.get("refresh_token") or None,
+        # Why the type checks here and in _after: a number there was encrypted (AttributeError) and "²" passed
+        # isdigit but not float(), each a 500 at login or refresh; an unusable field counts as absent.
+        refresh_token=refresh if isinstance(refresh, str) and refresh else None,
         expires_at=_after(now, data.get("expires_in")),
         refresh_token_expires_at=_after(now, data.get("refresh_token_expires_in")),
         scope=str(data.get("scope") or ""),
@@ -127,8 +131,12 @@ def parse_token_response(status: int, body: bytes, now: float) -> UserTokens:
 
 
 def _after(now: float, seconds: object) -> float | None:
-    if isinstance(seconds, int | float) and not isinstance(seconds, bool):
-        return now + float(seconds)
-    if isinstance(seconds, str) and seconds.isdigit():
-        return now + float(seconds)
-    return None
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float | str):
+        return None
+    if isinstance(seconds, str) and not (seconds.isascii() and seconds.isdigit()):
+        return None
+    try:
+        value = float(seconds)
+    except OverflowError:  # an integer past float's range
+        return None
+    return now + value if math.isfinite(value) else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 from collections.abc import AsyncIterator
 from urllib.parse import parse_qs, urlsplit
 
@@ -13,6 +14,7 @@ import pytest
 
 from quantumreview.errors import RetryLater
 from quantumreview.github import GitHubApp, OAuthError, UserTokens
+from quantumreview.github_oauth import parse_token_response
 from quantumreview.testing.fake import FakeGitHub
 from tests.github_support import T0, no_sleep
 
@@ -177,3 +179,16 @@ async def test_token_endpoint_outage_is_retry_later_not_a_refusal(app: GitHubApp
     with pytest.raises(RetryLater):
         await app.refresh_user_token(first.refresh_token)
     assert (await app.refresh_user_token(first.refresh_token)).access_token.startswith("ghu_")  # it still works
+
+
+@pytest.mark.parametrize(("fields", "refresh", "expires_at"), [
+    ({"refresh_token": 5, "expires_in": "\u00b2"}, None, None),
+    ({"refresh_token": ["ghr_x"], "expires_in": 10**400}, None, None),
+    ({"refresh_token": "ghr_x", "expires_in": "9" * 400}, "ghr_x", None),
+    ({"refresh_token": "ghr_x", "expires_in": "28800"}, "ghr_x", T0 + 28800),
+    ({"expires_in": True, "refresh_token_expires_in": 60.5}, None, None),
+])
+def test_token_fields_of_the_wrong_type_count_as_absent(fields: dict[str, object], refresh: str | None,
+                                                        expires_at: float | None) -> None:
+    tokens = parse_token_response(200, json.dumps({"access_token": "ghu_x", **fields}).encode(), T0)
+    assert (tokens.access_token, tokens.refresh_token, tokens.expires_at) == ("ghu_x", refresh, expires_at)
