@@ -422,6 +422,20 @@ def test_corrupt_deflate_data_is_rejected_not_raised_as_zlib_error() -> None:
         read_members(build_raw_zip([entry]), wanted=is_report)
 
 
+@pytest.mark.parametrize(("method", "label"), [(zipfile.ZIP_BZIP2, "bzip2"), (zipfile.ZIP_LZMA, "LZMA")])
+def test_bzip2_and_lzma_members_are_refused_before_anything_is_inflated(
+        method: int, label: str, opened: list[str]) -> None:
+    """zipfile inflates bzip2 and LZMA without an output bound (a 1.6 KB zip declaring 150 KB took 4 GB and
+    23 s here before the size check saw it); deflate is all upload-artifact writes, so the others are refused."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=method) as archive:
+        archive.writestr(REPORT, b"<testsuite/>")
+
+    with pytest.raises(ZipRejected, match=f"cannot read {REPORT}: compression method {label} is not supported"):
+        read_members(buffer.getvalue(), wanted=is_report)
+    assert opened == []
+
+
 def test_unsupported_compression_method_is_rejected_cleanly() -> None:
     odd = build_raw_zip([raw_entry(REPORT, b"<testsuite/>", method=99)])
 
