@@ -27,6 +27,7 @@ from quantumreview.errors import InstallationDeleted, InstallationSuspendedByGit
 from quantumreview.github_auth import AppJWT, InstallationToken, TokenCache, load_rsa_key, parse_expires_at
 from quantumreview.github_client import (
     DEFAULT_TIMEOUT,
+    MAX_RESPONSE_BYTES,
     AppClient,
     GitHubClient,
     InstallationAPI,
@@ -67,7 +68,7 @@ class GitHubApp:
         timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT, retry: RetryPolicy | None = None,
         max_in_flight: int = 100, etag_cache_size: int = ETAG_CACHE_SIZE, download_timeout: float = 60.0,
         user_agent: str | None = None, write_interval: float = 1.0,
-        artifact_hosts: Sequence[str] = DEFAULT_ARTIFACT_HOSTS,
+        artifact_hosts: Sequence[str] = DEFAULT_ARTIFACT_HOSTS, max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
         """Validate the key now (a bad one fails here, without echoing it) and prepare the shared state."""
         if "Authorization" in session.headers or session.auth is not None:
@@ -83,6 +84,7 @@ class GitHubApp:
             session=session, clock=clock, sleep=sleep, rand=rand, user_agent=user_agent or default_user_agent(),
             base_url=api_url.rstrip("/"), timeout=timeout, retry=retry or RetryPolicy(),
             in_flight=asyncio.Semaphore(max_in_flight), pacer=WritePacer(clock, write_interval),
+            max_response_bytes=max_response_bytes,
             cache=LRUCache(maxsize=etag_cache_size) if etag_cache_size > 0 else None)
         self._tokens = TokenCache(self._mint_token, clock)
         self._oauth = OAuthClient(session=session, web_url=web_url.rstrip("/"), api_url=api_url.rstrip("/"),

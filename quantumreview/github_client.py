@@ -42,6 +42,10 @@ API_VERSION = "2022-11-28"
 IDEMPOTENT_HEADER = "x-quantumreview-idempotent"  # internal marker, stripped before sending
 NETWORK_ERRORS = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError)
 DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=10, sock_read=20)
+# GitHub's largest pages (100 comments or check runs of 65,536 characters each) stay well under this. Why a cap:
+# a body that never ends was read whole until the 30 s timeout, gigabytes on loopback, and the process died.
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+READ_CHUNK = 64 * 1024
 
 log = logging.getLogger("quantumreview.github")
 
@@ -109,6 +113,7 @@ class Transport:
     cache: gh_abc.CACHE_TYPE | None = None
     gate: RateGate | None = None
     pacer: WritePacer | None = None  # spaces installation writes; None paces nothing
+    max_response_bytes: int = MAX_RESPONSE_BYTES  # a longer body (after decompression) raises RetryLater
 
     def rate_gate(self) -> RateGate:
         """Return the shared gate, created on first use."""
@@ -281,7 +286,17 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
         async with transport.in_flight, transport.session.request(
                 method, url, headers=headers, data=body or None, timeout=transport.timeout,
                 allow_redirects=follow_redirects, max_redirects=3) as response:
-            return response.status, response.headers, await response.read()
+            limit = transport.max_response_bytes
+            data = bytearray()
+            if (response.content_length or 0) <= limit:
+                async for chunk in response.content.iter_chunked(READ_CHUNK):  # decompressed: a gzip bomb stops too
+                    data += chunk
+                    if len(data) > limit:
+                        break
+            if len(data) > limit or (response.content_length or 0) > limit:
+                raise RetryLater(f"GitHub {method} {path_of(url)} answered {response.status} with a body over "
+                                 f"{limit} bytes: not read")
+            return response.status, response.headers, bytes(data)
 
 
 # The App JWT is signed with the host's clock: one running ahead of GitHub's makes its iat "in the future".

@@ -319,6 +319,22 @@ async def test_no_more_than_max_in_flight_requests_run_at_once(
     assert state.peak == 3
 
 
+async def test_a_body_that_never_ends_is_cut_off_at_the_cap_not_read_until_the_timeout(
+        session: aiohttp.ClientSession, fake: FakeGitHub, rsa_private_key: str, clock: Clock,
+        sleeps: Sleeps) -> None:
+    """It was read whole until the 30 s timeout (gigabytes on loopback: the process died), on each of 3 tries."""
+    app = make_app(session, fake, rsa_private_key, clock, sleeps, max_response_bytes=1 << 20,
+                   timeout=aiohttp.ClientTimeout(total=3))
+    fake.fail_next("GET", ISSUE, kind="endless", status=200)
+    with pytest.raises(RetryLater, match=r"issues/1 answered 200 with a body over 1048576 bytes"):
+        await asyncio.wait_for(app.for_installation(7).getitem(f"/repos/{REPO}/issues/1"), 10)
+    assert len(fake.calls("GET", ISSUE)) == 1 and sleeps == []
+    fake.fail_next("GET", ISSUE, status=200, body=b"[" + b"0," * (1 << 20) + b"0]")  # declared too long
+    with pytest.raises(RetryLater, match="body over"):
+        await app.for_installation(7).getitem(f"/repos/{REPO}/issues/1")
+    assert (await app.for_installation(7).getitem(f"/repos/{REPO}/issues/1"))["number"] == 1
+
+
 async def test_session_with_default_credentials_is_refused(rsa_private_key: str) -> None:
     async with aiohttp.ClientSession(headers={"Authorization": "token leak"}) as leaky:
         with pytest.raises(ValueError, match="default credentials"):

@@ -332,6 +332,21 @@ async def test_hang_fault_never_answers_so_the_client_timeout_fires(
                    timeout=aiohttp.ClientTimeout(total=0.3))
 
 
+async def test_endless_fault_streams_a_body_until_the_client_hangs_up(
+        installed: FakeGitHub, session: aiohttp.ClientSession, token: str) -> None:
+    installed.fail_next("GET", ISSUE, kind="endless", status=200)
+    url = f"{installed.api_url}/repos/{REPO}/issues/1"
+    async with session.get(url, headers={"Authorization": f"token {token}"}) as response:
+        assert response.status == 200 and response.content_length is None
+        read = 0
+        async for chunk in response.content.iter_chunked(65536):
+            read += len(chunk)
+            if read > 4 * 1024 * 1024:
+                break
+    assert read > 4 * 1024 * 1024
+    assert (await call(session, installed, "GET", f"/repos/{REPO}/issues/1", token))[0] == 200
+
+
 async def test_fail_next_rejects_an_unknown_kind(fake_github: FakeGitHub) -> None:
     with pytest.raises(ValueError, match="kind"):
         fake_github.fail_next("GET", ISSUE, kind="explode")

@@ -260,7 +260,8 @@ class FakeGitHub:
     def fail_next(self, method: str, route: str, *, status: int = 500, times: int = 1,
                   headers: Mapping[str, str] = {}, body: Any = None, delay: float = 0.0,
                   kind: str = "status") -> None:
-        """Script the next `times` responses of a route: kind "status" | "reset" | "hang" | "slow" (delay only).
+        """Script the next `times` responses of a route: kind "status" | "reset" | "hang" | "slow" (delay only) |
+        "endless" (`status` with a body that never ends).
 
         aiohttp's client retries an idempotent request once on a dropped connection: reset a GET twice to fail it.
         """

@@ -14,7 +14,8 @@ from aiohttp import web
 from quantumreview.testing import fake_shapes as shapes
 from quantumreview.testing.fake_state import Fault
 
-KINDS = ("status", "reset", "hang", "slow")
+KINDS = ("status", "reset", "hang", "slow", "endless")
+ENDLESS_CHUNK = 64 * 1024
 BAD_GATEWAY_HTML = (
     "<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1>"
     "<p>We couldn't respond to your request in time.</p></body></html>"
@@ -65,12 +66,28 @@ def reset_connection(request: web.Request) -> None:
     transport.abort()
 
 
-async def apply_fault(request: web.Request, fault: Fault, closing: asyncio.Event) -> web.Response | None:
+async def endless_body(request: web.Request, fault: Fault, closing: asyncio.Event) -> web.StreamResponse:
+    """Answer `fault.status` with a JSON array that never ends, as fast as the client reads, until it gives up."""
+    response = web.StreamResponse(status=fault.status, headers={"Content-Type": "application/json", **fault.headers})
+    await response.prepare(request)
+    chunk = b"[" + b"0," * (ENDLESS_CHUNK // 2)
+    while not closing.is_set():
+        try:
+            await response.write(chunk)
+        except (ConnectionError, RuntimeError):  # the client hung up (aiohttp raises either, by version)
+            break
+        chunk = b"0," * (ENDLESS_CHUNK // 2)
+    return response
+
+
+async def apply_fault(request: web.Request, fault: Fault, closing: asyncio.Event) -> web.StreamResponse | None:
     """Act out a fault; return the response to send, or None to serve the request normally."""
     if fault.delay:
         await asyncio.sleep(fault.delay)
     if fault.kind == "slow":
         return None
+    if fault.kind == "endless":
+        return await endless_body(request, fault, closing)
     if fault.kind == "hang":
         await closing.wait()  # until the fake closes; the client's timeout should fire first
         reset_connection(request)
