@@ -218,7 +218,7 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
             # Why: gidgethub sends any absolute URL it is given, e.g. a `Link: rel="next"` naming another host,
             # and the subclasses add the installation token or App JWT to whatever is sent.
             raise RetryLater(f"GitHub {method} {path_of(url)}: refused, the URL is not on the API host "
-                             f"({origin_of(url)[1] or 'no host'})")
+                             f"({urlsplit(url).hostname or 'no host'})")  # hostname: no user:password@
         return await self._exchange(method, url, self._github_headers(headers), body, follow_redirects=True)
 
     async def _exchange(self, method: str, url: str, headers: dict[str, str], body: bytes, *,

@@ -96,9 +96,10 @@ async def test_a_next_link_to_another_host_is_not_followed_with_the_token(app: G
     """The installation token went to whatever host a `Link: rel="next"` named."""
     elsewhere = f"{fake.blob_url}/api/v3/repos/{REPO}/issues/1/comments?page=2"  # another port: another origin
     fake.fail_next("GET", COMMENTS, status=200, body=[{"id": 1, "body": "first page"}],
-                   headers={"Link": f'<{elsewhere}>; rel="next"'})
-    with pytest.raises(RetryLater, match="not on the API host"):
+                   headers={"Link": f'<{elsewhere.replace("//", "//user:s3cret@")}>; rel="next"'})
+    with pytest.raises(RetryLater, match=r"not on the API host \(127\.0\.0\.1\)") as caught:
         [c async for c in app.for_installation(7).getiter(f"/repos/{REPO}/issues/1/comments")]
+    assert "s3cret" not in str(caught.value)  # it becomes the job's last_error
     api_host = urlsplit(fake.api_url).netloc
     assert [r.path for r in fake.requests if r.headers.get("Host") != api_host] == []
 
