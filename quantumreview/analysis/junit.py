@@ -34,6 +34,9 @@ _CASE_TAG = "{*}testcase"
 _SUITE_TAGS = ("{*}testsuites", "{*}testsuite")
 # Placed before the root element so that its comment event hands over the root; see _scan.
 _ANCHOR = b"<!---->"
+# libxml2's push parser does not read a UTF-32 BOM (its whole-document parser does); named, the encoding is
+# read as the BOM says, which is also how the prolog check read it.
+_UTF32_BOMS = {b"\xff\xfe\x00\x00": "UTF-32LE", b"\x00\x00\xfe\xff": "UTF-32BE"}
 # Most runners put the TID first: an anchored match is cheaper than a search, and is the first match.
 _TID_AT_START = re.compile(r"(T[0-9]+)::")
 # NAME_TID's first match in each NUL-led name of a joined batch: the lazy prefix cannot cross a NUL,
@@ -141,6 +144,7 @@ def _scan(source: IO[bytes], head: bytes = b"", root_at: int | None = None) -> J
     # no DOCTYPE reaches libxml2: the prolog check refuses one, reading only encodings where its reading is exact
     # (analysis.xml_prolog). Memory stays bounded by the member size cap.
     parser = etree.XMLPullParser(
+        encoding=_UTF32_BOMS.get(head[:4]),
         events=("comment",) if root_at is not None else ("start",),
         tag=None if root_at is not None else _SUITE_TAGS,
         resolve_entities=False,
