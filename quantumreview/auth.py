@@ -259,7 +259,13 @@ async def user_token(request: web.Request, user: User, *, rejected: str | None =
         except RetryLater:
             raise _json_error(web.HTTPServiceUnavailable, "github_unavailable",
                               "GitHub could not be reached; retry shortly") from None
-        await users.replace_tokens(db, user.id, _stored(app, fresh), now=state.clock())
+        stored = _stored(app, fresh)
+        if not await users.replace_tokens(db, user.id, stored, session_version=user.session_version,
+                                          now=state.clock()):
+            # Why: the user logged out while GitHub refreshed; storing the new pair would keep a live token of a
+            # logged-out user (logout revoked only the old one), so it is revoked instead.
+            await _revoke(app, user, stored)
+            raise unauthenticated("the session has ended; log in again")
         return fresh.access_token
 
 

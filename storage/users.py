@@ -85,14 +85,19 @@ async def get_tokens(db: Database, user_id: int) -> StoredTokens | None:
                         token_expires_at=row["token_expires_at"], refresh_expires_at=row["refresh_expires_at"])
 
 
-async def replace_tokens(db: Database, user_id: int, tokens: StoredTokens, *, now: float | None = None) -> None:
-    """Store a refreshed token pair (GitHub rotates the refresh token too)."""
+async def replace_tokens(db: Database, user_id: int, tokens: StoredTokens, *, session_version: int,
+                         now: float | None = None) -> bool:
+    """Store a refreshed token pair (GitHub rotates the refresh token too) if the user's sessions are still at
+    `session_version`; False, storing nothing, when they ended meanwhile (logout, revocation)."""
     at = time.time() if now is None else now
-    await db.execute(
-        "UPDATE users SET token_enc = ?, refresh_enc = ?, token_expires_at = ?, refresh_expires_at = ?, "
-        "updated_at = ? WHERE id = ?",
-        (tokens.token_enc, tokens.refresh_enc, tokens.token_expires_at, tokens.refresh_expires_at, at, user_id),
-    )
+    async with db.transaction() as conn:
+        cursor = await conn.execute(
+            "UPDATE users SET token_enc = ?, refresh_enc = ?, token_expires_at = ?, refresh_expires_at = ?, "
+            "updated_at = ? WHERE id = ? AND session_version = ?",
+            (tokens.token_enc, tokens.refresh_enc, tokens.token_expires_at, tokens.refresh_expires_at, at, user_id,
+             session_version),
+        )
+        return cursor.rowcount > 0
 
 
 async def end_sessions(db: Database, user_id: int, *, now: float | None = None) -> None:

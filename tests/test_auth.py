@@ -749,6 +749,25 @@ async def test_a_token_github_rejects_early_is_refreshed_once_and_the_call_retri
     assert len(token_calls(dash.fake, "refresh_token")) == 1
 
 
+async def test_logout_during_a_refresh_leaves_no_live_token_behind(dash: Dashboard) -> None:
+    await log_in(dash)
+    old = await stored_token(dash)
+    dash.clock.advance(8 * 3600 + 1)
+    session = jwt.encode({"sub": "42", "ver": 1, "iat": int(dash.clock()), "exp": int(dash.clock()) + 60},
+                         dash.box.session_key, algorithm="HS256")
+    dash.fake.fail_next("POST", TOKEN_ROUTE, kind="slow", delay=0.5)  # GitHub takes its time to refresh
+    reading = asyncio.ensure_future(dash.client.get("/api/token", headers=with_session(dash, session)))
+    while not token_calls(dash.fake, "refresh_token"):
+        await asyncio.sleep(0.01)
+    out = await dash.client.post("/auth/logout", headers={**with_session(dash, session), "Origin": PUBLIC})
+    assert out.status == 200
+    assert (await reading).status == 401
+    assert await users.get_tokens(dash.db, 42) is None  # logged out: no token kept
+    fresh = [t for t in dash.fake.state.revoked_user_tokens if t != old]
+    assert len(fresh) == 1 and await github_user_status(dash, fresh[0]) == 401  # the refresh's token is revoked
+    assert await api_status(dash, session) == 401
+
+
 async def test_github_rejecting_the_refreshed_token_too_ends_the_session(dash: Dashboard) -> None:
     value = await log_in(dash)
     dash.fake.fail_next("GET", "/user", status=401, times=2)
