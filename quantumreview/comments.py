@@ -12,10 +12,15 @@ MAX_COMMENT_CHARS = 65_536  # GitHub rejects longer comment bodies
 
 
 async def find_marked_comment(gh: Any, repo: str, number: int, marker: str) -> int | None:
-    """The id of the first comment on the issue/PR whose body contains `marker`, or None."""
+    """The id of the first comment on the issue/PR that a bot wrote and that starts with `marker`, or None.
+
+    Why a bot's only: anyone can paste the marker (or quote our comment with it); once our comment was deleted,
+    a person's comment holding it was taken for ours and overwritten with the checklist.
+    """
     async for comment in gh.getiter(f"/repos/{repo}/issues/{number}/comments?per_page=100"):
         body = comment.get("body") or ""
-        if marker in body:
+        user = comment.get("user") or {}
+        if body.lstrip().startswith(marker) and user.get("type") == "Bot":
             return int(comment["id"])
     return None
 

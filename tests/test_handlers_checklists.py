@@ -83,6 +83,28 @@ async def test_crash_after_posting_finds_the_comment_by_marker(fake_github: Fake
     assert len(bot_comments(fake_github)) == 1
 
 
+async def test_a_persons_comment_holding_the_marker_is_never_taken_for_the_bots(
+        fake_github: FakeGitHub, github: Any, handler_db: Database) -> None:
+    """Once someone deleted the bot's comment, the next update looked for it by marker and overwrote the first
+    comment holding it: a person's, who had pasted (quoted) the checklist's Markdown."""
+    fake_github.add_issue(REPO, 1, body=BODY)
+    await run("issues", payload("issues.opened.1", number=1, body=BODY), handler_db, github)
+    (ours,) = bot_comments(fake_github)
+    pasted = fake_github.add_comment(REPO, 1, ours["body"] + "\n\nWhy is T2 still open?", login="alice")
+    quoted = fake_github.add_comment(REPO, 1, "> " + ours["body"].replace("\n", "\n> "), login="bob")
+    fake_github.comments[(REPO, 1)].remove(ours)  # deleted by a person
+    fake_github.add_issue(REPO, 1, body=BODY + "- [ ] New: password reset\n")
+    edited = payload("issues.edited.1", number=1, body=BODY)
+    edited["changes"] = {"body": {"from": BODY}}
+    await run("issues", edited, handler_db, github)
+    assert pasted["body"].endswith("Why is T2 still open?") and "password reset" not in pasted["body"]
+    assert "password reset" not in quoted["body"]
+    (recreated,) = [c for c in bot_comments(fake_github) if c["user"]["type"] == "Bot"]
+    assert "password reset" in recreated["body"]
+    checklist = await store.get_checklist(handler_db, REPO, 1)
+    assert checklist is not None and checklist.comment_id == recreated["id"]
+
+
 async def test_edit_keeps_ids_and_updates_the_same_comment(fake_github: FakeGitHub, github: Any,
                                                            handler_db: Database) -> None:
     fake_github.add_issue(REPO, 1, body=BODY)

@@ -193,6 +193,10 @@ class FakeGitHub:
         """Create an issue."""
         return self.state.add_issue(repo, number, title=title, body=body, state=state)
 
+    def add_comment(self, repo: str, number: int, body: str, *, login: str = "octocat") -> dict[str, Any]:
+        """Add a comment written by a person (the app's own come from its POSTs)."""
+        return self.state.add_comment(repo, number, body, self.state.account(login))
+
     def add_pull(self, repo: str, number: int, *, title: str = "", body: str | None = "", head_sha: str,
                  head_ref: str = "feature", base_ref: str = "main",
                  files: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
