@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+from quantumreview.access import RepoAccess
 from tests.test_api_support import (
     INSTALLATION,
     OTHER,
@@ -13,6 +14,7 @@ from tests.test_api_support import (
     add_checklist,
     add_pull,
     database,
+    sign_in,
 )
 
 pytest_plugins = ["tests.test_api_support"]
@@ -71,7 +73,22 @@ async def test_issue_detail_has_items_retired_ids_and_linked_pulls(maintainer: A
     assert body["items"] == [{"tid": "T1", "text": "criterion 1", "detail": "", "status": "passed"},
                              {"tid": "T2", "text": "criterion 2", "detail": "", "status": "failed"}]
     assert body["retired_ids"] == [{"tid": "T3", "text": "old T3"}]
-    assert [(p["repo"], p["number"]) for p in body["linked_pulls"]] == [(OTHER, 3), (REPO, 20)]
+    assert [(p["repo"], p["number"]) for p in body["linked_pulls"]] == [(REPO, 20)]
+
+
+async def test_linked_pulls_of_repositories_the_user_cannot_reach_are_hidden(maintainer: Api) -> None:
+    # OA-14: a pull request of OTHER (which mona does not manage) links her issue; its title, state and flag are
+    # not hers to see. Someone who manages both repositories sees it.
+    db = database(maintainer)
+    await add_checklist(db, 7, ["pending"])
+    await add_pull(db, 3, repo=OTHER, links=[("OCTO/Widgets", 7)])
+    await add_pull(db, 20, links=[(REPO, 7)])
+    _status, mona = await maintainer.get(f"/api/repos/{REPO}/issues/7")
+    assert [(p["repo"], p["number"]) for p in mona["linked_pulls"]] == [(REPO, 20)]
+    both = await sign_in(maintainer.client, 5, "octocat", [RepoAccess(REPO, INSTALLATION, "push"),
+                                                           RepoAccess(OTHER.upper(), 99, "pull")])
+    _status, octocat = await both.get(f"/api/repos/{REPO}/issues/7")
+    assert [(p["repo"], p["number"]) for p in octocat["linked_pulls"]] == [(OTHER, 3), (REPO, 20)]
 
 
 async def test_issue_without_checklist_is_404(maintainer: Api) -> None:

@@ -41,14 +41,17 @@ def pull_link_json(pull: PullRow) -> dict[str, Any]:
 @routes.get("/api/repos/{owner}/{repo}/issues/{number}")
 async def get_issue(request: web.Request) -> web.Response:
     """The issue's checklist: live items with status, retired IDs and the pull requests that link it."""
-    _user, repo = await managed_repo(request)
+    user, repo = await managed_repo(request)
     number = path_int(request, "number")
     db = request.app[keys.db]
     checklist = await checklists.get_checklist(db, repo.repo, number)
     if checklist is None:
         raise not_found(f"issue #{number} of {repo.repo} has no checklist")
     items, retired = await checklists.get_items(db, checklist.id)
-    pulls = await dashboard.pulls_linking(db, repo.repo, number)
+    # Why filtered: a pull request of a repository the user cannot reach may link this issue; its title, state
+    # and flag are not theirs to see (OA-14), as GitHub hides such cross-references.
+    reachable = {a.repo.lower() for a in await access.managed_repositories(request, user)}
+    pulls = [pull for pull in await dashboard.pulls_linking(db, repo.repo, number) if pull.repo.lower() in reachable]
     progress = {status: sum(item.status == status for item in items) for status in checklists.STATUSES}
     return web.json_response({
         "repo": repo.repo, "number": number, "title": checklist.title, "state": checklist.state,
