@@ -110,7 +110,7 @@ async def judge_run(ctx: Context, repo: str, run: Mapping[str, Any], *, force: b
         return
     reports = await collect_reports(ctx.github, _installation(ctx), repo, run_id,
                                     max_bytes=ctx.settings.artifact_max_bytes)
-    if reports.artifact_count == 0:
+    if reports.listed and reports.artifact_count == 0:
         if ctx.attempt < EMPTY_LIST_TRIES:
             # Why a fixed wait: the runner's backoff (from 5 s) would spend every try within the first minute.
             raise RetryLater(f"run {run_id} lists no artifacts yet", at=time.time() + EMPTY_LIST_WAIT)

@@ -20,7 +20,7 @@ from quantumreview.analysis.health import Finding, HealthReport, HealthUnreadabl
 from quantumreview.analysis.junit import JUnitReport, ReportUnreadable, merge_reports, parse_junit
 from quantumreview.analysis.pr_render import Annotation, HealthLike
 from quantumreview.analysis.verdict import Verdict
-from quantumreview.errors import ArtifactError
+from quantumreview.errors import ArtifactError, PermissionDenied
 
 REPORT_ARTIFACT = "autoqa-test-report"
 JUNIT_FILE = "autoqa-test-report.xml"
@@ -28,6 +28,7 @@ HEALTH_FILE = "code_health.json"
 WANTED_FILES = frozenset({JUNIT_FILE, HEALTH_FILE})
 MAX_SCANNED_ARTIFACTS = 5
 MAX_FINDING_ANNOTATIONS = 500
+PERMISSION_HINT = "the App needs the Actions: read permission on this repository"
 _HUNK = re.compile(r"@@ -[0-9]+(?:,[0-9]+)? \+([0-9]+)(?:,[0-9]+)? @@")
 
 
@@ -49,6 +50,7 @@ class RunReports:
     health: HealthReport | None = None
     notes: tuple[str, ...] = ()
     matched: bool = False  # some artifact was the report artifact or held a report file
+    listed: bool = True  # False: GitHub refused the list, so artifact_count says nothing
 
     @property
     def results(self) -> dict[str, str] | None:
@@ -68,7 +70,12 @@ class _Found:
 async def collect_reports(source: ArtifactSource, installation_id: int, repo: str, run_id: int, *,
                           max_bytes: int) -> RunReports:
     """List the run's artifacts, download the report ones into a temp dir (always removed), and parse them."""
-    artifacts = await source.list_artifacts(installation_id, repo, run_id)
+    try:
+        artifacts = await source.list_artifacts(installation_id, repo, run_id)
+    except PermissionDenied as exc:
+        # Why a note, not a failed job: retrying cannot grant the permission, and without a verdict the
+        # pull request's check run would stay in progress for good.
+        return RunReports(0, notes=(f"cannot read the run's artifacts: {exc} ({PERMISSION_HINT})",), listed=False)
     found = _Found()
     with tempfile.TemporaryDirectory(prefix="qr-artifacts-") as tmp:
         for artifact in candidate_artifacts(artifacts):
@@ -82,7 +89,7 @@ async def collect_reports(source: ArtifactSource, installation_id: int, repo: st
                 found.notes.append(f"artifact {_label(artifact)}: {exc.reason}")
                 found.junit_noted = found.junit_noted or named
                 continue
-            except ArtifactError as exc:
+            except (ArtifactError, PermissionDenied) as exc:
                 if named:
                     found.notes.append(_artifact_note(exc))
                     found.junit_noted = True
@@ -140,8 +147,10 @@ def _remove_downloads(directory: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def _artifact_note(exc: ArtifactError) -> str:
+def _artifact_note(exc: ArtifactError | PermissionDenied) -> str:
     text = str(exc)
+    if isinstance(exc, PermissionDenied):
+        return f"artifact {REPORT_ARTIFACT} unusable: {text} ({PERMISSION_HINT})"
     if "expired" in text or "gone" in text:
         return f"artifact {REPORT_ARTIFACT} expired: {text}"
     return f"artifact {REPORT_ARTIFACT} unusable: {text}"

@@ -83,6 +83,16 @@ async def test_expired_report_artifact_is_a_note_and_not_downloaded(fake: FakeGi
     assert fake.calls("GET", "/repos/{owner}/{repo}/actions/artifacts/{artifact_id}/{archive_format}") == []
 
 
+async def test_a_download_refused_for_a_missing_permission_is_a_note(fake: FakeGitHub, github_app: Any) -> None:
+    fake.add_workflow_run(REPO, 110, head_sha=SHA, artifacts={REPORT_ARTIFACT: {JUNIT_FILE: JUNIT}})
+    fake.fail_next("GET", "/repos/{owner}/{repo}/actions/artifacts/{artifact_id}/{archive_format}", status=403,
+                   body={"message": "Resource not accessible by integration"})
+    reports = await _collect(github_app, 110)
+    assert reports.results is None and reports.matched
+    [note] = reports.notes
+    assert "Resource not accessible by integration" in note and "Actions: read" in note
+
+
 async def test_unreadable_junit_is_reported_not_raised(fake: FakeGitHub, github_app: Any) -> None:
     fake.add_workflow_run(REPO, 103, head_sha=SHA, artifacts={
         REPORT_ARTIFACT: {JUNIT_FILE: b"<testsuite><testcase name='T1::x'>", HEALTH_FILE: b'{"score": NaN}'}})

@@ -204,6 +204,20 @@ async def test_expired_report_artifact_gives_a_neutral_check_without_retrying(ha
     assert "expired" in check["output"]["summary"]  # the people reading the check see why it is neutral
 
 
+async def test_artifacts_refused_for_a_missing_permission_complete_the_check_with_a_note(harness: Harness) -> None:
+    """Without Actions: read (an owner who has not accepted the new permission) GitHub answers 403; the job
+    failed as permission_denied and the check run stayed in progress for good."""
+    harness.add_run(110, t2="passed")
+    harness.fake.fail_next("GET", ARTIFACTS, status=403, body={"message": "Resource not accessible by integration"})
+    harness.attempt = 1  # a refusal is no "not listed yet": it is not waited out
+    await harness.dispatch("workflow_run", harness.workflow_run(110))
+    [check] = harness.check_runs()
+    assert (check["status"], check["conclusion"]) == ("completed", "neutral")
+    assert "Resource not accessible by integration" in check["output"]["summary"]
+    assert "Actions: read" in check["output"]["summary"]
+    assert len(harness.fake.calls("GET", ARTIFACTS)) == 1
+
+
 async def test_fork_pull_request_is_found_by_head_sha(harness: Harness) -> None:
     harness.add_run(108, t2="passed")
     await harness.dispatch("workflow_run", harness.workflow_run(108, prs=()))
