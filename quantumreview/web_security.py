@@ -26,16 +26,28 @@ API_PREFIX = "/api/"
 ALLOWED_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
 ALLOWED_HEADERS = "Content-Type, X-Requested-With"
 PREFLIGHT_MAX_AGE = "600"
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def origin_of(url: str | None) -> str | None:
-    """`scheme://host[:port]` of an absolute http(s) URL, lower-cased; None otherwise."""
+    """`scheme://host[:port]` of an absolute http(s) URL, lower-cased, without the scheme's default port; None
+    otherwise."""
     if not url:
         return None
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc or "@" in parts.netloc:
         return None
-    return f"{parts.scheme}://{parts.netloc}".lower()
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or out of range
+        return None
+    host = parts.hostname
+    if not host:
+        return None
+    # Why drop the default port: browsers serialize an origin without it (RFC 6454 §6.2), so a PUBLIC_URL of
+    # https://qr.example:443 refused every logout and POST from its own pages as cross-site.
+    shown = "" if port is None or port == DEFAULT_PORTS[parts.scheme] else f":{port}"
+    return f"{parts.scheme}://{f'[{host}]' if ':' in host else host}{shown}"
 
 
 def trusted_origins(settings: Settings) -> frozenset[str]:

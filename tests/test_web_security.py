@@ -176,6 +176,20 @@ async def test_without_a_dashboard_url_no_origin_gets_cors(aiohttp_client: Any) 
 
 @pytest.mark.parametrize(("url", "origin"), [
     ("https://Qr.Example/path?x", "https://qr.example"), ("http://h:8000", "http://h:8000"), ("ftp://h", None),
-    ("/relative", None), ("", None), (None, None), ("https://user@evil.example", None)])
+    ("/relative", None), ("", None), (None, None), ("https://user@evil.example", None),
+    ("https://qr.example:443/", "https://qr.example"), ("HTTP://H:80", "http://h"), ("https://h:80", "https://h:80"),
+    ("http://[::1]:8000", "http://[::1]:8000"), ("https://h:x", None), ("https://h:99999", None)])
 def test_origin_of_keeps_scheme_host_and_port(url: str | None, origin: str | None) -> None:
     assert web_security.origin_of(url) == origin
+
+
+async def test_a_url_setting_with_the_default_port_matches_what_browsers_send(aiohttp_client: Any) -> None:
+    app, ran = build_app(dashboard_url="https://dash.example:443")
+    app[keys.settings] = Settings(public_url="https://qr.example:443", dashboard_url="https://dash.example:443")
+    client = await aiohttp_client(app)
+    own = await client.post("/auth/logout", headers={**COOKIE, "Origin": PUBLIC})
+    assert own.status == 200 and ran == ["POST /auth/logout"]
+    preflight = await client.options("/api/things", headers={"Origin": "https://dash.example",
+                                                              "Access-Control-Request-Method": "POST"})
+    assert preflight.status == 204
+    assert preflight.headers["Access-Control-Allow-Origin"] == "https://dash.example"
