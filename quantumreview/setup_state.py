@@ -49,10 +49,13 @@ class SetupStates:
         if not state or not cookie or cookie.count(".") != 2:
             return False
         cookie_state, raw_expires, signature = cookie.split(".")
-        if not raw_expires.isdigit():
+        # Why isascii and a length cap: the cookie is the browser's to forge; int() refuses digits such as '²'
+        # and numbers past 4,300 digits (ValueError, a 500 instead of "link not valid").
+        if not (raw_expires.isascii() and raw_expires.isdigit()) or len(raw_expires) > 20:
             return False
         expires = int(raw_expires)
-        if not hmac.compare_digest(signature, _signature(key, cookie_state, expires)):
+        # Why bytes: compare_digest raises TypeError on a str with non-ASCII characters.
+        if not hmac.compare_digest(signature.encode(), _signature(key, cookie_state, expires).encode()):
             return False
         if not hmac.compare_digest(cookie_state.encode(), state.encode()) or expires <= self._clock():
             return False

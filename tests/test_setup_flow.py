@@ -457,6 +457,19 @@ async def test_callback_with_a_bad_state_is_refused_without_converting(flow: Flo
     assert await load_values(flow.app[keys.db]) == {}
 
 
+@pytest.mark.parametrize("forged", ["{state}.\u00b2.sig", "{state}.1.\u00e9", "{state}." + "9" * 5000 + ".sig"])
+async def test_callback_with_a_forged_cookie_of_odd_characters_is_refused_not_a_500(flow: Flow, forged: str) -> None:
+    """A cookie's expiry such as '²' (isdigit, but int() refuses it), a non-ASCII signature (compare_digest
+    raises TypeError) or 5,000 digits used to answer 500; a forged cookie is a bad state like any other."""
+    back = await flow.through_github(*await flow.open_setup())
+    flow.client.session.cookie_jar.clear()
+    cookie = forged.format(state=back["state"])
+    resp = await flow.client.get("/setup/callback", params=back,
+                                 headers={"Cookie": f"{STATE_COOKIE}={cookie}"})
+    assert resp.status == 400 and "Start again" in await resp.text()
+    assert flow.conversions() == 0 and flow.holder.current is None
+
+
 async def test_callback_with_an_expired_state_is_refused(flow: Flow) -> None:
     back = await flow.through_github(*await flow.open_setup())
     flow.clock.now += 601
