@@ -30,6 +30,19 @@ class BackupResult:
     seconds: float
 
 
+def integrity_problem(conn: sqlite3.Connection) -> str | None:
+    """None if `conn`'s database passes PRAGMA integrity_check, else what SQLite found (its first few problems)."""
+    try:
+        # Why (3): SQLite collects every problem otherwise; on a badly damaged file that ran out of memory.
+        rows = [row[0] for row in conn.execute("PRAGMA integrity_check(3)")]
+    except MemoryError:  # SQLITE_NOMEM: a damaged record that claims a huge size
+        return "SQLite ran out of memory reading a damaged record"
+    if rows == ["ok"]:
+        return None
+    lines = [line for row in rows for line in row.splitlines() if not line.startswith("*** in database")]
+    return "; ".join(lines) or "no result"
+
+
 def _copy(source: Path, target: Path) -> int:
     src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
     try:
@@ -39,9 +52,8 @@ def _copy(source: Path, target: Path) -> int:
             src.backup(dst, pages=-1)
             # Why DELETE: the copy is one self-contained file, with no -wal beside it to lose.
             dst.execute("PRAGMA journal_mode=DELETE")
-            check = dst.execute("PRAGMA integrity_check").fetchone()
-            if check is None or check[0] != "ok":
-                raise BackupError(f"the copy failed integrity_check: {check[0] if check else 'no result'}")
+            if (problem := integrity_problem(dst)) is not None:
+                raise BackupError(f"the copy failed integrity_check, so the database itself is damaged: {problem}")
             pages = int(dst.execute("PRAGMA page_count").fetchone()[0])
         finally:
             dst.close()

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import sqlite_utils
 
+from quantumreview.backup import integrity_problem
 from storage.migrations import MIGRATIONS
 
 BUSY_TIMEOUT_S = 5.0
@@ -55,9 +56,8 @@ def check_backup(path: Path) -> None:
     except sqlite3.Error as exc:
         raise RestoreError(f"cannot open {path}: {exc}") from exc
     try:
-        check = conn.execute("PRAGMA integrity_check").fetchone()
-        if check is None or check[0] != "ok":
-            raise RestoreError(f"{path} failed integrity_check: {check[0] if check else 'no result'}")
+        if (problem := integrity_problem(conn)) is not None:
+            raise RestoreError(f"{path} is damaged (integrity_check: {problem})")
         has_table = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
                                  (MIGRATIONS_TABLE,)).fetchone()
         applied = [row[0] for row in conn.execute(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import shutil
 import sqlite3
 import threading
@@ -11,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from quantumreview.backup import BackupError, backup
+from quantumreview import cli
+from quantumreview.backup import BackupError, backup, integrity_problem
 from storage import migrations
 from storage.db import Database
 
@@ -150,3 +152,38 @@ def test_backup_refuses_a_missing_source_or_overwriting_itself(tmp_path: Path) -
     make_ledger(path).close()
     with pytest.raises(BackupError, match="overwrite"):
         backup(path, path)
+
+
+def damage(path: Path) -> None:
+    """Add a table of fixed random blobs to the database at `path`, then overwrite the middle of one of its pages."""
+    filler = random.Random(0)  # fixed: where the damage lands decides what SQLite says of it
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("CREATE TABLE filler (x)")
+        conn.executemany("INSERT INTO filler VALUES (?)", [(filler.randbytes(500),) for _ in range(40)])
+    conn.close()
+    raw = bytearray(path.read_bytes())
+    raw[-4096 - 3000:-4096 - 1000] = b"\xff" * 2000
+    path.write_bytes(bytes(raw))
+
+
+def test_backing_up_a_damaged_database_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The backup API copies pages as they are; the copy's check finds the damage (SQLite ran out of memory
+    collecting every problem of this file before the check was limited), and nothing is left behind."""
+    db = tmp_path / "qr.db"
+    migrations.migrate(db)
+    damage(db)
+    dest = tmp_path / "backups" / "copy.db"
+    assert cli.main(["backup", str(dest)], {"DATABASE_PATH": str(db)}) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("quantumreview: backup failed: the copy failed integrity_check, so the database itself "
+                          "is damaged: On tree page") and err.count("\n") == 1, err
+    assert not dest.exists() and not list(dest.parent.glob(".*partial"))
+
+
+def test_a_check_that_runs_out_of_memory_reports_damage() -> None:
+    class NoMemory:
+        def execute(self, sql: str) -> object:
+            raise MemoryError
+
+    assert integrity_problem(NoMemory()) == "SQLite ran out of memory reading a damaged record"  # type: ignore[arg-type]
