@@ -41,6 +41,9 @@ SETUP_PATH = "/setup"
 ORGANIZATION = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}")
 CODE = re.compile(r"[A-Za-z0-9_-]{1,200}")
 CONVERSION_TIMEOUT_SECONDS = 15.0
+# A conversion answer is a few KB (the PEM is the largest field). Why a cap: a body that never ends was read
+# until the 15 s timeout, gigabytes on loopback, enough to get the 512 MB machine killed mid-setup.
+MAX_CONVERSION_BYTES = 1024 * 1024
 
 
 class ConversionError(Exception):
@@ -105,24 +108,41 @@ async def convert_manifest_code(
                "User-Agent": "quantumreview-setup"}
     try:
         async with session.post(url, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
-            if resp.status != 201:
-                raise ConversionError(f"GitHub answered HTTP {resp.status} ({await _github_message(resp)})")
-            data = await resp.json(content_type=None)
+            body = await _read_capped(resp)
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise ConversionError(f"GitHub could not be reached ({type(exc).__name__})") from None
-    except ValueError:
-        raise ConversionError("GitHub's response is not JSON") from None
+    if resp.status != 201:
+        raise ConversionError(f"GitHub answered HTTP {resp.status} ({_github_message(body)})")
+    data = _json_or_none(body)
     if not isinstance(data, Mapping):
         raise ConversionError("GitHub's response is not a JSON object")
     return credentials_from_conversion(data)
 
 
-async def _github_message(resp: aiohttp.ClientResponse) -> str:
+async def _read_capped(resp: aiohttp.ClientResponse) -> bytes:
+    """The response body, or ConversionError once it passes MAX_CONVERSION_BYTES (declared or read)."""
+    if (resp.content_length or 0) > MAX_CONVERSION_BYTES:
+        raise ConversionError(f"GitHub answered HTTP {resp.status} with a body over {MAX_CONVERSION_BYTES} bytes")
+    body = bytearray()
+    async for chunk in resp.content.iter_chunked(64 * 1024):
+        body += chunk
+        if len(body) > MAX_CONVERSION_BYTES:
+            raise ConversionError(f"GitHub answered HTTP {resp.status} with a body over {MAX_CONVERSION_BYTES} "
+                                  "bytes")
+    return bytes(body)
+
+
+def _json_or_none(body: bytes) -> Any:
+    """The parsed JSON body, or None when it is not JSON (malformed, not UTF-8, or nested too deeply)."""
     try:
-        body = await resp.json(content_type=None)
-    except (ValueError, aiohttp.ClientError):
-        return "no message"
-    message = body.get("message") if isinstance(body, Mapping) else None
+        return json.loads(body)
+    except (ValueError, RecursionError):  # Why RecursionError: "[[[[…" within the cap is not a ValueError
+        return None
+
+
+def _github_message(body: bytes) -> str:
+    data = _json_or_none(body)
+    message = data.get("message") if isinstance(data, Mapping) else None
     return str(message)[:200] if message else "no message"
 
 

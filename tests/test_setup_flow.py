@@ -515,6 +515,27 @@ async def test_installed_page_is_served_after_setup(flow: Flow) -> None:
 
 
 
+async def test_conversion_answer_that_never_ends_is_cut_off_quickly_and_stores_nothing(flow: Flow) -> None:
+    """A conversion body that never ends was read until the 15 s timeout (gigabytes on loopback); it is now
+    refused once it passes 1 MiB."""
+    flow.fake.fail_next("POST", CONVERSIONS, status=201, kind="endless")
+    back = await flow.through_github(*await flow.open_setup())
+    started = asyncio.get_running_loop().time()
+    resp = await flow.client.get("/setup/callback", params=back)
+    assert resp.status == 502 and "body over 1048576 bytes" in await resp.text()
+    assert asyncio.get_running_loop().time() - started < 5
+    assert flow.holder.current is None and await load_values(flow.app[keys.db]) == {}
+
+
+@pytest.mark.parametrize("status", [201, 500])
+async def test_conversion_answer_nested_too_deeply_is_an_error_page_not_a_500(flow: Flow, status: int) -> None:
+    flow.fake.fail_next("POST", CONVERSIONS, status=status, body="[" * 100_000 + "]" * 100_000)
+    back = await flow.through_github(*await flow.open_setup())
+    resp = await flow.client.get("/setup/callback", params=back)
+    assert resp.status == 502 and "Nothing was stored" in await resp.text()
+    assert flow.holder.current is None and await load_values(flow.app[keys.db]) == {}
+
+
 async def test_conversion_connection_failure_shows_an_error_and_stores_nothing(flow: Flow) -> None:
     flow.fake.fail_next("POST", CONVERSIONS, kind="reset")
     back = await flow.through_github(*await flow.open_setup())
