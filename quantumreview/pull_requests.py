@@ -6,6 +6,8 @@ Pull request files: https://docs.github.com/en/rest/pulls/pulls#list-pull-reques
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -47,6 +49,7 @@ FILES_PER_PAGE = 100
 MAX_PATCH_CHARS = 1024 * 1024
 MAX_PATCH_TOTAL = 32 * 1024 * 1024
 MAX_PROBLEMS = 20
+ANNOTATIONS_DIGEST_PREFIX = "quantumreview-annotations:"
 
 
 async def fetch_pull(ctx: Context, repo: str, number: int) -> dict[str, Any] | None:
@@ -220,33 +223,60 @@ async def upsert_check_run(
     ctx: Context, repo: str, pr_number: int, head_sha: str, known_id: int | None, fields: Mapping[str, Any],
     output: CheckOutput, annotations: Sequence[Annotation],
 ) -> int:
-    """Update the head's one check run (stored id, else found by name), or create it once; return its id."""
-    batches = batch_annotations(annotations) or [[]]
-    first = {**fields, "output": {**output.to_dict(), "annotations": [a.to_dict() for a in batches[0]]}}
-    run_id = await _update_known_run(ctx, repo, known_id, first) if known_id is not None else None
+    """Update the head's one check run (stored id, else found by name), or create it once; return its id.
+
+    GitHub appends the annotations of every update to the run, so a run keeps in `external_id` the digest of the
+    set it was last sent in full; the same set again (a job's retry, a revalidation, a re-run with the same
+    failures) updates the run without annotations instead of adding each one a second time.
+    """
+    notes = list(annotations)
+    digest = annotations_digest(notes) if notes else None
+    run: dict[str, Any] | None = None
+    if known_id is not None:
+        # Why read it first: only then is it known whether these annotations are already on it.
+        run = await getitem_or_none(ctx.gh, f"/repos/{repo}/check-runs/{known_id}") if notes else {"id": known_id}
+    if run is not None:
+        run_id = await _update_known_run(ctx, repo, int(run["id"]), fields, output, notes, digest, run)
+    else:
+        run_id = None
     if run_id is None:
         async with ctx.locks("check-run", repo, head_sha):  # the CI job and the manifest job may race here
             # Why look before creating: a crash after the POST but before storing the id must not add a second run.
-            run_id = await find_check_run(ctx, repo, head_sha)
-            if run_id is not None:
-                await ctx.gh.patch(f"/repos/{repo}/check-runs/{run_id}", data=first)
+            found = await find_check_run_item(ctx, repo, head_sha)
+            if found is not None:
+                run_id = int(found["id"])
+                await _send_check_run(ctx, repo, run_id, fields, output, notes, digest, found)
             else:
-                created = await ctx.gh.post(f"/repos/{repo}/check-runs",
-                                            data={"name": CHECK_NAME, "head_sha": head_sha, **first})
+                batches = batch_annotations(notes) or [[]]
+                created = await ctx.gh.post(f"/repos/{repo}/check-runs", data={
+                    "name": CHECK_NAME, "head_sha": head_sha,
+                    **_check_run_body(fields, output, batches[0], digest if len(batches) == 1 else None)})
                 run_id = int(created["id"])
+                await _send_more_annotations(ctx, repo, run_id, output, batches, digest)
     if run_id != known_id:
         async with ctx.db.transaction() as conn:
             await store.set_check_run_id(conn, repo, pr_number, head_sha, run_id)
-    for batch in batches[1:]:  # GitHub takes at most 50 annotations per request
-        more = {"output": {"title": output.title, "summary": output.summary,
-                           "annotations": [a.to_dict() for a in batch]}}
-        await ctx.gh.patch(f"/repos/{repo}/check-runs/{run_id}", data=more)
     return run_id
 
 
-async def _update_known_run(ctx: Context, repo: str, run_id: int, data: Mapping[str, Any]) -> int | None:
+def annotations_digest(annotations: Sequence[Annotation]) -> str:
+    """A short digest of an annotation set, kept in the check run's `external_id` once the set is on it."""
+    data = json.dumps([a.to_dict() for a in annotations], sort_keys=True, ensure_ascii=False)
+    return ANNOTATIONS_DIGEST_PREFIX + hashlib.sha256(data.encode()).hexdigest()[:40]
+
+
+def _check_run_body(fields: Mapping[str, Any], output: CheckOutput, batch: Sequence[Annotation],
+                    digest: str | None) -> dict[str, Any]:
+    body = {**fields, "output": {**output.to_dict(), "annotations": [a.to_dict() for a in batch]}}
+    if digest is not None:
+        body["external_id"] = digest  # with the set's last batch: a retry after a partial send sends it again
+    return body
+
+
+async def _update_known_run(ctx: Context, repo: str, run_id: int, fields: Mapping[str, Any], output: CheckOutput,
+                            notes: Sequence[Annotation], digest: str | None, run: Mapping[str, Any]) -> int | None:
     try:
-        await ctx.gh.patch(f"/repos/{repo}/check-runs/{run_id}", data=data)
+        await _send_check_run(ctx, repo, run_id, fields, output, notes, digest, run)
     except BadRequest as exc:
         if exc.status_code.value != 404:
             raise
@@ -254,14 +284,41 @@ async def _update_known_run(ctx: Context, repo: str, run_id: int, data: Mapping[
     return run_id
 
 
+async def _send_check_run(ctx: Context, repo: str, run_id: int, fields: Mapping[str, Any], output: CheckOutput,
+                          notes: Sequence[Annotation], digest: str | None, run: Mapping[str, Any]) -> None:
+    """Update an existing run; its annotations only when the run does not already hold this very set."""
+    if digest is not None and run.get("external_id") == digest:
+        notes, digest = [], None
+    batches = batch_annotations(notes) or [[]]
+    await ctx.gh.patch(f"/repos/{repo}/check-runs/{run_id}",
+                       data=_check_run_body(fields, output, batches[0], digest if len(batches) == 1 else None))
+    await _send_more_annotations(ctx, repo, run_id, output, batches, digest)
+
+
+async def _send_more_annotations(ctx: Context, repo: str, run_id: int, output: CheckOutput,
+                                 batches: Sequence[Sequence[Annotation]], digest: str | None) -> None:
+    for number, batch in enumerate(batches[1:], start=2):  # GitHub takes at most 50 annotations per request
+        more: dict[str, Any] = {"output": {"title": output.title, "summary": output.summary,
+                                           "annotations": [a.to_dict() for a in batch]}}
+        if digest is not None and number == len(batches):
+            more["external_id"] = digest
+        await ctx.gh.patch(f"/repos/{repo}/check-runs/{run_id}", data=more)
+
+
 async def find_check_run(ctx: Context, repo: str, head_sha: str) -> int | None:
     """The id of this App's check run named QuantumReview on the commit, or None."""
+    run = await find_check_run_item(ctx, repo, head_sha)
+    return None if run is None else int(run["id"])
+
+
+async def find_check_run_item(ctx: Context, repo: str, head_sha: str) -> dict[str, Any] | None:
+    """This App's check run named QuantumReview on the commit, as GitHub lists it, or None."""
     app_id = getattr(ctx.github, "app_id", None)
     url = f"/repos/{repo}/commits/{head_sha}/check-runs?check_name={CHECK_NAME}&filter=all&per_page=100"
     async for run in ctx.gh.getiter(url, iterable_key="check_runs"):
         owner = (run.get("app") or {}).get("id")
         if run.get("name") == CHECK_NAME and (app_id is None or str(owner) == str(app_id)):
-            return int(run["id"])
+            return dict(run)
     return None
 
 

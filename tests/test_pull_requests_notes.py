@@ -1,4 +1,5 @@
-"""Problems and CI notes in the check run summary and the PR comment render as plain text (RELIABILITY AR-13/18)."""
+"""Problems and CI notes in the check run summary and the PR comment render as plain text (RELIABILITY AR-13/18);
+the check run's annotations are sent once."""
 
 from __future__ import annotations
 
@@ -6,8 +7,12 @@ import markdown_it
 import pytest
 
 from quantumreview.analysis.artifact_zip import ZipRejected, read_members
-from quantumreview.analysis.pr_render import CheckOutput
-from quantumreview.pull_requests import note_text, problem_lines, with_problems
+from quantumreview.analysis.pr_render import Annotation, CheckOutput
+from quantumreview.github import GitHubApp
+from quantumreview.pull_requests import note_text, problem_lines, upsert_check_run, with_problems
+from quantumreview.testing.context import make_context
+from quantumreview.testing.fake import FakeGitHub
+from storage.db import Database
 from tests.test_analysis_artifact_zip import RawEntry, build_raw_zip
 
 HOSTILE = ('<img src=x onerror=alert(1)><a href="javascript:alert(1)">Click: all criteria passed</a> '
@@ -62,3 +67,25 @@ def test_a_hostile_member_name_in_a_rejection_renders_as_text_in_the_check_run()
     assert "<img" not in summary and "<a " not in summary and "@octocat" not in summary
     assert "&lt;img src=x onerror=alert(1)&gt;" in summary
     assert "<img" not in rendered_html(summary) and "<a " not in rendered_html(summary)
+
+
+async def test_the_same_annotations_published_again_are_not_added_to_the_check_run_twice(
+        fake_github: FakeGitHub, github_app: GitHubApp, handler_db: Database) -> None:
+    """GitHub appends every update's annotations: a job's retry, a dashboard revalidation or a CI re-run with the
+    same failures added each failure annotation to the one check run again (3 publishes: 3 copies)."""
+    repo, sha = "octo-org/app", "a" * 40
+    fake_github.add_installation(7, repositories=[repo])
+    ctx, _ = make_context("workflow_run", {"installation": {"id": 7}}, db=handler_db, github=github_app)
+    notes = [Annotation("tests/test_x.py", n, n, "failure", f"T{n} failed", title=f"T{n}") for n in range(1, 61)]
+    output, fields = CheckOutput("60 failed", "summary", ""), {"status": "completed", "conclusion": "failure"}
+
+    run_id = await upsert_check_run(ctx, repo, 2, sha, None, fields, output, notes)  # created: 50, then 10
+    assert await upsert_check_run(ctx, repo, 2, sha, run_id, fields, output, notes) == run_id  # by stored id
+    assert await upsert_check_run(ctx, repo, 2, sha, None, fields, output, notes) == run_id  # found by name
+
+    assert len(fake_github.check_runs[repo]) == 1
+    assert len(fake_github.check_run_annotations[run_id]) == 60
+    assert fake_github.check_runs[repo][0]["output"]["title"] == "60 failed"  # the updates themselves went out
+    finding = Annotation("src/x.py", 3, 3, "warning", "new finding")
+    await upsert_check_run(ctx, repo, 2, sha, run_id, fields, output, [*notes, finding])  # another set is sent
+    assert fake_github.check_run_annotations[run_id][-1]["message"] == "new finding"
