@@ -28,6 +28,7 @@ from quantumreview.app_manifest import (
 )
 from quantumreview.credentials import AppCredentials
 from quantumreview.crypto import SecretBox, SecretBoxError
+from quantumreview.github_auth import load_rsa_key
 from quantumreview.settings import MIN_WEBHOOK_SECRET_BYTES, Settings
 from quantumreview.setup_state import STATE_COOKIE, SetupStates
 from quantumreview.startup import StartupError
@@ -52,8 +53,8 @@ class ConversionError(Exception):
 
 UNUSABLE_CREDENTIALS = (
     f"the stored GitHub App credentials are not usable (damaged, a webhook secret under {MIN_WEBHOOK_SECRET_BYTES} "
-    "bytes, or no numeric App id): set GITHUB_APP_ID, GITHUB_PRIVATE_KEY and GITHUB_WEBHOOK_SECRET (a new secret, also "
-    "entered in the App's webhook settings on GitHub)")
+    "bytes, no numeric App id, or no RSA private key): set GITHUB_APP_ID, GITHUB_PRIVATE_KEY and "
+    "GITHUB_WEBHOOK_SECRET (a new secret, also entered in the App's webhook settings on GitHub)")
 
 
 class StoredCredentialsError(StartupError):
@@ -72,14 +73,27 @@ def _require_text(data: Mapping[str, Any], name: str) -> str:
     return value
 
 
+def _is_rsa_key(pem: str) -> bool:
+    try:
+        load_rsa_key(pem)
+    except ValueError:
+        return False
+    return True
+
+
 def credentials_from_conversion(data: Mapping[str, Any]) -> AppCredentials:
     """Check GitHub's conversion response and turn it into AppCredentials."""
     app_id = data.get("id")
     if not isinstance(app_id, int) or isinstance(app_id, bool) or app_id < 1:
         raise ConversionError("the response has no App id")
     pem = _require_text(data, "pem")
-    if "PRIVATE KEY-----" not in pem:
-        raise ConversionError("the response's private key is not a PEM key")
+    # Why parse it: a key that only looks like PEM was stored, then building the GitHub client from it raised
+    # ValueError, a 500 here and at every start after, with /setup closed: the server was stuck until the
+    # credentials rows were deleted by hand.
+    try:
+        load_rsa_key(pem)
+    except ValueError:
+        raise ConversionError("the response's private key is not a PEM RSA key") from None
     html_url = _require_text(data, "html_url")
     if urlsplit(html_url).scheme not in ("http", "https"):
         raise ConversionError("the response's html_url is not an http(s) URL")
@@ -177,7 +191,8 @@ async def load_stored_credentials(db: Database, box: SecretBox) -> AppCredential
             "beside the new JWT_SECRET), or set the GITHUB_* variables"
         ) from None
     app_id, secret = values["app_id"], values["webhook_secret"]
-    if len(secret.encode()) < MIN_WEBHOOK_SECRET_BYTES or not (app_id.isascii() and app_id.isdigit()):
+    if len(secret.encode()) < MIN_WEBHOOK_SECRET_BYTES or not (app_id.isascii() and app_id.isdigit()) \
+            or not _is_rsa_key(values["private_key"]):
         # Why refuse: a short secret is as weak stored as in GITHUB_WEBHOOK_SECRET, which is refused at start too.
         raise StoredCredentialsError(UNUSABLE_CREDENTIALS)
     return AppCredentials(

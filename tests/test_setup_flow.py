@@ -28,6 +28,7 @@ from quantumreview.app_manifest import (
 )
 from quantumreview.credentials import AppCredentials, CredentialsHolder
 from quantumreview.crypto import SecretBox
+from quantumreview.demo import generate_private_key
 from quantumreview.settings import Settings
 from quantumreview.setup_flow import (
     ConversionError,
@@ -184,7 +185,7 @@ def test_state_expires_after_ten_minutes() -> None:
 # --- conversion response checks ---------------------------------------------------------------------------------
 
 GOOD_CONVERSION: dict[str, Any] = {
-    "id": 7, "slug": "qr", "pem": "-----BEGIN RSA PRIVATE KEY-----\nabc\n-----END RSA PRIVATE KEY-----\n",
+    "id": 7, "slug": "qr", "pem": generate_private_key(),
     "webhook_secret": "0123456789abcdef0123", "client_id": "Iv1.x", "client_secret": "cs-1",
     "html_url": "https://github.com/apps/qr",
 }
@@ -195,6 +196,7 @@ GOOD_CONVERSION: dict[str, Any] = {
     ({"webhook_secret": "0123456789abcde"}, "webhook_secret is shorter than 16 bytes"),  # WH-10: 15 bytes
     ({"id": "7"}, "App id"),
     ({"pem": "not a key"}, "PEM"),
+    ({"pem": "-----BEGIN RSA PRIVATE KEY-----\nabc\n-----END RSA PRIVATE KEY-----\n"}, "PEM RSA key"),
     ({"html_url": "javascript:alert(1)"}, "html_url"),
 ])
 def test_conversion_response_without_usable_credentials_is_refused(change: dict[str, Any], message: str) -> None:
@@ -231,6 +233,15 @@ async def test_stored_credentials_under_another_key_fail_loudly(db: Database) ->
     with pytest.raises(StoredCredentialsError, match="JWT_SECRET") as caught:
         await load_stored_credentials(db, SecretBox(b"z" * 32))
     assert "0123456789abcdef0123" not in str(caught.value)
+
+
+async def test_stored_credentials_whose_key_is_not_an_rsa_key_fail_loudly(db: Database) -> None:
+    """Such a key used to pass, and building the GitHub client from it raised ValueError at every start."""
+    fake_pem = "-----BEGIN RSA PRIVATE KEY-----\nabc\n-----END RSA PRIVATE KEY-----\n"
+    await store_credentials(db, SecretBox(BOX_KEY), AppCredentials(app_id=7, private_key=fake_pem,
+                                                                   webhook_secret="0123456789abcdef0123"))
+    with pytest.raises(StoredCredentialsError, match="no RSA private key"):
+        await load_stored_credentials(db, SecretBox(BOX_KEY))
 
 
 async def test_no_stored_credentials_means_setup_mode(db: Database) -> None:
@@ -495,6 +506,17 @@ async def test_conversion_with_a_short_webhook_secret_shows_an_error_and_stores_
     text = await resp.text()
     assert resp.status == 502 and "shorter than 16 bytes" in text
     assert "0123456789abcde" not in text
+    assert flow.holder.current is None and await load_values(flow.app[keys.db]) == {}
+
+
+async def test_conversion_with_a_key_that_only_looks_like_pem_shows_an_error_and_stores_nothing(flow: Flow) -> None:
+    """A key that is not an RSA key was stored and put in force: building the GitHub client then raised
+    ValueError (a 500 here, and at every start after, with /setup closed)."""
+    bad = {**GOOD_CONVERSION, "pem": "-----BEGIN RSA PRIVATE KEY-----\nabc\n-----END RSA PRIVATE KEY-----\n"}
+    flow.fake.fail_next("POST", CONVERSIONS, status=201, body=bad)
+    back = await flow.through_github(*await flow.open_setup())
+    resp = await flow.client.get("/setup/callback", params=back)
+    assert resp.status == 502 and "not a PEM RSA key" in await resp.text()
     assert flow.holder.current is None and await load_values(flow.app[keys.db]) == {}
 
 
