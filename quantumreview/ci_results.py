@@ -17,7 +17,14 @@ from typing import Any, Protocol
 
 from quantumreview.analysis.artifact_zip import ZipRejected, read_members
 from quantumreview.analysis.health import Finding, HealthReport, HealthUnreadable, parse_health
-from quantumreview.analysis.junit import JUnitReport, ReportUnreadable, merge_reports, parse_junit
+from quantumreview.analysis.junit import (
+    MAX_TID_LENGTH,
+    MAX_TIDS,
+    JUnitReport,
+    ReportUnreadable,
+    merge_reports,
+    parse_junit,
+)
 from quantumreview.analysis.pr_render import Annotation, HealthLike
 from quantumreview.analysis.verdict import Verdict
 from quantumreview.errors import ArtifactError, PermissionDenied
@@ -130,10 +137,15 @@ def _basename(name: str) -> str:
 def _parse_members(members: Mapping[str, bytes], label: str, found: _Found) -> None:
     if JUNIT_FILE in members:
         try:
-            found.junit.append(parse_junit(members[JUNIT_FILE]))
+            report = parse_junit(members[JUNIT_FILE])
         except ReportUnreadable as exc:
             found.notes.append(f"{label}/{JUNIT_FILE}: {exc}")
             found.junit_noted = True
+        else:
+            found.junit.append(report)
+            if report.tids_ignored:
+                found.notes.append(f"{label}/{JUNIT_FILE}: more than {MAX_TIDS} test IDs, or IDs longer than "
+                                   f"{MAX_TID_LENGTH} characters; {MAX_TIDS} at most were read, the others ignored")
     if HEALTH_FILE in members and found.health is None:
         try:
             found.health = parse_health(members[HEALTH_FILE])

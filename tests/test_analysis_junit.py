@@ -191,6 +191,36 @@ def test_long_failure_message_is_cut_to_about_one_kilobyte() -> None:
     assert len(case.message) == junit.MESSAGE_LIMIT and case.message.endswith("…")
 
 
+def test_distinct_test_ids_past_the_cap_are_ignored_and_flagged() -> None:
+    """A 64 MiB report of distinct IDs held ~300 MB in by_tid and stored a 50 MB results row per run."""
+    cases = [f'<testcase name="T{n}::a"/>' for n in range(1, junit.MAX_TIDS + 1000)]
+    cases += [f'<testcase name="T{n}::late"><failure/></testcase>' for n in range(90000, 90100)]
+    cases += ['<testcase classname="autoqa:T88888888"/>']
+    body = suite(*cases)
+
+    report = parse_junit(body)
+
+    assert len(report.by_tid) == junit.MAX_TIDS and report.tests == junit.MAX_TIDS + 1100
+    assert report.failures == 100 and {case.tid for case in report.failing} <= set(report.by_tid)
+    assert report.tids_ignored and merge_reports([JUnitReport(), report]).tids_ignored
+    assert parse_junit(body) == report  # the same IDs are kept every time
+
+
+def test_a_test_id_longer_than_any_criterion_id_is_ignored_and_flagged() -> None:
+    long_tid = "T" + "7" * 100_000
+    report = parse_junit(suite(f'<testcase name="{long_tid}::a"><failure/></testcase>',
+                               f'<testcase classname="autoqa:{long_tid}" name="T1::b"/>'))
+
+    assert dict(report.by_tid) == {"T1": "passed"} and report.failing == () and report.tids_ignored
+
+
+def test_a_test_id_at_the_length_cap_is_kept() -> None:
+    tid = "T" + "1" * (junit.MAX_TID_LENGTH - 1)
+    report = parse_junit(suite(f'<testcase name="{tid}::a"/>'))
+
+    assert dict(report.by_tid) == {tid: "passed"} and not report.tids_ignored
+
+
 def test_huge_testcase_names_are_cut_in_failing_cases() -> None:
     huge = f'<testcase name="T1::{"n" * 100_000}" classname="{"c" * 100_000}"><failure/></testcase>'
 

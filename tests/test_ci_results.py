@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from quantumreview import ci_results
+from quantumreview.analysis import junit
 from quantumreview.analysis.artifact_zip import ZipRejected
 from quantumreview.analysis.health import parse_health
 from quantumreview.analysis.manifest import CriterionRef
@@ -100,6 +101,17 @@ async def test_unreadable_junit_is_reported_not_raised(fake: FakeGitHub, github_
     assert reports.results is None
     assert any("report unreadable" in note for note in reports.notes)
     assert any("health report unreadable" in note for note in reports.notes)
+
+
+async def test_test_ids_past_the_cap_are_a_note(fake: FakeGitHub, github_app: Any) -> None:
+    cases = "".join(f'<testcase name="T{n}::a"/>' for n in range(1, junit.MAX_TIDS + 2))
+    fake.add_workflow_run(REPO, 111, head_sha=SHA, artifacts={
+        REPORT_ARTIFACT: {JUNIT_FILE: f"<testsuite>{cases}</testsuite>".encode()}})
+    reports = await _collect(github_app, 111)
+    assert reports.results is not None and len(reports.results) == junit.MAX_TIDS
+    assert reports.notes == (f"{REPORT_ARTIFACT}/{JUNIT_FILE}: more than {junit.MAX_TIDS} test IDs, or IDs longer "
+                             f"than {junit.MAX_TID_LENGTH} characters; {junit.MAX_TIDS} at most were read, the others "
+                             "ignored",)
 
 
 async def test_html_error_page_instead_of_zip_is_a_note(fake: FakeGitHub, github_app: Any) -> None:

@@ -23,6 +23,10 @@ NAME_TID = re.compile(r"(?<![A-Za-z0-9])(T[0-9]+)::")
 CLASS_TID = re.compile(r"autoqa:(T[0-9]+)(?![0-9])")
 MESSAGE_LIMIT = 1024
 FAILING_LIMIT = 1000
+# Criteria IDs are T plus at most 9 digits, a hundred or so per issue. Without these caps a 64 MiB report of
+# distinct (or megabyte-long) IDs held ~300 MB in by_tid and put a 50 MB results row in the database per run.
+MAX_TIDS = 10_000
+MAX_TID_LENGTH = 20
 JUNIT_ROOTS = frozenset({"testsuites", "testsuite"})
 # One TID over several testcases: error > failed > passed > skipped (skipped only if all were).
 _RANK: dict[Status, int] = {"skipped": 0, "passed": 1, "failed": 2, "error": 3}
@@ -77,6 +81,7 @@ class JUnitReport:
     skipped: int = 0
     by_tid: Mapping[str, Status] = field(default_factory=dict)
     failing: tuple[FailingCase, ...] = ()
+    tids_ignored: bool = False  # IDs past MAX_TIDS distinct ones, or longer than MAX_TID_LENGTH, were not kept
 
 
 def tid_outcome(status: Status) -> Outcome:
@@ -95,7 +100,9 @@ def merge_reports(reports: Iterable[JUnitReport]) -> JUnitReport:
     tests = failures = errors = skipped = 0
     by_tid: dict[str, Status] = {}
     failing: list[FailingCase] = []
+    ignored = False
     for report in reports:
+        ignored = ignored or report.tids_ignored
         tests += report.tests
         failures += report.failures
         errors += report.errors
@@ -105,7 +112,7 @@ def merge_reports(reports: Iterable[JUnitReport]) -> JUnitReport:
             if known is None or _RANK[status] > _RANK[known]:
                 by_tid[tid] = status
         failing.extend(report.failing[: FAILING_LIMIT - len(failing)])
-    return JUnitReport(tests, failures, errors, skipped, by_tid, tuple(failing))
+    return JUnitReport(tests, failures, errors, skipped, by_tid, tuple(failing), ignored)
 
 
 def parse_junit(source: bytes | Path) -> JUnitReport:
@@ -264,6 +271,7 @@ class _Tally:
         # any) is among them.
         self.lifted: set[str] = set()
         self.settled_classnames: set[str] = set()
+        self.tids_ignored = False
 
     def add(self, subtrees: Iterable[etree._Element]) -> None:
         """Tally every testcase in finished subtrees, in document order; this loop is the hot path.
@@ -324,8 +332,10 @@ class _Tally:
         tids = _FIRST_NAME_TID.findall("\0" + "\0".join(names))
         # issuperset only hashes and looks up, without building a set: the usual batch has nothing new.
         if not self.lifted.issuperset(tids):
-            for tid in set(tids) - self.lifted:
-                self.lift(tid, 1)
+            lifted = self.lifted
+            for tid in dict.fromkeys(tids):  # in order, not a set's: which IDs past MAX_TIDS are kept is stable
+                if tid not in lifted:
+                    self.lift(tid, 1)
         if self.settled_classnames.issuperset(classnames):
             return
         for classname in set(classnames) - self.settled_classnames:
@@ -337,12 +347,20 @@ class _Tally:
             if len(self.settled_classnames) < CLASSNAME_CACHE:  # its passed cases can change nothing more
                 self.settled_classnames.add(classname)
 
-    def lift(self, tid: str, tid_rank: int) -> None:
-        """Raise a TID's rank to at least tid_rank; the only writer of tid_rank, so lifted stays true."""
-        if self.tid_rank.get(tid, -1) < tid_rank:
+    def lift(self, tid: str, tid_rank: int) -> bool:
+        """Raise a TID's rank to at least tid_rank; the only writer of tid_rank, so lifted stays true.
+
+        False when the TID is not kept: too long, or new past MAX_TIDS.
+        """
+        known = self.tid_rank.get(tid)
+        if known is None and (len(tid) > MAX_TID_LENGTH or len(self.tid_rank) >= MAX_TIDS):
+            self.tids_ignored = True
+            return False
+        if known is None or known < tid_rank:
             self.tid_rank[tid] = tid_rank
             if tid_rank >= 1:
                 self.lifted.add(tid)
+        return True
 
     def _whole(self, case: etree._Element) -> None:
         """Tally a testcase of any shape (namespaced, odd children, testcases nested in it), in document order.
@@ -393,8 +411,8 @@ class _Tally:
 
     def record(self, tid: str, rank: int, result: etree._Element | None, name: str, classname: str) -> None:
         """Fold one testcase's status into a TID; keep the message of a failed or errored one."""
-        self.lift(tid, _TID_RANK_OF_CASE_RANK[rank])
-        if result is not None and rank >= 2 and len(self.failing) < FAILING_LIMIT:
+        kept = self.lift(tid, _TID_RANK_OF_CASE_RANK[rank])
+        if kept and result is not None and rank >= 2 and len(self.failing) < FAILING_LIMIT:
             self.failing.append(FailingCase(tid, _BY_CASE_RANK[rank], _cut(name), _cut(classname), _message(result)))
 
     def report(self) -> JUnitReport:
@@ -402,4 +420,4 @@ class _Tally:
         passed, skipped, failed, errored = self.counts
         tests = passed + skipped + failed + errored
         by_tid = {tid: _BY_TID_RANK[rank] for tid, rank in self.tid_rank.items()}
-        return JUnitReport(tests, failed, errored, skipped, by_tid, tuple(self.failing))
+        return JUnitReport(tests, failed, errored, skipped, by_tid, tuple(self.failing), self.tids_ignored)
