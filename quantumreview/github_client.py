@@ -127,10 +127,20 @@ def path_of(url: str) -> str:
     return urlsplit(url).path
 
 
-def origin_of(url: str) -> tuple[str, str]:
-    """Return the URL's scheme and host[:port], lower-cased (what must match before credentials are sent)."""
+def origin_of(url: str) -> tuple[str, str | None, int | None]:
+    """Return the URL's scheme, host and port, the scheme's default port filled in (so GITHUB_API_URL
+    "https://api.github.com:443" matches GitHub's links): what must match before credentials are sent.
+
+    A URL carrying user:password@ never matches (credentials of its own are not GitHub's API).
+    """
     parts = urlsplit(url)
-    return parts.scheme.lower(), parts.netloc.lower()
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(scheme)
+    except ValueError:  # a port that is not a number
+        return scheme, None, None
+    host = None if parts.username is not None or parts.password is not None else parts.hostname
+    return scheme, host, port
 
 
 class GitHubClient(gidgethub.aiohttp.GitHubAPI):
@@ -214,7 +224,7 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
                 yield item
 
     async def _request(self, method: str, url: str, headers: Mapping[str, str], body: bytes = b"") -> Response:
-        if origin_of(url) != origin_of(self.base_url):
+        if origin_of(url)[1] is None or origin_of(url) != origin_of(self.base_url):
             # Why: gidgethub sends any absolute URL it is given, e.g. a `Link: rel="next"` naming another host,
             # and the subclasses add the installation token or App JWT to whatever is sent.
             raise RetryLater(f"GitHub {method} {path_of(url)}: refused, the URL is not on the API host "

@@ -16,7 +16,7 @@ import pytest
 
 from quantumreview.errors import InstallationGone, PermissionDenied, RateLimited, RetryLater
 from quantumreview.github import GitHubApp, gone_when_missing
-from quantumreview.github_client import getitem_or_none
+from quantumreview.github_client import getitem_or_none, origin_of
 from quantumreview.github_policy import RetryPolicy, rate_limit_until
 from quantumreview.testing.fake import FakeGitHub
 from tests.github_support import T0, Clock, Sleeps
@@ -102,6 +102,15 @@ async def test_a_next_link_to_another_host_is_not_followed_with_the_token(app: G
     assert "s3cret" not in str(caught.value)  # it becomes the job's last_error
     api_host = urlsplit(fake.api_url).netloc
     assert [r.path for r in fake.requests if r.headers.get("Host") != api_host] == []
+
+
+def test_the_api_origin_check_reads_default_ports_and_case_like_a_browser() -> None:
+    """GITHUB_API_URL=https://api.github.com:443 must still follow GitHub's links (no port in them)."""
+    base = origin_of("https://api.github.com:443")
+    assert origin_of("https://API.github.com/repositories/1/issues?page=2") == base
+    for other in ("http://api.github.com/x", "https://api.github.com:8443/x", "https://evil.example/x",
+                  "https://user:pw@api.github.com/x", "https://api.github.com:bad/x"):
+        assert origin_of(other) != base, other
 
 
 async def test_a_next_link_back_to_a_page_already_read_ends_the_list(app: GitHubApp, fake: FakeGitHub) -> None:
