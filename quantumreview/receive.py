@@ -7,6 +7,7 @@ make is printed, so a contributor sees what a handler did without sending a webh
 from __future__ import annotations
 
 import json
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -22,6 +23,7 @@ from quantumreview.jobs import JobRunner, describe_error
 from quantumreview.plugins import HandlerRegistry
 from quantumreview.settings import Settings
 from quantumreview.setup_flow import initial_credentials
+from quantumreview.webhook import MAX_BODY_BYTES
 from storage.db import Database
 from storage.notifications import notify_repo_managers
 
@@ -56,7 +58,14 @@ class RecordingGitHub:
 def load_event(event_name: str, payload_path: Path) -> sansio.Event:
     """Read a payload file into an Event; ValueError with a clear message if it is not a JSON object."""
     try:
-        data = json.loads(payload_path.read_bytes())
+        # Why a cap: read_bytes() of a huge file (or /dev/zero) took all memory, then died with MemoryError.
+        with payload_path.open("rb") as file:
+            raw = file.read(MAX_BODY_BYTES + 1)
+        if len(raw) > MAX_BODY_BYTES:
+            raise ValueError(f"larger than {MAX_BODY_BYTES} bytes, GitHub's cap on a webhook payload")
+        data = json.loads(raw)
+    except RecursionError:  # Why: "[[[[…" past json's depth limit is no ValueError; it was a traceback
+        raise ValueError(f"cannot read {payload_path}: JSON nested too deeply") from None
     except (OSError, ValueError) as exc:
         raise ValueError(f"cannot read {payload_path}: {exc}") from exc
     if not isinstance(data, dict):
@@ -66,9 +75,14 @@ def load_event(event_name: str, payload_path: Path) -> sansio.Event:
 
 async def receive(settings: Settings, registry: HandlerRegistry, event: sansio.Event, out: TextIO) -> int:
     """Run every handler matching `event` once; print what each did; 1 if any failed."""
-    names = registry.handlers_for(event)
     action = event.data.get("action")
-    label = f"{event.event}.{action}" if action else event.event
+    label = f"{event.event}.{action}" if isinstance(action, str) and action else event.event
+    try:
+        names = registry.handlers_for(event)
+    except TypeError:  # Why: gidgethub looks a routed value up in a dict; a list or object raised a traceback
+        print(f"quantumreview: {event.event}: a routed field (such as action) is a list or an object, not a "
+              "string or number", file=sys.stderr)
+        return 2
     if not names:
         print(f"no handler matches {label}", file=out)
         return 0

@@ -91,6 +91,28 @@ def test_receive_with_unreadable_payload_is_a_clear_error(env: dict[str, str], t
     assert code == 2 and "does not hold a JSON object" in err
 
 
+@pytest.mark.parametrize(("content", "message"), [
+    ("[" * 100_000 + "]" * 100_000, "nested too deeply"),  # RecursionError, not ValueError
+    ('{"action": ["opened"]}', "a routed field (such as action) is a list or an object"),  # unhashable
+    ('{"action": {"x": 1}}', "a routed field (such as action) is a list or an object"),
+])
+def test_receive_with_a_payload_it_cannot_route_is_a_one_line_error(
+        env: dict[str, str], tmp_path: Path, content: str, message: str) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(content)
+    code, _, err = run_cli(["receive", "issues", str(bad)], env)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_receive_reads_no_more_than_a_webhook_payload_can_hold(env: dict[str, str], tmp_path: Path) -> None:
+    """read_bytes() read any file whole: /dev/zero (or a huge file) took all memory and died with MemoryError."""
+    huge = tmp_path / "huge.json"
+    with huge.open("wb") as file:
+        file.truncate(26 * 1024 * 1024)  # sparse: one byte over GitHub's 25 MiB cap costs no disk
+    code, _, err = run_cli(["receive", "issues", str(huge)], env)
+    assert code == 2 and "larger than 26214400 bytes" in err
+
+
 def test_receive_with_no_matching_handler_says_so(env: dict[str, str], tmp_path: Path, load_payload: Any) -> None:
     code, out, _ = run_cli(["receive", "issues", str(payload_file(tmp_path, load_payload, "labeled"))], env)
     assert code == 0 and "no handler matches issues.labeled" in out
@@ -110,6 +132,20 @@ def test_replay_requeues_a_stored_deliverys_jobs(env: dict[str, str], tmp_path: 
     row = conn.execute("SELECT status, attempts, last_error FROM jobs").fetchone()
     assert row == ("queued", 0, None)
     assert run_cli(["replay", "nope"], env)[0] == 1
+
+
+def test_replay_of_a_stored_delivery_nested_too_deeply_is_a_one_line_error(env: dict[str, str]) -> None:
+    """The intake stores bodies up to SQLite's 2,000 levels of nesting; json.loads stops near 1,000, and replay
+    died with a RecursionError traceback."""
+    assert run_cli(["migrate"], env)[0] == 0
+    body = ('{"action": "opened", "x": ' + "[" * 1500 + "]" * 1500 + "}").encode()
+    conn = sqlite3.connect(env["DATABASE_PATH"])
+    with conn:
+        conn.execute("INSERT INTO deliveries (id, event, action, installation_id, received_at, body) "
+                     "VALUES ('deep', 'issues', 'opened', 3, 0, ?)", (body,))
+    code, out, _ = run_cli(["replay", "deep"], env)
+    assert code == 1 and "cannot replay delivery deep" in out
+    assert conn.execute("SELECT count(*) FROM jobs").fetchone() == (0,)
 
 
 def test_jobs_lists_counts_and_dead_jobs_with_errors(env: dict[str, str]) -> None:
