@@ -23,7 +23,7 @@ import gidgethub
 from cachetools import LRUCache
 
 from quantumreview import github_artifacts as artifacts
-from quantumreview.errors import InstallationDeleted, InstallationSuspendedByGitHub, PermanentError, RetryLater
+from quantumreview.errors import InstallationDeleted, InstallationSuspendedByGitHub, RetryLater
 from quantumreview.github_auth import AppJWT, InstallationToken, TokenCache, load_rsa_key, parse_expires_at
 from quantumreview.github_client import (
     DEFAULT_TIMEOUT,
@@ -130,9 +130,18 @@ class GitHubApp:
                 # back; a stray 404 or 403 from an outage must not do that.
                 await self._confirm_lost(installation_id, status)
             raise
-        if not isinstance(data, dict) or not isinstance(data.get("token"), str):
-            raise PermanentError(f"installation {installation_id}: token response has no token")
-        return InstallationToken(value=data["token"], expires_at=parse_expires_at(data.get("expires_at")))
+        # Why RetryLater: a 201 without a token (or with a garbled or past expiry) is GitHub or a proxy
+        # misbehaving, not this job's fault; PermanentError failed every job that asked for a token meanwhile,
+        # and a token that had expired on arrival would have been re-minted on every request.
+        token = data.get("token") if isinstance(data, dict) else None
+        try:
+            expires_at = parse_expires_at(data.get("expires_at")) if isinstance(data, dict) else None
+        except ValueError:
+            expires_at = None
+        if not isinstance(token, str) or not token or expires_at is None or expires_at <= self._clock():
+            raise RetryLater(f"installation {installation_id}: GitHub's token response holds no usable token "
+                             "(token or expires_at missing, unreadable or past)")
+        return InstallationToken(value=token, expires_at=expires_at)
 
     async def _confirm_lost(self, installation_id: int, status: int) -> None:
         """After a mint's 404 or 403: raise InstallationDeleted or InstallationSuspendedByGitHub if GET

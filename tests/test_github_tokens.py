@@ -133,6 +133,21 @@ async def test_token_with_four_minutes_left_is_never_reused(app: GitHubApp, fake
     assert len(fake.calls("POST", MINT)) == 2
 
 
+@pytest.mark.parametrize("body", [
+    {}, {"token": "", "expires_at": "2030-01-01T00:00:00Z"}, {"token": "ghs_x"},
+    {"token": "ghs_x", "expires_at": "soon"}, {"token": "ghs_x", "expires_at": "2001-01-01T00:00:00Z"},
+], ids=["empty", "blank-token", "no-expiry", "garbled-expiry", "expired"])
+async def test_a_token_response_without_a_usable_token_is_retried_later(
+        app: GitHubApp, fake: FakeGitHub, body: dict[str, str]) -> None:
+    """Once PermanentError (every job asking for a token failed for good) or a bare ValueError; an expired one
+    would have been minted again on every request."""
+    fake.fail_next("POST", MINT, status=201, body=body)
+    with pytest.raises(RetryLater, match="token response holds no usable token"):
+        await app.installation_token(7)
+    assert (await app.installation_token(7)).startswith("ghs_")
+    assert len(fake.calls("POST", MINT)) == 2
+
+
 async def test_expired_token_is_dropped_and_reminted_exactly_once(app: GitHubApp, fake: FakeGitHub) -> None:
     gh = app.for_installation(7)
     await gh.getitem("/installation/repositories")
