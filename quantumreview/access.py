@@ -52,13 +52,21 @@ class RepoAccess:
         return self.permission in PUSH_OR_HIGHER
 
 
+class Flight:
+    """One user's GitHub reads: the lock that makes them single-flight, and how many have failed so far."""
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.failures = 0
+
+
 class AccessCache:
     """Each user's managed repositories for a few minutes, and one GitHub read per user at a time."""
 
     def __init__(self, *, ttl: float = CACHE_TTL, clock: Callable[[], float] = time.monotonic,
                  maxsize: int = CACHE_SIZE) -> None:
         self._repos: TTLCache[int, tuple[RepoAccess, ...]] = TTLCache(maxsize, ttl=ttl, timer=clock)
-        self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._flights: weakref.WeakValueDictionary[int, Flight] = weakref.WeakValueDictionary()
 
     def __repr__(self) -> str:
         return f"AccessCache(users={len(self._repos)})"
@@ -75,12 +83,12 @@ class AccessCache:
         """Drop the user's cached set (e.g. after logout)."""
         self._repos.pop(user_id, None)
 
-    def lock(self, user_id: int) -> asyncio.Lock:
-        """The lock that makes the GitHub read single-flight per user."""
-        lock = self._locks.get(user_id)
-        if lock is None:
-            lock = self._locks[user_id] = asyncio.Lock()
-        return lock
+    def flight(self, user_id: int) -> Flight:
+        """The user's Flight (kept while a request holds it), which makes the GitHub read single-flight."""
+        flight = self._flights.get(user_id)
+        if flight is None:
+            flight = self._flights[user_id] = Flight()
+        return flight
 
 
 ACCESS = web.AppKey("access_cache", AccessCache)
@@ -170,10 +178,17 @@ async def refresh_if_stale(request: web.Request, user: User) -> None:
 async def _read_through(request: web.Request, user: User) -> list[RepoAccess]:
     """The user's set from GitHub (one read per user at a time), cached and written to user_repositories."""
     cache = request.app[ACCESS]
-    async with cache.lock(user.id):
+    flight = cache.flight(user.id)
+    failures = flight.failures
+    async with flight.lock:
         cached = cache.get(user.id)
         if cached is not None:
             return list(cached)
+        if flight.failures != failures:
+            # Why share the failure: the read this request waited for has just failed, and its own would wait as
+            # long again; with GitHub hanging, the nth of n concurrent requests answered after n client timeouts.
+            raise _json_error(web.HTTPBadGateway, "github_unavailable",
+                              "GitHub could not list your repositories; retry shortly")
         db = request.app[keys.db]
         if request.app.get(keys.github) is None:
             raise _json_error(web.HTTPServiceUnavailable, "not_configured", "no GitHub App is configured yet")
@@ -182,7 +197,11 @@ async def _read_through(request: web.Request, user: User) -> list[RepoAccess]:
         try:
             repos = await auth.with_user_token(
                 request, user, lambda token: read_managed_repositories(github, token, installed))
+        except web.HTTPServiceUnavailable:  # GitHub could not refresh the user's token
+            flight.failures += 1
+            raise
         except (gidgethub.GitHubException, QuantumReviewError, aiohttp.ClientError, TimeoutError) as exc:
+            flight.failures += 1
             log.warning("user %s: reading repositories from GitHub failed (%s)", user.id, type(exc).__name__)
             raise _json_error(web.HTTPBadGateway, "github_unavailable",
                               "GitHub could not list your repositories; retry shortly") from None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from quantumreview import access
@@ -196,6 +198,21 @@ async def test_a_malformed_github_list_is_a_502_and_is_not_cached(dash: Dashboar
     assert status == 502
     assert isinstance(answer, dict) and answer["error"]["code"] == "github_unavailable"
     assert await get_json(dash, mona, "/api/repos") == (200, MONA_SEES)  # read again, not an empty set cached
+
+
+async def test_requests_waiting_on_a_failed_github_read_share_its_failure(dash: Dashboard) -> None:
+    # Every try answers 502 after 0.2 s; one read is the client's first try and its retries.
+    mona = await log_in(dash)
+    dash.fake.fail_next("GET", "/user/installations", status=502, delay=0.2, times=100)
+    first = await dash.client.get("/api/repos", headers=with_session(dash, mona))
+    one_read = len(dash.fake.calls("GET", "/user/installations"))
+    assert first.status == 502 and one_read >= 1
+    answers = await asyncio.gather(*(get_json(dash, mona, "/api/repos") for _ in range(4)))
+    assert [status for status, _ in answers] == [502] * 4
+    # Before: each waiter read GitHub again once the lock was free, so the 4th answered after 4 reads' time.
+    assert len(dash.fake.calls("GET", "/user/installations")) == 2 * one_read
+    dash.fake.state.faults.clear()
+    assert await get_json(dash, mona, "/api/repos") == (200, MONA_SEES)  # nothing cached: read again
 
 
 @pytest.mark.parametrize(("installation_id", "expected"), [(7, MONA_SEES), (8, None), (9, None), (12345, None)])
