@@ -27,7 +27,7 @@ from quantumreview.analysis.junit import (
 )
 from quantumreview.analysis.pr_render import Annotation, HealthLike
 from quantumreview.analysis.verdict import Verdict
-from quantumreview.errors import ArtifactError, PermissionDenied
+from quantumreview.errors import ArtifactError, PermissionDenied, RetryLater
 
 REPORT_ARTIFACT = "autoqa-test-report"
 JUNIT_FILE = "autoqa-test-report.xml"
@@ -75,14 +75,22 @@ class _Found:
 
 
 async def collect_reports(source: ArtifactSource, installation_id: int, repo: str, run_id: int, *,
-                          max_bytes: int) -> RunReports:
-    """List the run's artifacts, download the report ones into a temp dir (always removed), and parse them."""
+                          max_bytes: int, last_try: bool = False) -> RunReports:
+    """List the run's artifacts, download the report ones into a temp dir (always removed), and parse them.
+
+    A transient failure (RetryLater) propagates, unless this is the job's last try: then it becomes a note,
+    since a job that dies retrying leaves the pull request's check run in progress for good.
+    """
     try:
         artifacts = await source.list_artifacts(installation_id, repo, run_id)
     except PermissionDenied as exc:
-        # Why a note, not a failed job: retrying cannot grant the permission, and without a verdict the
-        # pull request's check run would stay in progress for good.
+        # Why a note, not a failed job: retrying cannot grant the permission.
         return RunReports(0, notes=(f"cannot read the run's artifacts: {exc} ({PERMISSION_HINT})",), listed=False)
+    except RetryLater as exc:
+        if not last_try:
+            raise
+        return RunReports(0, notes=(f"cannot read the run's artifacts: {exc} (gave up after the last try)",),
+                          listed=False)
     found = _Found()
     with tempfile.TemporaryDirectory(prefix="qr-artifacts-") as tmp:
         for artifact in candidate_artifacts(artifacts):
@@ -99,6 +107,13 @@ async def collect_reports(source: ArtifactSource, installation_id: int, repo: st
             except (ArtifactError, PermissionDenied) as exc:
                 if named:
                     found.notes.append(_artifact_note(exc))
+                    found.junit_noted = True
+                continue
+            except RetryLater as exc:
+                if not last_try:
+                    raise
+                if named:
+                    found.notes.append(f"artifact {REPORT_ARTIFACT} unusable: {exc} (gave up after the last try)")
                     found.junit_noted = True
                 continue
             finally:

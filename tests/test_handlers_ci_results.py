@@ -16,6 +16,7 @@ from handlers import ci_results as handler
 from quantumreview.checklists import refresh_checklist
 from quantumreview.ci_results import HEALTH_FILE, JUNIT_FILE, REPORT_ARTIFACT
 from quantumreview.context import Context
+from quantumreview.errors import RetryLater
 from quantumreview.pull_requests import refresh_manifest
 from quantumreview.settings import Settings
 from quantumreview.testing.fake import FakeGitHub
@@ -216,6 +217,29 @@ async def test_artifacts_refused_for_a_missing_permission_complete_the_check_wit
     assert "Resource not accessible by integration" in check["output"]["summary"]
     assert "Actions: read" in check["output"]["summary"]
     assert len(harness.fake.calls("GET", ARTIFACTS)) == 1
+
+
+@pytest.mark.parametrize("fault", ["blob", "list"])
+async def test_a_download_failing_on_every_try_completes_the_check_on_the_last_one(harness: Harness,
+                                                                                   fault: str) -> None:
+    """Blob storage answering 503 (or GitHub 502 on the list) on every try: each try is retried, but a job
+    that died on its last try left the check run in progress for good; the last try now says why instead."""
+    harness.add_run(111, t2="passed")
+    if fault == "blob":
+        harness.fake.script_blob(harness.fake.artifact_id(REPO, 111, REPORT_ARTIFACT), html_status=503)
+    else:
+        harness.fake.fail_next("GET", ARTIFACTS, status=502, times=100)
+    harness.attempt = harness.settings.job_max_attempts - 1
+    with pytest.raises(RetryLater):
+        await harness.dispatch("workflow_run", harness.workflow_run(111))
+    assert harness.check_runs()[0]["status"] == "in_progress"
+
+    harness.attempt = harness.settings.job_max_attempts
+    await harness.dispatch("workflow_run", harness.workflow_run(111))
+    [check] = harness.check_runs()
+    assert (check["status"], check["conclusion"]) == ("completed", "neutral")
+    assert ("503" if fault == "blob" else "502") in check["output"]["summary"]
+    assert "gave up after the last try" in check["output"]["summary"]
 
 
 async def test_fork_pull_request_is_found_by_head_sha(harness: Harness) -> None:
