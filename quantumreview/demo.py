@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import secrets
 import socket
+import sqlite3
 import sys
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -25,7 +27,7 @@ from aiohttp import web
 
 from quantumreview import keys
 from quantumreview.app import create_app
-from quantumreview.demo_fixtures import APP_ID
+from quantumreview.demo_fixtures import APP_ID, INSTALLATION_ID
 from quantumreview.demo_story import play_story, print_browse_hints
 from quantumreview.settings import Settings
 from quantumreview.testing.fake import FakeGitHub
@@ -56,16 +58,53 @@ def generate_private_key() -> str:
 
 
 def fresh_database(data_dir: Path) -> Path:
-    """The demo's database path, with any previous run's database (and its WAL files) removed."""
-    data_dir.mkdir(parents=True, exist_ok=True)
+    """The demo's database path, with any previous run's database (and its WAL files) removed.
+
+    DemoError if the directory cannot be made or the database there holds what the demo did not put in it.
+    """
     path = data_dir / DB_NAME
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        path.with_name(path.name + suffix).unlink(missing_ok=True)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        if (foreign := foreign_data(path)) is not None:
+            # Why: `--data-dir data` (or /data on Fly) named the server's own database, and the demo deleted it.
+            raise DemoError(f"{path} is not a demo database (it holds {foreign}); the demo deletes its "
+                            "database each run, so it leaves this one alone: choose another --data-dir")
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            path.with_name(path.name + suffix).unlink(missing_ok=True)
+    except OSError as exc:  # Why: a file where the directory should be, no permission...: a traceback before
+        raise DemoError(f"cannot use --data-dir {data_dir}: {exc.strerror or exc}") from None
     return path
+
+
+def foreign_data(path: Path) -> str | None:
+    """What the SQLite database at `path` holds that no demo run writes (stored App credentials, another
+    installation or its deliveries), or None when it may be deleted (missing, empty or not a database)."""
+    try:
+        with path.open("rb") as file:
+            if file.read(16) != b"SQLite format 3\x00":
+                return None  # a left-over file that is no database: nothing in it to keep
+    except FileNotFoundError:
+        return None
+    checks = (("credentials", "SELECT count(*) FROM credentials WHERE ? IS NOT NULL", "stored App credentials"),
+              ("installations", "SELECT count(*) FROM installations WHERE id != ?",
+               "installations the demo did not make"),
+              ("deliveries", "SELECT count(*) FROM deliveries WHERE installation_id IS NOT ?",
+               "deliveries the demo did not make"))
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as conn:
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            for table, query, what in checks:
+                if table in tables and conn.execute(query, (INSTALLATION_ID,)).fetchone()[0]:
+                    return what
+    except sqlite3.DatabaseError as exc:
+        return f"data it cannot read ({exc})"
+    return None
 
 
 def listening_socket(port: int | None) -> socket.socket:
     """A socket bound on 127.0.0.1 (port 0: any free one), so the URL is known before the app is built."""
+    if port is not None and not 0 <= port <= 65535:  # Why: bind() raises OverflowError, a traceback before
+        raise DemoError(f"--port {port} is not a port number (0-65535)")
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import re
+import sqlite3
 from pathlib import Path
 
 import aiohttp
@@ -15,6 +16,7 @@ from quantumreview import keys
 from quantumreview.demo import DemoError, demo_environment, run_demo
 from quantumreview.demo_story import STEPS, play_story
 from storage import jobs as job_store
+from storage.db import prepare_database
 
 
 def section(text: str, step: int) -> str:
@@ -60,6 +62,40 @@ async def test_each_run_starts_from_a_fresh_database(tmp_path: Path) -> None:
     out = io.StringIO()
     assert await run_demo(serve=False, data_dir=tmp_path, out=out, port=None) == 0
     assert "Checklist created for octo-org/bookshop#1" in out.getvalue()
+
+
+async def test_a_data_dir_holding_the_servers_own_database_is_left_alone(tmp_path: Path) -> None:
+    """`--data-dir data` named the server's database, and the demo deleted it (and its WAL) without a word."""
+    database = tmp_path / "quantumreview.db"
+    prepare_database(database)
+    with sqlite3.connect(database) as conn:
+        conn.execute("INSERT INTO deliveries (id, event, action, installation_id, received_at, body) "
+                     "VALUES ('real-1', 'issues', 'opened', 123, 0, '{}')")
+    before = database.read_bytes()
+    out = io.StringIO()
+    assert await run_demo(serve=False, data_dir=tmp_path, out=out, port=None) == 1
+    assert "is not a demo database (it holds deliveries the demo did not make)" in out.getvalue()
+    assert database.read_bytes() == before
+
+
+async def test_a_second_run_in_the_same_data_dir_replaces_the_first_runs_database(tmp_path: Path) -> None:
+    for _ in range(2):
+        out = io.StringIO()
+        assert await run_demo(serve=False, data_dir=tmp_path, out=out, port=None) == 0, out.getvalue()
+
+
+@pytest.mark.parametrize(("port", "data_dir", "message"), [
+    (-1, None, "--port -1 is not a port number"),  # bind() raised OverflowError
+    (70000, None, "--port 70000 is not a port number"),
+    (None, "a-file", "cannot use --data-dir"),  # mkdir raised FileExistsError
+    (None, "a-file/sub", "cannot use --data-dir"),  # NotADirectoryError
+])
+async def test_bad_demo_arguments_are_one_line_errors(
+        tmp_path: Path, port: int | None, data_dir: str | None, message: str) -> None:
+    (tmp_path / "a-file").write_text("")
+    out = io.StringIO()
+    code = await run_demo(serve=False, data_dir=tmp_path / (data_dir or "demo"), out=out, port=port)
+    assert code == 1 and message in out.getvalue()
 
 
 async def test_a_stalled_queue_is_reported_with_the_waiting_handler(tmp_path: Path) -> None:
