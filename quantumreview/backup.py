@@ -30,6 +30,12 @@ class BackupResult:
     seconds: float
 
 
+def read_only_uri(path: Path) -> str:
+    """An SQLite URI opening `path` read-only. Why as_uri: it escapes '#', '?' and '%', which would otherwise cut
+    the path short (and open, or create, another file)."""
+    return f"{path.resolve().as_uri()}?mode=ro"
+
+
 def integrity_problem(conn: sqlite3.Connection) -> str | None:
     """None if `conn`'s database passes PRAGMA integrity_check, else what SQLite found (its first few problems)."""
     try:
@@ -44,7 +50,7 @@ def integrity_problem(conn: sqlite3.Connection) -> str | None:
 
 
 def _copy(source: Path, target: Path) -> int:
-    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+    src = sqlite3.connect(read_only_uri(source), uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
     try:
         dst = sqlite3.connect(target)
         try:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import sqlite_utils
 
-from quantumreview.backup import integrity_problem
+from quantumreview.backup import integrity_problem, read_only_uri
 from storage.migrations import MIGRATIONS
 
 BUSY_TIMEOUT_S = 5.0
@@ -52,7 +52,7 @@ def check_backup(path: Path) -> None:
         raise RestoreError(f"no backup file at {path}")
     try:
         # Why read-only: the backup is the user's file; checking it must not change it (or make a -wal beside it).
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
+        conn = sqlite3.connect(read_only_uri(path), uri=True, timeout=BUSY_TIMEOUT_S)
     except sqlite3.Error as exc:
         raise RestoreError(f"cannot open {path}: {exc}") from exc
     try:
@@ -101,7 +101,7 @@ def stage(backup: Path, database_path: Path) -> Path:
 
 def _copy(source: Path, target: Path) -> None:
     # Why the backup API, not a file copy: a backup left in WAL mode with a -wal beside it is copied whole.
-    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
+    src = sqlite3.connect(read_only_uri(source), uri=True, timeout=BUSY_TIMEOUT_S)
     try:
         dst = sqlite3.connect(target)
         try:

@@ -187,3 +187,15 @@ def test_a_check_that_runs_out_of_memory_reports_damage() -> None:
             raise MemoryError
 
     assert integrity_problem(NoMemory()) == "SQLite ran out of memory reading a damaged record"  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("directory", ["da#ta", "da?ta", "100%25"])
+def test_a_database_path_with_uri_characters_is_backed_up_not_an_empty_file(tmp_path: Path, directory: str) -> None:
+    """'#' or '?' in the path cut the read-only URI short: SQLite opened (and created) another, empty file, and the
+    backup of that empty file 'succeeded'."""
+    db = tmp_path / directory / "qr.db"
+    db.parent.mkdir()
+    make_ledger(db).close()
+    result = backup(db, tmp_path / f"{directory}-copy.db")
+    assert ledger_state(result.path)[:2] == ledger_state(db)[:2]
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted([directory, f"{directory}-copy.db"])
