@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import gidgethub
+
 from quantumreview.analysis.artifact_zip import ZipRejected, read_members
 from quantumreview.analysis.health import Finding, HealthReport, HealthUnreadable, parse_health
 from quantumreview.analysis.junit import (
@@ -91,6 +93,12 @@ async def collect_reports(source: ArtifactSource, installation_id: int, repo: st
             raise
         return RunReports(0, notes=(f"cannot read the run's artifacts: {exc} (gave up after the last try)",),
                           listed=False)
+    except gidgethub.BadRequest as exc:
+        if exc.status_code not in (404, 410):
+            raise
+        # Why: the run was deleted since it completed; retrying cannot bring it back.
+        return RunReports(0, notes=(f"run {run_id} is gone from GitHub ({int(exc.status_code)}); "
+                                    "its artifacts cannot be read",), listed=False)
     found = _Found()
     with tempfile.TemporaryDirectory(prefix="qr-artifacts-") as tmp:
         for artifact in candidate_artifacts(artifacts):

@@ -242,6 +242,16 @@ async def test_a_download_failing_on_every_try_completes_the_check_on_the_last_o
     assert "gave up after the last try" in check["output"]["summary"]
 
 
+async def test_a_run_deleted_before_its_artifacts_were_listed_completes_the_check(harness: Harness) -> None:
+    """GitHub's 404 on the list was a gidgethub BadRequest: retried until dead, the check left in progress."""
+    harness.add_run(112, t2="passed")
+    harness.fake.fail_next("GET", ARTIFACTS, status=404, body={"message": "Not Found"})
+    await harness.dispatch("workflow_run", harness.workflow_run(112))
+    [check] = harness.check_runs()
+    assert (check["status"], check["conclusion"]) == ("completed", "neutral")
+    assert "run 112 is gone from GitHub (404)" in check["output"]["summary"]
+
+
 async def test_fork_pull_request_is_found_by_head_sha(harness: Harness) -> None:
     harness.add_run(108, t2="passed")
     await harness.dispatch("workflow_run", harness.workflow_run(108, prs=()))
