@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from quantumreview.api.errors import Page, iso, parse_int, parse_page
-from tests.test_api_support import REPO, Api
+from tests.test_api_support import ORIGIN, REPO, Api, check_against_openapi
 
 pytest_plugins = ["tests.test_api_support"]
 
@@ -19,7 +19,26 @@ BAD_QUERIES = [
     (f"/api/repos/{REPO}/audit", {"per_page": "1.5"}, "per_page must be an integer"),
     ("/api/notifications", {"unread": "maybe"}, "unread must be true or false"),
     ("/api/notifications", {"page": "٣"}, "page must be an integer"),
+    (f"/api/repos/{REPO}/issues", {"state": ""}, "state must be one of open, closed, all"),
 ]
+
+REPEATED = [("/api/repos", "per_page=5&per_page=500", "per_page must be given once, got it 2 times"),
+            ("/api/repos", "page=1&page=1", "page must be given once"),
+            (f"/api/repos/{REPO}/audit", "page=2&per_page=3&page=x", "page must be given once"),
+            (f"/api/repos/{REPO}/issues", "state=open&state=closed", "state must be given once"),
+            ("/api/notifications", "unread=true&unread=false", "unread must be given once")]
+
+
+@pytest.mark.parametrize(("path", "query", "message"), REPEATED)
+async def test_a_query_parameter_given_twice_is_400_not_silently_the_first(maintainer: Api, path: str, query: str,
+                                                                          message: str) -> None:
+    # Why raw: Api.get sends a dict, which cannot repeat a key.
+    headers = {"Cookie": maintainer.cookie, "Origin": ORIGIN}
+    async with maintainer.client.get(f"{path}?{query}", headers=headers) as response:
+        body = await response.json()
+        check_against_openapi("GET", path, response.status, body)
+    assert (response.status, body["error"]["code"]) == (400, "bad_request")
+    assert body["error"]["message"].startswith(message)
 
 
 @pytest.mark.parametrize(("path", "query", "message"), BAD_QUERIES)

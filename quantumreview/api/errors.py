@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
+from multidict import MultiMapping
 
 PER_PAGE_DEFAULT = 30
 PER_PAGE_MAX = 100
@@ -84,12 +85,23 @@ class Page:
         return (self.page - 1) * self.per_page
 
 
+def query_value(query: Mapping[str, str], name: str) -> str | None:
+    """The query parameter's value, None when absent, or 400 when it is given more than once.
+
+    Why: `?per_page=5&per_page=500` silently meant 5 (the first); a proxy or client reading the last would
+    disagree with the server about what was asked, so an ambiguous query is refused like any bad value.
+    """
+    values = query.getall(name, []) if isinstance(query, MultiMapping) else ([query[name]] if name in query else [])
+    if len(values) > 1:
+        raise bad_request(f"{name} must be given once, got it {len(values)} times")
+    return values[0] if values else None
+
+
 def parse_page(query: Mapping[str, str]) -> Page:
     """`page` (≥ 1, default 1) and `per_page` (1..100, default 30) from the query string, or 400."""
-    page = parse_int(query["page"], "page", maximum=PAGE_MAX) if "page" in query else 1
-    per_page = (parse_int(query["per_page"], "per_page", maximum=PER_PAGE_MAX)
-                if "per_page" in query else PER_PAGE_DEFAULT)
-    return Page(page, per_page)
+    page, per_page = query_value(query, "page"), query_value(query, "per_page")
+    return Page(1 if page is None else parse_int(page, "page", maximum=PAGE_MAX),
+                PER_PAGE_DEFAULT if per_page is None else parse_int(per_page, "per_page", maximum=PER_PAGE_MAX))
 
 
 def paginated(items: Sequence[Any], page: Page, total: int) -> dict[str, Any]:

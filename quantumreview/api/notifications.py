@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from quantumreview import access, keys
-from quantumreview.api.errors import iso, not_found, paginated, parse_bool, parse_page, path_int
+from quantumreview.api.errors import iso, not_found, paginated, parse_bool, parse_page, path_int, query_value
 from quantumreview.api.guard import signed_in_user
 from storage import notifications
 
@@ -17,7 +17,8 @@ async def list_notifications(request: web.Request) -> web.Response:
     """One page of the user's notifications, newest first."""
     user = await signed_in_user(request)
     page = parse_page(request.query)
-    unread = parse_bool(request.query["unread"], "unread") if "unread" in request.query else False
+    unread_value = query_value(request.query, "unread")
+    unread = False if unread_value is None else parse_bool(unread_value, "unread")
     # Why: the listing filters by the stored access set; a stale one is read again from GitHub first (OA-17).
     await access.refresh_if_stale(request, user)
     found, total = await notifications.list_notifications(request.app[keys.db], user.id, unread_only=unread,
