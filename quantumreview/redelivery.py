@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +40,32 @@ class Redelivery:
     redeliveries: int = 0
 
 
+def _is_attempt(item: Any) -> bool:
+    """True for a listed attempt we can act on: an object with a string guid and an integer id (not a bool,
+    within SQLite's 64 bits, where it is recorded)."""
+    if not isinstance(item, Mapping) or not isinstance(item.get("guid"), str):
+        return False
+    attempt_id = item.get("id")
+    return isinstance(attempt_id, int) and not isinstance(attempt_id, bool) and 0 < attempt_id < 2**63
+
+
+def _status_code(value: Any) -> int:
+    """An attempt's HTTP status as an int; 0 (no answer) for anything else.
+
+    Why: int() of whatever came raised on "abc", a list, NaN or 5,000 digits, so one odd entry in GitHub's
+    delivery log failed every sweep for the 3 days it stays listed, and no missed delivery was asked for again.
+    """
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return int(value)
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 3:
+        return int(value)
+    return 0
+
+
 def _timestamp(value: Any) -> float | None:
     if not isinstance(value, str):
         return None
@@ -60,14 +87,13 @@ def select_redeliveries(
     acted_on = acted_on or {}
     attempts: dict[str, list[Mapping[str, Any]]] = {}
     for delivery in deliveries:
-        guid = delivery.get("guid")
-        if isinstance(guid, str) and isinstance(delivery.get("id"), int):
-            attempts.setdefault(guid, []).append(delivery)
+        if _is_attempt(delivery):
+            attempts.setdefault(delivery["guid"], []).append(delivery)
     chosen: list[Redelivery] = []
     for guid, tries in attempts.items():
         if guid in stored_guids:
             continue
-        if any(t.get("status") == "OK" or 200 <= int(t.get("status_code") or 0) < 300 for t in tries):
+        if any(t.get("status") == "OK" or 200 <= _status_code(t.get("status_code")) < 300 for t in tries):
             continue
         newest = max(tries, key=lambda t: (_timestamp(t.get("delivered_at")) or 0.0, int(t["id"])))
         delivered = _timestamp(newest.get("delivered_at"))
@@ -100,11 +126,13 @@ async def sweep(
     """
     recent: list[Mapping[str, Any]] = []
     async for delivery in app_api.getiter("/app/hook/deliveries?per_page=100"):
+        if not _is_attempt(delivery):  # Why: a string or null in the list raised AttributeError, every sweep
+            continue
         stamp = _timestamp(delivery.get("delivered_at"))
         if stamp is not None and now - stamp > WINDOW_SECONDS:
             break  # newest first: everything after this is outside the window
         recent.append(delivery)
-    guids = {d["guid"] for d in recent if isinstance(d.get("guid"), str)}
+    guids = {d["guid"] for d in recent}
     stored = await store.stored_guids(db, guids)
     acted = await store.acted_on(db, guids - stored)
     requested: list[Redelivery] = []

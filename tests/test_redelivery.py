@@ -79,6 +79,34 @@ async def test_sweep_redelivers_each_failed_guid_exactly_once(fake_github: FakeG
     assert len(attempts) == 2
 
 
+@pytest.mark.parametrize("odd", [
+    "not an object", None, [1],
+    {"id": 9, "guid": "odd", "status": "?", "status_code": "abc", "delivered_at": "NOW"},  # int() raised
+    {"id": 9, "guid": "odd", "status": "?", "status_code": [500], "delivered_at": "NOW"},
+    {"id": 9, "guid": "odd", "status": "?", "status_code": "9" * 5000, "delivered_at": "NOW"},
+    {"id": 9, "guid": "odd", "status": "?", "status_code": float("nan"), "delivered_at": "NOW"},
+])
+async def test_one_odd_entry_in_the_delivery_log_does_not_stop_the_sweep(
+        fake_github: FakeGitHub, github_app: Any, handler_db: Database, odd: Any) -> None:
+    """Such an entry raised AttributeError, ValueError or TypeError, so every sweep failed for the 3 days it
+    stays listed, and no missed delivery was asked for again."""
+    now = time.time()
+    missed = fake_github.add_hook_delivery("missed", status="failed to connect", delivered_at=now - 60)
+    if isinstance(odd, dict):
+        odd = {**odd, "delivered_at": iso(now - 30)}
+    fake_github.fail_next("GET", "/app/hook/deliveries", status=200, body=[odd, missed])
+    chosen = await sweep(github_app.as_app(), handler_db, now=now)
+    assert [r.guid for r in chosen] == ["missed"]
+
+
+def test_select_reads_a_status_code_given_as_digits_or_a_float() -> None:
+    now = 1_800_000_000.0
+    ok = [{"id": 1, "guid": "a", "status": "?", "status_code": "200", "delivered_at": iso(now - 60)},
+          {"id": 2, "guid": "b", "status": "?", "status_code": 204.0, "delivered_at": iso(now - 60)},
+          {"id": 3, "guid": "c", "status": "?", "status_code": True, "delivered_at": iso(now - 60)}]
+    assert select_redeliveries(ok, set(), now=now) == [Redelivery("c", 3)]
+
+
 async def test_sweep_pages_through_the_delivery_log(fake_github: FakeGitHub, github_app: Any,
                                                     handler_db: Database) -> None:
     now = time.time()
