@@ -406,11 +406,14 @@ def test_a_member_offset_outside_the_archive_is_rejected_as_corrupt(
         read_members(path if on_disk else archive, wanted=is_report)
 
 
-def test_encrypted_member_is_rejected_cleanly() -> None:
+def test_encrypted_member_is_rejected_cleanly(opened: list[str]) -> None:
     encrypted = build_raw_zip([raw_entry(REPORT, b"<testsuite/>", flags=0x1)])
 
-    with pytest.raises(ZipRejected, match="cannot read"):
+    with pytest.raises(ZipRejected, match="cannot read") as caught:
         read_members(encrypted, wanted=is_report)
+    # Not zipfile's "File <ZipInfo filename=... compress_size=38> is encrypted, passw" cut at 120 characters.
+    assert caught.value.reason == f"cannot read {REPORT}: it is encrypted (password-protected zips are not read)"
+    assert opened == []
 
 
 def test_corrupt_deflate_data_is_rejected_not_raised_as_zlib_error() -> None:

@@ -18,6 +18,7 @@ from quantumreview.analysis.zip_directory import ZipRejected as ZipRejected  # r
 CHUNK = 1 << 16
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+_ENCRYPTED = 0x1  # general purpose flag bit 0
 _METHOD_NAMES = {zipfile.ZIP_BZIP2: "bzip2", zipfile.ZIP_LZMA: "LZMA", 9: "deflate64", 99: "AES (99)"}
 
 
@@ -161,6 +162,8 @@ def _check_chosen(chosen: dict[str, zipfile.ZipInfo], limits: ZipLimits) -> None
         # Why: zipfile inflates a bzip2 or LZMA member a whole read of compressed bytes at a time, with no
         # output bound (deflate alone gets one), so 1.5 KB of bzip2 became 2 GB in memory before any cap
         # could look. upload-artifact writes deflate or stored only.
+        if info.flag_bits & _ENCRYPTED:  # else zipfile's RuntimeError text, a ZipInfo repr, reached the check run
+            raise ZipRejected(f"cannot read {name[:100]}: it is encrypted (password-protected zips are not read)")
         if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
             method = _METHOD_NAMES.get(info.compress_type, str(info.compress_type))
             raise ZipRejected(f"cannot read {name[:100]}: compression method {method} is not supported "
