@@ -77,6 +77,11 @@ def _rate_limit_until(status: int, headers: Mapping[str, str], body: bytes, now:
         return now + max(retry_after, 0.0)
     reset = _number(header(headers, "x-ratelimit-reset"))
     if remaining == 0 and reset is not None:
+        served = _http_date(header(headers, "date"))
+        if served is not None:
+            # Why GitHub's Date: the reset is on GitHub's clock. Read on a host clock running ahead, a reset still
+            # to come looked past, so the request was repeated at once while limited and the job soon went dead.
+            return now + max(reset - served, 0.0)
         return max(reset, now)
     return now + SECONDARY_LIMIT_WAIT
 
@@ -112,10 +117,18 @@ def _retry_after(value: str | None, now: float) -> float | None:
     seconds = _number(value)
     if seconds is not None or value is None:
         return seconds
+    stamp = _http_date(value)
+    return None if stamp is None else stamp - now
+
+
+def _http_date(value: str | None) -> float | None:
+    """Epoch seconds of an HTTP date ("Tue, 14 Nov 2023 22:13:20 GMT"), or None."""
+    if value is None:
+        return None
     try:
         stamp = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):  # not a date either
+    except (TypeError, ValueError, IndexError):  # not a date
         return None
     if stamp.tzinfo is None:  # "-0000": UTC, not the host's zone
         stamp = stamp.replace(tzinfo=dt.UTC)
-    return stamp.timestamp() - now
+    return stamp.timestamp()

@@ -228,6 +228,18 @@ async def test_primary_rate_limit_blocks_the_installation_until_reset_without_re
     assert (await gh.getitem(f"/repos/{REPO}/issues/1"))["number"] == 1
 
 
+async def test_a_primary_limit_is_waited_out_on_githubs_clock_when_the_hosts_runs_ahead(
+        session: aiohttp.ClientSession, fake: FakeGitHub, rsa_private_key: str, sleeps: Sleeps) -> None:
+    """The reset was compared with the host's clock: 30 s fast, a reset 20 s away on GitHub's clock looked past,
+    so the request was sent twice more at once while limited, and the job was given up after a few tries."""
+    fake.rate_limit("GET", ISSUE, reset_in=20, times=3)  # the fake's clock is GitHub's: T0
+    app = make_app(session, fake, rsa_private_key, Clock(T0 + 30), sleeps)  # the host's is 30 s ahead
+    with pytest.raises(RateLimited) as caught:
+        await app.for_installation(7).getitem(f"/repos/{REPO}/issues/1")
+    assert caught.value.at == T0 + 30 + 20
+    assert len(fake.calls("GET", ISSUE)) == 1 and sleeps == []
+
+
 @pytest.mark.parametrize("status", [403, 429])
 async def test_secondary_limit_with_retry_after_is_honoured(
         app: GitHubApp, fake: FakeGitHub, clock: Clock, status: int) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import io
 import json
 import time
@@ -293,6 +294,7 @@ async def test_primary_rate_limit_sets_remaining_zero_and_the_reset_time(
     status, _, headers = await call(session, installed, "GET", f"/repos/{REPO}/issues/1", token)
     assert (status, headers["x-ratelimit-remaining"]) == (403, "0")
     assert abs(int(headers["x-ratelimit-reset"]) - (time.time() + 90)) < 3
+    assert abs(email.utils.parsedate_to_datetime(headers["Date"]).timestamp() - time.time()) < 3  # the fake's clock
     status, _, headers = await call(session, installed, "GET", f"/repos/{REPO}/issues/1", token)
     assert status == 200 and headers["x-ratelimit-remaining"] != "0"
 

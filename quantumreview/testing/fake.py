@@ -276,7 +276,8 @@ class FakeGitHub:
     def rate_limit(self, method: str, route: str, *, reset_in: float = 60.0, status: int = 403,
                    times: int = 1) -> None:
         """Answer the next requests with a primary rate limit (remaining 0, reset in reset_in seconds)."""
-        fault = fake_faults.rate_limit_fault(status=status, reset_at=self.state.clock() + reset_in)
+        now = self.state.clock()
+        fault = fake_faults.rate_limit_fault(status=status, reset_at=now + reset_in, now=now)
         self.state.faults.setdefault((method.upper(), normalise_route(route)), deque()).extend([fault] * times)
 
     def secondary_limit(self, method: str, route: str, *, retry_after: int | None = 60, status: int = 403,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
 import socket
 import struct
@@ -98,11 +99,12 @@ async def apply_fault(request: web.Request, fault: Fault, closing: asyncio.Event
     return fault_response(fault)
 
 
-def rate_limit_fault(*, status: int, reset_at: float, limit: int = 5000) -> Fault:
-    """Return a primary rate limit response: remaining 0 until reset_at."""
+def rate_limit_fault(*, status: int, reset_at: float, now: float, limit: int = 5000) -> Fault:
+    """Return a primary rate limit response: remaining 0 until reset_at, dated `now` on the fake's clock."""
     headers = {
         "x-ratelimit-limit": str(limit), "x-ratelimit-remaining": "0", "x-ratelimit-used": str(limit),
         "x-ratelimit-reset": str(int(reset_at)), "x-ratelimit-resource": "core",
+        "Date": email.utils.formatdate(int(now), usegmt=True),  # GitHub's clock, against which reset counts
     }
     body = shapes.error_json(status, "API rate limit exceeded for installation.")
     return Fault(status=status, headers=headers, body=body)
