@@ -34,8 +34,11 @@ REDIRECTS = (301, 302, 303, 307, 308)
 
 def host_allowed(url: str, allowed: Sequence[str], api_url: str) -> bool:
     """True if `url` is https (or http like the API itself) on the API's host or one `allowed` ("*.x" = under x)."""
-    parts, api = urlsplit(url), urlsplit(api_url)
-    host = (parts.hostname or "").lower()
+    try:
+        parts, api = urlsplit(url), urlsplit(api_url)
+        host = (parts.hostname or "").lower()
+    except ValueError:  # "https://[bad]/x": refused like any other host not allowed, not a crashed job
+        return False
     if not host or parts.scheme not in ("https", api.scheme):
         return False
     if host == (api.hostname or "").lower():
@@ -111,7 +114,7 @@ async def stream_blob(session: aiohttp.ClientSession, location: str, out: IO[byt
     try:
         for _ in range(MAX_REDIRECTS + 1):
             if not allowed(url):  # only the host is named: the URL itself is a credential
-                raise ArtifactError(f"artifact {artifact_id}: refused to download from {urlsplit(url).hostname!r}, "
+                raise ArtifactError(f"artifact {artifact_id}: refused to download from {_host_of(url)!r}, "
                                     "not an allowed artifact host (ARTIFACT_HOSTS)")
             # Why: a fresh request with no auth headers; the signed URL carries its own authorization.
             async with session.get(url, allow_redirects=False, timeout=BLOB_TIMEOUT) as response:
@@ -125,6 +128,14 @@ async def stream_blob(session: aiohttp.ClientSession, location: str, out: IO[byt
         raise RetryLater(f"artifact {artifact_id}: blob download failed ({type(exc).__name__})") from None
     except aiohttp.ClientError as exc:  # invalid URL, non-HTTP redirect: retrying will not help
         raise ArtifactError(f"artifact {artifact_id}: blob download refused ({type(exc).__name__})") from None
+
+
+def _host_of(url: str) -> str | None:
+    """The URL's host for a message (never the URL: it is a credential); None when it has none or is malformed."""
+    try:
+        return urlsplit(url).hostname
+    except ValueError:
+        return None
 
 
 async def _copy(response: aiohttp.ClientResponse, out: IO[bytes], *, artifact_id: int, max_bytes: int) -> int:

@@ -212,6 +212,14 @@ async def test_a_blob_url_on_a_host_not_allowed_is_refused_before_any_request(
     assert leftovers(tmp_path) == []
 
 
+async def test_a_malformed_blob_url_is_refused_not_raised(app: GitHubApp, fake: FakeGitHub, tmp_path: Path) -> None:
+    """urlsplit raises ValueError on a bracketed host that is no IP address: it escaped as a crashed job."""
+    redirect_download_to(fake, "https://[productionresultssa11.blob.core.windows.net]/x.zip?sig=secret")
+    with pytest.raises(ArtifactError, match="not an allowed artifact host") as caught:
+        await app.download_artifact(7, REPO, await artifact_named(app, "junit"), dest_dir=tmp_path)
+    assert "secret" not in str(caught.value) and leftovers(tmp_path) == []
+
+
 async def test_a_blob_host_redirecting_elsewhere_is_refused_before_the_next_request(
         app: GitHubApp, fake: FakeGitHub, tmp_path: Path, hops: Hops) -> None:
     elsewhere = hops.url.replace("127.0.0.1", "localhost") + "/zip"  # the same server, under a name not allowed
@@ -251,6 +259,8 @@ async def test_redirects_within_the_allowed_hosts_are_followed(
     ("https://169.254.169.254/latest/meta-data", False),
     ("file:///etc/passwd", False),
     ("https:///no-host", False),
+    ("https://[productionresultssa11.blob.core.windows.net]/x", False),  # urlsplit raises ValueError on these
+    ("https://[::1/x", False),
 ])
 def test_allowed_artifact_hosts(url: str, allowed: bool) -> None:
     from quantumreview.github_artifacts import host_allowed
