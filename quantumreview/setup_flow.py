@@ -234,6 +234,14 @@ def with_environment_secrets(stored: AppCredentials, settings: Settings) -> AppC
     return creds
 
 
+def environment_overrides(settings: Settings) -> list[str]:
+    """The variables with_environment_secrets puts in force over stored credentials, as the page names them."""
+    names = ["GITHUB_WEBHOOK_SECRET"] if settings.webhook_secret is not None else []
+    if settings.oauth_client_id is not None and settings.oauth_client_secret is not None:
+        names.append("GITHUB_OAUTH_CLIENT_ID and GITHUB_OAUTH_CLIENT_SECRET")
+    return names
+
+
 async def stored_credentials_ctx(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx after the database opens: put stored credentials in force unless the environment set some."""
     holder = app[keys.credentials]
@@ -288,7 +296,8 @@ class SetupFlow:
         manifest = build_manifest(self._template, settings.public_url)
         page = setup_pages.setup_page(action=action, manifest_json=json.dumps(manifest, separators=(",", ":")),
                                       organization=organization, webhook_url=manifest["hook_attributes"]["url"],
-                                      local=_is_local(settings.public_url))
+                                      local=_is_local(settings.public_url),
+                                      overrides=environment_overrides(settings))
         response = _html(page, settings=settings)
         response.set_cookie(STATE_COOKIE, cookie, max_age=self._states.ttl, path=SETUP_PATH, httponly=True,
                             samesite="Lax", secure=settings.public_url.startswith("https://"))
@@ -323,10 +332,14 @@ class SetupFlow:
                           type(exc).__name__)
                 page = setup_pages.store_failed_page(creds.html_url)
                 return self._forget_cookie(_html(page, settings=settings, status=503))
-            app[keys.credentials].replace(creds)
+            # Why with the environment's: a restart puts GITHUB_WEBHOOK_SECRET (and the OAuth client variables)
+            # in force over the stored ones; using GitHub's here only worked until the next deploy, then every
+            # delivery was refused (401) without a word. The page says which variables win.
+            app[keys.credentials].replace(with_environment_secrets(creds, settings))
         log.info("GitHub App %s (id %d) registered from the manifest; its credentials are stored and in use",
                  creds.slug, creds.app_id)
-        page = setup_pages.success_page(name=creds.slug, html_url=creds.html_url)
+        page = setup_pages.success_page(name=creds.slug, html_url=creds.html_url,
+                                        overrides=environment_overrides(settings))
         return self._forget_cookie(_html(page, settings=settings))
 
     async def show_installed(self, request: web.Request) -> web.Response:

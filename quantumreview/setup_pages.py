@@ -23,7 +23,23 @@ def page(title: str, body: str) -> str:
     )
 
 
-def setup_page(*, action: str, manifest_json: str, organization: str, webhook_url: str, local: bool) -> str:
+def _overrides_note(overrides: list[str], html_url: str | None) -> str:
+    """Which environment variables win over what GitHub generates for the App, and what to do about it."""
+    if not overrides:
+        return ""
+    where = f"<a href=\"{escape(html_url)}\">the App's settings</a>" if html_url else "the App's settings on GitHub"
+    notes = []
+    if "GITHUB_WEBHOOK_SECRET" in overrides:
+        notes.append("GITHUB_WEBHOOK_SECRET is set on this server and wins over the webhook secret GitHub "
+                     "generates for the App: deliveries are refused until you enter the same value as the "
+                     f"Webhook secret in {where}, or unset the variable and restart.")
+    notes.extend(f"{escape(name)} are set on this server and win over the App's OAuth client for dashboard "
+                 "login." for name in overrides if name != "GITHUB_WEBHOOK_SECRET")
+    return "".join(f"<p class=\"note error\">{note}</p>" for note in notes)
+
+
+def setup_page(*, action: str, manifest_json: str, organization: str, webhook_url: str, local: bool,
+               overrides: list[str] | None = None) -> str:
     """The page with the "Register GitHub App" button that posts the manifest to GitHub."""
     owner = f"the organization <strong>{escape(organization)}</strong>" if organization else "your personal account"
     warning = (
@@ -35,7 +51,7 @@ def setup_page(*, action: str, manifest_json: str, organization: str, webhook_ur
         "<p>No GitHub App is configured yet. Register one from this server's manifest: GitHub creates the App, "
         "then sends you back here and the server starts using it at once.</p>"
         f"<p>The App will be owned by {owner} and receive webhooks at "
-        f"<code>{escape(webhook_url)}</code>.</p>{warning}"
+        f"<code>{escape(webhook_url)}</code>.</p>{warning}{_overrides_note(overrides or [], None)}"
         f"<form method=\"post\" action=\"{escape(action)}\" id=\"register-form\">"
         f"<input type=\"hidden\" name=\"manifest\" value=\"{escape(manifest_json)}\">"
         "<button type=\"submit\" id=\"register\">Register GitHub App</button></form>"
@@ -82,12 +98,12 @@ def store_failed_page(html_url: str) -> str:
     ))
 
 
-def success_page(*, name: str, html_url: str) -> str:
+def success_page(*, name: str, html_url: str, overrides: list[str] | None = None) -> str:
     """The App is registered and in use; the next step is installing it."""
     install = f"{html_url}/installations/new"
     return page("GitHub App registered", (
         f"<p>The GitHub App <strong>{escape(name)}</strong> is registered and this server is using it now; "
-        "no restart is needed.</p>"
+        f"no restart is needed.</p>{_overrides_note(overrides or [], html_url)}"
         f"<p><a class=\"button\" id=\"install\" href=\"{escape(install)}\">Install it on your repositories</a></p>"
         f"<p class=\"note\">You can change its settings at <a href=\"{escape(html_url)}\">{escape(html_url)}</a>."
         "</p>"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import sqlite3
@@ -443,6 +444,27 @@ async def test_callback_stores_and_loads_the_app_without_a_restart(
         assert secret not in page
         assert secret not in caplog.text
     assert "registered" in caplog.text
+
+
+async def test_callback_puts_the_environments_webhook_secret_in_force_as_a_restart_would(
+    aiohttp_client: Callable[..., Any], fake_github: FakeGitHub, db: Database
+) -> None:
+    """With GITHUB_WEBHOOK_SECRET set, the callback put GitHub's generated secret in force while a restart puts
+    the variable's: deliveries worked until the next deploy, then were all refused (401) without a word."""
+    env_secret = "env-secret-env-secret"
+    async with aiohttp.ClientSession() as session:
+        app = setup_app(fake_github, db, session, PUBLIC_URL, Clock())
+        app[keys.settings] = dataclasses.replace(app[keys.settings], webhook_secret=env_secret)
+        flow = Flow(await aiohttp_client(app), app, fake_github, Clock())
+        setup_text = await (await flow.client.get("/setup")).text()
+        back = await flow.through_github(*await flow.open_setup())
+        resp = await flow.client.get("/setup/callback", params=back)
+        text = await resp.text()
+    assert resp.status == 200
+    after_restart = await initial_credentials(app[keys.settings], db, app[keys.secret_box])
+    assert flow.holder.current == after_restart and after_restart is not None
+    assert after_restart.webhook_secret == env_secret
+    assert "GITHUB_WEBHOOK_SECRET is set" in setup_text and "GITHUB_WEBHOOK_SECRET is set" in text
 
 
 async def test_setup_answers_404_once_configured(flow: Flow) -> None:
