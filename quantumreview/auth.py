@@ -52,6 +52,7 @@ SESSION_LIFETIME = 8 * 3600
 STATE_TTL = 600
 STATE_BYTES = 32  # 256 bits
 MAX_PENDING_LOGINS = 4096
+MAX_USED_STATES = 65_536
 REFRESH_MARGIN = 60.0  # refresh a user token this early, so a request never carries one about to expire
 CLOCK_SKEW = 60
 # Why a short wait: logout must answer promptly when GitHub is slow; an unrevoked token expires on its own (8 h).
@@ -73,26 +74,34 @@ class PendingLogin:
 
 
 class AuthState:
-    """Logins in progress (one use each, 10 minutes) and one refresh lock per user; held on the app."""
+    """Logins in progress (one use each, 10 minutes) and one refresh lock per user; held on the app.
+
+    A login's state is valid by its signed cookie, and its PKCE verifier is derived from it with the key, so
+    neither is stored. Why: the stored logins were bounded (4096) and evicted oldest first, so anyone requesting
+    /auth/github a few thousand times made every login in progress fail. Only the `next` path (lost under such a
+    flood: the user lands on the dashboard) and the states already used (one use each) are kept.
+    """
 
     def __init__(self, *, clock: Callable[[], float] = time.time, session_lifetime: int = SESSION_LIFETIME,
                  state_ttl: int = STATE_TTL) -> None:
         self.clock = clock
         self.session_lifetime = session_lifetime
         self.state_ttl = state_ttl
-        # Why bounded: reloading the login page forever must not grow memory; an evicted state simply fails.
-        self._pending: TTLCache[str, PendingLogin] = TTLCache(MAX_PENDING_LOGINS, ttl=state_ttl, timer=clock)
+        # Why bounded: reloading the login page forever must not grow memory.
+        self._next: TTLCache[str, str] = TTLCache(MAX_PENDING_LOGINS, ttl=state_ttl, timer=clock)
+        self._used: TTLCache[str, bool] = TTLCache(MAX_USED_STATES, ttl=state_ttl + CLOCK_SKEW, timer=clock)
         self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
 
     def __repr__(self) -> str:
-        return f"AuthState(pending={len(self._pending)})"
+        return f"AuthState(next_paths={len(self._next)}, used={len(self._used)})"
 
-    def issue(self, key: bytes, pending: PendingLogin) -> tuple[str, str]:
-        """Return a new state and the signed cookie value binding it to this browser."""
+    def issue(self, key: bytes, next_path: str | None) -> tuple[str, str, str]:
+        """Return a new state, the signed cookie value binding it to this browser, and its PKCE verifier."""
         state = secrets.token_urlsafe(STATE_BYTES)
         expires = int(self.clock()) + self.state_ttl
-        self._pending[state] = pending
-        return state, f"{state}.{expires}.{_state_signature(key, state, expires)}"
+        if next_path:
+            self._next[state] = next_path
+        return state, f"{state}.{expires}.{_state_signature(key, state, expires)}", pkce_verifier(key, state)
 
     def redeem(self, key: bytes, state: str | None, cookie: str | None) -> PendingLogin | None:
         """Accept `state` once if this browser's signed, unexpired cookie carries it; None otherwise."""
@@ -105,9 +114,10 @@ class AuthState:
             return None
         if not hmac.compare_digest(signature, _state_signature(key, cookie_state, int(raw_expires))):
             return None
-        if not hmac.compare_digest(cookie_state.encode(), state.encode()):
+        if not hmac.compare_digest(cookie_state.encode(), state.encode()) or state in self._used:
             return None
-        return self._pending.pop(state, None)
+        self._used[state] = True
+        return PendingLogin(pkce_verifier(key, state), self._next.pop(state, None))
 
     def refresh_lock(self, user_id: int) -> asyncio.Lock:
         """The lock that makes token refreshes single-flight per user."""
@@ -161,6 +171,12 @@ def safe_next(value: str | None) -> str | None:
     if "\\" in value or any(ord(c) < 0x21 or ord(c) == 0x7F for c in value):
         return None
     return value
+
+
+def pkce_verifier(key: bytes, state: str) -> str:
+    """The login's PKCE verifier (43 characters, 256 bits): only this server, holding `key`, can derive it."""
+    mac = hmac.new(key, f"pkce-verifier:{state}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).decode().rstrip("=")
 
 
 def pkce_challenge(verifier: str) -> str:
@@ -315,9 +331,7 @@ async def start_login(request: web.Request) -> web.Response:
     if not client_id or app.get(keys.github) is None:
         return _page(503, "Login is not configured", "Set GITHUB_OAUTH_CLIENT_ID and GITHUB_OAUTH_CLIENT_SECRET "
                      "(or finish /setup), then try again.")
-    verifier = secrets.token_urlsafe(48)
-    login_state, cookie = state.issue(app[keys.secret_box].session_key,
-                                      PendingLogin(verifier, safe_next(request.query.get("next"))))
+    login_state, cookie, verifier = state.issue(app[keys.secret_box].session_key, safe_next(request.query.get("next")))
     query = urlencode({"client_id": client_id, "redirect_uri": callback_url(settings), "state": login_state,
                        "code_challenge": pkce_challenge(verifier), "code_challenge_method": "S256"})
     response = web.Response(status=302, headers={"Location": f"{settings.github_url}/login/oauth/authorize?{query}",

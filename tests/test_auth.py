@@ -420,6 +420,17 @@ async def test_callback_with_a_malformed_state_cookie_is_a_400_not_a_500(dash: D
     assert response.status == 400 and token_calls(dash.fake) == []
 
 
+async def test_a_flood_of_login_starts_does_not_break_a_login_in_progress(dash: Dashboard) -> None:
+    victim = await begin_login(dash, params={"next": "/repos/octo-org/r1"})
+    flood = [dash.client.get("/auth/github", allow_redirects=False) for _ in range(auth.MAX_PENDING_LOGINS + 1)]
+    for batch in range(0, len(flood), 512):
+        for response in await asyncio.gather(*flood[batch:batch + 512]):
+            assert response.status == 302
+    response = await finish(dash, victim)
+    assert response.status == 302 and session_name(dash) in set_cookies(response)
+    assert response.headers["Location"] in (f"{PUBLIC}/repos/octo-org/r1", DASHBOARD)  # the deep link may be lost
+
+
 async def test_a_state_is_accepted_only_once(dash: Dashboard) -> None:
     login = await begin_login(dash)
     assert (await finish(dash, login)).status == 302
