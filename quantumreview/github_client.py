@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http
 import json
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping
@@ -46,6 +47,7 @@ DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=10, sock_read=20)
 # a body that never ends was read whole until the 30 s timeout, gigabytes on loopback, and the process died.
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 READ_CHUNK = 64 * 1024
+KNOWN_STATUSES = frozenset(int(status) for status in http.HTTPStatus)
 
 log = logging.getLogger("quantumreview.github")
 
@@ -287,6 +289,10 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
                          retry.tries)
                 await transport.sleep(wait)
                 continue
+            if status not in KNOWN_STATUSES:
+                # Why: gidgethub reads the status with http.HTTPStatus, so a proxy's 499 or 460 escaped as
+                # "ValueError: 499 is not a valid HTTPStatus", naming neither GitHub nor the request.
+                raise RetryLater(f"GitHub {method} {path_of(url)} answered {status}, a status HTTP does not define")
             return status, reply_headers, data
         raise AssertionError("unreachable: the last try returns or raises")  # pragma: no cover
 

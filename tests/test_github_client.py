@@ -158,6 +158,17 @@ async def test_get_is_retried_after_server_errors_with_backoff(
     assert sleeps == [0.375, 0.75]  # base 0.5·2^(n−1), jitter 0.5 → 75 %
 
 
+@pytest.mark.parametrize("status", [460, 499, 299])
+async def test_a_status_http_does_not_define_is_retry_later_naming_the_request(
+        app: GitHubApp, fake: FakeGitHub, status: int) -> None:
+    """gidgethub's http.HTTPStatus(status) raised "ValueError: 499 is not a valid HTTPStatus" (the job's last
+    error named neither GitHub nor the request)."""
+    fake.fail_next("GET", ISSUE, status=status, body={"message": "?"})
+    with pytest.raises(RetryLater, match=rf"GitHub GET /api/v3/repos/octo-org/app/issues/1 answered {status}, "):
+        await app.for_installation(7).getitem(f"/repos/{REPO}/issues/1")
+    assert len(fake.calls("GET", ISSUE)) == 1
+
+
 async def test_get_gives_up_after_three_tries_as_retry_later(
         app: GitHubApp, fake: FakeGitHub, clock: Clock) -> None:
     fake.fail_next("GET", ISSUE, status=502, times=3)
