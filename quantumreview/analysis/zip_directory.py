@@ -36,10 +36,13 @@ class ZipRejected(ArtifactError):
         self.reason = reason
 
 
-def open_archive(raw: BinaryIO, max_entries: int) -> zipfile.ZipFile:
+def open_archive(raw: BinaryIO, max_entries: int, max_directory_size: int) -> zipfile.ZipFile:
     """Walk the central directory first: zipfile builds an object for every record in it, and one
     name flagged UTF-8 that is not would make it refuse the whole archive."""
-    records = _directory_records(raw, _central_directory(raw), max_entries)
+    central = _central_directory(raw)
+    if central.size > max_directory_size:  # zipfile reads it whole, then copies every field it holds
+        raise ZipRejected(f"central directory too large ({central.size} bytes > {max_directory_size})")
+    records = _directory_records(raw, central, max_entries)
     undecodable = {index: record for index, record in enumerate(records) if not _decodes(record)}
     patched = _PatchedFile(raw)
     for record in undecodable.values():  # read as cp437 instead, which cannot fail
