@@ -289,7 +289,7 @@ class SetupFlow:
         organization = request.query.get("organization", "").strip()
         if organization and not ORGANIZATION.fullmatch(organization):
             return _html(setup_pages.bad_organization_page(organization[:100]), settings=settings, status=400)
-        state, cookie = self._states.issue(app[keys.secret_box].session_key)
+        state, cookie = self._states.issue(app[keys.secret_box].session_key, request.cookies.get(STATE_COOKIE))
         path = f"/organizations/{quote(organization, safe='')}/settings/apps/new" if organization else \
             "/settings/apps/new"
         action = f"{settings.github_url}{path}?{urlencode({'state': state})}"
@@ -299,9 +299,12 @@ class SetupFlow:
                                       local=_is_local(settings.public_url),
                                       overrides=environment_overrides(settings))
         response = _html(page, settings=settings)
+        self._set_cookie(response, cookie, settings)
+        return response
+
+    def _set_cookie(self, response: web.Response, cookie: str, settings: Settings) -> None:
         response.set_cookie(STATE_COOKIE, cookie, max_age=self._states.ttl, path=SETUP_PATH, httponly=True,
                             samesite="Lax", secure=settings.public_url.startswith("https://"))
-        return response
 
     async def finish_setup(self, request: web.Request) -> web.Response:
         """GET /setup/callback: check state, convert the code, store and load the App; 404 once configured."""
@@ -314,16 +317,17 @@ class SetupFlow:
             state, code = request.query.get("state"), request.query.get("code", "")
             if not self._states.redeem(key, state, request.cookies.get(STATE_COOKIE)):
                 log.warning("setup callback rejected: state missing, wrong, expired or already used")
-                return self._forget_cookie(_html(setup_pages.bad_state_page(), settings=settings, status=400))
+                page = setup_pages.bad_state_page()
+                return self._keep_other_states(request, _html(page, settings=settings, status=400))
             if not CODE.fullmatch(code):
-                return self._forget_cookie(_html(setup_pages.conversion_failed_page("the code from GitHub is "
-                                                 "missing or malformed"), settings=settings, status=400))
+                page = setup_pages.conversion_failed_page("the code from GitHub is missing or malformed")
+                return self._keep_other_states(request, _html(page, settings=settings, status=400))
             try:
                 creds = await convert_manifest_code(app[keys.http], settings.github_api_url, code)
             except ConversionError as exc:
                 log.warning("GitHub App manifest conversion failed: %s", exc)
                 page = setup_pages.conversion_failed_page(str(exc))
-                return self._forget_cookie(_html(page, settings=settings, status=502))
+                return self._keep_other_states(request, _html(page, settings=settings, status=502))
             assert creds.html_url is not None and creds.slug is not None
             try:
                 await store_credentials(app[keys.db], app[keys.secret_box], creds, now=self._clock())
@@ -331,7 +335,7 @@ class SetupFlow:
                 log.error("GitHub App %s (id %d) created but not saved: %s", creds.slug, creds.app_id,
                           type(exc).__name__)
                 page = setup_pages.store_failed_page(creds.html_url)
-                return self._forget_cookie(_html(page, settings=settings, status=503))
+                return self._keep_other_states(request, _html(page, settings=settings, status=503))
             # Why with the environment's: a restart puts GITHUB_WEBHOOK_SECRET (and the OAuth client variables)
             # in force over the stored ones; using GitHub's here only worked until the next deploy, then every
             # delivery was refused (401) without a word. The page says which variables win.
@@ -346,6 +350,15 @@ class SetupFlow:
         """GET /setup/installed: where GitHub sends people after installing (the manifest's setup_url)."""
         settings = request.app[keys.settings]
         return _html(setup_pages.installed_page(settings.dashboard_url), settings=settings)
+
+    def _keep_other_states(self, request: web.Request, response: web.Response) -> web.Response:
+        """After a failed callback: the cookie keeps this browser's other pending states (other tabs), if any."""
+        remaining = self._states.remaining(request.app[keys.secret_box].session_key,
+                                           request.cookies.get(STATE_COOKIE))
+        if remaining is None:
+            return self._forget_cookie(response)
+        self._set_cookie(response, remaining, request.app[keys.settings])
+        return response
 
     @staticmethod
     def _forget_cookie(response: web.Response) -> web.Response:

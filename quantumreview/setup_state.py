@@ -18,6 +18,12 @@ STATE_COOKIE = "quantum_setup_state"
 STATE_TTL_SECONDS = 600
 STATE_BYTES = 32  # 256 bits
 MAX_PENDING = 1024
+MAX_COOKIE_STATES = 4  # a few tabs of /setup open at once; the cookie stays well under 1 KB
+COOKIE_SEPARATOR = "~"  # allowed in a cookie value, unlike "," and ";"; not in a state, a number or a signature
+
+
+def _entries(cookie: str | None) -> list[str]:
+    return cookie.split(COOKIE_SEPARATOR)[:MAX_COOKIE_STATES] if cookie else []
 
 
 def _signature(key: bytes, state: str, expires: int) -> str:
@@ -37,29 +43,51 @@ class SetupStates:
     def __repr__(self) -> str:
         return f"SetupStates(pending={len(self._pending)})"
 
-    def issue(self, key: bytes) -> tuple[str, str]:
-        """Return a new state and the cookie value that binds it to this browser."""
+    def issue(self, key: bytes, previous: str | None = None) -> tuple[str, str]:
+        """Return a new state and the cookie value that binds it to this browser.
+
+        The cookie keeps this browser's other pending states (from `previous`, its current cookie), the newest
+        MAX_COOKIE_STATES in all. Why: a second tab's /setup replaced the cookie, so registering from the first
+        tab created the App on GitHub, then the callback refused it as "not started from this browser" and the
+        App was left behind on GitHub, its name taken.
+        """
         state = secrets.token_urlsafe(STATE_BYTES)
         expires = int(self._clock()) + self._ttl
         self._pending[state] = expires
-        return state, f"{state}.{expires}.{_signature(key, state, expires)}"
+        kept = [entry for entry in _entries(previous) if self._valid(key, entry) is not None]
+        entries = [f"{state}.{expires}.{_signature(key, state, expires)}", *kept][:MAX_COOKIE_STATES]
+        return state, COOKIE_SEPARATOR.join(entries)
 
     def redeem(self, key: bytes, state: str | None, cookie: str | None) -> bool:
         """Accept `state` once if it matches this browser's signed, unexpired cookie; False otherwise."""
-        if not state or not cookie or cookie.count(".") != 2:
+        if not state:
             return False
-        cookie_state, raw_expires, signature = cookie.split(".")
+        for entry in _entries(cookie):
+            if hmac.compare_digest(entry.partition(".")[0].encode(), state.encode()):
+                return self._valid(key, entry) is not None and self._pending.pop(state, None) is not None
+        return False
+
+    def remaining(self, key: bytes, cookie: str | None) -> str | None:
+        """The cookie value holding only the states still pending, or None when none is."""
+        kept = [entry for entry in _entries(cookie) if self._valid(key, entry) is not None]
+        return COOKIE_SEPARATOR.join(kept) or None
+
+    def _valid(self, key: bytes, entry: str) -> str | None:
+        """The state of one signed, unexpired, still pending cookie entry; None otherwise."""
+        if entry.count(".") != 2:
+            return None
+        cookie_state, raw_expires, signature = entry.split(".")
         # Why isascii and a length cap: the cookie is the browser's to forge; int() refuses digits such as '²'
         # and numbers past 4,300 digits (ValueError, a 500 instead of "link not valid").
         if not (raw_expires.isascii() and raw_expires.isdigit()) or len(raw_expires) > 20:
-            return False
+            return None
         expires = int(raw_expires)
         # Why bytes: compare_digest raises TypeError on a str with non-ASCII characters.
         if not hmac.compare_digest(signature.encode(), _signature(key, cookie_state, expires).encode()):
-            return False
-        if not hmac.compare_digest(cookie_state.encode(), state.encode()) or expires <= self._clock():
-            return False
-        return self._pending.pop(state, None) is not None
+            return None
+        if expires <= self._clock() or cookie_state not in self._pending:
+            return None
+        return cookie_state
 
     @property
     def ttl(self) -> int:

@@ -503,6 +503,36 @@ async def test_callback_with_a_forged_cookie_of_odd_characters_is_refused_not_a_
     assert flow.conversions() == 0 and flow.holder.current is None
 
 
+async def test_setup_opened_in_two_tabs_registers_from_either(flow: Flow) -> None:
+    """The second tab's /setup replaced the first tab's cookie: registering from the first tab created the App
+    on GitHub, then the callback refused it ("not started from this browser"), leaving the App behind."""
+    first = await flow.open_setup()
+    second = await flow.open_setup()
+    back_first = await flow.through_github(*first)
+    back_second = await flow.through_github(*second)
+    flow.fake.fail_next("POST", CONVERSIONS, status=500)
+    assert (await flow.client.get("/setup/callback", params=back_second)).status == 502
+    resp = await flow.client.get("/setup/callback", params=back_first)  # the failure kept the other tab's state
+    assert resp.status == 200 and flow.holder.current is not None
+    assert flow.conversions() == 2
+
+
+def test_a_cookie_keeps_a_few_pending_states_and_each_is_accepted_once() -> None:
+    states = SetupStates(clock=Clock())
+    issued: list[tuple[str, str]] = []
+    cookie: str | None = None
+    for _ in range(6):
+        state, cookie = states.issue(BOX_KEY, cookie)
+        issued.append((state, cookie))
+    assert cookie is not None and len(cookie) < 1024
+    assert states.redeem(BOX_KEY, issued[0][0], cookie) is False  # the oldest fell out of the cookie
+    assert states.redeem(BOX_KEY, issued[3][0], cookie) is True
+    assert states.redeem(BOX_KEY, issued[3][0], cookie) is False
+    assert states.remaining(BOX_KEY, cookie) is not None and issued[3][0] not in str(states.remaining(BOX_KEY, cookie))
+    forged = cookie + "~" + issued[0][1]  # a fifth entry is not read
+    assert states.redeem(BOX_KEY, issued[0][0], forged) is False
+
+
 async def test_callback_with_an_expired_state_is_refused(flow: Flow) -> None:
     back = await flow.through_github(*await flow.open_setup())
     flow.clock.now += 601
