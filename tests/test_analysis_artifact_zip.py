@@ -274,14 +274,27 @@ def fat_records(count: int) -> bytes:
     return local + record * count + end
 
 
-def test_a_central_directory_of_fat_records_is_refused_before_zipfile_reads_it(
-        directories_parsed: list[int]) -> None:
-    """zipfile reads the directory whole and keeps every field: 1000 such records (187 MB, under the
-    download cap) peaked at 450 MB on a 512 MB machine."""
-    with pytest.raises(ZipRejected) as caught:
-        read_members(fat_records(40), wanted=is_report)
+def junk_directory(size: int) -> bytes:
+    """One real record, then junk, in a directory the end record declares `size` bytes long."""
+    honest = build_raw_zip([raw_entry(REPORT, b"<testsuite/>")])
+    end_at = honest.rfind(b"PK\x05\x06")
+    (cd_size, cd_offset) = struct.unpack_from("<2L", honest, end_at + 12)
+    end = honest[end_at:end_at + 12] + struct.pack("<2L", size, cd_offset) + honest[end_at + 20:]
+    return honest[:end_at] + b"\0" * (size - cd_size) + end
 
-    assert caught.value.reason == f"central directory too large ({40 * (46 + 3 * 0xFFFF)} bytes > {4 << 20})"
+
+@pytest.mark.parametrize(("data", "size"), [
+    pytest.param(fat_records(40), 40 * (46 + 3 * 0xFFFF), id="fat-records"),
+    pytest.param(junk_directory(5 << 20), 5 << 20, id="declared-size"),
+])
+def test_a_central_directory_too_large_is_refused_before_zipfile_reads_it(
+        directories_parsed: list[int], data: bytes, size: int) -> None:
+    """zipfile reads the directory whole and keeps every field: 1000 records of 64 KiB fields (187 MB, under
+    the download cap) peaked at 450 MB on a 512 MB machine."""
+    with pytest.raises(ZipRejected) as caught:
+        read_members(data, wanted=is_report)
+
+    assert caught.value.reason == f"central directory too large ({size} bytes > {4 << 20})"
     assert directories_parsed == []
 
 

@@ -39,10 +39,7 @@ class ZipRejected(ArtifactError):
 def open_archive(raw: BinaryIO, max_entries: int, max_directory_size: int) -> zipfile.ZipFile:
     """Walk the central directory first: zipfile builds an object for every record in it, and one
     name flagged UTF-8 that is not would make it refuse the whole archive."""
-    central = _central_directory(raw)
-    if central.size > max_directory_size:  # zipfile reads it whole, then copies every field it holds
-        raise ZipRejected(f"central directory too large ({central.size} bytes > {max_directory_size})")
-    records = _directory_records(raw, central, max_entries)
+    records = _directory_records(raw, _central_directory(raw), max_entries, max_directory_size)
     undecodable = {index: record for index, record in enumerate(records) if not _decodes(record)}
     patched = _PatchedFile(raw)
     for record in undecodable.values():  # read as cp437 instead, which cannot fail
@@ -180,14 +177,18 @@ def _zip64_end(raw: BinaryIO, end_at: int) -> tuple[int, int] | None:
     return (declared, cd_size) if signature == b"PK\x06\x06" else None
 
 
-def _directory_records(raw: BinaryIO, central: _Central, max_entries: int) -> list[_Record]:
-    """The central directory's records, walked as zipfile will walk them; refuse more than the limit.
+def _directory_records(raw: BinaryIO, central: _Central, max_entries: int, max_size: int) -> list[_Record]:
+    """The central directory's records, walked as zipfile will walk them; refuse more than the limit,
+    or a directory larger than max_size.
 
     zipfile walks the directory by its size, not by the declared count, so both are checked
     (walking stops one past the limit); a malformed record ends the walk, for zipfile to refuse.
+    zipfile also reads the directory whole and keeps every record's name, extra field and comment
+    (each up to 64 KiB), so its size is capped too: while walking, and as declared.
     """
     if central.declared > max_entries:
         raise ZipRejected(f"too many entries ({central.declared} > {max_entries})")
+    too_large = ZipRejected(f"central directory too large ({central.size} bytes > {max_size})")
     records: list[_Record] = []
     if central.start < 0:
         return records  # zipfile refuses it: "Bad offset for central directory"
@@ -205,4 +206,8 @@ def _directory_records(raw: BinaryIO, central: _Central, max_entries: int) -> li
         records.append(_Record(at, flags, raw.read(name_length)))
         raw.seek(extra_length + comment_length, io.SEEK_CUR)
         walked += _CENTRAL_HEADER + name_length + extra_length + comment_length
+        if walked > max_size:
+            raise too_large
+    if central.size > max_size:
+        raise too_large
     return records
