@@ -2,7 +2,8 @@
 
 Retry rule: network errors (connection reset, disconnect, timeout) and 5xx are retried with jittered backoff,
 `RetryPolicy.tries` tries in all, for GET/PUT/PATCH/DELETE. A POST is retried only when the caller passes
-`idempotent=True` (e.g. minting a token); a POST that creates a comment is never repeated blindly.
+`idempotent=True` (e.g. minting a token); a POST that creates a comment is never repeated blindly, nor a PATCH
+sent with `idempotent=False` (one that appends check-run annotations).
 Rate limits (403/429 with `retry-after`, remaining 0, or a secondary-limit message) raise `RateLimited(at=T)`
 (a wait ≤ `inline_wait` is slept instead) and block that client's key until T without touching the network.
 Writes (POST/PATCH/PUT/DELETE) of one installation go out at least the WritePacer's interval apart, as
@@ -41,6 +42,7 @@ from quantumreview.github_auth import TokenCache
 ACCEPT = "application/vnd.github+json"
 API_VERSION = "2022-11-28"
 IDEMPOTENT_HEADER = "x-quantumreview-idempotent"  # internal marker, stripped before sending
+ONCE_HEADER = "x-quantumreview-once"  # internal marker: never repeat this request (stripped before sending)
 NETWORK_ERRORS = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError)
 DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=10, sock_read=20)
 # GitHub's largest pages (100 comments or check runs of 65,536 characters each) stay well under this. Why a cap:
@@ -169,6 +171,15 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
         return await super().post(url, url_vars, data=data, accept=accept, jwt=jwt, oauth_token=oauth_token,
                                    extra_headers=extra_headers, content_type=content_type)
 
+    async def patch(self, url: str, url_vars: Mapping[str, Any] | None = {}, *, data: Any,
+                    accept: str = sansio.accept_format(), jwt: str | None = None, oauth_token: str | None = None,
+                    extra_headers: dict[str, str] | None = None, idempotent: bool = True) -> Any:
+        """PATCH; with `idempotent=False` a failed try is not repeated (e.g. one that appends annotations)."""
+        if not idempotent:
+            extra_headers = {**(extra_headers or {}), ONCE_HEADER: "1"}
+        return await super().patch(url, url_vars, data=data, accept=accept, jwt=jwt, oauth_token=oauth_token,
+                                   extra_headers=extra_headers)
+
     async def sleep(self, seconds: float) -> None:
         """Sleep with the injected sleep (tests stay fast)."""
         await self._transport.sleep(seconds)
@@ -252,7 +263,8 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
         transport, gate, retry = self._transport, self._transport.rate_gate(), self._transport.retry
         headers = dict(headers)
         idempotent = headers.pop(IDEMPOTENT_HEADER, None) is not None
-        retryable = policy.may_retry(method, idempotent=idempotent)
+        once = headers.pop(ONCE_HEADER, None) is not None
+        retryable = policy.may_retry(method, idempotent=idempotent) and not once
         pacer = transport.pacer if self._pace_writes and method.upper() in policy.WRITE_METHODS else None
         for attempt in range(1, retry.tries + 1):
             gate.check(self.limit_key)

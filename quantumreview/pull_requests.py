@@ -225,34 +225,33 @@ async def upsert_check_run(
 ) -> int:
     """Update the head's one check run (stored id, else found by name), or create it once; return its id.
 
-    GitHub appends the annotations of every update to the run, so a run keeps in `external_id` the digest of the
-    set it was last sent in full; the same set again (a job's retry, a revalidation, a re-run with the same
-    failures) updates the run without annotations instead of adding each one a second time.
+    GitHub appends the annotations of every update to the run, so each request that carries a batch also writes
+    into the run's `external_id` the set's digest and how many of its batches the run now holds. Publishing the
+    same set again (a job's retry, a revalidation, a re-run with the same failures) sends only the batches the
+    run lacks, none once it has them all; a batch is never repeated inline (a lost reply may hide that it landed).
     """
-    notes = list(annotations)
-    digest = annotations_digest(notes) if notes else None
+    batches = batch_annotations(annotations)
+    digest = annotations_digest(annotations) if batches else None
     run: dict[str, Any] | None = None
     if known_id is not None:
-        # Why read it first: only then is it known whether these annotations are already on it.
-        run = await getitem_or_none(ctx.gh, f"/repos/{repo}/check-runs/{known_id}") if notes else {"id": known_id}
+        # Why read it first: only then is it known which of these annotations are already on it.
+        run = await getitem_or_none(ctx.gh, f"/repos/{repo}/check-runs/{known_id}") if batches else {"id": known_id}
+    run_id = None
     if run is not None:
-        run_id = await _update_known_run(ctx, repo, int(run["id"]), fields, output, notes, digest, run)
-    else:
-        run_id = None
+        run_id = await _update_known_run(ctx, repo, int(run["id"]), fields, output, batches, digest, run)
     if run_id is None:
         async with ctx.locks("check-run", repo, head_sha):  # the CI job and the manifest job may race here
             # Why look before creating: a crash after the POST but before storing the id must not add a second run.
             found = await find_check_run_item(ctx, repo, head_sha)
             if found is not None:
                 run_id = int(found["id"])
-                await _send_check_run(ctx, repo, run_id, fields, output, notes, digest, found)
+                await _send_check_run(ctx, repo, run_id, fields, output, batches, digest, found)
             else:
-                batches = batch_annotations(notes) or [[]]
                 created = await ctx.gh.post(f"/repos/{repo}/check-runs", data={
                     "name": CHECK_NAME, "head_sha": head_sha,
-                    **_check_run_body(fields, output, batches[0], digest if len(batches) == 1 else None)})
+                    **_check_run_body(fields, output, batches[:1], digest, 1)})
                 run_id = int(created["id"])
-                await _send_more_annotations(ctx, repo, run_id, output, batches, digest)
+                await _send_more_annotations(ctx, repo, run_id, output, batches, digest, 1)
     if run_id != known_id:
         async with ctx.db.transaction() as conn:
             await store.set_check_run_id(conn, repo, pr_number, head_sha, run_id)
@@ -260,23 +259,35 @@ async def upsert_check_run(
 
 
 def annotations_digest(annotations: Sequence[Annotation]) -> str:
-    """A short digest of an annotation set, kept in the check run's `external_id` once the set is on it."""
+    """A short digest of an annotation set, kept in the check run's `external_id` with the batches it holds."""
     data = json.dumps([a.to_dict() for a in annotations], sort_keys=True, ensure_ascii=False)
     return ANNOTATIONS_DIGEST_PREFIX + hashlib.sha256(data.encode()).hexdigest()[:40]
 
 
-def _check_run_body(fields: Mapping[str, Any], output: CheckOutput, batch: Sequence[Annotation],
-                    digest: str | None) -> dict[str, Any]:
-    body = {**fields, "output": {**output.to_dict(), "annotations": [a.to_dict() for a in batch]}}
-    if digest is not None:
-        body["external_id"] = digest  # with the set's last batch: a retry after a partial send sends it again
+def batches_on_run(run: Mapping[str, Any], digest: str | None) -> int:
+    """How many batches of the set `digest` the run already holds, from its external_id ("<digest>:<n>")."""
+    marker = run.get("external_id")
+    if digest is None or not isinstance(marker, str) or not marker.startswith(digest + ":"):
+        return 0
+    count = marker.removeprefix(digest + ":")
+    return int(count) if count.isdigit() else 0
+
+
+def _check_run_body(fields: Mapping[str, Any], output: CheckOutput, batch: Sequence[Sequence[Annotation]],
+                    digest: str | None, held: int) -> dict[str, Any]:
+    """The run's fields and output, with the first of `batch` (none when empty) and the progress it makes."""
+    notes = [a.to_dict() for a in batch[0]] if batch else []
+    body = {**fields, "output": {**output.to_dict(), "annotations": notes}}
+    if batch and digest is not None:
+        body["external_id"] = f"{digest}:{held}"
     return body
 
 
 async def _update_known_run(ctx: Context, repo: str, run_id: int, fields: Mapping[str, Any], output: CheckOutput,
-                            notes: Sequence[Annotation], digest: str | None, run: Mapping[str, Any]) -> int | None:
+                            batches: Sequence[Sequence[Annotation]], digest: str | None,
+                            run: Mapping[str, Any]) -> int | None:
     try:
-        await _send_check_run(ctx, repo, run_id, fields, output, notes, digest, run)
+        await _send_check_run(ctx, repo, run_id, fields, output, batches, digest, run)
     except BadRequest as exc:
         if exc.status_code.value != 404:
             raise
@@ -285,24 +296,24 @@ async def _update_known_run(ctx: Context, repo: str, run_id: int, fields: Mappin
 
 
 async def _send_check_run(ctx: Context, repo: str, run_id: int, fields: Mapping[str, Any], output: CheckOutput,
-                          notes: Sequence[Annotation], digest: str | None, run: Mapping[str, Any]) -> None:
-    """Update an existing run; its annotations only when the run does not already hold this very set."""
-    if digest is not None and run.get("external_id") == digest:
-        notes, digest = [], None
-    batches = batch_annotations(notes) or [[]]
+                          batches: Sequence[Sequence[Annotation]], digest: str | None,
+                          run: Mapping[str, Any]) -> None:
+    """Update an existing run, sending only the batches of this annotation set it does not hold yet."""
+    held = min(batches_on_run(run, digest), len(batches))
+    first = batches[held:held + 1]
     await ctx.gh.patch(f"/repos/{repo}/check-runs/{run_id}",
-                       data=_check_run_body(fields, output, batches[0], digest if len(batches) == 1 else None))
-    await _send_more_annotations(ctx, repo, run_id, output, batches, digest)
+                       data=_check_run_body(fields, output, first, digest, held + 1), idempotent=not first)
+    await _send_more_annotations(ctx, repo, run_id, output, batches, digest, held + 1)
 
 
 async def _send_more_annotations(ctx: Context, repo: str, run_id: int, output: CheckOutput,
-                                 batches: Sequence[Sequence[Annotation]], digest: str | None) -> None:
-    for number, batch in enumerate(batches[1:], start=2):  # GitHub takes at most 50 annotations per request
+                                 batches: Sequence[Sequence[Annotation]], digest: str | None, held: int) -> None:
+    """Send the batches after the first `held` (GitHub takes at most 50 annotations a request), in order."""
+    for number in range(held + 1, len(batches) + 1):
         more: dict[str, Any] = {"output": {"title": output.title, "summary": output.summary,
-                                           "annotations": [a.to_dict() for a in batch]}}
-        if digest is not None and number == len(batches):
-            more["external_id"] = digest
-        await ctx.gh.patch(f"/repos/{repo}/check-runs/{run_id}", data=more)
+                                           "annotations": [a.to_dict() for a in batches[number - 1]]},
+                                "external_id": f"{digest}:{number}"}
+        await ctx.gh.patch(f"/repos/{repo}/check-runs/{run_id}", data=more, idempotent=False)
 
 
 async def find_check_run(ctx: Context, repo: str, head_sha: str) -> int | None:

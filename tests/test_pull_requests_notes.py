@@ -3,11 +3,15 @@ the check run's annotations are sent once."""
 
 from __future__ import annotations
 
+import asyncio
+
+import aiohttp
 import markdown_it
 import pytest
 
 from quantumreview.analysis.artifact_zip import ZipRejected, read_members
 from quantumreview.analysis.pr_render import Annotation, CheckOutput
+from quantumreview.errors import RetryLater
 from quantumreview.github import GitHubApp
 from quantumreview.pull_requests import note_text, problem_lines, upsert_check_run, with_problems
 from quantumreview.testing.context import make_context
@@ -89,3 +93,29 @@ async def test_the_same_annotations_published_again_are_not_added_to_the_check_r
     finding = Annotation("src/x.py", 3, 3, "warning", "new finding")
     await upsert_check_run(ctx, repo, 2, sha, run_id, fields, output, [*notes, finding])  # another set is sent
     assert fake_github.check_run_annotations[run_id][-1]["message"] == "new finding"
+
+
+async def test_a_batch_whose_reply_was_lost_is_not_sent_again(
+        fake_github: FakeGitHub, rsa_private_key: str, handler_db: Database) -> None:
+    """The second batch's PATCH landed but its reply did not come back in time: it was repeated at once (10
+    annotations twice), and a retried job sent every batch again. Now the job is retried, and its run finds
+    from the run's external_id that both batches are on it."""
+    repo, sha = "octo-org/app", "b" * 40
+    fake_github.add_installation(7, repositories=[repo])
+    notes = [Annotation("tests/test_x.py", n, n, "failure", f"T{n} failed") for n in range(1, 61)]
+    output, fields = CheckOutput("60 failed", "summary", ""), {"status": "completed", "conclusion": "failure"}
+    async with aiohttp.ClientSession() as session:
+        github = GitHubApp(session, app_id=1, private_key=rsa_private_key, api_url=fake_github.api_url,
+                           web_url=fake_github.url, write_interval=0.0, timeout=aiohttp.ClientTimeout(total=0.5))
+        ctx, _ = make_context("workflow_run", {"installation": {"id": 7}}, db=handler_db, github=github)
+        fake_github.fail_next("PATCH", "/repos/{owner}/{repo}/check-runs/{check_run_id}", kind="slow", delay=1.0)
+        with pytest.raises(RetryLater, match=r"failed: .*Timeout"):
+            await upsert_check_run(ctx, repo, 2, sha, None, fields, output, notes)  # 50 created, 10 lost reply
+        [run] = fake_github.check_runs[repo]
+        await asyncio.sleep(1.0)  # the fake applies the slow PATCH meanwhile
+        assert len(fake_github.check_run_annotations[run["id"]]) == 60
+        assert await upsert_check_run(ctx, repo, 2, sha, run["id"], fields, output, notes) == run["id"]
+        await github.aclose()
+    assert len(fake_github.check_run_annotations[run["id"]]) == 60
+    assert fake_github.calls("PATCH", "/repos/{owner}/{repo}/check-runs/{check_run_id}")[-1].json[
+        "output"]["annotations"] == []
