@@ -262,6 +262,24 @@ def _html(body: str, *, settings: Settings, status: int = 200) -> web.Response:
     return web.Response(text=body, status=status, content_type="text/html", headers=headers)
 
 
+def public_url_problem(url: str) -> str | None:
+    """Why `url` cannot be the base of the App's URLs, or None. The settings accept any http(s) URL with a host,
+    but the manifest appends paths to it: a query or fragment swallowed them (https://host/?a=1/webhooks/github
+    is https://host/ to GitHub), so GitHub registered an App whose webhooks and callback could never arrive."""
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port past 65535 or not a number
+    except ValueError:
+        return "its port is not a port number"
+    if parts.query or parts.fragment or url.endswith(("?", "#")):
+        return "it has a query (?…) or a fragment (#…)"
+    if parts.username is not None or parts.password is not None:
+        return "it holds a user name or password"
+    if any(ch.isspace() or ch in "\"<>\\^`{|}" or not ch.isprintable() for ch in url):
+        return "it holds spaces or characters a URL must not hold"
+    return None
+
+
 def _is_local(url: str) -> bool:
     host = urlsplit(url).hostname or ""
     return host in ("localhost", "127.0.0.1", "::1") or host.endswith(".localhost")
@@ -286,6 +304,10 @@ class SetupFlow:
         if app[keys.credentials].configured:
             raise web.HTTPNotFound()
         settings = app[keys.settings]
+        if (problem := public_url_problem(settings.public_url)) is not None:
+            log.error("the setup page cannot register a GitHub App for PUBLIC_URL: %s", problem)
+            return _html(setup_pages.bad_public_url_page(settings.public_url, problem), settings=settings,
+                         status=500)
         organization = request.query.get("organization", "").strip()
         if organization and not ORGANIZATION.fullmatch(organization):
             return _html(setup_pages.bad_organization_page(organization[:100]), settings=settings, status=400)

@@ -64,6 +64,15 @@ def setup_page(*, action: str, manifest_json: str, organization: str, webhook_ur
     ))
 
 
+def bad_public_url_page(public_url: str, problem: str) -> str:
+    """PUBLIC_URL cannot be the base of the App's webhook and callback URLs."""
+    return page("Set up QuantumReview", (
+        f"<p class=\"error\">PUBLIC_URL <code>{escape(public_url)}</code> cannot be this server's address on "
+        f"GitHub: {escape(problem)}. Set PUBLIC_URL to the address browsers and GitHub reach this server at, such as "
+        "<code>https://quantumreview.example.com</code>, and restart. No App was registered.</p>"
+    ))
+
+
 def bad_organization_page(organization: str) -> str:
     """The organization name typed in is not a GitHub login."""
     return page("Set up QuantumReview", (

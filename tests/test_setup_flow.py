@@ -392,6 +392,34 @@ async def test_state_cookie_is_secure_when_the_public_url_is_https(
         assert resp.cookies[STATE_COOKIE]["secure"]
 
 
+@pytest.mark.parametrize(("public_url", "problem"), [
+    ("https://qr.example.test/?a=1", "a query"),  # the manifest's URLs became https://qr.example.test/?a=1/...
+    ("https://qr.example.test/#top", "a fragment"),
+    ("https://admin:pw@qr.example.test", "user name or password"),
+    ("https://qr.example.test:99999", "port"),
+    ("https://qr.example.test/a b<", "characters a URL must not hold"),
+])
+async def test_setup_refuses_a_public_url_the_apps_urls_cannot_be_built_on(
+    aiohttp_client: Callable[..., Any], fake_github: FakeGitHub, db: Database, public_url: str, problem: str
+) -> None:
+    """Such a PUBLIC_URL passes the settings, and GitHub registered an App whose webhooks could never arrive."""
+    async with aiohttp.ClientSession() as session:
+        client = await aiohttp_client(setup_app(fake_github, db, session, public_url, Clock()))
+        resp = await client.get("/setup")
+        text = await resp.text()
+    assert resp.status == 500 and problem in text and "register-form" not in text
+    assert "<b<" not in text and STATE_COOKIE not in resp.cookies
+
+
+async def test_setup_accepts_a_public_url_with_a_path(
+    aiohttp_client: Callable[..., Any], fake_github: FakeGitHub, db: Database
+) -> None:
+    async with aiohttp.ClientSession() as session:
+        client = await aiohttp_client(setup_app(fake_github, db, session, "https://qr.example.test/qr", Clock()))
+        resp = await client.get("/setup")
+        assert resp.status == 200 and "https://qr.example.test/qr/webhooks/github" in await resp.text()
+
+
 async def test_setup_page_posts_the_manifest_to_github_with_a_state(flow: Flow) -> None:
     resp = await flow.client.get("/setup")
     text = await resp.text()
