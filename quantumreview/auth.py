@@ -359,10 +359,15 @@ async def finish_login(request: web.Request) -> web.Response:
                                              "browser or has expired. Start again."))
     if not CODE.fullmatch(query.get("code", "")):
         return _forget_state(settings, _page(400, "Login failed", "GitHub sent no valid code."))
+    github = app.get(keys.github)
+    if github is None:
+        # Why: a login's state outlives a restart (its cookie is all it needs), and the restart may have been into
+        # setup mode, with no GitHub App: that was an AttributeError on None, a 500.
+        return _forget_state(settings, _page(503, "Login is not configured", "Finish /setup, then log in again."))
     try:
-        tokens = await _github(app).exchange_code(query["code"], redirect_uri=callback_url(settings),
-                                                      code_verifier=pending.verifier)
-        profile = _user_from_profile(await _github(app).get_user(tokens.access_token))
+        tokens = await github.exchange_code(query["code"], redirect_uri=callback_url(settings),
+                                            code_verifier=pending.verifier)
+        profile = _user_from_profile(await github.get_user(tokens.access_token))
     except OAuthError as exc:
         code = exc.oauth_code if GITHUB_ERROR_CODE.fullmatch(exc.oauth_code) else "unknown"
         log.warning("login failed: GitHub refused the code exchange (%s)", code)

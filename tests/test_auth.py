@@ -431,6 +431,18 @@ async def test_a_flood_of_login_starts_does_not_break_a_login_in_progress(dash: 
     assert response.headers["Location"] in (f"{PUBLIC}/repos/octo-org/r1", DASHBOARD)  # the deep link may be lost
 
 
+async def test_a_login_finishing_after_a_restart_into_setup_mode_is_a_503(dash: Dashboard) -> None:
+    import warnings
+
+    login = await begin_login(dash)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        dash.client.app[keys.github] = None  # what a restart without App credentials leaves
+    response = await finish(dash, login)
+    assert response.status == 503 and "Login is not configured" in await response.text()
+    assert token_calls(dash.fake) == [] and session_name(dash) not in set_cookies(response)
+
+
 async def test_a_state_is_accepted_only_once(dash: Dashboard) -> None:
     login = await begin_login(dash)
     assert (await finish(dash, login)).status == 302
