@@ -280,6 +280,18 @@ def public_url_problem(url: str) -> str | None:
     return None
 
 
+def _setup_url(settings: Settings) -> str:
+    """/setup as browsers reach it: under PUBLIC_URL's path when a proxy serves this server under one."""
+    return f"{settings.public_url.rstrip('/')}{SETUP_PATH}"
+
+
+def _cookie_path(settings: Settings) -> str:
+    """The state cookie's path: /setup under PUBLIC_URL's path. Why: with PUBLIC_URL https://host/qr the
+    browser is at /qr/setup/callback, which a cookie of path /setup is never sent to, so every setup failed as
+    "not started from this browser", after GitHub had created the App."""
+    return urlsplit(settings.public_url).path.rstrip("/") + SETUP_PATH
+
+
 def _is_local(url: str) -> bool:
     host = urlsplit(url).hostname or ""
     return host in ("localhost", "127.0.0.1", "::1") or host.endswith(".localhost")
@@ -310,7 +322,8 @@ class SetupFlow:
                          status=500)
         organization = request.query.get("organization", "").strip()
         if organization and not ORGANIZATION.fullmatch(organization):
-            return _html(setup_pages.bad_organization_page(organization[:100]), settings=settings, status=400)
+            page = setup_pages.bad_organization_page(organization[:100], start=_setup_url(settings))
+            return _html(page, settings=settings, status=400)
         state, cookie = self._states.issue(app[keys.secret_box].session_key, request.cookies.get(STATE_COOKIE))
         path = f"/organizations/{quote(organization, safe='')}/settings/apps/new" if organization else \
             "/settings/apps/new"
@@ -319,14 +332,14 @@ class SetupFlow:
         page = setup_pages.setup_page(action=action, manifest_json=json.dumps(manifest, separators=(",", ":")),
                                       organization=organization, webhook_url=manifest["hook_attributes"]["url"],
                                       local=_is_local(settings.public_url),
-                                      overrides=environment_overrides(settings))
+                                      overrides=environment_overrides(settings), start=_setup_url(settings))
         response = _html(page, settings=settings)
         self._set_cookie(response, cookie, settings)
         return response
 
     def _set_cookie(self, response: web.Response, cookie: str, settings: Settings) -> None:
-        response.set_cookie(STATE_COOKIE, cookie, max_age=self._states.ttl, path=SETUP_PATH, httponly=True,
-                            samesite="Lax", secure=settings.public_url.startswith("https://"))
+        response.set_cookie(STATE_COOKIE, cookie, max_age=self._states.ttl, path=_cookie_path(settings),
+                            httponly=True, samesite="Lax", secure=settings.public_url.startswith("https://"))
 
     async def finish_setup(self, request: web.Request) -> web.Response:
         """GET /setup/callback: check state, convert the code, store and load the App; 404 once configured."""
@@ -339,16 +352,17 @@ class SetupFlow:
             state, code = request.query.get("state"), request.query.get("code", "")
             if not self._states.redeem(key, state, request.cookies.get(STATE_COOKIE)):
                 log.warning("setup callback rejected: state missing, wrong, expired or already used")
-                page = setup_pages.bad_state_page()
+                page = setup_pages.bad_state_page(start=_setup_url(settings))
                 return self._keep_other_states(request, _html(page, settings=settings, status=400))
             if not CODE.fullmatch(code):
-                page = setup_pages.conversion_failed_page("the code from GitHub is missing or malformed")
+                page = setup_pages.conversion_failed_page("the code from GitHub is missing or malformed",
+                                                          start=_setup_url(settings))
                 return self._keep_other_states(request, _html(page, settings=settings, status=400))
             try:
                 creds = await convert_manifest_code(app[keys.http], settings.github_api_url, code)
             except ConversionError as exc:
                 log.warning("GitHub App manifest conversion failed: %s", exc)
-                page = setup_pages.conversion_failed_page(str(exc))
+                page = setup_pages.conversion_failed_page(str(exc), start=_setup_url(settings))
                 return self._keep_other_states(request, _html(page, settings=settings, status=502))
             assert creds.html_url is not None and creds.slug is not None
             try:
@@ -356,7 +370,7 @@ class SetupFlow:
             except (DatabaseBusy, sqlite3.Error) as exc:
                 log.error("GitHub App %s (id %d) created but not saved: %s", creds.slug, creds.app_id,
                           type(exc).__name__)
-                page = setup_pages.store_failed_page(creds.html_url)
+                page = setup_pages.store_failed_page(creds.html_url, start=_setup_url(settings))
                 return self._keep_other_states(request, _html(page, settings=settings, status=503))
             # Why with the environment's: a restart puts GITHUB_WEBHOOK_SECRET (and the OAuth client variables)
             # in force over the stored ones; using GitHub's here only worked until the next deploy, then every
@@ -366,7 +380,7 @@ class SetupFlow:
                  creds.slug, creds.app_id)
         page = setup_pages.success_page(name=creds.slug, html_url=creds.html_url,
                                         overrides=environment_overrides(settings))
-        return self._forget_cookie(_html(page, settings=settings))
+        return self._forget_cookie(_html(page, settings=settings), settings)
 
     async def show_installed(self, request: web.Request) -> web.Response:
         """GET /setup/installed: where GitHub sends people after installing (the manifest's setup_url)."""
@@ -378,13 +392,13 @@ class SetupFlow:
         remaining = self._states.remaining(request.app[keys.secret_box].session_key,
                                            request.cookies.get(STATE_COOKIE))
         if remaining is None:
-            return self._forget_cookie(response)
+            return self._forget_cookie(response, request.app[keys.settings])
         self._set_cookie(response, remaining, request.app[keys.settings])
         return response
 
     @staticmethod
-    def _forget_cookie(response: web.Response) -> web.Response:
-        response.del_cookie(STATE_COOKIE, path=SETUP_PATH)
+    def _forget_cookie(response: web.Response, settings: Settings) -> web.Response:
+        response.del_cookie(STATE_COOKIE, path=_cookie_path(settings))
         return response
 
 

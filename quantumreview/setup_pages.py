@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from html import escape
 
+# Why a parameter: behind a proxy that serves this server under a path (PUBLIC_URL https://host/qr), a bare
+# "/setup" link left the prefix out; the flow passes PUBLIC_URL's own setup address.
+SETUP_PATH = "/setup"
+
 STYLE = (
     "body{font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem;line-height:1.5}"
     "button,.button{font-size:1rem;padding:.6rem 1.2rem;border-radius:6px;border:1px solid #1f883d;"
@@ -39,7 +43,7 @@ def _overrides_note(overrides: list[str], html_url: str | None) -> str:
 
 
 def setup_page(*, action: str, manifest_json: str, organization: str, webhook_url: str, local: bool,
-               overrides: list[str] | None = None) -> str:
+               overrides: list[str] | None = None, start: str = SETUP_PATH) -> str:
     """The page with the "Register GitHub App" button that posts the manifest to GitHub."""
     owner = f"the organization <strong>{escape(organization)}</strong>" if organization else "your personal account"
     warning = (
@@ -56,7 +60,7 @@ def setup_page(*, action: str, manifest_json: str, organization: str, webhook_ur
         f"<input type=\"hidden\" name=\"manifest\" value=\"{escape(manifest_json)}\">"
         "<button type=\"submit\" id=\"register\">Register GitHub App</button></form>"
         "<h2>Register it for an organization instead</h2>"
-        "<form method=\"get\" action=\"/setup\">"
+        f"<form method=\"get\" action=\"{escape(start)}\">"
         f"<label>Organization <input name=\"organization\" value=\"{escape(organization)}\" "
         "maxlength=\"39\" autocomplete=\"off\"></label> "
         "<button type=\"submit\" class=\"secondary\" id=\"use-organization\">Use this organization</button></form>"
@@ -73,37 +77,37 @@ def bad_public_url_page(public_url: str, problem: str) -> str:
     ))
 
 
-def bad_organization_page(organization: str) -> str:
+def bad_organization_page(organization: str, start: str = SETUP_PATH) -> str:
     """The organization name typed in is not a GitHub login."""
     return page("Set up QuantumReview", (
         f"<p class=\"error\">“{escape(organization)}” is not a valid organization name (letters, digits and "
-        "single hyphens, at most 39 characters).</p><p><a href=\"/setup\">Start again</a></p>"
+        f"single hyphens, at most 39 characters).</p><p><a href=\"{escape(start)}\">Start again</a></p>"
     ))
 
 
-def bad_state_page() -> str:
+def bad_state_page(start: str = SETUP_PATH) -> str:
     """The callback's state is missing, wrong, expired or already used."""
     return page("Setup link not valid", (
         "<p class=\"error\">This setup link has expired, was already used, or was not started from this "
-        "browser. Nothing was stored.</p><p><a href=\"/setup\">Start again</a></p>"
+        f"browser. Nothing was stored.</p><p><a href=\"{escape(start)}\">Start again</a></p>"
     ))
 
 
-def conversion_failed_page(reason: str) -> str:
+def conversion_failed_page(reason: str, start: str = SETUP_PATH) -> str:
     """GitHub did not turn the code into App credentials."""
     return page("GitHub App not registered", (
         f"<p class=\"error\">GitHub did not return the new App's credentials: {escape(reason)}. "
         "Nothing was stored.</p><p>If GitHub shows the App under Settings → Developer settings, delete it, "
-        "then <a href=\"/setup\">start again</a>.</p>"
+        f"then <a href=\"{escape(start)}\">start again</a>.</p>"
     ))
 
 
-def store_failed_page(html_url: str) -> str:
+def store_failed_page(html_url: str, start: str = SETUP_PATH) -> str:
     """The credentials came back but could not be saved."""
     return page("GitHub App not saved", (
         "<p class=\"error\">GitHub created the App but this server could not save its credentials.</p>"
         f"<p>Delete the App at <a href=\"{escape(html_url)}\">{escape(html_url)}</a>, "
-        "then <a href=\"/setup\">start again</a>.</p>"
+        f"then <a href=\"{escape(start)}\">start again</a>.</p>"
     ))
 
 

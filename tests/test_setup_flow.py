@@ -420,6 +420,33 @@ async def test_setup_accepts_a_public_url_with_a_path(
         assert resp.status == 200 and "https://qr.example.test/qr/webhooks/github" in await resp.text()
 
 
+async def test_setup_works_behind_a_proxy_that_serves_it_under_a_path(
+    aiohttp_client: Callable[..., Any], fake_github: FakeGitHub, db: Database
+) -> None:
+    """With PUBLIC_URL https://host/qr the state cookie had path /setup, which the browser never sends to
+    /qr/setup/callback: every setup failed as "not started from this browser", after GitHub created the App."""
+    public_url = PUBLIC_URL + "/qr"
+    async with aiohttp.ClientSession() as session:
+        outer = web.Application()  # the proxy's view: everything under /qr
+        outer.add_subapp("/qr", setup_app(fake_github, db, session, public_url, Clock()))
+        client = await aiohttp_client(outer)
+        resp = await client.get("/qr/setup")
+        assert resp.cookies[STATE_COOKIE]["path"] == "/qr/setup"
+        doc = lxml_html.fromstring(await resp.text())
+        assert doc.xpath("//form[@method='get']/@action") == [public_url + "/setup"]
+        form = doc.get_element_by_id("register-form")
+        flow = Flow(client, outer, fake_github, Clock())
+        async with aiohttp.ClientSession() as browser, browser.post(
+                str(form.get("action")), data={"manifest": form.xpath(".//input[@name='manifest']/@value")[0]},
+                allow_redirects=False) as github:
+            location = urlsplit(github.headers["Location"])
+        assert location.path == "/qr/setup/callback"
+        back = {k: v[0] for k, v in parse_qs(location.query).items()}
+        resp = await client.get("/qr/setup/callback", params=back)
+        assert resp.status == 200, await resp.text()
+    assert flow.conversions() == 1
+
+
 async def test_setup_page_posts_the_manifest_to_github_with_a_state(flow: Flow) -> None:
     resp = await flow.client.get("/setup")
     text = await resp.text()
