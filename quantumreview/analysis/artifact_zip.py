@@ -162,11 +162,11 @@ def _check_chosen(chosen: dict[str, zipfile.ZipInfo], limits: ZipLimits) -> None
     """Refuse a bomb spread over the members to be read, each under the per-member ratio check, and any
     member compressed other than by deflate (or stored)."""
     for name, info in chosen.items():
+        if info.flag_bits & _ENCRYPTED:  # else zipfile's RuntimeError text, a ZipInfo repr, reached the check run
+            raise ZipRejected(f"cannot read {name[:100]}: it is encrypted (password-protected zips are not read)")
         # Why: zipfile inflates a bzip2 or LZMA member a whole read of compressed bytes at a time, with no
         # output bound (deflate alone gets one), so 1.5 KB of bzip2 became 2 GB in memory before any cap
         # could look. upload-artifact writes deflate or stored only.
-        if info.flag_bits & _ENCRYPTED:  # else zipfile's RuntimeError text, a ZipInfo repr, reached the check run
-            raise ZipRejected(f"cannot read {name[:100]}: it is encrypted (password-protected zips are not read)")
         if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
             method = _METHOD_NAMES.get(info.compress_type, str(info.compress_type))
             raise ZipRejected(f"cannot read {name[:100]}: compression method {method} is not supported "
