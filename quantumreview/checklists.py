@@ -47,12 +47,14 @@ async def refresh_checklist(ctx: Context, repo: str, issue: dict[str, Any]) -> b
             next_number=result.next_number, truncated=extraction.truncated, total_found=extraction.total_found,
             change=change if is_change else {}, now=time.time(),
         )
-    await publish_checklist_comment(ctx, repo, number)
     if is_change:
+        # Why before the comment: the change is stored now, so a retry after GitHub failed the comment sees no
+        # change; queued after it, the linking pulls were never judged again and nobody was told.
         await revalidate_linking_pulls(ctx, repo, number)
         verb = "created" if existing is None else "updated"
         await ctx.notify(repo, "checklist", f"Checklist {verb} for {repo}#{number} ({len(result.items)} criteria)",
                          url=issue.get("html_url"), data={"issue": number, "checklist_id": checklist_id, **change})
+    await publish_checklist_comment(ctx, repo, number)
     return True
 
 

@@ -158,7 +158,8 @@ async def refresh_manifest(ctx: Context, repo: str, pull: Mapping[str, Any]) -> 
             head_ref=head.get("ref"), base_ref=base.get("ref"), linked=link_dicts(links), now=now,
         )
         await store.save_manifest(conn, repo=repo, pr_number=number, head_sha=head_sha, manifest=data, now=now)
-    await publish_pr_status(ctx, repo, number, head_sha)
+    # Why before publishing: the manifest is stored now, so a retry after GitHub failed the check run or the
+    # comment compares with it and finds nothing new; queued after, the revalidation and the notice were lost.
     if known is not None and known.verdict is not None and known.manifest.get("links") != link_dicts(links):
         # Why: the stored verdict judged other criteria; a revalidate job redoes it (the CI handler listens).
         await ctx.enqueue(REVALIDATE_EVENT, {"repo": repo, "pr_number": number}, ordering_key=f"{repo}#{number}",
@@ -168,6 +169,7 @@ async def refresh_manifest(ctx: Context, repo: str, pull: Mapping[str, Any]) -> 
         await ctx.notify(repo, "manifest", f"{repo}#{number}: {covered} of {len(manifest.coverage)} criteria have "
                          f"tests at {head_sha[:7]}", url=pull.get("html_url"),
                          data={"pr_number": number, "head_sha": head_sha})
+    await publish_pr_status(ctx, repo, number, head_sha)
     return manifest
 
 

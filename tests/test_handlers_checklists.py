@@ -253,3 +253,25 @@ async def test_a_checklist_that_changes_queues_a_revalidation_of_each_open_pull_
     recorder = await run("issues", {**edited, "action": "edited", "changes": {"body": {"from": BODY}}}, handler_db,
                          github)
     assert recorder.enqueued == []
+
+
+async def test_a_comment_github_failed_still_leaves_the_revalidations_and_the_notice_to_its_retry(
+        fake_github: FakeGitHub, github: Any, handler_db: Database) -> None:
+    """The checklist was stored before the comment went out, so the retry after GitHub's 502 saw no change: the
+    pull request linking the issue was never judged again and nobody was told the checklist existed."""
+    from quantumreview.errors import RetryLater
+
+    await store_pull(handler_db, 10)
+    fake_github.add_issue(REPO, 1, body=BODY)
+    fake_github.fail_next("POST", "/repos/{owner}/{repo}/issues/{issue_number}/comments", status=502)
+    data = payload("issues.opened.1", number=1, body=BODY)
+    ctx, first = make_context("issues", data, db=handler_db, github=github)
+    with pytest.raises(RetryLater, match="answered 502"):
+        await handler.build_checklist(ctx.event, ctx)
+    ctx, retry = make_context("issues", data, db=handler_db, github=github, attempt=2)
+    await handler.build_checklist(ctx.event, ctx)
+    assert len(bot_comments(fake_github)) == 1
+    enqueued = [job["data"] for job in first.enqueued + retry.enqueued]
+    assert enqueued == [{"repo": REPO, "pr_number": 10}]
+    assert [n["title"] for n in first.notifications + retry.notifications] == [
+        f"Checklist created for {REPO}#1 (2 criteria)"]

@@ -119,3 +119,33 @@ async def test_a_batch_whose_reply_was_lost_is_not_sent_again(
     assert len(fake_github.check_run_annotations[run["id"]]) == 60
     assert fake_github.calls("PATCH", "/repos/{owner}/{repo}/check-runs/{check_run_id}")[-1].json[
         "output"]["annotations"] == []
+
+
+async def test_a_check_run_github_failed_still_leaves_the_notice_to_the_retry(
+        fake_github: FakeGitHub, github_app: GitHubApp, handler_db: Database) -> None:
+    """The manifest was stored before the check run went out, so the retry after GitHub's 502 found it known and
+    the managers never heard that the pull request had a manifest."""
+    from handlers import manifests
+    from quantumreview.analysis.checklist import Item
+    from storage import checklists as checklist_store
+
+    repo, sha = "octo-org/app", "c" * 40
+    fake_github.add_installation(7, repositories=[repo])
+    fake_github.add_pull(repo, 2, title="Login", body="Closes #7", head_sha=sha,
+                         files=[{"filename": "tests/test_login.py", "patch": "@@ -0,0 +1 @@\n+def test_T1_login():"}])
+    async with handler_db.transaction() as conn:
+        await checklist_store.save_checklist(
+            conn, repo=repo, issue_number=7, installation_id=7, title="Login", state="open",
+            items=[Item("T1", "User can log in", "")], next_number=2, truncated=False, total_found=1, change={},
+            now=1.0)
+    fake_github.fail_next("POST", "/repos/{owner}/{repo}/check-runs", status=502)
+    data = {"action": "opened", "pull_request": {"number": 2}, "repository": {"full_name": repo},
+            "installation": {"id": 7}}
+    ctx, first = make_context("pull_request", data, db=handler_db, github=github_app)
+    with pytest.raises(RetryLater, match="answered 502"):
+        await manifests.build_manifest(ctx.event, ctx)
+    ctx, retry = make_context("pull_request", data, db=handler_db, github=github_app, attempt=2)
+    await manifests.build_manifest(ctx.event, ctx)
+    assert len(fake_github.check_runs[repo]) == 1
+    assert [n["title"] for n in first.notifications + retry.notifications] == [
+        f"{repo}#2: 1 of 1 criteria have tests at ccccccc"]
