@@ -13,7 +13,7 @@ from quantumreview.plugins import load_handlers
 from quantumreview.settings import Settings
 from storage import deliveries as delivery_store
 from storage import jobs as job_store
-from storage.db import Database
+from storage.db import Database, DatabaseBusy
 
 
 async def replay(settings: Settings, delivery_id: str, out: TextIO) -> int:
@@ -38,8 +38,18 @@ async def replay(settings: Settings, delivery_id: str, out: TextIO) -> int:
         key = ordering_key_of(data, f"delivery:{delivery_id}")
         jobs = [job_store.NewJob(handler=name, ordering_key=key, run_after=now, created_at=now,
                                  delivery_id=delivery_id, installation_id=record.installation_id) for name in names]
-        async with db.transaction() as conn:
-            count = await job_store.requeue_delivery(conn, delivery_id, jobs)
+        try:
+            async with db.transaction() as conn:
+                # Why check again: retention may have deleted the delivery since it was read, and the jobs'
+                # foreign key then failed the insert with an IntegrityError traceback.
+                if not await conn.execute_fetchall("SELECT 1 FROM deliveries WHERE id = ?", (delivery_id,)):
+                    print(f"no stored delivery {delivery_id} (deleted just now)", file=out)
+                    return 1
+                count = await job_store.requeue_delivery(conn, delivery_id, jobs)
+        except DatabaseBusy as exc:  # Why: another writer held the database past the busy timeout: a traceback
+            print(f"cannot queue the jobs of delivery {delivery_id}: the database is busy ({exc}); try again",
+                  file=out)
+            return 1
         print(f"queued {count} job(s) for delivery {delivery_id} ({record.event}"
               f"{'.' + record.action if record.action else ''}): {', '.join(names) or 'no handler matches'}", file=out)
         return 0

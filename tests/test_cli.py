@@ -148,6 +148,47 @@ def test_replay_of_a_stored_delivery_nested_too_deeply_is_a_one_line_error(env: 
     assert conn.execute("SELECT count(*) FROM jobs").fetchone() == (0,)
 
 
+def _store_delivery(env: dict[str, str], load_payload: Any, delivery_id: str = "d-1") -> sqlite3.Connection:
+    assert run_cli(["migrate"], env)[0] == 0
+    body = json.dumps({**load_payload("issues.opened"), "installation": {"id": 3}}).encode()
+    conn = sqlite3.connect(env["DATABASE_PATH"], isolation_level=None)
+    conn.execute("INSERT INTO deliveries (id, event, action, installation_id, received_at, body) "
+                 "VALUES (?, 'issues', 'opened', 3, 0, ?)", (delivery_id, body))
+    return conn
+
+
+def test_replay_while_another_writer_holds_the_database_is_a_one_line_error(
+        env: dict[str, str], load_payload: Any) -> None:
+    """DatabaseBusy from BEGIN IMMEDIATE after the busy timeout was a traceback."""
+    conn = _store_delivery(env, load_payload)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        code, out, _ = run_cli(["replay", "d-1"], env)
+    finally:
+        conn.execute("ROLLBACK")
+    assert code == 1 and "cannot queue the jobs of delivery d-1: the database is busy" in out
+
+
+def test_replay_of_a_delivery_deleted_by_retention_meanwhile_says_so(
+        env: dict[str, str], load_payload: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retention deleting the delivery between replay's read and its write made the jobs' insert fail on the
+    foreign key: an IntegrityError traceback."""
+    from quantumreview import replay as replay_module
+
+    conn = _store_delivery(env, load_payload)
+    read = replay_module.delivery_store.get_delivery
+
+    async def read_then_prune(db: Any, delivery_id: str) -> Any:
+        record = await read(db, delivery_id)
+        conn.execute("DELETE FROM deliveries WHERE id = ?", (delivery_id,))
+        return record
+
+    monkeypatch.setattr(replay_module.delivery_store, "get_delivery", read_then_prune)
+    code, out, _ = run_cli(["replay", "d-1"], env)
+    assert code == 1 and "no stored delivery d-1" in out
+    assert conn.execute("SELECT count(*) FROM jobs").fetchone() == (0,)
+
+
 def test_jobs_lists_counts_and_dead_jobs_with_errors(env: dict[str, str]) -> None:
     assert run_cli(["migrate"], env)[0] == 0
     conn = sqlite3.connect(env["DATABASE_PATH"])
