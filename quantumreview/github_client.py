@@ -352,7 +352,8 @@ class AppClient(GitHubClient):
 class InstallationAPI(GitHubClient):
     """Authenticated as one installation; the token comes from the shared cache at request time.
 
-    A 401 drops the token it was sent with and the request is repeated once with a freshly minted token.
+    A 401 (or a 403 saying the installation is suspended) drops the token it was sent with and the request is
+    repeated once with a freshly minted token.
     """
 
     def __init__(self, transport: Transport, tokens: TokenCache, installation_id: int) -> None:
@@ -367,11 +368,14 @@ class InstallationAPI(GitHubClient):
         token = await self._tokens.get(self.installation_id)
         reply = await self._resilient(method, url, {**headers, "authorization": f"token {token}"}, body,
                                       follow_redirects=follow_redirects)
-        if reply[0] != 401:
+        # Why a suspension too: GitHub refuses a cached token of a suspended installation with a 403, which was
+        # retried as any 403 until the job was dead; minting now answers 403 as well, and the mint's check of
+        # the installation raises InstallationSuspendedByGitHub, so the job waits for the unsuspend.
+        if reply[0] != 401 and not policy.is_installation_suspended(reply[0], reply[2]):
             return reply
         self._tokens.drop(self.installation_id, token)
         fresh = await self._tokens.get(self.installation_id)
-        log.info("GitHub %s %s answered 401: token re-minted, one more try", method, path_of(url))
+        log.info("GitHub %s %s answered %d: token re-minted, one more try", method, path_of(url), reply[0])
         return await self._resilient(method, url, {**headers, "authorization": f"token {fresh}"}, body,
                                      follow_redirects=follow_redirects)
 

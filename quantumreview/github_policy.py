@@ -21,6 +21,7 @@ SECONDARY_LIMIT_WAIT = 60.0  # "Otherwise, wait for at least one minute before r
 MAX_RATE_LIMIT_WAIT = 3600.0
 PERMISSION_MESSAGE = "resource not accessible by"  # "...by integration" / "...by personal access token"
 SECONDARY_MARKERS = ("secondary rate limit", "abuse detection")
+SUSPENDED_MARKER = "suspended"
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,15 @@ def _rate_limit_until(status: int, headers: Mapping[str, str], body: bytes, now:
 def is_permission_denied(status: int, body: bytes) -> bool:
     """Tell whether a 403 is GitHub refusing the App a permission (never retried)."""
     return status == 403 and PERMISSION_MESSAGE in error_message(body).lower()
+
+
+def is_installation_suspended(status: int, body: bytes) -> bool:
+    """Tell whether a 403 refuses an installation token because the installation is suspended.
+
+    GitHub's words: "This GitHub App installation is currently suspended.", "Sorry. This installation owned by
+    X suspended your access at T." (octokit.rb matches "suspended your access").
+    """
+    return status == 403 and SUSPENDED_MARKER in error_message(body).lower()
 
 
 def is_retryable_status(status: int) -> bool:

@@ -218,6 +218,20 @@ async def test_suspended_installation_is_reported_as_suspended(app: GitHubApp, f
     assert caught.value.installation_id == 7  # what the job runner marks suspended (GH-12)
 
 
+async def test_a_cached_token_refused_for_suspension_reports_the_installation_suspended(
+        app: GitHubApp, fake: FakeGitHub) -> None:
+    """RELIABILITY GH-12 with a token minted before the suspension: GitHub answers it 403 "...suspended", which
+    was retried like any 403 until the job was dead instead of waiting for the unsuspend."""
+    gh = app.for_installation(7)
+    await gh.getitem("/installation/repositories")
+    fake.suspend_installation(7)
+    with pytest.raises(InstallationSuspendedByGitHub) as caught:
+        await gh.getitem("/installation/repositories")
+    assert caught.value.installation_id == 7
+    assert [c.status for c in fake.calls("GET", "/installation/repositories")] == [200, 403]
+    assert len(fake.calls("POST", MINT)) == 2  # the re-mint answers 403; GitHub's record says suspended
+
+
 async def test_cancelled_caller_does_not_cancel_the_shared_mint(app: GitHubApp, fake: FakeGitHub) -> None:
     fake.fail_next("POST", MINT, kind="slow", delay=0.2)
     first = asyncio.create_task(app.installation_token(7))

@@ -149,6 +149,15 @@ async def test_suspended_installation_cannot_mint(
     assert "suspended" in body["message"]
 
 
+async def test_a_suspended_installations_token_is_refused_until_unsuspended(
+        installed: FakeGitHub, session: aiohttp.ClientSession, token: str) -> None:
+    installed.suspend_installation(7)
+    status, body, _ = await call(session, installed, "GET", f"/repos/{REPO}/issues/1", token)
+    assert (status, body["message"]) == (403, "This GitHub App installation is currently suspended.")
+    installed.unsuspend_installation(7)
+    assert (await call(session, installed, "GET", f"/repos/{REPO}/issues/1", token))[0] == 200
+
+
 async def test_a_token_cannot_read_a_repository_outside_its_installation(
         installed: FakeGitHub, session: aiohttp.ClientSession, rsa_private_key: str) -> None:
     installed.add_installation(8, repositories=["other/elsewhere"])

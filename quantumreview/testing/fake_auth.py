@@ -12,6 +12,7 @@ from quantumreview.testing.fake_state import FakeState, Token
 
 MAX_JWT_LIFETIME = 600  # GitHub refuses an App JWT whose exp is more than 10 minutes ahead
 CLOCK_DRIFT = 60  # seconds of skew GitHub tolerates
+SUSPENDED_MESSAGE = "This GitHub App installation is currently suspended."
 
 
 def credentials(request: web.Request) -> str | None:
@@ -59,6 +60,9 @@ def authenticate(request: web.Request, kind: str, public_key: Any) -> None:
     token: Token | None = state.live_token(value)
     if token is None or (token.installation_id is not None and token.installation_id not in state.installations):
         raise GitHubError(401, "Bad credentials")
+    if token.installation_id is not None and token.installation_id in state.suspended:
+        # GitHub keeps the token but refuses it while the installation is suspended (its wording)
+        raise GitHubError(403, SUSPENDED_MESSAGE)
     if kind == "user" and token.login is None:
         raise GitHubError(403, "Resource not accessible by integration")
     request[TOKEN] = token
