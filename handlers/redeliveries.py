@@ -7,7 +7,7 @@ import time
 from gidgethub import routing, sansio
 
 from quantumreview.context import Context
-from quantumreview.redelivery import SWEEP_EVENT, posts_per_sweep, sweep
+from quantumreview.redelivery import LIST_SHARE, SWEEP_EVENT, posts_per_sweep, sweep
 
 router = routing.Router()
 
@@ -20,5 +20,6 @@ async def redeliver_missed_deliveries(event: sansio.Event, ctx: Context) -> None
         return
     interval = ctx.settings.github_write_interval
     chosen = await sweep(ctx.github.as_app(), ctx.db, now=time.time(), interval=interval,
-                         limit=posts_per_sweep(interval, ctx.settings.job_timeout))
+                         limit=posts_per_sweep(interval, ctx.settings.job_timeout),
+                         list_seconds=LIST_SHARE * ctx.settings.job_timeout)
     ctx.log.info("redelivery sweep requested %d deliveries", len(chosen))

@@ -10,6 +10,7 @@ import asyncio
 import datetime as dt
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,9 @@ from storage.db import Database
 WINDOW_SECONDS = 3 * 24 * 3600
 SWEEP_EVENT = "quantumreview.sweep_deliveries"
 SWEEP_INTERVAL = 600.0
+PAGE_SIZE = 100  # GitHub's largest page
+# The share of the job's timeout the listing may take; the POSTs get half (posts_per_sweep), the rest is slack.
+LIST_SHARE = 0.4
 MAX_PER_SWEEP = 200  # Why: each attempt is a POST; stay well under the secondary rate limits.
 # Why: a delivery our app keeps refusing (a bug, a payload it cannot store) must not be asked for every sweep
 # for 3 days; three failed redeliveries are enough to say it will not arrive.
@@ -116,7 +120,8 @@ def posts_per_sweep(interval: float, job_timeout: float) -> int:
 
 async def sweep(
     app_api: Any, db: Database, *, now: float, interval: float = 0.0, limit: int = MAX_PER_SWEEP,
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, list_seconds: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> list[Redelivery]:
     """List recent deliveries with the App JWT client and request each missed one again; return those requested.
 
@@ -125,13 +130,22 @@ async def sweep(
     is given up with a warning.
     """
     recent: list[Mapping[str, Any]] = []
-    async for delivery in app_api.getiter("/app/hook/deliveries?per_page=100"):
-        if not _is_attempt(delivery):  # Why: a string or null in the list raised AttributeError, every sweep
-            continue
-        stamp = _timestamp(delivery.get("delivered_at"))
-        if stamp is not None and now - stamp > WINDOW_SECONDS:
-            break  # newest first: everything after this is outside the window
-        recent.append(delivery)
+    listed = 0
+    deadline = None if list_seconds is None else clock() + list_seconds
+    async for delivery in app_api.getiter(f"/app/hook/deliveries?per_page={PAGE_SIZE}"):
+        listed += 1
+        if _is_attempt(delivery):  # Why: a string or null in the list raised AttributeError, every sweep
+            stamp = _timestamp(delivery.get("delivered_at"))
+            if stamp is not None and now - stamp > WINDOW_SECONDS:
+                break  # newest first: everything after this is outside the window
+            recent.append(delivery)
+        if deadline is not None and listed % PAGE_SIZE == 0 and clock() > deadline:
+            # Why: an App with thousands of deliveries a day has hundreds of pages in 3 days; reading them all
+            # outlasted JOB_TIMEOUT, so every sweep was cancelled before its first POST and nothing was ever
+            # redelivered. The newest pages (where a restart's misses are) are acted on; older ones are not.
+            log.warning("redelivery sweep: read %d deliveries of GitHub's log in %.0f s, its share of JOB_TIMEOUT; "
+                        "older ones are not checked this time", listed, list_seconds)
+            break
     guids = {d["guid"] for d in recent}
     stored = await store.stored_guids(db, guids)
     acted = await store.acted_on(db, guids - stored)

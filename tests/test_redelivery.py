@@ -141,6 +141,26 @@ async def test_app_start_recovers_deliveries_missed_while_down(fake_github: Fake
 POST_ATTEMPTS = "/app/hook/deliveries/{delivery_id}/attempts"
 
 
+async def test_a_delivery_log_too_long_to_read_within_the_job_timeout_still_gets_its_newest_redelivered(
+        fake_github: FakeGitHub, make_settings: Any, aiohttp_server: Any) -> None:
+    """Reading every page of a busy App's 3-day log outlasted JOB_TIMEOUT: each sweep was cancelled before its
+    first POST, so nothing was ever redelivered. The listing now stops at its share of the timeout."""
+    now = time.time()
+    for i in range(500):  # 5 pages, newest first
+        fake_github.add_hook_delivery(f"g{i:03}", status="failed to connect", delivered_at=now - 60 - i)
+    fake_github.fail_next("GET", "/app/hook/deliveries", kind="slow", delay=0.9, times=20)  # 4.5 s in all
+    settings = make_settings(github_api_url=fake_github.api_url, github_url=fake_github.url, job_timeout=2.0)
+    app = create_app(settings)
+    await aiohttp_server(app)
+    attempts: list[Any] = []
+    deadline = time.monotonic() + 8
+    while time.monotonic() < deadline and len(attempts) < 100:
+        await asyncio.sleep(0.1)
+        attempts = fake_github.calls("POST", "/app/hook/deliveries/{delivery_id}/attempts")
+    assert len(attempts) >= 100
+    assert "g000" in {row[0] for row in await app[keys.db].fetchall("SELECT guid FROM redeliveries")}
+
+
 async def test_failed_post_leaves_the_guid_for_the_next_sweep(fake_github: FakeGitHub, github_app: Any,
                                                               handler_db: Database) -> None:
     """A 502 on the POST must not be recorded as requested: the next sweep asks again."""
