@@ -98,7 +98,10 @@ async def receive(settings: Settings, registry: HandlerRegistry, event: sansio.E
                 github = build_github(session, settings, credentials)
             runner = JobRunner(db, registry, settings)  # not started: enqueue() only writes job rows
             installation = event.data.get("installation")
-            installation_id = installation.get("id") if isinstance(installation, dict) else None
+            raw_id = installation.get("id") if isinstance(installation, dict) else None
+            # Why not any int: `true` is one to Python, and acted as installation 1, another account's.
+            installation_id = raw_id if isinstance(raw_id, int) and not isinstance(raw_id, bool) \
+                and 0 < raw_id < 2**63 else None
 
             async def notify(repo: str, kind: str, title: str, **kwargs: Any) -> int:
                 return int(await notify_repo_managers(db, repo, kind, title, **kwargs))

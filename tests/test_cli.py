@@ -76,6 +76,19 @@ async def test_receive_runs_handlers_once_and_prints_their_github_calls(
     assert [c["body"] for c in fake_github.comments[("Codertocat/Hello-World", 1)]] == ["hello"]
 
 
+async def test_receive_with_an_installation_id_of_true_acts_on_no_installation(
+        env: dict[str, str], tmp_path: Path, fake_github: FakeGitHub, load_payload: Any) -> None:
+    """`"installation": {"id": true}` passed isinstance(int) and acted as installation 1."""
+    fake_github.add_installation(1, repositories=["Codertocat/Hello-World"])
+    fake_github.add_issue("Codertocat/Hello-World", 1)
+    env.update(GITHUB_API_URL=fake_github.api_url, GITHUB_URL=fake_github.url)
+    path = payload_file(tmp_path, load_payload)
+    path.write_text(json.dumps({**json.loads(path.read_text()), "installation": {"id": True}}))
+    await run_in_thread(["receive", "issues", str(path)], env)
+    assert fake_github.calls("POST", "/app/installations/{installation_id}/access_tokens") == []
+    assert fake_github.comments.get(("Codertocat/Hello-World", 1), []) == []
+
+
 async def test_receive_reports_a_failing_handler_and_exits_1(
         env: dict[str, str], tmp_path: Path, load_payload: Any) -> None:
     code, out, _ = await run_in_thread(["receive", "issues", str(payload_file(tmp_path, load_payload, "closed"))],
