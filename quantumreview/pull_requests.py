@@ -50,6 +50,7 @@ MAX_PATCH_CHARS = 1024 * 1024
 MAX_PATCH_TOTAL = 32 * 1024 * 1024
 MAX_PROBLEMS = 20
 ANNOTATIONS_DIGEST_PREFIX = "quantumreview-annotations:"
+OTHER_APPS_RUN = "can only be modified by the GitHub App that created it"  # GitHub's 403 for another App's run
 
 
 async def fetch_pull(ctx: Context, repo: str, number: int) -> dict[str, Any] | None:
@@ -291,7 +292,9 @@ async def _update_known_run(ctx: Context, repo: str, run_id: int, fields: Mappin
     try:
         await _send_check_run(ctx, repo, run_id, fields, output, batches, digest, run)
     except BadRequest as exc:
-        if exc.status_code.value != 404:
+        # Why a 403 too: a run the App made under an earlier app id (re-registered through /setup) cannot be
+        # changed by this one; every publish for that head failed until its job was dead. Ours is made anew.
+        if exc.status_code.value != 404 and not (exc.status_code.value == 403 and OTHER_APPS_RUN in str(exc)):
             raise
         return None
     return run_id

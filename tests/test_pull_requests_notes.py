@@ -149,3 +149,23 @@ async def test_a_check_run_github_failed_still_leaves_the_notice_to_the_retry(
     assert len(fake_github.check_runs[repo]) == 1
     assert [n["title"] for n in first.notifications + retry.notifications] == [
         f"{repo}#2: 1 of 1 criteria have tests at ccccccc"]
+
+
+@pytest.mark.parametrize("with_annotations", [False, True])
+async def test_a_stored_run_of_the_app_under_an_earlier_id_is_replaced_by_one_of_its_own(
+        fake_github: FakeGitHub, github_app: GitHubApp, handler_db: Database, with_annotations: bool) -> None:
+    """After the App was registered again (/setup), the stored check run ids were the old App's: GitHub answers
+    403 "Invalid app_id ... can only be modified by the GitHub App that created it", and every publish for
+    those heads failed until its job was dead."""
+    repo, sha = "octo-org/app", "d" * 40
+    fake_github.add_installation(7, repositories=[repo])
+    old = fake_github.add_check_run(repo, head_sha=sha, name="QuantumReview", app_id=999)
+    ctx, _ = make_context("workflow_run", {"installation": {"id": 7}}, db=handler_db, github=github_app)
+    notes = [Annotation("tests/test_x.py", 1, 1, "failure", "T1 failed")] if with_annotations else []
+    output, fields = CheckOutput("1 failed", "summary", ""), {"status": "completed", "conclusion": "failure"}
+
+    run_id = await upsert_check_run(ctx, repo, 2, sha, old["id"], fields, output, notes)
+
+    ours = [r for r in fake_github.check_runs[repo] if r["id"] == run_id]
+    assert run_id != old["id"] and ours[0]["app"]["id"] == 1 and ours[0]["output"]["title"] == "1 failed"
+    assert len(fake_github.check_run_annotations.get(run_id, [])) == len(notes)

@@ -204,6 +204,20 @@ class FakeGitHub:
         return self.state.add_pull(repo, number, title=title, body=body, head_sha=head_sha, head_ref=head_ref,
                                    base_ref=base_ref, files=files)
 
+    def add_check_run(self, repo: str, *, head_sha: str, name: str, app_id: int,
+                      status: str = "completed", conclusion: str | None = "success") -> dict[str, Any]:
+        """Add a check run some App created (e.g. another App, or this one under an earlier app id)."""
+        run_id = self.state.next_id()
+        url = f"{self.state.api_url}/repos/{repo}/check-runs/{run_id}"
+        run: dict[str, Any] = {
+            "id": run_id, "head_sha": head_sha, "name": name, "status": status, "conclusion": conclusion,
+            "external_id": "", "url": url, "app": {"id": app_id, "slug": f"app-{app_id}"},
+            "output": {"title": None, "summary": None, "text": None, "annotations_count": 0,
+                       "annotations_url": f"{url}/annotations"},
+        }
+        self.state.check_runs.setdefault(repo, []).append(run)
+        return run
+
     def add_workflow_run(self, repo: str, run_id: int, *, head_sha: str, run_attempt: int = 1,
                          conclusion: str = "success", pull_requests: Sequence[int] = (),
                          artifacts: Mapping[str, Mapping[str, bytes]] = {}, expired: Sequence[str] = (),

@@ -155,6 +155,10 @@ async def update_check_run(request: web.Request) -> web.Response:
     state = state_of(request)
     repo = repo_name(request)
     run = found(state.find_check_run(repo, int_param(request, "check_run_id")))
+    creator = (run.get("app") or {}).get("id")
+    if creator is not None and creator != state.app_id:  # GitHub: only the App that created a run may change it
+        raise GitHubError(403, f"Invalid app_id `{creator}` - check run can only be modified by the GitHub App that "
+                               "created it.")
     apply_check_run_fields(state, run, await json_body(request))
     return web.json_response(run)
 
