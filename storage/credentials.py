@@ -32,4 +32,13 @@ async def save_values(conn: aiosqlite.Connection, values: Iterable[StoredValue],
 async def load_values(db: Database) -> dict[str, StoredValue]:
     """Every stored credential by name."""
     rows = await db.fetchall("SELECT name, value, secret FROM credentials")
-    return {row["name"]: StoredValue(row["name"], bytes(row["value"]), bool(row["secret"])) for row in rows}
+    return {row["name"]: StoredValue(row["name"], _as_bytes(row["value"]), bool(row["secret"])) for row in rows}
+
+
+def _as_bytes(value: object) -> bytes:
+    """A stored value as bytes. Why: a value set by hand in the sqlite3 shell (UPDATE credentials SET value =
+    '123') is TEXT, or INTEGER, not BLOB; bytes() raised TypeError on the first (a traceback at every start)
+    and made the second that many zero bytes."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    return str(value).encode()

@@ -245,6 +245,17 @@ async def test_stored_credentials_whose_key_is_not_an_rsa_key_fail_loudly(db: Da
         await load_stored_credentials(db, SecretBox(BOX_KEY))
 
 
+async def test_stored_credentials_edited_by_hand_as_text_still_load(db: Database) -> None:
+    """`UPDATE credentials SET value = '8' WHERE name = 'app_id'` in the sqlite3 shell stores TEXT, not a BLOB:
+    bytes() raised TypeError, a traceback at every start."""
+    box = SecretBox(BOX_KEY)
+    await store_credentials(db, box, credentials_from_conversion(GOOD_CONVERSION))
+    await db.execute("UPDATE credentials SET value = '8' WHERE name = 'app_id'")
+    await db.execute("UPDATE credentials SET value = 'Iv1.y' WHERE name = 'oauth_client_id'")
+    loaded = await load_stored_credentials(db, box)
+    assert loaded is not None and loaded.app_id == 8 and loaded.oauth_client_id == "Iv1.y"
+
+
 async def test_no_stored_credentials_means_setup_mode(db: Database) -> None:
     assert await initial_credentials(Settings(), db, SecretBox(BOX_KEY)) is None
 
