@@ -17,7 +17,8 @@ from cachetools import TTLCache
 STATE_COOKIE = "quantum_setup_state"
 STATE_TTL_SECONDS = 600
 STATE_BYTES = 32  # 256 bits
-MAX_PENDING = 1024
+# Redeemed states are remembered until their cookie expires; a callback (and its conversion POST) per entry.
+MAX_REDEEMED = 4096
 MAX_COOKIE_STATES = 4  # a few tabs of /setup open at once; the cookie stays well under 1 KB
 COOKIE_SEPARATOR = "~"  # allowed in a cookie value, unlike "," and ";"; not in a state, a number or a signature
 
@@ -32,16 +33,19 @@ def _signature(key: bytes, state: str, expires: int) -> str:
 
 
 class SetupStates:
-    """States handed out by GET /setup and not yet redeemed by GET /setup/callback."""
+    """States handed out by GET /setup, checked by their signed cookie, and those already redeemed."""
 
     def __init__(self, *, clock: Callable[[], float] = time.time, ttl: int = STATE_TTL_SECONDS) -> None:
         self._clock = clock
         self._ttl = ttl
-        # Why: a bounded cache, so reloading /setup forever cannot grow memory; evicted states simply fail.
-        self._pending: TTLCache[str, int] = TTLCache(maxsize=MAX_PENDING, ttl=ttl, timer=clock)
+        # Why the redeemed, not the issued: the issued were kept in a cache of 1,024, so anyone reaching /setup (it
+        # is public while the App is set up) could reload it a few times a second and evict the operator's state:
+        # the callback then refused it after GitHub had created the App. A state needs no server memory until it
+        # is used: its cookie is signed and carries its expiry. Bounded, so callbacks cannot grow memory.
+        self._redeemed: TTLCache[str, bool] = TTLCache(maxsize=MAX_REDEEMED, ttl=ttl, timer=clock)
 
     def __repr__(self) -> str:
-        return f"SetupStates(pending={len(self._pending)})"
+        return f"SetupStates(redeemed={len(self._redeemed)})"
 
     def issue(self, key: bytes, previous: str | None = None) -> tuple[str, str]:
         """Return a new state and the cookie value that binds it to this browser.
@@ -53,7 +57,6 @@ class SetupStates:
         """
         state = secrets.token_urlsafe(STATE_BYTES)
         expires = int(self._clock()) + self._ttl
-        self._pending[state] = expires
         kept = [entry for entry in _entries(previous) if self._valid(key, entry) is not None]
         entries = [f"{state}.{expires}.{_signature(key, state, expires)}", *kept][:MAX_COOKIE_STATES]
         return state, COOKIE_SEPARATOR.join(entries)
@@ -64,16 +67,19 @@ class SetupStates:
             return False
         for entry in _entries(cookie):
             if hmac.compare_digest(entry.partition(".")[0].encode(), state.encode()):
-                return self._valid(key, entry) is not None and self._pending.pop(state, None) is not None
+                if self._valid(key, entry) is None:
+                    return False
+                self._redeemed[state] = True
+                return True
         return False
 
     def remaining(self, key: bytes, cookie: str | None) -> str | None:
-        """The cookie value holding only the states still pending, or None when none is."""
+        """The cookie value holding only the states still usable, or None when none is."""
         kept = [entry for entry in _entries(cookie) if self._valid(key, entry) is not None]
         return COOKIE_SEPARATOR.join(kept) or None
 
     def _valid(self, key: bytes, entry: str) -> str | None:
-        """The state of one signed, unexpired, still pending cookie entry; None otherwise."""
+        """The state of one signed, unexpired, not yet redeemed cookie entry; None otherwise."""
         if entry.count(".") != 2:
             return None
         cookie_state, raw_expires, signature = entry.split(".")
@@ -85,7 +91,7 @@ class SetupStates:
         # Why bytes: compare_digest raises TypeError on a str with non-ASCII characters.
         if not hmac.compare_digest(signature.encode(), _signature(key, cookie_state, expires).encode()):
             return None
-        if expires <= self._clock() or cookie_state not in self._pending:
+        if not self._clock() < expires <= self._clock() + self._ttl or cookie_state in self._redeemed:
             return None
         return cookie_state
 

@@ -175,6 +175,16 @@ def test_state_is_refused_with_a_forged_or_foreign_cookie() -> None:
     assert states.redeem(BOX_KEY, state, cookie) is True  # the failures above did not burn it
 
 
+def test_a_state_survives_a_restart_of_the_server_and_is_still_accepted_once() -> None:
+    """A deploy between the Register click and GitHub's redirect lost the in-memory state: the App was created
+    on GitHub and the callback refused it. The signed cookie is enough; only redeemed states are remembered."""
+    clock = Clock()
+    state, cookie = SetupStates(clock=clock).issue(BOX_KEY)
+    restarted = SetupStates(clock=clock)
+    assert restarted.redeem(BOX_KEY, state, cookie) is True
+    assert restarted.redeem(BOX_KEY, state, cookie) is False
+
+
 def test_state_expires_after_ten_minutes() -> None:
     clock = Clock()
     states = SetupStates(clock=clock)
@@ -597,6 +607,17 @@ def test_a_cookie_keeps_a_few_pending_states_and_each_is_accepted_once() -> None
     assert states.remaining(BOX_KEY, cookie) is not None and issued[3][0] not in str(states.remaining(BOX_KEY, cookie))
     forged = cookie + "~" + issued[0][1]  # a fifth entry is not read
     assert states.redeem(BOX_KEY, issued[0][0], forged) is False
+
+
+async def test_strangers_reloading_setup_cannot_evict_the_operators_state(flow: Flow) -> None:
+    """/setup is public while the App is set up. Issued states were kept in a cache of 1,024, so a stranger's
+    1,100 reloads evicted the operator's: the callback refused it after GitHub had created the App."""
+    back = await flow.through_github(*await flow.open_setup())
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as stranger:
+        for _ in range(11):
+            await asyncio.gather(*(stranger.get(flow.client.make_url("/setup")) for _ in range(100)))
+    resp = await flow.client.get("/setup/callback", params=back)
+    assert resp.status == 200 and flow.holder.current is not None
 
 
 async def test_callback_with_an_expired_state_is_refused(flow: Flow) -> None:
