@@ -110,7 +110,8 @@ async def judge_run(ctx: Context, repo: str, run: Mapping[str, Any], *, force: b
         return
     reports = await collect_reports(ctx.github, _installation(ctx), repo, run_id,
                                     max_bytes=ctx.settings.artifact_max_bytes,
-                                    last_try=ctx.attempt >= ctx.settings.job_max_attempts)
+                                    last_try=ctx.attempt >= ctx.settings.job_max_attempts,
+                                    reading=ctx.locks("artifact reports"))
     if reports.listed and reports.artifact_count == 0:
         if ctx.attempt < EMPTY_LIST_TRIES:
             # Why a fixed wait: the runner's backoff (from 5 s) would spend every try within the first minute.

@@ -77,12 +77,16 @@ class _Found:
 
 
 async def collect_reports(source: ArtifactSource, installation_id: int, repo: str, run_id: int, *,
-                          max_bytes: int, last_try: bool = False) -> RunReports:
+                          max_bytes: int, last_try: bool = False, reading: asyncio.Lock | None = None) -> RunReports:
     """List the run's artifacts, download the report ones into a temp dir (always removed), and parse them.
 
     A transient failure (RetryLater) propagates, unless this is the job's last try: then it becomes a note,
     since a job that dies retrying leaves the pull request's check run in progress for good.
+    `reading`, shared by every job, is held while a downloaded zip's reports are read and parsed. Why: each may
+    hold up to two 64 MiB reports and their parse, so eight jobs at once could pass the machine's 512 MB; the
+    parse is CPU work under the GIL, so running one at a time costs little. Downloads (to disk) still overlap.
     """
+    reading = reading or asyncio.Lock()
     try:
         artifacts = await source.list_artifacts(installation_id, repo, run_id)
     except PermissionDenied as exc:
@@ -107,7 +111,8 @@ async def collect_reports(source: ArtifactSource, installation_id: int, repo: st
             try:
                 path = await source.download_artifact(installation_id, repo, artifact, dest_dir=Path(tmp),
                                                       max_bytes=max_bytes)
-                members = await asyncio.to_thread(read_report_members, path)
+                async with reading:
+                    await asyncio.to_thread(_read_and_parse, path, _label(artifact), found)
             except ZipRejected as exc:
                 found.notes.append(f"artifact {_label(artifact)}: {exc.reason}")
                 found.junit_noted = found.junit_noted or named
@@ -126,9 +131,6 @@ async def collect_reports(source: ArtifactSource, installation_id: int, repo: st
                 continue
             finally:
                 _remove_downloads(Path(tmp))
-            if members:
-                found.matched = True
-                await asyncio.to_thread(_parse_members, members, _label(artifact), found)
             if found.junit:
                 break
     if found.matched and not found.junit and not found.junit_noted:
@@ -151,6 +153,14 @@ def read_report_members(path: Path) -> dict[str, bytes]:
     """
     members = read_members(path, wanted=WANTED_FILES.__contains__, key=_basename)
     return {_basename(name): data for name, data in members.items()}
+
+
+def _read_and_parse(path: Path, label: str, found: _Found) -> None:
+    # Why one function: the members' bytes are freed when it returns, inside the caller's `reading` lock.
+    members = read_report_members(path)
+    if members:
+        found.matched = True
+        _parse_members(members, label, found)
 
 
 def _basename(name: str) -> str:

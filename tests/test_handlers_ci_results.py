@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import time
@@ -13,10 +14,12 @@ import pytest
 from gidgethub import sansio
 
 from handlers import ci_results as handler
+from quantumreview import ci_results as collecting
 from quantumreview.checklists import refresh_checklist
 from quantumreview.ci_results import HEALTH_FILE, JUNIT_FILE, REPORT_ARTIFACT
 from quantumreview.context import Context
 from quantumreview.errors import RetryLater
+from quantumreview.keyed_locks import KeyedLocks
 from quantumreview.pull_requests import refresh_manifest
 from quantumreview.settings import Settings
 from quantumreview.testing.fake import FakeGitHub
@@ -53,6 +56,7 @@ class Harness:
         self.fake, self.github, self.db, self.settings = fake, github, db, settings
         self.notes: list[tuple[str, str, str]] = []
         self.attempt = 5  # past the "artifacts not listed yet" retries unless a test lowers it
+        self.locks = KeyedLocks()  # one for every job, as the runner's
 
     def context(self, event: sansio.Event) -> Context:
         """A Context for one job."""
@@ -66,7 +70,7 @@ class Harness:
 
         return Context(event=event, db=self.db, settings=self.settings, gh=self.github.for_installation(INSTALLATION),
                        github=self.github, installation_id=INSTALLATION, delivery_id="d", job_id=1,
-                       attempt=self.attempt, enqueue=enqueue, notify=notify)
+                       attempt=self.attempt, enqueue=enqueue, notify=notify, locks=self.locks)
 
     async def dispatch(self, name: str, data: dict[str, Any]) -> None:
         """Run every callback of the handler's router for the event, as the job runner would."""
@@ -376,3 +380,29 @@ async def test_revalidate_when_the_repository_is_gone_ends_without_publishing(ha
     await harness.dispatch(handler.REVALIDATE_EVENT, {"repo": REPO, "pr_number": 7})
     assert len(harness.fake.calls("GET", "/repos/{owner}/{repo}/actions/runs")) == 1
     assert len(harness.fake.calls("PATCH", CHECK_RUN)) + len(harness.fake.calls("POST", CHECK_RUNS)) == writes
+
+
+async def test_reports_of_runs_judged_at_once_are_read_one_at_a_time(harness: Harness,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each zip's reports may hold 2 x 64 MiB plus their parse: jobs at once must not add those up (512 MB)."""
+    harness.add_run(300)
+    harness.add_run(301)
+    reading: list[int] = []
+    most = 0
+    real = collecting.read_report_members
+
+    def slow_read(path: Path) -> dict[str, bytes]:
+        nonlocal most
+        reading.append(1)
+        most = max(most, len(reading))
+        try:
+            time.sleep(0.2)  # in the worker thread, as a large report's read would take
+            return real(path)
+        finally:
+            reading.pop()
+
+    monkeypatch.setattr(collecting, "read_report_members", slow_read)
+    await asyncio.gather(harness.dispatch("workflow_run", harness.workflow_run(300)),
+                         harness.dispatch("workflow_run", harness.workflow_run(301)))
+    assert most == 1
+    assert all([await run_store.get_run(harness.db, REPO, run_id) for run_id in (300, 301)])
