@@ -299,8 +299,14 @@ class JobRunner:
         if blocked == "suspended" and event.event not in LIFECYCLE_EVENTS:
             raise InstallationSuspended(f"installation {job.installation_id} is suspended")
         ctx = self._context(job, event)
-        async with asyncio.timeout(self._settings.job_timeout):
-            await handler(event, ctx)
+        try:
+            async with asyncio.timeout(self._settings.job_timeout) as scope:
+                await handler(event, ctx)
+        except TimeoutError as exc:
+            if not scope.expired():  # the handler's own timeout: its message says which
+                raise
+            # Why a message: asyncio's TimeoutError has none, so last_error and the log said only "TimeoutError: ".
+            raise TimeoutError(f"the handler ran past JOB_TIMEOUT ({self._settings.job_timeout:g} s)") from exc
 
     def _context(self, job: store.Job, event: sansio.Event) -> Context:
         gh = None
