@@ -18,6 +18,7 @@ from typing import Any
 import gidgethub
 
 from quantumreview.errors import RateLimited, RetryLater
+from quantumreview.webhook import DELIVERY_ID, MAX_HEADER_CHARS
 from storage import redeliveries as store
 from storage.db import Database
 
@@ -47,7 +48,11 @@ class Redelivery:
 def _is_attempt(item: Any) -> bool:
     """True for a listed attempt we can act on: an object with a string guid and an integer id (not a bool,
     within SQLite's 64 bits, where it is recorded)."""
-    if not isinstance(item, Mapping) or not isinstance(item.get("guid"), str):
+    if not isinstance(item, Mapping) or not isinstance(guid := item.get("guid"), str):
+        return False
+    if len(guid) > MAX_HEADER_CHARS or not DELIVERY_ID.fullmatch(guid):
+        # Why: a guid the intake refuses as X-GitHub-Delivery can never be stored, and one with a lone
+        # surrogate ("\ud800" in the JSON) made SQLite's binding raise UnicodeEncodeError, failing every sweep.
         return False
     attempt_id = item.get("id")
     return isinstance(attempt_id, int) and not isinstance(attempt_id, bool) and 0 < attempt_id < 2**63

@@ -85,6 +85,7 @@ async def test_sweep_redelivers_each_failed_guid_exactly_once(fake_github: FakeG
     {"id": 9, "guid": "odd", "status": "?", "status_code": [500], "delivered_at": "NOW"},
     {"id": 9, "guid": "odd", "status": "?", "status_code": "9" * 5000, "delivered_at": "NOW"},
     {"id": 9, "guid": "odd", "status": "?", "status_code": float("nan"), "delivered_at": "NOW"},
+    {"id": 9, "guid": "\ud800", "status": "?", "status_code": 0, "delivered_at": "NOW"},  # UnicodeEncodeError
 ])
 async def test_one_odd_entry_in_the_delivery_log_does_not_stop_the_sweep(
         fake_github: FakeGitHub, github_app: Any, handler_db: Database, odd: Any) -> None:
