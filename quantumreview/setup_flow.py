@@ -66,9 +66,22 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-def _require_text(data: Mapping[str, Any], name: str) -> str:
+def _text(data: Mapping[str, Any], name: str) -> str | None:
+    """A non-empty string field, or None. Why encodable only: a lone surrogate ("\ud800" in the JSON) raised
+    UnicodeEncodeError when the value was measured or stored, a 500 after GitHub had created the App."""
     value = data.get(name)
     if not isinstance(value, str) or not value:
+        return None
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return None
+    return value
+
+
+def _require_text(data: Mapping[str, Any], name: str) -> str:
+    value = _text(data, name)
+    if value is None:
         raise ConversionError(f"the response has no {name}")
     return value
 
@@ -101,13 +114,12 @@ def credentials_from_conversion(data: Mapping[str, Any]) -> AppCredentials:
     if len(webhook_secret.encode()) < MIN_WEBHOOK_SECRET_BYTES:
         # Why: the same floor as WEBHOOK_SECRET in the settings; a short secret makes signatures guessable.
         raise ConversionError(f"the response's webhook_secret is shorter than {MIN_WEBHOOK_SECRET_BYTES} bytes")
-    client_id, client_secret = data.get("client_id"), data.get("client_secret")
     return AppCredentials(
         app_id=app_id,
         private_key=pem,
         webhook_secret=webhook_secret,
-        oauth_client_id=client_id if isinstance(client_id, str) and client_id else None,
-        oauth_client_secret=client_secret if isinstance(client_secret, str) and client_secret else None,
+        oauth_client_id=_text(data, "client_id"),
+        oauth_client_secret=_text(data, "client_secret"),
         slug=_require_text(data, "slug"),
         html_url=html_url.rstrip("/"),
     )

@@ -209,6 +209,9 @@ GOOD_CONVERSION: dict[str, Any] = {
     ({"pem": "not a key"}, "PEM"),
     ({"pem": "-----BEGIN RSA PRIVATE KEY-----\nabc\n-----END RSA PRIVATE KEY-----\n"}, "PEM RSA key"),
     ({"html_url": "javascript:alert(1)"}, "html_url"),
+    ({"webhook_secret": "0123456789abcdef\ud800"}, "webhook_secret"),  # UnicodeEncodeError measuring it
+    ({"slug": "qr\ud800"}, "slug"),  # UnicodeEncodeError storing it
+    ({"html_url": "https://github.com/apps/qr\ud800"}, "html_url"),
 ])
 def test_conversion_response_without_usable_credentials_is_refused(change: dict[str, Any], message: str) -> None:
     with pytest.raises(ConversionError, match=message):
@@ -656,6 +659,14 @@ async def test_conversion_with_a_key_that_only_looks_like_pem_shows_an_error_and
     back = await flow.through_github(*await flow.open_setup())
     resp = await flow.client.get("/setup/callback", params=back)
     assert resp.status == 502 and "not a PEM RSA key" in await resp.text()
+    assert flow.holder.current is None and await load_values(flow.app[keys.db]) == {}
+
+
+async def test_conversion_with_a_lone_surrogate_in_a_field_shows_an_error_not_a_500(flow: Flow) -> None:
+    flow.fake.fail_next("POST", CONVERSIONS, status=201, body={**GOOD_CONVERSION, "slug": "qr\ud800"})
+    back = await flow.through_github(*await flow.open_setup())
+    resp = await flow.client.get("/setup/callback", params=back)
+    assert resp.status == 502 and "the response has no slug" in await resp.text()
     assert flow.holder.current is None and await load_values(flow.app[keys.db]) == {}
 
 
