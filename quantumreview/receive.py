@@ -70,6 +70,13 @@ def load_event(event_name: str, payload_path: Path) -> sansio.Event:
         raise ValueError(f"cannot read {payload_path}: {exc}") from exc
     if not isinstance(data, dict):
         raise ValueError(f"{payload_path} does not hold a JSON object")
+    action = data.get("action")
+    if isinstance(action, str) and not action.isascii():
+        try:
+            action.encode()
+        except UnicodeEncodeError:  # Why: printing it ("no handler matches issues.\ud800") was a traceback
+            raise ValueError(f"{payload_path}: the action holds a lone surrogate, which is not UTF-8 "
+                             "(the intake refuses such a delivery too)") from None
     return sansio.Event(data, event=event_name, delivery_id=f"receive-{uuid.uuid4()}")
 
 

@@ -108,6 +108,7 @@ def test_receive_with_unreadable_payload_is_a_clear_error(env: dict[str, str], t
     ("[" * 100_000 + "]" * 100_000, "nested too deeply"),  # RecursionError, not ValueError
     ('{"action": ["opened"]}', "a routed field (such as action) is a list or an object"),  # unhashable
     ('{"action": {"x": 1}}', "a routed field (such as action) is a list or an object"),
+    ('{"action": "\\ud800"}', "lone surrogate"),  # printing the label raised UnicodeEncodeError
 ])
 def test_receive_with_a_payload_it_cannot_route_is_a_one_line_error(
         env: dict[str, str], tmp_path: Path, content: str, message: str) -> None:
