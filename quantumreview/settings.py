@@ -125,8 +125,24 @@ class _Reader:
         if raw is None:
             return default
         parts = urlsplit(raw)
+        if parts.username is not None or parts.password is not None:  # never echoed: it may hold a password
+            self.problems.append(f"{name} must not hold a user name or password")
+            return default
         if parts.scheme not in ("http", "https") or not parts.netloc:
             self.problems.append(f"{name} must be an http(s) URL (got {raw[:80]!r})")
+            return default
+        # Why: these are base URLs that paths are appended to (webhook and callback URLs, API calls); a query,
+        # a fragment, spaces or a bad port would make every URL built from them wrong, found only at use.
+        if parts.query or parts.fragment or raw.endswith(("?", "#")) or any(c.isspace() for c in raw):
+            self.problems.append(f"{name} must be a base URL without spaces, '?query' or '#fragment' "
+                                 f"(got {raw[:80]!r})")
+            return default
+        try:
+            port = parts.port  # ValueError for a port that is not a number from 0 to 65535
+        except ValueError:
+            port = 0
+        if port == 0:
+            self.problems.append(f"{name} has a port that is not a number from 1 to 65535 (got {raw[:80]!r})")
             return default
         return raw.rstrip("/")
 

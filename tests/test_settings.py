@@ -82,6 +82,34 @@ def test_every_bad_variable_is_named_in_one_error() -> None:
     assert len(info.value.problems) == 4
 
 
+@pytest.mark.parametrize(("url", "problem"), [
+    ("https://qr.example/?x=1", "without spaces, '?query' or '#fragment'"),
+    ("https://qr.example/#top", "without spaces, '?query' or '#fragment'"),
+    ("https://qr.example/?", "without spaces, '?query' or '#fragment'"),
+    ("https://qr example", "without spaces, '?query' or '#fragment'"),
+    ("https://qr.example:70000", "port that is not a number from 1 to 65535"),
+    ("https://qr.example:0", "port that is not a number from 1 to 65535"),
+    ("https://qr.example:http", "port that is not a number from 1 to 65535"),
+    ("https://admin:hunter2@qr.example", "must not hold a user name or password"),
+])
+def test_a_url_setting_that_cannot_be_a_base_url_is_refused_at_start(url: str, problem: str) -> None:
+    """PUBLIC_URL becomes the App's webhook and callback URLs: a query, fragment or bad port made URLs that could
+    never work, found only when GitHub used them."""
+    for name in ("PUBLIC_URL", "DASHBOARD_URL", "GITHUB_API_URL", "GITHUB_URL"):
+        with pytest.raises(SettingsError) as info:
+            Settings.from_env({name: url})
+        [message] = info.value.problems
+        assert message.startswith(f"{name} ") and problem in message
+        assert "hunter2" not in str(info.value)
+
+
+def test_base_urls_with_paths_ports_and_ipv6_hosts_are_kept() -> None:
+    settings = Settings.from_env({"PUBLIC_URL": "https://qr.example:8443/review/", "GITHUB_API_URL":
+                                  "http://[::1]:8080/api/v3", "GITHUB_URL": "https://ghe.example"})
+    assert (settings.public_url, settings.github_api_url, settings.github_url) == (
+        "https://qr.example:8443/review", "http://[::1]:8080/api/v3", "https://ghe.example")
+
+
 @pytest.mark.parametrize("secret", [None, "", "fifteen-bytes!!"])
 def test_configured_app_refuses_missing_or_short_webhook_secret(pem: str, secret: str | None) -> None:
     env = {"GITHUB_APP_ID": "1", "GITHUB_PRIVATE_KEY": pem}
