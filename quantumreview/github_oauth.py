@@ -19,6 +19,8 @@ import aiohttp
 from quantumreview.errors import PermanentError, RetryLater
 from quantumreview.github_client import API_VERSION, DEFAULT_TIMEOUT, NETWORK_ERRORS
 
+MAX_TOKEN_RESPONSE_BYTES = 1024 * 1024
+
 
 class OAuthError(PermanentError):
     """GitHub refused an OAuth exchange; `oauth_code` is GitHub's error code (e.g. "bad_verification_code")."""
@@ -94,10 +96,22 @@ class OAuthClient:
         try:
             # Why: not retried — an authorization code is single-use, a repeat would be refused anyway.
             async with self.session.post(url, data=form, headers=headers, timeout=DEFAULT_TIMEOUT) as response:
-                status, body = response.status, await response.read()
+                status, body = response.status, await _read_capped(response)
         except NETWORK_ERRORS as exc:
             raise RetryLater(f"GitHub's OAuth endpoint is unreachable ({type(exc).__name__})") from None
         return parse_token_response(status, body, self.clock())
+
+
+async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
+    """The body, or RetryLater once it passes MAX_TOKEN_RESPONSE_BYTES. Why: a token answer is a few hundred bytes;
+    one that never ends (a broken proxy) was read whole until the timeout, gigabytes on a fast link."""
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        body += chunk
+        if len(body) > MAX_TOKEN_RESPONSE_BYTES:
+            raise RetryLater(f"GitHub's token endpoint answered {response.status} with a body over "
+                             f"{MAX_TOKEN_RESPONSE_BYTES} bytes")
+    return bytes(body)
 
 
 def parse_token_response(status: int, body: bytes, now: float) -> UserTokens:

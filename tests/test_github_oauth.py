@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import time
 from collections.abc import AsyncIterator
 from urllib.parse import parse_qs, urlsplit
 
@@ -179,6 +180,17 @@ async def test_token_endpoint_outage_is_retry_later_not_a_refusal(app: GitHubApp
     with pytest.raises(RetryLater):
         await app.refresh_user_token(first.refresh_token)
     assert (await app.refresh_user_token(first.refresh_token)).access_token.startswith("ghu_")  # it still works
+
+
+async def test_a_token_answer_that_never_ends_is_cut_off_not_read_until_the_timeout(
+        app: GitHubApp, session: aiohttp.ClientSession, fake: FakeGitHub) -> None:
+    first = await signed_in(app, session, fake)
+    assert first.refresh_token is not None
+    fake.fail_next("POST", "/login/oauth/access_token", status=200, kind="endless")
+    started = time.monotonic()
+    with pytest.raises(RetryLater, match="body over 1048576 bytes"):
+        await app.refresh_user_token(first.refresh_token)
+    assert time.monotonic() - started < 5  # the read stops at the cap, far before the 30 s timeout
 
 
 @pytest.mark.parametrize(("fields", "refresh", "expires_at"), [
