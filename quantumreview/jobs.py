@@ -80,8 +80,31 @@ class Backoff:
 
 
 def describe_error(exc: BaseException) -> str:
-    """Type and message only (no traceback), scrubbed and truncated, as stored in last_error."""
-    return redact(f"{type(exc).__name__}: {exc}")[:MAX_ERROR_CHARS]
+    """Type and message only (no traceback), scrubbed and truncated, as stored in last_error.
+
+    A group (a TaskGroup in the handler) lists what it holds: its own message says only "1 sub-exception".
+    """
+    text = f"{type(exc).__name__}: {_message(exc)}"
+    if isinstance(exc, BaseExceptionGroup):
+        text += " [" + "; ".join(f"{type(e).__name__}: {_message(e)}" for e in _leaves(exc)) + "]"
+    # Why cut before redacting too: a message of megabytes held the event loop in the redaction's regexes. Cut far
+    # past MAX_ERROR_CHARS, so a secret split by this cut lies beyond the final one.
+    return redact(text[:MAX_ERROR_CHARS * 8])[:MAX_ERROR_CHARS]
+
+
+def _message(exc: BaseException) -> str:
+    # Why: an exception whose __str__ raises made recording the failure raise, leaving the job running for good.
+    try:
+        return str(exc)
+    except Exception as err:
+        return f"<its message could not be read: {type(err).__name__}>"
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions a group holds, nested groups flattened."""
+    if not isinstance(exc, BaseExceptionGroup):
+        return [exc]
+    return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
 
 
 class JobRunner:
@@ -120,6 +143,9 @@ class JobRunner:
         # Shared by every job's Context: see KeyedLocks.
         self._locks = KeyedLocks()
         self._running: dict[int, asyncio.Task[None]] = {}
+        # Jobs the drain cancelled. Why not only Task.cancelling(): Python 3.11 leaves it raised after a TaskGroup
+        # inside a handler fails, and a handler may raise CancelledError itself.
+        self._cancelled: set[int] = set()
         # Why a list: successes are marked done with the next claim, one relaxed commit for many jobs.
         self._finished: list[int] = []
         # Narrow claims look only past `_last_id` and at the keys whose job ended; a full scan every poll.
@@ -214,6 +240,7 @@ class JobRunner:
         if self._running:
             _, pending = await asyncio.wait(self._running.values(), timeout=self._settings.shutdown_grace)
         interrupted = [job_id for job_id, task in self._running.items() if task in pending]
+        self._cancelled.update(interrupted)
         for task in pending:
             task.cancel()
         if pending:
@@ -239,9 +266,12 @@ class JobRunner:
         try:
             try:
                 await self._execute(job, blocked, delivery)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
+            except BaseException as exc:
+                if job.id in self._cancelled or (isinstance(exc, asyncio.CancelledError) and _cancelling()):
+                    raise  # cancelled (by the drain, which requeues the job)
+                # Why every BaseException: a handler's own SystemExit or KeyboardInterrupt went through the event
+                # loop and ended the process; its own CancelledError, a GeneratorExit or a BaseExceptionGroup ended
+                # the task with the job left running, its key blocked until a restart.
                 await self._record_failure(job, exc)
             else:
                 self._finished.append(job.id)
@@ -316,9 +346,10 @@ class JobRunner:
                        installation_id=job.installation_id, delivery_id=job.delivery_id, job_id=job.id,
                        attempt=job.attempts, enqueue=self.enqueue, notify=self._notify, locks=self._locks)
 
-    async def _record_failure(self, job: store.Job, exc: Exception) -> None:
+    async def _record_failure(self, job: store.Job, failure: BaseException) -> None:
         now = self._now()
-        error = describe_error(exc)
+        error = describe_error(failure)
+        exc = _sole_exception(failure)
         async with self._db.transaction() as conn:
             if isinstance(exc, InstallationSuspended):
                 if isinstance(exc, InstallationSuspendedByGitHub) and exc.installation_id == job.installation_id:
@@ -341,7 +372,7 @@ class JobRunner:
         log.warning("job=%s delivery=%s handler=%s attempt=%d failed: %s", job.id, job.delivery_id or "-",
                     job.handler, job.attempts, error, extra={"delivery": job.delivery_id, "job": job.id})
 
-    def _retry_at(self, job: store.Job, exc: Exception, now: float) -> float:
+    def _retry_at(self, job: store.Job, exc: BaseException, now: float) -> float:
         backoff_at = now + self._backoff.delay(job.attempts, self._rand())
         if isinstance(exc, RateLimited) and exc.at is not None:
             # Why the later one: a secondary limit without retry-after always says "in 60 s"; a job hitting it
@@ -350,6 +381,19 @@ class JobRunner:
         if isinstance(exc, RetryLater) and exc.at is not None:
             return max(exc.at, now)
         return backoff_at
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+def _sole_exception(exc: BaseException) -> BaseException:
+    """What decides a failure's outcome: a group's only exception (a TaskGroup in the handler wraps what a child
+    raised: its PermanentError was retried until dead, its RateLimited not waited for)."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
 
 
 def _load_event(job: store.Job, delivery: tuple[str, bytes] | None) -> sansio.Event:

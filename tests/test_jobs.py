@@ -18,6 +18,7 @@ from quantumreview.context import Context
 from quantumreview.errors import InstallationGone, PermanentError, RateLimited, RetryLater
 from quantumreview.github import GitHubApp
 from quantumreview.jobs import Backoff, JobRunner, describe_error
+from quantumreview.logs import redact
 from quantumreview.plugins import HandlerRegistry, handler_name
 from quantumreview.settings import Settings
 from quantumreview.testing.fake import FakeGitHub
@@ -736,3 +737,79 @@ async def test_a_job_finishing_during_shutdown_is_marked_done_before_stop_return
     await stopping
     [job] = await store.list_jobs(db)
     assert (job.status, job.attempts) == ("done", 1)
+
+
+class _UnprintableError(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no message")
+
+
+@pytest.mark.parametrize(("raised", "error"), [
+    (SystemExit(3), "SystemExit: 3"),
+    (KeyboardInterrupt(), "KeyboardInterrupt: "),
+    (GeneratorExit(), "GeneratorExit: "),
+    (asyncio.CancelledError("by the handler"), "CancelledError: by the handler"),
+    (BaseExceptionGroup("g", [KeyboardInterrupt()]), "BaseExceptionGroup: g (1 sub-exception) [KeyboardInterrupt: ]"),
+    (_UnprintableError(), "_UnprintableError: <its message could not be read: RuntimeError>"),
+])
+async def test_a_handler_raising_a_base_exception_or_an_unprintable_one_is_retried_then_dead(
+        db: Database, make_settings: Any, raised: BaseException, error: str) -> None:
+    """A handler's own SystemExit/KeyboardInterrupt went through the event loop and ended the process; its own
+    CancelledError, a GeneratorExit, a BaseExceptionGroup or an exception whose str() raises left the job running
+    for good, and the next job of its key never ran."""
+    router = routing.Router()
+
+    @router.register("issues")
+    async def bad(event: sansio.Event, ctx: Context) -> None:
+        raise raised
+
+    @router.register("issues")
+    async def after(event: sansio.Event, ctx: Context) -> None:
+        pass
+
+    await add_delivery(db, "d1", [bad], key="k")
+    await add_delivery(db, "d2", [after], key="k")
+    async with running(db, router, make_settings(job_max_attempts=2)):
+        await wait_until(lambda: settled(db))
+    jobs = {j.delivery_id: j for j in await store.list_jobs(db)}
+    assert (jobs["d1"].status, jobs["d1"].attempts, jobs["d1"].last_error) == ("dead", 2, error)
+    assert jobs["d2"].status == "done"
+
+
+async def test_a_permanent_error_inside_a_handlers_task_group_fails_the_job_and_says_what_it_was(
+        db: Database, settings: Settings) -> None:
+    """A TaskGroup wraps a child's PermanentError in an ExceptionGroup: it was retried until dead, and last_error
+    said only 'unhandled errors in a TaskGroup (1 sub-exception)'."""
+    router = routing.Router()
+
+    @router.register("issues")
+    async def fan_out(event: sansio.Event, ctx: Context) -> None:
+        async def child() -> None:
+            raise PermanentError("repository archived")
+
+        async with asyncio.TaskGroup() as group:
+            group.create_task(child())
+
+    await add_delivery(db, "d1", [fan_out])
+    async with running(db, router, settings):
+        await wait_until(lambda: settled(db))
+    [job] = await store.list_jobs(db)
+    assert (job.status, job.attempts) == ("failed", 1)
+    assert job.last_error == ("ExceptionGroup: unhandled errors in a TaskGroup (1 sub-exception) "
+                              "[PermanentError: repository archived]")
+
+
+def test_a_megabyte_error_message_is_cut_before_its_tokens_are_redacted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The redaction's regexes ran over the whole message: 6 MB of 'token ' held the event loop about a second."""
+    import quantumreview.jobs
+
+    scanned: list[int] = []
+
+    def spy(text: str) -> str:
+        scanned.append(len(text))
+        return redact(text)
+
+    monkeypatch.setattr(quantumreview.jobs, "redact", spy)
+    text = describe_error(ValueError("ghs_abcdefghijklmnopqrstuvwxyz0123 " + "token " * 1_000_000))
+    assert text.startswith("ValueError: <redacted> token") and len(text) == 500
+    assert max(scanned) <= 8 * 500
