@@ -45,13 +45,16 @@ async def replay(settings: Settings, delivery_id: str, out: TextIO) -> int:
                 if not await conn.execute_fetchall("SELECT 1 FROM deliveries WHERE id = ?", (delivery_id,)):
                     print(f"no stored delivery {delivery_id} (deleted just now)", file=out)
                     return 1
-                count = await job_store.requeue_delivery(conn, delivery_id, jobs)
+                queued, running = await job_store.requeue_delivery(conn, delivery_id, jobs)
         except DatabaseBusy as exc:  # Why: another writer held the database past the busy timeout: a traceback
             print(f"cannot queue the jobs of delivery {delivery_id}: the database is busy ({exc}); try again",
                   file=out)
             return 1
-        print(f"queued {count} job(s) for delivery {delivery_id} ({record.event}"
-              f"{'.' + record.action if record.action else ''}): {', '.join(names) or 'no handler matches'}", file=out)
+        print(f"queued {len(queued)} job(s) for delivery {delivery_id} ({record.event}"
+              f"{'.' + record.action if record.action else ''}): "
+              f"{', '.join(queued) or ('no handler matches' if not names else 'none')}", file=out)
+        if running:
+            print(f"not queued, still running: {', '.join(running)} (replay it again once it has finished)", file=out)
         return 0
     finally:
         await db.close()

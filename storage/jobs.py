@@ -292,8 +292,14 @@ async def has_pending(db: Database, ordering_key: str) -> bool:
     return value is not None
 
 
-async def requeue_delivery(conn: aiosqlite.Connection, delivery_id: str, jobs: Sequence[NewJob]) -> int:
-    """Queue a stored delivery's jobs again from scratch (existing rows reset, missing ones added); return count."""
+async def requeue_delivery(conn: aiosqlite.Connection, delivery_id: str,
+                           jobs: Sequence[NewJob]) -> tuple[list[str], list[str]]:
+    """Queue a stored delivery's jobs again from scratch (existing rows reset, missing ones added).
+
+    A running job is left alone. Return the handlers queued and those left running.
+    """
+    queued: list[str] = []
+    running: list[str] = []
     for job in jobs:
         cursor = await conn.execute(
             "UPDATE jobs SET status = 'queued', attempts = 0, run_after = ?, started_at = NULL, "
@@ -301,8 +307,10 @@ async def requeue_delivery(conn: aiosqlite.Connection, delivery_id: str, jobs: S
             (job.run_after, delivery_id, job.handler),
         )
         if cursor.rowcount == 0:
-            await conn.execute(INSERT_SQL + " ON CONFLICT (delivery_id, handler) DO NOTHING", job)
-    return len(jobs)
+            cursor = await conn.execute(INSERT_SQL + " ON CONFLICT (delivery_id, handler) DO NOTHING", job)
+        # Why count rows changed: a running job matches neither statement, and was reported as queued again.
+        (queued if cursor.rowcount else running).append(job.handler)
+    return queued, running
 
 
 async def failed_jobs(db: Database, *, limit: int = 50) -> list[JobState]:

@@ -373,3 +373,20 @@ def test_commands_on_a_database_path_that_cannot_be_created_exit_2(env: dict[str
     code, _, err = run_cli(["jobs"], {**env, "DATABASE_PATH": str(blocker / "qr.db")})
     assert code == 2
     assert f"cannot open the database {blocker / 'qr.db'}" in err
+
+
+def test_replay_of_a_delivery_whose_job_is_running_does_not_count_it_as_queued(
+        env: dict[str, str], load_payload: Any) -> None:
+    """requeue_delivery leaves a running job alone, but replay said 'queued 1 job(s)' for it."""
+    assert run_cli(["migrate"], env)[0] == 0
+    body = json.dumps({**load_payload("issues.opened"), "installation": {"id": 3}}).encode()
+    conn = sqlite3.connect(env["DATABASE_PATH"])
+    with conn:
+        conn.execute("INSERT INTO deliveries (id, event, action, installation_id, received_at, body) "
+                     "VALUES ('d-1', 'issues', 'opened', 3, 0, ?)", (body,))
+        conn.execute("INSERT INTO jobs (delivery_id, handler, ordering_key, status, attempts, run_after, created_at)"
+                     " VALUES ('d-1', 'cli_handlers.feature:comment_on_issue', 'k', 'running', 1, 0, 0)")
+    code, out, _ = run_cli(["replay", "d-1"], env)
+    assert code == 0 and "queued 0 job(s)" in out
+    assert "not queued, still running: cli_handlers.feature:comment_on_issue" in out
+    assert conn.execute("SELECT status, attempts FROM jobs").fetchall() == [("running", 1)]
