@@ -74,3 +74,20 @@ async def test_start_reseals_stored_secrets_with_the_new_key(
     tokens = await users.get_tokens(db, 42)
     assert tokens is not None and tokens.refresh_enc is not None
     assert (new_only.decrypt(tokens.token_enc), new_only.decrypt(tokens.refresh_enc)) == ("ghu_token", "ghr_refresh")
+
+
+async def test_rotation_reseals_a_secret_stored_as_text_by_hand(db: Database) -> None:
+    """A value set in the sqlite3 shell is TEXT: bytes(str) raised TypeError and the start failed during a
+    JWT_SECRET rotation. It is read as its bytes and resealed (stored as a BLOB again)."""
+    from storage.sealed import reencrypt_secrets
+
+    old, rotating = SecretBox(OLD.encode()), SecretBox(NEW.encode(), OLD.encode())
+    await db.execute("INSERT INTO credentials (name, value, secret, updated_at) VALUES ('webhook_secret', ?, 1, 0)",
+                     (old.encrypt("w" * 20).decode(),))
+    await db.execute("INSERT INTO users (id, login, token_enc, refresh_enc, created_at, updated_at) "
+                     "VALUES (42, 'mona', ?, NULL, 0, 0)", (old.encrypt("ghu_token").decode(),))
+    assert await db.fetchvalue("SELECT typeof(value) FROM credentials") == "text"
+    assert await reencrypt_secrets(db, rotating.rewrap) == 2
+    new_only = SecretBox(NEW.encode())
+    assert new_only.decrypt(bytes(await db.fetchvalue("SELECT value FROM credentials"))) == "w" * 20
+    assert new_only.decrypt(bytes(await db.fetchvalue("SELECT token_enc FROM users"))) == "ghu_token"
