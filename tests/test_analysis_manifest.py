@@ -271,3 +271,13 @@ def test_a_one_megabyte_test_patch_is_scanned_quickly() -> None:
     refs = find_test_ids(patch, path="tests/test_big.py")
     assert time.perf_counter() - started < 1.0
     assert len(refs) == 500  # capped per file
+
+
+def test_a_long_run_of_blanks_after_a_test_call_is_scanned_in_linear_time() -> None:
+    # `test` + blanks + no quote: the declaration regex tried every split of the blanks around an optional "(",
+    # 20,000 of them took seconds (200,000, minutes) and blocked the server; now it is one pass.
+    line = "test" + " \t" * 10_000 + "x' T1::"
+    started = time.perf_counter()
+    refs = find_test_ids(added(line, "def test_T2_after(): pass"), path="tests/test_blank.py")
+    assert time.perf_counter() - started < 0.5
+    assert [(ref.tid, ref.name) for ref in refs] == [("T1", None), ("T2", "test_T2_after")]

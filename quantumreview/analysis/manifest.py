@@ -37,7 +37,9 @@ _DECL = re.compile(
     r"|func[ \t]+(?P<go>Test\w*)"
     r"|(?:(?:public|private|protected|internal|static|final|override|suspend|async|pub|unsafe|open)[ \t]+)*"
     r"(?:void|fun|fn|Task)[ \t]+(?P<method>`[^`\n]{1,300}`|\w+)[ \t]*[(<]"
-    r"|(?:[\w$]+\.)?(?:it|test|describe|context|specify|scenario|suite|Run)(?:\.\w+)*[ \t]*\(?[ \t]*"
+    # Spaces, then an optional "(" with its own spaces: two adjacent [ \t]* around a bare \(? would try every split
+    # of a long run of blanks, quadratic in its length.
+    r"|(?:[\w$]+\.)?(?:it|test|describe|context|specify|scenario|suite|Run)(?:\.\w+)*[ \t]*(?:\([ \t]*)?"
     r"(?P<q>['\"`])(?P<str>(?:\\.|(?!(?P=q))[^\\\n]){0,300})(?P=q)"
     r")"
 )
