@@ -59,12 +59,16 @@ async def record_installation(event: sansio.Event, ctx: Context) -> None:
 @router.register("installation", action="deleted")
 async def forget_installation(event: sansio.Event, ctx: Context) -> None:
     """Hide the installation's repositories and cancel its queued jobs: nothing calls GitHub for it again."""
-    installation_id = int(event.data["installation"]["id"])
+    installation = event.data["installation"]
+    installation_id = int(installation["id"])
     repos = await store.active_repositories(ctx.db, installation_id)
     for repo in repos:
         await ctx.notify(repo, "uninstalled", f"QuantumReview was removed from {repo}")
+    account = installation.get("account")
+    login = account.get("login") if isinstance(account, dict) else None
     async with ctx.db.transaction() as conn:
-        await store.mark_deleted(conn, installation_id, time.time())
+        await store.mark_deleted(conn, installation_id, time.time(),
+                                 account_login=login if isinstance(login, str) else "")
     ctx.log.info("installation %s deleted; %d repositories hidden", installation_id, len(repos))
 
 

@@ -112,10 +112,17 @@ async def remove_repositories(
     )
 
 
-async def mark_deleted(conn: aiosqlite.Connection, installation_id: int, now: float) -> None:
-    """Mark an installation deleted, its repositories removed and its queued jobs cancelled."""
+async def mark_deleted(conn: aiosqlite.Connection, installation_id: int, now: float, *,
+                       account_login: str = "") -> None:
+    """Mark an installation deleted, its repositories removed and its queued jobs cancelled.
+
+    One never stored is recorded deleted too. Why: GitHub does not order deliveries; a `created` arriving after
+    its `deleted` brought the removed installation in as live (repositories listed, "installed" notices sent).
+    """
     await conn.execute(
-        "UPDATE installations SET deleted_at = ?, updated_at = ? WHERE id = ?", (now, now, installation_id)
+        "INSERT INTO installations (id, account_login, deleted_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?) "
+        "ON CONFLICT (id) DO UPDATE SET deleted_at = excluded.deleted_at, updated_at = excluded.updated_at",
+        (installation_id, account_login, now, now, now),
     )
     await conn.execute(
         "UPDATE repositories SET removed_at = ?, updated_at = ? WHERE installation_id = ? AND removed_at IS NULL",

@@ -193,3 +193,19 @@ async def test_unsuspend_also_wakes_the_job_whose_token_mint_found_the_suspensio
     unsuspend["installation"]["id"] = inst_id
     await call(handler.record_installation, "installation", unsuspend, handler_db)
     assert await handler_db.fetchvalue("SELECT run_after FROM jobs") <= time.time()
+
+
+async def test_created_arriving_after_its_deleted_does_not_bring_the_installation_in(handler_db: Database) -> None:
+    """GitHub does not order deliveries: `deleted` for an installation never stored changed nothing, and the
+    `created` behind it stored it as live, listing its repositories and sending 'installed' notices."""
+    data = load("installation.created.1")
+    inst_id = data["installation"]["id"]
+    deleted = load("installation.deleted.1")
+    deleted["installation"]["id"] = inst_id
+    await call(handler.forget_installation, "installation", deleted, handler_db)
+    recorder = await call(handler.record_installation, "installation", data, handler_db)
+    installation = await store.get_installation(handler_db, inst_id)
+    assert installation is not None and installation.deleted
+    assert installation.account_login == deleted["installation"]["account"]["login"]
+    assert await store.active_repositories(handler_db, inst_id) == []
+    assert recorder.notifications == []
