@@ -355,7 +355,9 @@ class JobRunner:
                 if isinstance(exc, InstallationSuspendedByGitHub) and exc.installation_id == job.installation_id:
                     # Why: then the claim holds its jobs without minting, until the unsuspend webhook clears it.
                     await installations.set_suspended(conn, job.installation_id, now)
-                await store.defer(conn, [job.id], now + SUSPENDED_RECHECK, error)
+                # Why its own description, not its group's: unsuspend wakes the jobs whose last_error starts with
+                # SUSPENDED_ERROR_PREFIX.
+                await store.defer(conn, [job.id], now + SUSPENDED_RECHECK, describe_error(exc))
                 return
             if isinstance(exc, InstallationGone) and job.installation_id is not None:
                 await store.mark_final(conn, job.id, "cancelled", now, error)

@@ -813,3 +813,31 @@ def test_a_megabyte_error_message_is_cut_before_its_tokens_are_redacted(monkeypa
     text = describe_error(ValueError("ghs_abcdefghijklmnopqrstuvwxyz0123 " + "token " * 1_000_000))
     assert text.startswith("ValueError: <redacted> token") and len(text) == 500
     assert max(scanned) <= 8 * 500
+
+
+async def test_a_suspension_met_inside_a_handlers_task_group_defers_the_job_for_unsuspend_to_wake(
+        db: Database, settings: Settings) -> None:
+    """A child's InstallationSuspendedByGitHub, wrapped by the handler's TaskGroup, defers the job uncounted with a
+    last_error that unsuspend recognises (SUSPENDED_ERROR_PREFIX), and marks the installation suspended."""
+    from quantumreview.errors import InstallationSuspendedByGitHub
+    from quantumreview.jobs import SUSPENDED_ERROR_PREFIX
+
+    router = routing.Router()
+
+    @router.register("issues")
+    async def fan_out(event: sansio.Event, ctx: Context) -> None:
+        async def child() -> None:
+            raise InstallationSuspendedByGitHub("installation 3 is suspended", installation_id=3)
+
+        async with asyncio.TaskGroup() as group:
+            group.create_task(child())
+
+    await db.execute("INSERT INTO installations (id, account_login, created_at, updated_at) VALUES (3, 'o', 0, 0)")
+    await add_delivery(db, "d1", [fan_out], installation_id=3)
+    async with running(db, router, settings):
+        await wait_until(lambda: db.fetchvalue("SELECT count(*) FROM jobs WHERE status = 'queued' AND last_error "
+                                               "IS NOT NULL"))
+    [job] = await store.list_jobs(db)
+    assert (job.status, job.attempts) == ("queued", 0)
+    assert (job.last_error or "").startswith(SUSPENDED_ERROR_PREFIX)
+    assert await db.fetchvalue("SELECT suspended_at IS NOT NULL FROM installations WHERE id = 3")
