@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import string
+import time
 
 from quantumreview.analysis.checklist import Item, Reconciliation, reconcile, tid_number
 from quantumreview.analysis.criteria import Criterion
@@ -181,3 +182,16 @@ def test_fresh_ids_skip_an_author_id_written_further_down() -> None:
     result = reconcile([], {}, 1, [crit("Login works"), crit("Logout works"), crit("T2: Profile saves", "T2")])
     assert [item.tid for item in result.items] == ["T1", "T3", "T2"]
     assert result.next_number == 4
+
+
+def test_a_long_reworded_criterion_keeps_its_id_quickly() -> None:
+    # Rewording was scored with a quadratic ratio over the whole texts: two 5,000-character lines took seconds
+    # (a 60,000-character one, hours), blocking the server. Long texts are now compared by their start and end.
+    first = build("x" * 5_000 + " login works", "Logout works")
+    started = time.perf_counter()
+    after = edit(first, "x" * 5_000 + " login still works", "Logout works")
+    assert time.perf_counter() - started < 0.5
+    assert [item.tid for item in after.items] == ["T1", "T2"] and after.reworded == ("T1",)
+    prose = "The exported report lists every invoice of the month with its customer, amount and due date; " * 3
+    moved = edit(build(prose + "as CSV", "Logout works"), "Logout works", prose + "as a CSV file")
+    assert ids(moved)[1][0] == "T1"

@@ -16,6 +16,9 @@ from quantumreview.analysis.criteria import Criterion
 
 REWORD_THRESHOLD = 0.6
 MAX_EXACT_SCORES = 5
+# ratio() is quadratic in the texts' length (a pair of 4,000-character lines took seconds, of 60,000 hours, with
+# the server's event loop blocked), so a longer text is compared by its start and end; few criteria are longer.
+REWORD_CHARS = 120
 _TID = re.compile(r"T([1-9][0-9]*)")
 
 
@@ -106,11 +109,11 @@ def _assign_reworded(
     open_indexes = [index for index, tid in enumerate(assigned) if tid is None]
     if not open_indexes or not candidates:
         return
-    candidate_texts = [normalise_text(item.text) for item in candidates]
+    candidate_texts = [_reword_key(item.text) for item in candidates]
     pairs: list[tuple[float, int, int]] = []
     matcher = difflib.SequenceMatcher(autojunk=False)
     for index in open_indexes:
-        matcher.set_seq2(normalise_text(criteria[index].text))
+        matcher.set_seq2(_reword_key(criteria[index].text))
         bounds: list[tuple[float, int]] = []
         for position, text in enumerate(candidate_texts):
             matcher.set_seq1(text)
@@ -131,6 +134,13 @@ def _assign_reworded(
         if assigned[index] is None and tid not in claimed:
             assigned[index] = tid
             claimed.add(tid)
+
+
+def _reword_key(text: str) -> str:
+    """Return the normalised text, or its first and last REWORD_CHARS / 2 characters when it is longer."""
+    text = normalise_text(text)
+    half = REWORD_CHARS // 2
+    return text if len(text) <= REWORD_CHARS else text[:half] + text[-half:]
 
 
 def _assign_new_numbers(assigned: list[str | None], claimed: set[str], retired: Mapping[str, str], number: int) -> int:
