@@ -272,12 +272,12 @@ class JobRunner:
                 # Why every BaseException: a handler's own SystemExit or KeyboardInterrupt went through the event
                 # loop and ended the process; its own CancelledError, a GeneratorExit or a BaseExceptionGroup ended
                 # the task with the job left running, its key blocked until a restart.
-                await self._record_failure(job, exc)
+                await self._record_failure_persistently(job, exc)
             else:
                 self._finished.append(job.id)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # recording failed (database gone): the job stays running until restart
+        except Exception as exc:  # recording failed at shutdown: the job stays running, requeued at the next start
             log.error("job=%s outcome not recorded: %s", job.id, describe_error(exc))
         finally:
             self._running.pop(job.id, None)
@@ -345,6 +345,22 @@ class JobRunner:
         return Context(event=event, db=self._db, settings=self._settings, gh=gh, github=self._github(),
                        installation_id=job.installation_id, delivery_id=job.delivery_id, job_id=job.id,
                        attempt=job.attempts, enqueue=self.enqueue, notify=self._notify, locks=self._locks)
+
+    async def _record_failure_persistently(self, job: store.Job, failure: BaseException) -> None:
+        """Record the failure, trying again each poll while the database refuses (until the runner stops).
+
+        Why: one busy moment (a backup or the CLI holding the write lock) left the job running, and every later
+        job of its key waiting behind it, until a restart.
+        """
+        while True:
+            try:
+                await self._record_failure(job, failure)
+                return
+            except Exception as exc:
+                if self._stopping.is_set():
+                    raise
+                log.warning("job=%s outcome not recorded yet, trying again: %s", job.id, describe_error(exc))
+            await asyncio.sleep(self._poll)
 
     async def _record_failure(self, job: store.Job, failure: BaseException) -> None:
         now = self._now()

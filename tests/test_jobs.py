@@ -841,3 +841,37 @@ async def test_a_suspension_met_inside_a_handlers_task_group_defers_the_job_for_
     assert (job.status, job.attempts) == ("queued", 0)
     assert (job.last_error or "").startswith(SUSPENDED_ERROR_PREFIX)
     assert await db.fetchvalue("SELECT suspended_at IS NOT NULL FROM installations WHERE id = 3")
+
+
+async def test_a_failure_met_while_the_database_is_busy_is_recorded_at_the_next_try(
+        db: Database, make_settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Recording a failure that met a busy database (a backup or the CLI holding the write lock) left the job
+    running, and the next job of its key waiting behind it, until a restart."""
+    from storage.db import DatabaseBusy
+
+    router = routing.Router()
+
+    @router.register("issues")
+    async def explode(event: sansio.Event, ctx: Context) -> None:
+        raise ValueError("boom")
+
+    @router.register("issues")
+    async def after(event: sansio.Event, ctx: Context) -> None:
+        pass
+
+    real, refused = store.schedule_retry, []
+
+    async def busy_once(*args: Any) -> None:
+        if not refused:
+            refused.append(True)
+            raise DatabaseBusy("database is locked")
+        await real(*args)
+
+    monkeypatch.setattr(store, "schedule_retry", busy_once)
+    await add_delivery(db, "d1", [explode], key="k")
+    await add_delivery(db, "d2", [after], key="k")
+    async with running(db, router, make_settings(job_max_attempts=2)):
+        await wait_until(lambda: settled(db))
+    jobs = {j.delivery_id: j for j in await store.list_jobs(db)}
+    assert (jobs["d1"].status, jobs["d1"].attempts, jobs["d1"].last_error) == ("dead", 2, "ValueError: boom")
+    assert jobs["d2"].status == "done" and refused
