@@ -72,10 +72,27 @@ async def forget_installation(event: sansio.Event, ctx: Context) -> None:
     ctx.log.info("installation %s deleted; %d repositories hidden", installation_id, len(repos))
 
 
+async def _listed_active(ctx: Context, installation_id: int) -> bool:
+    """Whether GitHub answers that the installation is not suspended now (False when it cannot tell)."""
+    if ctx.github is None:
+        return False
+    try:
+        found: Any = await ctx.github.as_app().getitem(f"/app/installations/{installation_id}")
+    except Exception as exc:  # unknown: keep the event's word (a stray suspension ends at the mint's next 403)
+        ctx.log.warning("could not read installation %s from GitHub: %s", installation_id, type(exc).__name__)
+        return False
+    return isinstance(found, dict) and "suspended_at" in found and not found["suspended_at"]
+
+
 @router.register("installation", action="suspend")
 async def suspend_installation(event: sansio.Event, ctx: Context) -> None:
     """Mark the installation suspended: its jobs wait until `unsuspend`."""
     installation = event.data["installation"]
+    # Why ask GitHub: a `suspend` delivered after its `unsuspend` (deliveries are not ordered; the redelivery sweep
+    # resends failed ones days later) held the installation's jobs for good, as nothing would unsuspend it again.
+    if await _listed_active(ctx, int(installation["id"])):
+        ctx.log.info("ignored a stale installation.suspend for %s: GitHub lists it active", installation["id"])
+        return None
     async with ctx.db.transaction() as conn:
         installation_id = await store.upsert_installation(conn, installation, time.time())
         if installation_id is None:

@@ -209,3 +209,24 @@ async def test_created_arriving_after_its_deleted_does_not_bring_the_installatio
     assert installation.account_login == deleted["installation"]["account"]["login"]
     assert await store.active_repositories(handler_db, inst_id) == []
     assert recorder.notifications == []
+
+
+async def test_a_suspend_delivered_after_its_unsuspend_does_not_hold_the_installation(
+        fake_github: FakeGitHub, github_app: Any, handler_db: Database) -> None:
+    """Deliveries are not ordered (and the redelivery sweep resends failed ones late): a `suspend` processed after
+    its `unsuspend` left the installation suspended for good, its jobs deferred every 5 minutes. GitHub's own
+    record decides; a current suspension is still recorded."""
+    created = load("installation.created.1")
+    inst_id = created["installation"]["id"]
+    fake_github.add_installation(inst_id, account="Codertocat", repositories=["Codertocat/Hello-World"])
+    await call(handler.record_installation, "installation", created, handler_db)
+    unsuspend, suspend = load("installation.unsuspend.1"), load("installation.suspend.1")
+    unsuspend["installation"]["id"] = suspend["installation"]["id"] = inst_id
+    await call(handler.record_installation, "installation", unsuspend, handler_db, github_app)
+    await call(handler.suspend_installation, "installation", suspend, handler_db, github_app)  # the late one
+    installation = await store.get_installation(handler_db, inst_id)
+    assert installation is not None and not installation.suspended
+    fake_github.suspend_installation(inst_id)
+    await call(handler.suspend_installation, "installation", suspend, handler_db, github_app)
+    installation = await store.get_installation(handler_db, inst_id)
+    assert installation is not None and installation.suspended
