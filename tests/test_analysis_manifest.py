@@ -281,3 +281,16 @@ def test_a_long_run_of_blanks_after_a_test_call_is_scanned_in_linear_time() -> N
     refs = find_test_ids(added(line, "def test_T2_after(): pass"), path="tests/test_blank.py")
     assert time.perf_counter() - started < 0.5
     assert [(ref.tid, ref.name) for ref in refs] == [("T1", None), ("T2", "test_T2_after")]
+
+
+def test_suggestions_for_many_criteria_over_many_sources_are_quick() -> None:
+    # Each criterion re-split every source path: 500 criteria over a 3,000-file pull request took seconds.
+    files = [item(f"src/area_{n}/deep/path/with/words/module_{n}.py") for n in range(MAX_FILES - 1)]
+    files.append(item("src/billing/invoice.py"))
+    criteria = [crit(f"T{n}", f"Criterion {n} about login", issue=n // 100) for n in range(1, 500)]
+    criteria.append(crit("T500", "Invoice totals add up", issue=5))
+    started = time.perf_counter()
+    manifest = build_manifest(files, criteria)
+    assert time.perf_counter() - started < 1.0
+    paths = [c.suggestion.path if c.suggestion else None for c in manifest.coverage]
+    assert (paths[6], paths[-1]) == ("tests/test_module_7.py", "tests/test_invoice.py")

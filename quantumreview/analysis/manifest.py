@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -379,6 +380,13 @@ class _Layout:
             key=lambda entry: -(entry.additions + entry.deletions),
         )
         self.tests = [entry.path for entry in live if entry.kind == "test" and language_of(entry.path)]
+        # Why an index of path words: splitting every source path again for each criterion took seconds for
+        # 3,000 sources and 500 criteria; now each criterion reads only the sources that share a word with it.
+        self.by_word: dict[str, list[int]] = {}
+        for position, entry in enumerate(self.sources):
+            for word in set(_WORDS.findall(entry.path.lower())):
+                self.by_word.setdefault(word, []).append(position)
+        self.placed: dict[str, str] = {}  # source path -> its test path: criteria often pick the same source
 
     def suggest(self, criterion: CriterionRef) -> Suggestion:
         """Suggest a test name and path for an uncovered criterion."""
@@ -386,7 +394,9 @@ class _Layout:
         name = f"{criterion.tid}::test_{slug}"
         source = self._closest_source(slug)
         if source is not None:
-            return Suggestion(name, suggest_test_path(source, self.tests))
+            if source not in self.placed:
+                self.placed[source] = suggest_test_path(source, self.tests)
+            return Suggestion(name, self.placed[source])
         if self.tests:
             return Suggestion(name, self.tests[0])
         return Suggestion(name, f"tests/test_{slug}.py")
@@ -395,9 +405,12 @@ class _Layout:
         """Pick the changed source whose path shares most words with the criterion; ties go to the biggest change."""
         if not self.sources:
             return None
-        words = set(slug.split("_"))
-        best = max(self.sources, key=lambda entry: len(words & set(_WORDS.findall(entry.path.lower()))))
-        return best.path
+        shared: Counter[int] = Counter()
+        for word in set(slug.split("_")):
+            shared.update(self.by_word.get(word, ()))
+        # Sources are sorted biggest change first, so the lowest position wins a tie (none shared: the first).
+        best = min(shared, key=lambda position: (-shared[position], position), default=0)
+        return self.sources[best].path
 
 
 def _tid_key(tid: str) -> tuple[int, str]:
