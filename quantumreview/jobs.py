@@ -50,6 +50,8 @@ log = logging.getLogger("quantumreview.jobs")
 
 MAX_ERROR_CHARS = 500
 SUSPENDED_RECHECK = 300.0
+# At shutdown, a job still running after shutdown_grace is cancelled again this often until it ends.
+CANCEL_REPEAT = 0.1
 # How last_error starts for a job deferred for its installation's suspension, whichever InstallationSuspended it
 # was (describe_error writes the class name first; the mint's 403 raises a subclass): unsuspend wakes those.
 SUSPENDED_ERROR_PREFIX = InstallationSuspended.__name__
@@ -241,10 +243,12 @@ class JobRunner:
             _, pending = await asyncio.wait(self._running.values(), timeout=self._settings.shutdown_grace)
         interrupted = [job_id for job_id, task in self._running.items() if task in pending]
         self._cancelled.update(interrupted)
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.wait(pending)
+        # Why cancel again and again: a handler that catches CancelledError (a broad retry loop) went on after the
+        # one cancel, and stop waited for it, past the platform's kill_timeout, until SIGKILL.
+        while pending:
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=CANCEL_REPEAT)
         await self._flush_finished()
         if interrupted:
             async with self._db.transaction() as conn:

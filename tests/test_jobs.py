@@ -875,3 +875,31 @@ async def test_a_failure_met_while_the_database_is_busy_is_recorded_at_the_next_
     jobs = {j.delivery_id: j for j in await store.list_jobs(db)}
     assert (jobs["d1"].status, jobs["d1"].attempts, jobs["d1"].last_error) == ("dead", 2, "ValueError: boom")
     assert jobs["d2"].status == "done" and refused
+
+
+async def test_stop_ends_a_handler_that_catches_the_shutdowns_cancellation(
+        db: Database, make_settings: Any) -> None:
+    """A handler catching CancelledError in a retry loop went on after the drain's one cancel: stop waited for its
+    whole loop (here 3 x 30 s), past the platform's kill_timeout. It is cancelled again until it ends, then requeued
+    uncounted."""
+    router = routing.Router()
+    started = asyncio.Event()
+
+    @router.register("issues")
+    async def stubborn(event: sansio.Event, ctx: Context) -> None:
+        started.set()
+        for _ in range(3):
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                pass  # a broad retry loop
+        await asyncio.sleep(30)
+
+    await add_delivery(db, "d1", [stubborn])
+    runner = JobRunner(db, HandlerRegistry.from_routers([router]), make_settings(shutdown_grace=0.05))
+    await runner.start()
+    await started.wait()
+    async with asyncio.timeout(3):
+        await runner.stop()
+    [job] = await store.list_jobs(db)
+    assert (job.status, job.attempts, job.last_error) == ("queued", 0, "interrupted by shutdown")
