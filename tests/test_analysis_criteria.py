@@ -53,6 +53,15 @@ def test_crlf_and_lone_cr_bodies_read_like_lf() -> None:
     assert texts(lf.replace("\n", "\r\n")) == ["one", "two"]
 
 
+def test_lone_surrogates_become_replacement_characters_so_criteria_can_be_stored() -> None:
+    # GitHub's JSON can carry "\ud800"; such a criterion could not be encoded as UTF-8, so storing the
+    # checklist raised UnicodeEncodeError on every attempt and the issue never got one.
+    criteria = extract_criteria("## Acceptance Criteria\n- [ ] emoji \ud83d cut\n  detail \udfff\n- [ ] 😀 ok").criteria
+    assert [(c.text, c.detail) for c in criteria] == [("emoji \ufffd cut", "detail \ufffd"), ("😀 ok", "")]
+    for criterion in criteria:
+        (criterion.text + criterion.detail).encode("utf-8")
+
+
 def test_tab_indented_sub_items_stay_with_their_parent() -> None:
     body = "## Acceptance Criteria\n-\tfirst\n\t-\tnested\n-\tsecond"
     criteria = extract_criteria(body).criteria

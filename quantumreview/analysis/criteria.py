@@ -39,6 +39,8 @@ _NO_HEADING = (0, "", 1)
 _ITEM_STARTS = frozenset("-*+0123456789")
 # Label comparison drops `*` and ASCII symbols and reads `-`/`_` as spaces.
 _ASCII_LABEL_NOISE = str.maketrans({"*": None, "-": " ", "_": " ", **{ch: None for ch in "$+<=>^`|~"}})
+# A lone surrogate ("\ud800" in GitHub's JSON) cannot be encoded as UTF-8, so SQLite could not store it.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 # Zero-width joiner, variation selectors and emoji tag characters are emoji glue, not text.
 _EMOJI_GLUE = frozenset({0x200D, *range(0xFE00, 0xFE10), *range(0xE0100, 0xE01F0), *range(0xE0020, 0xE0080)})
 
@@ -84,7 +86,7 @@ def extract_criteria(body: str | None, *, limit: int = MAX_CRITERIA) -> Extracti
         raise ValueError(f"limit must be zero or more, got {limit}")
     if not isinstance(body, str) or not body:
         return Extraction(criteria=(), has_section=False, truncated=False, total_found=0)
-    lines = visible_lines(body)
+    lines = visible_lines(_encodable(body))
     stripped = [line.strip() for line in lines]
     sections = find_sections(lines, stripped)
     if sections:
@@ -94,6 +96,15 @@ def extract_criteria(body: str | None, *, limit: int = MAX_CRITERIA) -> Extracti
     drafts = [draft for draft in drafts if draft.text]
     kept = tuple(_criterion(draft) for draft in drafts[:limit])
     return Extraction(criteria=kept, has_section=bool(sections), truncated=len(drafts) > limit, total_found=len(drafts))
+
+
+def _encodable(text: str) -> str:
+    """Return the text with each lone surrogate replaced by U+FFFD (encoding first is the fast check)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _LONE_SURROGATE.sub("\ufffd", text)
+    return text
 
 
 def visible_lines(body: str) -> list[str]:
