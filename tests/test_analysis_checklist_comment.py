@@ -173,3 +173,10 @@ def test_issue_body_to_comment_end_to_end() -> None:
     assert [row[0] for row in rows] == ["`T1`", "`T2`", "`T3`", "`T4`", "`T5`"]
     assert rows[1][1] == "Response includes `{data: [...], meta: {page, per_page, total, total_pages}}`"
     assert parse_marker(comment)
+
+
+def test_lone_surrogates_render_as_replacement_characters_instead_of_raising() -> None:
+    # A lone surrogate ("\ud800" in JSON) made the UTF-16 size count raise UnicodeEncodeError: no comment at all.
+    body = render([ChecklistLine("T1", "emoji \ud83d cut", "pending"), ChecklistLine("T\udfff", "ok", "passed")])
+    body.encode("utf-8")
+    assert [cells(row)[:2] for row in table_rows(body)] == [["`T1`", "emoji \ufffd cut"], ["T\ufffd", "ok"]]

@@ -160,3 +160,18 @@ def test_annotations_are_batched_by_fifty() -> None:
     assert batch_annotations([]) == []
     with pytest.raises(ValueError, match="between 1 and 50"):
         batch_annotations(notes, size=51)
+
+
+def test_lone_surrogates_in_test_names_and_messages_render_instead_of_raising() -> None:
+    # Test names come from the stored manifest (JSON keeps "\ud800" escapes) and messages from CI: a lone
+    # surrogate made the UTF-16 size count raise UnicodeEncodeError, so neither the check nor the comment was sent.
+    criteria = [CriterionRef(REPO, 1, "T1", "Logs in \udc00")]
+    manifest = manifest_for(criteria, ["it('T1 logs in \ud800', () => {})"])
+    verdict = compute_verdict(criteria, {"T1": "failed"})
+    failing = [FailingCase("T1", "failed", "T1 logs in \ud800", "", "boom \udfff")]
+    comment = render_pr_comment(manifest, verdict, links=[LINK])
+    check = render_verdict_check(verdict, failing, None)
+    note = Annotation("tests/test_x.py", 1, 1, "failure", "boom \udfff", title="T1 \ud800").to_dict()
+    for text in (comment, render_manifest_check(manifest, [LINK]).summary, check.summary, check.text, *note.values()):
+        str(text).encode("utf-8")
+    assert "T1 logs in \ufffd" in comment and "boom \ufffd" in check.text and note["message"] == "boom \ufffd"

@@ -24,8 +24,12 @@ STATUS_LABELS: dict[str, str] = {
 _UNKNOWN_STATUS = "⚪ unknown"
 _TID = re.compile(r"T[1-9][0-9]{0,8}")
 _MENTION = re.compile(r"@(?=[A-Za-z0-9])")
-# GitHub rejects or mangles NUL and other control characters in comment bodies.
-_CONTROL_CHARS = dict.fromkeys([*range(0x20), 0x7F])
+# GitHub rejects or mangles NUL and other control characters in comment bodies; a lone surrogate ("\ud800" in
+# JSON) cannot be encoded as UTF-8 at all, so it becomes U+FFFD.
+_CELL_CHARS: dict[int, str | None] = {
+    **dict.fromkeys([*range(0x20), 0x7F]),
+    **dict.fromkeys(range(0xD800, 0xE000), "\ufffd"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +77,7 @@ def parse_marker(body: str) -> bool:
 
 def escape_cell(text: str, *, max_chars: int = MAX_TEXT_CHARS) -> str:
     """Make text safe inside a table cell: one line, no pipes, no HTML, no mentions, bounded length."""
-    text = " ".join(text.split()).translate(_CONTROL_CHARS)
+    text = " ".join(text.split()).translate(_CELL_CHARS)
     if len(text) > max_chars:
         text = text[: max_chars - 1].rstrip() + "…"
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
@@ -133,4 +137,4 @@ def _tagging_help(tid: str) -> list[str]:
 
 def _size(text: str) -> int:
     """Count characters the way the limit is safest to read: UTF-16 code units."""
-    return len(text.encode("utf-16-le")) // 2
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2  # a lone surrogate is one unit, not an error

@@ -28,6 +28,7 @@ TESTS_PER_CELL = 3
 # Room kept below a limit for the note that says rows were left out.
 _RESERVE = 300
 _BACKTICKS = re.compile(r"`+")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _OUTCOME_LABELS = {"passed": "✅ passed", "failed": "❌ failed", "skipped": "⏭️ skipped", "missing": "❔ missing"}
 AnnotationLevel = Literal["notice", "warning", "failure"]
 
@@ -340,7 +341,9 @@ def _fit(head: list[str], rows: list[str], tail: list[str], limit: int, what: st
 
 
 def _clip(text: str, limit: int) -> str:
-    """Cut text to at most `limit` UTF-16 code units, ending with an ellipsis when cut."""
+    """Cut text to at most `limit` UTF-16 code units, ending with an ellipsis when cut; lone surrogates become
+    U+FFFD, since text holding one cannot be sent to GitHub as UTF-8."""
+    text = _LONE_SURROGATE.sub("\ufffd", text)
     if _size(text) <= limit:
         return text
     cut = text[: limit - 1]
@@ -351,4 +354,4 @@ def _clip(text: str, limit: int) -> str:
 
 def _size(text: str) -> int:
     """Count characters as GitHub's limit is safest read: UTF-16 code units."""
-    return len(text.encode("utf-16-le")) // 2
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2  # a lone surrogate is one unit, not an error
