@@ -381,7 +381,10 @@ class JobRunner:
                 return
             if isinstance(exc, InstallationGone) and job.installation_id is not None:
                 await store.mark_final(conn, job.id, "cancelled", now, error)
-                await store.cancel_installation_jobs(conn, job.installation_id, now, error)
+                # Why keep its lifecycle events: a 404 for one repository raises InstallationGone too, and cancelling
+                # a queued installation.deleted or unsuspend lost it (an unsuspend lost held the jobs for good).
+                await store.cancel_installation_jobs(conn, job.installation_id, now, error,
+                                                     keep_events=LIFECYCLE_EVENTS)
                 if isinstance(exc, InstallationDeleted) and exc.installation_id == job.installation_id:
                     # Why: else the dashboard shows it active and new deliveries keep minting for it.
                     await installations.mark_deleted(conn, job.installation_id, now)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -239,12 +239,14 @@ async def recover_interrupted(conn: aiosqlite.Connection, now: float, max_attemp
     return requeued.rowcount, dead.rowcount
 
 
-async def cancel_installation_jobs(conn: aiosqlite.Connection, installation_id: int, now: float, reason: str) -> int:
-    """Cancel every queued job of an installation; return how many."""
+async def cancel_installation_jobs(conn: aiosqlite.Connection, installation_id: int, now: float, reason: str, *,
+                                   keep_events: Collection[str] = ()) -> int:
+    """Cancel every queued job of an installation but those of deliveries of `keep_events`; return how many."""
     cursor = await conn.execute(
-        "UPDATE jobs SET status = 'cancelled', finished_at = ?, last_error = ? "
-        "WHERE installation_id = ? AND status = 'queued'",
-        (now, reason, installation_id),
+        "UPDATE jobs SET status = 'cancelled', finished_at = ?, last_error = ? "  # noqa: S608 - placeholders only
+        "WHERE installation_id = ? AND status = 'queued' AND (delivery_id IS NULL OR NOT EXISTS ("
+        f"SELECT 1 FROM deliveries d WHERE d.id = jobs.delivery_id AND d.event IN ({placeholders(keep_events)})))",
+        (now, reason, installation_id, *keep_events),
     )
     return cursor.rowcount
 

@@ -903,3 +903,33 @@ async def test_stop_ends_a_handler_that_catches_the_shutdowns_cancellation(
         await runner.stop()
     [job] = await store.list_jobs(db)
     assert (job.status, job.attempts, job.last_error) == ("queued", 0, "interrupted by shutdown")
+
+
+async def test_installation_gone_for_one_repository_keeps_the_installations_queued_lifecycle_events(
+        db: Database, settings: Settings) -> None:
+    """gone_when_missing turns one repository's 404 into InstallationGone, which cancels the installation's queued
+    jobs: a queued installation.deleted (or unsuspend) was cancelled with them, so it was never recorded."""
+    router = routing.Router()
+    lifecycle: list[str] = []
+
+    @router.register("issues")
+    async def repo_gone(event: sansio.Event, ctx: Context) -> None:
+        raise InstallationGone("the installation or repository is gone (404)")
+
+    @router.register("issues")
+    async def sibling(event: sansio.Event, ctx: Context) -> None:
+        raise AssertionError("would hit the same 404")
+
+    @router.register("installation")
+    async def record(event: sansio.Event, ctx: Context) -> None:
+        lifecycle.append(event.data["action"])
+
+    await db.execute("INSERT INTO installations (id, account_login, created_at, updated_at) VALUES (7, 'o', 0, 0)")
+    await add_delivery(db, "d1", [repo_gone], key="k", installation_id=7)
+    await add_delivery(db, "d2", [sibling], key="k", installation_id=7)
+    await add_delivery(db, "d3", [record], key="k", installation_id=7, event="installation",
+                       data={"action": "deleted", "installation": {"id": 7}})
+    async with running(db, router, settings):
+        await wait_until(lambda: settled(db))
+    assert await statuses(db) == {"d1": "cancelled", "d2": "cancelled", "d3": "done"}
+    assert lifecycle == ["deleted"]
