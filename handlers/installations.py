@@ -112,8 +112,10 @@ async def update_repositories(event: sansio.Event, ctx: Context) -> None:
             return _ignore_late_event(event, ctx)
         await store.add_repositories(conn, installation_id, event.data.get("repositories_added") or [], now)
         await store.remove_repositories(conn, installation_id, event.data.get("repositories_removed") or [], now)
-    if event.data.get("repository_selection") == "all":
-        await _sync_all_repositories(ctx, installation_id)
+    # Why read GitHub's list whatever the selection: deliveries are not ordered, and an `added` processed after its
+    # `removed` listed the repository again (and sent an "installed" notice) though the App no longer reaches it.
+    await _sync_all_repositories(ctx, installation_id)
+    active = set(await store.active_repositories(ctx.db, installation_id))
     for repo in event.data.get("repositories_added") or []:
-        if isinstance(repo, dict) and isinstance(repo.get("full_name"), str):
+        if isinstance(repo, dict) and repo.get("full_name") in active:
             await ctx.notify(repo["full_name"], "installed", f"QuantumReview was installed on {repo['full_name']}")

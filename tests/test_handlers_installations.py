@@ -230,3 +230,21 @@ async def test_a_suspend_delivered_after_its_unsuspend_does_not_hold_the_install
     await call(handler.suspend_installation, "installation", suspend, handler_db, github_app)
     installation = await store.get_installation(handler_db, inst_id)
     assert installation is not None and installation.suspended
+
+
+async def test_repositories_added_arriving_after_its_removed_does_not_list_the_repository(
+        fake_github: FakeGitHub, github_app: Any, handler_db: Database) -> None:
+    """Deliveries are not ordered: an `added` processed after the `removed` that followed it listed the repository
+    again and sent an 'installed' notice, though the App no longer reaches it. GitHub's list decides."""
+    created = load("installation.created.1")
+    inst_id = created["installation"]["id"]
+    fake_github.add_installation(inst_id, account="Codertocat", repositories=["Codertocat/Hello-World"])
+    await call(handler.record_installation, "installation", created, handler_db, github_app)
+    space = {"id": 186853007, "name": "Space", "full_name": "Codertocat/Space", "private": False}
+    removed, added = load("installation_repositories.removed.1"), load("installation_repositories.added.1")
+    removed["installation"]["id"] = added["installation"]["id"] = inst_id
+    removed["repositories_removed"], added["repositories_added"] = [space], [space]
+    await call(handler.update_repositories, "installation_repositories", removed, handler_db, github_app)
+    recorder = await call(handler.update_repositories, "installation_repositories", added, handler_db, github_app)
+    assert await store.active_repositories(handler_db, inst_id) == ["Codertocat/Hello-World"]
+    assert recorder.notifications == []
