@@ -48,8 +48,9 @@ async def record_installation(event: sansio.Event, ctx: Context) -> None:
         repos = event.data.get("repositories")
         if isinstance(repos, list):
             await store.replace_repositories(conn, installation_id, repos, now)
-    if installation.get("repository_selection") == "all" or not isinstance(event.data.get("repositories"), list):
-        await _sync_all_repositories(ctx, installation_id)
+    # Why whatever the selection: a `created` redelivered late (or processed after installation_repositories
+    # events) carries the list of its time, and replacing the stored list with it undid later changes.
+    await _sync_all_repositories(ctx, installation_id)
     if event.data.get("action") == "created":
         for repo in await store.active_repositories(ctx.db, installation_id):
             await ctx.notify(repo, "installed", f"QuantumReview was installed on {repo}")

@@ -248,3 +248,20 @@ async def test_repositories_added_arriving_after_its_removed_does_not_list_the_r
     recorder = await call(handler.update_repositories, "installation_repositories", added, handler_db, github_app)
     assert await store.active_repositories(handler_db, inst_id) == ["Codertocat/Hello-World"]
     assert recorder.notifications == []
+
+
+async def test_a_created_redelivered_late_does_not_undo_later_repository_changes(
+        fake_github: FakeGitHub, github_app: Any, handler_db: Database) -> None:
+    """A `created` carries the repository list of its time: redelivered (or processed) after repositories were
+    added, it removed them from the stored list until the next change. GitHub's list decides."""
+    created = load("installation.created.1")
+    inst_id = created["installation"]["id"]
+    fake_github.add_installation(inst_id, account="Codertocat", repositories=["Codertocat/Hello-World"])
+    await call(handler.record_installation, "installation", created, handler_db, github_app)
+    space = fake_github.add_repository(inst_id, "Codertocat/Space")
+    added = load("installation_repositories.added.1")
+    added["installation"]["id"] = inst_id
+    added["repositories_added"] = [{k: space[k] for k in ("id", "name", "full_name", "private")}]
+    await call(handler.update_repositories, "installation_repositories", added, handler_db, github_app)
+    await call(handler.record_installation, "installation", created, handler_db, github_app)  # redelivered
+    assert await store.active_repositories(handler_db, inst_id) == ["Codertocat/Hello-World", "Codertocat/Space"]
