@@ -251,8 +251,13 @@ class JobRunner:
             _, pending = await asyncio.wait(pending, timeout=CANCEL_REPEAT)
         await self._flush_finished()
         if interrupted:
-            async with self._db.transaction() as conn:
-                await store.defer(conn, interrupted, self._now(), "interrupted by shutdown")
+            try:
+                async with self._db.transaction() as conn:
+                    await store.defer(conn, interrupted, self._now(), "interrupted by shutdown")
+            except Exception as exc:  # Why: stop raised, ending the shutdown in a traceback (and a non-zero exit)
+                log.error("%d job(s) interrupted by shutdown not requeued (the next start requeues them): %s",
+                          len(interrupted), describe_error(exc))
+                return
             log.info("requeued %d job(s) interrupted by shutdown", len(interrupted))
 
     async def _flush_finished(self) -> None:

@@ -933,3 +933,31 @@ async def test_installation_gone_for_one_repository_keeps_the_installations_queu
         await wait_until(lambda: settled(db))
     assert await statuses(db) == {"d1": "cancelled", "d2": "cancelled", "d3": "done"}
     assert lifecycle == ["deleted"]
+
+
+async def test_stop_when_the_database_refuses_the_requeue_of_interrupted_jobs_ends_cleanly(
+        db: Database, make_settings: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A busy database at the drain's requeue made stop raise (an ExceptionGroup traceback at shutdown, a non-zero
+    exit). The job stays running, for the next start to requeue, and the log says so."""
+    from storage.db import DatabaseBusy
+
+    router = routing.Router()
+    started = asyncio.Event()
+
+    @router.register("issues")
+    async def hang(event: sansio.Event, ctx: Context) -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    async def refuse(*args: Any) -> None:
+        raise DatabaseBusy("database is locked")
+
+    await add_delivery(db, "d1", [hang])
+    runner = JobRunner(db, HandlerRegistry.from_routers([router]), make_settings(shutdown_grace=0.05))
+    await runner.start()
+    await started.wait()
+    monkeypatch.setattr(store, "defer", refuse)
+    await runner.stop()
+    [job] = await store.list_jobs(db)
+    assert job.status == "running"
+    assert "1 job(s) interrupted by shutdown not requeued (the next start requeues them)" in caplog.text
