@@ -93,6 +93,17 @@ def test_text_after_hidden_parts_still_links() -> None:
 
 
 @pytest.mark.parametrize(
+    "body",
+    ["```npm test``` passes again\n\nFixes #12", "``` `x` ```\nFixes #12"],
+)
+def test_a_line_of_inline_code_with_three_backticks_does_not_hide_the_rest(body: str) -> None:
+    # A backtick fence's info string cannot hold a backtick: such a line is inline code. It was read as an
+    # unclosed fence, so every keyword after it was ignored and the pull request linked nothing.
+    assert numbers(body) == [(REPO, 12, "keyword")]
+    assert numbers("~~~ `info`\nFixes #3\n~~~\n" + body) == [(REPO, 12, "keyword")]  # a tilde fence may
+
+
+@pytest.mark.parametrize(
     ("ref", "expected"),
     [
         ("42-login", 42),

@@ -99,7 +99,9 @@ def visible_text(text: str) -> str:
                 fence = None
             continue
         opened = _FENCE.match(line)
-        if opened:
+        # A backtick fence whose info string holds a backtick is inline code (```npm test``` ...), not a fence
+        # that would hide the rest of the body.
+        if opened and (opened.group(1)[0] == "~" or "`" not in line[opened.end() :]):
             fence, in_quote = opened.group(1), False
             continue
         if _QUOTE.match(line):
