@@ -346,6 +346,12 @@ class JobRunner:
                 raise
             # Why a message: asyncio's TimeoutError has none, so last_error and the log said only "TimeoutError: ".
             raise TimeoutError(f"the handler ran past JOB_TIMEOUT ({self._settings.job_timeout:g} s)") from exc
+        except asyncio.CancelledError:
+            # Why: Python 3.11 leaves Task.cancelling() raised after a TaskGroup inside the handler fails; the
+            # timeout then let its own cancellation through as CancelledError, and the job stayed running.
+            if scope.expired() and job.id not in self._cancelled:
+                raise TimeoutError(f"the handler ran past JOB_TIMEOUT ({self._settings.job_timeout:g} s)") from None
+            raise
 
     def _context(self, job: store.Job, event: sansio.Event) -> Context:
         gh = None

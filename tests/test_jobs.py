@@ -961,3 +961,35 @@ async def test_stop_when_the_database_refuses_the_requeue_of_interrupted_jobs_en
     [job] = await store.list_jobs(db)
     assert job.status == "running"
     assert "1 job(s) interrupted by shutdown not requeued (the next start requeues them)" in caplog.text
+
+
+async def test_a_handler_that_caught_its_task_groups_failure_still_times_out(
+        db: Database, make_settings: Any) -> None:
+    """On Python 3.11 a TaskGroup whose child failed leaves the task's cancelling() raised: JOB_TIMEOUT then ended
+    the handler with CancelledError, not TimeoutError, and the job stayed running, its key blocked."""
+    router = routing.Router()
+
+    @router.register("issues")
+    async def hang_after_an_optional_part(event: sansio.Event, ctx: Context) -> None:
+        async def optional() -> None:
+            raise ValueError("optional part failed")
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(optional())
+        except* ValueError:
+            pass
+        await asyncio.Event().wait()
+
+    @router.register("issues")
+    async def after(event: sansio.Event, ctx: Context) -> None:
+        pass
+
+    await add_delivery(db, "d1", [hang_after_an_optional_part], key="k")
+    await add_delivery(db, "d2", [after], key="k")
+    async with running(db, router, make_settings(job_timeout=0.05, job_max_attempts=2)):
+        await wait_until(lambda: settled(db))
+    jobs = {j.delivery_id: j for j in await store.list_jobs(db)}
+    assert (jobs["d1"].status, jobs["d1"].last_error) == (
+        "dead", "TimeoutError: the handler ran past JOB_TIMEOUT (0.05 s)")
+    assert jobs["d2"].status == "done"
