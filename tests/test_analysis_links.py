@@ -87,6 +87,16 @@ def test_code_quotes_and_comments_do_not_link(body: str) -> None:
     assert numbers(body) == []
 
 
+@pytest.mark.parametrize(
+    "body", ["> quoted\n- Fixes #12", "> quoted\n1. fixes #12", "> q\n## Fixes #12", "> q\n---\nFixes #12"]
+)
+def test_a_list_item_or_heading_after_a_quote_is_not_part_of_it(body: str) -> None:
+    # Only paragraph text continues a quote lazily; these lines start a block of their own, which GitHub
+    # reads as prose, but they were skipped as part of the quote and the issue was not linked.
+    assert numbers(body) == [(REPO, 12, "keyword")]
+    assert numbers("> quoted\nfixes #7\n2. fixes #8\n" + body) == [(REPO, 12, "keyword")]
+
+
 def test_text_after_hidden_parts_still_links() -> None:
     body = "```\nfixes #1\n```\n> fixes #2\n\n<!-- fixes #3 --> Fixes #4 `x` closes #5\nan ` unmatched fixes #6"
     assert [n for _, n, _ in numbers(body)] == [4, 5, 6]

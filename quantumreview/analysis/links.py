@@ -27,6 +27,8 @@ _CLOSING = re.compile(
 _KEYWORD_HINT = re.compile(r"close|fix|resolve", re.IGNORECASE)
 _FENCE = re.compile(r" {0,3}(`{3,}|~{3,})")
 _QUOTE = re.compile(r" {0,3}>")
+# Lines that start a block (list item, ATX heading, thematic break) end a quote instead of continuing it lazily.
+_QUOTE_END = re.compile(r" {0,3}(?:[-*+][ \t]|1[.)][ \t]|#{1,6}(?:[ \t]|$)|(?:[-*_][ \t]*){3,}$)")
 _INLINE = re.compile(r"`+|<!--")
 _BACKTICKS = re.compile(r"`+")
 _NUMBERED_BRANCH = re.compile(r"(?P<num>[0-9]{1,10})(?:[-_].*)?")
@@ -107,7 +109,7 @@ def visible_text(text: str) -> str:
         if _QUOTE.match(line):
             in_quote = True
             continue
-        if not line.strip():
+        if not line.strip() or (in_quote and _QUOTE_END.match(line)):
             in_quote = False
         elif in_quote:
             continue  # a lazy continuation line still belongs to the quote above it
