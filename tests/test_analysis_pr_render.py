@@ -175,3 +175,23 @@ def test_lone_surrogates_in_test_names_and_messages_render_instead_of_raising() 
     for text in (comment, render_manifest_check(manifest, [LINK]).summary, check.summary, check.text, *note.values()):
         str(text).encode("utf-8")
     assert "T1 logs in \ufffd" in comment and "boom \ufffd" in check.text and note["message"] == "boom \ufffd"
+
+
+def test_names_a_fork_chooses_cannot_render_links_or_images() -> None:
+    # Test names, failing test names and file paths come from the pull request (a fork's): they rendered as
+    # links and images in the bot's comment and checks ("[Claim your reward](https://...)"), with its authority.
+    name = "T1 [Claim reward](https://evil.example) ![ok](https://evil.example/badge.png) www.evil.example"
+    criteria = [CriterionRef(REPO, 1, "T1", "Logs in"), CriterionRef(REPO, 1, "T2", "Logs out")]
+    files = [
+        {"filename": "src/[docs](https://evil.example)`.py", "status": "modified"},
+        {"filename": "tests/x.test.js", "patch": f"@@ -0,0 +1,1 @@\n+it('{name}', () => {{}})"},
+    ]
+    manifest = build_manifest(files, criteria)
+    verdict = compute_verdict(criteria, {"T1": "failed"})
+    comment = render_pr_comment(manifest, None, links=[LINK])
+    check = render_manifest_check(manifest, [LINK])
+    health = {"score": 1, "counts": {"[x](https://evil.example)": 1}}
+    failed = render_verdict_check(verdict, [FailingCase("T1", "failed", name, "", "boom")], health)
+    for text in (comment, check.summary, check.text, failed.text, failed.summary):
+        assert "](" not in text.replace("\\](", "") and "https://evil" not in text and "www.evil" not in text
+    assert "T1 \\[Claim reward\\](https:\u200b//evil.example) !\\[ok\\]" in comment

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from quantumreview.analysis.checklist_comment import escape_cell
+from quantumreview.analysis.checklist_comment import MAX_TEXT_CHARS, escape_cell
 from quantumreview.analysis.links import IssueLink
 from quantumreview.analysis.manifest import Coverage, CriterionRef, Manifest
 from quantumreview.analysis.paths import FILE_CLASSES
@@ -29,6 +29,11 @@ TESTS_PER_CELL = 3
 _RESERVE = 300
 _BACKTICKS = re.compile(r"`+")
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+# Names a fork chooses (tests, files, report keys) must not render as links or images in the bot's output:
+# brackets (and the backslash that could undo their escape) are escaped, and a zero-width space after the
+# colon of "://" or after "www" keeps GitHub from autolinking a bare URL.
+_LINK_PUNCT = re.compile(r"([\\\[\]])")
+_AUTOLINK = re.compile(r"(?<=:)(?=//)|(?<=\bwww)(?=\.)", re.IGNORECASE)
 _OUTCOME_LABELS = {"passed": "✅ passed", "failed": "❌ failed", "skipped": "⏭️ skipped", "missing": "❔ missing"}
 AnnotationLevel = Literal["notice", "warning", "failure"]
 
@@ -235,7 +240,7 @@ def _health_line(health: HealthLike | Mapping[str, Any] | None) -> str:
         line += f" ({arrow} {delta:+.1f})"
     if isinstance(counts, Mapping) and counts:
         shown = [
-            f"{escape_cell(str(k), max_chars=40)}: {v}" for k, v in list(counts.items())[:10] if _number(v) is not None
+            f"{_literal(str(k), max_chars=40)}: {v}" for k, v in list(counts.items())[:10] if _number(v) is not None
         ]
         line += " — " + ", ".join(shown) if shown else ""
     return line
@@ -250,7 +255,7 @@ def _number(value: object) -> float | None:
 def _failing_block(case: FailingCaseLike) -> str:
     message = _clip(str(getattr(case, "message", "")), MAX_MESSAGE)
     fence = "`" * max(3, 1 + max((len(run) for run in _BACKTICKS.findall(message)), default=0))
-    title = f"### {_tid(str(getattr(case, 'tid', '?')))} {escape_cell(str(getattr(case, 'name', '')))}"
+    title = f"### {_tid(str(getattr(case, 'tid', '?')))} {_literal(str(getattr(case, 'name', '')))}"
     return "\n".join([title, "", fence, message or "(no message)", fence, ""])
 
 
@@ -263,7 +268,7 @@ def _coverage_row(item: Coverage) -> str:
 def _tests_cell(item: Coverage) -> str:
     if not item.tests:
         return "none"
-    names = [escape_cell(ref.name or ref.path, max_chars=80) for ref in item.tests[:TESTS_PER_CELL]]
+    names = [_literal(ref.name or ref.path, max_chars=80) for ref in item.tests[:TESTS_PER_CELL]]
     more = len(item.tests) - TESTS_PER_CELL
     return "<br>".join(names) + (f" (+{more} more)" if more > 0 else "")
 
@@ -277,7 +282,12 @@ def _suggestion_cell(item: Coverage) -> str:
 def _code(text: str) -> str:
     """Show text as a code span when that is safe, else as escaped text."""
     cell = escape_cell(text, max_chars=120)
-    return f"`{cell}`" if "`" not in cell and "&" not in cell else cell
+    return f"`{cell}`" if "`" not in cell and "&" not in cell else _literal(text, max_chars=120)
+
+
+def _literal(text: str, *, max_chars: int = MAX_TEXT_CHARS) -> str:
+    """Escape a name a fork chooses as table-cell text that shows as written: no link, image or autolink."""
+    return escape_cell(_AUTOLINK.sub("\u200b", _LINK_PUNCT.sub(r"\\\1", text)), max_chars=max_chars)
 
 
 def _tid(tid: str) -> str:
@@ -318,7 +328,7 @@ def _files_text(manifest: Manifest) -> str:
     if manifest.files_truncated:
         analysed = sum(group.count for group in manifest.files)
         head += ["", f"> Only the first {analysed:,} of {manifest.total_files:,} files were analysed."]
-    rows = [f"- {kind}: {escape_cell(path)}" for kind in FILE_CLASSES for path in manifest.group(kind).paths]
+    rows = [f"- {kind}: {_literal(path)}" for kind in FILE_CLASSES for path in manifest.group(kind).paths]
     return _fit([*head, ""], rows, [], MAX_CHECK_CHARS, "file names")
 
 
