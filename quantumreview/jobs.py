@@ -91,7 +91,16 @@ def describe_error(exc: BaseException) -> str:
         text += " [" + "; ".join(f"{type(e).__name__}: {_message(e)}" for e in _leaves(exc)) + "]"
     # Why cut before redacting too: a message of megabytes held the event loop in the redaction's regexes. Cut far
     # past MAX_ERROR_CHARS, so a secret split by this cut lies beyond the final one.
-    return redact(text[:MAX_ERROR_CHARS * 8])[:MAX_ERROR_CHARS]
+    return _printable(redact(text[:MAX_ERROR_CHARS * 8]))[:MAX_ERROR_CHARS]
+
+
+def _printable(text: str) -> str:
+    """Control and separator characters escaped (after redaction, whose patterns span whitespace). Why: a message
+    quoting webhook text could hold a newline or a terminal escape, printed raw by `quantumreview jobs` and in
+    the text log, where it forged lines."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def _message(exc: BaseException) -> str:

@@ -993,3 +993,12 @@ async def test_a_handler_that_caught_its_task_groups_failure_still_times_out(
     assert (jobs["d1"].status, jobs["d1"].last_error) == (
         "dead", "TimeoutError: the handler ran past JOB_TIMEOUT (0.05 s)")
     assert jobs["d2"].status == "done"
+
+
+def test_a_stored_error_escapes_newlines_and_terminal_escapes() -> None:
+    """An error quoting webhook text printed its newline or escape sequence raw in `quantumreview jobs` and the
+    text log (a forged line, a recoloured terminal)."""
+    text = describe_error(ValueError("bad title 'x\nERROR forged line \x1b[2J' token "
+                                     "ghs_abcdefghijklmnopqrstuvwxyz0123"))
+    assert text == "ValueError: bad title 'x\\nERROR forged line \\x1b[2J' token <redacted>"
+    assert describe_error(ValueError("Bearer\nabcdefghijklmnopqrstuvwxyz")) == "ValueError: Bearer <redacted>"
