@@ -62,6 +62,14 @@ def test_lone_surrogates_become_replacement_characters_so_criteria_can_be_stored
         (criterion.text + criterion.detail).encode("utf-8")
 
 
+def test_a_byte_order_mark_before_the_first_heading_is_ignored() -> None:
+    # GitHub's Markdown skips a leading BOM, so the heading renders; the extractor saw "\ufeff## ..." and
+    # found no section, so the issue got no checklist.
+    body = "## Acceptance Criteria\n- one\n- two\n## Notes\n- [ ] not a criterion"
+    assert extract_criteria("\ufeff" + body) == extract_criteria(body)
+    assert texts("\ufeff" + body) == ["one", "two"]
+
+
 def test_tab_indented_sub_items_stay_with_their_parent() -> None:
     body = "## Acceptance Criteria\n-\tfirst\n\t-\tnested\n-\tsecond"
     criteria = extract_criteria(body).criteria

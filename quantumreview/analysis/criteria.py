@@ -86,7 +86,9 @@ def extract_criteria(body: str | None, *, limit: int = MAX_CRITERIA) -> Extracti
         raise ValueError(f"limit must be zero or more, got {limit}")
     if not isinstance(body, str) or not body:
         return Extraction(criteria=(), has_section=False, truncated=False, total_found=0)
-    lines = visible_lines(_encodable(body))
+    # A byte order mark opening the body (a file saved by Notepad, sent with `gh issue create --body-file`) is
+    # skipped by GitHub's Markdown, so a heading on the first line is still a heading.
+    lines = visible_lines(_encodable(body.removeprefix("\ufeff")))
     stripped = [line.strip() for line in lines]
     sections = find_sections(lines, stripped)
     if sections:
