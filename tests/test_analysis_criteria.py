@@ -122,6 +122,14 @@ def test_html_comments_are_ignored_on_one_line_and_across_lines() -> None:
     assert texts(body) == ["kept  item", "second"]
 
 
+def test_a_comment_opener_inside_a_code_span_is_text() -> None:
+    # `<!--` in inline code was read as an unclosed comment that hid the rest of the body: the criterion was
+    # cut at the backtick and every later criterion was lost.
+    body = "## Acceptance Criteria\n- [ ] Comments like `<!--` are stripped\n- [ ] second\n"
+    body += "- [ ] a ` <!-- real\n-->\n- [ ] c"  # an unmatched backtick is text: this comment is real
+    assert texts(body) == ["Comments like `<!--` are stripped", "second", "a `", "c"]
+
+
 def test_a_comment_cannot_hide_or_invent_a_section_heading() -> None:
     assert extract_criteria("<!-- ## Acceptance Criteria -->\n- plain bullet").has_section is False
     assert texts("<!--\n## Acceptance Criteria\n- [ ] hidden\n") == []

@@ -7,6 +7,7 @@ single linear pass over the lines; regexes are anchored and free of nested quant
 
 from __future__ import annotations
 
+import bisect
 import re
 import unicodedata
 from collections.abc import Iterator
@@ -31,6 +32,7 @@ _LIST_ITEM = re.compile(r"([ \t]*)([-*+]|[0-9]{1,9}[.)])([ \t]+|$)")
 _ATX = re.compile(r" {0,3}(#{1,6})(?=[ \t]|$)")
 _STATE_TOKENS = ("``", "~~", "<!--", "-->")
 _FENCE = re.compile(r"[ \t]*(`{3,}|~{3,})")
+_BACKTICK_RUN = re.compile(r"`+")
 _SCENARIO = re.compile(r"[*_]{0,3}(?:Scenario Outline|Scenario)[*_]{0,3}[ \t]*:[*_]{0,3}")
 _STEP = re.compile(r"[*_]{0,3}(Given|When|Then|And|But)(?=[\s*_:,]|$)")
 _AUTHOR_TID = re.compile(r"(?:\[T([0-9]{1,5})\]|\*{0,2}T([0-9]{1,5})\*{0,2}[ \t]*(?:::?|[.)\u2013\u2014-]))(?=\s|$)")
@@ -315,6 +317,7 @@ def _strip_comments(line: str, in_comment: bool) -> tuple[str | None, bool]:
     """Remove HTML comments from a line; None when nothing but comment and whitespace was there."""
     parts: list[str] = []
     pos = 0
+    spans = _CodeSpans(line) if "`" in line else None
     while True:
         if in_comment:
             close = line.find("-->", pos)
@@ -326,10 +329,43 @@ def _strip_comments(line: str, in_comment: bool) -> tuple[str | None, bool]:
             if opening < 0:
                 parts.append(line[pos:])
                 break
+            # A "<!--" inside a code span (`<!--` in a criterion) is text; read as a comment it hid the rest.
+            span_end = spans.end_of_span_before(pos, opening) if spans is not None else None
+            if span_end is not None:
+                parts.append(line[pos:span_end])
+                pos = span_end
+                continue
             parts.append(line[pos:opening])
             pos, in_comment = opening + 4, True
     kept = "".join(parts)
     return (kept if kept.strip() else None), in_comment
+
+
+class _CodeSpans:
+    """The backtick runs of one line, paired into code spans left to right as CommonMark does."""
+
+    def __init__(self, line: str) -> None:
+        self.runs = [(m.start(), m.end()) for m in _BACKTICK_RUN.finditer(line)]
+        self.starts = [start for start, _ in self.runs]
+        self.by_length: dict[int, list[int]] = {}
+        for index, (start, end) in enumerate(self.runs):
+            self.by_length.setdefault(end - start, []).append(index)
+
+    def end_of_span_before(self, pos: int, limit: int) -> int | None:
+        """Return the end of the first code span opened in [pos, limit) that reaches past limit, else None."""
+        index = bisect.bisect_left(self.starts, pos)
+        while index < len(self.runs) and self.runs[index][0] < limit:
+            start, end = self.runs[index]
+            same = self.by_length[end - start]
+            later = bisect.bisect_right(same, index)  # the closer: the next run of the same length
+            if later == len(same):
+                index += 1  # an unmatched run is literal backticks
+                continue
+            closer = same[later]
+            if self.runs[closer][1] > limit:
+                return self.runs[closer][1]
+            index = closer + 1
+        return None
 
 
 def _indent(line: str) -> int:
