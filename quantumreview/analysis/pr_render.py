@@ -353,7 +353,10 @@ def _fit(head: list[str], rows: list[str], tail: list[str], limit: int, what: st
 def _clip(text: str, limit: int) -> str:
     """Cut text to at most `limit` UTF-16 code units, ending with an ellipsis when cut; lone surrogates become
     U+FFFD, since text holding one cannot be sent to GitHub as UTF-8."""
-    text = _LONE_SURROGATE.sub("\ufffd", text)
+    try:
+        text.encode("utf-8")  # the fast check: most texts have no lone surrogate
+    except UnicodeEncodeError:
+        text = _LONE_SURROGATE.sub("\ufffd", text)
     if _size(text) <= limit:
         return text
     cut = text[: limit - 1]
