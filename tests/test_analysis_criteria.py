@@ -104,6 +104,12 @@ def test_only_listed_labels_start_a_section(label: str, matches: bool) -> None:
     assert texts(f"{label}\n- first\n") == (["first"] if matches else [])
 
 
+def test_invisible_format_characters_do_not_keep_a_heading_from_matching() -> None:
+    # A zero-width space, BOM or direction mark pasted into a heading is invisible, but the title did not match.
+    for title in ("## Acceptance Criteria\u200b", "## \u200eAccep\u00adtance Criteria", "**AC\ufeff:**"):
+        assert texts(f"{title}\n- first") == ["first"], title
+
+
 def test_label_normalisation_drops_symbols_and_edge_punctuation() -> None:
     assert normalise_title("  🏗️ **Acceptance_Criteria** :") == "acceptance criteria"
     assert normalise_title("Critères d’Acceptation") == "critères d'acceptation"

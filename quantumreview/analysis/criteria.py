@@ -44,6 +44,7 @@ _ASCII_LABEL_NOISE = str.maketrans({"*": None, "-": " ", "_": " ", **{ch: None f
 # A lone surrogate ("\ud800" in GitHub's JSON) cannot be encoded as UTF-8, so SQLite could not store it.
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 # Zero-width joiner, variation selectors and emoji tag characters are emoji glue, not text.
+_IGNORED_CATEGORIES = frozenset({"Sm", "Sc", "Sk", "So", "Cf"})
 _EMOJI_GLUE = frozenset({0x200D, *range(0xFE00, 0xFE10), *range(0xE0100, 0xE01F0), *range(0xE0020, 0xE0080)})
 
 
@@ -294,8 +295,10 @@ def is_thematic_break(stripped: str) -> bool:
 
 
 def _is_symbol(ch: str) -> bool:
-    """Tell whether a character is a symbol or emoji glue that labels ignore."""
-    return unicodedata.category(ch)[0] == "S" or ord(ch) in _EMOJI_GLUE
+    """Tell whether a character is a symbol, emoji glue or an invisible format character that labels ignore."""
+    # Format characters (Cf: zero-width space, BOM, direction marks, soft hyphen) are invisible; pasted into a
+    # heading they kept "Acceptance Criteria\u200b" from matching though it looks exactly right.
+    return unicodedata.category(ch) in _IGNORED_CATEGORIES or ord(ch) in _EMOJI_GLUE
 
 
 def _atx_text(rest: str) -> str:
