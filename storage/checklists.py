@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 import aiosqlite
 
-from storage.db import Database
+from storage.db import Database, storable
 
 STATUSES = ("pending", "passed", "failed", "skipped", "missing")
 
@@ -109,7 +109,8 @@ async def save_checklist(
             updated_at = excluded.updated_at
         RETURNING id
         """,
-        (repo, issue_number, installation_id, title, state, next_number, int(truncated), total_found, now, now),
+        (repo, issue_number, installation_id, storable(title), state, next_number, int(truncated), total_found, now,
+         now),
     )
     row = await cursor.fetchone()
     assert row is not None

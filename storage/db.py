@@ -37,6 +37,11 @@ Params = Sequence[Any] | dict[str, Any]
 T = TypeVar("T")
 
 
+def storable(text: str | None) -> str | None:
+    """`text` with lone surrogates ('\ud800' in GitHub's JSON) replaced: SQLite cannot encode them as UTF-8."""
+    return None if text is None else text.encode("utf-8", "replace").decode("utf-8")
+
+
 def placeholders(values: Sized) -> str:
     """`?, ?, …` for an `IN (…)` list of `values`; `NULL` when empty, so the list matches nothing."""
     return ", ".join("?" * len(values)) or "NULL"

@@ -9,7 +9,7 @@ from typing import Any
 
 import aiosqlite
 
-from storage.db import Database
+from storage.db import Database, storable
 
 
 @dataclass(frozen=True)
@@ -97,8 +97,8 @@ async def upsert_pull(
             head_sha = excluded.head_sha, head_ref = excluded.head_ref, base_ref = excluded.base_ref,
             linked = excluded.linked, updated_at = excluded.updated_at
         """,
-        (repo, number, installation_id, _safe(title), state, int(merged), head_sha, _safe(head_ref),
-         _safe(base_ref), _dumps([dict(item) for item in linked]), now),
+        (repo, number, installation_id, storable(title), state, int(merged), head_sha, storable(head_ref),
+         storable(base_ref), _dumps([dict(item) for item in linked]), now),
     )
     # Why a separate table: "which PRs link issue N" must be an index lookup, not a scan of every PR's JSON.
     await conn.execute("DELETE FROM pr_links WHERE pr_repo = ? AND pr_number = ?", (repo, number))
@@ -204,6 +204,3 @@ async def open_pulls_linking(db: Database, issue_repo: str, issue_number: int) -
     return [(str(row[0]), int(row[1]), None if row[2] is None else int(row[2])) for row in rows]
 
 
-def _safe(text: str | None) -> str | None:
-    """Replace lone surrogates, which SQLite cannot encode."""
-    return None if text is None else text.encode("utf-8", "replace").decode("utf-8")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from storage import pulls
+from storage import checklists, pulls
 from storage.db import Database
 
 REPO = "octo/app"
@@ -111,3 +111,14 @@ async def test_lone_surrogate_in_a_title_is_stored(db: Database) -> None:
     await _pull(db, title="bad \ud800 title")
     pull = await pulls.get_pull(db, REPO, 3)
     assert pull is not None and pull.title.startswith("bad ")
+
+
+async def test_lone_surrogate_in_an_issue_title_is_stored_with_its_checklist(db: Database) -> None:
+    """An issue titled with a lone surrogate ('\\ud800' in GitHub's JSON) made every save of its checklist raise
+    UnicodeEncodeError, so the issue never got one."""
+    async with db.transaction() as conn:
+        await checklists.save_checklist(
+            conn, repo=REPO, issue_number=9, installation_id=1, title="bad \ud800 title", state="open", items=[],
+            next_number=1, truncated=False, total_found=0, change={}, now=1.0)
+    checklist = await checklists.get_checklist(db, REPO, 9)
+    assert checklist is not None and checklist.title == "bad ? title"
