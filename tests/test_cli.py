@@ -132,7 +132,9 @@ def test_receive_with_no_matching_handler_says_so(env: dict[str, str], tmp_path:
     assert code == 0 and "no handler matches issues.labeled" in out
 
 
-def test_replay_requeues_a_stored_deliverys_jobs(env: dict[str, str], tmp_path: Path, load_payload: Any) -> None:
+def stored_delivery_with_a_job(env: dict[str, str], load_payload: Any, *, status: str, attempts: int,
+                               last_error: str | None = None) -> sqlite3.Connection:
+    """A migrated database holding delivery d-1 (issues.opened) and one job of it; a connection to it."""
     assert run_cli(["migrate"], env)[0] == 0
     body = json.dumps({**load_payload("issues.opened"), "installation": {"id": 3}}).encode()
     conn = sqlite3.connect(env["DATABASE_PATH"])
@@ -140,7 +142,13 @@ def test_replay_requeues_a_stored_deliverys_jobs(env: dict[str, str], tmp_path: 
         conn.execute("INSERT INTO deliveries (id, event, action, installation_id, received_at, body) "
                      "VALUES ('d-1', 'issues', 'opened', 3, 0, ?)", (body,))
         conn.execute("INSERT INTO jobs (delivery_id, handler, ordering_key, status, attempts, run_after, created_at,"
-                     " last_error) VALUES ('d-1', 'cli_handlers.feature:comment_on_issue', 'k', 'dead', 6, 0, 0, 'x')")
+                     " last_error) VALUES ('d-1', 'cli_handlers.feature:comment_on_issue', 'k', ?, ?, 0, 0, ?)",
+                     (status, attempts, last_error))
+    return conn
+
+
+def test_replay_requeues_a_stored_deliverys_jobs(env: dict[str, str], tmp_path: Path, load_payload: Any) -> None:
+    conn = stored_delivery_with_a_job(env, load_payload, status="dead", attempts=6, last_error="x")
     code, out, _ = run_cli(["replay", "d-1"], env)
     assert code == 0 and "queued 1 job(s)" in out
     row = conn.execute("SELECT status, attempts, last_error FROM jobs").fetchone()
@@ -378,14 +386,7 @@ def test_commands_on_a_database_path_that_cannot_be_created_exit_2(env: dict[str
 def test_replay_of_a_delivery_whose_job_is_running_does_not_count_it_as_queued(
         env: dict[str, str], load_payload: Any) -> None:
     """requeue_delivery leaves a running job alone, but replay said 'queued 1 job(s)' for it."""
-    assert run_cli(["migrate"], env)[0] == 0
-    body = json.dumps({**load_payload("issues.opened"), "installation": {"id": 3}}).encode()
-    conn = sqlite3.connect(env["DATABASE_PATH"])
-    with conn:
-        conn.execute("INSERT INTO deliveries (id, event, action, installation_id, received_at, body) "
-                     "VALUES ('d-1', 'issues', 'opened', 3, 0, ?)", (body,))
-        conn.execute("INSERT INTO jobs (delivery_id, handler, ordering_key, status, attempts, run_after, created_at)"
-                     " VALUES ('d-1', 'cli_handlers.feature:comment_on_issue', 'k', 'running', 1, 0, 0)")
+    conn = stored_delivery_with_a_job(env, load_payload, status="running", attempts=1)
     code, out, _ = run_cli(["replay", "d-1"], env)
     assert code == 0 and "queued 0 job(s)" in out
     assert "not queued, still running: cli_handlers.feature:comment_on_issue" in out
