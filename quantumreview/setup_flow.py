@@ -67,7 +67,7 @@ def _origin(url: str) -> str:
 
 
 def _text(data: Mapping[str, Any], name: str) -> str | None:
-    """A non-empty string field, or None. Why encodable only: a lone surrogate ("\ud800" in the JSON) raised
+    """A non-empty string field, or None. Why encodable only: a lone surrogate ("\\ud800" in the JSON) raised
     UnicodeEncodeError when the value was measured or stored, a 500 after GitHub had created the App."""
     value = data.get(name)
     if not isinstance(value, str) or not value:

@@ -38,7 +38,7 @@ T = TypeVar("T")
 
 
 def storable(text: str | None) -> str | None:
-    """`text` with lone surrogates ('\ud800' in GitHub's JSON) replaced: SQLite cannot encode them as UTF-8."""
+    """`text` with lone surrogates ('\\ud800' in GitHub's JSON) replaced: SQLite cannot encode them as UTF-8."""
     return None if text is None else text.encode("utf-8", "replace").decode("utf-8")
 
 
