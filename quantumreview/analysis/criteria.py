@@ -91,7 +91,7 @@ def extract_criteria(body: str | None, *, limit: int = MAX_CRITERIA) -> Extracti
         return Extraction(criteria=(), has_section=False, truncated=False, total_found=0)
     # A byte order mark opening the body (a file saved by Notepad, sent with `gh issue create --body-file`) is
     # skipped by GitHub's Markdown, so a heading on the first line is still a heading.
-    lines = visible_lines(_encodable(body.removeprefix("\ufeff")))
+    lines = visible_lines(encodable(body.removeprefix("\ufeff")))
     stripped = [line.strip() for line in lines]
     sections = find_sections(lines, stripped)
     if sections:
@@ -103,8 +103,9 @@ def extract_criteria(body: str | None, *, limit: int = MAX_CRITERIA) -> Extracti
     return Extraction(criteria=kept, has_section=bool(sections), truncated=len(drafts) > limit, total_found=len(drafts))
 
 
-def _encodable(text: str) -> str:
-    """Return the text with each lone surrogate replaced by U+FFFD (encoding first is the fast check)."""
+def encodable(text: str) -> str:
+    """Return the text with each lone surrogate replaced by U+FFFD (encoding first is the fast check): text holding
+    one can be neither stored in SQLite nor sent to GitHub as UTF-8."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

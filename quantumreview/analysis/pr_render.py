@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from quantumreview.analysis.checklist_comment import MAX_TEXT_CHARS, escape_cell
+from quantumreview.analysis.criteria import encodable
 from quantumreview.analysis.links import IssueLink
 from quantumreview.analysis.manifest import Coverage, CriterionRef, Manifest
 from quantumreview.analysis.paths import FILE_CLASSES
@@ -28,7 +29,6 @@ TESTS_PER_CELL = 3
 # Room kept below a limit for the note that says rows were left out.
 _RESERVE = 300
 _BACKTICKS = re.compile(r"`+")
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 # Names a fork chooses (tests, files, report keys) must not render as links or images in the bot's output:
 # brackets (and the backslash that could undo their escape) are escaped, and a zero-width space after the
 # colon of "://" or after "www" keeps GitHub from autolinking a bare URL.
@@ -353,10 +353,7 @@ def _fit(head: list[str], rows: list[str], tail: list[str], limit: int, what: st
 def _clip(text: str, limit: int) -> str:
     """Cut text to at most `limit` UTF-16 code units, ending with an ellipsis when cut; lone surrogates become
     U+FFFD, since text holding one cannot be sent to GitHub as UTF-8."""
-    try:
-        text.encode("utf-8")  # the fast check: most texts have no lone surrogate
-    except UnicodeEncodeError:
-        text = _LONE_SURROGATE.sub("\ufffd", text)
+    text = encodable(text)
     if _size(text) <= limit:
         return text
     cut = text[: limit - 1]
