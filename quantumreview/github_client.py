@@ -315,16 +315,24 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
                 method, url, headers=headers, data=body or None, timeout=transport.timeout,
                 allow_redirects=follow_redirects, max_redirects=3) as response:
             limit = transport.max_response_bytes
-            data = bytearray()
-            if (response.content_length or 0) <= limit:
-                async for chunk in response.content.iter_chunked(READ_CHUNK):  # decompressed: a gzip bomb stops too
-                    data += chunk
-                    if len(data) > limit:
-                        break
-            if len(data) > limit or (response.content_length or 0) > limit:
+            data = await read_capped(response, limit)
+            if data is None:
                 raise RetryLater(f"GitHub {method} {path_of(url)} answered {response.status} with a body over "
                                  f"{limit} bytes: not read")
-            return response.status, response.headers, bytes(data)
+            return response.status, response.headers, data
+
+
+async def read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes | None:
+    """The body, or None once it passes `limit` bytes (declared, or read after decompression: a gzip bomb stops
+    too). Why: a body that never ends was read until the timeout, gigabytes on a fast link."""
+    if (response.content_length or 0) > limit:
+        return None
+    data = bytearray()
+    async for chunk in response.content.iter_chunked(READ_CHUNK):
+        data += chunk
+        if len(data) > limit:
+            return None
+    return bytes(data)
 
 
 # The App JWT is signed with the host's clock: one running ahead of GitHub's makes its iat "in the future".

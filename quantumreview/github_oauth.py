@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 
 from quantumreview.errors import PermanentError, RetryLater
-from quantumreview.github_client import API_VERSION, DEFAULT_TIMEOUT, NETWORK_ERRORS
+from quantumreview.github_client import API_VERSION, DEFAULT_TIMEOUT, NETWORK_ERRORS, read_capped
 
 MAX_TOKEN_RESPONSE_BYTES = 1024 * 1024
 
@@ -96,22 +96,13 @@ class OAuthClient:
         try:
             # Why: not retried — an authorization code is single-use, a repeat would be refused anyway.
             async with self.session.post(url, data=form, headers=headers, timeout=DEFAULT_TIMEOUT) as response:
-                status, body = response.status, await _read_capped(response)
+                status, body = response.status, await read_capped(response, MAX_TOKEN_RESPONSE_BYTES)
         except NETWORK_ERRORS as exc:
             raise RetryLater(f"GitHub's OAuth endpoint is unreachable ({type(exc).__name__})") from None
+        if body is None:  # a token answer is a few hundred bytes; one that never ends is a broken proxy
+            raise RetryLater(f"GitHub's token endpoint answered {status} with a body over {MAX_TOKEN_RESPONSE_BYTES} "
+                             "bytes")
         return parse_token_response(status, body, self.clock())
-
-
-async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
-    """The body, or RetryLater once it passes MAX_TOKEN_RESPONSE_BYTES. Why: a token answer is a few hundred bytes;
-    one that never ends (a broken proxy) was read whole until the timeout, gigabytes on a fast link."""
-    body = bytearray()
-    async for chunk in response.content.iter_chunked(64 * 1024):
-        body += chunk
-        if len(body) > MAX_TOKEN_RESPONSE_BYTES:
-            raise RetryLater(f"GitHub's token endpoint answered {response.status} with a body over "
-                             f"{MAX_TOKEN_RESPONSE_BYTES} bytes")
-    return bytes(body)
 
 
 def parse_token_response(status: int, body: bytes, now: float) -> UserTokens:

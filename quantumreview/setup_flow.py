@@ -29,6 +29,7 @@ from quantumreview.app_manifest import (
 from quantumreview.credentials import AppCredentials
 from quantumreview.crypto import SecretBox, SecretBoxError
 from quantumreview.github_auth import load_rsa_key
+from quantumreview.github_client import read_capped
 from quantumreview.settings import MIN_WEBHOOK_SECRET_BYTES, Settings
 from quantumreview.setup_state import STATE_COOKIE, SetupStates
 from quantumreview.startup import StartupError
@@ -147,15 +148,10 @@ async def convert_manifest_code(
 
 async def _read_capped(resp: aiohttp.ClientResponse) -> bytes:
     """The response body, or ConversionError once it passes MAX_CONVERSION_BYTES (declared or read)."""
-    if (resp.content_length or 0) > MAX_CONVERSION_BYTES:
+    body = await read_capped(resp, MAX_CONVERSION_BYTES)
+    if body is None:
         raise ConversionError(f"GitHub answered HTTP {resp.status} with a body over {MAX_CONVERSION_BYTES} bytes")
-    body = bytearray()
-    async for chunk in resp.content.iter_chunked(64 * 1024):
-        body += chunk
-        if len(body) > MAX_CONVERSION_BYTES:
-            raise ConversionError(f"GitHub answered HTTP {resp.status} with a body over {MAX_CONVERSION_BYTES} "
-                                  "bytes")
-    return bytes(body)
+    return body
 
 
 def _json_or_none(body: bytes) -> Any:
