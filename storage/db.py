@@ -18,9 +18,13 @@ BUSY_TIMEOUT_MS = 5000
 # Why: checkpoints copy the WAL into the database file; SQLite's default runs one inline in the commit that
 # passes 1,000 pages (every ~250 deliveries), stalling every delivery in flight. The app checkpoints when writes
 # pause (storage.checkpoints); this automatic one is only the backstop under sustained load: 32,768 pages
-# (128 MiB at 4 KiB), about 8,000 deliveries in one burst. The WAL file is cut back to 64 MiB after a reset.
+# (128 MiB at 4 KiB), about 8,000 deliveries in one burst.
 WAL_BACKSTOP_PAGES = 32_768
-WAL_SIZE_LIMIT = 64 * 1024 * 1024
+# Why as large as the backstop: the first commit after a checkpoint restarts the WAL and cuts its file back to this
+# size. Cutting it (freeing blocks, which the volume may discard) took that commit 45 ms, and every delivery of the
+# next burst's first batches waited for it; below this size the file is overwritten in place. The WAL may reach
+# this size anyway (docs/deploy.md: leave that much room).
+WAL_SIZE_LIMIT = WAL_BACKSTOP_PAGES * 4096
 # Below this much free space an open that failed is said to be on a full volume.
 FULL_VOLUME_BYTES = 1024 * 1024
 # Why: the intake promises a durable row before its 2xx; FULL fsyncs the WAL on every commit.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
 import threading
 import time
@@ -31,6 +32,22 @@ async def test_connection_pragmas_are_durable_and_patient(db: Database) -> None:
     values = await db.pragmas(["journal_mode", "synchronous", "busy_timeout", "foreign_keys", "wal_autocheckpoint"])
     assert values == {"journal_mode": "wal", "synchronous": 2, "busy_timeout": 5000, "foreign_keys": 1,
                       "wal_autocheckpoint": WAL_BACKSTOP_PAGES}
+
+
+async def test_a_checkpoint_does_not_cut_the_wal_file_back_before_the_next_burst(db: Database) -> None:
+    """Cutting the WAL file back at the first commit after a checkpoint took that commit 45 ms (the next burst's
+    first deliveries waited for it): a WAL below the backstop's size is overwritten in place instead."""
+    await db.execute("CREATE TABLE t (v BLOB)")
+    chunk = os.urandom(4 * 1024 * 1024)
+    for _ in range(18):  # 72 MiB: more than the 64 MiB the file used to be cut back to
+        await db.run(lambda conn: conn.execute("INSERT INTO t VALUES (?)", (chunk,)))
+    wal = db.path.with_name(db.path.name + "-wal")
+    grown = wal.stat().st_size
+    busy, frames, copied = await db.checkpoint()
+    assert (busy, frames) == (0, copied) and grown > 70 * 1024 * 1024
+    await db.execute("INSERT INTO t VALUES (x'00')")  # restarts the WAL from its start
+    assert wal.stat().st_size == grown
+    assert (await db.pragmas(["journal_size_limit"]))["journal_size_limit"] == WAL_BACKSTOP_PAGES * 4096
 
 
 async def test_concurrent_transactions_never_tear_each_other(db: Database) -> None:
