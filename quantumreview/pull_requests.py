@@ -148,7 +148,7 @@ async def refresh_manifest(ctx: Context, repo: str, pull: Mapping[str, Any]) -> 
     links = links_of(repo, pull)
     criteria, problems = await linked_criteria(ctx, repo, link_dicts(links))
     files = await list_pull_files(ctx.gh, repo, number) if links else []
-    manifest = build_manifest(files, criteria)
+    manifest = build_manifest(files, criteria, changed_files=pull.get("changed_files") if links else None)
     data = {**manifest.to_dict(), "links": link_dicts(links), "problems": problems[:MAX_PROBLEMS]}
     known = await store.get_manifest(ctx.db, repo, number, head_sha)
     now = time.time()

@@ -197,6 +197,17 @@ def test_more_files_than_github_lists_are_cut_and_flagged() -> None:
     assert manifest.files_truncated and manifest.group("source").count == MAX_FILES
 
 
+def test_files_github_did_not_list_are_counted_from_the_pull_requests_own_count() -> None:
+    """GitHub lists at most 3,000 files, so the list alone never held more than MAX_FILES and a 5,000-file
+    pull request read as 3,000 files, none left out."""
+    listed = [item(f"f{n}.py") for n in range(MAX_FILES)]
+    manifest = build_manifest(listed, [], changed_files=5000)
+    assert (manifest.total_files, manifest.files_truncated) == (5000, True)
+    assert manifest.group("source").count == MAX_FILES
+    whole = build_manifest(listed[:3], [], changed_files=3)
+    assert (whole.total_files, whole.files_truncated) == (3, False)
+
+
 @pytest.mark.parametrize(
     ("source", "tests", "expected"),
     [

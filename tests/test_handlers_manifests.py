@@ -278,6 +278,17 @@ async def test_large_pull_is_read_page_by_page_within_bounds(env: Env) -> None:
     assert len(output["summary"]) <= MAX_CHECK_CHARS and len(output["text"]) <= MAX_CHECK_CHARS
 
 
+async def test_pull_with_more_files_than_github_lists_says_so(env: Env) -> None:
+    """GitHub lists at most 3,000 of a pull request's files; the check run said nothing of the ones past that."""
+    files = [{"filename": f"src/app{i}.py", "additions": 1, "deletions": 0} for i in range(3000)]
+    add_pull(env, files=files)
+    env.fake.state.pulls[(REPO, NUMBER)]["changed_files"] = 4200
+    await env.deliver("pull_request", payload("opened.2"))
+    manifest, _ = await stored_manifest(env)
+    assert (manifest.total_files, manifest.files_truncated) == (4200, True)
+    assert "Only the first 3,000 of 4,200 files were analysed." in env.runs()[0]["output"]["text"]
+
+
 def test_patch_clipped_at_a_line_end() -> None:
     assert pull_requests.clip_patch("+a\n+bbbb\n", 6) == "+a"
     assert pull_requests.clip_patch("+abcdef", 3) == ""

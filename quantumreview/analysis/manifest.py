@@ -173,9 +173,16 @@ def find_test_ids(patch: str | None, *, path: str = "") -> tuple[TestRef, ...]:
     return scan.finish()
 
 
-def build_manifest(files: Sequence[Mapping[str, Any]], criteria: Sequence[CriterionRef]) -> Manifest:
-    """Build the manifest of a pull request from its changed files and the criteria of its linked issues."""
-    entries = [entry for entry in map(_file_entry, files[:MAX_FILES]) if entry is not None]
+def build_manifest(files: Sequence[Mapping[str, Any]], criteria: Sequence[CriterionRef], *,
+                   changed_files: int | None = None) -> Manifest:
+    """Build the manifest of a pull request from its changed files and the criteria of its linked issues.
+
+    `changed_files` is the pull request's own count: GitHub lists at most 3,000 files, so past that the list
+    alone cannot tell that files are missing.
+    """
+    listed = files[:MAX_FILES]
+    total = max(len(files), changed_files if isinstance(changed_files, int) else 0)
+    entries = [entry for entry in map(_file_entry, listed) if entry is not None]
     tests = _collect_tests(entries)
     by_tid: dict[str, list[TestRef]] = {}
     for ref in tests:
@@ -189,8 +196,8 @@ def build_manifest(files: Sequence[Mapping[str, Any]], criteria: Sequence[Criter
     unknown = sorted({ref.tid for ref in tests} - known, key=_tid_key)
     return Manifest(
         files=tuple(_group(kind, entries) for kind in FILE_CLASSES),
-        total_files=len(files),
-        files_truncated=len(files) > MAX_FILES,
+        total_files=total,
+        files_truncated=total > len(listed),
         coverage=coverage,
         tests=tests,
         unknown_ids=tuple(unknown),
