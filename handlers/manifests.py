@@ -18,9 +18,10 @@ router = routing.Router()
 @router.register("pull_request", action="synchronize")
 @router.register("pull_request", action="edited")
 async def build_manifest(event: sansio.Event, ctx: Context) -> None:
-    """Recompute the manifest of the PR's head; an edit that left title and body alone changes nothing."""
+    """Recompute the manifest of the PR's head; an edit that left title, body and base alone changes nothing."""
     changes = event.data.get("changes") or {}
-    if event.data.get("action") == "edited" and not ("title" in changes or "body" in changes):
+    # Why the base too: retargeting the PR changes its diff (files and tests) while the head stays the same.
+    if event.data.get("action") == "edited" and not ("title" in changes or "body" in changes or "base" in changes):
         return
     repo = ctx.repo
     number = (event.data.get("pull_request") or {}).get("number")

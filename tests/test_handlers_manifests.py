@@ -295,11 +295,25 @@ def test_patch_clipped_at_a_line_end() -> None:
     assert pull_requests.clip_patch("+a\n", 10) == "+a\n"
 
 
-async def test_edit_that_leaves_title_and_body_alone_does_nothing(env: Env) -> None:
+async def test_edit_that_leaves_title_body_and_base_alone_does_nothing(env: Env) -> None:
     add_pull(env)
-    edited = payload("opened.2", action="edited", changes={"base": {"ref": {"from": "dev"}}})
+    edited = payload("opened.2", action="edited", changes={})
     assert await env.deliver("pull_request", edited) == 1
     assert env.fake.requests == []
+
+
+async def test_retargeting_the_base_branch_recomputes_the_diff(env: Env) -> None:
+    """A new base changes the files of the pull request at the same head; the manifest kept the old diff's."""
+    add_pull(env, files=[{"filename": "src/login.py", "patch": SOURCE_PATCH}])
+    await env.deliver("pull_request", payload("opened.2"))
+    assert env.runs()[0]["output"]["title"] == "0 of 2 criteria have tests in this PR"
+    env.fake.state.pull_files[(REPO, NUMBER)] = [{"filename": f["filename"], "patch": f["patch"], "status": "added",
+                                                   "additions": 1, "deletions": 0} for f in FILES]
+    edited = payload("opened.2", action="edited", changes={"base": {"ref": {"from": "dev"}, "sha": {"from": "0" * 40}}})
+    await env.deliver("pull_request", edited)
+    manifest, _ = await stored_manifest(env)
+    assert [(c.criterion.tid, bool(c.tests)) for c in manifest.coverage] == [("T1", True), ("T2", False)]
+    assert env.runs()[0]["output"]["title"] == "1 of 2 criteria have tests in this PR"
 
 
 async def test_edit_of_body_relinks_and_recomputes_same_head(env: Env) -> None:
