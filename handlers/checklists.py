@@ -19,7 +19,7 @@ router = routing.Router()
 async def build_checklist(event: sansio.Event, ctx: Context) -> None:
     """Build or refresh the checklist; an edit that left the body alone changes nothing."""
     if event.data.get("action") == "edited" and "body" not in (event.data.get("changes") or {}):
-        return
+        return await follow_issue_header(event, ctx)
     repo = ctx.repo
     issue = event.data.get("issue") or {}
     if repo is None or "pull_request" in issue:
@@ -31,6 +31,25 @@ async def build_checklist(event: sansio.Event, ctx: Context) -> None:
     if latest is None:
         return
     await refresh_checklist(ctx, repo, latest)
+
+
+@router.register("issues", action="closed")
+async def follow_issue_header(event: sansio.Event, ctx: Context) -> None:
+    """Keep a checklist's title and state as GitHub has them now: the dashboard lists and filters issues by them."""
+    issue = event.data.get("issue") or {}
+    repo = ctx.repo
+    if repo is None or ctx.gh is None or "pull_request" in issue:
+        return
+    checklist = await store.get_checklist(ctx.db, repo, int(issue["number"]))
+    if checklist is None or checklist.retired:
+        return  # nothing shown for it: no need to ask GitHub
+    # Why GitHub's copy: a `closed` redelivered after the `reopened` that followed it must not close it again.
+    latest = await fetch_issue(ctx, repo, checklist.issue_number)
+    if latest is None:
+        return
+    async with ctx.db.transaction() as conn:
+        await store.set_header(conn, checklist.id, title=str(latest.get("title") or ""),
+                               state=str(latest.get("state") or "open"), now=time.time())
 
 
 @router.register(REGENERATE_EVENT)

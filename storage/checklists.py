@@ -142,6 +142,15 @@ async def set_comment_id(conn: aiosqlite.Connection, checklist_id: int, comment_
     await conn.execute("UPDATE checklists SET comment_id = ? WHERE id = ?", (comment_id, checklist_id))
 
 
+async def set_header(conn: aiosqlite.Connection, checklist_id: int, *, title: str, state: str, now: float) -> None:
+    """Record the issue's current title and state (open or closed), when either changed."""
+    await conn.execute(
+        "UPDATE checklists SET title = ?, state = ?, updated_at = ? "
+        "WHERE id = ? AND (title IS NOT ? OR state IS NOT ?)",
+        (storable(title), state, now, checklist_id, storable(title), state),
+    )
+
+
 async def retire_checklist(conn: aiosqlite.Connection, repo: str, issue_number: int, now: float) -> bool:
     """Mark the checklist of a deleted or transferred issue as retired; False if there was none."""
     cursor = await conn.execute(

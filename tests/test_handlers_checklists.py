@@ -40,10 +40,8 @@ def github(fake_github: FakeGitHub, github_app: Any) -> Any:
 
 async def run(event: str, data: dict[str, Any], db: Database, github: Any) -> Any:
     ctx, recorder = make_context(event, data, db=db, github=github)
-    fn = {"quantumreview.regenerate_checklist": handler.regenerate_checklist,
-          "deleted": handler.retire_checklist}.get(event if event.startswith("quantumreview") else data["action"],
-                                                   handler.build_checklist)
-    await fn(ctx.event, ctx)
+    for fn in handler.router.fetch(ctx.event):  # each as its own job, as the runner does
+        await fn(ctx.event, ctx)
     return recorder
 
 
@@ -275,3 +273,32 @@ async def test_a_comment_github_failed_still_leaves_the_revalidations_and_the_no
     assert enqueued == [{"repo": REPO, "pr_number": 10}]
     assert [n["title"] for n in first.notifications + retry.notifications] == [
         f"Checklist created for {REPO}#1 (2 criteria)"]
+
+
+async def test_closing_or_retitling_an_issue_shows_on_the_dashboard(fake_github: FakeGitHub, github: Any,
+                                                                   handler_db: Database) -> None:
+    """Only opened/edited(body)/reopened were followed: a closed issue stayed 'open' on the dashboard's default
+    list (and never under 'closed'), and a retitled one kept its old title."""
+    fake_github.add_issue(REPO, 1, title="Sign-up", body=BODY)
+    await run("issues", payload("issues.opened.1", number=1, body=BODY), handler_db, github)
+    fake_github.add_issue(REPO, 1, title="Sign-up flow", body=BODY, state="closed")
+    recorder = await run("issues", {**payload("issues.opened.1", number=1, body=BODY), "action": "closed"},
+                         handler_db, github)
+    checklist = await store.get_checklist(handler_db, REPO, 1)
+    assert checklist is not None and (checklist.state, checklist.title) == ("closed", "Sign-up flow")
+    assert recorder.notifications == [] and recorder.enqueued == []
+    fake_github.add_issue(REPO, 1, title="Sign-up, v2", body=BODY, state="closed")
+    retitled = payload("issues.edited.1", number=1, body=BODY)
+    retitled["changes"] = {"title": {"from": "Sign-up flow"}}
+    await run("issues", retitled, handler_db, github)
+    checklist = await store.get_checklist(handler_db, REPO, 1)
+    assert checklist is not None and (checklist.state, checklist.title) == ("closed", "Sign-up, v2")
+    assert len(bot_comments(fake_github)) == 1
+
+
+async def test_closing_an_issue_without_a_checklist_asks_github_nothing(fake_github: FakeGitHub, github: Any,
+                                                                       handler_db: Database) -> None:
+    fake_github.add_issue(REPO, 1, body="no criteria", state="closed")
+    await run("issues", {**payload("issues.opened.1", number=1, body="x"), "action": "closed"}, handler_db, github)
+    assert await store.get_checklist(handler_db, REPO, 1) is None
+    assert fake_github.calls("GET", "/repos/{owner}/{repo}/issues/{issue_number}") == []
