@@ -23,7 +23,6 @@ from quantumreview.analysis.paths import classify_file
 from quantumreview.analysis.pr_render import (
     MARKER,
     MAX_CHECK_CHARS,
-    MAX_COMMENT_CHARS,
     Annotation,
     CheckOutput,
     FailingCaseLike,
@@ -195,25 +194,26 @@ async def publish_pr_status(
         problems += [str(n) for n in row.verdict.get("notes") or [] if str(n) not in problems]
     fields: dict[str, Any]
     notes: list[Annotation] = []
+    # Why rendered inside: a note added after rendering pushed rows, and the note saying rows were left out,
+    # past GitHub's limit, so the text was cut mid-row.
+    shown_problems = problem_lines(problems).splitlines() if problems else []
     if verdict is not None and row.verdict is not None:
         # Why fall back to the stored ones: a manifest refresh republishes without CI's details at hand.
         shown = failing or stored_failing(row.verdict)
         health = health if health is not None else _mapping(row.verdict.get("health"))
-        output = render_verdict_check(verdict, shown, health)
+        output = render_verdict_check(verdict, shown, health, notes=shown_problems)
         fields = {"status": "completed", "conclusion": row.conclusion or verdict.conclusion}
         notes = [*failure_annotations(manifest, failing), *annotations]
     elif not links:
-        output, fields = render_no_links_check(), {"status": "completed", "conclusion": "neutral"}
+        output = with_problems(render_no_links_check(), problems)
+        fields = {"status": "completed", "conclusion": "neutral"}
     else:
-        output, fields = render_manifest_check(manifest, links), {"status": "in_progress"}
-    output = with_problems(output, problems)
+        output, fields = render_manifest_check(manifest, links, notes=shown_problems), {"status": "in_progress"}
     await upsert_check_run(ctx, repo, pr_number, head_sha, row.check_run_id, fields, output, notes)
     pull = await store.get_pull(ctx.db, repo, pr_number)
     if not links and (pull is None or pull.comment_id is None):
         return  # no linked issue and never commented: the neutral check says enough
-    body = render_pr_comment(manifest, verdict, links=links, health=health)
-    body = _clip(body.replace(MARKER, MARKER + "\n" + problem_lines(problems), 1) if problems else body,
-                 MAX_COMMENT_CHARS)
+    body = render_pr_comment(manifest, verdict, links=links, health=health, notes=shown_problems)
     known = pull.comment_id if pull is not None else None
     comment_id = await upsert_comment(ctx.gh, repo, pr_number, marker=MARKER, body=body, known_id=known,
                                       locks=ctx.locks)

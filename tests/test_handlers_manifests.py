@@ -242,6 +242,20 @@ async def test_unreachable_and_checklist_less_links_are_reported_not_fatal(env: 
     assert "not visible to the app" in env.comments()[0]["body"]
 
 
+async def test_link_problems_make_room_in_a_full_comment_and_check_run(env: Env) -> None:
+    """Problems were added after the text was fitted to GitHub's limit, so a full table was cut mid-row and lost
+    the note saying how many criteria were left out."""
+    await add_checklist(env.db, REPO, 7, {f"T{i}": f"Criterion {i} " + "word " * 57 for i in range(1, 400)})
+    ghosts = "\n\n".join(f"Fixes ghost-org/repository-{i}#1" for i in range(20))
+    add_pull(env, body="Closes #7\n\n" + ghosts)
+    await env.deliver("pull_request", payload("opened.2"))
+    summary, body = env.runs()[0]["output"]["summary"], env.comments()[0]["body"]
+    for text in (summary, body):
+        assert text.count("not visible to the app") == 20
+        assert text.rstrip().endswith("characters.") and "more criteria are not shown" in text
+    assert body.startswith(MARKER + "\n> ⚠️ ghost-org/repository-0#1")
+
+
 async def test_issue_in_another_repository_of_the_installation_counts(env: Env) -> None:
     env.fake.add_repository(1, "Codertocat/api")
     async with env.db.transaction() as conn:

@@ -116,12 +116,15 @@ def batch_annotations(annotations: Sequence[Annotation], size: int = MAX_ANNOTAT
     return [list(annotations[start : start + size]) for start in range(0, len(annotations), size)]
 
 
-def render_manifest_check(manifest: Manifest, links: Sequence[IssueLink]) -> CheckOutput:
-    """Render the manifest check: criteria of the linked issues, their tests in this PR, suggestions."""
+def render_manifest_check(manifest: Manifest, links: Sequence[IssueLink], *, notes: Sequence[str] = ()) -> CheckOutput:
+    """Render the manifest check: criteria of the linked issues, their tests in this PR, suggestions.
+
+    `notes` are Markdown lines shown first and kept whole; rows are left out to make room for them.
+    """
     total = len(manifest.coverage)
     covered = sum(bool(item.tests) for item in manifest.coverage)
     title = f"{covered} of {total} criteria have tests in this PR" if total else "No acceptance criteria found"
-    head = [f"Linked issues: {_link_list(links)}", ""]
+    head = [*_preface(notes), f"Linked issues: {_link_list(links)}", ""]
     bare = _issues_without_criteria(manifest, links)
     if bare:
         head += [f"No acceptance criteria in: {bare}. Add an `## Acceptance criteria` list to the issue.", ""]
@@ -150,10 +153,14 @@ def render_no_links_check() -> CheckOutput:
 
 
 def render_verdict_check(
-    verdict: Verdict, failing_cases: Sequence[FailingCaseLike], health: HealthLike | Mapping[str, Any] | None
+    verdict: Verdict, failing_cases: Sequence[FailingCaseLike], health: HealthLike | Mapping[str, Any] | None, *,
+    notes: Sequence[str] = (),
 ) -> CheckOutput:
-    """Render the verdict check: a row per criterion, failing tests with messages, the health score and trend."""
-    head = [_verdict_line(verdict), ""]
+    """Render the verdict check: a row per criterion, failing tests with messages, the health score and trend.
+
+    `notes` are Markdown lines shown first and kept whole; rows are left out to make room for them.
+    """
+    head = [*_preface(notes), _verdict_line(verdict), ""]
     health_line = _health_line(health)
     if health_line:
         head += [health_line, ""]
@@ -177,9 +184,13 @@ def render_pr_comment(
     *,
     links: Sequence[IssueLink] = (),
     health: HealthLike | Mapping[str, Any] | None = None,
+    notes: Sequence[str] = (),
 ) -> str:
-    """Render the bot's pull request comment, marker first, under GitHub's comment limit."""
-    head = [MARKER, "## 🧪 Acceptance criteria for this pull request", ""]
+    """Render the bot's pull request comment, marker first, under GitHub's comment limit.
+
+    `notes` are Markdown lines shown after the marker and kept whole; rows are left out to make room for them.
+    """
+    head = [MARKER, *_preface(notes), "## 🧪 Acceptance criteria for this pull request", ""]
     if links:
         head += [f"Linked issues: {_link_list(links)}", ""]
     if verdict is not None:
@@ -202,6 +213,11 @@ def render_pr_comment(
         head += ["No acceptance criteria found in the linked issues."]
     body = _fit(head, rows, _unknown_note(manifest), MAX_COMMENT_CHARS, "criteria")
     return body if body.startswith(MARKER) else MARKER + "\n" + body
+
+
+def _preface(notes: Sequence[str]) -> list[str]:
+    """Notes and the blank line that ends their block, or nothing."""
+    return [*notes, ""] if notes else []
 
 
 def _verdict_title(verdict: Verdict) -> str:
