@@ -13,6 +13,7 @@ from quantumreview.context import Context
 from quantumreview.github_client import getitem_or_none
 from quantumreview.pull_requests import REVALIDATE_EVENT
 from storage import checklists as store
+from storage import installations as installation_store
 from storage import pulls as pull_store
 
 REGENERATE_EVENT = "quantumreview.regenerate_checklist"
@@ -62,9 +63,13 @@ async def revalidate_linking_pulls(ctx: Context, repo: str, number: int) -> None
     """Queue a revalidation of every open pull request linking the issue: their manifest and verdict were made
     against the criteria before this change (or before the checklist existed, when the issue's delivery was
     handled after theirs: jobs of different keys run in any order)."""
-    for pr_repo, pr_number, installation_id in await pull_store.open_pulls_linking(ctx.db, repo, number):
+    for pr_repo, pr_number, stored_id in await pull_store.open_pulls_linking(ctx.db, repo, number):
+        # Why the live one first: after an uninstall and reinstall (a new id) the stored one is deleted, and the
+        # runner cancels a job queued under it, so the pull request kept its verdict on the old criteria.
+        live_id = await installation_store.installation_for_repo(ctx.db, pr_repo)
         await ctx.enqueue(REVALIDATE_EVENT, {"repo": pr_repo, "pr_number": pr_number},
-                          ordering_key=f"{pr_repo}#{pr_number}", installation_id=installation_id)
+                          ordering_key=f"{pr_repo}#{pr_number}",
+                          installation_id=live_id if live_id is not None else stored_id)
 
 
 async def publish_checklist_comment(ctx: Context, repo: str, number: int) -> int | None:

@@ -302,3 +302,21 @@ async def test_closing_an_issue_without_a_checklist_asks_github_nothing(fake_git
     await run("issues", {**payload("issues.opened.1", number=1, body="x"), "action": "closed"}, handler_db, github)
     assert await store.get_checklist(handler_db, REPO, 1) is None
     assert fake_github.calls("GET", "/repos/{owner}/{repo}/issues/{issue_number}") == []
+
+
+async def test_a_pull_stored_under_a_since_deleted_installation_is_revalidated_under_the_live_one(
+        fake_github: FakeGitHub, github: Any, handler_db: Database) -> None:
+    """After an uninstall and reinstall (GitHub gives the new installation a new id), a criteria edit queued the
+    linking pull's revalidation under the deleted installation's id, so the runner cancelled it ('installation
+    deleted') and the pull's check kept judging the old criteria."""
+    from storage import installations as installation_store
+
+    async with handler_db.transaction() as conn:
+        await installation_store.mark_deleted(conn, 6, 1.0, account_login="Codertocat")
+        await installation_store.upsert_installation(conn, {"id": 7, "account": {"login": "Codertocat"}}, 2.0)
+        await installation_store.add_repositories(conn, 7, [{"id": 99, "full_name": REPO}], 2.0)
+    await store_pull(handler_db, 10, installation_id=6)
+    await store_pull(handler_db, 5, repo="other-org/app", installation_id=8)  # no live installation known: kept
+    fake_github.add_issue(REPO, 1, body=BODY)
+    recorder = await run("issues", payload("issues.opened.1", number=1, body=BODY), handler_db, github)
+    assert [(job["data"]["pr_number"], job["installation_id"]) for job in recorder.enqueued] == [(10, 7), (5, 8)]
