@@ -213,6 +213,8 @@ async def publish_pr_status(
     pull = await store.get_pull(ctx.db, repo, pr_number)
     if not links and (pull is None or pull.comment_id is None):
         return  # no linked issue and never commented: the neutral check says enough
+    if pull is not None and pull.head_sha not in (None, head_sha):
+        return  # a late CI result for a commit the PR has moved past: its check run is its own, the comment is not
     body = render_pr_comment(manifest, verdict, links=links, health=health, notes=shown_problems)
     known = pull.comment_id if pull is not None else None
     comment_id = await upsert_comment(ctx.gh, repo, pr_number, marker=MARKER, body=body, known_id=known,

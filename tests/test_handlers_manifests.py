@@ -367,6 +367,26 @@ async def test_new_head_gets_its_own_check_run_and_the_same_comment(env: Env) ->
     assert await store.get_manifest(env.db, REPO, NUMBER, NEW_SHA) is not None
 
 
+async def test_a_late_verdict_for_an_earlier_head_leaves_the_comment_on_the_current_head(env: Env) -> None:
+    """CI for a commit the pull request has moved past (a slow or cancelled run) finished after the push: its
+    verdict replaced the comment's current head with the old commit's results."""
+    add_pull(env)
+    await env.deliver("pull_request", payload("opened.2"))
+    env.fake.state.pulls[(REPO, NUMBER)]["head"]["sha"] = NEW_SHA
+    await env.deliver("pull_request", payload("synchronize.1"))
+    before = env.comments()[0]["body"]
+    verdict = compute_verdict([CriterionRef(REPO, 7, "T1", "User can log in")], {"T1": "failed"})
+    async with env.db.transaction() as conn:
+        await store.save_verdict(conn, repo=REPO, pr_number=NUMBER, head_sha=SHA, verdict=dataclasses.asdict(verdict),
+                                 conclusion="failure", run_id=1, run_attempt=1, now=2.0)
+    event = sansio.Event({}, event="workflow_run", delivery_id="d-2")
+    await pull_requests.publish_pr_status(env.context(event), REPO, NUMBER, SHA)
+    old_run = next(run for run in env.runs() if run["head_sha"] == SHA)
+    assert (old_run["status"], old_run["conclusion"]) == ("completed", "failure")  # the old commit's own check
+    [comment] = env.comments()
+    assert comment["body"] == before and "❌ failed" not in comment["body"]
+
+
 async def test_reopened_pull_is_recomputed(env: Env) -> None:
     add_pull(env)
     await env.deliver("pull_request", payload("reopened.1"))
