@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from gidgethub import routing, sansio
 
 from quantumreview.checklists import REGENERATE_EVENT, fetch_issue, refresh_checklist
 from quantumreview.context import Context
 from storage import checklists as store
+from storage import installations as installation_store
 
 router = routing.Router()
 
@@ -65,7 +67,6 @@ async def regenerate_checklist(event: sansio.Event, ctx: Context) -> None:
 
 
 @router.register("issues", action="deleted")
-@router.register("issues", action="transferred")
 async def retire_checklist(event: sansio.Event, ctx: Context) -> None:
     """The issue left this repository: its checklist is retired (kept for the record, hidden from the API)."""
     repo = ctx.repo
@@ -73,3 +74,34 @@ async def retire_checklist(event: sansio.Event, ctx: Context) -> None:
         return
     async with ctx.db.transaction() as conn:
         await store.retire_checklist(conn, repo, int(event.data["issue"]["number"]), time.time())
+
+
+@router.register("issues", action="transferred")
+async def move_checklist(event: sansio.Event, ctx: Context) -> None:
+    """The issue moved to another repository: its checklist goes with it, so its test IDs keep their criteria.
+
+    Why not a fresh one there: numbered from T1 again, IDs that tests carry would name other criteria.
+    """
+    destination = _transfer_destination(event.data)
+    if ctx.repo is None or destination is None:
+        return await retire_checklist(event, ctx)
+    new_repo, new_number = destination
+    live_id = await installation_store.installation_for_repo(ctx.db, new_repo)
+    installation_id = live_id if live_id is not None else ctx.installation_id
+    async with ctx.db.transaction() as conn:
+        moved = await store.move_checklist(conn, ctx.repo, int(event.data["issue"]["number"]), new_repo, new_number,
+                                           installation_id=installation_id, now=time.time())
+    if moved:
+        # Why: the new repository's `opened` may have run first; this rebuild puts its comment in step.
+        await ctx.enqueue(REGENERATE_EVENT, {"repo": new_repo, "issue_number": new_number},
+                          ordering_key=f"{new_repo}#{new_number}", installation_id=installation_id)
+
+
+def _transfer_destination(data: dict[str, Any]) -> tuple[str, int] | None:
+    """(owner/name, number) the issue was transferred to, from the payload's `changes`; None if not given."""
+    changes = data.get("changes") or {}
+    repo = (changes.get("new_repository") or {}).get("full_name")
+    number = (changes.get("new_issue") or {}).get("number")
+    if not isinstance(repo, str) or not isinstance(number, int) or isinstance(number, bool):
+        return None
+    return repo, number

@@ -161,6 +161,29 @@ async def retire_checklist(conn: aiosqlite.Connection, repo: str, issue_number: 
     return cursor.rowcount > 0
 
 
+async def move_checklist(conn: aiosqlite.Connection, repo: str, issue_number: int, new_repo: str, new_number: int,
+                         *, installation_id: int | None, now: float) -> bool:
+    """Re-key the checklist of a transferred issue to where it went, items, statuses and retired IDs with it;
+    False if it has none. One already there is replaced: the new repository's `opened` made it from T1 again."""
+    cursor = await conn.execute(
+        "SELECT id FROM checklists WHERE repo = ? AND issue_number = ? AND retired_at IS NULL", (repo, issue_number))
+    row = await cursor.fetchone()
+    if row is None:
+        return False
+    cursor = await conn.execute(
+        "DELETE FROM checklists WHERE repo = ? AND issue_number = ? RETURNING comment_id", (new_repo, new_number))
+    replaced = await cursor.fetchone()
+    # Why the replaced one's comment first: it was found (or posted) on the issue where it is now.
+    await conn.execute(
+        "UPDATE checklists SET repo = ?, issue_number = ?, installation_id = ?, comment_id = COALESCE(?, comment_id), "
+        "updated_at = ? WHERE id = ?",
+        (new_repo, new_number, installation_id, None if replaced is None else replaced[0], now, row[0]),
+    )
+    await conn.execute("INSERT INTO checklist_history (checklist_id, at, change) VALUES (?, ?, ?)",
+                       (row[0], now, json.dumps({"moved_from": f"{repo}#{issue_number}"})))
+    return True
+
+
 async def set_statuses(
     conn: aiosqlite.Connection, checklist_id: int, statuses: Mapping[str, str], now: float
 ) -> dict[str, tuple[str, str]]:

@@ -320,3 +320,51 @@ async def test_a_pull_stored_under_a_since_deleted_installation_is_revalidated_u
     fake_github.add_issue(REPO, 1, body=BODY)
     recorder = await run("issues", payload("issues.opened.1", number=1, body=BODY), handler_db, github)
     assert [(job["data"]["pr_number"], job["installation_id"]) for job in recorder.enqueued] == [(10, 7), (5, 8)]
+
+
+OTHER = "Codertocat/Other"
+THREE = "## Acceptance criteria\n- [ ] Sign up\n- [ ] Log in\n- [ ] Reset a password\n"
+TWO = "## Acceptance criteria\n- [ ] Log in\n- [ ] Reset a password\n"
+
+
+async def transferred_checklist(fake: FakeGitHub, db: Database, github: Any, *, opened_first: bool) -> list[str]:
+    """REPO#1 whose T1 was removed (T2, T3 live; T3 passed), transferred to OTHER#7; the live items there."""
+    fake.add_issue(REPO, 1, body=THREE)
+    await run("issues", payload("issues.opened.1", number=1, body=THREE), db, github)
+    fake.add_issue(REPO, 1, body=TWO)
+    await run("issues", {**payload("issues.edited.1", number=1, body=TWO), "changes": {"body": {"from": THREE}}},
+              db, github)
+    checklist = await store.get_checklist(db, REPO, 1)
+    assert checklist is not None
+    async with db.transaction() as conn:
+        await store.set_statuses(conn, checklist.id, {"T3": "passed"}, 1.0)
+    fake.add_issue(OTHER, 7, body=TWO)
+    opened = payload("issues.opened.1", number=7, body=TWO)
+    opened["repository"] = {**opened["repository"], "full_name": OTHER, "name": "Other"}
+    moved = {**payload("issues.deleted.1", number=1), "action": "transferred",
+             "changes": {"new_issue": {**opened["issue"]}, "new_repository": opened["repository"]}}
+    steps = [opened, moved] if opened_first else [moved, opened]
+    enqueued = []
+    for data in steps:
+        enqueued += (await run("issues", data, db, github)).enqueued
+    for job in enqueued:
+        if job["event"] == REGENERATE_EVENT:
+            await run(REGENERATE_EVENT, {**job["data"], "installation": {"id": job["installation_id"]}}, db, github)
+    moved_checklist = await store.get_checklist(db, OTHER, 7)
+    assert moved_checklist is not None and not moved_checklist.retired
+    live, retired = await store.get_items(db, moved_checklist.id)
+    return [f"{i.tid} {i.text} {i.status}" for i in live] + [f"{tid} retired" for tid in sorted(retired)]
+
+
+@pytest.mark.parametrize("opened_first", [False, True], ids=["transfer-first", "opened-first"])
+async def test_a_transferred_issue_keeps_its_test_ids(fake_github: FakeGitHub, github_app: Any,
+                                                      handler_db: Database, opened_first: bool) -> None:
+    """The checklist was retired in the old repository and the new one's `opened` built a fresh one from T1, so
+    'Log in', tested as T2, became T1 and T2 went to 'Reset a password' (tests tagged T3 matched nothing), and
+    the statuses were lost. The checklist now moves with the issue, whichever job runs first."""
+    fake_github.add_installation(7, account="Codertocat", repositories=[REPO, OTHER])
+    lines = await transferred_checklist(fake_github, handler_db, github_app, opened_first=opened_first)
+    assert lines == ["T2 Log in pending", "T3 Reset a password passed", "T1 retired"]
+    assert await store.get_checklist(handler_db, REPO, 1) is None  # not left behind as a second, retired one
+    (comment,) = [c for c in fake_github.comments.get((OTHER, 7), []) if MARKER in (c.get("body") or "")]
+    assert "`T3`" in comment["body"] and "`T1`" not in comment["body"]
