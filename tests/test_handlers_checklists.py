@@ -368,3 +368,18 @@ async def test_a_transferred_issue_keeps_its_test_ids(fake_github: FakeGitHub, g
     assert await store.get_checklist(handler_db, REPO, 1) is None  # not left behind as a second, retired one
     (comment,) = [c for c in fake_github.comments.get((OTHER, 7), []) if MARKER in (c.get("body") or "")]
     assert "`T3`" in comment["body"] and "`T1`" not in comment["body"]
+
+
+async def test_a_late_edit_of_an_issue_since_transferred_builds_nothing_where_it_was(
+        fake_github: FakeGitHub, github: Any, handler_db: Database) -> None:
+    """GitHub redirects a moved issue's old address to where it went, so a late `edited` for the old repository
+    (a redelivery or a retry) read the moved issue and built a second checklist there from T1 (shown on the
+    dashboard beside the moved one) under the moved issue's new number: on an unrelated issue of that number."""
+    fake_github.add_issue(REPO, 7, body="An unrelated issue")
+    issue = fake_github.add_issue(REPO, 1, body=BODY)
+    issue["repository_url"] = issue["repository_url"].replace(REPO, OTHER)  # what the redirect answers
+    issue["number"] = 7
+    edited = payload("issues.edited.1", number=1, body=BODY)
+    recorder = await run("issues", {**edited, "changes": {"body": {"from": ""}}}, handler_db, github)
+    assert [await store.get_checklist(handler_db, REPO, n) for n in (1, 7)] == [None, None]
+    assert bot_comments(fake_github, 1) == bot_comments(fake_github, 7) == [] and recorder.notifications == []
