@@ -181,6 +181,14 @@ async def publish_pr_status(
 
     With a verdict, `failing` tests and extra `annotations` (e.g. code-health findings) are annotated once.
     """
+    # Why one at a time per pull request: its own job and its CI run's job publish at once; the one that read the
+    # stored state first could write last, putting a completed check run back in progress and the verdict away.
+    async with ctx.locks("publish", repo, pr_number):
+        await _publish(ctx, repo, pr_number, head_sha, failing, health, annotations)
+
+
+async def _publish(ctx: Context, repo: str, pr_number: int, head_sha: str, failing: Sequence[FailingCaseLike],
+                   health: HealthLike | Mapping[str, Any] | None, annotations: Sequence[Annotation]) -> None:
     row = await store.get_manifest(ctx.db, repo, pr_number, head_sha)
     if row is None:
         ctx.log.info("no manifest for %s#%d at %s: nothing to publish", repo, pr_number, head_sha[:7])

@@ -387,6 +387,30 @@ async def test_a_late_verdict_for_an_earlier_head_leaves_the_comment_on_the_curr
     assert comment["body"] == before and "❌ failed" not in comment["body"]
 
 
+async def test_a_manifest_refresh_racing_a_verdict_does_not_put_the_check_back_in_progress(env: Env) -> None:
+    """The pull request's job and its CI run's job publish at once: the refresh read the head before the verdict
+    was stored and its slower update landed last, so the completed check run went back to in progress and the
+    comment lost the verdict."""
+    add_pull(env)
+    await env.deliver("pull_request", payload("opened.2"))
+    env.fake.fail_next("PATCH", CHECK_RUNS + "/{check_run_id}", kind="slow", delay=0.5)
+    refresh = asyncio.create_task(
+        env.deliver("pull_request", payload("opened.2", action="edited", changes={"title": {"from": "x"}})))
+    while not env.fake.calls("GET", "/repos/{owner}/{repo}/pulls/{pull_number}/files")[1:]:
+        await asyncio.sleep(0.01)  # the refresh has read the diff; its check-run update follows
+    await asyncio.sleep(0.1)
+    verdict = compute_verdict([CriterionRef(REPO, 7, "T1", "User can log in")], {"T1": "failed"})
+    async with env.db.transaction() as conn:
+        await store.save_verdict(conn, repo=REPO, pr_number=NUMBER, head_sha=SHA, verdict=dataclasses.asdict(verdict),
+                                 conclusion="failure", run_id=1, run_attempt=1, now=2.0)
+    event = sansio.Event({}, event="workflow_run", delivery_id="d-2")
+    await pull_requests.publish_pr_status(env.context(event), REPO, NUMBER, SHA)
+    await refresh
+    [run] = env.runs()
+    assert (run["status"], run["conclusion"]) == ("completed", "failure")
+    assert "❌ failed" in env.comments()[0]["body"]
+
+
 async def test_reopened_pull_is_recomputed(env: Env) -> None:
     add_pull(env)
     await env.deliver("pull_request", payload("reopened.1"))
