@@ -7,7 +7,7 @@ from typing import Any
 
 from gidgethub import routing, sansio
 
-from quantumreview.checklists import REGENERATE_EVENT, fetch_issue, refresh_checklist
+from quantumreview.checklists import REGENERATE_EVENT, fetch_issue, follow_rename, refresh_checklist
 from quantumreview.context import Context
 from storage import checklists as store
 from storage import installations as installation_store
@@ -29,6 +29,7 @@ async def build_checklist(event: sansio.Event, ctx: Context) -> None:
     if ctx.gh is None:
         ctx.log.warning("no installation client for %s (no App configured or no installation): skipped", repo)
         return
+    await follow_rename(ctx, event.data.get("repository"))
     latest = await fetch_issue(ctx, repo, int(issue["number"]))
     if latest is None:
         return
@@ -42,6 +43,7 @@ async def follow_issue_header(event: sansio.Event, ctx: Context) -> None:
     repo = ctx.repo
     if repo is None or ctx.gh is None or "pull_request" in issue:
         return
+    await follow_rename(ctx, event.data.get("repository"))
     checklist = await store.get_checklist(ctx.db, repo, int(issue["number"]))
     if checklist is None or checklist.retired:
         return  # nothing shown for it: no need to ask GitHub

@@ -20,8 +20,42 @@ REGENERATE_EVENT = "quantumreview.regenerate_checklist"
 
 
 async def fetch_issue(ctx: Context, repo: str, number: int) -> dict[str, Any] | None:
-    """The issue as GitHub has it now (the payload may be older than a later edit); None if gone."""
-    return await getitem_or_none(ctx.gh, f"/repos/{repo}/issues/{number}")
+    """The issue as GitHub has it now (the payload may be older than a later edit); None if gone or moved."""
+    issue = await getitem_or_none(ctx.gh, f"/repos/{repo}/issues/{number}")
+    if issue is None or _is_at(issue, repo, number):
+        return issue
+    # Why: GitHub redirects a transferred issue's old address to where it went; built on here, the checklist of
+    # the moved issue landed on this repository's issue of the new number (an unrelated one) and was shown twice.
+    ctx.log.info("%s#%d moved to %s: nothing to build here", repo, number, issue.get("html_url"))
+    return None
+
+
+def _is_at(issue: dict[str, Any], repo: str, number: int) -> bool:
+    """Whether GitHub's issue is still `repo`#`number` (names compare case-insensitively, as on GitHub)."""
+    repository_url = issue.get("repository_url")
+    in_repo = not isinstance(repository_url, str) or repository_url.lower().endswith(f"/repos/{repo.lower()}")
+    return in_repo and issue.get("number") == number
+
+
+async def follow_rename(ctx: Context, repository: Any) -> None:
+    """Catch up with a rename or transfer of the event's repository, of which no webhook tells the App (it does not
+    subscribe to `repository`): GitHub's repository list, stored, re-keys the checklists kept under the old name.
+
+    Why: they stayed there, so the dashboard showed the repository without them and an edit built the issue's
+    checklist again from T1 (IDs that tests carry then named other criteria).
+    """
+    if not isinstance(repository, dict) or ctx.gh is None or ctx.installation_id is None:
+        return
+    repo_id, name = repository.get("id"), repository.get("full_name")
+    if not isinstance(repo_id, int) or not isinstance(name, str):
+        return
+    stored = await installation_store.repository_name(ctx.db, repo_id)
+    if stored is None or stored == name:
+        return
+    # Why GitHub's list, not the payload's name: a late delivery carries the old name and must not rename it back.
+    repos = [r async for r in ctx.gh.getiter("/installation/repositories", iterable_key="repositories")]
+    async with ctx.db.transaction() as conn:
+        await installation_store.replace_repositories(conn, ctx.installation_id, repos, time.time())
 
 
 async def refresh_checklist(ctx: Context, repo: str, issue: dict[str, Any]) -> bool:

@@ -184,6 +184,12 @@ async def move_checklist(conn: aiosqlite.Connection, repo: str, issue_number: in
     return True
 
 
+async def rename_repository(conn: aiosqlite.Connection, old: str, new: str) -> None:
+    """Re-key the checklists of a repository renamed or transferred from `old` to `new` (one already kept under
+    the new name for the same issue stays as it is, and the old one with it)."""
+    await conn.execute("UPDATE OR IGNORE checklists SET repo = ? WHERE repo = ?", (new, old))
+
+
 async def set_statuses(
     conn: aiosqlite.Connection, checklist_id: int, statuses: Mapping[str, str], now: float
 ) -> dict[str, tuple[str, str]]:

@@ -9,6 +9,7 @@ from typing import Any
 
 import aiosqlite
 
+from storage import checklists as checklist_store
 from storage.db import Database, placeholders
 
 
@@ -90,6 +91,10 @@ async def add_repositories(
 
 
 async def _upsert_repo_rows(conn: aiosqlite.Connection, rows: list[tuple[Any, ...]]) -> None:
+    # Why: a renamed or transferred repository keeps its id; what was stored under its old name must follow, or
+    # the dashboard showed it without its checklists and an edit built an issue's checklist again from T1.
+    for old, new in await _renamed(conn, rows):
+        await checklist_store.rename_repository(conn, old, new)
     await conn.executemany(
         """
         INSERT INTO repositories (id, installation_id, full_name, private, removed_at, updated_at)
@@ -100,6 +105,21 @@ async def _upsert_repo_rows(conn: aiosqlite.Connection, rows: list[tuple[Any, ..
         """,
         rows,
     )
+
+
+async def _renamed(conn: aiosqlite.Connection, rows: list[tuple[Any, ...]]) -> list[tuple[str, str]]:
+    """(stored name, name now) of each of these repository rows whose full name changed."""
+    ids = [row[0] for row in rows]
+    cursor = await conn.execute(
+        f"SELECT id, full_name FROM repositories WHERE id IN ({placeholders(ids)})", ids)  # noqa: S608
+    stored = {int(row[0]): str(row[1]) for row in await cursor.fetchall()}
+    return [(stored[row[0]], row[2]) for row in rows if stored.get(row[0], row[2]) != row[2]]
+
+
+async def repository_name(db: Database, repo_id: int) -> str | None:
+    """The full name stored for the repository with this GitHub id, or None if never seen."""
+    value = await db.fetchvalue("SELECT full_name FROM repositories WHERE id = ?", (repo_id,))
+    return None if value is None else str(value)
 
 
 async def remove_repositories(

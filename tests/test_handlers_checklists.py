@@ -383,3 +383,34 @@ async def test_a_late_edit_of_an_issue_since_transferred_builds_nothing_where_it
     recorder = await run("issues", {**edited, "changes": {"body": {"from": ""}}}, handler_db, github)
     assert [await store.get_checklist(handler_db, REPO, n) for n in (1, 7)] == [None, None]
     assert bot_comments(fake_github, 1) == bot_comments(fake_github, 7) == [] and recorder.notifications == []
+
+
+async def test_an_issue_of_a_renamed_repository_keeps_its_test_ids(fake_github: FakeGitHub, github: Any,
+                                                                   handler_db: Database) -> None:
+    """No webhook tells the App of a rename: the checklists stayed under the old name, so the dashboard showed
+    the repository without them, and an edit built the issue's checklist again from T1 ('Log in', tested as T2,
+    became T1) with its statuses lost. A late delivery still carrying the old name must not rename it back."""
+    from quantumreview.analysis.checklist import Item
+    from storage import installations as installation_store
+
+    old = "Codertocat/Old-Name"
+    repo_id = fake_github.state.repos[REPO]["id"]
+    items = [Item("T1", "Sign up", ""), Item("T2", "Log in", ""), Item("T3", "Reset a password", "")]
+    async with handler_db.transaction() as conn:
+        await installation_store.upsert_installation(conn, {"id": 7, "account": {"login": "Codertocat"}}, 1.0)
+        await installation_store.add_repositories(conn, 7, [{"id": repo_id, "full_name": old}], 1.0)
+        for kept in (items, items[1:]):
+            await store.save_checklist(conn, repo=old, issue_number=1, installation_id=7, title="t", state="open",
+                                       items=kept, next_number=4, truncated=False, total_found=len(kept),
+                                       change={}, now=1.0)
+    fake_github.add_issue(REPO, 1, body=TWO)
+    edited = payload("issues.edited.1", number=1, body=TWO)
+    edited["repository"] = {**edited["repository"], "id": repo_id, "full_name": REPO}
+    await run("issues", {**edited, "changes": {"body": {"from": THREE}}}, handler_db, github)
+    late = {**edited, "repository": {**edited["repository"], "full_name": old}, "changes": {"body": {"from": ""}}}
+    await run("issues", late, handler_db, github)
+    checklist = await store.get_checklist(handler_db, REPO, 1)
+    assert checklist is not None and await store.get_checklist(handler_db, old, 1) is None
+    live, retired = await store.get_items(handler_db, checklist.id)
+    assert [(i.tid, i.text) for i in live] == [("T2", "Log in"), ("T3", "Reset a password")] and list(retired) == ["T1"]
+    assert await installation_store.active_repositories(handler_db, 7) == [REPO]

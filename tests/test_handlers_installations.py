@@ -265,3 +265,26 @@ async def test_a_created_redelivered_late_does_not_undo_later_repository_changes
     await call(handler.update_repositories, "installation_repositories", added, handler_db, github_app)
     await call(handler.record_installation, "installation", created, handler_db, github_app)  # redelivered
     assert await store.active_repositories(handler_db, inst_id) == ["Codertocat/Hello-World", "Codertocat/Space"]
+
+
+async def test_a_renamed_repository_keeps_its_checklists(fake_github: FakeGitHub, github_app: Any,
+                                                         handler_db: Database) -> None:
+    """GitHub keeps a renamed (or transferred) repository's id: the row took the new name but its checklists
+    stayed under the old one, so the dashboard showed the repository without them."""
+    from storage import checklists as checklist_store
+
+    fake_github.add_installation(7, account="Codertocat", repositories=["Codertocat/Hello-World"])
+    repo_id = fake_github.state.repos["Codertocat/Hello-World"]["id"]
+    async with handler_db.transaction() as conn:
+        await store.upsert_installation(conn, {"id": 7, "account": {"login": "Codertocat"}}, 1.0)
+        await store.add_repositories(conn, 7, [{"id": repo_id, "full_name": "Codertocat/Old-Name"}], 1.0)
+        await checklist_store.save_checklist(
+            conn, repo="Codertocat/Old-Name", issue_number=1, installation_id=7, title="t", state="open", items=[],
+            next_number=4, truncated=False, total_found=0, change={}, now=1.0)
+    added = {"action": "added", "installation": {"id": 7, "account": {"login": "Codertocat"}},
+             "repositories_added": [], "repositories_removed": []}
+    await call(handler.update_repositories, "installation_repositories", added, handler_db, github_app)
+    assert await store.active_repositories(handler_db, 7) == ["Codertocat/Hello-World"]
+    checklist = await checklist_store.get_checklist(handler_db, "Codertocat/Hello-World", 1)
+    assert checklist is not None and checklist.next_number == 4
+    assert await checklist_store.get_checklist(handler_db, "Codertocat/Old-Name", 1) is None
