@@ -190,6 +190,14 @@ async def rename_repository(conn: aiosqlite.Connection, old: str, new: str) -> N
     await conn.execute("UPDATE OR IGNORE checklists SET repo = ? WHERE repo = ?", (new, old))
 
 
+async def follow_installation(conn: aiosqlite.Connection, repos: Sequence[tuple[str, int]]) -> None:
+    """Record the installation that reaches each (repository, installation id) pair's checklists now."""
+    await conn.executemany(
+        "UPDATE checklists SET installation_id = ? WHERE repo = ? AND installation_id IS NOT ?",
+        [(installation_id, repo, installation_id) for repo, installation_id in repos],
+    )
+
+
 async def set_statuses(
     conn: aiosqlite.Connection, checklist_id: int, statuses: Mapping[str, str], now: float
 ) -> dict[str, tuple[str, str]]:

@@ -105,6 +105,9 @@ async def _upsert_repo_rows(conn: aiosqlite.Connection, rows: list[tuple[Any, ..
         """,
         rows,
     )
+    # Why: a reinstall gets a new id, and a link from another repository counts only within one installation, so
+    # checklists left on the deleted id were "not visible to the app" until their issue was edited.
+    await checklist_store.follow_installation(conn, [(str(row[2]), int(row[1])) for row in rows])
 
 
 async def _renamed(conn: aiosqlite.Connection, rows: list[tuple[Any, ...]]) -> list[tuple[str, str]]:

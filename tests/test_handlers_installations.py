@@ -288,3 +288,29 @@ async def test_a_renamed_repository_keeps_its_checklists(fake_github: FakeGitHub
     checklist = await checklist_store.get_checklist(handler_db, "Codertocat/Hello-World", 1)
     assert checklist is not None and checklist.next_number == 4
     assert await checklist_store.get_checklist(handler_db, "Codertocat/Old-Name", 1) is None
+
+
+async def test_after_a_reinstall_a_pull_in_a_sibling_repository_still_sees_an_issues_criteria(
+        fake_github: FakeGitHub, github_app: Any, handler_db: Database) -> None:
+    """GitHub gives a reinstall a new id; checklists kept the deleted installation's until their issue was edited,
+    so a pull request in another repository of the new installation linking the issue was told 'not visible to
+    the app (install it on ...)', though the App was installed there."""
+    from quantumreview.analysis.checklist import Item
+    from quantumreview.pull_requests import linked_criteria
+    from storage import checklists as checklist_store
+
+    repos = ["Codertocat/Hello-World", "Codertocat/Other"]
+    async with handler_db.transaction() as conn:
+        await store.upsert_installation(conn, {"id": 6, "account": {"login": "Codertocat"}}, 1.0)
+        await checklist_store.save_checklist(
+            conn, repo=repos[0], issue_number=1, installation_id=6, title="t", state="open",
+            items=[Item("T1", "Log in", "")], next_number=2, truncated=False, total_found=1, change={}, now=1.0)
+        await store.mark_deleted(conn, 6, 2.0)
+    fake_github.add_installation(7, account="Codertocat", repositories=repos)
+    created = load("installation.created.1")
+    created["installation"] = {**created["installation"], "id": 7}
+    created.pop("repositories", None)
+    await call(handler.record_installation, "installation", created, handler_db, github_app)
+    ctx, _ = make_context("pull_request", {"installation": {"id": 7}}, db=handler_db)
+    criteria, problems = await linked_criteria(ctx, repos[1], [{"repo": repos[0], "number": 1}])
+    assert problems == [] and [c.tid for c in criteria] == ["T1"]
