@@ -181,6 +181,13 @@ async def move_checklist(conn: aiosqlite.Connection, repo: str, issue_number: in
     )
     await conn.execute("INSERT INTO checklist_history (checklist_id, at, change) VALUES (?, ?, ?)",
                        (row[0], now, json.dumps({"moved_from": f"{repo}#{issue_number}"})))
+    # Why a retired one left behind: a pull request linking the old address is told the issue was transferred,
+    # not that it has no acceptance criteria.
+    await conn.execute(
+        "INSERT INTO checklists (repo, issue_number, installation_id, title, state, retired_at, created_at, "
+        "updated_at) SELECT ?, ?, installation_id, title, state, ?, ?, ? FROM checklists WHERE id = ?",
+        (repo, issue_number, now, now, now, row[0]),
+    )
     return True
 
 

@@ -13,7 +13,7 @@ import pytest
 from handlers import checklists as handler
 from quantumreview.analysis.checklist_comment import MARKER
 from quantumreview.checklists import REGENERATE_EVENT
-from quantumreview.pull_requests import REVALIDATE_EVENT
+from quantumreview.pull_requests import REVALIDATE_EVENT, linked_criteria
 from quantumreview.testing.context import make_context
 from quantumreview.testing.fake import FakeGitHub
 from storage import checklists as store
@@ -365,7 +365,11 @@ async def test_a_transferred_issue_keeps_its_test_ids(fake_github: FakeGitHub, g
     fake_github.add_installation(7, account="Codertocat", repositories=[REPO, OTHER])
     lines = await transferred_checklist(fake_github, handler_db, github_app, opened_first=opened_first)
     assert lines == ["T2 Log in pending", "T3 Reset a password passed", "T1 retired"]
-    assert await store.get_checklist(handler_db, REPO, 1) is None  # not left behind as a second, retired one
+    left = await store.get_checklist(handler_db, REPO, 1)
+    assert left is not None and left.retired and await store.get_items(handler_db, left.id) == ([], {})
+    ctx, _ = make_context("pull_request", {"installation": {"id": 7}}, db=handler_db)
+    _criteria, problems = await linked_criteria(ctx, REPO, [{"repo": REPO, "number": 1}])
+    assert problems == [f"{REPO}#1: the issue was deleted or transferred"]
     (comment,) = [c for c in fake_github.comments.get((OTHER, 7), []) if MARKER in (c.get("body") or "")]
     assert "`T3`" in comment["body"] and "`T1`" not in comment["body"]
 
