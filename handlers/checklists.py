@@ -7,7 +7,13 @@ from typing import Any
 
 from gidgethub import routing, sansio
 
-from quantumreview.checklists import REGENERATE_EVENT, fetch_issue, follow_rename, refresh_checklist
+from quantumreview.checklists import (
+    REGENERATE_EVENT,
+    fetch_issue,
+    follow_rename,
+    refresh_checklist,
+    revalidate_linking_pulls,
+)
 from quantumreview.context import Context
 from storage import checklists as store
 from storage import installations as installation_store
@@ -74,8 +80,11 @@ async def retire_checklist(event: sansio.Event, ctx: Context) -> None:
     repo = ctx.repo
     if repo is None:
         return
+    number = int(event.data["issue"]["number"])
     async with ctx.db.transaction() as conn:
-        await store.retire_checklist(conn, repo, int(event.data["issue"]["number"]), time.time())
+        retired = await store.retire_checklist(conn, repo, number, time.time())
+    if retired:  # Why: else their checks went on judging the criteria of an issue that is gone
+        await revalidate_linking_pulls(ctx, repo, number)
 
 
 @router.register("issues", action="transferred")
@@ -90,10 +99,12 @@ async def move_checklist(event: sansio.Event, ctx: Context) -> None:
     new_repo, new_number = destination
     live_id = await installation_store.installation_for_repo(ctx.db, new_repo)
     installation_id = live_id if live_id is not None else ctx.installation_id
+    number = int(event.data["issue"]["number"])
     async with ctx.db.transaction() as conn:
-        moved = await store.move_checklist(conn, ctx.repo, int(event.data["issue"]["number"]), new_repo, new_number,
+        moved = await store.move_checklist(conn, ctx.repo, number, new_repo, new_number,
                                            installation_id=installation_id, now=time.time())
     if moved:
+        await revalidate_linking_pulls(ctx, ctx.repo, number)  # they link the old address: told it moved
         # Why: the new repository's `opened` may have run first; this rebuild puts its comment in step.
         await ctx.enqueue(REGENERATE_EVENT, {"repo": new_repo, "issue_number": new_number},
                           ordering_key=f"{new_repo}#{new_number}", installation_id=installation_id)

@@ -418,3 +418,20 @@ async def test_an_issue_of_a_renamed_repository_keeps_its_test_ids(fake_github: 
     live, retired = await store.get_items(handler_db, checklist.id)
     assert [(i.tid, i.text) for i in live] == [("T2", "Log in"), ("T3", "Reset a password")] and list(retired) == ["T1"]
     assert await installation_store.active_repositories(handler_db, 7) == [REPO]
+
+
+async def test_deleting_or_transferring_an_issue_has_its_linking_pulls_judged_again(
+        fake_github: FakeGitHub, github: Any, handler_db: Database) -> None:
+    """Their checks went on judging the criteria of an issue that was gone, until the pull request next changed;
+    judged again, they say the issue was deleted or transferred."""
+    for number in (1, 2):
+        fake_github.add_issue(REPO, number, body=BODY)
+        await run("issues", payload("issues.opened.1", number=number, body=BODY), handler_db, github)
+        await store_pull(handler_db, 10 + number, linked_issue=number)
+    deleted = await run("issues", payload("issues.deleted.1", number=1), handler_db, github)
+    fake_github.add_issue(OTHER, 7, body=BODY)
+    moved = await run("issues", {**payload("issues.deleted.1", number=2), "action": "transferred", "changes": {
+        "new_issue": {"number": 7}, "new_repository": {"full_name": OTHER}}}, handler_db, github)
+    assert [job["data"] for job in deleted.enqueued] == [{"repo": REPO, "pr_number": 11}]
+    assert [job["data"] for job in moved.enqueued if job["event"] == REVALIDATE_EVENT] == [
+        {"repo": REPO, "pr_number": 12}]
