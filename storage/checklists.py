@@ -62,8 +62,13 @@ def _checklist(row: aiosqlite.Row) -> Checklist:
 
 
 async def get_checklist(db: Database, repo: str, issue_number: int) -> Checklist | None:
-    """The issue's checklist, or None."""
+    """The issue's checklist, or None. GitHub's owner and repository names ignore case, so a link written
+    `codertocat/HELLO-world#4` finds the checklist stored as `Codertocat/Hello-World`."""
     row = await db.fetchone("SELECT * FROM checklists WHERE repo = ? AND issue_number = ?", (repo, issue_number))
+    if row is None:
+        # Why a second look: NOCASE cannot use the (repo, issue_number) index, and most links are spelled as stored.
+        row = await db.fetchone("SELECT * FROM checklists WHERE issue_number = ? AND repo = ? COLLATE NOCASE "
+                                "ORDER BY id DESC LIMIT 1", (issue_number, repo))
     return None if row is None else _checklist(row)
 
 

@@ -122,3 +122,16 @@ async def test_lone_surrogate_in_an_issue_title_is_stored_with_its_checklist(db:
             next_number=1, truncated=False, total_found=0, change={}, now=1.0)
     checklist = await checklists.get_checklist(db, REPO, 9)
     assert checklist is not None and checklist.title == "bad ? title"
+
+
+async def test_a_checklist_is_found_whatever_the_case_of_the_repository_name(db: Database) -> None:
+    """A pull request linking `codertocat/HELLO-world#4` was told the issue had no checklist: names matched
+    exactly, though GitHub's ignore case."""
+    async with db.transaction() as conn:
+        await checklists.save_checklist(conn, repo="Codertocat/Hello-World", issue_number=4, installation_id=1,
+                                        title="t", state="open", items=[], next_number=1, truncated=False,
+                                        total_found=0, change={}, now=1.0)
+    found = await checklists.get_checklist(db, "codertocat/HELLO-world", 4)
+    assert found is not None and found.repo == "Codertocat/Hello-World"
+    assert await checklists.get_checklist(db, "codertocat/HELLO-world", 5) is None
+    assert await checklists.get_checklist(db, "codertocat/other", 4) is None
