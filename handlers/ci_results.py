@@ -29,6 +29,8 @@ REVALIDATE_EVENT = "quantumreview.revalidate_pr"
 EMPTY_LIST_TRIES = 3
 EMPTY_LIST_WAIT = 60.0
 MANIFEST_WAIT_TRIES = 3
+# A fork PR's run held for approval "completes" with this conclusion, having run no job.
+AWAITING_APPROVAL = "action_required"
 
 router = routing.Router()
 
@@ -104,6 +106,11 @@ async def judge_run(ctx: Context, repo: str, run: Mapping[str, Any], *, force: b
     """Collect the run's reports, judge each of its pull requests, then record the run as processed."""
     run_id, attempt = int(run["id"]), int(run.get("run_attempt") or 1)
     head_sha, branch = str(run["head_sha"]), _str(run.get("head_branch"))
+    if run.get("conclusion") == AWAITING_APPROVAL:
+        # Why not recorded: approving runs this same run id and attempt, and completes it again; recorded now,
+        # that real completion was skipped as "already processed".
+        ctx.log.info("run %s awaits a maintainer's approval; judged once it has run", run_id)
+        return
     stored = await run_store.get_run(ctx.db, repo, run_id)
     if stored is not None and not force and stored.run_attempt >= attempt:
         ctx.log.info("run %s attempt %s already processed (stored attempt %s)", run_id, attempt, stored.run_attempt)

@@ -406,3 +406,19 @@ async def test_reports_of_runs_judged_at_once_are_read_one_at_a_time(harness: Ha
                          harness.dispatch("workflow_run", harness.workflow_run(301)))
     assert most == 1
     assert all([await run_store.get_run(harness.db, REPO, run_id) for run_id in (300, 301)])
+
+
+async def test_a_run_held_for_approval_is_judged_once_approved(harness: Harness) -> None:
+    """A fork PR's run awaiting approval completes as action_required with no jobs; approving runs the same run
+    id and attempt, which then completes again. The first completion was recorded as processed (after 2 minutes
+    of waiting for artifacts), so the real one was skipped and the check said "no artifacts were found"."""
+    harness.fake.add_workflow_run(REPO, 120, head_sha=SHA, conclusion="action_required")
+    held = harness.workflow_run(120, prs=())
+    held["workflow_run"]["conclusion"] = "action_required"
+    await harness.dispatch("workflow_run", held)
+    assert harness.fake.calls("GET", ARTIFACTS) == []
+    assert harness.check_runs()[0]["status"] == "in_progress"
+    harness.add_run(120, t2="passed")  # approved: the same run, attempt 1, now with its report
+    await harness.dispatch("workflow_run", harness.workflow_run(120, prs=()))
+    [check] = harness.check_runs()
+    assert (check["status"], check["conclusion"]) == ("completed", "success")
