@@ -223,8 +223,10 @@ async def update_checklists(ctx: Context, verdict: Verdict) -> None:
 
 async def pulls_for_run(ctx: Context, repo: str, run: Mapping[str, Any]) -> list[int]:
     """The run's pull requests: from the payload, else (fork PRs leave it empty) the open ones at its head SHA."""
+    repository = run.get("repository")
+    repo_id = repository.get("id") if isinstance(repository, dict) else None
     listed = sorted({int(p["number"]) for p in run.get("pull_requests") or [] if isinstance(p, dict)
-                     and _base_repo_matches(p, repo)})
+                     and _base_repo_matches(p, repo, repo_id)})
     return listed or await pulls_for_sha(ctx, repo, str(run["head_sha"]))
 
 
@@ -255,11 +257,19 @@ def _is_ours(check: Mapping[str, Any], ctx: Context) -> bool:
     return str(app.get("id")) == str(ctx.settings.app_id)
 
 
-def _base_repo_matches(pull: Mapping[str, Any], repo: str) -> bool:
-    """Payload entries may name pull requests of other repositories (a fork's own PRs); keep this repo's."""
+def _base_repo_matches(pull: Mapping[str, Any], repo: str, repo_id: object) -> bool:
+    """Payload entries may name pull requests of other repositories (a fork's own PRs); keep this repo's.
+
+    Why the id or URL before the name: a fork keeps its upstream's name by default, so the name alone let an
+    upstream PR pass as this repository's PR of the same number.
+    """
     base = (pull.get("base") or {}).get("repo") or {}
-    name = base.get("name")
-    return name is None or repo.endswith(f"/{name}")
+    if isinstance(base.get("id"), int) and isinstance(repo_id, int):
+        return bool(base["id"] == repo_id)
+    url, name = base.get("url"), base.get("name")
+    if isinstance(url, str):
+        return url.lower().endswith(f"/repos/{repo.lower()}")
+    return name is None or repo.lower().endswith(f"/{str(name).lower()}")
 
 
 def _installation(ctx: Context) -> int:

@@ -92,7 +92,8 @@ class Harness:
             entry = copy.deepcopy(template)
             entry["number"] = number
             entry["head"]["sha"] = SHA
-            entry["base"]["repo"]["name"] = REPO.split("/")[1]
+            entry["base"]["repo"].update(id=run["repository"]["id"], name=REPO.split("/")[1],
+                                         url=f"https://api.github.com/repos/{REPO}")
             entry["base"]["ref"] = "main"
             run["pull_requests"].append(entry)
         return data
@@ -420,5 +421,18 @@ async def test_a_run_held_for_approval_is_judged_once_approved(harness: Harness)
     assert harness.check_runs()[0]["status"] == "in_progress"
     harness.add_run(120, t2="passed")  # approved: the same run, attempt 1, now with its report
     await harness.dispatch("workflow_run", harness.workflow_run(120, prs=()))
+    [check] = harness.check_runs()
+    assert (check["status"], check["conclusion"]) == ("completed", "success")
+
+
+async def test_an_upstream_pull_request_of_the_same_name_is_not_taken_for_this_repositorys(harness: Harness) -> None:
+    """A fork keeps its upstream's name, and a fork's run may list the upstream's pull request: matched by name
+    alone, the fork's own PR #9 was judged instead (here: none, so the verdict was skipped) and the PR at the
+    run's head, found by its SHA, never got one."""
+    harness.add_run(121, t2="passed")
+    data = harness.workflow_run(121, prs=(9,))
+    upstream = data["workflow_run"]["pull_requests"][0]["base"]["repo"]
+    upstream.update(id=186853002, url="https://api.github.com/repos/upstream/octo-repo")  # same name, other repo
+    await harness.dispatch("workflow_run", data)
     [check] = harness.check_runs()
     assert (check["status"], check["conclusion"]) == ("completed", "success")
