@@ -6,6 +6,7 @@ import time
 
 from gidgethub import routing, sansio
 
+from quantumreview.checklists import follow_rename
 from quantumreview.context import Context
 from quantumreview.pull_requests import REVALIDATE_EVENT, fetch_pull, link_dicts, links_of, refresh_manifest
 from storage import pulls as store
@@ -27,6 +28,8 @@ async def build_manifest(event: sansio.Event, ctx: Context) -> None:
     number = (event.data.get("pull_request") or {}).get("number")
     if repo is None or not isinstance(number, int) or ctx.gh is None:
         return
+    # Why: stored under the old name, the pull request was kept twice and the old row, left open, was revalidated.
+    await follow_rename(ctx, event.data.get("repository"))
     # Why fetch: a queued job may run after later pushes or edits; the PR as it is now is what counts.
     latest = await fetch_pull(ctx, repo, number)
     if latest is not None and latest.get("state") == "open":
@@ -44,11 +47,12 @@ async def revalidate_manifest(event: sansio.Event, ctx: Context) -> None:
 
 @router.register("pull_request", action="closed")
 async def record_closed(event: sansio.Event, ctx: Context) -> None:
-    """Record that the PR closed, merged or not, from the payload alone (no GitHub calls)."""
+    """Record that the PR closed, merged or not, from the payload (GitHub is asked only after a rename)."""
     repo = ctx.repo
     pull = event.data.get("pull_request") or {}
     if repo is None or not isinstance(pull.get("number"), int):
         return
+    await follow_rename(ctx, event.data.get("repository"))  # else the row under the old name stayed open
     merged, now = bool(pull.get("merged")), time.time()
     async with ctx.db.transaction() as conn:
         if await store.set_pull_state(conn, repo, pull["number"], state="closed", merged=merged, now=now):

@@ -204,3 +204,34 @@ async def open_pulls_linking(db: Database, issue_repo: str, issue_number: int) -
     return [(str(row[0]), int(row[1]), None if row[2] is None else int(row[2])) for row in rows]
 
 
+async def rename_repository(conn: aiosqlite.Connection, old: str, new: str) -> None:
+    """Re-key the pull requests, manifests and links of a repository renamed or transferred from `old` to `new`,
+    and the links other pull requests hold to its issues.
+
+    Why rows already kept under the new name win and the old ones go: they came from events carrying the new name
+    (so later); an old one left open was still revalidated, under the old name, whenever a linked issue changed.
+    """
+    await _relink(conn, old, new)
+    newer = "SELECT number FROM pull_requests WHERE repo = ?"
+    await conn.execute(f"DELETE FROM pr_links WHERE pr_repo = ? AND pr_number IN ({newer})", (old, new))  # noqa: S608
+    await conn.execute(f"DELETE FROM pull_requests WHERE repo = ? AND number IN ({newer})", (old, new))  # noqa: S608
+    for table, column in (("pull_requests", "repo"), ("manifests", "repo"), ("pr_links", "pr_repo")):
+        await conn.execute(f"UPDATE OR IGNORE {table} SET {column} = ? WHERE {column} = ?", (new, old))  # noqa: S608
+        await conn.execute(f"DELETE FROM {table} WHERE {column} = ?", (old,))  # noqa: S608
+    # Why `<> new`: issue_repo compares ignoring case, so after a rename in case only `= old` matches new rows too.
+    await conn.execute("UPDATE OR IGNORE pr_links SET issue_repo = ? WHERE issue_repo = ?", (new, old))
+    await conn.execute("DELETE FROM pr_links WHERE issue_repo = ? AND issue_repo <> ?", (old, new))
+
+
+async def _relink(conn: aiosqlite.Connection, old: str, new: str) -> None:
+    """Name `new` in each stored link to an issue of `old` (a CI verdict reads a pull request's criteria through
+    them: under the old name they were 'not visible to the app')."""
+    cursor = await conn.execute(
+        "SELECT p.repo, p.number, p.linked FROM pull_requests p WHERE EXISTS (SELECT 1 FROM pr_links l "
+        "WHERE l.pr_repo = p.repo AND l.pr_number = p.number AND l.issue_repo = ?)", (old,))
+    for repo, number, text in await cursor.fetchall():
+        # Why ignoring case: links are kept as written (`codertocat/HELLO-world#4`), and GitHub's names ignore it.
+        linked = [{**item, "repo": new} if str(item.get("repo", "")).lower() == old.lower() else item
+                  for item in _linked(text)]
+        await conn.execute("UPDATE pull_requests SET linked = ? WHERE repo = ? AND number = ?",
+                           (_dumps(linked), repo, number))

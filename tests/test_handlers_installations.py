@@ -314,3 +314,44 @@ async def test_after_a_reinstall_a_pull_in_a_sibling_repository_still_sees_an_is
     ctx, _ = make_context("pull_request", {"installation": {"id": 7}}, db=handler_db)
     criteria, problems = await linked_criteria(ctx, repos[1], [{"repo": repos[0], "number": 1}])
     assert problems == [] and [c.tid for c in criteria] == ["T1"]
+
+
+async def test_a_renamed_repository_keeps_its_pull_requests_and_their_links(
+        fake_github: FakeGitHub, github_app: Any, handler_db: Database) -> None:
+    """Pull requests, their manifests and links stayed under a renamed repository's old name: the dashboard and
+    events carrying the new name did not find them, a criteria edit revalidated nothing, and a CI verdict read the
+    linked issue under the old name ('not visible to the app') so judged no criteria."""
+    from quantumreview.analysis.checklist import Item
+    from quantumreview.pull_requests import linked_criteria
+    from storage import checklists as checklist_store
+    from storage import pulls as pull_store
+
+    old, new, other = "Codertocat/Old-Name", "Codertocat/Hello-World", "Codertocat/Other"
+    fake_github.add_installation(7, account="Codertocat", repositories=[new, other])
+    repo_id = fake_github.state.repos[new]["id"]
+    async with handler_db.transaction() as conn:
+        await store.upsert_installation(conn, {"id": 7, "account": {"login": "Codertocat"}}, 1.0)
+        await store.add_repositories(conn, 7, [{"id": repo_id, "full_name": old}], 1.0)
+        await checklist_store.save_checklist(
+            conn, repo=old, issue_number=1, installation_id=7, title="t", state="open",
+            items=[Item("T1", "Log in", "")], next_number=2, truncated=False, total_found=1, change={}, now=1.0)
+        for repo, link in ((old, old), (other, "codertocat/OLD-name")):  # links are kept as written
+            await pull_store.upsert_pull(
+                conn, repo=repo, number=2, installation_id=7, title="t", state="open", merged=False,
+                head_sha="a" * 40, head_ref="x", base_ref="main", linked=[{"repo": link, "number": 1,
+                                                                           "source": "keyword"}], now=1.0)
+        await pull_store.set_pull_comment_id(conn, old, 2, 555)
+        await pull_store.save_manifest(conn, repo=old, pr_number=2, head_sha="a" * 40, manifest={"v": 1}, now=1.0)
+    added = {"action": "added", "installation": {"id": 7, "account": {"login": "Codertocat"}},
+             "repositories_added": [], "repositories_removed": []}
+    await call(handler.update_repositories, "installation_repositories", added, handler_db, github_app)
+    pull = await pull_store.get_pull(handler_db, new, 2)
+    assert pull is not None and pull.comment_id == 555 and await pull_store.get_pull(handler_db, old, 2) is None
+    assert await pull_store.get_manifest(handler_db, new, 2, "a" * 40) is not None
+    assert await pull_store.open_pulls_linking(handler_db, new, 1) == [(new, 2, 7), (other, 2, 7)]
+    assert await pull_store.open_pulls_for_sha(handler_db, new, "a" * 40) == [2]
+    other_pull = await pull_store.get_pull(handler_db, other, 2)
+    assert other_pull is not None
+    ctx, _ = make_context("workflow_run", {"installation": {"id": 7}}, db=handler_db)
+    criteria, problems = await linked_criteria(ctx, other, other_pull.linked)
+    assert problems == [] and [c.tid for c in criteria] == ["T1"]

@@ -521,3 +521,32 @@ async def test_app_runs_a_delivered_pull_request_once_per_delivery_id(
     assert await db.fetchvalue("SELECT count(*) FROM jobs") == 2
     assert len(fake_github.check_runs[REPO]) == 1
     assert len(fake_github.comments[(REPO, NUMBER)]) == 1
+
+
+async def _renamed_from(env: Env, old: str) -> dict[str, Any]:
+    """The repository stored (with pull request #2, commented) under `old`, since renamed on GitHub to REPO;
+    the repository object events now carry."""
+    repo_id = env.fake.state.repos[REPO]["id"]
+    comment = env.fake.add_comment(REPO, NUMBER, MARKER + "\nmanifest", login="quantumreview[bot]")
+    async with env.db.transaction() as conn:
+        await installation_store.upsert_installation(conn, {"id": 1, "account": {"login": "Codertocat"}}, 1.0)
+        await installation_store.add_repositories(conn, 1, [{"id": repo_id, "full_name": old}], 1.0)
+        await store.upsert_pull(conn, repo=old, number=NUMBER, installation_id=1, title="t", state="open",
+                                merged=False, head_sha=SHA, head_ref="x", base_ref="main",
+                                linked=[{"repo": old, "number": 7, "source": "keyword"}], now=1.0)
+        await store.set_pull_comment_id(conn, old, NUMBER, comment["id"])
+    return {**payload("synchronize.1")["repository"], "id": repo_id, "full_name": REPO}
+
+
+@pytest.mark.parametrize("action", ["synchronize.1", "closed.2"])
+async def test_an_event_of_a_renamed_repository_moves_its_stored_pull_request(env: Env, action: str) -> None:
+    """No webhook told the App of a rename: an event carrying the new name stored the pull request a second time,
+    and the row under the old name stayed open, revalidated (under that name) whenever its issue changed."""
+    old = "Codertocat/Old-Name"
+    repository = await _renamed_from(env, old)
+    add_pull(env)
+    await env.deliver("pull_request", {**payload(action), "repository": repository})
+    pull = await store.get_pull(env.db, REPO, NUMBER)
+    assert pull is not None and await store.get_pull(env.db, old, NUMBER) is None
+    assert [pull.comment_id] == [c["id"] for c in env.comments()]
+    assert await installation_store.active_repositories(env.db, 1) == [REPO]

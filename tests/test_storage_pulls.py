@@ -135,3 +135,21 @@ async def test_a_checklist_is_found_whatever_the_case_of_the_repository_name(db:
     assert found is not None and found.repo == "Codertocat/Hello-World"
     assert await checklists.get_checklist(db, "codertocat/HELLO-world", 5) is None
     assert await checklists.get_checklist(db, "codertocat/other", 4) is None
+
+
+async def test_a_rename_keeps_the_newer_rows_and_a_rename_in_case_only_keeps_its_links(db: Database) -> None:
+    """A pull request stored under a repository's new name before the rename was noticed is newer than the one
+    under the old name; the old one, left open, was revalidated under the old name whenever its issue changed."""
+    await _pull(db, repo="octo/old", linked=[{"repo": "octo/old", "number": 7, "source": "keyword"}])
+    await _pull(db, repo="octo/new", linked=[{"repo": "octo/new", "number": 8, "source": "keyword"}], now=2.0)
+    await _pull(db, repo="octo/old", number=4, linked=[{"repo": "octo/old", "number": 7, "source": "keyword"}])
+    async with db.transaction() as conn:
+        await pulls.rename_repository(conn, "octo/old", "octo/new")
+    pull = await pulls.get_pull(db, "octo/new", 3)
+    assert pull is not None and pull.linked == [{"repo": "octo/new", "number": 8, "source": "keyword"}]
+    assert await pulls.open_pulls_linking(db, "octo/new", 7) == [("octo/new", 4, 1)]
+    assert await pulls.open_pulls_linking(db, "octo/new", 8) == [("octo/new", 3, 1)]
+    async with db.transaction() as conn:
+        await pulls.rename_repository(conn, "octo/new", "Octo/New")
+    assert await pulls.open_pulls_linking(db, "octo/new", 7) == [("Octo/New", 4, 1)]
+    assert await db.fetchvalue("SELECT count(*) FROM pull_requests WHERE repo != 'Octo/New'") == 0
