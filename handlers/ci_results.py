@@ -24,6 +24,8 @@ from storage import pulls as pull_store
 from storage import runs as run_store
 
 REVALIDATE_EVENT = "quantumreview.revalidate_pr"
+# Judge a pull request from the run already stored for its head (this handler only; data: repo, pr_number).
+JUDGE_STORED_RUN_EVENT = "quantumreview.judge_stored_run"
 # Artifacts can be missing from the list for a while after `completed` (actions/upload-artifact#400): the
 # list is read EMPTY_LIST_TRIES times, EMPTY_LIST_WAIT apart (0, 60 and 120 s), then "no artifacts" is the result.
 EMPTY_LIST_TRIES = 3
@@ -62,7 +64,29 @@ async def rejudge_rerequested_check(event: sansio.Event, ctx: Context) -> None:
     await rejudge_commit(ctx, ctx.repo, str(check["head_sha"]), None)
 
 
+@router.register("pull_request", action="opened")
+@router.register("pull_request", action="reopened")
+@router.register("pull_request", action="synchronize")
+async def judge_run_finished_before_the_pull(event: sansio.Event, ctx: Context) -> None:
+    """CI on the head may have finished before the pull request was open (a push run, then the PR opened): that
+    run found no pull request to judge, and no other run will come. Queue its judging after the manifest job."""
+    pull = event.data.get("pull_request") or {}
+    number, head_sha = pull.get("number"), (pull.get("head") or {}).get("sha")
+    if ctx.repo is None or not isinstance(number, int) or not isinstance(head_sha, str):
+        return
+    if await run_store.latest_run_for_sha(ctx.db, ctx.repo, head_sha) is None:
+        return  # CI has not finished on it: its workflow_run will judge the pull request
+    row = await pull_store.get_manifest(ctx.db, ctx.repo, number, head_sha)
+    if row is not None and row.verdict is not None:
+        return
+    # Why a queued job, not judging here: the manifest this needs is built by this delivery's other job, which
+    # runs after this one (one job at a time per pull request); a job queued now runs after both.
+    await ctx.enqueue(JUDGE_STORED_RUN_EVENT, {"repo": ctx.repo, "pr_number": number},
+                      ordering_key=f"{ctx.repo}#{number}", installation_id=ctx.installation_id)
+
+
 @router.register(REVALIDATE_EVENT)
+@router.register(JUDGE_STORED_RUN_EVENT)
 async def revalidate_pull(event: sansio.Event, ctx: Context) -> None:
     """Judge one pull request again (dashboard request): data carries repo and pr_number."""
     repo, number = str(event.data["repo"]), int(event.data["pr_number"])

@@ -56,6 +56,7 @@ class Harness:
         self.fake, self.github, self.db, self.settings = fake, github, db, settings
         self.notes: list[tuple[str, str, str]] = []
         self.attempt = 5  # past the "artifacts not listed yet" retries unless a test lowers it
+        self.enqueued: list[tuple[str, dict[str, Any], str | None]] = []
         self.locks = KeyedLocks()  # one for every job, as the runner's
 
     def context(self, event: sansio.Event) -> Context:
@@ -65,7 +66,9 @@ class Harness:
             self.notes.append((repo, kind, title))
             return 1
 
-        async def enqueue(*_: Any, **__: Any) -> list[int]:
+        async def enqueue(name: str, data: dict[str, Any], *, ordering_key: str | None = None,
+                          **__: Any) -> list[int]:
+            self.enqueued.append((name, dict(data), ordering_key))
             return []
 
         return Context(event=event, db=self.db, settings=self.settings, gh=self.github.for_installation(INSTALLATION),
@@ -436,3 +439,28 @@ async def test_an_upstream_pull_request_of_the_same_name_is_not_taken_for_this_r
     await harness.dispatch("workflow_run", data)
     [check] = harness.check_runs()
     assert (check["status"], check["conclusion"]) == ("completed", "success")
+
+
+async def test_a_pull_request_opened_after_its_run_finished_gets_the_verdict(harness: Harness) -> None:
+    """A push run finished before the pull request was opened: it found no pull request to judge, and the PR
+    then opened showed its manifest "in progress" for good, since no other run came for that commit."""
+    sha = "f" * 40
+    harness.fake.add_workflow_run(REPO, 122, head_sha=sha, artifacts={REPORT_ARTIFACT: {JUNIT_FILE: junit("passed")}})
+    data = harness.workflow_run(122, prs=())
+    data["workflow_run"]["head_sha"] = sha
+    await harness.dispatch("workflow_run", data)  # no pull request at this commit yet
+    assert await run_store.get_run(harness.db, REPO, 122) is not None
+    pull = harness.fake.add_pull(REPO, 8, title="Signup, again", body="Closes #4", head_sha=sha,
+                                 files=[{"filename": "tests/test_signup.py", "status": "added", "patch": TEST_PATCH,
+                                         "additions": 4, "deletions": 0}])
+    opened = {"action": "opened", "number": 8, "pull_request": pull, "repository": data["repository"],
+              "installation": {"id": INSTALLATION}}
+    await harness.dispatch("pull_request", opened)  # runs first: the manifest job comes after it
+    await refresh_manifest(harness.context(sansio.Event(opened, event="pull_request", delivery_id="d")), REPO, pull)
+    [(name, job, key)] = harness.enqueued
+    assert (name, key) == (handler.JUDGE_STORED_RUN_EVENT, f"{REPO}#8")
+    await harness.dispatch(name, job)
+    [check] = [c for c in harness.check_runs() if c["head_sha"] == sha]
+    assert (check["status"], check["conclusion"]) == ("completed", "success")
+    await harness.dispatch("pull_request", {**opened, "action": "synchronize"})  # judged: nothing more to queue
+    assert len(harness.enqueued) == 1
