@@ -64,6 +64,15 @@ async def rejudge_rerequested_check(event: sansio.Event, ctx: Context) -> None:
     await rejudge_commit(ctx, ctx.repo, str(check["head_sha"]), None)
 
 
+@router.register("check_suite", action="rerequested")
+async def rejudge_rerequested_suite(event: sansio.Event, ctx: Context) -> None:
+    """Someone pressed "Re-run all checks" on our check suite: GitHub sends this, not check_run.rerequested."""
+    suite = event.data.get("check_suite") or {}
+    if ctx.repo is None or not _is_ours(suite, ctx) or not isinstance(suite.get("head_sha"), str):
+        return
+    await rejudge_commit(ctx, ctx.repo, suite["head_sha"], None)
+
+
 @router.register("pull_request", action="opened")
 @router.register("pull_request", action="reopened")
 @router.register("pull_request", action="synchronize")

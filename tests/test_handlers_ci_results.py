@@ -464,3 +464,21 @@ async def test_a_pull_request_opened_after_its_run_finished_gets_the_verdict(har
     assert (check["status"], check["conclusion"]) == ("completed", "success")
     await harness.dispatch("pull_request", {**opened, "action": "synchronize"})  # judged: nothing more to queue
     assert len(harness.enqueued) == 1
+
+
+async def test_rerun_all_checks_on_our_suite_judges_the_commit_again(harness: Harness) -> None:
+    """"Re-run all checks" sends check_suite.rerequested (not check_run.rerequested): it did nothing."""
+    harness.add_run(123, t2="passed")
+    await harness.dispatch("workflow_run", harness.workflow_run(123))
+    data = json.loads((FIXTURES / "check_suite.rerequested.1.json").read_text())
+    data["repository"]["full_name"] = REPO
+    data["installation"] = {"id": INSTALLATION}
+    data["check_suite"].update(head_sha=SHA)
+    data["check_suite"]["app"]["id"] = 999  # another App's suite: not ours to answer
+    await harness.dispatch("check_suite", data)
+    before = len(harness.fake.calls("GET", ARTIFACTS))
+    assert before == 1
+    data["check_suite"]["app"]["id"] = harness.settings.app_id
+    await harness.dispatch("check_suite", data)
+    assert len(harness.fake.calls("GET", ARTIFACTS)) == before + 1
+    assert [c["conclusion"] for c in harness.check_runs()] == ["success"]
