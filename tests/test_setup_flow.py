@@ -77,7 +77,8 @@ def test_app_yml_asks_for_the_agreed_permissions_and_events() -> None:
         "issues": "write", "pull_requests": "write", "checks": "write",
         "actions": "read", "contents": "read", "metadata": "read",
     }
-    assert manifest["default_events"] == ["issues", "pull_request", "workflow_run", "check_suite", "check_run"]
+    assert manifest["default_events"] == [
+        "issues", "pull_request", "workflow_run", "check_suite", "check_run", "repository"]
 
 
 def test_app_yml_round_trips_through_the_subset_writer() -> None:
