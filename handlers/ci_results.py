@@ -206,7 +206,9 @@ async def judge_pull(ctx: Context, repo: str, number: int, head_sha: str, run_id
         return summary
     await prs.publish_pr_status(ctx, repo, number, head_sha, failing=reports.junit.failing if reports.junit else (),
                                 health=summary, annotations=await findings_on_changed_lines(ctx, repo, number, reports))
-    if verdict.report_found:
+    # Why only at the head: the checklist shows the pull request as it is now, and a late run of a commit
+    # it moved past (an older push finishing last) overwrote the head's results there.
+    if verdict.report_found and pull.head_sha in (None, head_sha):
         await update_checklists(ctx, verdict)
     if row.verdict != record:
         await ctx.notify(repo, "verdict", f"{repo}#{number}: {verdict_title(verdict)}",

@@ -482,3 +482,25 @@ async def test_rerun_all_checks_on_our_suite_judges_the_commit_again(harness: Ha
     await harness.dispatch("check_suite", data)
     assert len(harness.fake.calls("GET", ARTIFACTS)) == before + 1
     assert [c["conclusion"] for c in harness.check_runs()] == ["success"]
+
+
+async def test_a_late_run_of_a_commit_the_pull_request_moved_past_leaves_the_checklist_alone(
+        harness: Harness) -> None:
+    """CI of an older push finishing after the head's: its check run is its own, but it wrote the issue's
+    checklist statuses too, so the checklist showed the old commit's results instead of the head's."""
+    old = "a" * 40
+    files = [{"filename": "tests/test_signup.py", "status": "added", "patch": TEST_PATCH, "additions": 4,
+              "deletions": 0}]
+    setup = harness.context(sansio.Event({}, event="setup", delivery_id="s"))
+    for sha in (old, SHA):  # pushed `old`, then the head SHA
+        pull = harness.fake.add_pull(REPO, 7, title="Signup checks", body="Closes #4", head_sha=sha, files=files)
+        await refresh_manifest(setup, REPO, pull)
+    harness.add_run(124, t2="passed")
+    await harness.dispatch("workflow_run", harness.workflow_run(124))
+    assert await statuses(harness) == {"T1": "passed", "T2": "passed"}
+    harness.fake.add_workflow_run(REPO, 125, head_sha=old, artifacts={REPORT_ARTIFACT: {JUNIT_FILE: junit()}})
+    late = harness.workflow_run(125)
+    late["workflow_run"]["head_sha"] = old
+    await harness.dispatch("workflow_run", late)
+    assert [c["conclusion"] for c in harness.check_runs() if c["head_sha"] == old] == ["failure"]
+    assert await statuses(harness) == {"T1": "passed", "T2": "passed"}
