@@ -8,16 +8,23 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gidgethub import routing, sansio
+from gidgethub import BadRequest, routing, sansio
 
 from quantumreview import pull_requests as prs
 from quantumreview.analysis.health import HealthReport, health_trend
 from quantumreview.analysis.pr_render import Annotation
 from quantumreview.analysis.verdict import Verdict, compute_verdict
 from quantumreview.checklists import publish_checklist_comment
-from quantumreview.ci_results import RunReports, changed_lines, collect_reports, finding_annotations, verdict_record
+from quantumreview.ci_results import (
+    REPORT_ARTIFACT,
+    RunReports,
+    changed_lines,
+    collect_reports,
+    finding_annotations,
+    verdict_record,
+)
 from quantumreview.context import Context
-from quantumreview.errors import PermanentError, RetryLater
+from quantumreview.errors import PermanentError, PermissionDenied, RetryLater
 from quantumreview.github_client import getitem_or_none
 from storage import checklists as checklist_store
 from storage import pulls as pull_store
@@ -126,12 +133,29 @@ async def rejudge_commit(ctx: Context, repo: str, head_sha: str, numbers: Sequen
             ctx.log.info("%s is gone; commit %s not judged", repo, head_sha[:7])
             return
         runs = [r for r in listing.get("workflow_runs") or [] if r.get("status", "completed") == "completed"]
-        run = max(runs, key=lambda r: int(r["id"])) if runs else None
+        run = await run_with_report(ctx, repo, runs)
     if run is None:
         for number in numbers if numbers is not None else await pulls_for_sha(ctx, repo, head_sha):
             await prs.publish_pr_status(ctx, repo, number, head_sha)
         return
     await judge_run(ctx, repo, run, force=True, numbers=numbers)
+
+
+async def run_with_report(ctx: Context, repo: str, runs: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The newest of the commit's runs that has the report artifact, else the newest (None: no run).
+
+    Why look: other workflows run on the commit too, and the newest run was often one without a report (lint),
+    judged as "no test report found" while the test workflow's run had one.
+    """
+    newest_first = sorted(runs, key=lambda r: int(r["id"]), reverse=True)
+    for run in newest_first:
+        try:
+            artifacts = await ctx.github.list_artifacts(_installation(ctx), repo, int(run["id"]))
+        except (PermissionDenied, BadRequest):  # judging the newest run says why in the check
+            break
+        if any(a.get("name") == REPORT_ARTIFACT for a in artifacts):
+            return run
+    return newest_first[0] if newest_first else None
 
 
 async def judge_run(ctx: Context, repo: str, run: Mapping[str, Any], *, force: bool,

@@ -504,3 +504,14 @@ async def test_a_late_run_of_a_commit_the_pull_request_moved_past_leaves_the_che
     await harness.dispatch("workflow_run", late)
     assert [c["conclusion"] for c in harness.check_runs() if c["head_sha"] == old] == ["failure"]
     assert await statuses(harness) == {"T1": "passed", "T2": "passed"}
+
+
+async def test_revalidate_without_a_stored_run_uses_the_run_that_has_the_report(harness: Harness) -> None:
+    """Other workflows run on the commit too: the newest of its runs (here lint, no report) was judged, so the
+    check said "No test report found" while the test workflow's run had one."""
+    harness.add_run(126, t2="passed")
+    harness.fake.add_workflow_run(REPO, 127, head_sha=SHA, pull_requests=[7], artifacts={"lint": {"x.txt": b"ok"}})
+    await harness.dispatch(handler.REVALIDATE_EVENT, {"repo": REPO, "pr_number": 7})
+    assert harness.check_runs()[0]["conclusion"] == "success"
+    stored = await run_store.latest_run_for_sha(harness.db, REPO, SHA)
+    assert stored is not None and stored.run_id == 126
