@@ -101,6 +101,10 @@ async def revalidate_linking_pulls(ctx: Context, repo: str, number: int) -> None
         # Why the live one first: after an uninstall and reinstall (a new id) the stored one is deleted, and the
         # runner cancels a job queued under it, so the pull request kept its verdict on the old criteria.
         live_id = await installation_store.installation_for_repo(ctx.db, pr_repo)
+        if live_id is None and pr_repo.lower() == repo.lower():
+            # Why: this event's installation reaches the repository, and it is live (it just sent the
+            # event), even when its installation.created has not been handled yet.
+            live_id = ctx.installation_id
         await ctx.enqueue(REVALIDATE_EVENT, {"repo": pr_repo, "pr_number": pr_number},
                           ordering_key=f"{pr_repo}#{pr_number}",
                           installation_id=live_id if live_id is not None else stored_id)

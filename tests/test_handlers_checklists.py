@@ -435,3 +435,19 @@ async def test_deleting_or_transferring_an_issue_has_its_linking_pulls_judged_ag
     assert [job["data"] for job in deleted.enqueued] == [{"repo": REPO, "pr_number": 11}]
     assert [job["data"] for job in moved.enqueued if job["event"] == REVALIDATE_EVENT] == [
         {"repo": REPO, "pr_number": 12}]
+
+
+async def test_a_pull_of_the_issues_repository_is_revalidated_under_the_events_installation_before_it_is_stored(
+        fake_github: FakeGitHub, github: Any, handler_db: Database) -> None:
+    """After a reinstall whose installation.created had not been handled yet (jobs of different keys run in any
+    order), no live installation was known for the repository: the revalidation went under the deleted id stored
+    with the pull request, and the runner cancelled it."""
+    from storage import installations as installation_store
+
+    async with handler_db.transaction() as conn:
+        await installation_store.mark_deleted(conn, 6, 1.0, account_login="Codertocat")
+    await store_pull(handler_db, 10, installation_id=6)
+    await store_pull(handler_db, 5, repo="other-org/app", installation_id=8)  # another repository: kept
+    fake_github.add_issue(REPO, 1, body=BODY)
+    recorder = await run("issues", payload("issues.opened.1", number=1, body=BODY), handler_db, github)
+    assert [(job["data"]["pr_number"], job["installation_id"]) for job in recorder.enqueued] == [(10, 7), (5, 8)]
