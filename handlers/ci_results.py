@@ -186,8 +186,9 @@ async def judge_run(ctx: Context, repo: str, run: Mapping[str, Any], *, force: b
     if numbers is None:
         numbers = await pulls_for_run(ctx, repo, run)
     drop = None
+    unjudged: list[int] = []
     for number in numbers:
-        summary = await judge_pull(ctx, repo, number, head_sha, run_id, attempt, reports)
+        summary = await judge_pull(ctx, repo, number, head_sha, run_id, attempt, reports, unjudged=unjudged)
         if summary is not None and summary.delta is not None and summary.delta < 0:
             drop = summary
     health = reports.health
@@ -199,6 +200,12 @@ async def judge_run(ctx: Context, repo: str, run: Mapping[str, Any], *, force: b
         first_score = health is not None and await run_store.record_health_score(
             conn, repo=repo, head_sha=head_sha, branch=branch, score=health.score,
             counts={str(k): n for k, n in health.counts.items()}, now=time.time())
+    if not force:
+        for number in unjudged:
+            # Why: the pull request's manifest job was still queued or slow (its own ordering key); a job queued
+            # behind it judges this run once that manifest is stored. Forced judging (this job) never queues again.
+            await ctx.enqueue(JUDGE_STORED_RUN_EVENT, {"repo": repo, "pr_number": number},
+                              ordering_key=f"{repo}#{number}", installation_id=ctx.installation_id)
     if first_score and drop is not None:
         await ctx.notify(repo, "health_drop", f"Code health dropped to {drop.score} ({drop.delta:+d}) "
                          f"on {head_sha[:7]}", url=_str(run.get("html_url")),
@@ -206,14 +213,19 @@ async def judge_run(ctx: Context, repo: str, run: Mapping[str, Any], *, force: b
 
 
 async def judge_pull(ctx: Context, repo: str, number: int, head_sha: str, run_id: int, attempt: int,
-                     reports: RunReports) -> HealthSummary | None:
-    """Store and publish one pull request's verdict; older runs never replace a newer result."""
+                     reports: RunReports, *, unjudged: list[int] | None = None) -> HealthSummary | None:
+    """Store and publish one pull request's verdict; older runs never replace a newer result.
+
+    A pull request whose manifest is still missing after the waits is added to `unjudged`.
+    """
     pull = await pull_store.get_pull(ctx.db, repo, number)
     row = await pull_store.get_manifest(ctx.db, repo, number, head_sha)
     if pull is None or row is None:
         if ctx.attempt < MANIFEST_WAIT_TRIES:
             raise RetryLater(f"{repo}#{number}: no manifest for {head_sha[:7]} yet")
         ctx.log.warning("%s#%s: no manifest for %s; verdict skipped", repo, number, head_sha[:7])
+        if unjudged is not None:
+            unjudged.append(number)
         return None
     summary = await health_summary(ctx, repo, head_sha, pull.base_ref, reports.health)
     criteria, link_notes = await prs.linked_criteria(ctx, repo, pull.linked)

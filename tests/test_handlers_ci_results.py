@@ -515,3 +515,26 @@ async def test_revalidate_without_a_stored_run_uses_the_run_that_has_the_report(
     assert harness.check_runs()[0]["conclusion"] == "success"
     stored = await run_store.latest_run_for_sha(harness.db, REPO, SHA)
     assert stored is not None and stored.run_id == 126
+
+
+async def test_a_run_judged_before_its_pull_requests_manifest_existed_is_judged_once_it_does(
+        harness: Harness) -> None:
+    """The pull request's manifest job was still queued (or slow) when the run's job gave up waiting for it: the
+    verdict was skipped and the run recorded, so the check stayed in progress for good."""
+    sha = "c" * 40
+    pull = harness.fake.add_pull(REPO, 8, title="Signup, again", body="Closes #4", head_sha=sha,
+                                 files=[{"filename": "tests/test_signup.py", "status": "added", "patch": TEST_PATCH,
+                                         "additions": 4, "deletions": 0}])
+    harness.fake.add_workflow_run(REPO, 128, head_sha=sha, artifacts={REPORT_ARTIFACT: {JUNIT_FILE: junit("passed")}})
+    data = harness.workflow_run(128, prs=(8,))
+    data["workflow_run"]["head_sha"] = sha
+    await harness.dispatch("workflow_run", data)  # attempt 5: past the waits for the manifest
+    assert await run_store.get_run(harness.db, REPO, 128) is not None
+    [(name, job, key)] = harness.enqueued
+    assert (name, key) == (handler.JUDGE_STORED_RUN_EVENT, f"{REPO}#8")
+    setup = harness.context(sansio.Event({}, event="setup", delivery_id="s"))
+    await refresh_manifest(setup, REPO, pull)  # the manifest job, ahead of the queued one on the PR's key
+    await harness.dispatch(name, job)
+    [check] = [c for c in harness.check_runs() if c["head_sha"] == sha]
+    assert (check["status"], check["conclusion"]) == ("completed", "success")
+    assert len(harness.enqueued) == 1
