@@ -307,9 +307,16 @@ async def pulls_for_sha(ctx: Context, repo: str, head_sha: str) -> list[int]:
     if stored:
         return stored
     found = []
-    async for pull in ctx.gh.getiter(f"/repos/{repo}/pulls?state=open&per_page=100"):
-        if (pull.get("head") or {}).get("sha") == head_sha:
-            found.append(int(pull["number"]))
+    try:
+        async for pull in ctx.gh.getiter(f"/repos/{repo}/pulls?state=open&per_page=100"):
+            if (pull.get("head") or {}).get("sha") == head_sha:
+                found.append(int(pull["number"]))
+    except BadRequest as exc:
+        if exc.status_code not in (404, 410):
+            raise
+        # Why: the repository was deleted or left the installation; retrying cannot bring it back.
+        ctx.log.info("%s is gone (%s); no pull request to judge", repo, int(exc.status_code))
+        return []
     return sorted(found)
 
 

@@ -538,3 +538,14 @@ async def test_a_run_judged_before_its_pull_requests_manifest_existed_is_judged_
     [check] = [c for c in harness.check_runs() if c["head_sha"] == sha]
     assert (check["status"], check["conclusion"]) == ("completed", "success")
     assert len(harness.enqueued) == 1
+
+
+async def test_a_run_of_a_repository_the_installation_no_longer_has_ends_quietly(harness: Harness) -> None:
+    """The repository left the installation (or was deleted) before the run's job ran: GitHub answers 404 to
+    its artifacts and its pull requests; the 404 on the pull request list was retried until the job died."""
+    data = harness.workflow_run(129, prs=())
+    data["repository"]["full_name"] = data["workflow_run"]["repository"]["full_name"] = "octo-org/removed"
+    harness.fake.fail_next("GET", ARTIFACTS, status=404, body={"message": "Not Found"})
+    harness.fake.fail_next("GET", "/repos/{owner}/{repo}/pulls", status=404, body={"message": "Not Found"})
+    await harness.dispatch("workflow_run", data)
+    assert await run_store.get_run(harness.db, "octo-org/removed", 129) is not None
