@@ -198,7 +198,7 @@ async def judge_run(ctx: Context, repo: str, run: Mapping[str, Any], *, force: b
             conclusion=_str(run.get("conclusion")), results=reports.results, report_error="; ".join(reports.notes)
             or None, health=_health_json(health), now=time.time())
         first_score = health is not None and await run_store.record_health_score(
-            conn, repo=repo, head_sha=head_sha, branch=branch, score=health.score,
+            conn, repo=repo, head_sha=head_sha, branch=score_branch(run, branch), score=health.score,
             counts={str(k): n for k, n in health.counts.items()}, now=time.time())
     if not force:
         for number in unjudged:
@@ -328,6 +328,25 @@ def verdict_title(verdict: Verdict) -> str:
         return "no test report found"
     return (f"{verdict.passed} passed, {verdict.failed} failed, {verdict.skipped} skipped, "
             f"{verdict.missing} missing ({verdict.conclusion})")
+
+
+def score_branch(run: Mapping[str, Any], branch: str | None) -> str | None:
+    """The branch a run's health score is kept under: a fork's branch as "owner:branch", as GitHub shows it.
+
+    Why: a fork PR's run names the fork's branch, often "main"; kept as plain "main", its score became the base
+    branch's baseline, which every pull request's health trend is measured against.
+    """
+    repository, head = run.get("repository"), run.get("head_repository")
+    if branch is None or not isinstance(repository, Mapping) or not isinstance(head, Mapping):
+        return branch
+    if isinstance(repository.get("id"), int) and isinstance(head.get("id"), int):
+        same = repository["id"] == head["id"]
+    else:
+        same = str(repository.get("full_name", "")).lower() == str(head.get("full_name", "")).lower()
+    if same:
+        return branch
+    owner = str(head.get("full_name") or "?/").split("/")[0]
+    return f"{owner}:{branch}"
 
 
 def _is_ours(check: Mapping[str, Any], ctx: Context) -> bool:

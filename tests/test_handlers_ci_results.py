@@ -549,3 +549,23 @@ async def test_a_run_of_a_repository_the_installation_no_longer_has_ends_quietly
     harness.fake.fail_next("GET", "/repos/{owner}/{repo}/pulls", status=404, body={"message": "Not Found"})
     await harness.dispatch("workflow_run", data)
     assert await run_store.get_run(harness.db, "octo-org/removed", 129) is not None
+
+
+async def test_a_fork_runs_health_never_becomes_its_base_branchs_baseline(harness: Harness) -> None:
+    """A fork PR from the fork's own main: its score was kept under this repository's "main", so the next pull
+    request's health trend was measured against that fork PR instead of the base branch."""
+    async with harness.db.transaction() as conn:
+        await run_store.record_health_score(conn, repo=REPO, head_sha="b" * 40, branch="main", score=100,
+                                            counts={}, now=1.0)
+    health = json.dumps({"findings": [{"path": "app.py", "line": 1, "severity": "high", "message": "x"}]})
+    harness.add_run(130, health=health.encode())
+    data = harness.workflow_run(130, prs=())
+    run = data["workflow_run"]
+    run["head_branch"] = "main"
+    run["head_repository"] = {**run["head_repository"], "id": 4242, "full_name": "contributor/octo-repo"}
+    await harness.dispatch("workflow_run", data)
+    assert "(▼ -10.0)" in harness.check_runs()[0]["output"]["summary"]  # still measured against main
+    baseline = await run_store.latest_health_score(harness.db, REPO, "main")
+    assert baseline is not None and baseline.score == 100
+    fork = await run_store.latest_health_score(harness.db, REPO, "contributor:main")
+    assert fork is not None and fork.score == 90
