@@ -6,12 +6,13 @@ import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast, get_args
 
 from gidgethub import BadRequest, routing, sansio
 
 from quantumreview import pull_requests as prs
 from quantumreview.analysis.health import HealthReport, health_trend
+from quantumreview.analysis.junit import JUnitReport, Status
 from quantumreview.analysis.pr_render import Annotation
 from quantumreview.analysis.verdict import Verdict, compute_verdict
 from quantumreview.checklists import publish_checklist_comment
@@ -183,6 +184,8 @@ async def judge_run(ctx: Context, repo: str, run: Mapping[str, Any], *, force: b
         span = (EMPTY_LIST_TRIES - 1) * EMPTY_LIST_WAIT
         note = f"no artifacts were found for run {run_id} (listed {EMPTY_LIST_TRIES} times over {span:.0f} s)"
         reports = dataclasses.replace(reports, notes=(*reports.notes, note))
+    if stored is not None and stored.run_attempt == attempt and reports.junit is None:
+        reports = reused_reports(run_id, stored, reports)
     if numbers is None:
         numbers = await pulls_for_run(ctx, repo, run)
     drop = None
@@ -210,6 +213,25 @@ async def judge_run(ctx: Context, repo: str, run: Mapping[str, Any], *, force: b
         await ctx.notify(repo, "health_drop", f"Code health dropped to {drop.score} ({drop.delta:+d}) "
                          f"on {head_sha[:7]}", url=_str(run.get("html_url")),
                          data={"run_id": run_id, "head_sha": head_sha, "score": drop.score, "delta": drop.delta})
+
+
+def reused_reports(run_id: int, stored: run_store.CiRun, reports: RunReports) -> RunReports:
+    """The results (and health) read from this run attempt before, when its report can no longer be read.
+
+    Why: artifacts expire (a repository may keep them one day) while its pull requests are revalidated later
+    (an issue edit, a re-run); judging them without a report turned a passing check into "No test report found".
+    """
+    if stored.results is None:
+        return reports
+    health = reports.health
+    if health is None and isinstance(stored.health, dict):
+        counts = stored.health.get("counts") or {}
+        health = HealthReport(score=int(stored.health["score"]), counts=counts, findings=(),
+                              total=int(stored.health.get("total") or 0))
+    note = (f"the report of run {run_id} can no longer be read ({'; '.join(reports.notes) or 'no report'}); "
+            "the results read from it before are shown")
+    by_tid = {tid: cast(Status, status) for tid, status in stored.results.items() if status in get_args(Status)}
+    return dataclasses.replace(reports, junit=JUnitReport(by_tid=by_tid), health=health, matched=True, notes=(note,))
 
 
 async def judge_pull(ctx: Context, repo: str, number: int, head_sha: str, run_id: int, attempt: int,

@@ -569,3 +569,22 @@ async def test_a_fork_runs_health_never_becomes_its_base_branchs_baseline(harnes
     assert baseline is not None and baseline.score == 100
     fork = await run_store.latest_health_score(harness.db, REPO, "contributor:main")
     assert fork is not None and fork.score == 90
+
+
+async def test_revalidating_after_the_report_expired_judges_the_results_read_before(harness: Harness) -> None:
+    """Artifacts expire (a repository may keep them one day), and an issue edit revalidates every pull request
+    linking it: the stored run's results were thrown away and the check turned from success to "No test report
+    found", though the results read before the expiry still answer the new criteria."""
+    health = json.dumps({"findings": [{"path": "app.py", "line": 1, "severity": "high", "message": "x"}]})
+    harness.add_run(131, t2="passed", health=health.encode())
+    await harness.dispatch("workflow_run", harness.workflow_run(131))
+    assert harness.check_runs()[0]["conclusion"] == "success"
+    artifact = harness.fake.state.artifacts[harness.fake.artifact_id(REPO, 131, REPORT_ARTIFACT)]
+    artifact.json["expired"] = True
+    await harness.dispatch(handler.REVALIDATE_EVENT, {"repo": REPO, "pr_number": 7})
+    [check] = harness.check_runs()
+    assert (check["status"], check["conclusion"]) == ("completed", "success")
+    assert "Code health: **90.0**" in check["output"]["summary"]
+    assert "expired" in check["output"]["summary"]  # and says where the results came from
+    stored = await run_store.get_run(harness.db, REPO, 131)
+    assert stored is not None and stored.results == {"T1": "passed", "T2": "passed"}
