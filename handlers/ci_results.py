@@ -126,6 +126,11 @@ async def rejudge_commit(ctx: Context, repo: str, head_sha: str, numbers: Sequen
         run = await getitem_or_none(ctx.gh, f"/repos/{repo}/actions/runs/{stored.run_id}")
         if run is None:  # the run was deleted: re-publish what is stored, as when no run is known
             ctx.log.info("%s: run %s is gone; re-publishing the stored state", repo, stored.run_id)
+        elif run.get("status", "completed") != "completed":
+            # Why: GitHub's run is its latest attempt, here a re-run still going; judged now, it was recorded as
+            # that attempt, and the attempt's own completion was then skipped as already processed.
+            ctx.log.info("%s: run %s is running again; its completion will judge it", repo, stored.run_id)
+            run = None
     else:
         # Never seen a run for this commit (e.g. it finished while we were not installed): ask GitHub.
         listing = await getitem_or_none(

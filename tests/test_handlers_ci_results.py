@@ -588,3 +588,16 @@ async def test_revalidating_after_the_report_expired_judges_the_results_read_bef
     assert "expired" in check["output"]["summary"]  # and says where the results came from
     stored = await run_store.get_run(harness.db, REPO, 131)
     assert stored is not None and stored.results == {"T1": "passed", "T2": "passed"}
+
+
+async def test_revalidating_while_a_rerun_is_in_progress_leaves_the_rerun_to_be_judged(harness: Harness) -> None:
+    """GitHub's run is the latest attempt, which may still be running: judged then, it was recorded as that
+    attempt, so the attempt's own completion was skipped as "already processed" and its verdict never shown."""
+    harness.add_run(140, t2="failure")
+    await harness.dispatch("workflow_run", harness.workflow_run(140))
+    harness.fake.state.workflow_runs[(REPO, 140)].update(run_attempt=2, status="in_progress", conclusion=None)
+    await harness.dispatch(handler.REVALIDATE_EVENT, {"repo": REPO, "pr_number": 7})  # an issue edit, say
+    assert harness.check_runs()[0]["conclusion"] == "failure"  # the stored verdict is shown again
+    harness.add_run(140, attempt=2, t2="passed")  # the re-run completes
+    await harness.dispatch("workflow_run", harness.workflow_run(140, attempt=2))
+    assert harness.check_runs()[0]["conclusion"] == "success"
