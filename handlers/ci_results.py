@@ -138,7 +138,9 @@ async def rejudge_commit(ctx: Context, repo: str, head_sha: str, numbers: Sequen
         if listing is None:  # the repository is gone or renamed: nothing to judge or publish
             ctx.log.info("%s is gone; commit %s not judged", repo, head_sha[:7])
             return
-        runs = [r for r in listing.get("workflow_runs") or [] if r.get("status", "completed") == "completed"]
+        # Why not runs awaiting approval: they ran nothing, and are judged when they complete after approval.
+        runs = [r for r in listing.get("workflow_runs") or [] if r.get("status", "completed") == "completed"
+                and r.get("conclusion") != AWAITING_APPROVAL]
         run = await run_with_report(ctx, repo, runs)
     if run is None:
         for number in numbers if numbers is not None else await pulls_for_sha(ctx, repo, head_sha):

@@ -601,3 +601,14 @@ async def test_revalidating_while_a_rerun_is_in_progress_leaves_the_rerun_to_be_
     harness.add_run(140, attempt=2, t2="passed")  # the re-run completes
     await harness.dispatch("workflow_run", harness.workflow_run(140, attempt=2))
     assert harness.check_runs()[0]["conclusion"] == "success"
+
+
+async def test_revalidating_with_only_a_run_awaiting_approval_republishes_the_stored_state(harness: Harness) -> None:
+    """GitHub lists a run awaiting approval as completed: picked for revalidation, it was judged as having no
+    report (before, "no artifacts were found"; since runs awaiting approval are left alone, nothing at all)."""
+    harness.fake.add_workflow_run(REPO, 141, head_sha=SHA, conclusion="action_required")
+    writes = len(harness.fake.calls("PATCH", CHECK_RUN))
+    await harness.dispatch(handler.REVALIDATE_EVENT, {"repo": REPO, "pr_number": 7})
+    assert harness.fake.calls("GET", ARTIFACTS) == []
+    assert len(harness.fake.calls("PATCH", CHECK_RUN)) > writes  # the manifest is shown again
+    assert harness.check_runs()[0]["status"] == "in_progress"
