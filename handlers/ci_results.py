@@ -102,8 +102,20 @@ async def judge_run_finished_before_the_pull(event: sansio.Event, ctx: Context) 
                       ordering_key=f"{ctx.repo}#{number}", installation_id=ctx.installation_id)
 
 
-@router.register(REVALIDATE_EVENT)
 @router.register(JUDGE_STORED_RUN_EVENT)
+async def judge_stored_run(event: sansio.Event, ctx: Context) -> None:
+    """Judge a pull request queued behind its manifest job: data carries repo and pr_number."""
+    repo, number = str(event.data["repo"]), int(event.data["pr_number"])
+    pull = await pull_store.get_pull(ctx.db, repo, number)
+    if pull is None or pull.head_sha is None or await pull_store.get_manifest(ctx.db, repo, number,
+                                                                               pull.head_sha) is None:
+        # Why stop: the manifest job ran before this one; without a manifest (a closed PR) waiting cannot help.
+        ctx.log.info("%s#%s has no manifest; nothing to judge", repo, number)
+        return
+    await rejudge_commit(ctx, repo, pull.head_sha, [number])
+
+
+@router.register(REVALIDATE_EVENT)
 async def revalidate_pull(event: sansio.Event, ctx: Context) -> None:
     """Judge one pull request again (dashboard request): data carries repo and pr_number."""
     repo, number = str(event.data["repo"]), int(event.data["pr_number"])

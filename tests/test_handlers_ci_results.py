@@ -612,3 +612,18 @@ async def test_revalidating_with_only_a_run_awaiting_approval_republishes_the_st
     assert harness.fake.calls("GET", ARTIFACTS) == []
     assert len(harness.fake.calls("PATCH", CHECK_RUN)) > writes  # the manifest is shown again
     assert harness.check_runs()[0]["status"] == "in_progress"
+
+
+async def test_a_queued_judging_of_a_pull_request_without_a_manifest_ends_at_once(harness: Harness) -> None:
+    """The judging job runs after the pull request's manifest job: if there is still no manifest (a closed PR,
+    one opened before the App was installed), waiting cannot help, and retrying only spends GitHub calls."""
+    sha = "d" * 40
+    harness.fake.add_pull(REPO, 8, title="Old", body="Closes #4", head_sha=sha)
+    harness.fake.add_workflow_run(REPO, 142, head_sha=sha, artifacts={REPORT_ARTIFACT: {JUNIT_FILE: junit()}})
+    async with harness.db.transaction() as conn:
+        await run_store.record_run(conn, repo=REPO, run_id=142, run_attempt=1, head_sha=sha, head_branch="old",
+                                   conclusion="success", results={"T1": "passed"}, report_error=None, health=None,
+                                   now=1.0)
+    harness.attempt = 1
+    await harness.dispatch(handler.JUDGE_STORED_RUN_EVENT, {"repo": REPO, "pr_number": 8})
+    assert harness.fake.calls("GET", ARTIFACTS) == []
