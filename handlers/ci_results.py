@@ -6,6 +6,7 @@ import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, cast, get_args
 
 from gidgethub import BadRequest, routing, sansio
@@ -221,7 +222,7 @@ async def judge_run(ctx: Context, repo: str, run: Mapping[str, Any], *, force: b
             or None, health=_health_json(health), now=time.time())
         first_score = health is not None and await run_store.record_health_score(
             conn, repo=repo, head_sha=head_sha, branch=score_branch(run, branch), score=health.score,
-            counts={str(k): n for k, n in health.counts.items()}, now=time.time())
+            counts={str(k): n for k, n in health.counts.items()}, now=_created_at(run) or time.time())
     if not force:
         for number in unjudged:
             # Why: the pull request's manifest job was still queued or slow (its own ordering key); a job queued
@@ -418,6 +419,19 @@ def _installation(ctx: Context) -> int:
 
 def _health_json(health: HealthReport | None) -> dict[str, Any] | None:
     return None if health is None else {"score": health.score, "counts": dict(health.counts), "total": health.total}
+
+
+def _created_at(run: Mapping[str, Any]) -> float | None:
+    """When the run was created (its first attempt), as a timestamp; None when absent or malformed.
+
+    Why a score is dated so: the base branch's baseline is its newest score, and runs finish in any order; dated
+    when processed, an older push's run judged last became the baseline.
+    """
+    value = run.get("created_at")
+    try:
+        return datetime.fromisoformat(value).timestamp() if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 def _str(value: object) -> str | None:

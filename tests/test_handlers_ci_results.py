@@ -627,3 +627,22 @@ async def test_a_queued_judging_of_a_pull_request_without_a_manifest_ends_at_onc
     harness.attempt = 1
     await harness.dispatch(handler.JUDGE_STORED_RUN_EVENT, {"repo": REPO, "pr_number": 8})
     assert harness.fake.calls("GET", ARTIFACTS) == []
+
+
+async def test_the_base_branchs_baseline_is_its_newest_commits_score_whatever_order_runs_finish(
+        harness: Harness) -> None:
+    """Two pushes to main, the later one's run judged first: the baseline was the score processed last, the older
+    commit's, so pull requests' health trends were measured against an outdated main."""
+    def health(findings: int) -> bytes:
+        return json.dumps({"findings": [{"path": "a.py", "line": n, "severity": "high", "message": "x"}
+                                        for n in range(findings)]}).encode()
+
+    for run_id, sha, created, findings in ((150, "1" * 40, "2026-11-02T10:00:00Z", 0),
+                                           (149, "2" * 40, "2026-11-01T10:00:00Z", 3)):
+        harness.fake.add_workflow_run(REPO, run_id, head_sha=sha, artifacts={REPORT_ARTIFACT: {
+            JUNIT_FILE: junit(), HEALTH_FILE: health(findings)}})
+        data = harness.workflow_run(run_id, prs=())
+        data["workflow_run"].update(head_sha=sha, head_branch="main", created_at=created)
+        await harness.dispatch("workflow_run", data)  # the newer push's run first
+    baseline = await run_store.latest_health_score(harness.db, REPO, "main")
+    assert baseline is not None and baseline.head_sha == "1" * 40
