@@ -11,6 +11,7 @@ import aiosqlite
 
 from storage import checklists as checklist_store
 from storage import pulls as pull_store
+from storage import runs as run_store
 from storage.db import Database, placeholders
 
 
@@ -94,10 +95,12 @@ async def add_repositories(
 async def _upsert_repo_rows(conn: aiosqlite.Connection, rows: list[tuple[Any, ...]]) -> None:
     # Why: a renamed or transferred repository keeps its id; what was stored under its old name must follow, or
     # the dashboard showed it without its checklists and an edit built an issue's checklist again from T1; its
-    # pull requests were listed under neither name and a CI verdict found no criteria through their links.
+    # pull requests were listed under neither name and a CI verdict found no criteria through their links; its
+    # health history was no baseline for its pull requests.
     for old, new in await _renamed(conn, rows):
         await checklist_store.rename_repository(conn, old, new)
         await pull_store.rename_repository(conn, old, new)
+        await run_store.rename_repository(conn, old, new)
     await conn.executemany(
         """
         INSERT INTO repositories (id, installation_id, full_name, private, removed_at, updated_at)

@@ -90,6 +90,17 @@ async def record_run(
     return cursor.rowcount > 0
 
 
+async def rename_repository(conn: aiosqlite.Connection, old: str, new: str) -> None:
+    """Re-key the CI runs and health scores of a repository renamed or transferred from `old` to `new`: under the
+    old name its health history (the baseline a pull request's score is compared with) and stored runs were lost.
+
+    A run already stored under the new name (run ids are GitHub-wide) came from a later event and wins.
+    """
+    await conn.execute("UPDATE OR IGNORE ci_runs SET repo = ? WHERE repo = ?", (new, old))
+    await conn.execute("DELETE FROM ci_runs WHERE repo = ?", (old,))
+    await conn.execute("UPDATE health_scores SET repo = ? WHERE repo = ?", (new, old))
+
+
 async def get_run(db: Database, repo: str, run_id: int) -> CiRun | None:
     """The stored run, or None."""
     row = await db.fetchone("SELECT * FROM ci_runs WHERE repo = ? AND run_id = ?", (repo, run_id))

@@ -355,3 +355,26 @@ async def test_a_renamed_repository_keeps_its_pull_requests_and_their_links(
     ctx, _ = make_context("workflow_run", {"installation": {"id": 7}}, db=handler_db)
     criteria, problems = await linked_criteria(ctx, other, other_pull.linked)
     assert problems == [] and [c.tid for c in criteria] == ["T1"]
+
+
+async def test_a_renamed_repository_keeps_its_ci_runs_and_health_history(handler_db: Database) -> None:
+    """Runs and health scores stayed under the old name: the repository's health history was lost, so its pull
+    requests' scores had no baseline to compare with."""
+    from storage import runs as run_store
+
+    async with handler_db.transaction() as conn:
+        await store.upsert_installation(conn, {"id": 7, "account": {"login": "Codertocat"}}, 1.0)
+        await store.add_repositories(conn, 7, [{"id": 55, "full_name": "Codertocat/Old-Name"}], 1.0)
+        for repo, run_id in (("Codertocat/Old-Name", 1), ("Codertocat/Old-Name", 2), ("Codertocat/New-Name", 2)):
+            await run_store.record_run(conn, repo=repo, run_id=run_id, run_attempt=1, head_sha="a" * 40,
+                                       head_branch="main", conclusion="success", results={"T1": repo},
+                                       report_error=None, health=None, now=1.0)
+        await run_store.record_health_score(conn, repo="Codertocat/Old-Name", head_sha="a" * 40, branch="main",
+                                            score=90, counts={}, now=1.0)
+        await store.add_repositories(conn, 7, [{"id": 55, "full_name": "Codertocat/New-Name"}], 2.0)
+    moved = await run_store.get_run(handler_db, "Codertocat/New-Name", 1)
+    kept = await run_store.get_run(handler_db, "Codertocat/New-Name", 2)  # stored under the new name: it wins
+    assert moved is not None and kept is not None and kept.results == {"T1": "Codertocat/New-Name"}
+    assert await run_store.get_run(handler_db, "Codertocat/Old-Name", 1) is None
+    score = await run_store.latest_health_score(handler_db, "Codertocat/New-Name", "main")
+    assert score is not None and score.score == 90
