@@ -38,8 +38,9 @@ def _is_at(issue: dict[str, Any], repo: str, number: int) -> bool:
 
 
 async def follow_rename(ctx: Context, repository: Any) -> None:
-    """Catch up with a rename or transfer of the event's repository, of which no webhook tells the App (it does not
-    subscribe to `repository`): GitHub's repository list, stored, re-keys the checklists kept under the old name.
+    """Catch up with a rename or transfer of the event's repository not yet known: the `repository` event may still
+    be queued, or not sent (an App registered before it subscribed to it). GitHub's repository list, stored, re-keys
+    what was kept under the old name.
 
     Why: they stayed there, so the dashboard showed the repository without them and an edit built the issue's
     checklist again from T1 (IDs that tests carry then named other criteria).
