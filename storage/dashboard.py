@@ -116,10 +116,12 @@ async def repo_counts(db: Database, repos: Sequence[str]) -> dict[str, RepoCount
 
 
 async def health_history(db: Database, repo: str, *, limit: int = HEALTH_TREND_POINTS) -> list[HealthPoint]:
-    """The repository's latest code-health scores, newest first."""
+    """The repository's latest code-health scores, newest first, leaving out forks' ("owner:branch")."""
+    # Why: a fork pull request's score measures the fork's code; git forbids ':' in branch names, so only
+    # scores kept for a fork (9d5c10d) hold one.
     rows = await db.fetchall(
-        "SELECT score, head_sha, branch, counts, at FROM health_scores WHERE repo = ? ORDER BY at DESC, id DESC "
-        "LIMIT ?",
+        "SELECT score, head_sha, branch, counts, at FROM health_scores WHERE repo = ? "
+        "AND (branch IS NULL OR instr(branch, ':') = 0) ORDER BY at DESC, id DESC LIMIT ?",
         (repo, limit),
     )
     return [_health(row) for row in rows]

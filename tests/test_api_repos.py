@@ -135,3 +135,16 @@ async def test_install_url_falls_back_to_the_installation_settings_page(maintain
     status, body = await maintainer.get(f"/api/repos/{REPO}/install")
     assert status == 200
     assert body["url"] == f"https://ghe.example/settings/installations/{INSTALLATION}"
+
+
+async def test_repo_health_trend_leaves_out_fork_pull_requests_scores(maintainer: Api) -> None:
+    # A fork's score is kept under "owner:branch" (9d5c10d): the fork's code, not this repository's, so a fork
+    # pull request's poor score must not become the repository's latest score, its change or a trend point.
+    db = database(maintainer)
+    for score, sha, at in ((70, "a", 100.0), (80, "b", 200.0)):
+        await add_health(db, score, sha, at)
+    await add_health(db, 10, "f", 300.0, branch="stranger:main")
+    status, body = await maintainer.get(f"/api/repos/{REPO}")
+    assert status == 200
+    assert (body["health"]["latest"]["score"], body["health"]["change"]) == (80, 10)
+    assert [p["score"] for p in body["health"]["trend"]] == [70, 80]

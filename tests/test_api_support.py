@@ -212,7 +212,8 @@ async def add_manifest(db: Database, number: int, head_sha: str, manifest: dict[
          None if verdict is None else verdict.get("conclusion"), now, now))
 
 
-async def add_health(db: Database, score: int, head_sha: str, at: float, *, repo: str = REPO) -> None:
-    """A code-health score."""
-    await db.execute("INSERT INTO health_scores (repo, head_sha, branch, score, counts, at) VALUES (?, ?, 'main', ?, "
-                     "'{\"major\": 1}', ?)", (repo, head_sha, score, at))
+async def add_health(db: Database, score: int, head_sha: str, at: float, *, repo: str = REPO,
+                     branch: str = "main") -> None:
+    """A code-health score (a fork pull request's is kept under its branch as "owner:branch")."""
+    await db.execute("INSERT INTO health_scores (repo, head_sha, branch, score, counts, at) VALUES (?, ?, ?, ?, "
+                     "'{\"major\": 1}', ?)", (repo, head_sha, branch, score, at))
