@@ -18,6 +18,7 @@ from quantumreview.analysis.pr_render import Annotation
 from quantumreview.analysis.verdict import Verdict, compute_verdict
 from quantumreview.checklists import publish_checklist_comment
 from quantumreview.ci_results import (
+    PERMISSION_HINT,
     REPORT_ARTIFACT,
     RunReports,
     changed_lines,
@@ -42,6 +43,8 @@ EMPTY_LIST_WAIT = 60.0
 MANIFEST_WAIT_TRIES = 3
 # A fork PR's run held for approval "completes" with this conclusion, having run no job.
 AWAITING_APPROVAL = "action_required"
+# At most this many pull requests are judged again when the owner grants the App a new permission.
+MAX_PERMISSION_REJUDGES = 100
 
 router = routing.Router()
 
@@ -101,6 +104,23 @@ async def judge_run_finished_before_the_pull(event: sansio.Event, ctx: Context) 
     # runs after this one (one job at a time per pull request); a job queued now runs after both.
     await ctx.enqueue(JUDGE_STORED_RUN_EVENT, {"repo": ctx.repo, "pr_number": number},
                       ordering_key=f"{ctx.repo}#{number}", installation_id=ctx.installation_id)
+
+
+@router.register("installation", action="new_permissions_accepted")
+async def rejudge_runs_refused_for_permission(event: sansio.Event, ctx: Context) -> None:
+    """The owner accepted new permissions: judge again the open pull requests whose latest run could not be read
+    for lack of Actions: read. Why: no other event comes for those runs, so their checks kept saying the artifacts
+    cannot be read until the next push."""
+    installation = event.data.get("installation") or {}
+    permissions = installation.get("permissions")
+    if not isinstance(installation.get("id"), int) or (isinstance(permissions, dict) and "actions" not in permissions):
+        return  # still no Actions permission: judging again would be refused the same way
+    pulls = await run_store.open_pulls_with_run_noted(ctx.db, installation["id"], PERMISSION_HINT,
+                                                      limit=MAX_PERMISSION_REJUDGES)
+    for repo, number in pulls:
+        await ctx.enqueue(JUDGE_STORED_RUN_EVENT, {"repo": repo, "pr_number": number},
+                          ordering_key=f"{repo}#{number}", installation_id=installation["id"])
+    ctx.log.info("installation %s: %d pull requests queued for judging again", installation["id"], len(pulls))
 
 
 @router.register(JUDGE_STORED_RUN_EVENT)

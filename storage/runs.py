@@ -144,3 +144,19 @@ async def latest_health_score(db: Database, repo: str, branch: str, *, exclude_s
     if row is None:
         return None
     return HealthScore(row["repo"], row["head_sha"], row["branch"], row["score"], _loads(row["counts"]), row["at"])
+
+
+async def open_pulls_with_run_noted(db: Database, installation_id: int, note: str, *,
+                                    limit: int) -> list[tuple[str, int]]:
+    """(repo, number) of the installation's open pull requests whose head's latest stored run (as
+    latest_run_for_sha picks it) has `note` in its report error; the most recently updated first, at most `limit`."""
+    rows = await db.fetchall(
+        "SELECT p.repo, p.number FROM pull_requests p WHERE p.state = 'open' AND p.head_sha IS NOT NULL "
+        "AND (p.installation_id = ? OR p.repo IN (SELECT full_name FROM repositories "
+        "WHERE installation_id = ? AND removed_at IS NULL)) "
+        "AND instr((SELECT c.report_error FROM ci_runs c WHERE c.repo = p.repo AND c.head_sha = p.head_sha "
+        "ORDER BY c.results IS NOT NULL DESC, c.run_id DESC, c.run_attempt DESC LIMIT 1), ?) > 0 "
+        "ORDER BY p.updated_at DESC, p.repo, p.number LIMIT ?",
+        (installation_id, installation_id, note, limit),
+    )
+    return [(str(row[0]), int(row[1])) for row in rows]

@@ -227,6 +227,28 @@ async def test_artifacts_refused_for_a_missing_permission_complete_the_check_wit
     assert len(harness.fake.calls("GET", ARTIFACTS)) == 1
 
 
+async def test_accepting_the_actions_permission_judges_the_refused_runs_again(harness: Harness) -> None:
+    """The runs refused for a missing Actions: read were never judged again once the owner accepted it: their pull
+    requests kept the "cannot read the run's artifacts" check until the next push."""
+    harness.add_run(116, t2="passed")
+    harness.fake.fail_next("GET", ARTIFACTS, status=403, body={"message": "Resource not accessible by integration"})
+    await harness.dispatch("workflow_run", harness.workflow_run(116))
+    assert harness.check_runs()[0]["conclusion"] == "neutral"
+    data = json.loads((FIXTURES / "installation.new_permissions_accepted.1.json").read_text())
+    data["installation"]["id"] = INSTALLATION
+    await harness.dispatch("installation", data)  # a permission other than Actions: they would be refused again
+    assert harness.enqueued == []
+    data["installation"]["permissions"]["actions"] = "read"
+    await harness.dispatch("installation", data)
+    assert harness.enqueued == [(handler.JUDGE_STORED_RUN_EVENT, {"repo": REPO, "pr_number": 7}, f"{REPO}#7")]
+    await harness.dispatch(handler.JUDGE_STORED_RUN_EVENT, {"repo": REPO, "pr_number": 7})
+    [check] = harness.check_runs()
+    assert check["conclusion"] == "success"
+    harness.enqueued.clear()
+    await harness.dispatch("installation", data)  # judged now: nothing left to judge again
+    assert harness.enqueued == []
+
+
 @pytest.mark.parametrize("fault", ["blob", "list"])
 async def test_a_download_failing_on_every_try_completes_the_check_on_the_last_one(harness: Harness,
                                                                                    fault: str) -> None:
