@@ -16,7 +16,7 @@ from quantumreview.analysis.health import HealthReport, health_trend
 from quantumreview.analysis.junit import JUnitReport, Status
 from quantumreview.analysis.pr_render import Annotation
 from quantumreview.analysis.verdict import Verdict, compute_verdict
-from quantumreview.checklists import publish_checklist_comment
+from quantumreview.checklists import follow_rename, publish_checklist_comment
 from quantumreview.ci_results import (
     PERMISSION_HINT,
     REPORT_ARTIFACT,
@@ -64,6 +64,9 @@ async def judge_workflow_run(event: sansio.Event, ctx: Context) -> None:
     run = event.data.get("workflow_run")
     if ctx.repo is None or not isinstance(run, dict):
         return
+    # Why: after a rename no other event may come first (a re-run), and under the new name the run found none of
+    # the pull requests stored under the old one: their checks stayed in progress, their health had no baseline.
+    await follow_rename(ctx, event.data.get("repository"))
     await judge_run(ctx, ctx.repo, run, force=False)
 
 

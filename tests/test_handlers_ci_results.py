@@ -24,6 +24,7 @@ from quantumreview.pull_requests import refresh_manifest
 from quantumreview.settings import Settings
 from quantumreview.testing.fake import FakeGitHub
 from storage import checklists as checklist_store
+from storage import installations as installation_store
 from storage import pulls as pull_store
 from storage import runs as run_store
 from storage.db import Database
@@ -668,3 +669,25 @@ async def test_the_base_branchs_baseline_is_its_newest_commits_score_whatever_or
         await harness.dispatch("workflow_run", data)  # the newer push's run first
     baseline = await run_store.latest_health_score(harness.db, REPO, "main")
     assert baseline is not None and baseline.head_sha == "1" * 40
+
+
+async def test_a_run_of_a_renamed_repository_judges_its_pull_request_stored_under_the_old_name(
+        harness: Harness) -> None:
+    """No webhook told the App of the rename: the run, carrying the new name, found no pull request stored under
+    it, waited out the manifest retries and queued a judging that ended at once; the check stayed in progress."""
+    old = "octo-org/old-name"
+    repo_id = harness.fake.state.repos[REPO]["id"]
+    async with harness.db.transaction() as conn:  # what was stored before the rename, under the old name
+        await installation_store.upsert_installation(conn, {"id": INSTALLATION, "account": {"login": "octo-org"}},
+                                                     1.0)
+        await installation_store.add_repositories(conn, INSTALLATION, [{"id": repo_id, "full_name": old}], 1.0)
+        await checklist_store.rename_repository(conn, REPO, old)
+        await pull_store.rename_repository(conn, REPO, old)
+    harness.add_run(140, t2="passed")
+    data = harness.workflow_run(140)
+    data["repository"]["id"] = repo_id
+    await harness.dispatch("workflow_run", data)
+    [check] = harness.check_runs()
+    assert (check["status"], check["conclusion"]) == ("completed", "success")
+    assert await pull_store.get_pull(harness.db, old, 7) is None
+    assert await statuses(harness) == {"T1": "passed", "T2": "passed"}
