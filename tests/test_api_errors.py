@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
+import aiohttp
 import pytest
 
+from quantumreview import access, keys
 from quantumreview.api.errors import Page, iso, parse_int, parse_page
 from tests.test_api_support import ORIGIN, REPO, Api, check_against_openapi
 
@@ -75,3 +79,26 @@ def test_parse_int_accepts_surrounding_spaces_and_rejects_signs() -> None:
 
 def test_iso_formats_utc_with_z() -> None:
     assert (iso(0.0), iso(None)) == ("1970-01-01T00:00:00Z", None)
+
+
+class GitHubDown:
+    """A GitHub App client whose user-token reads fail as when GitHub cannot be reached."""
+
+    async def get_user_installations(self, token: str) -> list[Any]:
+        raise aiohttp.ClientConnectionError("connection refused")
+
+    async def aclose(self) -> None:
+        """Nothing to close (the app closes its client at shutdown)."""
+
+
+@pytest.mark.parametrize("path", ["/api/me", "/api/repos", f"/api/repos/{REPO}", f"/api/repos/{REPO}/issues",
+                                  f"/api/repos/{REPO}/issues/1", f"/api/repos/{REPO}/prs/1", f"/api/repos/{REPO}/audit",
+                                  f"/api/repos/{REPO}/install", "/api/jobs/1", "/api/notifications"])
+async def test_github_failing_to_list_the_users_repositories_is_a_documented_502(maintainer: Api, path: str) -> None:
+    # Every route reads the user's repositories (cached a few minutes); when GitHub fails that read the answer is
+    # 502 github_unavailable, which a client generated from the OpenAPI document must know (Api.get checks it).
+    app = maintainer.client.app
+    app[access.ACCESS].forget(1)
+    app[keys.github] = cast(Any, GitHubDown())
+    status, body = await maintainer.get(path)
+    assert (status, body["error"]["code"]) == (502, "github_unavailable")

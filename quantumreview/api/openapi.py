@@ -131,6 +131,7 @@ ERRORS = {
     "401": "not signed in",
     "403": "without push permission on the repository, or a cross-site request (code csrf)",
     "404": "not found, or not a repository you manage",
+    "502": "GitHub could not list your repositories (code github_unavailable); retry shortly",
     "503": "the database or the job runner is unavailable",
 }
 
@@ -149,38 +150,38 @@ def build_paths() -> dict[str, Schema]:
     """Every endpoint of the API."""
     repo = "/api/repos/{owner}/{repo}"
     return {
-        "/api/me": {"get": operation("getMe", "the signed-in user and counts", ("200", "Me"), [], "401 503")},
+        "/api/me": {"get": operation("getMe", "the signed-in user and counts", ("200", "Me"), [], "401 502 503")},
         "/api/repos": {"get": operation("listRepos", "repositories you manage", ("200", "RepoPage"),
-                                        PAGE_PARAMS, "400 401 503")},
+                                        PAGE_PARAMS, "400 401 502 503")},
         repo: {"get": operation("getRepo", "installation, counts and code health", ("200", "Repo"),
-                                REPO_PARAMS, "401 404 503")},
+                                REPO_PARAMS, "401 404 502 503")},
         f"{repo}/install": {"get": operation("getInstallUrl", "where to install or manage the App",
-                                             ("200", "InstallUrl"), REPO_PARAMS, "401 404 503")},
+                                             ("200", "InstallUrl"), REPO_PARAMS, "401 404 502 503")},
         f"{repo}/issues": {"get": operation(
             "listIssues", "issues with checklists and their progress", ("200", "IssuePage"),
             [*REPO_PARAMS, *PAGE_PARAMS,
              query_param("state", {"type": "string", "enum": ["open", "closed", "all"], "default": "open"},
-                         "issue state")], "400 401 404 503")},
+                         "issue state")], "400 401 404 502 503")},
         f"{repo}/issues/{{number}}": {"get": operation("getIssue", "an issue's checklist", ("200", "Issue"),
-                                                       [*REPO_PARAMS, NUMBER], "400 401 404 503")},
+                                                       [*REPO_PARAMS, NUMBER], "400 401 404 502 503")},
         f"{repo}/issues/{{number}}/regenerate": {"post": operation(
             "regenerateChecklist", "queue a rebuild of the checklist", ("202", "Accepted"),
-            [*REPO_PARAMS, NUMBER], "400 401 403 404 503")},
+            [*REPO_PARAMS, NUMBER], "400 401 403 404 502 503")},
         f"{repo}/prs/{{number}}": {"get": operation("getPull", "a pull request's manifest, verdict and health",
-                                                    ("200", "Pull"), [*REPO_PARAMS, NUMBER], "400 401 404 503")},
+                                                    ("200", "Pull"), [*REPO_PARAMS, NUMBER], "400 401 404 502 503")},
         f"{repo}/prs/{{number}}/revalidate": {"post": operation(
             "revalidatePull", "queue a new manifest and verdict", ("202", "Accepted"),
-            [*REPO_PARAMS, NUMBER], "400 401 403 404 503")},
+            [*REPO_PARAMS, NUMBER], "400 401 403 404 502 503")},
         f"{repo}/prs/{{number}}/flag_for_merge": {"post": operation(
             "flagPullForMerge", "flag for merge (audited, managers notified)", ("200", "Flagged"),
-            [*REPO_PARAMS, NUMBER], "400 401 403 404 503")},
+            [*REPO_PARAMS, NUMBER], "400 401 403 404 502 503")},
         f"{repo}/audit": {"get": operation("listAudit", "the repository's audit log", ("200", "AuditPage"),
-                                           [*REPO_PARAMS, *PAGE_PARAMS], "400 401 404 503")},
+                                           [*REPO_PARAMS, *PAGE_PARAMS], "400 401 404 502 503")},
         "/api/jobs/{id}": {"get": operation("getJob", "a job on one of your repositories", ("200", "Job"),
-                                            [path_param("id", ID, "job id", 1)], "400 401 404 503")},
+                                            [path_param("id", ID, "job id", 1)], "400 401 404 502 503")},
         "/api/notifications": {"get": operation(
             "listNotifications", "your notifications, newest first", ("200", "NotificationPage"),
-            [*PAGE_PARAMS, query_param("unread", {"type": "boolean"}, "only unread ones")], "400 401 503")},
+            [*PAGE_PARAMS, query_param("unread", {"type": "boolean"}, "only unread ones")], "400 401 502 503")},
         "/api/notifications/{id}/read": {"post": operation(
             "markNotificationRead", "mark a notification read", ("200", "NotificationRead"),
             [path_param("id", ID, "notification id", 1)], "400 401 403 404 503")},
