@@ -184,7 +184,14 @@ async def publish_pr_status(
     # Why one at a time per pull request: its own job and its CI run's job publish at once; the one that read the
     # stored state first could write last, putting a completed check run back in progress and the verdict away.
     async with ctx.locks("publish", repo, pr_number):
-        await _publish(ctx, repo, pr_number, head_sha, failing, health, annotations)
+        try:
+            await _publish(ctx, repo, pr_number, head_sha, failing, health, annotations)
+        except BadRequest as exc:
+            if exc.status_code not in (404, 410):
+                raise
+            # Why: a 404 left after the run's and the comment's own fallbacks means the repository (or the pull
+            # request) was deleted or left the installation; retrying cannot bring it back, so the job ends here.
+            ctx.log.info("%s#%d is gone from GitHub (%d); nothing published", repo, pr_number, int(exc.status_code))
 
 
 async def _publish(ctx: Context, repo: str, pr_number: int, head_sha: str, failing: Sequence[FailingCaseLike],

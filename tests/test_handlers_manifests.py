@@ -550,3 +550,14 @@ async def test_an_event_of_a_renamed_repository_moves_its_stored_pull_request(en
     assert pull is not None and await store.get_pull(env.db, old, NUMBER) is None
     assert [pull.comment_id] == [c["id"] for c in env.comments()]
     assert await installation_store.active_repositories(env.db, 1) == [REPO]
+
+
+async def test_publishing_for_a_repository_the_installation_no_longer_has_ends_quietly(env: Env) -> None:
+    """The repository left the installation (or was deleted) with its pull request still stored: GitHub answers 404
+    to its check runs and comments, and that BadRequest was retried until the job died."""
+    add_pull(env)
+    await env.deliver("pull_request", payload("opened.2"))
+    env.fake.state.installation_repos[1].remove(REPO)
+    event = sansio.Event({}, event="workflow_run", delivery_id="d-2")
+    await pull_requests.publish_pr_status(env.context(event), REPO, NUMBER, SHA)  # returns: nothing to retry
+    assert len(env.runs()) == 1
