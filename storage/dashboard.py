@@ -95,6 +95,25 @@ def _json(text: str | None, default: Any) -> Any:
         return default
 
 
+async def stored_names(db: Database, repos: Sequence[str]) -> dict[str, str]:
+    """Each of `repos` mapped to the spelling its rows are stored under: the live repository row's name found
+    ignoring case (the newest), else the name itself.
+
+    Why: GitHub's names ignore case, and a user's repository list (from GitHub, cached) can spell a repository
+    otherwise than the rows kept under it until an event re-keys them (a rename in case only); exact lookups
+    under the list's spelling found nothing.
+    """
+    if not repos:
+        return {}
+    rows = await db.fetchall(
+        f"SELECT full_name FROM repositories WHERE full_name COLLATE NOCASE IN ({placeholders(repos)}) "  # noqa: S608
+        "AND removed_at IS NULL ORDER BY updated_at, id",
+        tuple(repos),
+    )
+    by_lower = {str(row[0]).lower(): str(row[0]) for row in rows}
+    return {repo: by_lower.get(repo.lower(), repo) for repo in repos}
+
+
 async def repo_counts(db: Database, repos: Sequence[str]) -> dict[str, RepoCounts]:
     """Counts for each of `repos` (repositories with nothing stored get zeros)."""
     if not repos:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from aiohttp import web
 
-from quantumreview import access, auth
+from quantumreview import access, auth, keys
+from storage import dashboard
 
 
 async def signed_in_user(request: web.Request) -> auth.User:
@@ -13,8 +16,10 @@ async def signed_in_user(request: web.Request) -> auth.User:
 
 
 async def managed_repo(request: web.Request) -> tuple[auth.User, access.RepoAccess]:
-    """The user and their access to the path's {owner}/{repo}; 404 JSON when they do not manage it."""
+    """The user and their access to the path's {owner}/{repo}, named as its rows are stored (see
+    dashboard.stored_names); 404 JSON when they do not manage it."""
     user = await auth.current_user(request)
     repo = await access.repo_access(request, user, request.match_info["owner"], request.match_info["repo"])
-    return user, repo
+    stored = (await dashboard.stored_names(request.app[keys.db], [repo.repo]))[repo.repo]
+    return user, dataclasses.replace(repo, repo=stored)
 

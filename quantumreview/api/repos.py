@@ -22,10 +22,12 @@ async def list_repos(request: web.Request) -> web.Response:
     page = parse_page(request.query)
     repos = sorted(await access.managed_repositories(request, user), key=lambda r: r.repo.lower())
     window = repos[page.offset:page.offset + page.per_page]
-    counts = await dashboard.repo_counts(request.app[keys.db], [r.repo for r in window])
+    db = request.app[keys.db]
+    names = await dashboard.stored_names(db, [r.repo for r in window])
+    counts = await dashboard.repo_counts(db, list(names.values()))
     items = [
-        {"repo": r.repo, "installation_id": r.installation_id, "permission": r.permission,
-         "issues": counts[r.repo].issues, "open_pulls": counts[r.repo].open_pulls}
+        {"repo": names[r.repo], "installation_id": r.installation_id, "permission": r.permission,
+         "issues": counts[names[r.repo]].issues, "open_pulls": counts[names[r.repo]].open_pulls}
         for r in window
     ]
     return web.json_response(paginated(items, page, len(repos)))

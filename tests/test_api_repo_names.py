@@ -1,0 +1,64 @@
+"""A repository whose name GitHub now spells in another case than its stored rows: the API reads the stored ones."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+
+from quantumreview.access import RepoAccess
+from tests.test_api_support import (
+    INSTALLATION,
+    REPO,
+    add_checklist,
+    add_installation,
+    add_pull,
+    database,
+    sign_in,
+)
+
+pytest_plugins = ["tests.test_api_support"]
+
+RENAMED = "Octo/Widgets"  # GitHub's name now; the checklists and pull requests are still stored as REPO
+
+
+async def test_a_repository_renamed_in_case_only_shows_its_stored_issues_and_pulls_everywhere(
+        api_client: TestClient[Any, Any]) -> None:
+    # Until an event carrying the new name re-keys the rows (or while a user's cached list has the old spelling),
+    # the user's repository list from GitHub and the stored rows differ in case. The issue's page found the
+    # checklist (get_checklist ignores case) while the list, the counts and the pull request did not.
+    api = await sign_in(api_client, 1, "mona", [RepoAccess(RENAMED, INSTALLATION, "push")])
+    db = database(api)
+    await add_installation(db)
+    await add_checklist(db, 1, ["passed"])
+    await add_pull(db, 10)
+    _status, repos = await api.get("/api/repos")
+    assert [(r["issues"], r["open_pulls"]) for r in repos["items"]] == [(1, 1)]
+    status, detail = await api.get(f"/api/repos/{RENAMED}")
+    assert (status, detail["issues"], detail["open_pulls"]) == (200, 1, 1)
+    status, issues = await api.get(f"/api/repos/{RENAMED}/issues")
+    assert (status, [i["number"] for i in issues["items"]], issues["total"]) == (200, [1], 1)
+    status, issue = await api.get(f"/api/repos/{RENAMED}/issues/1")
+    assert (status, issue["items"][0]["status"]) == (200, "passed")
+    status, pull = await api.get(f"/api/repos/{RENAMED}/prs/10")
+    assert (status, pull["title"]) == (200, "PR 10")
+
+
+async def test_a_regenerate_is_queued_under_the_stored_name(api_client: TestClient[Any, Any]) -> None:
+    # Why: the job saves the checklist under the name it is given; under GitHub's other spelling it made a second
+    # checklist for the same issue (stored names are unique only as spelled).
+    api = await sign_in(api_client, 1, "mona", [RepoAccess(RENAMED, INSTALLATION, "push")])
+    db = database(api)
+    await add_installation(db)
+    status, body = await api.post(f"/api/repos/{RENAMED}/issues/1/regenerate")
+    assert status == 202
+    row = await db.fetchone("SELECT ordering_key, json_extract(payload, '$.data.repo') AS repo FROM jobs "
+                            "WHERE id = ?", (body["job_id"],))
+    assert row is not None and (row["ordering_key"], row["repo"]) == (f"{REPO}#1", REPO)
+
+
+async def test_without_a_stored_repository_row_the_name_from_github_is_used(api_client: TestClient[Any, Any]) -> None:
+    api = await sign_in(api_client, 1, "mona", [RepoAccess(RENAMED, INSTALLATION, "push")])
+    await add_checklist(database(api), 1, ["passed"], repo=RENAMED)
+    status, issues = await api.get(f"/api/repos/{REPO}/issues")
+    assert (status, issues["total"]) == (200, 1)
