@@ -124,3 +124,15 @@ async def test_pull_of_unmanaged_repository_is_404(maintainer: Api) -> None:
     await add_pull(database(maintainer), 9, repo=OTHER)
     status, _body = await maintainer.get(f"/api/repos/{OTHER}/prs/9")
     assert status == 404
+
+
+async def test_flag_for_merge_after_a_push_records_no_verdict_of_the_previous_commit(maintainer: Api) -> None:
+    # The head 'new' has no manifest yet (just pushed); 'old' passed. The audit entry names the head, so the
+    # verdict beside it must be the head's: 'old's success recorded there said the head had passed.
+    db = database(maintainer)
+    await add_pull(db, 9, head_sha="new")
+    await add_manifest(db, 9, "old", MANIFEST, {**VERDICT, "conclusion": "success"})
+    status, body = await maintainer.post(f"/api/repos/{REPO}/prs/9/flag_for_merge")
+    assert (status, body["verdict"]) == (200, None)
+    _status, audit = await maintainer.get(f"/api/repos/{REPO}/audit")
+    assert audit["items"][0]["details"] == {"head_sha": "new", "verdict": None, "at": body["at"]}

@@ -119,7 +119,9 @@ async def flag_pull_for_merge(request: web.Request) -> web.Response:
     if pull is None:
         raise not_found(f"pull request #{number} of {repo.repo} is not known")
     record = await dashboard.latest_manifest(db, repo.repo, number, pull.head_sha)
-    verdict = verdict_json(record)
+    # Why only the head's: the audit entry names the head, and the latest manifest can be an older commit's
+    # (just after a push), whose verdict would read as the head's.
+    verdict = verdict_json(record) if record is not None and record.head_sha == pull.head_sha else None
     now = time.time()
     async with db.transaction() as conn:
         await dashboard.flag_for_merge(conn, repo.repo, number, user.login, now)
