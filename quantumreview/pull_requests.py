@@ -254,16 +254,18 @@ async def upsert_check_run(
     digest = annotations_digest(annotations) if batches else None
     run: dict[str, Any] | None = None
     if known_id is not None:
-        # Why read it first: only then is it known which of these annotations are already on it.
-        run = await getitem_or_none(ctx.gh, f"/repos/{repo}/check-runs/{known_id}") if batches else {"id": known_id}
+        # Why read it first: only then is it known which of these annotations are already on it, and whether it
+        # is completed while this update would reopen it.
+        read = bool(batches) or fields.get("status", "completed") != "completed"
+        run = await getitem_or_none(ctx.gh, f"/repos/{repo}/check-runs/{known_id}") if read else {"id": known_id}
     run_id = None
-    if run is not None:
+    if run is not None and not reopens(run, fields):
         run_id = await _update_known_run(ctx, repo, int(run["id"]), fields, output, batches, digest, run)
     if run_id is None:
         async with ctx.locks("check-run", repo, head_sha):  # the CI job and the manifest job may race here
             # Why look before creating: a crash after the POST but before storing the id must not add a second run.
             found = await find_check_run_item(ctx, repo, head_sha)
-            if found is not None:
+            if found is not None and not reopens(found, fields):
                 run_id = int(found["id"])
                 await _send_check_run(ctx, repo, run_id, fields, output, batches, digest, found)
             else:
@@ -276,6 +278,15 @@ async def upsert_check_run(
         async with ctx.db.transaction() as conn:
             await store.set_check_run_id(conn, repo, pr_number, head_sha, run_id)
     return run_id
+
+
+def reopens(run: Mapping[str, Any], fields: Mapping[str, Any]) -> bool:
+    """Whether the update would put a completed run back in progress (or queued).
+
+    Why: GitHub keeps a completed run's status and conclusion whatever is sent, so a PR first checked "neutral"
+    (no linked issue) kept that result after an edit linked an issue; a new run for the head is made instead.
+    """
+    return run.get("status") == "completed" and fields.get("status", "completed") != "completed"
 
 
 def annotations_digest(annotations: Sequence[Annotation]) -> str:
@@ -345,14 +356,19 @@ async def find_check_run(ctx: Context, repo: str, head_sha: str) -> int | None:
 
 
 async def find_check_run_item(ctx: Context, repo: str, head_sha: str) -> dict[str, Any] | None:
-    """This App's check run named QuantumReview on the commit, as GitHub lists it, or None."""
+    """This App's newest check run named QuantumReview on the commit, as GitHub lists it, or None.
+
+    Why the newest: a completed run is replaced by a new one when the check goes back in progress (`reopens`).
+    """
     app_id = getattr(ctx.github, "app_id", None)
     url = f"/repos/{repo}/commits/{head_sha}/check-runs?check_name={CHECK_NAME}&filter=all&per_page=100"
+    newest: dict[str, Any] | None = None
     async for run in ctx.gh.getiter(url, iterable_key="check_runs"):
         owner = (run.get("app") or {}).get("id")
         if run.get("name") == CHECK_NAME and (app_id is None or str(owner) == str(app_id)):
-            return dict(run)
-    return None
+            if newest is None or int(run["id"]) > int(newest["id"]):
+                newest = dict(run)
+    return newest
 
 
 def failure_annotations(manifest: Manifest, failing: Sequence[FailingCaseLike]) -> list[Annotation]:

@@ -336,9 +336,16 @@ async def test_edit_of_body_relinks_and_recomputes_same_head(env: Env) -> None:
     assert env.runs()[0]["conclusion"] == "neutral"
     env.fake.state.pulls[(REPO, NUMBER)]["body"] = "Closes #7"
     await env.deliver("pull_request", payload("opened.2", action="edited", changes={"body": {"from": "x"}}))
-    [run] = env.runs()
+    # Why a second run: GitHub keeps a completed run completed, so the neutral result would have stayed shown.
+    neutral, run = env.runs()
+    assert (neutral["status"], neutral["conclusion"]) == ("completed", "neutral")
+    assert (run["head_sha"], run["status"], run["conclusion"]) == (SHA, "in_progress", None)
     assert run["output"]["title"] == "1 of 2 criteria have tests in this PR"
     assert len(env.comments()) == 1
+    _, row = await stored_manifest(env)
+    assert row.check_run_id == run["id"]
+    await env.deliver("pull_request", payload("opened.2", action="edited", changes={"title": {"from": "x"}}))
+    assert len(env.runs()) == 2  # the new run is the one updated from now on
 
 
 async def test_relinking_after_a_verdict_queues_a_revalidation(env: Env) -> None:

@@ -258,6 +258,18 @@ async def test_check_runs_are_created_completed_and_listed_by_ref(
     assert installed.check_runs[REPO][0]["output"]["annotations_count"] == 1
 
 
+async def test_a_completed_check_run_is_not_put_back_in_progress(
+        installed: FakeGitHub, session: aiohttp.ClientSession, rsa_private_key: str) -> None:
+    """Like GitHub: the update is accepted, its output shown, but the run keeps its status and conclusion."""
+    token = await mint(session, installed, rsa_private_key)
+    _, run, _ = await call(session, installed, "POST", f"/repos/{REPO}/check-runs", token,
+                           json={"name": "QuantumReview", "head_sha": "b" * 40, "conclusion": "neutral"})
+    status, after, _ = await call(session, installed, "PATCH", f"/repos/{REPO}/check-runs/{run['id']}", token,
+                                  json={"status": "in_progress", "output": {"title": "again", "summary": "s"}})
+    assert (status, after["status"], after["conclusion"]) == (200, "completed", "neutral")
+    assert after["output"]["title"] == "again"
+
+
 # -- faults on demand -----------------------------------------------------------------------------------------
 
 ISSUE = "/repos/{owner}/{repo}/issues/{issue_number}"

@@ -99,9 +99,15 @@ async def list_pull_files(request: web.Request) -> web.Response:
 
 
 def apply_check_run_fields(state: FakeState, run: dict[str, Any], body: dict[str, Any]) -> None:
-    """Copy the writable fields onto a check run; a conclusion completes it, annotations are appended."""
+    """Copy the writable fields onto a check run; a conclusion completes it, annotations are appended.
+
+    A completed run stays completed: GitHub answers 200 to a `status` of queued or in_progress but keeps the run's
+    status and conclusion ("once a check run transitions ... to completed state, it's not possible to modify its
+    status"), so the stale result stayed on the pull request.
+    """
+    reopening = run.get("status") == "completed" and body.get("status", "completed") != "completed"
     for key in CHECK_RUN_FIELDS:
-        if key in body:
+        if key in body and not (reopening and key == "status"):
             run[key] = body[key]
     if body.get("status") == "completed" and not run.get("conclusion"):
         raise GitHubError(422, "Invalid request.\n\n\"conclusion\" is required when \"status\" is \"completed\".")
