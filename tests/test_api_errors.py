@@ -102,3 +102,14 @@ async def test_github_failing_to_list_the_users_repositories_is_a_documented_502
     app[keys.github] = cast(Any, GitHubDown())
     status, body = await maintainer.get(path)
     assert (status, body["error"]["code"]) == (502, "github_unavailable")
+
+
+@pytest.mark.parametrize("path", [f"/api/repos/{REPO}/issues/1/regenerate", f"/api/repos/{REPO}/prs/1/revalidate",
+                                  f"/api/repos/{REPO}/prs/1/flag_for_merge", "/api/notifications/1/read"])
+async def test_a_state_change_with_a_body_that_is_not_json_is_a_documented_415(maintainer: Api, path: str) -> None:
+    # Why refused (web_security): text/plain and forms are what a cross-site page can POST without a preflight.
+    headers = {"Cookie": maintainer.cookie, "Origin": ORIGIN, "Content-Type": "text/plain"}
+    async with maintainer.client.post(path, data=b"{}", headers=headers) as response:
+        body = await response.json()
+        check_against_openapi("POST", path, response.status, body)
+    assert (response.status, body["error"]["code"]) == (415, "unsupported_media_type")

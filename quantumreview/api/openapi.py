@@ -131,6 +131,7 @@ ERRORS = {
     "401": "not signed in",
     "403": "without push permission on the repository, or a cross-site request (code csrf)",
     "404": "not found, or not a repository you manage",
+    "415": "a state change sent with a body that is not JSON (none is needed)",
     "502": "GitHub could not list your repositories (code github_unavailable); retry shortly",
     "503": "the database or the job runner is unavailable",
 }
@@ -166,15 +167,15 @@ def build_paths() -> dict[str, Schema]:
                                                        [*REPO_PARAMS, NUMBER], "400 401 404 502 503")},
         f"{repo}/issues/{{number}}/regenerate": {"post": operation(
             "regenerateChecklist", "queue a rebuild of the checklist", ("202", "Accepted"),
-            [*REPO_PARAMS, NUMBER], "400 401 403 404 502 503")},
+            [*REPO_PARAMS, NUMBER], "400 401 403 404 415 502 503")},
         f"{repo}/prs/{{number}}": {"get": operation("getPull", "a pull request's manifest, verdict and health",
                                                     ("200", "Pull"), [*REPO_PARAMS, NUMBER], "400 401 404 502 503")},
         f"{repo}/prs/{{number}}/revalidate": {"post": operation(
             "revalidatePull", "queue a new manifest and verdict", ("202", "Accepted"),
-            [*REPO_PARAMS, NUMBER], "400 401 403 404 502 503")},
+            [*REPO_PARAMS, NUMBER], "400 401 403 404 415 502 503")},
         f"{repo}/prs/{{number}}/flag_for_merge": {"post": operation(
             "flagPullForMerge", "flag for merge (audited, managers notified)", ("200", "Flagged"),
-            [*REPO_PARAMS, NUMBER], "400 401 403 404 502 503")},
+            [*REPO_PARAMS, NUMBER], "400 401 403 404 415 502 503")},
         f"{repo}/audit": {"get": operation("listAudit", "the repository's audit log", ("200", "AuditPage"),
                                            [*REPO_PARAMS, *PAGE_PARAMS], "400 401 404 502 503")},
         "/api/jobs/{id}": {"get": operation("getJob", "a job on one of your repositories", ("200", "Job"),
@@ -184,7 +185,7 @@ def build_paths() -> dict[str, Schema]:
             [*PAGE_PARAMS, query_param("unread", {"type": "boolean"}, "only unread ones")], "400 401 502 503")},
         "/api/notifications/{id}/read": {"post": operation(
             "markNotificationRead", "mark a notification read", ("200", "NotificationRead"),
-            [path_param("id", ID, "notification id", 1)], "400 401 403 404 503")},
+            [path_param("id", ID, "notification id", 1)], "400 401 403 404 415 503")},
         PATH: {"get": {"operationId": "getOpenApi", "summary": "this document", "security": [],
                        "responses": {"200": {"description": "the OpenAPI document",
                                              "content": {"application/json": {"schema": ANY_OBJECT}}}}}},
