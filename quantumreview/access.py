@@ -45,6 +45,8 @@ class RepoAccess:
     repo: str
     installation_id: int
     permission: str
+    # GitHub's id, which a rename keeps (None when not known): it finds rows still stored under an old name.
+    repo_id: int | None = None
 
     @property
     def can_push(self) -> bool:
@@ -151,8 +153,10 @@ async def read_managed_repositories(github: GitHubApp, token: str, installed: se
             continue
         for repo in repos:
             name, permission = repo.get("full_name"), highest_permission(repo.get("permissions"))
+            repo_id = repo.get("id")
             if isinstance(name, str) and permission is not None:
-                found.append(RepoAccess(name, installation_id, permission))
+                found.append(RepoAccess(name, installation_id, permission,
+                                        repo_id if isinstance(repo_id, int) else None))
     return sorted(found, key=lambda a: a.repo.lower())
 
 

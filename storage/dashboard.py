@@ -95,23 +95,27 @@ def _json(text: str | None, default: Any) -> Any:
         return default
 
 
-async def stored_names(db: Database, repos: Sequence[str]) -> dict[str, str]:
-    """Each of `repos` mapped to the spelling its rows are stored under: the live repository row's name found
-    ignoring case (the newest), else the name itself.
+async def stored_names(db: Database, repos: Sequence[tuple[str, int | None]]) -> dict[str, str]:
+    """Each (name, GitHub id or None) of `repos` mapped from its name to the spelling its rows are stored under:
+    the live repository row's name with that id, else with that name ignoring case (the newest), else the name.
 
-    Why: GitHub's names ignore case, and a user's repository list (from GitHub, cached) can spell a repository
-    otherwise than the rows kept under it until an event re-keys them (a rename in case only); exact lookups
-    under the list's spelling found nothing.
+    Why: a user's repository list comes from GitHub (and is cached), and names a repository as GitHub does now;
+    the rows kept under it follow a rename (in case only, or not) when an event says so, and until then exact
+    lookups under the list's name found nothing.
     """
     if not repos:
         return {}
+    names = [name for name, _id in repos]
+    ids = [repo_id for _name, repo_id in repos if repo_id is not None]
     rows = await db.fetchall(
-        f"SELECT full_name FROM repositories WHERE full_name COLLATE NOCASE IN ({placeholders(repos)}) "  # noqa: S608
-        "AND removed_at IS NULL ORDER BY updated_at, id",
-        tuple(repos),
+        f"SELECT id, full_name FROM repositories WHERE (id IN ({placeholders(ids)}) "  # noqa: S608
+        f"OR full_name COLLATE NOCASE IN ({placeholders(names)})) AND removed_at IS NULL ORDER BY updated_at, id",
+        (*ids, *names),
     )
-    by_lower = {str(row[0]).lower(): str(row[0]) for row in rows}
-    return {repo: by_lower.get(repo.lower(), repo) for repo in repos}
+    by_id = {int(row[0]): str(row[1]) for row in rows}
+    by_lower = {str(row[1]).lower(): str(row[1]) for row in rows}
+    return {name: by_id.get(-1 if repo_id is None else repo_id) or by_lower.get(name.lower(), name)
+            for name, repo_id in repos}
 
 
 async def repo_counts(db: Database, repos: Sequence[str]) -> dict[str, RepoCounts]:

@@ -1,11 +1,14 @@
-"""A repository whose name GitHub now spells in another case than its stored rows: the API reads the stored ones."""
+"""A repository GitHub now names otherwise than its stored rows (renamed, in case or not): the API reads the stored
+ones."""
 
 from __future__ import annotations
 
-from typing import Any
+import zlib
+from typing import Any, cast
 
 from aiohttp.test_utils import TestClient
 
+from quantumreview import access
 from quantumreview.access import RepoAccess
 from tests.test_api_support import (
     INSTALLATION,
@@ -62,3 +65,34 @@ async def test_without_a_stored_repository_row_the_name_from_github_is_used(api_
     await add_checklist(database(api), 1, ["passed"], repo=RENAMED)
     status, issues = await api.get(f"/api/repos/{REPO}/issues")
     assert (status, issues["total"]) == (200, 1)
+
+
+async def test_a_renamed_repository_shows_its_rows_kept_under_the_old_name_until_they_follow(
+        api_client: TestClient[Any, Any]) -> None:
+    # An App registered before 772e0ad gets no 'repository' event: its rows (and the repository row) stay under the
+    # old name until the repository's next issue or pull request event. GitHub's list names the repository anew but
+    # keeps its id, which finds them.
+    repo_id = zlib.crc32(REPO.encode())  # the id add_installation stores for REPO
+    api = await sign_in(api_client, 1, "mona", [RepoAccess("acme/gadgets", INSTALLATION, "push", repo_id)])
+    db = database(api)
+    await add_installation(db)
+    await add_checklist(db, 1, ["passed"])
+    await add_pull(db, 10)
+    _status, repos = await api.get("/api/repos")
+    assert [(r["issues"], r["open_pulls"]) for r in repos["items"]] == [(1, 1)]
+    status, issues = await api.get("/api/repos/acme/gadgets/issues")
+    assert (status, issues["total"]) == (200, 1)
+    status, _pull = await api.get("/api/repos/acme/gadgets/prs/10")
+    assert status == 200
+
+
+async def test_the_repository_id_is_read_from_githubs_list() -> None:
+    class OneRepository:
+        async def get_user_installations(self, token: str) -> list[dict[str, Any]]:
+            return [{"id": INSTALLATION}]
+
+        async def get_installation_repositories_for_user(self, token: str, installation: int) -> list[dict[str, Any]]:
+            return [{"id": 77, "full_name": "acme/gadgets", "permissions": {"push": True}}]
+
+    found = await access.read_managed_repositories(cast(Any, OneRepository()), "token", {INSTALLATION})
+    assert found == [RepoAccess("acme/gadgets", INSTALLATION, "push", 77)]

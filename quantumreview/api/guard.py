@@ -20,6 +20,6 @@ async def managed_repo(request: web.Request) -> tuple[auth.User, access.RepoAcce
     dashboard.stored_names); 404 JSON when they do not manage it."""
     user = await auth.current_user(request)
     repo = await access.repo_access(request, user, request.match_info["owner"], request.match_info["repo"])
-    stored = (await dashboard.stored_names(request.app[keys.db], [repo.repo]))[repo.repo]
+    stored = (await dashboard.stored_names(request.app[keys.db], [(repo.repo, repo.repo_id)]))[repo.repo]
     return user, dataclasses.replace(repo, repo=stored)
 

@@ -23,7 +23,7 @@ async def list_repos(request: web.Request) -> web.Response:
     repos = sorted(await access.managed_repositories(request, user), key=lambda r: r.repo.lower())
     window = repos[page.offset:page.offset + page.per_page]
     db = request.app[keys.db]
-    names = await dashboard.stored_names(db, [r.repo for r in window])
+    names = await dashboard.stored_names(db, [(r.repo, r.repo_id) for r in window])
     counts = await dashboard.repo_counts(db, list(names.values()))
     items = [
         {"repo": names[r.repo], "installation_id": r.installation_id, "permission": r.permission,
