@@ -118,6 +118,13 @@ async def stored_names(db: Database, repos: Sequence[tuple[str, int | None]]) ->
             for name, repo_id in repos}
 
 
+async def repository_ids(db: Database, name: str) -> set[int]:
+    """GitHub ids of the live repository rows stored under `name` (ignoring case)."""
+    rows = await db.fetchall(
+        "SELECT id FROM repositories WHERE full_name = ? COLLATE NOCASE AND removed_at IS NULL", (name,))
+    return {int(row[0]) for row in rows}
+
+
 async def repo_counts(db: Database, repos: Sequence[str]) -> dict[str, RepoCounts]:
     """Counts for each of `repos` (repositories with nothing stored get zeros)."""
     if not repos:

@@ -96,3 +96,15 @@ async def test_the_repository_id_is_read_from_githubs_list() -> None:
 
     found = await access.read_managed_repositories(cast(Any, OneRepository()), "token", {INSTALLATION})
     assert found == [RepoAccess("acme/gadgets", INSTALLATION, "push", 77)]
+
+
+async def test_a_job_queued_for_a_renamed_repository_is_visible_to_who_queued_it(
+        api_client: TestClient[Any, Any]) -> None:
+    # The job is queued under the stored (old) name; the user's list names the repository anew.
+    api = await sign_in(api_client, 1, "mona", [RepoAccess("acme/gadgets", INSTALLATION, "push",
+                                                           zlib.crc32(REPO.encode()))])
+    await add_installation(database(api))
+    status, accepted = await api.post("/api/repos/acme/gadgets/issues/1/regenerate")
+    assert status == 202
+    status, job = await api.get(f"/api/jobs/{accepted['job_id']}")
+    assert (status, job["repo"]) == (200, REPO)

@@ -11,6 +11,7 @@ from quantumreview.api.errors import api_error, iso, not_found, path_int
 from quantumreview.api.guard import signed_in_user
 from quantumreview.jobs import enqueue
 from storage import audit, dashboard
+from storage.db import Database
 
 routes = web.RouteTableDef()
 
@@ -27,14 +28,24 @@ async def accept_job(request: web.Request, actor: str, repo: access.RepoAccess, 
     return web.json_response({"status": "accepted", "job_id": ids[0], "job_ids": ids}, status=202)
 
 
+async def _reaches(db: Database, managed: list[access.RepoAccess], repo: str) -> bool:
+    """Whether one of `managed` is `repo`: by name ignoring case, or by GitHub id when `repo` is the name stored
+    for a repository since renamed (jobs are queued under the stored name, see guard.managed_repo)."""
+    if any(a.repo.lower() == repo.lower() for a in managed):
+        return True
+    ids = await dashboard.repository_ids(db, repo)
+    return any(a.repo_id in ids for a in managed if a.repo_id is not None)
+
+
 @routes.get("/api/jobs/{id}")
 async def get_job(request: web.Request) -> web.Response:
     """A job's state, only when it works on a repository the user manages (else 404, no existence leak)."""
     user = await signed_in_user(request)
     job_id = path_int(request, "id")
-    job = await dashboard.get_job(request.app[keys.db], job_id)
-    managed = {r.repo.lower() for r in await access.managed_repositories(request, user)}
-    if job is None or job.repo is None or job.repo.lower() not in managed:
+    db = request.app[keys.db]
+    job = await dashboard.get_job(db, job_id)
+    if job is None or job.repo is None or not await _reaches(db, await access.managed_repositories(request, user),
+                                                             job.repo):
         raise not_found("no such job in your repositories")
     return web.json_response({
         "id": job.id, "repo": job.repo, "handler": job.handler, "status": job.status, "attempts": job.attempts,
