@@ -108,3 +108,15 @@ async def test_a_job_queued_for_a_renamed_repository_is_visible_to_who_queued_it
     assert status == 202
     status, job = await api.get(f"/api/jobs/{accepted['job_id']}")
     assert (status, job["repo"]) == (200, REPO)
+
+
+async def test_flagging_a_pull_of_a_renamed_repository_notifies_its_managers(
+        api_client: TestClient[Any, Any]) -> None:
+    # Managers are found by the name GitHub gives them (user_repositories), not the old name the rows are under.
+    renamed = RepoAccess("acme/gadgets", INSTALLATION, "push", zlib.crc32(REPO.encode()))
+    api = await sign_in(api_client, 1, "mona", [renamed])
+    await sign_in(api_client, 3, "octocat", [renamed])
+    await add_installation(database(api))
+    await add_pull(database(api), 9)
+    status, body = await api.post("/api/repos/acme/gadgets/prs/9/flag_for_merge")
+    assert (status, body["notified"]) == (200, 2)

@@ -129,8 +129,11 @@ async def flag_pull_for_merge(request: web.Request) -> web.Response:
     details = {"head_sha": pull.head_sha, "verdict": verdict, "at": iso(now)}
     audit_id = await audit.record(db, repo=repo.repo, actor=user.login, action=FLAG_ACTION, target=target,
                                   details=details)
-    url = f"{request.app[keys.settings].github_url.rstrip('/')}/{repo.repo}/pull/{number}"
+    # Why GitHub's name here: managers are kept under it (user_repositories), and `repo.repo` names the stored rows,
+    # which may still be under an older name (guard.managed_repo).
+    named = (await access.repo_access(request, user, request.match_info["owner"], request.match_info["repo"])).repo
+    url = f"{request.app[keys.settings].github_url.rstrip('/')}/{named}/pull/{number}"
     notified = await notifications.notify_repo_managers(
-        db, repo.repo, FLAG_KIND, f"{user.login} flagged {target} for merge", url=url, data=details)
+        db, named, FLAG_KIND, f"{user.login} flagged {target} for merge", url=url, data=details)
     return web.json_response({"flagged": True, "by": user.login, "at": iso(now), "verdict": verdict,
                               "audit_id": audit_id, "notified": notified})
