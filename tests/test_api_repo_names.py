@@ -120,3 +120,19 @@ async def test_flagging_a_pull_of_a_renamed_repository_notifies_its_managers(
     await add_pull(database(api), 9)
     status, body = await api.post("/api/repos/acme/gadgets/prs/9/flag_for_merge")
     assert (status, body["notified"]) == (200, 2)
+
+
+async def test_an_action_on_a_renamed_repository_stays_in_its_audit_log_once_its_rows_follow(
+        api_client: TestClient[Any, Any]) -> None:
+    # The audit log is not re-keyed by a rename: kept under GitHub's name, an entry made while the rows were still
+    # under the old name stays in the log when they follow.
+    api = await sign_in(api_client, 1, "mona", [RepoAccess("acme/gadgets", INSTALLATION, "push",
+                                                           zlib.crc32(REPO.encode()))])
+    db = database(api)
+    await add_installation(db)
+    await add_pull(db, 9)
+    assert (await api.post("/api/repos/acme/gadgets/issues/1/regenerate"))[0] == 202
+    assert (await api.post("/api/repos/acme/gadgets/prs/9/flag_for_merge"))[0] == 200
+    await db.execute("UPDATE repositories SET full_name = 'acme/gadgets'")  # the rename is followed
+    _status, audit = await api.get("/api/repos/acme/gadgets/audit")
+    assert [e["action"] for e in audit["items"]] == ["flag_for_merge", "regenerate_checklist"]

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from quantumreview import keys
 from quantumreview.api.errors import iso, paginated, parse_page
-from quantumreview.api.guard import managed_repo
+from quantumreview.api.guard import github_name, managed_repo
 from storage import audit
 
 routes = web.RouteTableDef()
@@ -15,9 +15,10 @@ routes = web.RouteTableDef()
 @routes.get("/api/repos/{owner}/{repo}/audit")
 async def list_audit(request: web.Request) -> web.Response:
     """One page of the repository's audit entries, newest first."""
-    _user, repo = await managed_repo(request)
+    user, _repo = await managed_repo(request)
     page = parse_page(request.query)
-    entries, total = await audit.list_for_repo(request.app[keys.db], repo.repo, page.page, page.per_page)
+    entries, total = await audit.list_for_repo(request.app[keys.db], await github_name(request, user), page.page,
+                                               page.per_page)
     items = [{"id": e.id, "actor": e.actor, "action": e.action, "target": e.target, "details": e.details,
               "at": iso(e.at)} for e in entries]
     return web.json_response(paginated(items, page, total))

@@ -23,3 +23,13 @@ async def managed_repo(request: web.Request) -> tuple[auth.User, access.RepoAcce
     stored = (await dashboard.stored_names(request.app[keys.db], [(repo.repo, repo.repo_id)]))[repo.repo]
     return user, dataclasses.replace(repo, repo=stored)
 
+
+async def github_name(request: web.Request, user: auth.User) -> str:
+    """The path's repository as GitHub names it now (from the user's cached list).
+
+    Why: the audit log and the managers (user_repositories) are kept under it, and a rename re-keys neither, while
+    managed_repo names the stored rows, which may still be under an older name.
+    """
+    found = await access.repo_access(request, user, request.match_info["owner"], request.match_info["repo"])
+    return found.repo
+

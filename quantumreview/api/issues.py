@@ -9,7 +9,7 @@ from aiohttp import web
 
 from quantumreview import access, keys
 from quantumreview.api.errors import iso, not_found, paginated, parse_choice, parse_page, path_int, query_value
-from quantumreview.api.guard import managed_repo
+from quantumreview.api.guard import github_name, managed_repo
 from quantumreview.api.jobs import accept_job
 from storage import checklists, dashboard
 from storage.pulls import PullRow
@@ -71,4 +71,5 @@ async def regenerate_checklist(request: web.Request) -> web.Response:
     number = path_int(request, "number")
     access.require_push(repo)
     data = {"repo": repo.repo, "issue_number": number}
-    return await accept_job(request, user.login, repo, REGENERATE_EVENT, data, number)
+    return await accept_job(request, user.login, repo, REGENERATE_EVENT, data, number,
+                            audit_repo=await github_name(request, user))

@@ -17,14 +17,15 @@ routes = web.RouteTableDef()
 
 
 async def accept_job(request: web.Request, actor: str, repo: access.RepoAccess, event: str, data: dict[str, Any],
-                     number: int) -> web.Response:
-    """Queue `event` for item #number of the repository, audit it, and answer 202 with the job id."""
+                     number: int, *, audit_repo: str) -> web.Response:
+    """Queue `event` for item #number of the repository (named as stored), audit it under `audit_repo` (GitHub's
+    name, see guard.github_name), and answer 202 with the job id."""
     target = f"{repo.repo}#{number}"
     ids = await enqueue(request.app, event, data, ordering_key=target, installation_id=repo.installation_id)
     if not ids:
         raise api_error(503, "unavailable", f"no handler is installed for {event}")
-    await audit.record(request.app[keys.db], repo=repo.repo, actor=actor, action=event.rpartition(".")[2],
-                       target=target, details={"job_ids": ids})
+    await audit.record(request.app[keys.db], repo=audit_repo, actor=actor, action=event.rpartition(".")[2],
+                       target=f"{audit_repo}#{number}", details={"job_ids": ids})
     return web.json_response({"status": "accepted", "job_id": ids[0], "job_ids": ids}, status=202)
 
 
@@ -44,8 +45,9 @@ async def get_job(request: web.Request) -> web.Response:
     job_id = path_int(request, "id")
     db = request.app[keys.db]
     job = await dashboard.get_job(db, job_id)
-    if job is None or job.repo is None or not await _reaches(db, await access.managed_repositories(request, user),
-                                                             job.repo):
+    # Why read first: a missing job and another's answer alike, whatever GitHub does (no existence leak).
+    managed = await access.managed_repositories(request, user)
+    if job is None or job.repo is None or not await _reaches(db, managed, job.repo):
         raise not_found("no such job in your repositories")
     return web.json_response({
         "id": job.id, "repo": job.repo, "handler": job.handler, "status": job.status, "attempts": job.attempts,

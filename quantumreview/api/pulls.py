@@ -10,7 +10,7 @@ from aiohttp import web
 
 from quantumreview import access, keys
 from quantumreview.api.errors import iso, not_found, path_int
-from quantumreview.api.guard import managed_repo
+from quantumreview.api.guard import github_name, managed_repo
 from quantumreview.api.jobs import accept_job
 from quantumreview.api.repos import health_json
 from storage import audit, dashboard, notifications, pulls
@@ -105,7 +105,8 @@ async def revalidate_pull(request: web.Request) -> web.Response:
     number = path_int(request, "number")
     access.require_push(repo)
     data = {"repo": repo.repo, "pr_number": number}
-    return await accept_job(request, user.login, repo, REVALIDATE_EVENT, data, number)
+    return await accept_job(request, user.login, repo, REVALIDATE_EVENT, data, number,
+                            audit_repo=await github_name(request, user))
 
 
 @routes.post("/api/repos/{owner}/{repo}/prs/{number}/flag_for_merge")
@@ -125,13 +126,11 @@ async def flag_pull_for_merge(request: web.Request) -> web.Response:
     now = time.time()
     async with db.transaction() as conn:
         await dashboard.flag_for_merge(conn, repo.repo, number, user.login, now)
-    target = f"{repo.repo}#{number}"
+    named = await github_name(request, user)  # the audit log and the managers are kept under it
+    target = f"{named}#{number}"
     details = {"head_sha": pull.head_sha, "verdict": verdict, "at": iso(now)}
-    audit_id = await audit.record(db, repo=repo.repo, actor=user.login, action=FLAG_ACTION, target=target,
+    audit_id = await audit.record(db, repo=named, actor=user.login, action=FLAG_ACTION, target=target,
                                   details=details)
-    # Why GitHub's name here: managers are kept under it (user_repositories), and `repo.repo` names the stored rows,
-    # which may still be under an older name (guard.managed_repo).
-    named = (await access.repo_access(request, user, request.match_info["owner"], request.match_info["repo"])).repo
     url = f"{request.app[keys.settings].github_url.rstrip('/')}/{named}/pull/{number}"
     notified = await notifications.notify_repo_managers(
         db, named, FLAG_KIND, f"{user.login} flagged {target} for merge", url=url, data=details)
