@@ -136,3 +136,19 @@ async def test_an_action_on_a_renamed_repository_stays_in_its_audit_log_once_its
     await db.execute("UPDATE repositories SET full_name = 'acme/gadgets'")  # the rename is followed
     _status, audit = await api.get("/api/repos/acme/gadgets/audit")
     assert [e["action"] for e in audit["items"]] == ["flag_for_merge", "regenerate_checklist"]
+
+
+async def test_a_renamed_repository_is_listed_under_the_name_its_routes_answer_to(
+        api_client: TestClient[Any, Any]) -> None:
+    # The dashboard builds each repository's routes from the "repo" it is given; only GitHub's name reaches them.
+    api = await sign_in(api_client, 1, "mona", [RepoAccess("acme/gadgets", INSTALLATION, "push",
+                                                           zlib.crc32(REPO.encode()))])
+    db = database(api)
+    await add_installation(db)
+    await add_checklist(db, 1, ["passed"])
+    await add_pull(db, 9)
+    _status, repos = await api.get("/api/repos")
+    assert [r["repo"] for r in repos["items"]] == ["acme/gadgets"]
+    for path in ("", "/issues/1", "/prs/9"):
+        status, body = await api.get(f"/api/repos/{repos['items'][0]['repo']}{path}")
+        assert (status, body["repo"]) == (200, "acme/gadgets"), path

@@ -15,10 +15,9 @@ routes = web.RouteTableDef()
 @routes.get("/api/repos/{owner}/{repo}/audit")
 async def list_audit(request: web.Request) -> web.Response:
     """One page of the repository's audit entries, newest first."""
-    user, _repo = await managed_repo(request)
+    await managed_repo(request)
     page = parse_page(request.query)
-    entries, total = await audit.list_for_repo(request.app[keys.db], await github_name(request, user), page.page,
-                                               page.per_page)
+    entries, total = await audit.list_for_repo(request.app[keys.db], github_name(request), page.page, page.per_page)
     items = [{"id": e.id, "actor": e.actor, "action": e.action, "target": e.target, "details": e.details,
               "at": iso(e.at)} for e in entries]
     return web.json_response(paginated(items, page, total))

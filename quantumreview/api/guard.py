@@ -9,6 +9,9 @@ from aiohttp import web
 from quantumreview import access, auth, keys
 from storage import dashboard
 
+# The path's repository as GitHub names it now, kept on the request by managed_repo.
+GITHUB_NAME = web.RequestKey("github_name", str)
+
 
 async def signed_in_user(request: web.Request) -> auth.User:
     """The session's user, or 401 JSON."""
@@ -21,15 +24,16 @@ async def managed_repo(request: web.Request) -> tuple[auth.User, access.RepoAcce
     user = await auth.current_user(request)
     repo = await access.repo_access(request, user, request.match_info["owner"], request.match_info["repo"])
     stored = (await dashboard.stored_names(request.app[keys.db], [(repo.repo, repo.repo_id)]))[repo.repo]
+    request[GITHUB_NAME] = repo.repo
     return user, dataclasses.replace(repo, repo=stored)
 
 
-async def github_name(request: web.Request, user: auth.User) -> str:
-    """The path's repository as GitHub names it now (from the user's cached list).
+def github_name(request: web.Request) -> str:
+    """The path's repository as GitHub names it now (the user's list); call managed_repo first.
 
-    Why: the audit log and the managers (user_repositories) are kept under it, and a rename re-keys neither, while
-    managed_repo names the stored rows, which may still be under an older name.
+    Why: answers name it so (the dashboard builds routes from them, which match GitHub's names), and the audit log
+    and the managers (user_repositories) are kept under it, a rename re-keying neither; managed_repo names the
+    stored rows, which may still be under an older name.
     """
-    found = await access.repo_access(request, user, request.match_info["owner"], request.match_info["repo"])
-    return found.repo
+    return request[GITHUB_NAME]
 

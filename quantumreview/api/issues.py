@@ -55,7 +55,7 @@ async def get_issue(request: web.Request) -> web.Response:
     pulls = [pull for pull in await dashboard.pulls_linking(db, repo.repo, number) if pull.repo.lower() in reachable]
     progress = {status: sum(item.status == status for item in items) for status in checklists.STATUSES}
     return web.json_response({
-        "repo": repo.repo, "number": number, "title": checklist.title, "state": checklist.state,
+        "repo": github_name(request), "number": number, "title": checklist.title, "state": checklist.state,
         "retired": checklist.retired, "truncated": checklist.truncated, "total_found": checklist.total_found,
         "progress": {"total": len(items), **progress},
         "items": [{"tid": i.tid, "text": i.text, "detail": i.detail, "status": i.status} for i in items],
@@ -72,4 +72,4 @@ async def regenerate_checklist(request: web.Request) -> web.Response:
     access.require_push(repo)
     data = {"repo": repo.repo, "issue_number": number}
     return await accept_job(request, user.login, repo, REGENERATE_EVENT, data, number,
-                            audit_repo=await github_name(request, user))
+                            audit_repo=github_name(request))

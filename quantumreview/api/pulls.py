@@ -85,7 +85,7 @@ async def get_pull(request: web.Request) -> web.Response:
     record = await dashboard.latest_manifest(db, repo.repo, number, pull.head_sha)
     health = await dashboard.health_for_sha(db, repo.repo, pull.head_sha) if pull.head_sha else None
     return web.json_response({
-        "repo": repo.repo, "number": number, "title": pull.title, "state": pull.state, "merged": pull.merged,
+        "repo": github_name(request), "number": number, "title": pull.title, "state": pull.state, "merged": pull.merged,
         "head_sha": pull.head_sha, "updated_at": iso(pull.updated_at),
         "linked_issues": [{"repo": str(link.get("repo", "")), "number": link.get("number"),
                            "source": link.get("source")} for link in pull.linked
@@ -106,7 +106,7 @@ async def revalidate_pull(request: web.Request) -> web.Response:
     access.require_push(repo)
     data = {"repo": repo.repo, "pr_number": number}
     return await accept_job(request, user.login, repo, REVALIDATE_EVENT, data, number,
-                            audit_repo=await github_name(request, user))
+                            audit_repo=github_name(request))
 
 
 @routes.post("/api/repos/{owner}/{repo}/prs/{number}/flag_for_merge")
@@ -126,7 +126,7 @@ async def flag_pull_for_merge(request: web.Request) -> web.Response:
     now = time.time()
     async with db.transaction() as conn:
         await dashboard.flag_for_merge(conn, repo.repo, number, user.login, now)
-    named = await github_name(request, user)  # the audit log and the managers are kept under it
+    named = github_name(request)  # the audit log and the managers are kept under it
     target = f"{named}#{number}"
     details = {"head_sha": pull.head_sha, "verdict": verdict, "at": iso(now)}
     audit_id = await audit.record(db, repo=named, actor=user.login, action=FLAG_ACTION, target=target,

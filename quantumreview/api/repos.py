@@ -8,7 +8,7 @@ from aiohttp import web
 
 from quantumreview import access, keys
 from quantumreview.api.errors import iso, paginated, parse_page
-from quantumreview.api.guard import managed_repo, signed_in_user
+from quantumreview.api.guard import github_name, managed_repo, signed_in_user
 from storage import dashboard
 from storage.installations import get_installation
 
@@ -26,7 +26,7 @@ async def list_repos(request: web.Request) -> web.Response:
     names = await dashboard.stored_names(db, [(r.repo, r.repo_id) for r in window])
     counts = await dashboard.repo_counts(db, list(names.values()))
     items = [
-        {"repo": names[r.repo], "installation_id": r.installation_id, "permission": r.permission,
+        {"repo": r.repo, "installation_id": r.installation_id, "permission": r.permission,
          "issues": counts[names[r.repo]].issues, "open_pulls": counts[names[r.repo]].open_pulls}
         for r in window
     ]
@@ -58,7 +58,7 @@ async def get_repo(request: web.Request) -> web.Response:
     counts = (await dashboard.repo_counts(db, [repo.repo]))[repo.repo]
     history = await dashboard.health_history(db, repo.repo)
     return web.json_response({
-        "repo": repo.repo, "permission": repo.permission,
+        "repo": github_name(request), "permission": repo.permission,
         "installation": None if installation is None else {
             "id": installation.id, "account_login": installation.account_login,
             "account_type": installation.account_type, "suspended": installation.suspended,
