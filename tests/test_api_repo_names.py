@@ -152,3 +152,15 @@ async def test_a_renamed_repository_is_listed_under_the_name_its_routes_answer_t
     for path in ("", "/issues/1", "/prs/9"):
         status, body = await api.get(f"/api/repos/{repos['items'][0]['repo']}{path}")
         assert (status, body["repo"]) == (200, "acme/gadgets"), path
+
+
+async def test_a_renamed_repositorys_issue_lists_its_own_linking_pulls_under_githubs_name(
+        api_client: TestClient[Any, Any]) -> None:
+    api = await sign_in(api_client, 1, "mona", [RepoAccess("acme/gadgets", INSTALLATION, "push",
+                                                           zlib.crc32(REPO.encode()))])
+    db = database(api)
+    await add_installation(db)
+    await add_checklist(db, 7, ["pending"])
+    await add_pull(db, 20, links=[(REPO, 7)])
+    status, issue = await api.get("/api/repos/acme/gadgets/issues/7")
+    assert (status, [(p["repo"], p["number"]) for p in issue["linked_pulls"]]) == (200, [("acme/gadgets", 20)])

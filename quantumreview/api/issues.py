@@ -33,9 +33,9 @@ async def list_issues(request: web.Request) -> web.Response:
     return web.json_response(paginated(items, page, total))
 
 
-def pull_link_json(pull: PullRow) -> dict[str, Any]:
-    """A pull request as listed beside an issue."""
-    return {"repo": pull.repo, "number": pull.number, "title": pull.title, "state": pull.state,
+def pull_link_json(pull: PullRow, repo: str) -> dict[str, Any]:
+    """A pull request as listed beside an issue, its repository named `repo`."""
+    return {"repo": repo, "number": pull.number, "title": pull.title, "state": pull.state,
             "merged": pull.merged, "flagged_for_merge": pull.flagged_by is not None}
 
 
@@ -51,8 +51,10 @@ async def get_issue(request: web.Request) -> web.Response:
     items, retired = await checklists.get_items(db, checklist.id)
     # Why filtered: a pull request of a repository the user cannot reach may link this issue; its title, state
     # and flag are not theirs to see (OA-14), as GitHub hides such cross-references.
-    reachable = {a.repo.lower() for a in await access.managed_repositories(request, user)}
+    reachable = {a.repo.lower() for a in await access.managed_repositories(request, user)} | {repo.repo.lower()}
     pulls = [pull for pull in await dashboard.pulls_linking(db, repo.repo, number) if pull.repo.lower() in reachable]
+    # Why: this repository's pulls may still be stored under an old name (see guard.managed_repo).
+    named = {repo.repo.lower(): github_name(request)}
     progress = {status: sum(item.status == status for item in items) for status in checklists.STATUSES}
     return web.json_response({
         "repo": github_name(request), "number": number, "title": checklist.title, "state": checklist.state,
@@ -60,7 +62,7 @@ async def get_issue(request: web.Request) -> web.Response:
         "progress": {"total": len(items), **progress},
         "items": [{"tid": i.tid, "text": i.text, "detail": i.detail, "status": i.status} for i in items],
         "retired_ids": [{"tid": tid, "text": text} for tid, text in sorted(retired.items())],
-        "linked_pulls": [pull_link_json(pull) for pull in pulls],
+        "linked_pulls": [pull_link_json(pull, named.get(pull.repo.lower(), pull.repo)) for pull in pulls],
     })
 
 
