@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiosqlite
+
 from storage.db import Database
 
 MAX_PER_PAGE = 100
@@ -34,6 +36,12 @@ async def record(db: Database, *, repo: str | None, actor: str, action: str, tar
         "INSERT INTO audit_log (repo, actor, action, target, details, at) VALUES (?, ?, ?, ?, ?, ?)",
         (repo, actor, action, target, json.dumps(dict(details)) if details else None, at),
     )
+
+
+async def rename_repository(conn: aiosqlite.Connection, old: str, new: str) -> None:
+    """File a renamed or transferred repository's entries under its new name: the log is read by the name GitHub
+    gives the repository now, so its history before the rename disappeared from it."""
+    await conn.execute("UPDATE audit_log SET repo = ? WHERE repo = ?", (new, old))
 
 
 async def list_for_repo(db: Database, repo: str, page: int = 1, per_page: int = 30) -> tuple[list[AuditEntry], int]:

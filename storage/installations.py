@@ -9,7 +9,9 @@ from typing import Any
 
 import aiosqlite
 
+from storage import audit as audit_store
 from storage import checklists as checklist_store
+from storage import notifications as notification_store
 from storage import pulls as pull_store
 from storage import runs as run_store
 from storage.db import Database, placeholders
@@ -101,6 +103,8 @@ async def _upsert_repo_rows(conn: aiosqlite.Connection, rows: list[tuple[Any, ..
         await checklist_store.rename_repository(conn, old, new)
         await pull_store.rename_repository(conn, old, new)
         await run_store.rename_repository(conn, old, new)
+        await audit_store.rename_repository(conn, old, new)
+        await notification_store.rename_repository(conn, old, new)
     await conn.executemany(
         """
         INSERT INTO repositories (id, installation_id, full_name, private, removed_at, updated_at)

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiosqlite
+
 from storage.db import Database
 
 MAX_PER_PAGE = 100
@@ -44,6 +46,12 @@ async def notify_repo_managers(db: Database, repo: str, kind: str, title: str, *
             (repo, kind, title, url, payload, at, repo),
         )
         return max(cursor.rowcount, 0)
+
+
+async def rename_repository(conn: aiosqlite.Connection, old: str, new: str) -> None:
+    """Name a renamed or transferred repository anew in its notifications: they are shown only for repositories in
+    the user's access set, which GitHub lists under the new name, so they were hidden after the rename."""
+    await conn.execute("UPDATE notifications SET repo = ? WHERE repo = ?", (new, old))
 
 
 def _page_bounds(page: int, per_page: int) -> tuple[int, int]:

@@ -378,3 +378,22 @@ async def test_a_renamed_repository_keeps_its_ci_runs_and_health_history(handler
     assert await run_store.get_run(handler_db, "Codertocat/Old-Name", 1) is None
     score = await run_store.latest_health_score(handler_db, "Codertocat/New-Name", "main")
     assert score is not None and score.score == 90
+
+
+async def test_a_renamed_repository_keeps_its_audit_log_and_notifications(handler_db: Database) -> None:
+    """The audit log and notifications are read by the name GitHub gives the repository now: the entries and
+    notifications made before a rename disappeared from the dashboard."""
+    from storage import audit
+
+    await audit.record(handler_db, repo="Codertocat/Old-Name", actor="octocat", action="regenerate", target="#1",
+                       details=None, now=1.0)
+    async with handler_db.transaction() as conn:
+        await store.upsert_installation(conn, {"id": 7, "account": {"login": "Codertocat"}}, 1.0)
+        await store.add_repositories(conn, 7, [{"id": 55, "full_name": "Codertocat/Old-Name"}], 1.0)
+        await conn.execute("INSERT INTO users (id, login, created_at, updated_at) VALUES (1, 'octocat', 1.0, 1.0)")
+        await conn.execute("INSERT INTO notifications (user_id, repo, kind, title, created_at) "
+                           "VALUES (1, 'Codertocat/Old-Name', 'flag', 't', 1.0)")
+        await store.add_repositories(conn, 7, [{"id": 55, "full_name": "Codertocat/New-Name"}], 2.0)
+    entries, total = await audit.list_for_repo(handler_db, "Codertocat/New-Name")
+    assert total == 1 and [e.action for e in entries] == ["regenerate"]
+    assert await handler_db.fetchvalue("SELECT repo FROM notifications") == "Codertocat/New-Name"
