@@ -28,7 +28,7 @@ from quantumreview.ci_results import (
 )
 from quantumreview.context import Context
 from quantumreview.errors import PermanentError, PermissionDenied, RetryLater
-from quantumreview.github_client import getitem_or_none
+from quantumreview.github_client import getitem_or_none, is_gone
 from storage import checklists as checklist_store
 from storage import pulls as pull_store
 from storage import runs as run_store
@@ -105,8 +105,7 @@ async def judge_run_finished_before_the_pull(event: sansio.Event, ctx: Context) 
         return
     # Why a queued job, not judging here: the manifest this needs is built by this delivery's other job, which
     # runs after this one (one job at a time per pull request); a job queued now runs after both.
-    await ctx.enqueue(JUDGE_STORED_RUN_EVENT, {"repo": ctx.repo, "pr_number": number},
-                      ordering_key=f"{ctx.repo}#{number}", installation_id=ctx.installation_id)
+    await queue_judging(ctx, ctx.repo, number, ctx.installation_id)
 
 
 @router.register("installation", action="new_permissions_accepted")
@@ -121,9 +120,14 @@ async def rejudge_runs_refused_for_permission(event: sansio.Event, ctx: Context)
     pulls = await run_store.open_pulls_with_run_noted(ctx.db, installation["id"], PERMISSION_HINT,
                                                       limit=MAX_PERMISSION_REJUDGES)
     for repo, number in pulls:
-        await ctx.enqueue(JUDGE_STORED_RUN_EVENT, {"repo": repo, "pr_number": number},
-                          ordering_key=f"{repo}#{number}", installation_id=installation["id"])
+        await queue_judging(ctx, repo, number, installation["id"])
     ctx.log.info("installation %s: %d pull requests queued for judging again", installation["id"], len(pulls))
+
+
+async def queue_judging(ctx: Context, repo: str, number: int, installation_id: int | None) -> None:
+    """Queue judge_stored_run for the pull request, behind its other jobs (its ordering key)."""
+    await ctx.enqueue(JUDGE_STORED_RUN_EVENT, {"repo": repo, "pr_number": number},
+                      ordering_key=f"{repo}#{number}", installation_id=installation_id)
 
 
 @router.register(JUDGE_STORED_RUN_EVENT)
@@ -250,8 +254,7 @@ async def judge_run(ctx: Context, repo: str, run: Mapping[str, Any], *, force: b
         for number in unjudged:
             # Why: the pull request's manifest job was still queued or slow (its own ordering key); a job queued
             # behind it judges this run once that manifest is stored. Forced judging (this job) never queues again.
-            await ctx.enqueue(JUDGE_STORED_RUN_EVENT, {"repo": repo, "pr_number": number},
-                              ordering_key=f"{repo}#{number}", installation_id=ctx.installation_id)
+            await queue_judging(ctx, repo, number, ctx.installation_id)
     if first_score and drop is not None:
         await ctx.notify(repo, "health_drop", f"Code health dropped to {drop.score} ({drop.delta:+d}) "
                          f"on {head_sha[:7]}", url=_str(run.get("html_url")),
@@ -377,7 +380,7 @@ async def pulls_for_sha(ctx: Context, repo: str, head_sha: str) -> list[int]:
             if (pull.get("head") or {}).get("sha") == head_sha:
                 found.append(int(pull["number"]))
     except BadRequest as exc:
-        if exc.status_code not in (404, 410):
+        if not is_gone(exc):
             raise
         # Why: the repository was deleted or left the installation; retrying cannot bring it back.
         ctx.log.info("%s is gone (%s); no pull request to judge", repo, int(exc.status_code))

@@ -30,6 +30,7 @@ from quantumreview.analysis.junit import (
 from quantumreview.analysis.pr_render import Annotation, HealthLike
 from quantumreview.analysis.verdict import Verdict
 from quantumreview.errors import ArtifactError, PermissionDenied, RetryLater
+from quantumreview.github_client import is_gone
 
 REPORT_ARTIFACT = "autoqa-test-report"
 JUNIT_FILE = "autoqa-test-report.xml"
@@ -98,7 +99,7 @@ async def collect_reports(source: ArtifactSource, installation_id: int, repo: st
         return RunReports(0, notes=(f"cannot read the run's artifacts: {exc} (gave up after the last try)",),
                           listed=False)
     except gidgethub.BadRequest as exc:
-        if exc.status_code not in (404, 410):
+        if not is_gone(exc):
             raise
         # Why: the run was deleted since it completed; retrying cannot bring it back.
         return RunReports(0, notes=(f"run {run_id} is gone from GitHub ({int(exc.status_code)}); "

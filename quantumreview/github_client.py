@@ -395,6 +395,11 @@ class InstallationAPI(GitHubClient):
         return status, policy.header(reply_headers, "location")
 
 
+def is_gone(exc: gidgethub.BadRequest) -> bool:
+    """Whether GitHub's error says the resource is not there (404) or no longer is (410)."""
+    return exc.status_code in (404, 410)
+
+
 @contextlib.contextmanager
 def gone_when_missing(what: str = "the installation or repository") -> Iterator[None]:
     """Turn GitHub's 404/410 inside the block into InstallationGone (the job ends cleanly, no retries).
@@ -405,7 +410,7 @@ def gone_when_missing(what: str = "the installation or repository") -> Iterator[
     try:
         yield
     except gidgethub.BadRequest as exc:
-        if exc.status_code in (404, 410):
+        if is_gone(exc):
             raise InstallationGone(f"{what} is gone ({int(exc.status_code)})") from None
         raise
 
@@ -418,7 +423,7 @@ async def getitem_or_none(gh: Any, url: str) -> dict[str, Any] | None:
     try:
         item: Any = await gh.getitem(url)
     except gidgethub.BadRequest as exc:
-        if exc.status_code in (404, 410):
+        if is_gone(exc):
             return None
         raise
     if not isinstance(item, dict):

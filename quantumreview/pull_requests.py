@@ -36,7 +36,7 @@ from quantumreview.analysis.pr_render import (
 from quantumreview.analysis.verdict import Conclusion, CriterionResult, Verdict
 from quantumreview.comments import upsert_comment
 from quantumreview.context import Context
-from quantumreview.github_client import getitem_or_none
+from quantumreview.github_client import getitem_or_none, is_gone
 from storage import checklists as checklist_store
 from storage import installations as installation_store
 from storage import pulls as store
@@ -187,7 +187,7 @@ async def publish_pr_status(
         try:
             await _publish(ctx, repo, pr_number, head_sha, failing, health, annotations)
         except BadRequest as exc:
-            if exc.status_code not in (404, 410):
+            if not is_gone(exc):
                 raise
             # Why: a 404 left after the run's and the comment's own fallbacks means the repository (or the pull
             # request) was deleted or left the installation; retrying cannot bring it back, so the job ends here.
