@@ -11,12 +11,12 @@ from quantumreview.checklists import (
     REGENERATE_EVENT,
     fetch_issue,
     follow_rename,
+    live_installation,
     refresh_checklist,
     revalidate_linking_pulls,
 )
 from quantumreview.context import Context
 from storage import checklists as store
-from storage import installations as installation_store
 
 router = routing.Router()
 
@@ -97,8 +97,7 @@ async def move_checklist(event: sansio.Event, ctx: Context) -> None:
     if ctx.repo is None or destination is None:
         return await retire_checklist(event, ctx)
     new_repo, new_number = destination
-    live_id = await installation_store.installation_for_repo(ctx.db, new_repo)
-    installation_id = live_id if live_id is not None else ctx.installation_id
+    installation_id = await live_installation(ctx, new_repo, ctx.installation_id)
     number = int(event.data["issue"]["number"])
     async with ctx.db.transaction() as conn:
         moved = await store.move_checklist(conn, ctx.repo, number, new_repo, new_number,

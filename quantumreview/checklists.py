@@ -100,15 +100,20 @@ async def revalidate_linking_pulls(ctx: Context, repo: str, number: int) -> None
     handled after theirs: jobs of different keys run in any order)."""
     for pr_repo, pr_number, stored_id in await pull_store.open_pulls_linking(ctx.db, repo, number):
         # Why the live one first: after an uninstall and reinstall (a new id) the stored one is deleted, and the
-        # runner cancels a job queued under it, so the pull request kept its verdict on the old criteria.
-        live_id = await installation_store.installation_for_repo(ctx.db, pr_repo)
-        if live_id is None and pr_repo.lower() == repo.lower():
-            # Why: this event's installation reaches the issue's repository, and it is live (it just sent the
-            # event), even when its installation.created has not been handled yet.
-            live_id = ctx.installation_id
+        # runner cancels a job queued under it, so the pull request kept its verdict on the old criteria. Why this
+        # event's for the issue's own repository: it is live (it just sent the event), even when its
+        # installation.created has not been handled yet.
+        own = pr_repo.lower() == repo.lower() and ctx.installation_id is not None
+        fallback = ctx.installation_id if own else stored_id
         await ctx.enqueue(REVALIDATE_EVENT, {"repo": pr_repo, "pr_number": pr_number},
                           ordering_key=f"{pr_repo}#{pr_number}",
-                          installation_id=live_id if live_id is not None else stored_id)
+                          installation_id=await live_installation(ctx, pr_repo, fallback))
+
+
+async def live_installation(ctx: Context, repo: str, fallback: int | None) -> int | None:
+    """The live installation that reaches `repo` as stored, else `fallback`."""
+    live = await installation_store.installation_for_repo(ctx.db, repo)
+    return fallback if live is None else live
 
 
 async def publish_checklist_comment(ctx: Context, repo: str, number: int) -> int | None:
