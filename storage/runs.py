@@ -90,6 +90,11 @@ async def record_run(
     return cursor.rowcount > 0
 
 
+# Which of a commit's stored runs counts as its latest: one that carried a test report (other workflows run on the
+# commit too), then the newest run and attempt.
+LATEST_RUN_FIRST = "results IS NOT NULL DESC, run_id DESC, run_attempt DESC"
+
+
 async def rename_repository(conn: aiosqlite.Connection, old: str, new: str) -> None:
     """Re-key the CI runs and health scores of a repository renamed or transferred from `old` to `new`: under the
     old name its health history (the baseline a pull request's score is compared with) and stored runs were lost.
@@ -110,8 +115,8 @@ async def get_run(db: Database, repo: str, run_id: int) -> CiRun | None:
 async def latest_run_for_sha(db: Database, repo: str, head_sha: str) -> CiRun | None:
     """The newest run of a commit, preferring one that carried a test report (other workflows run on it too)."""
     row = await db.fetchone(
-        "SELECT * FROM ci_runs WHERE repo = ? AND head_sha = ? "
-        "ORDER BY results IS NOT NULL DESC, run_id DESC, run_attempt DESC LIMIT 1",
+        "SELECT * FROM ci_runs WHERE repo = ? AND head_sha = ? "  # noqa: S608 - constant text
+        f"ORDER BY {LATEST_RUN_FIRST} LIMIT 1",
         (repo, head_sha),
     )
     return None if row is None else _run(row)
@@ -151,11 +156,11 @@ async def open_pulls_with_run_noted(db: Database, installation_id: int, note: st
     """(repo, number) of the installation's open pull requests whose head's latest stored run (as
     latest_run_for_sha picks it) has `note` in its report error; the most recently updated first, at most `limit`."""
     rows = await db.fetchall(
-        "SELECT p.repo, p.number FROM pull_requests p WHERE p.state = 'open' AND p.head_sha IS NOT NULL "
+        "SELECT p.repo, p.number FROM pull_requests p WHERE p.state = 'open' AND p.head_sha IS NOT NULL "  # noqa: S608
         "AND (p.installation_id = ? OR p.repo IN (SELECT full_name FROM repositories "
         "WHERE installation_id = ? AND removed_at IS NULL)) "
         "AND instr((SELECT c.report_error FROM ci_runs c WHERE c.repo = p.repo AND c.head_sha = p.head_sha "
-        "ORDER BY c.results IS NOT NULL DESC, c.run_id DESC, c.run_attempt DESC LIMIT 1), ?) > 0 "
+        f"ORDER BY {LATEST_RUN_FIRST} LIMIT 1), ?) > 0 "
         "ORDER BY p.updated_at DESC, p.repo, p.number LIMIT ?",
         (installation_id, installation_id, note, limit),
     )
