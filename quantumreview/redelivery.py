@@ -32,6 +32,8 @@ MAX_PER_SWEEP = 200  # Why: each attempt is a POST; stay well under the secondar
 # Why: a delivery our app keeps refusing (a bug, a payload it cannot store) must not be asked for every sweep
 # for 3 days; three failed redeliveries are enough to say it will not arrive.
 MAX_REDELIVERIES = 3
+# Answers to POST .../attempts that will not change: the attempt is gone (404, 410) or not redeliverable (422).
+GIVE_UP_STATUSES = frozenset({404, 410, 422})
 
 log = logging.getLogger("quantumreview.redelivery")
 
@@ -131,8 +133,9 @@ async def sweep(
     """List recent deliveries with the App JWT client and request each missed one again; return those requested.
 
     POSTs go out `interval` seconds apart (GitHub: "wait at least one second between each" write), at most
-    `limit` of them; the rest wait for the next sweep. A GUID whose redeliveries failed MAX_REDELIVERIES times
-    is given up with a warning.
+    `limit` of them; the rest wait for the next sweep. A GUID whose redeliveries failed MAX_REDELIVERIES times,
+    or whose redelivery GitHub refuses for good (GIVE_UP_STATUSES), is given up with a warning; one refused
+    with a 5xx or a network failure is asked again next sweep, and a rate limit ends the sweep.
     """
     recent: list[Mapping[str, Any]] = []
     listed = 0
@@ -171,6 +174,16 @@ async def sweep(
             await app_api.post(f"/app/hook/deliveries/{item.delivery_id}/attempts", data={})
         except RateLimited:
             raise  # the runner retries the sweep after the limit; the GUIDs requested so far are recorded
+        except gidgethub.BadRequest as exc:
+            if int(exc.status_code) not in GIVE_UP_STATUSES:
+                log.warning("could not request redelivery of %s (%s); the next sweep tries again", item.guid, exc)
+                continue
+            # Why: GitHub no longer has the attempt (404, 410) or will not resend it (422); asking again every
+            # sweep for the 3 days it stays listed only repeats the refusal. Recorded like a redelivery we gave up.
+            log.warning("gave up on delivery %s: GitHub answered %d to the redelivery request (%s)", item.guid,
+                        int(exc.status_code), exc)
+            await store.record(db, item.guid, item.delivery_id, now)
+            continue
         except (RetryLater, gidgethub.HTTPException) as exc:
             log.warning("could not request redelivery of %s (%s); the next sweep tries again", item.guid, exc)
             continue

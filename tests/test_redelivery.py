@@ -218,3 +218,27 @@ def test_posts_per_sweep_fits_half_the_job_timeout() -> None:
     assert posts_per_sweep(1.0, 120.0) == 60
     assert posts_per_sweep(0.0, 120.0) == MAX_PER_SWEEP
     assert posts_per_sweep(60.0, 1.0) == 1
+
+
+async def test_a_redelivery_github_refuses_for_good_is_given_up_and_a_transient_failure_is_asked_again(
+        fake_github: FakeGitHub, github_app: Any, handler_db: Database, caplog: pytest.LogCaptureFixture) -> None:
+    """A 404 (the attempt is gone) or 422 (not redeliverable) was asked again every sweep for the 3 days GitHub
+    lists the delivery; it is now recorded as given up, while a 5xx or a dropped connection is asked again."""
+    now = time.time()
+    for n, guid in enumerate(["gone", "refused", "busy", "dropped", "fine"]):  # newest first: asked in this order
+        fake_github.add_hook_delivery(guid, status="failed to connect", delivered_at=now - 60 - n)
+    fake_github.fail_next("POST", POST_ATTEMPTS, status=404)
+    fake_github.fail_next("POST", POST_ATTEMPTS, status=422, body={"message": "Validation Failed"})
+    fake_github.fail_next("POST", POST_ATTEMPTS, status=503)
+    fake_github.fail_next("POST", POST_ATTEMPTS, kind="reset")
+    with caplog.at_level(logging.WARNING, logger="quantumreview.redelivery"):
+        first = await sweep(github_app.as_app(), handler_db, now=now)
+    assert [r.guid for r in first] == ["fine"]
+    gave_up = sorted(r.getMessage().split(":")[0] for r in caplog.records if "gave up" in r.getMessage())
+    assert gave_up == ["gave up on delivery gone", "gave up on delivery refused"]
+    second = await sweep(github_app.as_app(), handler_db, now=now + 600)
+    assert [r.guid for r in second] == ["busy", "dropped"]
+    third = await sweep(github_app.as_app(), handler_db, now=now + 1200)
+    assert third == []
+    asked = [call.path.split("/")[-2] for call in fake_github.calls("POST", POST_ATTEMPTS)]
+    assert len(asked) == 7 and len(set(asked)) == 5  # the refused two were asked once each, never again
