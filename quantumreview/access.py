@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 import aiohttp
 import gidgethub
 from aiohttp import web
-from cachetools import TTLCache
+from cachetools import LRUCache, TTLCache
 
 from quantumreview import auth, keys
 from quantumreview.errors import PermissionDenied, QuantumReviewError
@@ -33,6 +34,16 @@ log = logging.getLogger("quantumreview.access")
 
 CACHE_TTL = 300.0
 CACHE_SIZE = 10_000
+# Why: the GitHub client's own timeouts and retries (30 s a try, 3 tries) suit background jobs; a browser asking
+# the dashboard gets an answer within this, GitHub's or a 503.
+GITHUB_DEADLINE = 10.0
+# After GitHub missed the deadline, the user's next requests answer at once (503, or the last list) this long.
+SLOW_RETRY_AFTER = 30
+# The last list read from GitHub stands in for a fresh one while GitHub is too slow for the user, if it
+# was read at most 15 minutes ago (at most 10 minutes past the cache's 5): access lost on GitHub meanwhile stays
+# visible that long at worst (an uninstall or a removed repository still hides it at once, see
+# managed_repositories).
+STALE_MAX_AGE = 900.0
 # Strongest first: a user's permission on a repository is the first one GitHub marks true.
 PERMISSIONS = ("admin", "maintain", "push", "triage", "pull")
 PUSH_OR_HIGHER = frozenset({"admin", "maintain", "push"})
@@ -54,21 +65,52 @@ class RepoAccess:
         return self.permission in PUSH_OR_HIGHER
 
 
+@dataclass(frozen=True)
+class Unavailable:
+    """GitHub could not list a user's repositories: the answer for that request and those waiting on it.
+
+    `retry_after` (seconds) marks GitHub as unable to answer now (too slow): a 503 with
+    Retry-After, which the user's last list may replace (see STALE_MAX_AGE); without it the answer is a 502.
+    """
+
+    code: str
+    message: str
+    retry_after: int | None = None
+    until: float = 0.0  # on the cache's clock: till then the user's requests do not ask GitHub
+
+    def error(self, now: float) -> web.HTTPException:
+        """The JSON error to raise at `now` (the cache's clock)."""
+        if self.retry_after is None:
+            return _json_error(web.HTTPBadGateway, self.code, self.message)
+        error = _json_error(web.HTTPServiceUnavailable, self.code, self.message)
+        error.headers["Retry-After"] = str(max(1, math.ceil(self.until - now)))
+        return error
+
+
+GITHUB_FAILED = Unavailable("github_unavailable", "GitHub could not list your repositories; retry shortly")
+
+
 class Flight:
-    """One user's GitHub reads: the lock that makes them single-flight, and how many have failed so far."""
+    """One user's GitHub reads: the lock that makes them single-flight, and how the last one failed."""
 
     def __init__(self) -> None:
         self.lock = asyncio.Lock()
         self.failures = 0
+        self.failure = GITHUB_FAILED
 
 
 class AccessCache:
     """Each user's managed repositories for a few minutes, and one GitHub read per user at a time."""
 
     def __init__(self, *, ttl: float = CACHE_TTL, clock: Callable[[], float] = time.monotonic,
-                 maxsize: int = CACHE_SIZE) -> None:
+                 maxsize: int = CACHE_SIZE, deadline: float = GITHUB_DEADLINE) -> None:
         self._repos: TTLCache[int, tuple[RepoAccess, ...]] = TTLCache(maxsize, ttl=ttl, timer=clock)
         self._flights: weakref.WeakValueDictionary[int, Flight] = weakref.WeakValueDictionary()
+        # Each user's last list with when it was read, and until when GitHub cannot answer for them.
+        self._last: LRUCache[int, tuple[float, tuple[RepoAccess, ...]]] = LRUCache(maxsize)
+        self._down: LRUCache[int, Unavailable] = LRUCache(maxsize)
+        self.clock = clock
+        self.deadline = deadline  # seconds a request waits for GitHub's list (tests shorten it)
 
     def __repr__(self) -> str:
         return f"AccessCache(users={len(self._repos)})"
@@ -78,12 +120,32 @@ class AccessCache:
         return self._repos.get(user_id)
 
     def put(self, user_id: int, repos: tuple[RepoAccess, ...]) -> None:
-        """Remember the user's set for the TTL."""
+        """Remember the user's set for the TTL (and as their last list, see STALE_MAX_AGE)."""
         self._repos[user_id] = repos
+        self._last[user_id] = (self.clock(), repos)
+        self._down.pop(user_id, None)
 
     def forget(self, user_id: int) -> None:
-        """Drop the user's cached set (e.g. after logout)."""
+        """Drop the user's cached set, last list included (e.g. after logout)."""
         self._repos.pop(user_id, None)
+        self._last.pop(user_id, None)
+
+    def stale(self, user_id: int) -> tuple[RepoAccess, ...] | None:
+        """The user's last list if it was read at most STALE_MAX_AGE ago, else None."""
+        last = self._last.get(user_id)
+        return None if last is None or self.clock() - last[0] > STALE_MAX_AGE else last[1]
+
+    def mark_down(self, user_id: int, failure: Unavailable) -> None:
+        """Remember that GitHub cannot answer for the user until `failure.until`."""
+        self._down[user_id] = failure
+
+    def down(self, user_id: int) -> Unavailable | None:
+        """How GitHub last failed for the user, while that still holds; else None."""
+        failure = self._down.get(user_id)
+        if failure is not None and self.clock() >= failure.until:
+            self._down.pop(user_id, None)
+            return None
+        return failure
 
     def flight(self, user_id: int) -> Flight:
         """The user's Flight (kept while a request holds it), which makes the GitHub read single-flight."""
@@ -96,9 +158,10 @@ class AccessCache:
 ACCESS = web.AppKey("access_cache", AccessCache)
 
 
-def setup(app: web.Application, *, ttl: float = CACHE_TTL, clock: Callable[[], float] = time.monotonic) -> AccessCache:
+def setup(app: web.Application, *, ttl: float = CACHE_TTL, clock: Callable[[], float] = time.monotonic,
+          deadline: float = GITHUB_DEADLINE) -> AccessCache:
     """Hang the access cache on `app`; return it."""
-    cache = AccessCache(ttl=ttl, clock=clock)
+    cache = AccessCache(ttl=ttl, clock=clock, deadline=deadline)
     app[ACCESS] = cache
     return cache
 
@@ -180,8 +243,11 @@ async def refresh_if_stale(request: web.Request, user: User) -> None:
 
 
 async def _read_through(request: web.Request, user: User) -> list[RepoAccess]:
-    """The user's set from GitHub (one read per user at a time), cached and written to user_repositories."""
+    """The user's set from GitHub (one read per user at a time, within the cache's deadline), cached and written
+    to user_repositories; while GitHub cannot answer in time, the user's recent last list (STALE_MAX_AGE)."""
     cache = request.app[ACCESS]
+    if (down := cache.down(user.id)) is not None:
+        return _unavailable(cache, user.id, down)
     flight = cache.flight(user.id)
     failures = flight.failures
     async with flight.lock:
@@ -191,28 +257,49 @@ async def _read_through(request: web.Request, user: User) -> list[RepoAccess]:
         if flight.failures != failures:
             # Why share the failure: the read this request waited for has just failed, and its own would wait as
             # long again; with GitHub hanging, the nth of n concurrent requests answered after n client timeouts.
-            raise _json_error(web.HTTPBadGateway, "github_unavailable",
-                              "GitHub could not list your repositories; retry shortly")
+            return _unavailable(cache, user.id, flight.failure)
         db = request.app[keys.db]
         if request.app.get(keys.github) is None:
             raise _json_error(web.HTTPServiceUnavailable, "not_configured", "no GitHub App is configured yet")
         github = cast("GitHubApp", request.app[keys.github])
         installed = await users.active_installation_ids(db)
+        deadline = asyncio.timeout(cache.deadline)
         try:
-            repos = await auth.with_user_token(
-                request, user, lambda token: read_managed_repositories(github, token, installed))
+            async with deadline:
+                repos = await auth.with_user_token(
+                    request, user, lambda token: read_managed_repositories(github, token, installed))
         except web.HTTPServiceUnavailable:  # GitHub could not refresh the user's token
             flight.failures += 1
             raise
         except (gidgethub.GitHubException, QuantumReviewError, aiohttp.ClientError, TimeoutError) as exc:
             flight.failures += 1
-            log.warning("user %s: reading repositories from GitHub failed (%s)", user.id, type(exc).__name__)
-            raise _json_error(web.HTTPBadGateway, "github_unavailable",
-                              "GitHub could not list your repositories; retry shortly") from None
+            flight.failure = _failure(request, exc, timed_out=deadline.expired())
+            log.warning("user %s: reading repositories from GitHub failed (%s)", user.id,
+                        "deadline" if deadline.expired() else type(exc).__name__)
+            if flight.failure.retry_after is not None:
+                cache.mark_down(user.id, flight.failure)
+            return _unavailable(cache, user.id, flight.failure)
         await users.set_user_repositories(
             db, user.id, [UserRepository(a.repo, a.installation_id, a.permission) for a in repos])
         cache.put(user.id, tuple(repos))
         return repos
+
+
+def _failure(request: web.Request, exc: BaseException, *, timed_out: bool) -> Unavailable:
+    """What a failed read of the user's list answers: 503 when GitHub was too slow, else 502."""
+    now = request.app[ACCESS].clock()
+    if timed_out:
+        return Unavailable("github_timeout", "GitHub did not list your repositories in time; retry shortly",
+                           SLOW_RETRY_AFTER, now + SLOW_RETRY_AFTER)
+    return GITHUB_FAILED
+
+
+def _unavailable(cache: AccessCache, user_id: int, failure: Unavailable) -> list[RepoAccess]:
+    """The user's recent last list when GitHub cannot answer now (a 503 failure); else raise the failure."""
+    stale = cache.stale(user_id) if failure.retry_after is not None else None
+    if stale is None:
+        raise failure.error(cache.clock())
+    return list(stale)
 
 
 async def repo_access(request: web.Request, user: User, owner: str, repo: str) -> RepoAccess:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -241,3 +242,55 @@ def test_require_push_passes_push_maintain_admin_and_refuses_triage_and_pull() -
     for permission in ("triage", "pull"):
         with pytest.raises(access.web.HTTPForbidden):
             access.require_push(access.RepoAccess("o/r", 1, permission))
+
+
+# -- a slow GitHub: a dashboard request answers within the deadline, 503 with Retry-After -------
+
+DEADLINE = 0.05  # GitHub's answer comes after SLOW seconds: well past it
+SLOW = 0.5
+
+
+async def get_with_headers(dash: Dashboard, session: str, path: str) -> tuple[int, object, dict[str, str]]:
+    response = await dash.client.get(path, headers=with_session(dash, session))
+    return response.status, await response.json(), dict(response.headers)
+
+
+async def test_a_slow_github_is_a_quick_503_with_retry_after_then_answers_at_once_until_then(dash: Dashboard) -> None:
+    dash.client.app[access.ACCESS].deadline = DEADLINE
+    mona = await log_in(dash)
+    dash.fake.fail_next("GET", "/user/installations", kind="slow", delay=SLOW)
+    started = time.perf_counter()
+    status, body, headers = await get_with_headers(dash, mona, "/api/repos")
+    # Before: the request waited for GitHub however long it took (about 60 s with the client's retries).
+    assert time.perf_counter() - started < SLOW
+    assert status == 503 and isinstance(body, dict) and body["error"]["code"] == "github_timeout"
+    assert headers["Retry-After"] == str(access.SLOW_RETRY_AFTER)
+    # Within Retry-After the user's requests do not wait on GitHub again: 503 at once, Retry-After counting down.
+    dash.clock.advance(10)
+    status, body, headers = await get_with_headers(dash, mona, "/api/repos")
+    assert status == 503 and headers["Retry-After"] == str(access.SLOW_RETRY_AFTER - 10)
+    assert len(dash.fake.calls("GET", "/user/installations")) == 1
+    dash.clock.advance(access.SLOW_RETRY_AFTER)
+    assert await get_json(dash, mona, "/api/repos") == (200, MONA_SEES)  # GitHub asked again, now quick
+
+
+async def test_a_slow_github_is_answered_from_the_users_recent_last_list(dash: Dashboard) -> None:
+    dash.client.app[access.ACCESS].deadline = DEADLINE
+    mona = await log_in(dash)
+    assert await get_json(dash, mona, "/api/repos") == (200, MONA_SEES)
+    dash.clock.advance(access.CACHE_TTL + 1)  # the cached list has expired, but is recent
+    dash.fake.fail_next("GET", "/user/installations", kind="slow", delay=SLOW)
+    started = time.perf_counter()
+    assert await get_json(dash, mona, "/api/repos") == (200, MONA_SEES)
+    assert time.perf_counter() - started < SLOW
+    assert len(dash.fake.calls("GET", "/user/installations")) == 2
+
+
+async def test_a_last_list_older_than_the_stale_limit_is_not_used(dash: Dashboard) -> None:
+    dash.client.app[access.ACCESS].deadline = DEADLINE
+    mona = await log_in(dash)
+    assert await get_json(dash, mona, "/api/repos") == (200, MONA_SEES)
+    dash.clock.advance(access.STALE_MAX_AGE + 1)
+    dash.fake.fail_next("GET", "/user/installations", kind="slow", delay=SLOW)
+    status, body = await get_json(dash, mona, "/api/repos")
+    assert status == 503 and isinstance(body, dict) and body["error"]["code"] == "github_timeout"

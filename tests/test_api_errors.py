@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import warnings
 from typing import Any, cast
 
@@ -105,6 +106,35 @@ async def test_github_failing_to_list_the_users_repositories_is_a_documented_502
         app[keys.github] = cast(Any, GitHubDown())
     status, body = await maintainer.get(path)
     assert (status, body["error"]["code"]) == (502, "github_unavailable")
+
+
+class GitHubHung:
+    """A GitHub App client whose user-token reads never answer."""
+
+    async def get_user_installations(self, token: str) -> list[Any]:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async def aclose(self) -> None:
+        """Nothing to close."""
+
+
+@pytest.mark.parametrize(("github", "code", "retry_after"), [(GitHubHung, "github_timeout", {"30"})])
+@pytest.mark.parametrize("path", ["/api/me", "/api/repos", f"/api/repos/{REPO}", f"/api/repos/{REPO}/issues/1",
+                                  "/api/jobs/1", "/api/notifications"])
+async def test_github_too_slow_is_a_documented_503_with_retry_after(
+        maintainer: Api, path: str, github: type, code: str, retry_after: set[str]) -> None:
+    app = maintainer.client.app
+    app[access.ACCESS].forget(1)
+    app[access.ACCESS].deadline = 0.01
+    with warnings.catch_warnings():  # aiohttp warns on a started app's state; the swap is the point here
+        warnings.simplefilter("ignore", DeprecationWarning)
+        app[keys.github] = cast(Any, github())
+    async with maintainer.client.get(path, headers={"Cookie": maintainer.cookie, "Origin": ORIGIN}) as response:
+        body = await response.json()
+        check_against_openapi("GET", path, response.status, body)
+    assert (response.status, body["error"]["code"]) == (503, code)
+    assert response.headers["Retry-After"] in retry_after
 
 
 @pytest.mark.parametrize("path", [f"/api/repos/{REPO}/issues/1/regenerate", f"/api/repos/{REPO}/prs/1/revalidate",

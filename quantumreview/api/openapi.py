@@ -133,8 +133,12 @@ ERRORS = {
     "404": "not found, or not a repository you manage",
     "415": "a state change sent with a body that is not JSON (none is needed)",
     "502": "GitHub could not list your repositories (code github_unavailable); retry shortly",
-    "503": "the database or the job runner is unavailable",
+    "503": "the database or the job runner is unavailable, or GitHub did not list your repositories in time (code "
+           "github_timeout); Retry-After says when to retry, when known",
 }
+RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before retrying (a pause while GitHub is slow), "
+                                              "when known",
+                               "schema": {"type": "integer", "minimum": 1}}}
 
 
 def operation(op_id: str, summary: str, ok: tuple[str, str], params: list[Schema], errors: str) -> Schema:
@@ -204,7 +208,9 @@ def build_document() -> Schema:
         "paths": build_paths(),
         "components": {
             "schemas": SCHEMAS,
-            "responses": {f"E{code}": {"description": text, "content": error_body} for code, text in ERRORS.items()},
+            "responses": {f"E{code}": {"description": text, "content": error_body,
+                                       **({"headers": RETRY_AFTER} if code == "503" else {})}
+                          for code, text in ERRORS.items()},
             "securitySchemes": {"session": {"type": "apiKey", "in": "cookie", "name": SESSION_COOKIE}},
         },
     }
