@@ -200,6 +200,11 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
                              f"({type(exc).__name__})") from None
         if isinstance(body, str) and "json" in accept:  # gidgethub hands back any other content type as text
             raise RetryLater(f"GitHub {method} {path_of(url)} answered {status} with a body that is not JSON")
+        if body is None and status == 201 and "json" in accept:
+            # Why: GitHub answers every 201 with the resource it created; without it the caller failed far away
+            # with "'NoneType' object is not subscriptable", naming neither the request nor GitHub.
+            raise RetryLater(f"GitHub {method} {path_of(url)} answered 201 with no JSON body: the created "
+                             "resource is missing")
         if body is None and method == "GET" and status != 204 and "json" in accept:
             # Why: a resource GET answers JSON; None (empty or untyped body, a proxy's doing) would read as
             # "gone" to getitem_or_none's callers and end the job done with nothing stored. 204 is really empty.
@@ -242,7 +247,10 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
             # and the subclasses add the installation token or App JWT to whatever is sent.
             raise RetryLater(f"GitHub {method} {path_of(url)}: refused, the URL is not on the API host "
                              f"({urlsplit(url).hostname or 'no host'})")  # hostname: no user:password@
-        return await self._exchange(method, url, self._github_headers(headers), body, follow_redirects=True)
+        reply = await self._exchange(method, url, self._github_headers(headers), body, follow_redirects=True)
+        if reply[0] == 422 and not policy.error_message(reply[2]).strip():
+            raise unexplained_422(method, url.removeprefix(self.base_url), reply[2])
+        return reply
 
     async def _exchange(self, method: str, url: str, headers: dict[str, str], body: bytes, *,
                         follow_redirects: bool) -> Response:
@@ -333,6 +341,36 @@ async def read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes | N
         if len(data) > limit:
             return None
     return bytes(data)
+
+
+MAX_ERROR_FIELDS = 5
+
+
+def unexplained_422(method: str, url: str, body: bytes) -> gidgethub.InvalidField:
+    """The error for a 422 without GitHub's `message`: the request, the status, and the fields GitHub named.
+
+    Why: gidgethub read such a body as "not JSON (KeyError)" (then retried it as if GitHub were down), "None for
+    'title'", or a bare "Unprocessable Entity", none naming the request. Only each error's resource, field and
+    code are shown: its `message` or `value` may echo what was sent.
+    """
+    try:
+        data: Any = json.loads(body or b"null")
+    except (ValueError, UnicodeDecodeError):
+        data = None
+    errors = data.get("errors") if isinstance(data, dict) else None
+    named = [
+        " ".join(_printable(str(e.get(k))) for k in ("resource", "field", "code") if e.get(k) is not None)
+        for e in (errors if isinstance(errors, list) else []) if isinstance(e, Mapping)
+    ]
+    named = [n for n in named if n][:MAX_ERROR_FIELDS]
+    detail = f"; errors: {', '.join(named)}" if named else ""
+    text = f"GitHub {method} {path_of(url)} answered 422 (Unprocessable Entity) without an error message{detail}"
+    return gidgethub.InvalidField(errors if isinstance(errors, list) else None, text)
+
+
+def _printable(text: str) -> str:
+    """At most 60 printable characters (a field name from GitHub goes into logs and job errors)."""
+    return "".join(c if c.isprintable() else "?" for c in text[:60])
 
 
 # The App JWT is signed with the host's clock: one running ahead of GitHub's makes its iat "in the future".

@@ -499,3 +499,38 @@ async def test_github_write_interval_is_a_setting_the_app_client_uses(
     assert [pacer.reserve("k") for _ in range(2)] == [0.0, pytest.approx(2.5, abs=0.1)]
     with pytest.raises(SettingsError, match="GITHUB_WRITE_INTERVAL"):
         Settings.from_env({"GITHUB_WRITE_INTERVAL": "-1"})
+
+
+async def test_a_201_with_no_body_names_the_request_and_what_is_missing(app: GitHubApp, fake: FakeGitHub) -> None:
+    """It came back as None, and the handler failed later with "'NoneType' object is not subscriptable"."""
+    fake.fail_next("POST", COMMENTS, status=201)
+    with pytest.raises(RetryLater) as caught:
+        await app.for_installation(7).post(f"/repos/{REPO}/issues/1/comments?access_token=s3cret", data={"body": "x"})
+    assert str(caught.value) == (f"GitHub POST /repos/{REPO}/issues/1/comments answered 201 with no JSON body: the "
+                                 "created resource is missing")
+
+
+@pytest.mark.parametrize(("body", "detail"), [
+    ({"documentation_url": "https://docs.github.com"}, ""),  # read as "not JSON (KeyError)" and retried
+    ({"message": " ", "errors": []}, ""),
+    (b"", ""),  # a bare "Unprocessable Entity"
+    ("<html>422</html>", ""),
+    ({"errors": [{"resource": "Issue", "field": "title", "code": "missing_field", "value": "s3cret"},
+                 {"message": "s3cret echoed"}, "odd"]}, "; errors: Issue title missing_field"),  # "None for 'title'"
+])
+async def test_a_422_without_a_message_names_the_request_and_the_fields(
+        app: GitHubApp, fake: FakeGitHub, body: Any, detail: str) -> None:
+    fake.fail_next("POST", COMMENTS, status=422, body=body)
+    with pytest.raises(gidgethub.BadRequest) as caught:
+        await app.for_installation(7).post(f"/repos/{REPO}/issues/1/comments?client_secret=s3cret",
+                                           data={"body": "x"})
+    assert caught.value.status_code == 422
+    assert str(caught.value) == (f"GitHub POST /repos/{REPO}/issues/1/comments answered 422 (Unprocessable Entity) "
+                                 f"without an error message{detail}")
+    assert "s3cret" not in str(caught.value)
+
+
+async def test_a_422_with_a_message_keeps_githubs_words(app: GitHubApp, fake: FakeGitHub) -> None:
+    fake.fail_next("POST", COMMENTS, status=422, body={"message": "Validation Failed"})
+    with pytest.raises(gidgethub.BadRequest, match=r"^Validation Failed$"):
+        await app.for_installation(7).post(f"/repos/{REPO}/issues/1/comments", data={"body": "x"})
