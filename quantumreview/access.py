@@ -23,7 +23,7 @@ from aiohttp import web
 from cachetools import LRUCache, TTLCache
 
 from quantumreview import auth, keys
-from quantumreview.errors import PermissionDenied, QuantumReviewError
+from quantumreview.errors import PermissionDenied, QuantumReviewError, RateLimited
 from storage import users
 from storage.users import User, UserRepository
 
@@ -39,7 +39,7 @@ CACHE_SIZE = 10_000
 GITHUB_DEADLINE = 10.0
 # After GitHub missed the deadline, the user's next requests answer at once (503, or the last list) this long.
 SLOW_RETRY_AFTER = 30
-# The last list read from GitHub stands in for a fresh one while GitHub is too slow for the user, if it
+# The last list read from GitHub stands in for a fresh one while GitHub is too slow or rate-limits the user, if it
 # was read at most 15 minutes ago (at most 10 minutes past the cache's 5): access lost on GitHub meanwhile stays
 # visible that long at worst (an uninstall or a removed repository still hides it at once, see
 # managed_repositories).
@@ -69,7 +69,7 @@ class RepoAccess:
 class Unavailable:
     """GitHub could not list a user's repositories: the answer for that request and those waiting on it.
 
-    `retry_after` (seconds) marks GitHub as unable to answer now (too slow): a 503 with
+    `retry_after` (seconds) marks GitHub as unable to answer now (too slow, or rate-limiting the user): a 503 with
     Retry-After, which the user's last list may replace (see STALE_MAX_AGE); without it the answer is a 502.
     """
 
@@ -286,11 +286,16 @@ async def _read_through(request: web.Request, user: User) -> list[RepoAccess]:
 
 
 def _failure(request: web.Request, exc: BaseException, *, timed_out: bool) -> Unavailable:
-    """What a failed read of the user's list answers: 503 when GitHub was too slow, else 502."""
+    """What a failed read of the user's list answers: 503 when GitHub was too slow or rate-limits, else 502."""
     now = request.app[ACCESS].clock()
     if timed_out:
         return Unavailable("github_timeout", "GitHub did not list your repositories in time; retry shortly",
                            SLOW_RETRY_AFTER, now + SLOW_RETRY_AFTER)
+    if isinstance(exc, RateLimited):
+        # `at` is on the GitHub client's clock (epoch seconds), as is the auth state's.
+        wait = SLOW_RETRY_AFTER if exc.at is None else max(1, math.ceil(exc.at - request.app[auth.AUTH].clock()))
+        return Unavailable("github_rate_limited", "GitHub is rate-limiting requests for your account; retry after "
+                           f"{wait} s", wait, now + wait)
     return GITHUB_FAILED
 
 

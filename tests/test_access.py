@@ -244,7 +244,7 @@ def test_require_push_passes_push_maintain_admin_and_refuses_triage_and_pull() -
             access.require_push(access.RepoAccess("o/r", 1, permission))
 
 
-# -- a slow GitHub: a dashboard request answers within the deadline, 503 with Retry-After -------
+# -- a slow or rate-limiting GitHub: a dashboard request answers within the deadline, 503 with Retry-After -------
 
 DEADLINE = 0.05  # GitHub's answer comes after SLOW seconds: well past it
 SLOW = 0.5
@@ -294,3 +294,25 @@ async def test_a_last_list_older_than_the_stale_limit_is_not_used(dash: Dashboar
     dash.fake.fail_next("GET", "/user/installations", kind="slow", delay=SLOW)
     status, body = await get_json(dash, mona, "/api/repos")
     assert status == 503 and isinstance(body, dict) and body["error"]["code"] == "github_timeout"
+
+
+@pytest.mark.parametrize("status", [429, 403])
+async def test_a_primary_rate_limit_is_a_503_with_retry_after_from_the_reset(dash: Dashboard, status: int) -> None:
+    mona = await log_in(dash)
+    dash.fake.rate_limit("GET", "/user/installations", reset_in=120, status=status)
+    answer, body, headers = await get_with_headers(dash, mona, "/api/repos")
+    # Before: 502 github_unavailable, no Retry-After, as if GitHub were broken.
+    assert answer == 503 and isinstance(body, dict) and body["error"]["code"] == "github_rate_limited"
+    assert headers["Retry-After"] == "120"
+    dash.clock.advance(20)  # asked again meanwhile: answered without a request to GitHub
+    answer, _body, headers = await get_with_headers(dash, mona, "/api/repos")
+    assert (answer, headers["Retry-After"]) == (503, "100")
+    assert len(dash.fake.calls("GET", "/user/installations")) == 1
+
+
+async def test_a_secondary_rate_limit_is_a_503_with_githubs_retry_after(dash: Dashboard) -> None:
+    mona = await log_in(dash)
+    dash.fake.secondary_limit("GET", "/user/installations", retry_after=45, status=429)
+    answer, body, headers = await get_with_headers(dash, mona, "/api/repos")
+    assert answer == 503 and isinstance(body, dict) and body["error"]["code"] == "github_rate_limited"
+    assert headers["Retry-After"] == "45"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import warnings
 from typing import Any, cast
 
@@ -11,6 +12,7 @@ import pytest
 
 from quantumreview import access, keys
 from quantumreview.api.errors import Page, iso, parse_int, parse_page
+from quantumreview.errors import RateLimited
 from tests.test_api_support import ORIGIN, REPO, Api, check_against_openapi
 
 pytest_plugins = ["tests.test_api_support"]
@@ -119,10 +121,21 @@ class GitHubHung:
         """Nothing to close."""
 
 
-@pytest.mark.parametrize(("github", "code", "retry_after"), [(GitHubHung, "github_timeout", {"30"})])
+class GitHubRateLimited:
+    """A GitHub App client whose user-token reads are rate-limited for 90 s more."""
+
+    async def get_user_installations(self, token: str) -> list[Any]:
+        raise RateLimited("GitHub rate limit (429) on GET /user/installations", at=time.time() + 90)
+
+    async def aclose(self) -> None:
+        """Nothing to close."""
+
+
+@pytest.mark.parametrize(("github", "code", "retry_after"), [(GitHubHung, "github_timeout", {"30"}),
+                                                             (GitHubRateLimited, "github_rate_limited", {"90", "89"})])
 @pytest.mark.parametrize("path", ["/api/me", "/api/repos", f"/api/repos/{REPO}", f"/api/repos/{REPO}/issues/1",
                                   "/api/jobs/1", "/api/notifications"])
-async def test_github_too_slow_is_a_documented_503_with_retry_after(
+async def test_github_too_slow_or_rate_limited_is_a_documented_503_with_retry_after(
         maintainer: Api, path: str, github: type, code: str, retry_after: set[str]) -> None:
     app = maintainer.client.app
     app[access.ACCESS].forget(1)

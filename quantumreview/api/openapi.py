@@ -134,10 +134,11 @@ ERRORS = {
     "415": "a state change sent with a body that is not JSON (none is needed)",
     "502": "GitHub could not list your repositories (code github_unavailable); retry shortly",
     "503": "the database or the job runner is unavailable, or GitHub did not list your repositories in time (code "
-           "github_timeout); Retry-After says when to retry, when known",
+           "github_timeout) or is rate-limiting your account (code github_rate_limited); Retry-After says when to "
+           "retry, when known",
 }
-RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before retrying (a pause while GitHub is slow), "
-                                              "when known",
+RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before retrying (GitHub's rate-limit reset, or a "
+                                              "pause while GitHub is slow), when known",
                                "schema": {"type": "integer", "minimum": 1}}}
 
 
