@@ -195,7 +195,7 @@ async def run_with_report(ctx: Context, repo: str, runs: Sequence[dict[str, Any]
     Why look: other workflows run on the commit too, and the newest run was often one without a report (lint),
     judged as "no test report found" while the test workflow's run had one.
     """
-    newest_first = sorted(runs, key=lambda r: int(r["id"]), reverse=True)
+    newest_first = sorted(runs, key=_run_rank, reverse=True)
     for run in newest_first:
         try:
             artifacts = await ctx.github.list_artifacts(_installation(ctx), repo, int(run["id"]))
@@ -209,7 +209,7 @@ async def run_with_report(ctx: Context, repo: str, runs: Sequence[dict[str, Any]
 async def judge_run(ctx: Context, repo: str, run: Mapping[str, Any], *, force: bool,
                     numbers: Sequence[int] | None = None) -> None:
     """Collect the run's reports, judge each of its pull requests, then record the run as processed."""
-    run_id, attempt = int(run["id"]), int(run.get("run_attempt") or 1)
+    run_id, attempt, started = int(run["id"]), int(run.get("run_attempt") or 1), _time(run, "run_started_at")
     head_sha, branch = str(run["head_sha"]), _str(run.get("head_branch"))
     if run.get("conclusion") == AWAITING_APPROVAL:
         # Why not recorded: approving runs this same run id and attempt, and completes it again; recorded now,
@@ -238,7 +238,8 @@ async def judge_run(ctx: Context, repo: str, run: Mapping[str, Any], *, force: b
     drop = None
     unjudged: list[int] = []
     for number in numbers:
-        summary = await judge_pull(ctx, repo, number, head_sha, run_id, attempt, reports, unjudged=unjudged)
+        summary = await judge_pull(ctx, repo, number, head_sha, run_id, attempt, reports, unjudged=unjudged,
+                                   started_at=started)
         if summary is not None and summary.delta is not None and summary.delta < 0:
             drop = summary
     health = reports.health
@@ -246,10 +247,10 @@ async def judge_run(ctx: Context, repo: str, run: Mapping[str, Any], *, force: b
         await run_store.record_run(
             conn, repo=repo, run_id=run_id, run_attempt=attempt, head_sha=head_sha, head_branch=branch,
             conclusion=_str(run.get("conclusion")), results=reports.results, report_error="; ".join(reports.notes)
-            or None, health=_health_json(health), now=time.time())
+            or None, health=_health_json(health), now=time.time(), started_at=started)
         first_score = health is not None and await run_store.record_health_score(
             conn, repo=repo, head_sha=head_sha, branch=score_branch(run, branch), score=health.score,
-            counts={str(k): n for k, n in health.counts.items()}, now=_created_at(run) or time.time())
+            counts={str(k): n for k, n in health.counts.items()}, now=_time(run, "created_at") or time.time())
     if not force:
         for number in unjudged:
             # Why: the pull request's manifest job was still queued or slow (its own ordering key); a job queued
@@ -281,8 +282,9 @@ def reused_reports(run_id: int, stored: run_store.CiRun, reports: RunReports) ->
 
 
 async def judge_pull(ctx: Context, repo: str, number: int, head_sha: str, run_id: int, attempt: int,
-                     reports: RunReports, *, unjudged: list[int] | None = None) -> HealthSummary | None:
-    """Store and publish one pull request's verdict; older runs never replace a newer result.
+                     reports: RunReports, *, unjudged: list[int] | None = None,
+                     started_at: float | None = None) -> HealthSummary | None:
+    """Store and publish one pull request's verdict; a run that started earlier never replaces a later result.
 
     A pull request whose manifest is still missing after the waits is added to `unjudged`.
     """
@@ -300,11 +302,11 @@ async def judge_pull(ctx: Context, repo: str, number: int, head_sha: str, run_id
     verdict = compute_verdict(criteria, reports.results)
     record = verdict_record(verdict, notes=[*reports.notes, *link_notes], health=summary)
     # A run without any report artifact (another workflow on the commit) ranks below every run that had one.
-    rank = (run_id, attempt) if reports.matched else (0, 0)
+    rank = (run_id, attempt, started_at) if reports.matched else (0, 0, None)
     async with ctx.db.transaction() as conn:
         written = await pull_store.save_verdict(
             conn, repo=repo, pr_number=number, head_sha=head_sha, verdict=record, conclusion=verdict.conclusion,
-            run_id=rank[0], run_attempt=rank[1], now=time.time())
+            run_id=rank[0], run_attempt=rank[1], started_at=rank[2], now=time.time())
     if not written:
         ctx.log.info("%s#%s: a newer run's verdict is stored; run %s ignored", repo, number, run_id)
         return summary
@@ -447,17 +449,24 @@ def _health_json(health: HealthReport | None) -> dict[str, Any] | None:
     return None if health is None else {"score": health.score, "counts": dict(health.counts), "total": health.total}
 
 
-def _created_at(run: Mapping[str, Any]) -> float | None:
-    """When the run was created (its first attempt), as a timestamp; None when absent or malformed.
+def _time(run: Mapping[str, Any], key: str) -> float | None:
+    """One of the run's times as a timestamp: created_at (its first attempt) or run_started_at (its latest attempt,
+    reset by a re-run); None when absent or malformed.
 
-    Why a score is dated so: the base branch's baseline is its newest score, and runs finish in any order; dated
-    when processed, an older push's run judged last became the baseline.
+    Why a score is dated by created_at: the base branch's baseline is its newest score, and runs finish in any
+    order; dated when processed, an older push's run judged last became the baseline.
     """
-    value = run.get("created_at")
+    value = run.get(key)
     try:
         return datetime.fromisoformat(value).timestamp() if isinstance(value, str) else None
     except ValueError:
         return None
+
+
+def _run_rank(run: Mapping[str, Any]) -> tuple[bool, float, int]:
+    """Orders a commit's runs as runs.LATEST_RUN_FIRST does: the attempt that started last (else the run id) last."""
+    started = _time(run, "run_started_at")
+    return started is not None, started or 0.0, int(run["id"])
 
 
 def _str(value: object) -> str | None:

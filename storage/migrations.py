@@ -316,6 +316,24 @@ def m009_access_filter_indexes(db: sqlite_utils.Database) -> None:
     )
 
 
+@MIGRATIONS()
+def m010_run_start_times_and_ci_presence(db: sqlite_utils.Database) -> None:
+    """When each stored run attempt started, so a commit's latest result is the attempt that ran last (a re-run of
+    an older run included), not the highest run id; and whether a head's repository had any Actions workflow.
+
+    Rows stored before have no start time (NULL) and keep the old order, by run id, among themselves.
+    """
+    db.executescript(
+        """
+        ALTER TABLE ci_runs ADD COLUMN run_started_at REAL;      -- the attempt's run_started_at, Unix time
+        ALTER TABLE manifests ADD COLUMN run_started_at REAL;    -- that of the run whose verdict is stored
+        -- 'none': no Actions workflow when the head's check was first published (concluded neutral);
+        -- 'some' or 'unknown' (not readable): left in progress for CI; NULL: not asked yet
+        ALTER TABLE manifests ADD COLUMN ci_workflows TEXT;
+        """
+    )
+
+
 def migrate(path: Path | str) -> list[str]:
     """Apply pending migrations to the file at `path`; return the names applied."""
     conn = sqlite3.connect(str(path))

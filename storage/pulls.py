@@ -47,6 +47,8 @@ class ManifestRow:
     run_attempt: int | None
     created_at: float
     updated_at: float
+    run_started_at: float | None = None  # when the verdict's run attempt started (None: unknown, stored before)
+    ci_workflows: str | None = None  # "none" | "some" | "unknown" (see set_ci_workflows); None: not asked yet
 
 
 def _dumps(value: Any) -> str:
@@ -77,7 +79,8 @@ def _manifest(row: aiosqlite.Row) -> ManifestRow:
         repo=row["repo"], pr_number=row["pr_number"], head_sha=row["head_sha"], manifest=json.loads(row["manifest"]),
         check_run_id=row["check_run_id"], verdict=None if row["verdict"] is None else json.loads(row["verdict"]),
         conclusion=row["conclusion"], run_id=row["run_id"], run_attempt=row["run_attempt"],
-        created_at=row["created_at"], updated_at=row["updated_at"],
+        created_at=row["created_at"], updated_at=row["updated_at"], run_started_at=row["run_started_at"],
+        ci_workflows=row["ci_workflows"],
     )
 
 
@@ -168,17 +171,26 @@ async def set_check_run_id(
 
 async def save_verdict(
     conn: aiosqlite.Connection, *, repo: str, pr_number: int, head_sha: str, verdict: Mapping[str, Any],
-    conclusion: str, run_id: int, run_attempt: int, now: float,
+    conclusion: str, run_id: int, run_attempt: int, now: float, started_at: float | None = None,
 ) -> bool:
-    """Store a verdict; False (nothing written) when the stored one came from a newer run or attempt."""
+    """Store a verdict; False (nothing written) when the stored one came from a later run or attempt.
+
+    Later means, as runs.LATEST_RUN_FIRST ranks a commit's runs: of the same run, a later attempt; of another, one
+    that started later (`started_at`, a Unix time), since re-running an older run makes it the newest result. A
+    verdict stored without a start time ranks below one with it; between two without, the higher run id wins.
+    """
     cursor = await conn.execute(
         """
-        UPDATE manifests SET verdict = ?, conclusion = ?, run_id = ?, run_attempt = ?, updated_at = ?
-        WHERE repo = ? AND pr_number = ? AND head_sha = ?
-          AND (run_id IS NULL OR run_id < ? OR (run_id = ? AND run_attempt <= ?))
+        UPDATE manifests SET verdict = :verdict, conclusion = :conclusion, run_id = :run, run_attempt = :attempt,
+            run_started_at = :started, updated_at = :now
+        WHERE repo = :repo AND pr_number = :number AND head_sha = :sha
+          AND (run_id IS NULL OR (run_id = :run AND run_attempt <= :attempt) OR (run_id <> :run AND (
+               (:started IS NOT NULL AND (run_started_at IS NULL OR run_started_at < :started
+                                          OR (run_started_at = :started AND run_id < :run)))
+               OR (:started IS NULL AND run_started_at IS NULL AND run_id < :run))))
         """,
-        (_dumps(dict(verdict)), conclusion, run_id, run_attempt, now, repo, pr_number, head_sha,
-         run_id, run_id, run_attempt),
+        {"verdict": _dumps(dict(verdict)), "conclusion": conclusion, "run": run_id, "attempt": run_attempt,
+         "started": started_at, "now": now, "repo": repo, "number": pr_number, "sha": head_sha},
     )
     return cursor.rowcount > 0
 

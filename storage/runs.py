@@ -26,6 +26,7 @@ class CiRun:
     report_error: str | None
     health: dict[str, Any] | None
     processed_at: float
+    run_started_at: float | None = None  # when the attempt started (None: stored before it was kept)
 
 
 @dataclass(frozen=True)
@@ -61,38 +62,48 @@ def _run(row: aiosqlite.Row) -> CiRun:
         repo=row["repo"], run_id=row["run_id"], run_attempt=row["run_attempt"], head_sha=row["head_sha"],
         head_branch=row["head_branch"], conclusion=row["conclusion"], results=_loads(row["results"]),
         report_error=row["report_error"], health=_loads(row["health"]), processed_at=row["processed_at"],
+        run_started_at=row["run_started_at"],
     )
 
 
 async def record_run(
     conn: aiosqlite.Connection, *, repo: str, run_id: int, run_attempt: int, head_sha: str, head_branch: str | None,
     conclusion: str | None, results: Mapping[str, str] | None, report_error: str | None,
-    health: Mapping[str, Any] | None, now: float,
+    health: Mapping[str, Any] | None, now: float, started_at: float | None = None,
 ) -> bool:
-    """Store the run's outcome; False (nothing written) when a later attempt of the run is already stored."""
+    """Store the run's outcome; False (nothing written) when a later attempt of the run is already stored.
+
+    `started_at` is when the attempt started (the payload's run_started_at); the same attempt judged again
+    without one keeps the time stored.
+    """
     cursor = await conn.execute(
         """
         INSERT INTO ci_runs (repo, run_id, run_attempt, head_sha, head_branch, conclusion, results, report_error,
-                             health, processed_at)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                             health, processed_at, run_started_at)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
         ON CONFLICT (repo, run_id) DO UPDATE SET
             run_attempt = excluded.run_attempt, head_sha = excluded.head_sha, head_branch = excluded.head_branch,
             conclusion = excluded.conclusion, results = excluded.results, report_error = excluded.report_error,
-            health = excluded.health, processed_at = excluded.processed_at
+            health = excluded.health, processed_at = excluded.processed_at,
+            run_started_at = CASE WHEN excluded.run_attempt = ci_runs.run_attempt
+                THEN coalesce(excluded.run_started_at, ci_runs.run_started_at) ELSE excluded.run_started_at END
         WHERE excluded.run_attempt >= ci_runs.run_attempt
         """,
         (
             repo, run_id, run_attempt, head_sha, safe_text(head_branch), safe_text(conclusion),
             _dumps(dict(results) if results is not None else None), safe_text(report_error),
-            _dumps(dict(health) if health is not None else None), now,
+            _dumps(dict(health) if health is not None else None), now, started_at,
         ),
     )
     return cursor.rowcount > 0
 
 
 # Which of a commit's stored runs counts as its latest: one that carried a test report (other workflows run on the
-# commit too), then the newest run and attempt.
-LATEST_RUN_FIRST = "results IS NOT NULL DESC, run_id DESC, run_attempt DESC"
+# commit too), then the attempt that started last. Why the start, not the run id: re-running an older run (attempt 2
+# of run 100 after run 101) makes it the newest result. Rows stored before start times were kept rank below (every
+# one was processed before any row that has one) and keep the old order, by run id, among themselves.
+LATEST_RUN_FIRST = ("results IS NOT NULL DESC, run_started_at IS NOT NULL DESC, run_started_at DESC, run_id DESC, "
+                    "run_attempt DESC")
 
 
 async def rename_repository(conn: aiosqlite.Connection, old: str, new: str) -> None:

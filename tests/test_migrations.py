@@ -79,3 +79,26 @@ def test_a_migration_killed_midway_leaves_the_old_schema_and_stays_pending(tmp_p
 def _empty(tmp_path: Path) -> sqlite_utils.Database:
     """A fresh database, so every one of the app's migrations counts as pending on it."""
     return sqlite_utils.Database(sqlite3.connect(tmp_path / "empty.db"))
+
+
+def test_runs_and_verdicts_stored_before_start_times_were_kept_read_as_unknown(tmp_path: Path) -> None:
+    """m010 adds the start-time and CI-presence columns; rows already there read NULL (the old order applies)."""
+    db = tmp_path / "qr.db"
+    conn = sqlite3.connect(db)
+    try:
+        MIGRATIONS.apply(sqlite_utils.Database(conn), stop_before="m010_run_start_times_and_ci_presence")
+        conn.execute("INSERT INTO ci_runs (repo, run_id, run_attempt, head_sha, processed_at) "
+                     "VALUES ('o/r', 7, 1, 'abc', 1.0)")
+        conn.execute("INSERT INTO manifests (repo, pr_number, head_sha, manifest, run_id, created_at, updated_at) "
+                     "VALUES ('o/r', 3, 'abc', '{}', 7, 1.0, 1.0)")
+        conn.commit()
+    finally:
+        conn.close()
+    assert migrate(db) == ["m010_run_start_times_and_ci_presence"]
+    conn = sqlite3.connect(db)
+    try:
+        assert conn.execute("SELECT run_id, run_started_at FROM ci_runs").fetchall() == [(7, None)]
+        assert conn.execute("SELECT run_id, run_started_at, ci_workflows FROM manifests").fetchall() == [
+            (7, None, None)]
+    finally:
+        conn.close()

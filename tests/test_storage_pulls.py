@@ -26,11 +26,12 @@ async def _manifest(db: Database, sha: str = "a" * 40, manifest: dict[str, Any] 
         await pulls.save_manifest(conn, repo=REPO, pr_number=3, head_sha=sha, manifest=manifest or {"v": 1}, now=2.0)
 
 
-async def _verdict(db: Database, run_id: int, attempt: int, conclusion: str = "success") -> bool:
+async def _verdict(db: Database, run_id: int, attempt: int, conclusion: str = "success", *,
+                   started: float | None = None) -> bool:
     async with db.transaction() as conn:
         return await pulls.save_verdict(conn, repo=REPO, pr_number=3, head_sha="a" * 40,
                                         verdict={"conclusion": conclusion}, conclusion=conclusion, run_id=run_id,
-                                        run_attempt=attempt, now=3.0)
+                                        run_attempt=attempt, now=3.0, started_at=started)
 
 
 async def test_pull_round_trips_with_parsed_links(db: Database) -> None:
@@ -92,6 +93,30 @@ async def test_older_run_or_attempt_never_overwrites_a_newer_verdict(db: Databas
     assert await _verdict(db, 11, 1, "neutral")
     row = await pulls.get_manifest(db, REPO, 3, "a" * 40)
     assert row is not None and (row.conclusion, row.run_id) == ("neutral", 11)
+
+
+async def test_the_verdict_of_the_attempt_that_started_last_wins_whatever_its_run_id(db: Database) -> None:
+    """Re-running run 10 after run 11 was judged: attempt 2 of run 10 is the newest result, and it was refused."""
+    await _manifest(db)
+    assert await _verdict(db, 10, 1, "failure", started=1000.0)
+    assert await _verdict(db, 11, 1, "failure", started=1300.0)
+    assert await _verdict(db, 10, 2, "success", started=2000.0)
+    assert not await _verdict(db, 12, 1, "failure", started=1500.0)  # started before the re-run: older
+    assert not await _verdict(db, 10, 1, "failure", started=1000.0)  # an older attempt of the same run
+    assert await _verdict(db, 13, 1, "failure", started=2000.0)  # started in the same second: run id decides
+    row = await pulls.get_manifest(db, REPO, 3, "a" * 40)
+    assert row is not None and (row.run_id, row.run_attempt, row.run_started_at) == (13, 1, 2000.0)
+
+
+async def test_a_verdict_without_a_start_time_keeps_the_run_id_order_and_ranks_below(db: Database) -> None:
+    """Verdicts stored before start times were kept compare by run id; one with a start time wins over them, and a
+    report-less run (stored as run 0, no start time) never wins over a run's."""
+    await _manifest(db)
+    assert await _verdict(db, 20, 1, "failure")
+    assert not await _verdict(db, 19, 1, "success")
+    assert await _verdict(db, 19, 2, "success", started=100.0)
+    assert not await _verdict(db, 21, 1, "failure")  # no start time: below one that has it
+    assert not await _verdict(db, 0, 0, "neutral")
 
 
 async def test_verdict_without_a_manifest_writes_nothing(db: Database) -> None:

@@ -17,7 +17,7 @@ async def _record(db: Database, *, run_id: int = 7, attempt: int = 1, results: A
             conn, repo=REPO, run_id=run_id, run_attempt=attempt, head_sha=extra.pop("head_sha", SHA),
             head_branch=extra.pop("head_branch", "feature"), conclusion=extra.pop("conclusion", "success"),
             results=results, report_error=extra.pop("report_error", None), health=extra.pop("health", None),
-            now=extra.pop("now", 100.0),
+            now=extra.pop("now", 100.0), started_at=extra.pop("started_at", None),
         )
 
 
@@ -57,6 +57,36 @@ async def test_latest_run_for_a_commit_prefers_one_with_a_report(db: Database) -
     latest = await runs.latest_run_for_sha(db, REPO, SHA)
     assert latest is not None and latest.run_id == 10
     assert await runs.latest_run_for_sha(db, REPO, "c" * 40) is None
+
+
+async def test_latest_run_for_a_commit_is_the_attempt_that_started_last(db: Database) -> None:
+    """Attempt 2 of run 10, re-run after run 11 was judged, is the commit's newest result: ranked by run id, the
+    re-run was never the latest."""
+    await _record(db, run_id=10, results={"T1": "failed"}, started_at=1000.0)
+    await _record(db, run_id=11, results={"T1": "failed"}, started_at=1300.0)
+    await _record(db, run_id=10, attempt=2, results={"T1": "passed"}, started_at=2000.0)
+    await _record(db, run_id=12, results=None, started_at=3000.0)  # lint, no report: it does not compete
+    latest = await runs.latest_run_for_sha(db, REPO, SHA)
+    assert latest is not None and (latest.run_id, latest.run_attempt, latest.run_started_at) == (10, 2, 2000.0)
+
+
+async def test_runs_stored_without_a_start_time_keep_the_run_id_order_and_rank_below(db: Database) -> None:
+    """Rows from before start times were kept: among themselves the higher run id wins, as it did; a row that has
+    one (processed after the upgrade) wins over them."""
+    await _record(db, run_id=21, results={"T1": "passed"})
+    await _record(db, run_id=20, results={"T1": "passed"})
+    latest = await runs.latest_run_for_sha(db, REPO, SHA)
+    assert latest is not None and latest.run_id == 21
+    await _record(db, run_id=19, attempt=2, results={"T1": "passed"}, started_at=500.0)
+    latest = await runs.latest_run_for_sha(db, REPO, SHA)
+    assert latest is not None and (latest.run_id, latest.run_attempt) == (19, 2)
+
+
+async def test_the_same_attempt_judged_again_without_a_start_time_keeps_it(db: Database) -> None:
+    await _record(db, results={"T1": "passed"}, started_at=700.0)
+    await _record(db, results={"T1": "passed"}, now=200.0)  # a revalidation from a payload without it
+    run = await runs.get_run(db, REPO, 7)
+    assert run is not None and run.run_started_at == 700.0
 
 
 async def test_health_score_is_stored_once_per_commit_and_branch(db: Database) -> None:

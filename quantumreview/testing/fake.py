@@ -221,11 +221,15 @@ class FakeGitHub:
     def add_workflow_run(self, repo: str, run_id: int, *, head_sha: str, run_attempt: int = 1,
                          conclusion: str = "success", pull_requests: Sequence[int] = (),
                          artifacts: Mapping[str, Mapping[str, bytes]] = {}, expired: Sequence[str] = (),
-                         declared_sizes: Mapping[str, int] = {}) -> dict[str, Any]:
-        """Create a completed run; artifacts map name -> {file in zip -> bytes}; declared_sizes fake size_in_bytes."""
+                         declared_sizes: Mapping[str, int] = {}, status: str = "completed",
+                         started_at: float | None = None, name: str = "CI") -> dict[str, Any]:
+        """Create a run (completed unless `status`, e.g. "in_progress", says otherwise; then no conclusion);
+        artifacts map name -> {file in zip -> bytes}; declared_sizes fake size_in_bytes; started_at is the
+        attempt's run_started_at (now when None)."""
         return self.state.add_workflow_run(repo, run_id, head_sha=head_sha, run_attempt=run_attempt,
                                            conclusion=conclusion, pull_requests=pull_requests,
-                                           artifacts=artifacts, expired=expired, declared_sizes=declared_sizes)
+                                           artifacts=artifacts, expired=expired, declared_sizes=declared_sizes,
+                                           status=status, started_at=started_at, name=name)
 
     def artifact_id(self, repo: str, run_id: int, name: str) -> int:
         """Return the id of the run's artifact called name."""

@@ -282,9 +282,10 @@ class FakeState:
     def add_workflow_run(
         self, repo: str, run_id: int, *, head_sha: str, run_attempt: int, conclusion: str,
         pull_requests: Sequence[int], artifacts: Mapping[str, Mapping[str, bytes]], expired: Sequence[str],
-        declared_sizes: Mapping[str, int],
+        declared_sizes: Mapping[str, int], status: str = "completed", started_at: float | None = None,
+        name: str = "CI",
     ) -> dict[str, Any]:
-        """Create a completed workflow run with real zip artifacts."""
+        """Create a workflow run (completed unless `status` says otherwise) with real zip artifacts."""
         now = self.clock()
         prs: list[dict[str, Any]] = []
         for number in pull_requests:
@@ -297,14 +298,16 @@ class FakeState:
         repository = self.repos.get(repo) or shapes.repo_json(
             repo, self.next_id(), self.account(repo.split("/")[0]), api=self.api_url, web=self.web_url)
         run: dict[str, Any] = {
-            "id": run_id, "node_id": shapes.node_id("WFR", run_id), "name": "CI", "run_number": run_id % 1000,
-            "run_attempt": run_attempt, "event": "pull_request", "status": "completed", "conclusion": conclusion,
+            "id": run_id, "node_id": shapes.node_id("WFR", run_id), "name": name, "run_number": run_id % 1000,
+            "run_attempt": run_attempt, "event": "pull_request", "status": status,
+            "conclusion": conclusion if status == "completed" else None,
             "head_sha": head_sha, "head_branch": prs[0]["head"]["ref"] if prs else "main",
             "pull_requests": prs, "check_suite_id": self.next_id(), "workflow_id": 1,
             "url": f"{self.api_url}/repos/{repo}/actions/runs/{run_id}",
             "html_url": f"{self.web_url}/{repo}/actions/runs/{run_id}",
             "artifacts_url": f"{self.api_url}/repos/{repo}/actions/runs/{run_id}/artifacts",
-            "created_at": shapes.iso(now), "updated_at": shapes.iso(now), "run_started_at": shapes.iso(now),
+            "created_at": shapes.iso(now), "updated_at": shapes.iso(now),
+            "run_started_at": shapes.iso(now if started_at is None else started_at),
             "repository": repository, "head_repository": repository,
         }
         self.workflow_runs[(repo, run_id)] = run
