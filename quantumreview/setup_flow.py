@@ -360,7 +360,7 @@ class SetupFlow:
             state, code = request.query.get("state"), request.query.get("code", "")
             if not self._states.redeem(key, state, request.cookies.get(STATE_COOKIE)):
                 log.warning("setup callback rejected: state missing, wrong, expired or already used")
-                page = setup_pages.bad_state_page(start=_setup_url(settings))
+                page = setup_pages.bad_state_page(start=_setup_url(settings), github_url=settings.github_url)
                 return self._keep_other_states(request, _html(page, settings=settings, status=400))
             if not CODE.fullmatch(code):
                 page = setup_pages.conversion_failed_page("the code from GitHub is missing or malformed",

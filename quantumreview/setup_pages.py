@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from html import escape
 
+from quantumreview.setup_state import STATE_TTL_SECONDS
+
 # Why a parameter: behind a proxy that serves this server under a path (PUBLIC_URL https://host/qr), a bare
 # "/setup" link left the prefix out; the flow passes PUBLIC_URL's own setup address.
 SETUP_PATH = "/setup"
@@ -15,6 +17,15 @@ STYLE = (
     ".secondary{background:#f6f8fa;color:#24292f;border-color:#d0d7de}"
     ".note{color:#57606a;font-size:.9rem}.error{color:#cf222e}input{font-size:1rem;padding:.4rem}"
 )
+
+
+def _lifetime(seconds: int) -> str:
+    """"an hour", "10 minutes": how long a setup link works, as the page says it."""
+    if seconds == 3600:
+        return "an hour"
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600} hours"
+    return f"{max(1, seconds // 60)} minutes"
 
 
 def page(title: str, body: str) -> str:
@@ -64,7 +75,7 @@ def setup_page(*, action: str, manifest_json: str, organization: str, webhook_ur
         f"<label>Organization <input name=\"organization\" value=\"{escape(organization)}\" "
         "maxlength=\"39\" autocomplete=\"off\"></label> "
         "<button type=\"submit\" class=\"secondary\" id=\"use-organization\">Use this organization</button></form>"
-        "<p class=\"note\">This link works for 10 minutes and once.</p>"
+        f"<p class=\"note\">This link works for {_lifetime(STATE_TTL_SECONDS)} and once.</p>"
     ))
 
 
@@ -85,11 +96,24 @@ def bad_organization_page(organization: str, start: str = SETUP_PATH) -> str:
     ))
 
 
-def bad_state_page(start: str = SETUP_PATH) -> str:
-    """The callback's state is missing, wrong, expired or already used."""
+def bad_state_page(start: str = SETUP_PATH, github_url: str = "https://github.com") -> str:
+    """The callback's state is missing, wrong, expired or already used; the App may exist on GitHub all the same.
+
+    Why say where: GitHub creates the App before it sends the browser back here, so after a refused callback the
+    App is on GitHub (its name taken) and this server knows nothing of it.
+    """
+    apps = f"{github_url.rstrip('/')}/settings/apps"
     return page("Setup link not valid", (
         "<p class=\"error\">This setup link has expired, was already used, or was not started from this "
         f"browser. Nothing was stored.</p><p><a href=\"{escape(start)}\">Start again</a></p>"
+        "<h2>If you already created the App on GitHub</h2>"
+        "<p>GitHub creates the App before it sends you back here, so it may exist already. Find it under "
+        f"<a href=\"{escape(apps)}\">Settings → Developer settings → GitHub Apps</a> (for an organization: the "
+        "organization's Settings → Developer settings → GitHub Apps). Then either delete it and start again, or "
+        "configure this server with it by hand: on the App's page note its App ID, generate a private key and set "
+        "a webhook secret, then set <code>GITHUB_APP_ID</code>, <code>GITHUB_PRIVATE_KEY</code> (or "
+        "<code>GITHUB_PRIVATE_KEY_PATH</code>) and <code>GITHUB_WEBHOOK_SECRET</code> on this server and "
+        "restart it.</p>"
     ))
 
 

@@ -1,6 +1,9 @@
-"""The setup flow's `state`: random, bound to a signed cookie, valid for 10 minutes and accepted once.
+"""The setup flow's `state`: random, bound to a signed cookie, valid for an hour and accepted once.
 
 Why: Probot's manifest flow sends no state, so anyone can make a victim's server adopt an App they created.
+Why an hour: GitHub's manifest code can be converted for an hour; a state of 10 minutes refused the callback of
+someone who lingered on GitHub's form, after GitHub had created the App.
+https://docs.github.com/en/apps/sharing-github-apps/registering-a-github-app-from-a-manifest
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from collections.abc import Callable
 from cachetools import TTLCache
 
 STATE_COOKIE = "quantum_setup_state"
-STATE_TTL_SECONDS = 600
+STATE_TTL_SECONDS = 3600  # as long as GitHub's manifest code can be converted
 STATE_BYTES = 32  # 256 bits
 # Redeemed states are remembered until their cookie expires; a callback (and its conversion POST) per entry.
 MAX_REDEEMED = 4096

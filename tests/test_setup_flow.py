@@ -186,12 +186,16 @@ def test_a_state_survives_a_restart_of_the_server_and_is_still_accepted_once() -
     assert restarted.redeem(BOX_KEY, state, cookie) is False
 
 
-def test_state_expires_after_ten_minutes() -> None:
+def test_a_state_is_accepted_once_within_the_hour_and_never_after_it() -> None:
     clock = Clock()
     states = SetupStates(clock=clock)
     state, cookie = states.issue(BOX_KEY)
-    clock.now += 601
-    assert states.redeem(BOX_KEY, state, cookie) is False
+    later, later_cookie = states.issue(BOX_KEY)
+    clock.now += 3599
+    assert states.redeem(BOX_KEY, state, cookie) is True
+    assert states.redeem(BOX_KEY, state, cookie) is False  # single use, still within the hour
+    clock.now += 2
+    assert states.redeem(BOX_KEY, later, later_cookie) is False
 
 
 # --- conversion response checks ---------------------------------------------------------------------------------
@@ -478,7 +482,8 @@ async def test_setup_page_posts_the_manifest_to_github_with_a_state(flow: Flow) 
     assert resp.status == 200 and "Register GitHub App" in text
     cookie = resp.cookies[STATE_COOKIE]
     assert cookie["httponly"] and cookie["samesite"] == "Lax" and cookie["path"] == "/setup"
-    assert not cookie["secure"] and int(cookie["max-age"]) == 600
+    assert not cookie["secure"] and int(cookie["max-age"]) == 3600  # as long as GitHub's manifest code lives
+    assert "This link works for an hour and once." in text
     assert resp.headers["Cache-Control"] == "no-store"
     action, manifest = await flow.open_setup()
     parts = urlsplit(action)
@@ -624,11 +629,27 @@ async def test_strangers_reloading_setup_cannot_evict_the_operators_state(flow: 
     assert resp.status == 200 and flow.holder.current is not None
 
 
-async def test_callback_with_an_expired_state_is_refused(flow: Flow) -> None:
+async def test_callback_after_lingering_50_minutes_on_githubs_form_is_accepted(flow: Flow) -> None:
+    """The state lasted 10 minutes while GitHub's code lasts an hour: someone who lingered on GitHub's form got
+    "Setup link not valid" after GitHub had created the App."""
+    action, manifest = await flow.open_setup()
+    flow.clock.now += 50 * 60
+    back = await flow.through_github(action, manifest)
+    resp = await flow.client.get("/setup/callback", params=back)
+    assert resp.status == 200, await resp.text()
+    assert flow.holder.current is not None and flow.conversions() == 1
+    assert (await flow.client.get("/setup/callback", params=back)).status == 404  # configured now
+
+
+async def test_callback_with_an_expired_state_is_refused_and_says_where_the_app_is(flow: Flow) -> None:
     back = await flow.through_github(*await flow.open_setup())
-    flow.clock.now += 601
-    assert (await flow.client.get("/setup/callback", params=back)).status == 400
-    assert flow.conversions() == 0
+    flow.clock.now += 3601
+    resp = await flow.client.get("/setup/callback", params=back)
+    text = await resp.text()
+    assert resp.status == 400 and flow.conversions() == 0
+    # GitHub created the App before sending the browser back: say where it is and how to use it by hand.
+    assert f'href="{flow.fake.url}/settings/apps"' in text and "Developer settings" in text
+    assert all(name in text for name in ("GITHUB_APP_ID", "GITHUB_PRIVATE_KEY", "GITHUB_WEBHOOK_SECRET"))
 
 
 async def test_conversion_failure_shows_an_error_and_stores_nothing(flow: Flow) -> None:
