@@ -97,20 +97,21 @@ async def unread_count(db: Database, user_id: int) -> int:
 
 
 async def mark_read(db: Database, user_id: int, notification_id: int, *, now: float | None = None) -> bool:
-    """Mark the user's own notification read; False when it is not theirs (or does not exist)."""
+    """Mark the user's own notification read; False, changing nothing, when they may not read it (see VISIBLE:
+    another's, about a repository no longer theirs) or it does not exist."""
     at = time.time() if now is None else now
     async with db.transaction() as conn:
         cursor = await conn.execute(
-            "UPDATE notifications SET read_at = COALESCE(read_at, ?) WHERE id = ? AND user_id = ?",
+            f"UPDATE notifications AS n SET read_at = COALESCE(read_at, ?) WHERE n.id = ? AND {VISIBLE}",  # noqa: S608
             (at, notification_id, user_id),
         )
         return cursor.rowcount > 0
 
 
 async def mark_all_read(db: Database, user_id: int, *, now: float | None = None) -> int:
-    """Mark every unread notification of the user read; return how many changed."""
+    """Mark every unread notification the user may read (see VISIBLE) read; return how many changed."""
     at = time.time() if now is None else now
     async with db.transaction() as conn:
         cursor = await conn.execute(
-            "UPDATE notifications SET read_at = ? WHERE user_id = ? AND read_at IS NULL", (at, user_id))
+            f"UPDATE notifications AS n SET read_at = ? WHERE {VISIBLE}{UNREAD}", (at, user_id))  # noqa: S608
         return max(cursor.rowcount, 0)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import time
+import warnings
+from typing import Any, cast
 
 import pytest
 from gidgethub import routing
 
+from quantumreview import access, keys
 from storage import audit
+from tests.test_api_errors import GitHubDown
 from tests.test_api_support import OTHER, REPO, Api, database
 
 pytest_plugins = ["tests.test_api_support"]
@@ -52,6 +56,33 @@ async def test_notifications_about_a_repository_the_user_no_longer_reaches_are_h
     assert ([n["title"] for n in listed["items"]], listed["total"]) == (["about her repository"], 1)
     _status, me = await maintainer.get("/api/me")
     assert me["unread_notifications"] == 1
+
+
+async def test_a_notification_the_user_may_no_longer_read_cannot_be_marked_read(maintainer: Api) -> None:
+    # Written while mona managed OTHER; her access set no longer has it, so the listing hides it.
+    db = database(maintainer)
+    hidden = await db.execute(
+        "INSERT INTO notifications (user_id, repo, kind, title, created_at) VALUES (1, ?, 'verdict', 'lost', ?)",
+        (OTHER, time.time()))
+    status, body = await maintainer.post(f"/api/notifications/{hidden}/read")
+    # Before: 200 {"read": true}, and the hidden row was changed.
+    assert (status, body) == (404, {"error": {"code": "not_found", "message": f"no notification {hidden}"}})
+    assert await maintainer.post("/api/notifications/999999/read") == (
+        404, {"error": {"code": "not_found", "message": "no notification 999999"}})  # answered alike
+    assert await db.fetchvalue("SELECT read_at FROM notifications WHERE id = ?", (hidden,)) is None
+
+
+async def test_marking_read_reads_a_stale_access_set_again_and_github_failing_is_a_documented_502(
+        maintainer: Api) -> None:
+    mine = await add_notification(maintainer, 1, "mine")
+    app = maintainer.client.app
+    app[access.ACCESS].forget(1)
+    with warnings.catch_warnings():  # aiohttp warns on a started app's state; the swap is the point here
+        warnings.simplefilter("ignore", DeprecationWarning)
+        app[keys.github] = cast(Any, GitHubDown())
+    status, body = await maintainer.post(f"/api/notifications/{mine}/read")
+    assert (status, body["error"]["code"]) == (502, "github_unavailable")
+    assert await database(maintainer).fetchvalue("SELECT read_at FROM notifications WHERE id = ?", (mine,)) is None
 
 
 async def test_job_of_an_unmanaged_repository_is_404_like_a_missing_one(maintainer: Api) -> None:

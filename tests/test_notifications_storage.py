@@ -64,6 +64,20 @@ async def test_a_user_cannot_mark_someone_elses_notification_read(db: Database) 
     assert await notifications.unread_count(db, 1) == 1
 
 
+async def test_a_notification_about_a_repository_no_longer_managed_cannot_be_marked_read(db: Database) -> None:
+    await add_user(db, 1, "mona", ["octo/a", "octo/b"])
+    await notifications.notify_repo_managers(db, "octo/b", "k", "about b", now=T0)
+    await notifications.notify_repo_managers(db, "octo/a", "k", "about a", now=T0)
+    [_about_a, about_b], _ = await notifications.list_notifications(db, 1, unread_only=False, page=1, per_page=10)
+    await users.set_user_repositories(db, 1, [UserRepository("octo/a", 7, "admin")], now=T0)  # lost octo/b
+    assert await notifications.mark_read(db, 1, about_b.id, now=T0) is False
+    assert await notifications.mark_all_read(db, 1, now=T0) == 1
+    await users.set_user_repositories(db, 1, [UserRepository(r, 7, "admin") for r in ("octo/a", "octo/b")], now=T0)
+    unread, _ = await notifications.list_notifications(db, 1, unread_only=True, page=1, per_page=10)
+    assert [n.title for n in unread] == ["about b"]  # untouched while hidden
+    assert await notifications.mark_read(db, 1, about_b.id, now=T0)
+
+
 async def test_marking_read_twice_keeps_the_first_time(db: Database) -> None:
     await add_user(db, 1, "mona", ["octo/a"])
     await notifications.notify_repo_managers(db, "octo/a", "k", "t")

@@ -30,9 +30,11 @@ async def list_notifications(request: web.Request) -> web.Response:
 
 @routes.post("/api/notifications/{id}/read")
 async def mark_notification_read(request: web.Request) -> web.Response:
-    """Mark one of the user's notifications read (404 for anyone else's)."""
+    """Mark one of the user's notifications read (404 for anyone else's, or one they may no longer read)."""
     user = await signed_in_user(request)
     notification_id = path_int(request, "id")
+    # Why: only notifications the listing shows may be marked, judged by the same stored access set (OA-17).
+    await access.refresh_if_stale(request, user)
     if not await notifications.mark_read(request.app[keys.db], user.id, notification_id):
         raise not_found(f"no notification {notification_id}")
     return web.json_response({"id": notification_id, "read": True})

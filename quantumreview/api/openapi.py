@@ -190,7 +190,7 @@ def build_paths() -> dict[str, Schema]:
             [*PAGE_PARAMS, query_param("unread", {"type": "boolean"}, "only unread ones")], "400 401 502 503")},
         "/api/notifications/{id}/read": {"post": operation(
             "markNotificationRead", "mark a notification read", ("200", "NotificationRead"),
-            [path_param("id", ID, "notification id", 1)], "400 401 403 404 415 503")},
+            [path_param("id", ID, "notification id", 1)], "400 401 403 404 415 502 503")},
         PATH: {"get": {"operationId": "getOpenApi", "summary": "this document", "security": [],
                        "responses": {"200": {"description": "the OpenAPI document",
                                              "content": {"application/json": {"schema": ANY_OBJECT}}}}}},
