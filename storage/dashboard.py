@@ -19,10 +19,11 @@ HEALTH_TREND_POINTS = 10
 
 @dataclass(frozen=True)
 class RepoCounts:
-    """Issues with a live checklist and open pull requests of one repository."""
+    """Issues with a live checklist (open and closed, and open only) and open pull requests of one repository."""
 
     issues: int = 0
     open_pulls: int = 0
+    open_issues: int = 0
 
 
 @dataclass(frozen=True)
@@ -131,8 +132,8 @@ async def repo_counts(db: Database, repos: Sequence[str]) -> dict[str, RepoCount
         return {}
     marks = placeholders(repos)
     issues = await db.fetchall(
-        f"SELECT repo, count(*) FROM checklists WHERE repo IN ({marks}) AND retired_at IS NULL "  # noqa: S608
-        "GROUP BY repo",
+        f"SELECT repo, count(*), coalesce(sum(state = 'open'), 0) FROM checklists "  # noqa: S608
+        f"WHERE repo IN ({marks}) AND retired_at IS NULL GROUP BY repo",
         tuple(repos),
     )
     pulls = await db.fetchall(
@@ -140,9 +141,10 @@ async def repo_counts(db: Database, repos: Sequence[str]) -> dict[str, RepoCount
         "GROUP BY repo",
         tuple(repos),
     )
-    issue_counts = {row[0]: int(row[1]) for row in issues}
+    issue_counts = {row[0]: (int(row[1]), int(row[2])) for row in issues}
     pull_counts = {row[0]: int(row[1]) for row in pulls}
-    return {repo: RepoCounts(issue_counts.get(repo, 0), pull_counts.get(repo, 0)) for repo in repos}
+    return {repo: RepoCounts(issue_counts.get(repo, (0, 0))[0], pull_counts.get(repo, 0),
+                             issue_counts.get(repo, (0, 0))[1]) for repo in repos}
 
 
 async def health_history(db: Database, repo: str, *, limit: int = HEALTH_TREND_POINTS) -> list[HealthPoint]:

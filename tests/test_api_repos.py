@@ -61,8 +61,10 @@ async def test_repos_lists_managed_repositories_with_counts(api_client: TestClie
     status, body = await api.get("/api/repos")
     assert status == 200
     assert body == {"items": [
-        {"repo": "octo/alpha", "installation_id": 7, "permission": "pull", "issues": 0, "open_pulls": 0},
-        {"repo": REPO, "installation_id": INSTALLATION, "permission": "push", "issues": 2, "open_pulls": 1},
+        {"repo": "octo/alpha", "installation_id": 7, "permission": "pull", "issues": 0, "open_issues": 0,
+         "open_pulls": 0},
+        {"repo": REPO, "installation_id": INSTALLATION, "permission": "push", "issues": 2, "open_issues": 1,
+         "open_pulls": 1},
     ], "page": 1, "per_page": 30, "total": 2}
 
 
@@ -79,6 +81,9 @@ async def test_repo_detail_has_installation_counts_and_health_trend(maintainer: 
     db = database(maintainer)
     await add_installation(db)
     await add_checklist(db, 1, ["passed", "failed"])
+    await add_checklist(db, 2, ["passed"], state="closed")
+    await add_checklist(db, 3, ["passed"], retired=["T2"])
+    await db.execute("UPDATE checklists SET retired_at = 1 WHERE issue_number = 3")  # a retired checklist: neither
     await add_pull(db, 5)
     for score, sha, at in ((70, "a", 100.0), (80, "b", 200.0), (75, "c", 300.0)):
         await add_health(db, score, sha, at)
@@ -86,7 +91,8 @@ async def test_repo_detail_has_installation_counts_and_health_trend(maintainer: 
     assert status == 200
     assert body["installation"] == {"id": INSTALLATION, "account_login": "octo", "account_type": "Organization",
                                     "suspended": False, "deleted": False}
-    assert (body["issues"], body["open_pulls"], body["permission"]) == (1, 1, "push")
+    # Before: only `issues`, which counts the closed issue too (kept as it was, for clients using the total).
+    assert (body["open_issues"], body["issues"], body["open_pulls"], body["permission"]) == (1, 2, 1, "push")
     assert body["health"]["latest"]["score"] == 75
     assert body["health"]["change"] == -5
     assert [p["score"] for p in body["health"]["trend"]] == [70, 80, 75]

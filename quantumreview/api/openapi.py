@@ -37,6 +37,11 @@ BOOL: Schema = {"type": "boolean"}
 TIME: Schema = {"type": "string", "format": "date-time"}
 ANY_OBJECT: Schema = {"type": "object"}
 STATUS: Schema = {"type": "string", "enum": ["pending", "passed", "failed", "skipped", "missing"]}
+# Why both: `issues` always counted closed issues too, and a client may rely on that total.
+ISSUE_COUNTS: dict[str, Schema] = {
+    "issues": {**COUNT, "description": "issues with a checklist, open and closed"},
+    "open_issues": {**COUNT, "description": "open issues with a checklist"},
+}
 
 
 def page_of(item: str) -> Schema:
@@ -52,13 +57,13 @@ SCHEMAS: dict[str, Schema] = {
     "Error": obj({"error": obj({"code": STR, "message": STR})}),
     "Me": obj({"id": INT, "login": STR, "name": nullable(STR), "avatar_url": nullable(STR),
                "repositories": COUNT, "unread_notifications": COUNT}),
-    "RepoSummary": obj({"repo": STR, "installation_id": INT, "permission": STR, "issues": COUNT,
+    "RepoSummary": obj({"repo": STR, "installation_id": INT, "permission": STR, **ISSUE_COUNTS,
                         "open_pulls": COUNT}),
     "Installation": obj({"id": INT, "account_login": STR, "account_type": nullable(STR), "suspended": BOOL,
                          "deleted": BOOL}),
     "Health": HEALTH,
     "Repo": obj({"repo": STR, "permission": STR, "installation": nullable(ref("Installation")),
-                 "installation_id": INT, "issues": COUNT, "open_pulls": COUNT,
+                 "installation_id": INT, **ISSUE_COUNTS, "open_pulls": COUNT,
                  "health": obj({"latest": nullable(ref("Health")), "change": nullable(INT),
                                 "trend": {"type": "array", "items": ref("Health")}})}),
     "InstallUrl": obj({"url": {"type": "string", "format": "uri"}, "installation_id": INT}),

@@ -27,7 +27,8 @@ async def list_repos(request: web.Request) -> web.Response:
     counts = await dashboard.repo_counts(db, list(names.values()))
     items = [
         {"repo": r.repo, "installation_id": r.installation_id, "permission": r.permission,
-         "issues": counts[names[r.repo]].issues, "open_pulls": counts[names[r.repo]].open_pulls}
+         "issues": counts[names[r.repo]].issues, "open_issues": counts[names[r.repo]].open_issues,
+         "open_pulls": counts[names[r.repo]].open_pulls}
         for r in window
     ]
     return web.json_response(paginated(items, page, len(repos)))
@@ -65,7 +66,8 @@ async def get_repo(request: web.Request) -> web.Response:
             "deleted": installation.deleted,
         },
         "installation_id": repo.installation_id,
-        "issues": counts.issues, "open_pulls": counts.open_pulls, "health": health_summary(history),
+        "issues": counts.issues, "open_issues": counts.open_issues, "open_pulls": counts.open_pulls,
+        "health": health_summary(history),
     })
 
 
