@@ -24,7 +24,9 @@ from quantumreview.ci_results import (
     changed_lines,
     collect_reports,
     finding_annotations,
+    pending_runs,
     verdict_record,
+    waiting_note,
 )
 from quantumreview.context import Context
 from quantumreview.errors import PermanentError, PermissionDenied, RetryLater
@@ -235,11 +237,15 @@ async def judge_run(ctx: Context, repo: str, run: Mapping[str, Any], *, force: b
         reports = reused_reports(run_id, stored, reports)
     if numbers is None:
         numbers = await pulls_for_run(ctx, repo, run)
+    # Why ask: a report-less run (lint) finishing first concluded the check neutral, which passes a required check
+    # while the test workflow was still running; the last of the commit's runs to finish decides instead.
+    waiting = (await pending_runs(ctx.gh, repo, head_sha, run_id, attempt)
+               if numbers and not reports.matched and reports.listed else [])
     drop = None
     unjudged: list[int] = []
     for number in numbers:
         summary = await judge_pull(ctx, repo, number, head_sha, run_id, attempt, reports, unjudged=unjudged,
-                                   started_at=started)
+                                   started_at=started, waiting=waiting)
         if summary is not None and summary.delta is not None and summary.delta < 0:
             drop = summary
     health = reports.health
@@ -283,10 +289,12 @@ def reused_reports(run_id: int, stored: run_store.CiRun, reports: RunReports) ->
 
 async def judge_pull(ctx: Context, repo: str, number: int, head_sha: str, run_id: int, attempt: int,
                      reports: RunReports, *, unjudged: list[int] | None = None,
-                     started_at: float | None = None) -> HealthSummary | None:
+                     started_at: float | None = None, waiting: Sequence[str] = ()) -> HealthSummary | None:
     """Store and publish one pull request's verdict; a run that started earlier never replaces a later result.
 
-    A pull request whose manifest is still missing after the waits is added to `unjudged`.
+    A pull request whose manifest is still missing after the waits is added to `unjudged`. `waiting` names the
+    commit's other runs still going when this run had no report: then no verdict is stored, the check stays (or
+    goes back) in progress saying so, unless a run with a report already gave the verdict.
     """
     pull = await pull_store.get_pull(ctx.db, repo, number)
     row = await pull_store.get_manifest(ctx.db, repo, number, head_sha)
@@ -296,6 +304,12 @@ async def judge_pull(ctx: Context, repo: str, number: int, head_sha: str, run_id
         ctx.log.warning("%s#%s: no manifest for %s; verdict skipped", repo, number, head_sha[:7])
         if unjudged is not None:
             unjudged.append(number)
+        return None
+    if waiting and not row.run_id:  # no verdict yet, or a report-less run's
+        async with ctx.db.transaction() as conn:
+            await pull_store.clear_report_less_verdict(conn, repo, number, head_sha)
+        ctx.log.info("%s#%s: run %s had no report; waiting for %s", repo, number, run_id, ", ".join(waiting))
+        await prs.publish_pr_status(ctx, repo, number, head_sha, waiting=waiting_note(run_id, waiting))
         return None
     summary = await health_summary(ctx, repo, head_sha, pull.base_ref, reports.health)
     criteria, link_notes = await prs.linked_criteria(ctx, repo, pull.linked)

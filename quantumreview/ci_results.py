@@ -30,7 +30,7 @@ from quantumreview.analysis.junit import (
 from quantumreview.analysis.pr_render import Annotation, HealthLike
 from quantumreview.analysis.verdict import Verdict
 from quantumreview.errors import ArtifactError, PermissionDenied, RetryLater
-from quantumreview.github_client import is_gone
+from quantumreview.github_client import getitem_or_none, is_gone
 
 REPORT_ARTIFACT = "autoqa-test-report"
 JUNIT_FILE = "autoqa-test-report.xml"
@@ -39,6 +39,8 @@ WANTED_FILES = frozenset({JUNIT_FILE, HEALTH_FILE})
 MAX_SCANNED_ARTIFACTS = 5
 MAX_FINDING_ANNOTATIONS = 500
 PERMISSION_HINT = "the App needs the Actions: read permission on this repository"
+MAX_LISTED_RUNS = 100  # a commit's workflow runs read to find those still running (one page)
+MAX_NAMED_RUNS = 5
 _HUNK = re.compile(r"@@ -[0-9]+(?:,[0-9]+)? \+([0-9]+)(?:,[0-9]+)? @@")
 
 
@@ -252,3 +254,42 @@ def _added_lines(patch: str) -> set[int]:
         elif not text.startswith(("-", "\\")):
             line += 1
     return added
+
+
+# -- other runs of the commit -----------------------------------------------------------------------------------
+
+
+async def pending_runs(gh: Any, repo: str, head_sha: str, run_id: int, attempt: int) -> list[str]:
+    """The commit's other workflow runs still queued or in progress, as "name #id"; [] when none, or when GitHub
+    refuses the list (no Actions: read) or the repository is gone.
+
+    Why: a report-less run (lint) finishing first completed the check "neutral", which passes a required check,
+    so the pull request could be merged before the test workflow had reported. This run's own attempt is left out
+    (the list can lag its completion); a later attempt of it (a re-run) counts.
+    https://docs.github.com/en/rest/actions/workflow-runs#list-workflow-runs-for-a-repository
+    """
+    try:
+        listing = await getitem_or_none(
+            gh, f"/repos/{repo}/actions/runs?head_sha={head_sha}&per_page={MAX_LISTED_RUNS}")
+    except PermissionDenied:
+        return []
+    runs = listing.get("workflow_runs") if listing is not None else None
+    pending: list[str] = []
+    for run in runs if isinstance(runs, list) else []:
+        if not isinstance(run, Mapping) or not isinstance(run.get("id"), int):
+            continue
+        if run.get("status") in (None, "completed"):
+            continue
+        if run["id"] == run_id and int(run.get("run_attempt") or 1) <= attempt:
+            continue
+        name = run.get("name")
+        pending.append(f"{name[:100] if isinstance(name, str) and name else 'run'} #{run['id']}")
+    return pending
+
+
+def waiting_note(run_id: int, pending: Sequence[str]) -> str:
+    """What the check says while it waits for the commit's other runs."""
+    shown = ", ".join(pending[:MAX_NAMED_RUNS]) + (f" and {len(pending) - MAX_NAMED_RUNS} more"
+                                                    if len(pending) > MAX_NAMED_RUNS else "")
+    return (f"run {run_id} had no test report; waiting for the other workflow runs of this commit to finish "
+            f"({shown}): the last one to finish decides")

@@ -176,16 +176,18 @@ async def refresh_manifest(ctx: Context, repo: str, pull: Mapping[str, Any]) -> 
 async def publish_pr_status(
     ctx: Context, repo: str, pr_number: int, head_sha: str, *, failing: Sequence[FailingCaseLike] = (),
     health: HealthLike | Mapping[str, Any] | None = None, annotations: Sequence[Annotation] = (),
+    waiting: str | None = None,
 ) -> None:
     """Show the stored manifest (and verdict, once there is one) in the head's one check run and the PR's comment.
 
     With a verdict, `failing` tests and extra `annotations` (e.g. code-health findings) are annotated once.
+    Without one, `waiting` says which of the commit's runs the check in progress waits for.
     """
     # Why one at a time per pull request: its own job and its CI run's job publish at once; the one that read the
     # stored state first could write last, putting a completed check run back in progress and the verdict away.
     async with ctx.locks("publish", repo, pr_number):
         try:
-            await _publish(ctx, repo, pr_number, head_sha, failing, health, annotations)
+            await _publish(ctx, repo, pr_number, head_sha, failing, health, annotations, waiting)
         except BadRequest as exc:
             if not is_gone(exc):
                 raise
@@ -195,7 +197,8 @@ async def publish_pr_status(
 
 
 async def _publish(ctx: Context, repo: str, pr_number: int, head_sha: str, failing: Sequence[FailingCaseLike],
-                   health: HealthLike | Mapping[str, Any] | None, annotations: Sequence[Annotation]) -> None:
+                   health: HealthLike | Mapping[str, Any] | None, annotations: Sequence[Annotation],
+                   waiting: str | None) -> None:
     row = await store.get_manifest(ctx.db, repo, pr_number, head_sha)
     if row is None:
         ctx.log.info("no manifest for %s#%d at %s: nothing to publish", repo, pr_number, head_sha[:7])
@@ -207,6 +210,8 @@ async def _publish(ctx: Context, repo: str, pr_number: int, head_sha: str, faili
     if row.verdict is not None:
         # CI's notes (expired artifact, unreadable report) sit beside the link problems, deduplicated.
         problems += [str(n) for n in row.verdict.get("notes") or [] if str(n) not in problems]
+    elif waiting is not None and links:
+        problems.insert(0, waiting)
     fields: dict[str, Any]
     notes: list[Annotation] = []
     # Why rendered inside: a note added after rendering pushed rows, and the note saying rows were left out,

@@ -195,6 +195,17 @@ async def save_verdict(
     return cursor.rowcount > 0
 
 
+async def clear_report_less_verdict(conn: aiosqlite.Connection, repo: str, pr_number: int, head_sha: str) -> bool:
+    """Drop the head's verdict when it came from a run without a report (stored as run 0), so the check shows the
+    manifest in progress again while the commit's other runs are still going; False when there was none."""
+    cursor = await conn.execute(
+        "UPDATE manifests SET verdict = NULL, conclusion = NULL, run_id = NULL, run_attempt = NULL, "
+        "run_started_at = NULL WHERE repo = ? AND pr_number = ? AND head_sha = ? AND run_id = 0",
+        (repo, pr_number, head_sha),
+    )
+    return cursor.rowcount > 0
+
+
 async def open_pulls_for_sha(db: Database, repo: str, head_sha: str) -> list[int]:
     """Numbers of the open pull requests whose stored head is this commit."""
     rows = await db.fetchall(

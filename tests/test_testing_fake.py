@@ -394,6 +394,21 @@ async def artifact_location(session: aiohttp.ClientSession, fake: FakeGitHub, to
     return str(headers["Location"])
 
 
+async def test_workflow_runs_are_listed_by_head_sha_and_status_or_conclusion(
+        installed: FakeGitHub, session: aiohttp.ClientSession, token: str) -> None:
+    installed.add_workflow_run(REPO, 60, head_sha="c" * 40, conclusion="failure", started_at=1_800_000_000)
+    installed.add_workflow_run(REPO, 61, head_sha="c" * 40, status="in_progress", name="Tests")
+    installed.add_workflow_run(REPO, 62, head_sha="d" * 40)
+    path = f"/repos/{REPO}/actions/runs?head_sha={'c' * 40}"
+    _, listed, _ = await call(session, installed, "GET", path, token)
+    assert [(r["id"], r["status"], r["conclusion"]) for r in listed["workflow_runs"]] == [
+        (61, "in_progress", None), (60, "completed", "failure")]
+    assert listed["workflow_runs"][1]["run_started_at"] == "2027-01-15T08:00:00Z"
+    for status, ids in (("in_progress", [61]), ("completed", [60]), ("failure", [60]), ("success", [])):
+        _, listed, _ = await call(session, installed, "GET", f"{path}&status={status}", token)
+        assert [r["id"] for r in listed["workflow_runs"]] == ids, status
+
+
 async def test_artifact_zip_redirects_to_a_blob_host_on_another_port(
         installed: FakeGitHub, session: aiohttp.ClientSession, token: str) -> None:
     installed.add_workflow_run(REPO, 55, head_sha="c" * 40, artifacts={"junit": {"report.xml": b"<testsuite/>"}})

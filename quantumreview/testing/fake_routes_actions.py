@@ -20,11 +20,13 @@ async def get_workflow_run(request: web.Request) -> web.Response:
 
 
 async def list_workflow_runs(request: web.Request) -> web.Response:
-    """GET /repos/{owner}/{repo}/actions/runs (head_sha filter; newest first; {total_count, workflow_runs})."""
+    """GET /repos/{owner}/{repo}/actions/runs (head_sha and status filters; newest first; {total_count,
+    workflow_runs}). As GitHub's, `status` matches a run's status or its conclusion."""
     repo = repo_name(request)
-    head_sha = request.query.get("head_sha")
+    head_sha, status = request.query.get("head_sha"), request.query.get("status")
     runs = [run for (name, _), run in state_of(request).workflow_runs.items()
-            if name == repo and (head_sha is None or run.get("head_sha") == head_sha)]
+            if name == repo and (head_sha is None or run.get("head_sha") == head_sha)
+            and (status is None or status in (run.get("status"), run.get("conclusion")))]
     runs.sort(key=lambda run: int(run["id"]), reverse=True)
     return paged_json(request, runs, key="workflow_runs")
 
