@@ -214,12 +214,15 @@ async def list_issues(
     return issues, int(total or 0)
 
 
-async def pulls_linking(db: Database, repo: str, issue_number: int) -> list[PullRow]:
-    """Pull requests (of any repository) whose stored links name this issue, by repository and number."""
+async def pulls_linking(db: Database, repo: str, issue_number: int, *, limit: int,
+                        offset: int = 0) -> list[PullRow]:
+    """One slice of the pull requests (of any repository) whose stored links name this issue, the most recently
+    updated first (then by repository, newest number first)."""
     rows = await db.fetchall(
         "SELECT p.* FROM pr_links l JOIN pull_requests p ON p.repo = l.pr_repo AND p.number = l.pr_number "
-        "WHERE l.issue_repo = ? AND l.issue_number = ? ORDER BY p.repo, p.number",
-        (repo, issue_number),
+        "WHERE l.issue_repo = ? AND l.issue_number = ? ORDER BY p.updated_at DESC, p.repo, p.number DESC "
+        "LIMIT ? OFFSET ?",
+        (repo, issue_number, limit, offset),
     )
     return [pulls.pull_from_row(row) for row in rows]
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
+
 from quantumreview.access import RepoAccess
+from storage.db import Database
 from tests.test_api_support import (
     INSTALLATION,
     OTHER,
@@ -83,12 +86,39 @@ async def test_linked_pulls_of_repositories_the_user_cannot_reach_are_hidden(mai
     await add_checklist(db, 7, ["pending"])
     await add_pull(db, 3, repo=OTHER, links=[("OCTO/Widgets", 7)])
     await add_pull(db, 20, links=[(REPO, 7)])
+    await db.execute("UPDATE pull_requests SET updated_at = number")  # the most recently updated first
     _status, mona = await maintainer.get(f"/api/repos/{REPO}/issues/7")
     assert [(p["repo"], p["number"]) for p in mona["linked_pulls"]] == [(REPO, 20)]
     both = await sign_in(maintainer.client, 5, "octocat", [RepoAccess(REPO, INSTALLATION, "push"),
                                                            RepoAccess(OTHER.upper(), 99, "pull")])
     _status, octocat = await both.get(f"/api/repos/{REPO}/issues/7")
-    assert [(p["repo"], p["number"]) for p in octocat["linked_pulls"]] == [(OTHER, 3), (REPO, 20)]
+    assert [(p["repo"], p["number"]) for p in octocat["linked_pulls"]] == [(REPO, 20), (OTHER, 3)]
+
+
+async def add_linking_pulls(db: Database, repo: str, numbers: range, issue: int) -> None:
+    """Pull requests #n of `repo` linking REPO#issue, each updated at n (so the highest is the most recent)."""
+    async with db.transaction() as conn:
+        await conn.executemany(
+            "INSERT INTO pull_requests (repo, number, installation_id, title, updated_at) VALUES (?, ?, 1, 't', ?)",
+            [(repo, n, n) for n in numbers])
+        await conn.executemany(
+            "INSERT INTO pr_links (issue_repo, issue_number, pr_repo, pr_number) VALUES (?, ?, ?, ?)",
+            [(REPO, issue, repo, n) for n in numbers])
+
+
+@pytest.mark.parametrize(("visible", "shown", "truncated"), [(100, 100, False), (101, 100, True), (250, 100, True)])
+async def test_linked_pulls_are_capped_most_recent_first_and_say_when_more_exist(
+        maintainer: Api, visible: int, shown: int, truncated: bool) -> None:
+    db = database(maintainer)
+    await add_checklist(db, 7, ["pending"])
+    await add_linking_pulls(db, REPO, range(1, visible + 1), 7)
+    await add_linking_pulls(db, OTHER, range(1, 400, 2), 7)  # interleaved, and hidden from mona (OA-14)
+    status, body = await maintainer.get(f"/api/repos/{REPO}/issues/7")
+    assert status == 200
+    # Before: every linking pull request, however many, and no word of a cap.
+    assert [(p["repo"], p["number"]) for p in body["linked_pulls"]] == [
+        (REPO, n) for n in range(visible, visible - shown, -1)]
+    assert body["linked_pulls_truncated"] is truncated
 
 
 async def test_issue_without_checklist_is_404(maintainer: Api) -> None:

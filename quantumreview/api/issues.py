@@ -12,9 +12,12 @@ from quantumreview.api.errors import iso, not_found, paginated, parse_choice, pa
 from quantumreview.api.guard import github_name, managed_repo
 from quantumreview.api.jobs import accept_job
 from storage import checklists, dashboard
+from storage.db import Database
 from storage.pulls import PullRow
 
 REGENERATE_EVENT = "quantumreview.regenerate_checklist"
+# Why a cap: any number of pull requests may link one issue, and the answer held every one of them.
+LINKED_PULLS_MAX = 100
 
 routes = web.RouteTableDef()
 
@@ -39,6 +42,21 @@ def pull_link_json(pull: PullRow, repo: str) -> dict[str, Any]:
             "merged": pull.merged, "flagged_for_merge": pull.flagged_by is not None}
 
 
+async def visible_linking_pulls(db: Database, repo: str, number: int,
+                                reachable: set[str]) -> tuple[list[PullRow], bool]:
+    """The first LINKED_PULLS_MAX pull requests linking the issue whose repository (lower case) is in `reachable`,
+    most recently updated first, and whether more exist; read a slice at a time, as they are filtered here."""
+    found: list[PullRow] = []
+    offset, size = 0, LINKED_PULLS_MAX + 1
+    while len(found) <= LINKED_PULLS_MAX:
+        batch = await dashboard.pulls_linking(db, repo, number, limit=size, offset=offset)
+        found += [pull for pull in batch if pull.repo.lower() in reachable]
+        if len(batch) < size:
+            break
+        offset += size
+    return found[:LINKED_PULLS_MAX], len(found) > LINKED_PULLS_MAX
+
+
 @routes.get("/api/repos/{owner}/{repo}/issues/{number}")
 async def get_issue(request: web.Request) -> web.Response:
     """The issue's checklist: live items with status, retired IDs and the pull requests that link it."""
@@ -52,7 +70,7 @@ async def get_issue(request: web.Request) -> web.Response:
     # Why filtered: a pull request of a repository the user cannot reach may link this issue; its title, state
     # and flag are not theirs to see (OA-14), as GitHub hides such cross-references.
     reachable = {a.repo.lower() for a in await access.managed_repositories(request, user)} | {repo.repo.lower()}
-    pulls = [pull for pull in await dashboard.pulls_linking(db, repo.repo, number) if pull.repo.lower() in reachable]
+    pulls, more = await visible_linking_pulls(db, repo.repo, number, reachable)
     # Why: this repository's pulls may still be stored under an old name (see guard.managed_repo).
     named = {repo.repo.lower(): github_name(request)}
     progress = {status: sum(item.status == status for item in items) for status in checklists.STATUSES}
@@ -63,6 +81,7 @@ async def get_issue(request: web.Request) -> web.Response:
         "items": [{"tid": i.tid, "text": i.text, "detail": i.detail, "status": i.status} for i in items],
         "retired_ids": [{"tid": tid, "text": text} for tid, text in sorted(retired.items())],
         "linked_pulls": [pull_link_json(pull, named.get(pull.repo.lower(), pull.repo)) for pull in pulls],
+        "linked_pulls_truncated": more,
     })
 
 

@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from quantumreview.api.errors import INT_MAX, PAGE_MAX, PER_PAGE_DEFAULT, PER_PAGE_MAX
+from quantumreview.api.issues import LINKED_PULLS_MAX
 
 PATH = "/api/openapi.json"
 SESSION_COOKIE = "quantum_session"
@@ -77,7 +78,11 @@ SCHEMAS: dict[str, Schema] = {
                   "items": {"type": "array", "items": obj({"tid": STR, "text": STR, "detail": STR,
                                                            "status": STATUS})},
                   "retired_ids": {"type": "array", "items": obj({"tid": STR, "text": STR})},
-                  "linked_pulls": {"type": "array", "items": ref("LinkedPull")}}),
+                  "linked_pulls": {"type": "array", "items": ref("LinkedPull"), "maxItems": LINKED_PULLS_MAX,
+                                   "description": f"pull requests linking the issue that you may see, the most "
+                                                  f"recently updated first, at most {LINKED_PULLS_MAX}"},
+                  "linked_pulls_truncated": {**BOOL, "description": "true when more pull requests link the issue "
+                                                                    "than linked_pulls holds"}}),
     "Verdict": obj({"conclusion": nullable(STR), "passed": COUNT, "failed": COUNT, "skipped": COUNT,
                     "missing": COUNT}),
     "Criterion": obj({"repo": STR, "issue_number": INT, "tid": STR, "text": STR, "tests": COUNT,
