@@ -147,8 +147,47 @@ async def repo_counts(db: Database, repos: Sequence[str]) -> dict[str, RepoCount
                              issue_counts.get(repo, (0, 0))[1]) for repo in repos}
 
 
-async def health_history(db: Database, repo: str, *, limit: int = HEALTH_TREND_POINTS) -> list[HealthPoint]:
-    """The repository's latest code-health scores, newest first, leaving out forks' ("owner:branch")."""
+# Why these names: without pull requests to say which branch is the base, the conventional default branches.
+CONVENTIONAL_DEFAULTS = ("main", "master")
+
+
+async def trend_branch(db: Database, repo: str) -> str | None:
+    """The branch the repository's health trend follows, its default branch as best the rows tell (None when no
+    stored score names a branch).
+
+    No default branch is stored for a repository, so: the base branch most of its stored pull requests target
+    (ties: the most recently updated), which is also the branch each pull request's score is compared with; else,
+    of the branches its scores were kept under (forks' left out), main, then master, then the one with the most
+    scores (ties: the newest).
+    """
+    row = await db.fetchone(
+        "SELECT base_ref FROM pull_requests WHERE repo = ? AND base_ref IS NOT NULL AND base_ref != '' "
+        "GROUP BY base_ref ORDER BY count(*) DESC, max(updated_at) DESC LIMIT 1",
+        (repo,),
+    )
+    if row is not None:
+        return str(row[0])
+    row = await db.fetchone(
+        "SELECT branch FROM health_scores WHERE repo = ? AND branch IS NOT NULL AND instr(branch, ':') = 0 "
+        "GROUP BY branch ORDER BY branch = ? DESC, branch = ? DESC, count(*) DESC, max(at) DESC LIMIT 1",
+        (repo, *CONVENTIONAL_DEFAULTS),
+    )
+    return None if row is None else str(row[0])
+
+
+async def health_history(db: Database, repo: str, *, branch: str | None,
+                         limit: int = HEALTH_TREND_POINTS) -> list[HealthPoint]:
+    """The repository's latest code-health scores on `branch` (see trend_branch), newest first; with None, every
+    score kept under no branch or one of its own (forks' ("owner:branch") left out)."""
+    if branch is not None:
+        # Why one branch: a feature branch's or a pull request's score measures that work, not the repository, and
+        # mixed in, the trend zig-zagged between them.
+        rows = await db.fetchall(
+            "SELECT score, head_sha, branch, counts, at FROM health_scores WHERE repo = ? AND branch = ? "
+            "ORDER BY at DESC, id DESC LIMIT ?",
+            (repo, branch, limit),
+        )
+        return [_health(row) for row in rows]
     # Why: a fork pull request's score measures the fork's code; git forbids ':' in branch names, so only
     # scores kept for a fork (9d5c10d) hold one.
     rows = await db.fetchall(

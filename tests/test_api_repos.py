@@ -11,6 +11,7 @@ from aiohttp.test_utils import TestClient
 
 from quantumreview import keys
 from quantumreview.access import RepoAccess
+from storage.db import Database
 from tests.test_api_support import (
     INSTALLATION,
     OTHER,
@@ -102,7 +103,7 @@ async def test_repo_detail_has_installation_counts_and_health_trend(maintainer: 
 async def test_repo_detail_without_health_has_no_latest_score(maintainer: Api) -> None:
     status, body = await maintainer.get(f"/api/repos/{REPO}")
     assert status == 200
-    assert body["health"] == {"latest": None, "change": None, "trend": []}
+    assert body["health"] == {"branch": None, "latest": None, "change": None, "trend": []}
     assert body["installation"] is None
 
 
@@ -154,3 +155,61 @@ async def test_repo_health_trend_leaves_out_fork_pull_requests_scores(maintainer
     assert status == 200
     assert (body["health"]["latest"]["score"], body["health"]["change"]) == (80, 10)
     assert [p["score"] for p in body["health"]["trend"]] == [70, 80]
+
+
+FEATURE_SCORES = ((20, "f1", 150.0, "feature"), (30, "f2", 250.0, "12-topic"), (25, "f3", 350.0, "feature"))
+
+
+async def add_scores(db: Database, main: str = "main") -> None:
+    """Scores 70, 80, 75 on `main` at 100, 200, 300 and feature branches' scores in between and after."""
+    for score, sha, at in ((70, "a", 100.0), (80, "b", 200.0), (75, "c", 300.0)):
+        await add_health(db, score, sha, at, branch=main)
+    for score, sha, at, branch in FEATURE_SCORES:
+        await add_health(db, score, sha, at, branch=branch)
+
+
+async def test_repo_health_trend_follows_the_branch_pull_requests_target_not_feature_branches(
+        maintainer: Api) -> None:
+    db = database(maintainer)
+    await add_scores(db)
+    await add_pull(db, 5, head_sha="f3")  # feature → main
+    status, body = await maintainer.get(f"/api/repos/{REPO}")
+    assert status == 200
+    # Before: the trend was [70, 20, 80, 30, 75, 25], latest the feature branch's 25 and change -50.
+    assert body["health"]["branch"] == "main"
+    assert [p["score"] for p in body["health"]["trend"]] == [70, 80, 75]
+    assert (body["health"]["latest"]["score"], body["health"]["change"]) == (75, -5)
+    status, pull = await maintainer.get(f"/api/repos/{REPO}/prs/5")  # a pull request's score stays its own
+    assert (status, pull["health"]["score"], pull["health"]["branch"]) == (200, 25, "feature")
+
+
+async def test_repo_health_trend_follows_the_base_most_pull_requests_target(maintainer: Api) -> None:
+    db = database(maintainer)
+    await add_scores(db, main="develop")
+    await add_health(db, 99, "m", 400.0, branch="main")
+    for number in (5, 6):
+        await add_pull(db, number)
+    await db.execute("UPDATE pull_requests SET base_ref = 'develop'")
+    await add_pull(db, 7)  # one targets main
+    _status, body = await maintainer.get(f"/api/repos/{REPO}")
+    assert body["health"]["branch"] == "develop"
+    assert [p["score"] for p in body["health"]["trend"]] == [70, 80, 75]
+
+
+@pytest.mark.parametrize(("main", "expected"), [("master", "master"), ("trunk", "trunk")])
+async def test_without_pull_requests_the_trend_follows_main_master_or_the_most_scored_branch(
+        maintainer: Api, main: str, expected: str) -> None:
+    db = database(maintainer)
+    await add_scores(db, main=main)
+    _status, body = await maintainer.get(f"/api/repos/{REPO}")
+    assert body["health"]["branch"] == expected
+    assert [p["score"] for p in body["health"]["trend"]] == [70, 80, 75]
+
+
+async def test_scores_kept_without_a_branch_still_make_the_trend(maintainer: Api) -> None:
+    db = database(maintainer)
+    for score, at in ((60, 100.0), (65, 200.0)):
+        await db.execute("INSERT INTO health_scores (repo, head_sha, branch, score, counts, at) "
+                         "VALUES (?, 'x', NULL, ?, '{}', ?)", (REPO, score, at))
+    _status, body = await maintainer.get(f"/api/repos/{REPO}")
+    assert (body["health"]["branch"], [p["score"] for p in body["health"]["trend"]]) == (None, [60, 65])

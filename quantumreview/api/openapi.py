@@ -38,6 +38,9 @@ BOOL: Schema = {"type": "boolean"}
 TIME: Schema = {"type": "string", "format": "date-time"}
 ANY_OBJECT: Schema = {"type": "object"}
 STATUS: Schema = {"type": "string", "enum": ["pending", "passed", "failed", "skipped", "missing"]}
+TREND_BRANCH = ("the branch the health trend follows: the default branch as far as the stored rows tell (the base "
+                "branch most pull requests target, else main, master, or the branch with the most scores); null "
+                "when no score names a branch, and then every score but forks' is shown")
 # Why both: `issues` always counted closed issues too, and a client may rely on that total.
 ISSUE_COUNTS: dict[str, Schema] = {
     "issues": {**COUNT, "description": "issues with a checklist, open and closed"},
@@ -65,7 +68,8 @@ SCHEMAS: dict[str, Schema] = {
     "Health": HEALTH,
     "Repo": obj({"repo": STR, "permission": STR, "installation": nullable(ref("Installation")),
                  "installation_id": INT, **ISSUE_COUNTS, "open_pulls": COUNT,
-                 "health": obj({"latest": nullable(ref("Health")), "change": nullable(INT),
+                 "health": obj({"branch": {**nullable(STR), "description": TREND_BRANCH},
+                                "latest": nullable(ref("Health")), "change": nullable(INT),
                                 "trend": {"type": "array", "items": ref("Health")}})}),
     "InstallUrl": obj({"url": {"type": "string", "format": "uri"}, "installation_id": INT}),
     "Progress": PROGRESS,

@@ -42,11 +42,12 @@ def health_json(point: dashboard.HealthPoint | None) -> dict[str, Any] | None:
             "at": iso(point.at)}
 
 
-def health_summary(history: list[dashboard.HealthPoint]) -> dict[str, Any]:
-    """Latest score, the change since the one before, and the recent scores oldest first."""
+def health_summary(history: list[dashboard.HealthPoint], branch: str | None) -> dict[str, Any]:
+    """The branch followed, its latest score, the change since the one before, and its recent scores oldest
+    first."""
     latest = history[0] if history else None
     change = history[0].score - history[1].score if len(history) > 1 else None
-    return {"latest": health_json(latest), "change": change,
+    return {"branch": branch, "latest": health_json(latest), "change": change,
             "trend": [health_json(point) for point in reversed(history)]}
 
 
@@ -57,7 +58,8 @@ async def get_repo(request: web.Request) -> web.Response:
     db = request.app[keys.db]
     installation = await get_installation(db, repo.installation_id)
     counts = (await dashboard.repo_counts(db, [repo.repo]))[repo.repo]
-    history = await dashboard.health_history(db, repo.repo)
+    branch = await dashboard.trend_branch(db, repo.repo)
+    history = await dashboard.health_history(db, repo.repo, branch=branch)
     return web.json_response({
         "repo": github_name(request), "permission": repo.permission,
         "installation": None if installation is None else {
@@ -67,7 +69,7 @@ async def get_repo(request: web.Request) -> web.Response:
         },
         "installation_id": repo.installation_id,
         "issues": counts.issues, "open_issues": counts.open_issues, "open_pulls": counts.open_pulls,
-        "health": health_summary(history),
+        "health": health_summary(history, branch),
     })
 
 
