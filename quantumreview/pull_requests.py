@@ -23,6 +23,7 @@ from quantumreview.analysis.paths import classify_file
 from quantumreview.analysis.pr_render import (
     MARKER,
     MAX_CHECK_CHARS,
+    MAX_TITLE,
     Annotation,
     CheckOutput,
     FailingCaseLike,
@@ -34,8 +35,10 @@ from quantumreview.analysis.pr_render import (
     render_verdict_check,
 )
 from quantumreview.analysis.verdict import Conclusion, CriterionResult, Verdict
+from quantumreview.ci_results import REPORT_ARTIFACT
 from quantumreview.comments import upsert_comment
 from quantumreview.context import Context
+from quantumreview.errors import PermissionDenied
 from quantumreview.github_client import getitem_or_none, is_gone
 from storage import checklists as checklist_store
 from storage import installations as installation_store
@@ -50,6 +53,10 @@ MAX_PATCH_TOTAL = 32 * 1024 * 1024
 MAX_PROBLEMS = 20
 ANNOTATIONS_DIGEST_PREFIX = "quantumreview-annotations:"
 OTHER_APPS_RUN = "can only be modified by the GitHub App that created it"  # GitHub's 403 for another App's run
+# Where the README shows the workflow step that uploads the report (linked from the "no CI workflow" check).
+REPORT_UPLOAD_HELP = "https://github.com/quantumreview/quantumreview#how-it-works"
+NO_CI_NOTE = (f"> No CI workflow in this repository: these tests will not be run for the criteria; [add one that "
+              f"uploads the report]({REPORT_UPLOAD_HELP}).")
 
 
 async def fetch_pull(ctx: Context, repo: str, number: int) -> dict[str, Any] | None:
@@ -227,6 +234,10 @@ async def _publish(ctx: Context, repo: str, pr_number: int, head_sha: str, faili
     elif not links:
         output = with_problems(render_no_links_check(), problems)
         fields = {"status": "completed", "conclusion": "neutral"}
+    elif await _without_ci(ctx, repo, pr_number, head_sha, row):
+        output = no_ci_check(manifest, links, notes=shown_problems)
+        fields = {"status": "completed", "conclusion": "neutral"}
+        shown_problems = [NO_CI_NOTE, "", *shown_problems]
     else:
         output, fields = render_manifest_check(manifest, links, notes=shown_problems), {"status": "in_progress"}
     await upsert_check_run(ctx, repo, pr_number, head_sha, row.check_run_id, fields, output, notes)
@@ -242,6 +253,54 @@ async def _publish(ctx: Context, repo: str, pr_number: int, head_sha: str, faili
     if comment_id != known:
         async with ctx.db.transaction() as conn:
             await store.set_pull_comment_id(conn, repo, pr_number, comment_id)
+
+
+async def _without_ci(ctx: Context, repo: str, pr_number: int, head_sha: str, row: store.ManifestRow) -> bool:
+    """Whether the repository had no Actions workflow when the head's check was first to wait for CI.
+
+    Why: no run would ever complete it, and a check left in progress for good blocks a required check. GitHub is
+    asked once per head (the answer is kept with its manifest), not at each comment update.
+    """
+    found = row.ci_workflows
+    if found is None:
+        found = await workflows_found(ctx, repo)
+        async with ctx.db.transaction() as conn:
+            await store.set_ci_workflows(conn, repo, pr_number, head_sha, found)
+    return found == "none"
+
+
+async def workflows_found(ctx: Context, repo: str) -> str:
+    """"none" when the repository has no Actions workflow, "some", or "unknown" when GitHub refuses to say (no
+    Actions: read: the check then waits for CI as before).
+
+    https://docs.github.com/en/rest/actions/workflows#list-repository-workflows
+    """
+    try:
+        listing = await ctx.gh.getitem(f"/repos/{repo}/actions/workflows?per_page=1")
+    except PermissionDenied as exc:
+        ctx.log.info("%s: cannot list its workflows (%s); the check waits for CI", repo, exc)
+        return "unknown"
+    total = listing.get("total_count") if isinstance(listing, dict) else None
+    if not isinstance(total, int):
+        return "unknown"
+    return "none" if total == 0 else "some"
+
+
+def no_ci_check(manifest: Manifest, links: Sequence[IssueLink], *, notes: Sequence[str]) -> CheckOutput:
+    """The manifest check, concluded neutral, for a repository without any CI workflow: says so, shows what the
+    diff's tests cover, and how to have CI upload the report."""
+    lines = [
+        "**No CI workflow in this repository**: GitHub Actions lists none, so no test report will come and this "
+        "check is concluded `neutral` instead of waiting for one. Below is what the diff alone shows: the tests "
+        "this pull request adds or changes for each criterion. None of them has been run.",
+        "",
+        "To have each criterion judged, add a workflow that runs the tests and uploads their JUnit report as the "
+        f"`{REPORT_ARTIFACT}` artifact: the step is in [the README]({REPORT_UPLOAD_HELP}).",
+        "",
+    ]
+    output = render_manifest_check(manifest, links, notes=[*lines, *notes])
+    return CheckOutput(_clip(f"No CI workflow: {output.title[:1].lower()}{output.title[1:]}", MAX_TITLE),
+                       output.summary, output.text)
 
 
 async def upsert_check_run(

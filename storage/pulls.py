@@ -195,6 +195,15 @@ async def save_verdict(
     return cursor.rowcount > 0
 
 
+async def set_ci_workflows(conn: aiosqlite.Connection, repo: str, pr_number: int, head_sha: str, found: str) -> None:
+    """Remember whether the head's repository had Actions workflows when its check was first published: "none"
+    (the check was concluded neutral, as no CI will report), "some", or "unknown" (GitHub refused to list them)."""
+    await conn.execute(
+        "UPDATE manifests SET ci_workflows = ? WHERE repo = ? AND pr_number = ? AND head_sha = ?",
+        (found, repo, pr_number, head_sha),
+    )
+
+
 async def clear_report_less_verdict(conn: aiosqlite.Connection, repo: str, pr_number: int, head_sha: str) -> bool:
     """Drop the head's verdict when it came from a run without a report (stored as run 0), so the check shows the
     manifest in progress again while the commit's other runs are still going; False when there was none."""

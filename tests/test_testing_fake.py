@@ -394,6 +394,23 @@ async def artifact_location(session: aiohttp.ClientSession, fake: FakeGitHub, to
     return str(headers["Location"])
 
 
+async def test_a_repository_lists_one_ci_workflow_unless_told_otherwise(
+        installed: FakeGitHub, session: aiohttp.ClientSession, token: str) -> None:
+    status, listed, _ = await call(session, installed, "GET", f"/repos/{REPO}/actions/workflows", token)
+    assert status == 200 and listed["total_count"] == 1
+    [workflow] = listed["workflows"]
+    assert {"id", "node_id", "name", "path", "state", "url", "html_url", "badge_url", "created_at",
+            "updated_at"} <= set(workflow)  # the fields GitHub's schema requires
+    assert (workflow["id"], workflow["name"], workflow["state"]) == (1, "CI", "active")
+    installed.set_workflows(REPO, ["Tests", "Lint"])
+    _, listed, _ = await call(session, installed, "GET", f"/repos/{REPO}/actions/workflows?per_page=1", token)
+    assert listed["total_count"] == 2 and [w["name"] for w in listed["workflows"]] == ["Tests"]
+    installed.set_workflows(REPO, [])
+    _, listed, _ = await call(session, installed, "GET", f"/repos/{REPO}/actions/workflows", token)
+    assert listed == {"total_count": 0, "workflows": []}
+    assert installed.contract_violations == []
+
+
 async def test_workflow_runs_are_listed_by_head_sha_and_status_or_conclusion(
         installed: FakeGitHub, session: aiohttp.ClientSession, token: str) -> None:
     installed.add_workflow_run(REPO, 60, head_sha="c" * 40, conclusion="failure", started_at=1_800_000_000)

@@ -231,6 +231,11 @@ class FakeGitHub:
                                            artifacts=artifacts, expired=expired, declared_sizes=declared_sizes,
                                            status=status, started_at=started_at, name=name)
 
+    def set_workflows(self, repo: str, names: Sequence[str]) -> list[dict[str, Any]]:
+        """Give the repository exactly these Actions workflows, by name; [] makes a repository without CI. A
+        repository never set has one, "CI"."""
+        return self.state.set_workflows(repo, names)
+
     def artifact_id(self, repo: str, run_id: int, name: str) -> int:
         """Return the id of the run's artifact called name."""
         for artifact_id in self.state.run_artifacts.get((repo, run_id), []):

@@ -31,6 +31,11 @@ async def list_workflow_runs(request: web.Request) -> web.Response:
     return paged_json(request, runs, key="workflow_runs")
 
 
+async def list_repo_workflows(request: web.Request) -> web.Response:
+    """GET /repos/{owner}/{repo}/actions/workflows (paginated, {total_count, workflows})."""
+    return paged_json(request, state_of(request).repo_workflows(repo_name(request)), key="workflows")
+
+
 async def list_run_artifacts(request: web.Request) -> web.Response:
     """GET /repos/{owner}/{repo}/actions/runs/{run_id}/artifacts (paginated, {total_count, artifacts})."""
     state = state_of(request)
@@ -113,6 +118,7 @@ async def stream_blob(request: web.Request, state: FakeState, artifact_id: int, 
 
 
 ROUTES = (
+    Route("GET", "/repos/{owner}/{repo}/actions/workflows", list_repo_workflows, auth="token"),
     Route("GET", "/repos/{owner}/{repo}/actions/runs", list_workflow_runs, auth="token"),
     Route("GET", "/repos/{owner}/{repo}/actions/runs/{run_id}", get_workflow_run, auth="token"),
     Route("GET", "/repos/{owner}/{repo}/actions/runs/{run_id}/artifacts", list_run_artifacts, auth="token"),

@@ -121,6 +121,23 @@ def pull_file_json(repo: str, head_sha: str, raw: Mapping[str, Any], *, api: str
     return entry
 
 
+def workflow_json(repo: str, workflow_id: int, name: str, path: str, *, now: float, api: str,
+                  web: str) -> dict[str, Any]:
+    """Return an Actions workflow object, as GitHub's list of a repository's workflows gives it."""
+    return {
+        "id": workflow_id,
+        "node_id": node_id("W", workflow_id),
+        "name": name,
+        "path": path,
+        "state": "active",
+        "created_at": iso(now),
+        "updated_at": iso(now),
+        "url": f"{api}/repos/{repo}/actions/workflows/{workflow_id}",
+        "html_url": f"{web}/{repo}/blob/main/{path}",
+        "badge_url": f"{web}/{repo}/workflows/{name}/badge.svg",
+    }
+
+
 def zip_bytes(files: Mapping[str, bytes]) -> bytes:
     """Return a real zip archive holding files (name -> content)."""
     buffer = io.BytesIO()

@@ -96,6 +96,8 @@ class FakeState:
     check_runs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     check_run_annotations: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     workflow_runs: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
+    # repo -> its Actions workflows; a repository left out has one, "CI" (see repo_workflows)
+    workflows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     artifacts: dict[int, Artifact] = field(default_factory=dict)
     run_artifacts: dict[tuple[str, int], list[int]] = field(default_factory=dict)
     blob_scripts: dict[int, BlobScript] = field(default_factory=dict)
@@ -317,6 +319,21 @@ class FakeState:
                                          declared_size=declared_sizes.get(name)))
         self.run_artifacts[(repo, run_id)] = ids
         return run
+
+    def repo_workflows(self, repo: str) -> list[dict[str, Any]]:
+        """The repository's workflows: those set for it, else one named "CI" (id 1, as add_workflow_run's runs)."""
+        if repo in self.workflows:
+            return self.workflows[repo]
+        return [shapes.workflow_json(repo, 1, "CI", ".github/workflows/ci.yml", now=self.clock(), api=self.api_url,
+                                     web=self.web_url)]
+
+    def set_workflows(self, repo: str, names: Sequence[str]) -> list[dict[str, Any]]:
+        """Give the repository exactly these workflows (none: a repository without CI)."""
+        self.workflows[repo] = [
+            shapes.workflow_json(repo, self.next_id(), name, f".github/workflows/{name.lower().replace(' ', '-')}.yml",
+                                 now=self.clock(), api=self.api_url, web=self.web_url)
+            for name in names]
+        return self.workflows[repo]
 
     def add_artifact(
         self, repo: str, run: Mapping[str, Any], name: str, files: Mapping[str, bytes], *, expired: bool,
