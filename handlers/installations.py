@@ -24,6 +24,18 @@ async def _sync_all_repositories(ctx: Context, installation_id: int) -> None:
         await store.replace_repositories(conn, installation_id, repos, time.time())
 
 
+def _note_app(event: sansio.Event, ctx: Context) -> None:
+    """Tell the GitHub client which App GitHub says sent this webhook (`installation.app_id`).
+
+    Why: credentials of another App get 404 for every installation, as an uninstall does; knowing the App of
+    the installations, a token mint's 404 marks one deleted only if the credentials are that App's.
+    """
+    note = getattr(ctx.github, "note_webhook_app_id", None)
+    installation = event.data.get("installation")
+    if callable(note) and isinstance(installation, dict):
+        note(installation.get("app_id"))
+
+
 def _ignore_late_event(event: sansio.Event, ctx: Context) -> None:
     """Log an event for a deleted installation, which changed nothing (a reinstall gets a new id)."""
     ctx.log.info("ignored a late %s.%s for deleted installation %s", event.event, event.data.get("action"),
@@ -36,6 +48,7 @@ def _ignore_late_event(event: sansio.Event, ctx: Context) -> None:
 async def record_installation(event: sansio.Event, ctx: Context) -> None:
     """Store the installation (and, on creation, its repositories); unsuspending lets waiting jobs run."""
     installation: dict[str, Any] = event.data["installation"]
+    _note_app(event, ctx)
     now = time.time()
     async with ctx.db.transaction() as conn:
         installation_id = await store.upsert_installation(conn, installation, now)
@@ -61,6 +74,7 @@ async def record_installation(event: sansio.Event, ctx: Context) -> None:
 async def forget_installation(event: sansio.Event, ctx: Context) -> None:
     """Hide the installation's repositories and cancel its queued jobs: nothing calls GitHub for it again."""
     installation = event.data["installation"]
+    _note_app(event, ctx)
     installation_id = int(installation["id"])
     repos = await store.active_repositories(ctx.db, installation_id)
     for repo in repos:
@@ -89,6 +103,7 @@ async def _listed_active(ctx: Context, installation_id: int) -> bool:
 async def suspend_installation(event: sansio.Event, ctx: Context) -> None:
     """Mark the installation suspended: its jobs wait until `unsuspend`."""
     installation = event.data["installation"]
+    _note_app(event, ctx)
     # Why ask GitHub: a `suspend` delivered after its `unsuspend` (deliveries are not ordered; the redelivery sweep
     # resends failed ones days later) held the installation's jobs for good, as nothing would unsuspend it again.
     if await _listed_active(ctx, int(installation["id"])):
@@ -106,6 +121,7 @@ async def suspend_installation(event: sansio.Event, ctx: Context) -> None:
 async def update_repositories(event: sansio.Event, ctx: Context) -> None:
     """Follow repositories added to or removed from the installation."""
     installation = event.data["installation"]
+    _note_app(event, ctx)
     now = time.time()
     async with ctx.db.transaction() as conn:
         installation_id = await store.upsert_installation(conn, installation, now)

@@ -4,7 +4,9 @@ Everything shares the session passed in (the app owns it via cleanup_ctx), one E
 one rate-limit gate and one token cache. Retry and rate-limit rules: see quantumreview.github_client.
 "Installation gone" rule: minting a token answers 404 → InstallationDeleted, an InstallationGone (so every call
 of a removed installation ends that way); a suspended installation (mint 403) → InstallationSuspendedByGitHub;
-each only once GET /app/installations/{id} agrees. For other 404s a handler opts in with `gone_when_missing()`.
+each only once GET /app/installations/{id} agrees, and a 404 only once the credentials are shown to be the App of
+this server's installations (quantumreview.credentials_mismatch: another App's credentials get 404 for all of them).
+For other 404s a handler opts in with `gone_when_missing()`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import gidgethub
 from cachetools import LRUCache
 
 from quantumreview import github_artifacts as artifacts
+from quantumreview.credentials_mismatch import CredentialsCheck
 from quantumreview.errors import InstallationDeleted, InstallationSuspendedByGitHub, RetryLater
 from quantumreview.github_auth import AppJWT, InstallationToken, TokenCache, load_rsa_key, parse_expires_at
 from quantumreview.github_client import (
@@ -46,6 +49,8 @@ DEFAULT_WEB_URL = "https://github.com"
 ETAG_CACHE_SIZE = 2000
 # After a token mint's 404 or 403 that GitHub's installation record does not confirm: try again this much later.
 MINT_RECHECK = 60.0
+# After a 404 while the credentials look like another App's: an operator has to change them, so wait longer.
+CREDENTIALS_RECHECK = 600.0
 
 
 def default_user_agent() -> str:
@@ -87,6 +92,8 @@ class GitHubApp:
             max_response_bytes=max_response_bytes,
             cache=LRUCache(maxsize=etag_cache_size) if etag_cache_size > 0 else None)
         self._tokens = TokenCache(self._mint_token, clock)
+        self._credentials = CredentialsCheck(self.app_id)
+        self._described = ""
         self._oauth = OAuthClient(session=session, web_url=web_url.rstrip("/"), api_url=api_url.rstrip("/"),
                                   client_id=oauth_client_id,
                                   client_secret=oauth_client_secret, user_agent=self._transport.user_agent,
@@ -99,6 +106,7 @@ class GitHubApp:
 
     def for_installation(self, installation_id: int) -> InstallationAPI:
         """Return a client authenticated as the installation (tokens come from the shared cache)."""
+        self._credentials.asked(int(installation_id))
         return InstallationAPI(self._transport, self._tokens, int(installation_id))
 
     def as_app(self) -> GitHubClient:
@@ -111,7 +119,18 @@ class GitHubApp:
 
     async def installation_token(self, installation_id: int) -> str:
         """Return a live installation token (cached; at most one mint at a time per installation)."""
+        self._credentials.asked(int(installation_id))
         return await self._tokens.get(int(installation_id))
+
+    @property
+    def credentials_problem(self) -> str | None:
+        """Why the App credentials look like another App's (logged once), or None; for the operator's view."""
+        return self._credentials.problem
+
+    def note_webhook_app_id(self, app_id: object) -> None:
+        """Tell the App id GitHub put on a webhook this server received (`installation.app_id`): a 404 for an
+        installation then counts as deleted only if the credentials are that App's."""
+        self._credentials.note_webhook_app(app_id)
 
     async def aclose(self) -> None:
         """Forget cached tokens and cancel mints in flight (the session belongs to the caller and stays open)."""
@@ -141,6 +160,7 @@ class GitHubApp:
         if not isinstance(token, str) or not token or expires_at is None or expires_at <= self._clock():
             raise RetryLater(f"installation {installation_id}: GitHub's token response holds no usable token "
                              "(token or expires_at missing, unreadable or past)")
+        self._credentials.reached(installation_id)
         return InstallationToken(value=token, expires_at=expires_at)
 
     async def _confirm_lost(self, installation_id: int, status: int) -> None:
@@ -150,16 +170,49 @@ class GitHubApp:
             found: Any = await self.as_app().getitem(f"/app/installations/{installation_id}")
         except gidgethub.BadRequest as exc:
             if int(exc.status_code) == 404:
-                raise InstallationDeleted(f"installation {installation_id} no longer exists",
-                                          installation_id=installation_id) from None
+                await self._confirm_deleted(installation_id)
             raise RetryLater(f"installation {installation_id}: token mint answered {status}, and reading the "
                              f"installation answered {int(exc.status_code)}", at=self._clock() + MINT_RECHECK) from None
+        self._credentials.reached(installation_id)
         suspended = isinstance(found, dict) and bool(found.get("suspended_at"))
         if status == 403 and suspended:
             raise InstallationSuspendedByGitHub(f"installation {installation_id} is suspended",
                                                 installation_id=installation_id)
         raise RetryLater(f"installation {installation_id}: token mint answered {status}, but GitHub lists the "
                          f"installation as {'suspended' if suspended else 'active'}", at=self._clock() + MINT_RECHECK)
+
+    async def _confirm_deleted(self, installation_id: int) -> None:
+        """Raise InstallationDeleted if the credentials are shown to be this server's App, else RetryLater."""
+        if await self._credentials.deleted(installation_id, self._has_installation, self._describe_app):
+            raise InstallationDeleted(f"installation {installation_id} no longer exists",
+                                      installation_id=installation_id) from None
+        wrong = self._credentials.problem is not None
+        judged = "look like another App's" if wrong else "are not shown yet to be this server's App"
+        raise RetryLater(f"installation {installation_id}: token mint and GitHub's record answered 404, but the App "
+                         f"credentials (App {self.app_id}) {judged}: not marked deleted",
+                         at=self._clock() + (CREDENTIALS_RECHECK if wrong else MINT_RECHECK)) from None
+
+    async def _has_installation(self, installation_id: int) -> bool | None:
+        """GET /app/installations/{id}: True if the credentials' App has it, False on 404, None if unknown."""
+        try:
+            await self.as_app().getitem(f"/app/installations/{installation_id}")
+        except gidgethub.BadRequest as exc:
+            return False if int(exc.status_code) == 404 else None
+        except Exception:  # an outage or a rate limit: the caller judges later
+            return None
+        return True
+
+    async def _describe_app(self) -> str:
+        """"App 2 (quantumreview-staging)": GET /app names whose credentials these are (read once)."""
+        if not self._described:
+            slug = None
+            try:
+                me: Any = await self.as_app().getitem("/app")
+                slug = me.get("slug") if isinstance(me, dict) else None
+            except Exception:  # the name is a courtesy: the id is enough
+                slug = None
+            self._described = f"App {self.app_id}" + (f" ({slug})" if isinstance(slug, str) and slug else "")
+        return self._described
 
     def _user_client(self, token: str) -> GitHubClient:
         # Why: per-user data stays out of the shared ETag cache; the gate key is a digest, never the token.

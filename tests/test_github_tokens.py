@@ -169,10 +169,11 @@ async def test_persistent_401_is_retried_once_then_raised(app: GitHubApp, fake: 
 
 
 async def test_mint_404_means_installation_gone_without_retry(app: GitHubApp, fake: FakeGitHub) -> None:
+    await app.installation_token(7)  # the credentials reach this server's installations (test_credentials_mismatch)
     with pytest.raises(InstallationDeleted) as caught:
         await app.for_installation(99).getitem("/installation/repositories")
     assert caught.value.installation_id == 99  # what the job runner marks deleted (GH-11)
-    assert len(fake.calls("POST", MINT)) == 1
+    assert len(fake.calls("POST", MINT)) == 2
     assert fake.calls("GET", "/installation/repositories") == []
 
 

@@ -8,6 +8,7 @@ import aiohttp
 from aiohttp import web
 
 from quantumreview.testing import fake_shapes as shapes
+from quantumreview.testing.fake_auth import OTHER_APP, caller_app_id, other_app
 from quantumreview.testing.fake_http import (
     GitHubError,
     Route,
@@ -25,6 +26,9 @@ from quantumreview.testing.signing import signed_delivery
 async def get_app(request: web.Request) -> web.Response:
     """GET /app: the authenticated app."""
     state = state_of(request)
+    other = other_app(state, caller_app_id(request))
+    if other is not None:
+        return web.json_response({k: v for k, v in other.items() if k not in ("_pem", OTHER_APP)})
     return web.json_response({
         "id": state.app_id, "slug": APP_SLUG, "node_id": shapes.node_id("A", state.app_id),
         "name": "QuantumReview (test)", "owner": state.account("octo-org"),
@@ -35,16 +39,30 @@ async def get_app(request: web.Request) -> web.Response:
     })
 
 
+def own_installation(request: web.Request) -> dict[str, Any]:
+    """The route's installation if it is the calling App's; 404 otherwise, as GitHub answers another App."""
+    installation = state_of(request).installations.get(int_param(request, "installation_id"))
+    if installation is not None and installation["app_id"] != caller_app_id(request):
+        installation = None
+    return found(installation)
+
+
+def main_app_only(request: web.Request) -> None:
+    """404 for another App's JWT: the fake's delivery log is the main App's."""
+    if caller_app_id(request) != state_of(request).app_id:
+        raise GitHubError(404, "Not Found")
+
+
 async def get_installation(request: web.Request) -> web.Response:
     """GET /app/installations/{installation_id}."""
-    return web.json_response(found(state_of(request).installations.get(int_param(request, "installation_id"))))
+    return web.json_response(own_installation(request))
 
 
 async def create_access_token(request: web.Request) -> web.Response:
     """POST /app/installations/{installation_id}/access_tokens: 201 with a ghs_ token."""
     state = state_of(request)
     installation_id = int_param(request, "installation_id")
-    installation = found(state.installations.get(installation_id))
+    installation = own_installation(request)
     if installation_id in state.suspended:
         raise GitHubError(403, "This installation has been suspended")
     token = state.mint_installation_token(installation_id)
@@ -70,6 +88,7 @@ async def list_installation_repositories(request: web.Request) -> web.Response:
 async def list_hook_deliveries(request: web.Request) -> web.Response:
     """GET /app/hook/deliveries: newest first, cursor pagination through the Link header."""
     state = state_of(request)
+    main_app_only(request)
     per_page, _ = page_args(request)
     ordered = sorted(state.hook_deliveries, key=lambda d: (d["delivered_at"], d["id"]), reverse=True)
     status = request.query.get("status")
@@ -92,6 +111,7 @@ async def list_hook_deliveries(request: web.Request) -> web.Response:
 async def get_hook_delivery(request: web.Request) -> web.Response:
     """GET /app/hook/deliveries/{delivery_id}."""
     delivery_id = int_param(request, "delivery_id")
+    main_app_only(request)
     delivery = next((d for d in state_of(request).hook_deliveries if d["id"] == delivery_id), None)
     return web.json_response(found(delivery))
 
@@ -112,6 +132,7 @@ async def redeliver_hook_delivery(request: web.Request) -> web.Response:
     """POST /app/hook/deliveries/{delivery_id}/attempts: 202 and a new attempt (sent when a webhook URL is set)."""
     state = state_of(request)
     delivery_id = int_param(request, "delivery_id")
+    main_app_only(request)
     original = found(next((d for d in state.hook_deliveries if d["id"] == delivery_id), None))
     payload = state.hook_payloads.get(delivery_id)
     status = "OK"
