@@ -24,6 +24,7 @@ from quantumreview.analysis.junit import (
     parse_junit,
     tid_outcome,
 )
+from quantumreview.analysis.test_ids import classname_tid, name_tid
 from quantumreview.analysis.xml_prolog import refuse_doctype
 from quantumreview.errors import PermanentError
 
@@ -153,12 +154,34 @@ def test_tid_status_over_several_cases_is_worst_and_skipped_only_if_all_skipped(
         ("", "autoqa_T4", set()),
         ("T1::x", "autoqa:T2", {"T1", "T2"}),
         ("T1::x", "autoqa:T1", {"T1"}),
+        ("test_T1_login", "tests.test_auth", {"T1"}),
+        ("test_T1_login[a-b]", "", {"T1"}),
+        ("Test_T1_login/sub", "", {"T1"}),
+        ("test_T1_login()", "", {"T1"}),
+        ("TestT1Login", "", set()),
+        ("testT1Login", "", set()),
+        ("test_T1login", "", set()),
+        ("my_test_T1_x", "", set()),
+        ("T01::x", "", {"T1"}),
+        ("test_T007_x", "", {"T7"}),
+        ("", "autoqa:T04", {"T4"}),
     ],
 )
 def test_tids_are_read_from_name_and_classname(name: str, classname: str, tids: set[str]) -> None:
     report = parse_junit(suite(f'<testcase name="{name.replace(chr(34), "&quot;")}" classname="{classname}"/>'))
 
     assert set(report.by_tid) == tids
+
+
+def test_leading_zeros_and_every_form_count_for_the_same_id() -> None:
+    """`T01::` matched no criterion T1 anywhere, so its failure left T1 "missing" or judged by other tests alone."""
+    report = parse_junit(suite('<testcase name="T1::a"/>', '<testcase name="T01::b"><failure/></testcase>',
+                               '<testcase name="test_T002_c"/>', '<testcase name="x" classname="autoqa:T0002"/>',
+                               '<testcase name="test_T3_d"><error message="boom"/></testcase>'))
+
+    assert dict(report.by_tid) == {"T1": "failed", "T2": "passed", "T3": "error"}
+    assert [(case.tid, case.name, case.message) for case in report.failing] == [("T1", "T01::b", ""),
+                                                                                  ("T3", "test_T3_d", "boom")]
 
 
 def test_classname_tid_needs_whole_number() -> None:
@@ -540,11 +563,7 @@ def reference_summary(body: bytes) -> dict[str, object]:
         for child in case:
             rank = max(rank, rank_of.get(etree.QName(child).localname, 0))
         counts[rank] += 1
-        tids = set()
-        if match := junit.NAME_TID.search(case.get("name") or ""):
-            tids.add(match.group(1))
-        if match := junit.CLASS_TID.search(case.get("classname") or ""):
-            tids.add(match.group(1))
+        tids = {name_tid(case.get("name") or ""), classname_tid(case.get("classname") or "")} - {None}
         for tid in tids:
             tid_rank[tid] = max(tid_rank.get(tid, -1), (1, 0, 2, 3)[rank])
     statuses = ("skipped", "passed", "failed", "error")
@@ -558,10 +577,11 @@ def random_report(rng: random.Random) -> bytes:
     ns = rng.choice(["", ' xmlns="urn:x"'])
 
     def case(depth: int) -> str:
-        name = rng.choice(["T{n}::t{i}", "x T{n}::t{i}", "a::b T{n}::c{i}", "T{n}::a T9{n}::b", "plain{i}", "XT{n}::y"])
+        name = rng.choice(["T{n}::t{i}", "x T{n}::t{i}", "a::b T{n}::c{i}", "T{n}::a T9{n}::b", "plain{i}", "XT{n}::y",
+                           "test_T{n}_x{i}", "T0{n}::z", "testT{n}_no", "test_T{n}_a T9{n}::b"])
         attrs = f'name="{name.format(n=rng.randrange(6), i=rng.randrange(10**6))}"'
         if rng.random() < 0.3:
-            attrs += f' classname="pkg.autoqa:T{rng.randrange(8)}.C"'
+            attrs += f' classname="pkg.autoqa:T{rng.choice(["", "0"])}{rng.randrange(8)}.C"'
         children = [
             rng.choice(["<system-out>" + "log " * rng.choice([1, 50, 20000]) + "</system-out>", "<system-err/>",
                         '<skipped message="s"/>', '<failure message="f">trace</failure>', "<error>e</error>",

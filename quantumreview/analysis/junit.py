@@ -11,6 +11,10 @@ from typing import IO, Any, Literal, NamedTuple
 
 from lxml import etree
 
+from quantumreview.analysis.test_ids import CLASS_TID as CLASS_TID  # re-exported
+from quantumreview.analysis.test_ids import MAX_TID_LENGTH as MAX_TID_LENGTH  # re-exported
+from quantumreview.analysis.test_ids import NAME_TID as NAME_TID  # re-exported
+from quantumreview.analysis.test_ids import NAME_TID_PATTERN, classname_tid
 from quantumreview.analysis.xml_prolog import PROLOG_READ as PROLOG_READ  # re-exported
 from quantumreview.analysis.xml_prolog import ReportUnreadable as ReportUnreadable  # re-exported
 from quantumreview.analysis.xml_prolog import lxml_problem as lxml_problem  # re-exported
@@ -19,14 +23,12 @@ from quantumreview.analysis.xml_prolog import refuse_doctype
 Status = Literal["passed", "failed", "error", "skipped"]
 Outcome = Literal["passed", "failed", "skipped"]
 
-NAME_TID = re.compile(r"(?<![A-Za-z0-9])(T[0-9]+)::")
-CLASS_TID = re.compile(r"autoqa:(T[0-9]+)(?![0-9])")
 MESSAGE_LIMIT = 1024
 FAILING_LIMIT = 1000
-# Criteria IDs are T plus at most 9 digits, a hundred or so per issue. Without these caps a 64 MiB report of
-# distinct (or megabyte-long) IDs held ~300 MB in by_tid and put a 50 MB results row in the database per run.
+# Criteria IDs are T plus at most 9 digits, a hundred or so per issue. Without these caps (and MAX_TID_LENGTH) a
+# 64 MiB report of distinct (or megabyte-long) IDs held ~300 MB in by_tid and put a 50 MB results row per run.
+# Which names and classnames carry an ID is analysis.test_ids' rule, the one the manifest counts coverage by.
 MAX_TIDS = 10_000
-MAX_TID_LENGTH = 20
 JUNIT_ROOTS = frozenset({"testsuites", "testsuite"})
 # One TID over several testcases: error > failed > passed > skipped (skipped only if all were).
 _RANK: dict[Status, int] = {"skipped": 0, "passed": 1, "failed": 2, "error": 3}
@@ -41,12 +43,10 @@ _ANCHOR = b"<!---->"
 # libxml2's push parser does not read a UTF-32 BOM (its whole-document parser does); named, the encoding is
 # read as the BOM says, which is also how the prolog check read it.
 _UTF32_BOMS = {b"\xff\xfe\x00\x00": "UTF-32LE", b"\x00\x00\xfe\xff": "UTF-32BE"}
-# Most runners put the TID first: an anchored match is cheaper than a search, and is the first match.
-_TID_AT_START = re.compile(r"(T[0-9]+)::")
 # NAME_TID's first match in each NUL-led name of a joined batch: the lazy prefix cannot cross a NUL,
-# and a NUL before a TID passes the lookbehind just as the start of a name does. Inside a lookahead
-# the match is just the NUL, which makes findall a third cheaper per name.
-_FIRST_NAME_TID = re.compile(r"\x00(?=[^\x00]*?(?<![A-Za-z0-9])(T[0-9]+)::)")
+# and a NUL before a TID passes the lookbehinds just as the start of a name does. Inside a lookahead
+# the match is just the NUL, which makes findall a third cheaper per name. It yields the ID's number.
+_FIRST_NAME_TID = re.compile(r"\x00(?=[^\x00]*?" + NAME_TID_PATTERN + ")")
 _BY_CASE_RANK: tuple[Status, ...] = ("passed", "skipped", "failed", "error")
 _BY_TID_RANK: tuple[Status, ...] = ("skipped", "passed", "failed", "error")
 # Bytes fed to libxml2 at a time. Each feed is followed by a tally-and-delete pass, so this bounds the
@@ -267,8 +267,8 @@ class _Tally:
         self.failing: list[FailingCase] = []
         # A report repeats the same few classnames thousands of times, so their TIDs are cached.
         self.class_tids: dict[str, str | None] = {}
-        # TIDs at passed or worse, which a passed case cannot change, and classnames whose TID (if
-        # any) is among them.
+        # The numbers of TIDs at passed or worse, which a passed case cannot change (numbers, as the batch
+        # regex yields them: no "T" is joined per name), and classnames whose TID (if any) is among them.
         self.lifted: set[str] = set()
         self.settled_classnames: set[str] = set()
         self.tids_ignored = False
@@ -329,13 +329,13 @@ class _Tally:
         """
         self.counts[0] += len(names)
         # NUL cannot occur in XML text, so it separates the names; see _FIRST_NAME_TID.
-        tids = _FIRST_NAME_TID.findall("\0" + "\0".join(names))
+        numbers = _FIRST_NAME_TID.findall("\0" + "\0".join(names))
         # issuperset only hashes and looks up, without building a set: the usual batch has nothing new.
-        if not self.lifted.issuperset(tids):
+        if not self.lifted.issuperset(numbers):
             lifted = self.lifted
-            for tid in dict.fromkeys(tids):  # in order, not a set's: which IDs past MAX_TIDS are kept is stable
-                if tid not in lifted:
-                    self.lift(tid, 1)
+            for number in dict.fromkeys(numbers):  # in order, not a set's: which IDs past MAX_TIDS are kept is stable
+                if number not in lifted:
+                    self.lift("T" + number, 1)
         if self.settled_classnames.issuperset(classnames):
             return
         for classname in set(classnames) - self.settled_classnames:
@@ -359,7 +359,7 @@ class _Tally:
         if known is None or known < tid_rank:
             self.tid_rank[tid] = tid_rank
             if tid_rank >= 1:
-                self.lifted.add(tid)
+                self.lifted.add(tid[1:])
         return True
 
     def _whole(self, case: etree._Element) -> None:
@@ -387,10 +387,10 @@ class _Tally:
         name = case.get(b"name") or ""
         classname = case.get(b"classname") or ""
         tid = None
-        if "::" in name:
-            match = _TID_AT_START.match(name) or NAME_TID.search(name)
+        if "::" in name or "est_T" in name:  # every name form holds one: a name without either skips the regex
+            match = NAME_TID.search(name)
             if match:
-                tid = match[1]
+                tid = "T" + match[1]
                 self.record(tid, rank, result, name, classname)
         if classname:
             ctid = self.class_tids.get(classname, _UNSEEN)
@@ -401,10 +401,8 @@ class _Tally:
 
     def remember_classname(self, classname: str) -> str | None:
         """Return the classname's TID (or None) and cache it while the cache is small."""
-        tid = None
-        if "autoqa:" in classname:  # a C-speed test spares the regex for classnames without a TID
-            match = CLASS_TID.search(classname)
-            tid = match.group(1) if match else None
+        # A C-speed test spares the regex for classnames without a TID.
+        tid = classname_tid(classname) if "autoqa:" in classname else None
         if len(self.class_tids) < CLASSNAME_CACHE:
             self.class_tids[classname] = tid
         return tid
