@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import asdict
 from typing import Any
 
 import pytest
@@ -15,8 +16,10 @@ from quantumreview.analysis.manifest import (
     Manifest,
     ManifestDataError,
     TestRef,
+    UncarriedRef,
     build_manifest,
     find_test_ids,
+    scan_test_ids,
     slugify,
 )
 from quantumreview.analysis.paths import classify_file, suggest_test_path
@@ -93,7 +96,9 @@ def test_files_are_classified_by_language_conventions(path: str, kind: str) -> N
     assert classify_file(path) == kind
 
 
-def test_ids_are_read_from_every_supported_form() -> None:
+def test_ids_count_only_in_forms_a_junit_report_carries_and_the_others_are_listed() -> None:
+    """The manifest counted @Tag("T10"), `TestT8Login`, `it('T6: ...')`... as coverage, which no report carries:
+    the verdict then said "missing" for a criterion the manifest showed covered. (Test changed: it pinned those.)"""
     patch = added(
         "def test_T3_login():",
         "@pytest.mark.tid('T4')",
@@ -108,17 +113,65 @@ def test_ids_are_read_from_every_supported_form() -> None:
         "@Test",
         "public void tagged() {",
     )
-    found = {(ref.tid, ref.name) for ref in find_test_ids(patch, path="tests/test_x.py")}
-    assert found == {
-        ("T3", "test_T3_login"),
-        ("T4", "test_logout"),
-        ("T5", "test_logout"),
-        ("T6", "T6: logs in"),
-        ("T7", "showsForm"),
-        ("T8", "TestT8Login"),
-        ("T9", "T9::renders"),
-        ("T10", "tagged"),
+    refs, uncarried = scan_test_ids(patch, path="tests/test_x.py")
+    assert {(ref.tid, ref.name) for ref in refs} == {("T3", "test_T3_login"), ("T5", "test_logout"),
+                                                     ("T9", "T9::renders")}
+    assert {(ref.tid, ref.name, ref.line) for ref in uncarried} == {
+        ("T4", "test_logout", 2),
+        ("T6", "T6: logs in", 5),
+        ("T7", "showsForm", 6),
+        ("T8", "TestT8Login", 8),
+        ("T10", "tagged", 10),
     }
+    tagged = next(ref for ref in uncarried if ref.tid == "T10")
+    assert tagged.advice.startswith("names T10 in an annotation, which its JUnit report will not carry")
+    assert "`test_T10_…`" in tagged.advice  # a Python path: the pytest way
+
+
+@pytest.mark.parametrize(
+    ("path", "line", "how"),
+    [
+        ("pkg/auth_test.go", "func TestT1Login(t *testing.T) {", '`t.Run("T1::…", …)`'),
+        ("src/test/java/a/AuthTest.java", "@Tag(\"T1\") @Test void login() {", "`test_T1_…`"),
+        ("web/auth.test.ts", "it('T1 logs in', () => {", '`it("T1::…")`'),
+        ("spec/auth_spec.rb", "it 'T1 logs in' do", '`it "T1::…"`'),
+        ("tests/auth.rs", "fn login_T1() {", "`test_T1_…`"),
+        ("tests/AuthTests.cs", "public void Login_T1() {", "`autoqa:T1`"),
+    ],
+)
+def test_uncarried_ids_say_how_to_write_them_in_the_files_language(path: str, line: str, how: str) -> None:
+    refs, uncarried = scan_test_ids(added(line), path=path)
+    assert refs == () and [ref.tid for ref in uncarried] == ["T1"] and how in uncarried[0].advice
+
+
+def test_a_test_that_also_carries_the_id_is_not_listed_as_uncarried() -> None:
+    patch = added('@Tag("T1")', "@Test", "void test_T1_login() {", "@pytest.mark.T2", "def test_T2_x(): pass")
+    refs, uncarried = scan_test_ids(patch, path="tests/test_x.py")
+    assert {(ref.tid, ref.name) for ref in refs} == {("T1", "test_T1_login"), ("T2", "test_T2_x")}
+    assert uncarried == ()
+
+
+def test_only_the_first_id_of_a_test_name_counts_as_the_reader_reads_it() -> None:
+    refs, uncarried = scan_test_ids(added("it('T1::a T2::b', () => {})", "def test_T3_and_T4(): pass"))
+    assert [ref.tid for ref in refs] == ["T1", "T3"] and [ref.tid for ref in uncarried] == ["T2", "T4"]
+
+
+def test_leading_zeros_name_the_same_id() -> None:
+    """`T01::` matched no criterion T1, so a test written so left T1 uncovered (and "missing" in the verdict)."""
+    patch = added("it('T01::logs in', () => {})", "def test_T002_x(): pass", "x = 'autoqa:T0003'")
+    manifest = build_manifest([item("tests/test_a.py", patch)], [crit("T1"), crit("T2"), crit("T3")])
+    assert [[ref.tid for ref in c.tests] for c in manifest.coverage] == [["T1"], ["T2"], ["T3"]]
+
+
+def test_a_criterion_named_only_in_an_uncarried_form_is_uncovered_and_listed() -> None:
+    files = [item("src/app/auth.py"), item("tests/test_auth.py", added("@pytest.mark.tid('T1')", "def test_login():"))]
+    manifest = build_manifest(files, [crit("T1")])
+    (coverage,) = manifest.coverage
+    assert coverage.tests == () and coverage.suggestion is not None
+    assert [(ref.tid, ref.path, ref.name, ref.line) for ref in manifest.uncarried] == [
+        ("T1", "tests/test_auth.py", "test_login", 1)
+    ]
+    assert manifest.unknown_ids == ()
 
 
 def test_removed_lines_and_file_headers_never_count() -> None:
@@ -260,9 +313,26 @@ def test_slugs_are_ascii_snake_case_and_bounded(text: str, slug: str) -> None:
 
 
 def test_manifest_round_trips_through_json() -> None:
-    files = [item("src/a.py"), item("tests/test_a.py", added("def test_T1_a(): pass", "def test_T9_b(): pass"))]
+    patch = added("def test_T1_a(): pass", "def test_T9_b(): pass", "def test_c_T2(): pass")
+    files = [item("src/a.py"), item("tests/test_a.py", patch)]
     manifest = build_manifest(files, [crit("T1"), crit("T2")])
-    assert Manifest.from_dict(json.loads(json.dumps(manifest.to_dict()))) == manifest
+    assert manifest.uncarried and Manifest.from_dict(json.loads(json.dumps(manifest.to_dict()))) == manifest
+
+
+def test_a_manifest_stored_before_uncarried_ids_were_listed_still_reads() -> None:
+    files = [item("tests/test_a.py", added("def test_T1_a(): pass"))]
+    stored = build_manifest(files, [crit("T1")]).to_dict()
+    del stored["uncarried"]
+    assert Manifest.from_dict(stored) == build_manifest(files, [crit("T1")])
+
+
+def test_a_malformed_uncarried_entry_raises_a_clear_error() -> None:
+    stored = build_manifest([], []).to_dict()
+    stored["uncarried"] = [{"tid": "T1", "path": "t.py", "name": None, "line": 1}]
+    with pytest.raises(ManifestDataError):
+        Manifest.from_dict(stored)
+    stored["uncarried"] = [asdict(UncarriedRef("T1", "t.py", None, 1, "advice"))]
+    assert Manifest.from_dict(stored).uncarried == (UncarriedRef("T1", "t.py", None, 1, "advice"),)
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,8 @@
 """Turn a pull request's changed files into a test manifest: files by class, tests per criterion, suggestions.
 
-Paths are classified, and suggested tests placed, by quantumreview.analysis.paths.
+Paths are classified, and suggested tests placed, by quantumreview.analysis.paths. A test covers an ID only in a
+form its JUnit report carries (analysis.test_ids, the rule the verdict reads reports by); a test that names an ID in
+another form (`@Tag("T1")`, `func TestT1Login`) is listed as uncarried, with how to write it.
 
 Input is GitHub's list of pull request files: https://docs.github.com/en/rest/pulls/pulls#list-pull-requests-files
 """
@@ -12,9 +14,10 @@ import unicodedata
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from quantumreview.analysis.paths import FILE_CLASSES, FileClass, classify_file, language_of, suggest_test_path
+from quantumreview.analysis.test_ids import CLASS_TID, MAX_TID_LENGTH, NUMBER, contract_tids, how_to_carry, name_tid
 
 MAX_FILES = 3000
 MAX_LISTED = 100
@@ -25,11 +28,12 @@ MAX_NAME = 300
 SLUG_CHARS = 50
 FORMAT_VERSION = 1
 
+# Any test ID form contains "T" and a digit, so a patch without that pair is skipped with one C-level scan.
 _ID_HINT = re.compile(r"T[0-9]")
-_NAME_TID = re.compile(r"(?<![A-Za-z0-9])T([0-9]{1,9})::")
-_CLASS_TID = re.compile(r"autoqa:T([0-9]{1,9})(?![0-9])")
-_WORD_TID = re.compile(r"(?<![A-Za-z0-9])T([0-9]{1,9})(?![A-Za-z0-9])")
-_IDENT_TID = re.compile(r"(?:^|_|(?<=[a-z0-9]))T([0-9]{1,9})(?=_|[A-Z]|$)")
+# Where a test names an ID at all, carried or not: a word in a string or annotation, a part of an identifier.
+_WORD_TID = re.compile(r"(?<![A-Za-z0-9])T" + NUMBER + r"(?![A-Za-z0-9])")
+_IDENT_TID = re.compile(r"(?:^|_|(?<=[a-z0-9]))T" + NUMBER + r"(?=_|[A-Z]|$)")
+_NAME_MARK = re.compile("::|est_T")  # every form of test_ids.NAME_TID holds one
 _HUNK_START = re.compile(r"\n(?=@@ )")
 _HUNK = re.compile(r"@@ -[0-9]+(?:,[0-9]+)? \+([0-9]+)(?:,[0-9]+)? @@ ?(.*)")
 _DECL = re.compile(
@@ -78,6 +82,17 @@ class TestRef:
 
 
 @dataclass(frozen=True, slots=True)
+class UncarriedRef:
+    """A test that names an ID in a form its JUnit report will not carry, so it covers nothing; advice says how."""
+
+    tid: str
+    path: str
+    name: str | None
+    line: int | None
+    advice: str
+
+
+@dataclass(frozen=True, slots=True)
 class FileGroup:
     """The changed files of one class: count and line totals over all, paths capped for display."""
 
@@ -115,6 +130,7 @@ class Manifest:
     coverage: tuple[Coverage, ...]
     tests: tuple[TestRef, ...]
     unknown_ids: tuple[str, ...]
+    uncarried: tuple[UncarriedRef, ...] = ()
 
     def group(self, kind: FileClass) -> FileGroup:
         """Return the group of one file class."""
@@ -137,6 +153,8 @@ class Manifest:
                 coverage=tuple(_coverage_from(item) for item in data["coverage"]),
                 tests=tuple(_test_from(item) for item in data["tests"]),
                 unknown_ids=tuple(_str(tid) for tid in data["unknown_ids"]),
+                # Why optional: manifests stored before uncarried IDs were listed stay readable.
+                uncarried=tuple(_uncarried_from(item) for item in data.get("uncarried", ())),
             )
         except ManifestDataError:
             raise
@@ -156,8 +174,13 @@ class _File:
 
 def find_test_ids(patch: str | None, *, path: str = "") -> tuple[TestRef, ...]:
     """Find test IDs on the added lines of a test file's patch, with the test name when one is recognisable."""
+    return scan_test_ids(patch, path=path)[0]
+
+
+def scan_test_ids(patch: str | None, *, path: str = "") -> tuple[tuple[TestRef, ...], tuple[UncarriedRef, ...]]:
+    """Find the test IDs a patch's added lines carry, and those they name in a form no JUnit report carries."""
     if not isinstance(patch, str) or not _ID_HINT.search(patch):
-        return ()
+        return (), ()
     scan = _PatchScan(path)
     # Why per hunk: hunks are independent (each resets the test context), so a hunk without an ID is skipped.
     for hunk in _HUNK_START.split(patch):
@@ -183,7 +206,7 @@ def build_manifest(files: Sequence[Mapping[str, Any]], criteria: Sequence[Criter
     listed = files[:MAX_FILES]
     total = max(len(files), changed_files if isinstance(changed_files, int) else 0)
     entries = [entry for entry in map(_file_entry, listed) if entry is not None]
-    tests = _collect_tests(entries)
+    tests, uncarried = _collect_tests(entries)
     by_tid: dict[str, list[TestRef]] = {}
     for ref in tests:
         by_tid.setdefault(ref.tid, []).append(ref)
@@ -201,6 +224,7 @@ def build_manifest(files: Sequence[Mapping[str, Any]], criteria: Sequence[Criter
         coverage=coverage,
         tests=tests,
         unknown_ids=tuple(unknown),
+        uncarried=uncarried,
     )
 
 
@@ -238,12 +262,14 @@ class _PatchScan:
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self.language = language_of(path)
         self.refs: dict[tuple[str, str | None], TestRef] = {}
+        self.uncarried: dict[tuple[str, str | None], UncarriedRef] = {}
         self.line = 0
         self.in_hunk = False
         self.current: str | None = None
         self.annotated = False
-        self.pending: list[tuple[str, int]] = []
+        self.pending: list[tuple[str, int, bool]] = []  # (tid, line, carried) of annotations awaiting their test
 
     def feed(self, line: str) -> None:
         """Take one patch line."""
@@ -256,10 +282,12 @@ class _PatchScan:
             self._read(line[1:], added=head == "+")
             self.line += 1
 
-    def finish(self) -> tuple[TestRef, ...]:
-        """Record IDs still waiting for a test name and return every reference found."""
+    def finish(self) -> tuple[tuple[TestRef, ...], tuple[UncarriedRef, ...]]:
+        """Record IDs still waiting for a test name; return the carried references and the uncarried ones."""
         self._flush(None)
-        return tuple(self.refs.values())
+        # A test that also carries the ID (`@Tag("T1")` on `def test_T1_x`) covers it: nothing to correct.
+        uncarried = tuple(ref for key, ref in self.uncarried.items() if key not in self.refs)
+        return tuple(self.refs.values()), uncarried
 
     def _start_hunk(self, line: str) -> None:
         match = _HUNK.match(line)
@@ -268,20 +296,41 @@ class _PatchScan:
         self.current, self.annotated = None, False
         if match:
             self.line = int(match.group(1))
-            self.current = _test_name(match.group(2), annotated=False)[0]  # git shows the enclosing function here
+            decl = _test_name(match.group(2), annotated=False)  # git shows the enclosing function here
+            self.current = decl.name if decl is not None else None
 
     def _read(self, text: str, *, added: bool) -> None:
         annotation = _ANNOTATION.match(text) if text.lstrip()[:1] in ("@", "#", "[") else None
         if annotation:
             self._read_annotation(annotation, text, added=added)
             return
-        name, name_tids = _test_name(text, annotated=self.annotated)
-        if name is not None:
-            self._flush(name)
-            self.current, self.annotated = name, False
-        if added and _ID_HINT.search(text):
-            for tid in [*name_tids, *_contract_tids(text)]:
-                self._add(tid, self.current, self.line)
+        decl = _test_name(text, annotated=self.annotated)
+        if decl is not None:
+            self._flush(decl.name)
+            self.current, self.annotated = decl.name, False
+        if not added or not _ID_HINT.search(text):
+            return
+        if decl is None:
+            # C-speed tests spare the regexes for the many lines that hold a "T" and a digit in another way.
+            if "::" in text or "autoqa:" in text:
+                for tid in contract_tids(text):
+                    self._add(tid, self.current, self.line)
+            return
+        # The name counts as the reader reads a testcase name (its first ID only), or as a classname when it holds
+        # `autoqa:T5` (a describe block or suite named so becomes the classname); the rest of the line by the
+        # contract's own forms anywhere.
+        rest = f"{text[: decl.start]} {text[decl.end :]}"
+        carried = contract_tids(rest) if "::" in rest or "autoqa:" in rest else []
+        if "autoqa:" in decl.name:
+            carried[:0] = ["T" + digits for digits in CLASS_TID.findall(decl.name)]
+        first = name_tid(decl.name) if _NAME_MARK.search(decl.name) else None
+        if first is not None:
+            carried.insert(0, first)
+        for tid in carried:
+            self._add(tid, decl.name, self.line)
+        for tid in decl.named:
+            if tid not in carried:
+                self._add_uncarried(tid, decl.name, self.line, "its name")
 
     def _read_annotation(self, match: re.Match[str], text: str, *, added: bool) -> None:
         label = (match.group("at") or match.group("rs") or match.group("cs") or "").lower()
@@ -290,49 +339,68 @@ class _PatchScan:
             self.annotated = True
         if not added or not _ID_HINT.search(text):
             return
-        tids = _contract_tids(text)
+        carried = contract_tids(text)
+        named: list[str] = []
         marker = (match.group("at") or "").rpartition(".")[2]
         if last in _ID_ANNOTATIONS or _WORD_TID.fullmatch(marker):  # @Tag("T3"), @pytest.mark.T3
-            tids += [f"T{m.group(1)}" for m in _WORD_TID.finditer(text)]
-        self.pending.extend((tid, self.line) for tid in tids)
-        self.annotated = self.annotated or bool(tids)  # an ID annotation marks the next method as a test
+            # Tags, marks and display names stay out of JUnit reports, unless written in the contract's forms.
+            named = [tid for tid in _words(text) if tid not in carried]
+        self.pending.extend((tid, self.line, True) for tid in carried)
+        self.pending.extend((tid, self.line, False) for tid in named)
+        self.annotated = self.annotated or bool(carried or named)  # an ID annotation marks the next method as a test
 
     def _flush(self, name: str | None) -> None:
-        for tid, line in self.pending:
-            self._add(tid, name, line)
+        for tid, line, carried in self.pending:
+            if carried:
+                self._add(tid, name, line)
+            else:
+                self._add_uncarried(tid, name, line, "an annotation")
         self.pending.clear()
 
     def _add(self, tid: str, name: str | None, line: int) -> None:
         key = (tid, name)
-        if key not in self.refs and len(self.refs) < MAX_REFS_PER_FILE:
+        if key not in self.refs and len(self.refs) < MAX_REFS_PER_FILE and len(tid) <= MAX_TID_LENGTH:
             self.refs[key] = TestRef(tid, self.path, name, line)
 
+    def _add_uncarried(self, tid: str, name: str | None, line: int, where: str) -> None:
+        key = (tid, name)
+        if key not in self.uncarried and len(self.uncarried) < MAX_REFS_PER_FILE and len(tid) <= MAX_TID_LENGTH:
+            advice = (f"names {tid} in {where}, which its JUnit report will not carry as a test ID, so it covers "
+                      f"nothing; to cover {tid}, {how_to_carry(tid, self.language)}")
+            self.uncarried[key] = UncarriedRef(tid, self.path, name, line, advice)
 
-def _test_name(text: str, *, annotated: bool) -> tuple[str | None, list[str]]:
-    """Return the test declared on a line (if any) and the test IDs its name carries."""
+
+class _Decl(NamedTuple):
+    """A test declared on a line: its name, where the name is on the line, and every ID it names, in any form."""
+
+    name: str
+    start: int
+    end: int
+    named: list[str]
+
+
+def _test_name(text: str, *, annotated: bool) -> _Decl | None:
+    """Return the test declared on a line, if any."""
     match = _DECL.match(text)
     if match is None:
-        return None, []
-    if match.group("str") is not None:
-        name = match.group("str")
-        return name[:MAX_NAME], [f"T{m.group(1)}" for m in _WORD_TID.finditer(name)]
-    if match.group("py") is not None and not match.group("py").lower().startswith("test"):
-        return None, []  # pytest collects only test* functions; other defs are helpers
-    ident = match.group("py") or match.group("go") or match.group("method") or ""
+        return None
+    group = match.lastgroup or ""  # the alternative that matched: py, go, method, or str (after its quote)
+    ident = match.group(group) or ""
+    if group == "str":
+        return _Decl(ident[:MAX_NAME], *match.span(group), _words(ident))
+    if group == "py" and not ident.lower().startswith("test"):
+        return None  # pytest collects only test* functions; other defs are helpers
     if ident.startswith("`"):
         name = ident.strip("`")
-        return name, [f"T{m.group(1)}" for m in _WORD_TID.finditer(name)]
-    tids = [f"T{m.group(1)}" for m in _IDENT_TID.finditer(ident)]
+        return _Decl(name, *match.span(group), _words(name))
+    tids = ["T" + digits for digits in _IDENT_TID.findall(ident)]
     if tids or annotated or ident.lower().startswith("test"):
-        return ident[:MAX_NAME], tids
-    return None, []
+        return _Decl(ident[:MAX_NAME], *match.span(group), tids)
+    return None
 
 
-def _contract_tids(text: str) -> list[str]:
-    """Return IDs in the CI contract's forms, `T3::` and `autoqa:T3`, anywhere on a line."""
-    found = [f"T{m.group(1)}" for m in _NAME_TID.finditer(text)]
-    found += [f"T{m.group(1)}" for m in _CLASS_TID.finditer(text)]
-    return found
+def _words(name: str) -> list[str]:
+    return ["T" + digits for digits in _WORD_TID.findall(name)]
 
 
 def _file_entry(item: Mapping[str, Any]) -> _File | None:
@@ -354,16 +422,19 @@ def _file_entry(item: Mapping[str, Any]) -> _File | None:
     )
 
 
-def _collect_tests(entries: Sequence[_File]) -> tuple[TestRef, ...]:
-    """Find test IDs in every added or changed test file, capped in total."""
+def _collect_tests(entries: Sequence[_File]) -> tuple[tuple[TestRef, ...], tuple[UncarriedRef, ...]]:
+    """Find test IDs in every added or changed test file, carried and uncarried, each capped in total."""
     found: list[TestRef] = []
+    uncarried: list[UncarriedRef] = []
     for entry in entries:
         if entry.kind != "test" or entry.status == "removed":
             continue
-        found.extend(find_test_ids(entry.patch, path=entry.path)[: MAX_TESTS - len(found)])
-        if len(found) >= MAX_TESTS:
+        refs, misses = scan_test_ids(entry.patch, path=entry.path)
+        found.extend(refs[: MAX_TESTS - len(found)])
+        uncarried.extend(misses[: MAX_TESTS - len(uncarried)])
+        if len(found) >= MAX_TESTS:  # as before uncarried IDs were listed: they never make a diff slower to read
             break
-    return tuple(found)
+    return tuple(found), tuple(uncarried)
 
 
 def _group(kind: FileClass, entries: Sequence[_File]) -> FileGroup:
@@ -459,6 +530,11 @@ def _kind(value: object) -> FileClass:
 def _group_from(data: Mapping[str, Any]) -> FileGroup:
     paths = tuple(_str(path) for path in data["paths"])
     return FileGroup(_kind(data["kind"]), _int(data["count"]), _int(data["additions"]), _int(data["deletions"]), paths)
+
+
+def _uncarried_from(data: Mapping[str, Any]) -> UncarriedRef:
+    return UncarriedRef(_str(data["tid"]), _str(data["path"]), _optional_str(data["name"]),
+                        _optional_int(data["line"]), _str(data["advice"]))
 
 
 def _test_from(data: Mapping[str, Any]) -> TestRef:

@@ -39,8 +39,6 @@ _CONFIG_NAMES = frozenset(
 _CONFIG_EXTS = frozenset({".yml", ".yaml", ".toml", ".ini", ".cfg", ".json", ".conf", ".properties", ".lock"})
 _LOCK_NAME = re.compile(r".+[-.]lock\.(?:json|ya?ml)|.+\.lock|requirements.*\.txt|dockerfile\..+|.+\.dockerfile")
 
-# Any test ID form contains "T" and a digit, so a patch without that pair is skipped with one C-level scan.
-
 
 def classify_file(path: str) -> FileClass:
     """Classify a repository path as source, test, docs, config or CI by common language conventions."""
