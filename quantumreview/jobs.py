@@ -7,6 +7,8 @@ with exponential backoff and jitter (RetryLater's `at` is honoured; RateLimited 
 `at` and the backoff) until job_max_attempts → dead.
 A suspended installation's jobs are put back with a delay, uncounted (a mint's 403 marks it suspended).
 `ctx.enqueue` must not be awaited inside a `db.transaction()` (the writer lock is not re-entrant).
+A handler still running CANCEL_ALLOWANCE after its cancellation (at its timeout or the shutdown's) is left behind
+(quantumreview.jobs_abandon): its job is recorded as timed out or interrupted, and its key freed.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from quantumreview.errors import (
     RateLimited,
     RetryLater,
 )
+from quantumreview.jobs_abandon import CANCEL_ALLOWANCE, Releasable, Runaways, cancel_until_done, outcome
 from quantumreview.keyed_locks import KeyedLocks
 from quantumreview.logs import redact
 from quantumreview.plugins import Handler, HandlerRegistry
@@ -128,7 +131,8 @@ class JobRunner:
                  github_factory: GitHubFactory | None = None, github: Any = None, notify: Notify = no_notify,
                  now: Callable[[], float] = time.time, backoff: Backoff | None = None,
                  rand: Callable[[], float] = random.random, poll_interval: float = 1.0,
-                 transact: Transact | None = None, monotonic: Callable[[], float] = time.monotonic) -> None:
+                 transact: Transact | None = None, monotonic: Callable[[], float] = time.monotonic,
+                 cancel_allowance: float = CANCEL_ALLOWANCE) -> None:
         self._db = db
         self._transact: Transact = transact or (lambda work: db.run(work, timeout=poll_interval, relaxed=True))
         self._registry = registry
@@ -142,6 +146,9 @@ class JobRunner:
         self._rand = rand
         self._poll = poll_interval
         self._monotonic = monotonic
+        self._cancel_allowance = cancel_allowance
+        # Handlers that ignored their cancellation: their jobs are recorded, they are closed at stop.
+        self._runaways = Runaways()
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         # Jobs of deliveries over CLAIM_BODY_MAX run one at a time (memory). Those waiting for their turn hold no slot
@@ -183,6 +190,8 @@ class JobRunner:
         self._wake.set()
         if self._task is not None:
             await self._task
+        if closed := await self._runaways.release(CANCEL_REPEAT):
+            log.info("closed %d handler(s) left running after they ignored their cancellation", closed)
 
     async def enqueue(self, event: str, data: Mapping[str, Any], *, ordering_key: str | None = None,
                       installation_id: int | None = None, delay: float = 0.0) -> list[int]:
@@ -253,7 +262,8 @@ class JobRunner:
         interrupted = [job_id for job_id, task in self._running.items() if task in pending]
         self._cancelled.update(interrupted)
         # Why cancel again and again: a handler that catches CancelledError (a broad retry loop) went on after the
-        # one cancel, and stop waited for it, past the platform's kill_timeout, until SIGKILL.
+        # one cancel, and stop waited for it, past the platform's kill_timeout, until SIGKILL. Each job passes them
+        # on to its handler and ends within CANCEL_ALLOWANCE, leaving behind a handler that ignores them all.
         while pending:
             for task in pending:
                 task.cancel()
@@ -347,20 +357,44 @@ class JobRunner:
         if blocked == "suspended" and event.event not in LIFECYCLE_EVENTS:
             raise InstallationSuspended(f"installation {job.installation_id} is suspended")
         ctx = self._context(job, event)
+        await self._run_handler(job, Releasable(lambda: handler(event, ctx)))
+
+    async def _run_handler(self, job: store.Job, call: Releasable) -> None:
+        """Run the handler within job_timeout and raise what it raised; one still running CANCEL_ALLOWANCE after
+        its cancellation (the timeout's or the drain's) is left behind, its job ended as timed out or cancelled."""
+        # Why not a child of the TaskGroup: its exit would wait for a handler that never ends (jobs_abandon).
+        task = asyncio.create_task(outcome(call), name=f"job-{job.id}-handler")
+        interrupted = False
         try:
-            async with asyncio.timeout(self._settings.job_timeout) as scope:
-                await handler(event, ctx)
-        except TimeoutError as exc:
-            if not scope.expired():  # the handler's own timeout: its message says which
-                raise
-            # Why a message: asyncio's TimeoutError has none, so last_error and the log said only "TimeoutError: ".
-            raise TimeoutError(f"the handler ran past JOB_TIMEOUT ({self._settings.job_timeout:g} s)") from exc
-        except asyncio.CancelledError:
-            # Why: Python 3.11 leaves Task.cancelling() raised after a TaskGroup inside the handler fails; the
-            # timeout then let its own cancellation through as CancelledError, and the job stayed running.
-            if scope.expired() and job.id not in self._cancelled:
-                raise TimeoutError(f"the handler ran past JOB_TIMEOUT ({self._settings.job_timeout:g} s)") from None
-            raise
+            await asyncio.wait({task}, timeout=self._settings.job_timeout)
+        except asyncio.CancelledError:  # the drain's: passed on to the handler
+            interrupted = True
+        expired = not interrupted and not task.done()
+        # Why a message: asyncio's TimeoutError has none, so last_error and the log said only "TimeoutError: ".
+        past = f"the handler ran past JOB_TIMEOUT ({self._settings.job_timeout:g} s)"
+        if not task.done():
+            ended, cancelled = await cancel_until_done(task, self._cancel_allowance, CANCEL_REPEAT)
+            interrupted = interrupted or cancelled
+            if not ended:
+                self._abandon(job, task, call)
+                if interrupted:
+                    raise asyncio.CancelledError
+                raise TimeoutError(f"{past} and ignored its cancellation (left running, its key freed)")
+        failure = asyncio.CancelledError() if task.cancelled() else task.result()
+        if failure is None:
+            return
+        # Why not CancelledError: the job would be taken for one the drain cancelled (and Python 3.11 leaves
+        # Task.cancelling() raised after a TaskGroup inside the handler fails).
+        if expired and isinstance(failure, asyncio.CancelledError | TimeoutError):
+            raise TimeoutError(past) from (None if isinstance(failure, asyncio.CancelledError) else failure)
+        raise failure
+
+    def _abandon(self, job: store.Job, task: asyncio.Task[BaseException | None], call: Releasable) -> None:
+        """Leave a handler that ignores its cancellation running (closed at stop), so its job can end."""
+        self._runaways.add(task, call)
+        log.warning("job=%s handler=%s ignored its cancellation for %g s: left running (%d such), its job ended",
+                    job.id, job.handler, self._cancel_allowance, len(self._runaways),
+                    extra={"delivery": job.delivery_id, "job": job.id})
 
     def _context(self, job: store.Job, event: sansio.Event) -> Context:
         gh = None
