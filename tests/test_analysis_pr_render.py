@@ -166,7 +166,7 @@ def test_lone_surrogates_in_test_names_and_messages_render_instead_of_raising() 
     # Test names come from the stored manifest (JSON keeps "\ud800" escapes) and messages from CI: a lone
     # surrogate made the UTF-16 size count raise UnicodeEncodeError, so neither the check nor the comment was sent.
     criteria = [CriterionRef(REPO, 1, "T1", "Logs in \udc00")]
-    manifest = manifest_for(criteria, ["it('T1 logs in \ud800', () => {})"])
+    manifest = manifest_for(criteria, ["it('T1::logs in \ud800', () => {})"])
     verdict = compute_verdict(criteria, {"T1": "failed"})
     failing = [FailingCase("T1", "failed", "T1 logs in \ud800", "", "boom \udfff")]
     comment = render_pr_comment(manifest, verdict, links=[LINK])
@@ -174,13 +174,13 @@ def test_lone_surrogates_in_test_names_and_messages_render_instead_of_raising() 
     note = Annotation("tests/test_x.py", 1, 1, "failure", "boom \udfff", title="T1 \ud800").to_dict()
     for text in (comment, render_manifest_check(manifest, [LINK]).summary, check.summary, check.text, *note.values()):
         str(text).encode("utf-8")
-    assert "T1 logs in \ufffd" in comment and "boom \ufffd" in check.text and note["message"] == "boom \ufffd"
+    assert "T1::logs in \ufffd" in comment and "boom \ufffd" in check.text and note["message"] == "boom \ufffd"
 
 
 def test_names_a_fork_chooses_cannot_render_links_or_images() -> None:
     # Test names, failing test names and file paths come from the pull request (a fork's): they rendered as
     # links and images in the bot's comment and checks ("[Claim your reward](https://...)"), with its authority.
-    name = "T1 [Claim reward](https://evil.example) ![ok](https://evil.example/badge.png) www.evil.example"
+    name = "T1::[Claim reward](https://evil.example) ![ok](https://evil.example/badge.png) www.evil.example"
     criteria = [CriterionRef(REPO, 1, "T1", "Logs in"), CriterionRef(REPO, 1, "T2", "Logs out")]
     files = [
         {"filename": "src/[docs](https://evil.example)`.py", "status": "modified"},
@@ -194,4 +194,4 @@ def test_names_a_fork_chooses_cannot_render_links_or_images() -> None:
     failed = render_verdict_check(verdict, [FailingCase("T1", "failed", name, "", "boom")], health)
     for text in (comment, check.summary, check.text, failed.text, failed.summary):
         assert "](" not in text.replace("\\](", "") and "https://evil" not in text and "www.evil" not in text
-    assert "T1 \\[Claim reward\\](https:\u200b//evil.example) !\\[ok\\]" in comment
+    assert "T1::\\[Claim reward\\](https:\u200b//evil.example) !\\[ok\\]" in comment
