@@ -195,3 +195,25 @@ def test_names_a_fork_chooses_cannot_render_links_or_images() -> None:
     for text in (comment, check.summary, check.text, failed.text, failed.summary):
         assert "](" not in text.replace("\\](", "") and "https://evil" not in text and "www.evil" not in text
     assert "T1::\\[Claim reward\\](https:\u200b//evil.example) !\\[ok\\]" in comment
+
+
+def test_tests_naming_an_id_the_report_will_not_carry_are_listed_with_how_to_write_them() -> None:
+    # A tag or a display name never reaches the JUnit report, so the test covers nothing: the check and the comment
+    # say so, rather than leaving the criterion "missing" later without a reason.
+    criteria = [CriterionRef(REPO, 1, "T1", "Logs in")]
+    manifest = manifest_for(criteria, ["@pytest.mark.tid('T1')", "def test_login(): pass"])
+    assert manifest.uncarried, "the manifest lists the mark as uncarried"
+    check = render_manifest_check(manifest, [LINK]).summary
+    comment = render_pr_comment(manifest, None, links=[LINK])
+    for text in (check, comment):
+        assert "name a test ID in a form the JUnit report will not carry" in text
+        assert "`tests/test_x.py`" in text and manifest.uncarried[0].advice[:20] in text
+    plain = render_manifest_check(manifest_for(criteria, ["def test_T1_login(): pass"]), [LINK]).summary
+    assert "will not carry" not in plain
+
+
+def test_the_uncarried_list_is_capped() -> None:
+    criteria = [CriterionRef(REPO, 1, "T1", "Logs in")]
+    lines = [line for n in range(25) for line in ("@pytest.mark.tid('T1')", f"def test_login_{n}(): pass")]
+    summary = render_manifest_check(manifest_for(criteria, lines), [LINK]).summary
+    assert summary.count("in `tests/test_x.py`") == 20 and "and 5 more" in summary

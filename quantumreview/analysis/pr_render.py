@@ -26,6 +26,7 @@ MAX_TITLE = 255
 MAX_ANNOTATION_TEXT = 64 * 1024
 MAX_MESSAGE = 2000
 TESTS_PER_CELL = 3
+UNCARRIED_SHOWN = 20
 # Room kept below a limit for the note that says rows were left out.
 _RESERVE = 300
 _BACKTICKS = re.compile(r"`+")
@@ -132,7 +133,7 @@ def render_manifest_check(manifest: Manifest, links: Sequence[IssueLink], *, not
     if total:
         head += ["| ID | Criterion | Issue | Tests in this PR | Suggestion |", "| --- | --- | --- | --- | --- |"]
         rows = [_coverage_row(item) for item in manifest.coverage]
-    tail = _unknown_note(manifest)
+    tail = _unknown_note(manifest) + _uncarried_note(manifest)
     summary = _fit(head, rows, tail, MAX_CHECK_CHARS, "criteria")
     return CheckOutput(title, summary, _files_text(manifest))
 
@@ -211,7 +212,7 @@ def render_pr_comment(
             rows.append("| " + " | ".join(cells) + " |")
     else:
         head += ["No acceptance criteria found in the linked issues."]
-    body = _fit(head, rows, _unknown_note(manifest), MAX_COMMENT_CHARS, "criteria")
+    body = _fit(head, rows, _unknown_note(manifest) + _uncarried_note(manifest), MAX_COMMENT_CHARS, "criteria")
     return body if body.startswith(MARKER) else MARKER + "\n" + body
 
 
@@ -326,6 +327,18 @@ def _issues_without_criteria(manifest: Manifest, links: Sequence[IssueLink]) -> 
     having = {(c.criterion.repo.lower(), c.criterion.issue_number) for c in manifest.coverage}
     bare = [link for link in links if (link.repo.lower(), link.number) not in having]
     return ", ".join(escape_cell(f"{link.repo}#{link.number}", max_chars=120) for link in bare[:20])
+
+
+def _uncarried_note(manifest: Manifest) -> list[str]:
+    """Tests naming an ID in a form the JUnit report will not carry cover nothing: say which, and how to write them."""
+    if not manifest.uncarried:
+        return []
+    lines = ["", "> ⚠️ These tests name a test ID in a form the JUnit report will not carry, so they cover nothing:"]
+    for ref in manifest.uncarried[:UNCARRIED_SHOWN]:
+        lines.append(f"> - {_literal(ref.name or ref.path, max_chars=80)} in {_code(ref.path)} "
+                     f"{escape_cell(ref.advice, max_chars=400)}")
+    more = len(manifest.uncarried) - UNCARRIED_SHOWN
+    return lines + ([f"> - and {more} more"] if more > 0 else [])
 
 
 def _unknown_note(manifest: Manifest) -> list[str]:
