@@ -110,12 +110,16 @@ def _tagging_help(tid: str) -> list[str]:
         "",
         "### How to tag tests",
         "",
-        f"Put the ID in the test name as `{tid}::test_name`, or set the JUnit classname to "
+        f"Put the ID in the test name as `{tid}::test_name` or `test_{tid}_name`, or set the JUnit classname to "
         f'`classname="autoqa:{tid}"`. CI must upload a JUnit XML report.',
         "",
         "<details><summary>pytest</summary>",
         "",
         "```python",
+        f"def test_{tid}_login_works():",
+        "    ...",
+        "",
+        "# or, keeping the name:",
         "def test_login_works(record_xml_attribute):",
         f'    record_xml_attribute("classname", "autoqa:{tid}")',
         "    ...",
