@@ -15,7 +15,8 @@ router = routing.Router()
 
 @router.register(PRUNE_EVENT)
 async def prune_old_deliveries(event: sansio.Event, ctx: Context) -> None:
-    """Delete deliveries older than DELIVERY_RETENTION_DAYS whose jobs all finished well, and such enqueued jobs."""
+    """Delete deliveries older than DELIVERY_RETENTION_DAYS whose jobs all finished well, and enqueued jobs that
+    finished before then (failed or dead ones too, but each handler's latest)."""
     now = time.time()
     days = ctx.settings.delivery_retention_days
     deliveries, jobs = await prune(ctx.db, now - days * 86400, now=now)

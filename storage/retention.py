@@ -1,5 +1,7 @@
 """Retention: a delivery and its jobs are deleted once they are older than the retention period and every job of
-theirs has finished well (done or cancelled); a delivery with a failed, dead or unfinished job is kept."""
+theirs has finished well (done or cancelled); a delivery with a failed, dead or unfinished job is kept (it can be
+replayed). Enqueued jobs (scheduled sweeps, API work) go once finished before the cutoff, failed or dead ones too but
+for the latest failed or dead one of each handler, which `quantumreview jobs` shows."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ PRUNE_BATCH = 100
 # Why: the redelivery sweep only looks at GitHub's last 3 days; its records older than that are never read again.
 REDELIVERY_RECORDS_DAYS = 4
 FINISHED_WELL = "('done', 'cancelled')"
+FINISHED_BADLY = "('failed', 'dead')"
 
 OLD_DELIVERIES = f"""
 DELETE FROM deliveries WHERE rowid IN (
@@ -26,13 +29,24 @@ OLD_ENQUEUED_JOBS = f"""
 DELETE FROM jobs WHERE id IN (
     SELECT id FROM jobs WHERE delivery_id IS NULL AND status IN {FINISHED_WELL} AND finished_at < ? LIMIT ?
 )"""  # noqa: S608 - constant text
+# Why keep each handler's latest: a sweep failing every 10 minutes added a row each time, for ever; its latest error
+# is all an operator needs.
+OLD_FAILED_ENQUEUED_JOBS = f"""
+DELETE FROM jobs WHERE id IN (
+    SELECT id FROM jobs WHERE delivery_id IS NULL AND status IN {FINISHED_BADLY} AND finished_at < ?
+      AND id NOT IN (SELECT max(id) FROM jobs WHERE delivery_id IS NULL AND status IN {FINISHED_BADLY} GROUP BY handler)
+    LIMIT ?
+)"""  # noqa: S608 - constant text
 
 
 def prune_batch(conn: sqlite3.Connection, cutoff: float, limit: int) -> tuple[int, int]:
     """Delete up to `limit` deliveries received before `cutoff` whose jobs all finished well (their jobs go with
-    them, ON DELETE CASCADE) and up to `limit` such enqueued jobs finished before it: (deliveries, jobs) deleted."""
+    them, ON DELETE CASCADE) and up to `limit` enqueued jobs finished before it (but each handler's latest failed
+    or dead one): (deliveries, jobs) deleted."""
     deliveries = conn.execute(OLD_DELIVERIES, (cutoff, limit)).rowcount
     jobs = conn.execute(OLD_ENQUEUED_JOBS, (cutoff, limit)).rowcount
+    if jobs < limit:
+        jobs += conn.execute(OLD_FAILED_ENQUEUED_JOBS, (cutoff, limit - jobs)).rowcount
     return deliveries, jobs
 
 

@@ -1,5 +1,6 @@
-"""Retention: old deliveries whose jobs all finished well go, with their jobs; anything failed, dead or unfinished
-stays; the app prunes at start and every hour, as a job."""
+"""Retention: old deliveries whose jobs all finished well go, with their jobs; a delivery with a failed, dead or
+unfinished job stays; old finished enqueued jobs go, failed or dead ones too but for each handler's latest; the app
+prunes at start and every hour, as a job."""
 
 from __future__ import annotations
 
@@ -59,11 +60,58 @@ async def test_old_deliveries_whose_jobs_all_finished_well_go_with_their_jobs(db
     assert await db.fetchvalue("PRAGMA foreign_key_check") is None
 
 
-async def test_old_finished_enqueued_jobs_go_and_failed_ones_stay(db: Database) -> None:
+async def test_old_finished_enqueued_jobs_go_and_the_latest_failed_one_of_each_handler_stays(db: Database) -> None:
     await add(db, None, 20, "done", "cancelled", "dead", "failed", "queued")
     await add(db, None, 10, "done")
     assert await prune(db, NOW - 14 * DAY, now=NOW) == (0, 2)
     assert [status for _, status in (await left(db))[1]] == ["dead", "failed", "queued", "done"]
+
+
+async def enqueued(db: Database, handler: str, status: str, days_ago: float) -> None:
+    """A finished (or unfinished) enqueued job of `handler`, created and finished `days_ago`."""
+    at = NOW - days_ago * DAY
+    finished = None if status in ("queued", "running") else at
+    await db.execute(
+        "INSERT INTO jobs (handler, payload, ordering_key, status, run_after, created_at, finished_at, last_error) "
+        "VALUES (?, '{}', 'k', ?, ?, ?, ?, ?)", (handler, status, at, at, finished, f"{status} {days_ago:g}d"))
+
+
+async def enqueued_left(db: Database) -> list[str]:
+    rows = await db.fetchall("SELECT handler, last_error FROM jobs WHERE delivery_id IS NULL ORDER BY id")
+    return [f"{row[0]} {row[1]}" for row in rows]
+
+
+async def test_old_failed_or_dead_enqueued_jobs_go_but_each_handlers_latest_and_failed_deliveries_stay(
+        db: Database) -> None:
+    """A sweep failing every 10 minutes added a failed (or dead) row each time, kept for ever."""
+    await add(db, "old-failed", 20, "failed", "dead")  # a delivery's jobs (handlers h:0, h:1): kept to replay
+    for handler, status, days in [
+        ("sweep", "failed", 30), ("sweep", "dead", 20), ("sweep", "done", 20), ("sweep", "failed", 15),
+        ("sweep", "failed", 10), ("sweep", "dead", 1),  # sweep's latest failure is recent
+        ("stale", "dead", 30), ("stale", "failed", 20),  # stale's latest failure is old: it stays
+        ("once", "dead", 20),  # a handler's only failure stays
+        ("h:0", "failed", 25), ("h:0", "failed", 24),  # the delivery's failed job does not count as h:0's latest
+        ("busy", "queued", 30), ("busy", "running", 30), ("busy", "failed", 30),
+    ]:
+        await enqueued(db, handler, status, days)
+    assert await prune(db, NOW - 14 * DAY, now=NOW) == (0, 6)
+    assert await enqueued_left(db) == [
+        "sweep failed 10d", "sweep dead 1d", "stale failed 20d", "once dead 20d", "h:0 failed 24d",
+        "busy queued 30d", "busy running 30d", "busy failed 30d"]
+    assert (await left(db))[0] == ["old-failed"]
+    assert len(await db.fetchall("SELECT 1 FROM jobs WHERE delivery_id = 'old-failed'")) == 2
+
+
+async def test_old_failed_enqueued_jobs_go_in_batches_with_the_finished_ones(db: Database) -> None:
+    for _ in range(4):
+        await enqueued(db, "sweep", "done", 20)
+    for _ in range(5):
+        await enqueued(db, "sweep", "failed", 20)
+    await enqueued(db, "sweep", "dead", 2)
+    first = await db.run(lambda conn: prune_batch(conn, NOW - 14 * DAY, 3))
+    assert first == (0, 3)  # the batch's limit covers both kinds
+    assert await prune(db, NOW - 14 * DAY, now=NOW, batch=3) == (0, 6)
+    assert await enqueued_left(db) == ["sweep dead 2d"]
 
 
 async def test_pruning_goes_in_batches_until_nothing_old_is_left(db: Database) -> None:
