@@ -89,6 +89,10 @@ async def health(request: web.Request) -> web.Response:
     if intake is not None and intake.failing is not None:  # reads work, writes do not: deliveries get 503
         body.update(status="error", db="not writable", db_error=intake.failing)
         return web.json_response(body, status=503)
+    github = request.app.get(keys.github)
+    if github is not None and (problem := github.credentials_problem) is not None:
+        # Why 200: a restart (what a failing health check brings) cannot fix credentials; the operator must.
+        body.update(status="degraded", github=problem)
     return web.json_response(body)
 
 

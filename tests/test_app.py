@@ -57,6 +57,20 @@ async def test_health_is_503_when_the_database_is_unusable(client: Client) -> No
     assert (await response.json())["db"] == "error"
 
 
+async def test_health_names_app_credentials_that_look_like_another_apps(client: Client,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # The mix-up is detected by GitHubApp (tests/test_credentials_mismatch.py); /health is where an operator looks.
+    github = client.app[keys.github]
+    assert github is not None and github.credentials_problem is None
+    assert (await (await client.get("/health")).json())["status"] == "ok"
+    problem = "The GitHub App credentials in use look like App 2's, but the webhooks come from App 1"
+    monkeypatch.setattr(type(github), "credentials_problem", property(lambda self: problem))
+    response = await client.get("/health")
+    body = await response.json()
+    assert response.status == 200  # a restart cannot fix credentials
+    assert (body["status"], body["github"], body["db"]) == ("degraded", problem, "ok")
+
+
 async def test_unknown_route_is_404_json(client: Client) -> None:
     response = await client.get("/no/such/page")
     assert response.status == 404
