@@ -383,9 +383,8 @@ class JobRunner:
         failure = asyncio.CancelledError() if task.cancelled() else task.result()
         if failure is None:
             return
-        # Why not CancelledError: the job would be taken for one the drain cancelled (and Python 3.11 leaves
-        # Task.cancelling() raised after a TaskGroup inside the handler fails).
-        if expired and isinstance(failure, asyncio.CancelledError | TimeoutError):
+        # Why not the CancelledError it ended with: that is taken for the drain's, and the job left running.
+        if expired and not interrupted and isinstance(failure, asyncio.CancelledError | TimeoutError):
             raise TimeoutError(past) from (None if isinstance(failure, asyncio.CancelledError) else failure)
         raise failure
 

@@ -174,3 +174,30 @@ async def test_a_call_passes_values_and_exceptions_through_as_await_does() -> No
 async def _raise(exc: BaseException) -> None:
     raise exc
 
+
+
+async def test_a_shutdown_during_a_handlers_cleanup_after_its_timeout_requeues_its_job_quietly(
+        db: Database, make_settings: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """The drain's cancellation came while the timed-out handler was still cleaning up: its end was taken for the
+    timeout, and the log said the job's outcome was not recorded."""
+    router = routing.Router()
+    cleaning = asyncio.Event()
+
+    @router.register("issues")
+    async def slow_cleanup(event: sansio.Event, ctx: Context) -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cleaning.set()
+            await asyncio.sleep(0.3)
+            raise
+
+    await add_delivery(db, "d1", [slow_cleanup])
+    runner = JobRunner(db, HandlerRegistry.from_routers([router]), make_settings(job_timeout=0.05, shutdown_grace=0),
+                       cancel_allowance=1.0)
+    await runner.start()
+    await cleaning.wait()
+    await runner.stop()
+    [job] = await store.list_jobs(db)
+    assert (job.status, job.attempts, job.last_error) == ("queued", 0, "interrupted by shutdown")
+    assert "outcome not recorded" not in caplog.text
