@@ -132,6 +132,18 @@ async def read_body(request: web.Request, limit: int = MAX_BODY_BYTES, timeout: 
     return b"".join(chunks)
 
 
+def hook_app_id(request: web.Request) -> int | None:
+    """The App id GitHub names on an App's webhook (X-GitHub-Hook-Installation-Target-ID), or None.
+
+    Why: credentials of another App get 404 for every installation, as an uninstall does; knowing from every
+    signed delivery which App the installations are of, such a 404 never marks one deleted (GitHubApp).
+    """
+    if request.headers.get("X-GitHub-Hook-Installation-Target-Type") != "integration":
+        return None  # a repository or organization webhook names its repository or organization
+    value = request.headers.get("X-GitHub-Hook-Installation-Target-ID", "")
+    return int(value) if value.isascii() and value.isdigit() and len(value) <= 20 else None
+
+
 def may_be_large(request: web.Request) -> bool:
     """Whether the body may take more than LARGE_BODY_BYTES in memory once read (see LARGE_READS)."""
     length = request.content_length
@@ -183,6 +195,8 @@ class WebhookReceiver:
             raise Rejected(401, "bad_signature", "X-Hub-Signature-256 does not match the body")
         if request.content_type != "application/json":
             raise Rejected(415, "unsupported_media_type", "set the webhook content type to application/json")
+        if (app_id := hook_app_id(request)) is not None and (github := request.app.get(keys.github)) is not None:
+            github.note_webhook_app_id(app_id)
         arrival = Arrival(headers.delivery_id, headers.event, body, self._now())
         try:
             # The body is validated and read where it is stored (see delivery_fields); the writer answers

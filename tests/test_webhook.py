@@ -544,3 +544,24 @@ def test_only_a_failing_storage_marks_the_intake_not_writable() -> None:
     locked.sqlite_errorcode = sqlite3.SQLITE_BUSY  # type: ignore[attr-defined]
     assert [storage_failed(exc) for exc in (full, io_error, locked, DatabaseBusy("lock timeout"))] == [
         True, True, False, False]
+
+
+@pytest.mark.parametrize(("target_type", "target_id", "noted"), [
+    ("integration", "2", [2]),
+    ("repository", "35129377", []),  # a repository webhook names its repository, not an App
+    ("integration", "x1", []),
+    ("integration", "1" * 21, []),
+])
+async def test_the_app_id_github_names_on_a_signed_delivery_is_told_to_the_github_client(
+        client: Client, monkeypatch: pytest.MonkeyPatch, target_type: str, target_id: str, noted: list[int]) -> None:
+    # What the client makes of it (a 404 under another App's credentials is not an uninstall) is in
+    # tests/test_credentials_mismatch.py; here: every signed App delivery tells it, an unsigned one never does.
+    github = client.app[keys.github]
+    calls: list[object] = []
+    monkeypatch.setattr(github, "note_webhook_app_id", calls.append)
+    hook = {"X-GitHub-Hook-Installation-Target-Type": target_type, "X-GitHub-Hook-Installation-Target-ID": target_id}
+    status, _, _ = await post(client, "issues", ISSUE, **hook)
+    assert status == 202 and calls == noted
+    status, _, _ = await post(client, "issues", ISSUE, secret="not-the-secret-at-all", **hook)
+    assert status == 401 and calls == noted
+
