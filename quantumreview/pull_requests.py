@@ -270,7 +270,7 @@ async def _without_ci(ctx: Context, repo: str, pr_number: int, head_sha: str, ro
 
 
 async def workflows_found(ctx: Context, repo: str) -> str:
-    """"none" when the repository has no Actions workflow, "some", or "unknown" when GitHub refuses to say (no
+    """Whether the repository has Actions workflows: "none", "some", or "unknown" when GitHub refuses to say (no
     Actions: read: the check then waits for CI as before).
 
     https://docs.github.com/en/rest/actions/workflows#list-repository-workflows
