@@ -21,9 +21,9 @@ import re
 import secrets
 import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import urlencode
 
 import aiohttp
@@ -91,6 +91,7 @@ class AuthState:
         self._next: TTLCache[str, str] = TTLCache(MAX_PENDING_LOGINS, ttl=state_ttl, timer=clock)
         self._used: TTLCache[str, bool] = TTLCache(MAX_USED_STATES, ttl=state_ttl + CLOCK_SKEW, timer=clock)
         self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._detached: set[asyncio.Task[Any]] = set()
 
     def __repr__(self) -> str:
         return f"AuthState(next_paths={len(self._next)}, used={len(self._used)})"
@@ -118,6 +119,18 @@ class AuthState:
             return None
         self._used[state] = True
         return PendingLogin(pkce_verifier(key, state), self._next.pop(state, None))
+
+    def detach(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """Run `work` in a task that outlives a cancelled caller (kept referenced until it ends)."""
+        task = asyncio.ensure_future(work)
+        self._detached.add(task)
+        task.add_done_callback(self._detached_done)
+        return task
+
+    def _detached_done(self, task: asyncio.Task[Any]) -> None:
+        self._detached.discard(task)
+        if not task.cancelled():
+            task.exception()  # a caller that was cancelled never reads it: no "never retrieved" warning
 
     def refresh_lock(self, user_id: int) -> asyncio.Lock:
         """The lock that makes token refreshes single-flight per user."""
@@ -250,7 +263,14 @@ def _stored(app: web.Application, tokens: UserTokens) -> StoredTokens:
 
 async def user_token(request: web.Request, user: User, *, rejected: str | None = None) -> str:
     """A live GitHub token for `user`, refreshed (once per user at a time) when expired or `rejected` by GitHub."""
-    app, state = request.app, _auth_state(request)
+    state = _auth_state(request)
+    # Why a task the request only waits for: GitHub spends the refresh token when it answers; a request cancelled
+    # meanwhile (the access lookup's deadline) dropped the new pair, and the next refresh, with the spent token,
+    # ended the session. The task keeps the user's refresh lock until the new pair is stored.
+    return await asyncio.shield(state.detach(_user_token(request.app, state, user, rejected)))
+
+
+async def _user_token(app: web.Application, state: AuthState, user: User, rejected: str | None) -> str:
     db, box = app[keys.db], app[keys.secret_box]
     async with state.refresh_lock(user.id):
         # Why read under the lock: a request that waited here finds the token another one just refreshed.

@@ -791,6 +791,28 @@ async def test_logout_during_a_refresh_leaves_no_live_token_behind(dash: Dashboa
     assert await api_status(dash, session) == 401
 
 
+async def test_a_refresh_outliving_its_request_still_stores_the_new_tokens(dash: Dashboard) -> None:
+    # GitHub consumes the refresh token when it answers; a request cancelled meanwhile (the access lookup's
+    # deadline) dropped the answer, and the next request's refresh with the spent token ended the session.
+    await log_in(dash)
+    dash.clock.advance(8 * 3600 + 1)
+    session = jwt.encode({"sub": "42", "ver": 1, "iat": int(dash.clock()), "exp": int(dash.clock()) + 60},
+                         dash.box.session_key, algorithm="HS256")
+    dash.client.app[access.ACCESS].deadline = 0.1
+    dash.fake.fail_next("POST", TOKEN_ROUTE, kind="slow", delay=0.5)  # GitHub takes its time to refresh
+    response = await dash.client.get("/api/repos", headers=with_session(dash, session))
+    assert response.status == 503 and (await response.json())["error"]["code"] == "github_timeout"
+    for _ in range(200):  # the refresh carries on without its request
+        stored = await users.get_tokens(dash.db, 42)
+        if stored is not None and stored.token_expires_at == dash.clock() + 28800:
+            break
+        await asyncio.sleep(0.01)
+    else:
+        raise AssertionError("the refreshed tokens were never stored")
+    assert await api_status(dash, session, "/api/token") == 200  # the stored pair serves the next request
+    assert len(token_calls(dash.fake, "refresh_token")) == 1
+
+
 async def test_github_rejecting_the_refreshed_token_too_ends_the_session(dash: Dashboard) -> None:
     value = await log_in(dash)
     dash.fake.fail_next("GET", "/user", status=401, times=2)
