@@ -108,3 +108,15 @@ async def test_a_ci_run_arriving_after_all_gives_its_verdict(bare: Harness) -> N
                                artifacts={REPORT_ARTIFACT: {JUNIT_FILE: junit("passed")}})
     await bare.dispatch("workflow_run", bare.workflow_run(300))
     assert [(c["status"], c["conclusion"]) for c in bare.check_runs()] == [("completed", "success")]
+
+
+async def test_runs_going_on_a_head_first_seen_without_ci_are_waited_for(bare: Harness) -> None:
+    """Workflows added after the head's check was concluded "No CI workflow" (then run on it, say on reopen): a
+    report-less run finishing while the tests still go showed that neutral again instead of waiting."""
+    await open_pull(bare)
+    bare.fake.add_workflow_run(REPO, 311, head_sha=SHA, pull_requests=[7], status="in_progress", name="Tests")
+    bare.fake.add_workflow_run(REPO, 310, head_sha=SHA, pull_requests=[7], artifacts={"lint": {"a.txt": b"ok"}})
+    await bare.dispatch("workflow_run", bare.workflow_run(310))
+    assert [(c["status"], c["conclusion"]) for c in bare.check_runs()] == [("completed", "neutral"),
+                                                                          ("in_progress", None)]
+    assert "(Tests #311)" in bare.check_runs()[1]["output"]["summary"]
