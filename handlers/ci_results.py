@@ -308,6 +308,9 @@ async def judge_pull(ctx: Context, repo: str, number: int, head_sha: str, run_id
     if waiting and not row.run_id:  # no verdict yet, or a report-less run's
         async with ctx.db.transaction() as conn:
             await pull_store.clear_report_less_verdict(conn, repo, number, head_sha)
+            # Why: runs go on this head, so it has CI, whatever its check's first publish found (workflows added
+            # since); else the next publish (a comment update) showed "No CI workflow" neutral again.
+            await pull_store.set_ci_workflows(conn, repo, number, head_sha, "some")
         ctx.log.info("%s#%s: run %s had no report; waiting for %s", repo, number, run_id, ", ".join(waiting))
         await prs.publish_pr_status(ctx, repo, number, head_sha, waiting=waiting_note(run_id, waiting))
         return None

@@ -234,7 +234,7 @@ async def _publish(ctx: Context, repo: str, pr_number: int, head_sha: str, faili
     elif not links:
         output = with_problems(render_no_links_check(), problems)
         fields = {"status": "completed", "conclusion": "neutral"}
-    elif waiting is None and await _without_ci(ctx, repo, pr_number, head_sha, row):  # runs going: CI exists
+    elif await _without_ci(ctx, repo, pr_number, head_sha, row):
         output = no_ci_check(manifest, links, notes=shown_problems)
         fields = {"status": "completed", "conclusion": "neutral"}
         shown_problems = [NO_CI_NOTE, "", *shown_problems]

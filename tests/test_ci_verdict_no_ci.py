@@ -120,3 +120,6 @@ async def test_runs_going_on_a_head_first_seen_without_ci_are_waited_for(bare: H
     assert [(c["status"], c["conclusion"]) for c in bare.check_runs()] == [("completed", "neutral"),
                                                                           ("in_progress", None)]
     assert "(Tests #311)" in bare.check_runs()[1]["output"]["summary"]
+    await open_pull(bare, body="Closes #4\n\nedited")  # a later update of the comment and check
+    assert bare.check_runs()[1]["status"] == "in_progress"
+    assert len(bare.fake.calls("GET", WORKFLOWS)) == 1
