@@ -17,6 +17,7 @@ import hmac
 import html
 import json
 import logging
+import math
 import re
 import secrets
 import time
@@ -53,6 +54,10 @@ STATE_TTL = 600
 STATE_BYTES = 32  # 256 bits
 MAX_PENDING_LOGINS = 4096
 MAX_USED_STATES = 65_536
+# A failed token refresh (GitHub down or rate-limiting) answers 503 with Retry-After: GitHub's time, else this,
+# within MAX_RETRY_AFTER.
+REFRESH_RETRY_AFTER = 30
+MAX_RETRY_AFTER = 3600
 REFRESH_MARGIN = 60.0  # refresh a user token this early, so a request never carries one about to expire
 CLOCK_SKEW = 60
 # Why a short wait: logout must answer promptly when GitHub is slow; an unrevoked token expires on its own (8 h).
@@ -292,9 +297,13 @@ async def _user_token(app: web.Application, state: AuthState, user: User, reject
             log.info("user %s: token refresh failed (%s); session ended", user.id, type(exc).__name__)
             await users.end_sessions(db, user.id, now=state.clock())
             raise unauthenticated("GitHub no longer accepts your login; log in again") from None
-        except RetryLater:
-            raise _json_error(web.HTTPServiceUnavailable, "github_unavailable",
-                              "GitHub could not be reached; retry shortly") from None
+        except RetryLater as exc:
+            error = _json_error(web.HTTPServiceUnavailable, "github_unavailable",
+                                "GitHub could not be reached; retry shortly")
+            # Why: a browser or script told when to come back does not hammer GitHub through us meanwhile.
+            wait = REFRESH_RETRY_AFTER if exc.at is None else exc.at - state.clock()
+            error.headers["Retry-After"] = str(min(max(1, math.ceil(wait)), MAX_RETRY_AFTER))
+            raise error from None
         stored = _stored(app, fresh)
         if not await users.replace_tokens(db, user.id, stored, session_version=user.session_version,
                                           now=state.clock()):

@@ -750,6 +750,7 @@ async def test_github_failing_the_refresh_is_a_503_and_keeps_the_session(dash: D
     response = await dash.client.get("/api/token", headers=with_session(dash, session))
     assert response.status == 503
     assert (await response.json())["error"]["code"] == "github_unavailable"
+    assert 1 <= int(response.headers["Retry-After"]) <= 3600  # told when to come back
     assert await users.get_tokens(dash.db, 42) is not None  # the refresh token is kept for the next try
     assert await api_status(dash, session, "/api/token") == 200
     assert len(token_calls(dash.fake, "refresh_token")) == 2
