@@ -93,6 +93,10 @@ async def health(request: web.Request) -> web.Response:
     if github is not None and (problem := github.credentials_problem) is not None:
         # Why 200: a restart (what a failing health check brings) cannot fix credentials; the operator must.
         body.update(status="degraded", github=problem)
+    runner = request.app.get(keys.runner)
+    if runner is not None and (left := runner.left_running):
+        # Why say so: each keeps running (CPU, memory, perhaps GitHub calls) until the server stops.
+        body.update(status="degraded", handlers_left_running=left)
     return web.json_response(body)
 
 

@@ -388,6 +388,11 @@ class JobRunner:
             raise TimeoutError(past) from (None if isinstance(failure, asyncio.CancelledError) else failure)
         raise failure
 
+    @property
+    def left_running(self) -> int:
+        """Handlers given up on (they ignored their cancellation) and still running: /health shows them."""
+        return len(self._runaways)
+
     def _abandon(self, job: store.Job, task: asyncio.Task[BaseException | None], call: Releasable) -> None:
         """Leave a handler that ignores its cancellation running (closed at stop), so its job can end."""
         self._runaways.add(task, call)

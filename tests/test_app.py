@@ -71,6 +71,31 @@ async def test_health_names_app_credentials_that_look_like_another_apps(client: 
     assert (body["status"], body["github"], body["db"]) == ("degraded", problem, "ok")
 
 
+async def test_health_counts_handlers_left_running_after_ignoring_their_cancellation(
+        make_settings: SettingsFactory, aiohttp_client: Any) -> None:
+    router = routing.Router()
+
+    @router.register("issues", action="opened")
+    async def swallow(event: sansio.Event, ctx: Context) -> None:
+        for _ in range(200):  # ignores its timeout's cancellation for up to 20 s, then ends (the test's bound)
+            try:
+                await asyncio.sleep(0.1)
+            except asyncio.CancelledError:
+                pass
+
+    app = create_app(make_settings(job_timeout=0.2), registry=HandlerRegistry.from_routers([router]))
+    client: Client = await aiohttp_client(app)
+    assert "handlers_left_running" not in await (await client.get("/health")).json()
+    headers, body = signed_delivery("issues", ISSUE, WEBHOOK_SECRET)
+    assert (await client.post(PATH, data=body, headers=headers)).status == 202
+    for _ in range(100):  # the timeout (0.2 s), then the cancellation allowance (1 s)
+        health = await (await client.get("/health")).json()
+        if "handlers_left_running" in health:
+            break
+        await asyncio.sleep(0.05)
+    assert (health["status"], health.get("handlers_left_running")) == ("degraded", 1)
+
+
 async def test_unknown_route_is_404_json(client: Client) -> None:
     response = await client.get("/no/such/page")
     assert response.status == 404
