@@ -12,6 +12,7 @@ from quantumreview.checklists import (
     fetch_issue,
     follow_rename,
     live_installation,
+    publish_checklist_comment,
     refresh_checklist,
     revalidate_linking_pulls,
 )
@@ -60,6 +61,18 @@ async def follow_issue_header(event: sansio.Event, ctx: Context) -> None:
     async with ctx.db.transaction() as conn:
         await store.set_header(conn, checklist.id, title=str(latest.get("title") or ""),
                                state=str(latest.get("state") or "open"), now=time.time())
+
+
+@router.register("issues", action="unlocked")
+async def publish_after_unlock(event: sansio.Event, ctx: Context) -> None:
+    """Post the checklist GitHub refused while the issue was locked (an App may not comment then), or bring it up
+    to date with the edits made meanwhile."""
+    issue = event.data.get("issue") or {}
+    repo = ctx.repo
+    if repo is None or ctx.gh is None or "pull_request" in issue:
+        return
+    await follow_rename(ctx, event.data.get("repository"))
+    await publish_checklist_comment(ctx, repo, int(issue["number"]))  # asks GitHub nothing when there is none
 
 
 @router.register(REGENERATE_EVENT)

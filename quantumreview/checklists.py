@@ -5,10 +5,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from gidgethub import BadRequest
+
 from quantumreview.analysis.checklist import Item, reconcile
 from quantumreview.analysis.checklist_comment import MARKER, ChecklistLine, render_checklist_comment
 from quantumreview.analysis.criteria import MAX_CRITERIA, extract_criteria
-from quantumreview.comments import upsert_comment
+from quantumreview.comments import is_locked_refusal, upsert_comment
 from quantumreview.context import Context
 from quantumreview.github_client import getitem_or_none
 from quantumreview.pull_requests import REVALIDATE_EVENT
@@ -126,8 +128,21 @@ async def publish_checklist_comment(ctx: Context, repo: str, number: int) -> int
         [ChecklistLine(i.tid, i.text, i.status) for i in live],  # type: ignore[arg-type]
         truncated=checklist.truncated, total_found=checklist.total_found, limit=MAX_CRITERIA,
     )
-    comment_id = await upsert_comment(ctx.gh, repo, number, marker=MARKER, body=body, known_id=checklist.comment_id,
-                                      locks=ctx.locks)
+    try:
+        comment_id = await upsert_comment(ctx.gh, repo, number, marker=MARKER, body=body,
+                                          known_id=checklist.comment_id, locks=ctx.locks)
+    except BadRequest as exc:
+        if not is_locked_refusal(exc):
+            raise
+        # Why not raise: retried, the 403 came back until the job was dead, and the checklist (stored) was still
+        # not shown once the issue was unlocked. `issues.unlocked` publishes it.
+        ctx.log.info("%s#%d is locked: its checklist comment waits until it is unlocked", repo, number)
+        if checklist.comment_id is not None:
+            return None  # one is shown, only its update waits: no note at every edit or CI result
+        await ctx.notify(repo, "checklist", f"Checklist for {repo}#{number} not posted: the issue is locked "
+                         "(GitHub lets only collaborators comment). It is posted when the issue is unlocked.",
+                         data={"issue": number, "checklist_id": checklist.id, "locked": True})
+        return None
     if comment_id != checklist.comment_id:
         async with ctx.db.transaction() as conn:
             await store.set_comment_id(conn, checklist.id, comment_id)

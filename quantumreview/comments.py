@@ -11,6 +11,12 @@ from quantumreview.keyed_locks import KeyedLocks
 MAX_COMMENT_CHARS = 65_536  # GitHub rejects longer comment bodies
 
 
+def is_locked_refusal(exc: BadRequest) -> bool:
+    """Whether GitHub refused a comment because the conversation is locked (403 "Unable to create comment because
+    issue is locked."): only collaborators may comment then, and an App's bot is none, so no retry can succeed."""
+    return exc.status_code.value == 403 and "locked" in str(exc).lower()
+
+
 async def find_marked_comment(gh: Any, repo: str, number: int, marker: str) -> int | None:
     """The id of the first comment on the issue/PR that a bot wrote and that starts with `marker`, or None.
 

@@ -451,3 +451,64 @@ async def test_a_pull_of_the_issues_repository_is_revalidated_under_the_events_i
     fake_github.add_issue(REPO, 1, body=BODY)
     recorder = await run("issues", payload("issues.opened.1", number=1, body=BODY), handler_db, github)
     assert [(job["data"]["pr_number"], job["installation_id"]) for job in recorder.enqueued] == [(10, 7), (5, 8)]
+
+
+LOCKED = {"message": "Unable to create comment because issue is locked.",
+          "documentation_url": "https://docs.github.com/articles/locking-conversations/"}
+
+
+async def test_a_locked_issue_gets_its_checklist_when_unlocked_and_the_job_does_not_die(
+        fake_github: FakeGitHub, github: Any, handler_db: Database) -> None:
+    """GitHub answers an App's comment on a locked issue with a 403: the job was retried until dead, and once the
+    issue was unlocked nothing posted the checklist (contributors had no IDs) until someone edited the body."""
+    fake_github.add_issue(REPO, 1, body=BODY)
+    fake_github.fail_next("POST", "/repos/{owner}/{repo}/issues/{issue_number}/comments", status=403, body=LOCKED)
+    recorder = await run("issues", payload("issues.opened.1", number=1, body=BODY, locked=True), handler_db, github)
+    assert bot_comments(fake_github) == []
+    assert "locked" in recorder.notifications[-1]["title"] and recorder.notifications[-1]["data"]["locked"] is True
+    checklist = await store.get_checklist(handler_db, REPO, 1)
+    assert checklist is not None and checklist.comment_id is None
+    await run("issues", {**payload("issues.opened.1", number=1, body=BODY, locked=False), "action": "unlocked"},
+              handler_db, github)
+    (comment,) = bot_comments(fake_github)
+    assert "| `T1` | User can sign up |" in comment["body"]
+    checklist = await store.get_checklist(handler_db, REPO, 1)
+    assert checklist is not None and checklist.comment_id == comment["id"]
+
+
+async def test_an_edit_of_a_locked_issue_with_its_checklist_shown_waits_quietly(
+        fake_github: FakeGitHub, github: Any, handler_db: Database) -> None:
+    fake_github.add_issue(REPO, 1, body=BODY)
+    await run("issues", payload("issues.opened.1", number=1, body=BODY), handler_db, github)
+    edited = BODY + "- [ ] User can reset the password\n"
+    fake_github.add_issue(REPO, 1, body=edited)
+    fake_github.fail_next("PATCH", "/repos/{owner}/{repo}/issues/comments/{comment_id}", status=403,
+                          body={**LOCKED, "message": "Unable to update comment because issue is locked."})
+    data = {**payload("issues.edited.1", number=1, body=edited), "changes": {"body": {"from": BODY}}}
+    recorder = await run("issues", data, handler_db, github)
+    assert [n["data"].get("locked") for n in recorder.notifications] == [None]  # only "Checklist updated"
+    assert "reset the password" not in bot_comments(fake_github)[0]["body"]
+    await run("issues", {**payload("issues.opened.1", number=1, body=edited), "action": "unlocked"}, handler_db,
+              github)
+    (comment,) = bot_comments(fake_github)
+    assert "| `T3` | User can reset the password |" in comment["body"]
+
+
+async def test_unlocking_an_issue_without_a_checklist_asks_github_nothing(
+        fake_github: FakeGitHub, github: Any, handler_db: Database) -> None:
+    fake_github.add_issue(REPO, 1, body="no criteria")
+    before = len(fake_github.requests)
+    await run("issues", {**payload("issues.opened.1", number=1, body="no criteria"), "action": "unlocked"},
+              handler_db, github)
+    assert fake_github.requests[before:] == [] and bot_comments(fake_github) == []
+
+
+async def test_a_refusal_that_is_not_a_lock_still_fails_the_job(fake_github: FakeGitHub, github: Any,
+                                                                 handler_db: Database) -> None:
+    from gidgethub import BadRequest
+
+    fake_github.add_issue(REPO, 1, body=BODY)
+    fake_github.fail_next("POST", "/repos/{owner}/{repo}/issues/{issue_number}/comments", status=403,
+                          body={"message": "Resource protected by organization SAML enforcement."})
+    with pytest.raises(BadRequest):
+        await run("issues", payload("issues.opened.1", number=1, body=BODY), handler_db, github)
