@@ -129,6 +129,28 @@ def test_criterion_text_cannot_inject_a_marker_or_html() -> None:
     assert "&lt;img src=x" in body
 
 
+@pytest.mark.parametrize(("text", "cell"), [
+    ("Render `<br>` as a line break", "Render `<br>` as a line break"),
+    ("`a && b` and `x | y` for <b>", "`a && b` and `x \\| y` for &lt;b&gt;"),
+    ("``a`<i>`b`` then `@octocat`, not @octocat", "``a`<i>`b`` then `@octocat`, not @\u200boctocat"),
+    ("`unclosed <b>", "`unclosed &lt;b&gt;"),
+    ("```<b>`` uneven", "```&lt;b&gt;`` uneven"),
+], ids=["tag", "ampersand-and-pipe", "double-backticks", "unclosed", "uneven"])
+def test_code_spans_in_criteria_show_as_written(text: str, cell: str) -> None:
+    """GitHub shows a code span's text as written: escaped there, `<br>` showed as `&lt;br&gt;` and `a && b` as
+    `a &amp;&amp; b`, not what the issue said. Outside code spans, HTML and mentions are still defused."""
+    (row,) = table_rows(render([ChecklistLine("T1", text, "pending")]))
+    assert cells(row) == ["`T1`", cell, "⏳ pending"]
+
+
+def test_an_escaped_backtick_opens_no_code_span_for_html_to_hide_in() -> None:
+    # GitHub reads a backtick after a backslash as text: taken for a span's opener, the `<!--` after it would go raw and
+    # hide the rest of the comment. Two backslashes are one, and the backtick opens a span.
+    body = render([ChecklistLine("T1", "a \\`<!--` b", "pending"), ChecklistLine("T2", "c \\\\`<b>` d", "passed")])
+    assert body.count("<!--") == 1
+    assert [cells(row)[1] for row in table_rows(body)] == ["a \\`&lt;!--` b", "c \\\\`<b>` d"]
+
+
 def test_mentions_in_criteria_do_not_ping_people() -> None:
     body = render([ChecklistLine("T1", "Ask @octocat and @github/team", "pending")])
     assert "@octocat" not in body

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ STATUS_LABELS: dict[str, str] = {
 _UNKNOWN_STATUS = "⚪ unknown"
 _TID = re.compile(r"T[1-9][0-9]{0,8}")
 _MENTION = re.compile(r"@(?=[A-Za-z0-9])")
+_BACKTICK_RUN = re.compile(r"`+")
 # GitHub rejects or mangles NUL and other control characters in comment bodies; a lone surrogate ("\ud800" in
 # JSON) cannot be encoded as UTF-8 at all, so it becomes U+FFFD.
 _CELL_CHARS: dict[int, str | None] = {
@@ -80,6 +82,43 @@ def escape_cell(text: str, *, max_chars: int = MAX_TEXT_CHARS) -> str:
     text = " ".join(text.split()).translate(_CELL_CHARS)
     if len(text) > max_chars:
         text = text[: max_chars - 1].rstrip() + "…"
+    # Why code spans apart: GitHub shows their text as written, so `<br>` escaped there showed as `&lt;br&gt;`.
+    parts: list[str] = []
+    shown = 0
+    for start, end in code_spans(text):
+        parts += [_escape_text(text[shown:start]), text[start:end].replace("|", "\\|")]
+        shown = end
+    parts.append(_escape_text(text[shown:]))
+    return "".join(parts)
+
+
+def code_spans(text: str) -> list[tuple[int, int]]:
+    """Return the [start, end) of each code span in one line of Markdown, paired as CommonMark does: a backtick run
+    opens one closed by the next run of the same length; a run never closed is text, and so is a run's first
+    backtick after an odd number of backslashes (escaped)."""
+    runs = [(m.start(), m.end()) for m in _BACKTICK_RUN.finditer(text)]
+    by_length: dict[int, list[int]] = {}
+    for index, (start, end) in enumerate(runs):
+        by_length.setdefault(end - start, []).append(index)
+    spans: list[tuple[int, int]] = []
+    index = 0
+    while index < len(runs):
+        start, end = runs[index]
+        index += 1
+        slash = start
+        while slash > (spans[-1][1] if spans else 0) and text[slash - 1] == "\\":
+            slash -= 1
+        start += (start - slash) % 2
+        same = by_length.get(end - start, [])
+        later = bisect.bisect_left(same, index)
+        if start < end and later < len(same):
+            spans.append((start, runs[same[later]][1]))
+            index = same[later] + 1
+    return spans
+
+
+def _escape_text(text: str) -> str:
+    """Escape text outside code spans: no HTML, no pipes, no mentions."""
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
     # A zero-width space after @ keeps the comment from pinging people named in the issue.
     return _MENTION.sub("@\u200b", text)
