@@ -83,6 +83,11 @@ async def regenerate_checklist(event: sansio.Event, ctx: Context) -> None:
         ctx.log.warning("no installation client for %s: cannot regenerate its checklist", repo)
         return
     latest = await fetch_issue(ctx, repo, int(event.data["issue_number"]))
+    if latest is not None and "pull_request" in latest:
+        # Why: GitHub answers a pull request's number with its issue twin, so a rebuild asked for one (a number
+        # mistyped in the API or CLI) posted a checklist of its description's task list on the pull request.
+        ctx.log.info("%s#%s is a pull request: pull requests get no checklist", repo, latest.get("number"))
+        return
     if latest is not None:
         await refresh_checklist(ctx, repo, latest)
 

@@ -174,6 +174,16 @@ async def test_regenerate_job_rebuilds_from_github(fake_github: FakeGitHub, gith
     assert len(bot_comments(fake_github, 5)) == 1
 
 
+async def test_a_regenerate_asked_for_a_pull_request_number_builds_nothing(fake_github: FakeGitHub, github: Any,
+                                                                            handler_db: Database) -> None:
+    """GitHub's issue endpoint answers a pull request's number too: the rebuild posted a checklist of the pull
+    request's own task list ("- [ ] tests added") on the pull request."""
+    fake_github.add_pull(REPO, 6, body="## Checklist\n- [ ] Tests added\n- [ ] Docs updated\n", head_sha="a" * 40)
+    await run(REGENERATE_EVENT, {"repo": REPO, "issue_number": 6, "installation": {"id": 7}}, handler_db, github)
+    assert fake_github.comments.get((REPO, 6), []) == []
+    assert await store.get_checklist(handler_db, REPO, 6) is None
+
+
 async def test_deleted_issue_retires_its_checklist(fake_github: FakeGitHub, github: Any,
                                                    handler_db: Database) -> None:
     fake_github.add_issue(REPO, 1, body=BODY)
