@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from quantumreview.analysis.checklist import Item, reconcile
 from quantumreview.analysis.criteria import MAX_CRITERIA, Criterion, extract_criteria, normalise_title
 
 CORPUS = Path(__file__).parent / "fixtures" / "issues"
@@ -184,22 +183,6 @@ def test_an_issue_form_field_left_empty_gives_no_criterion() -> None:
     assert texts(filled) == ["Exports of 10,000 rows finish within 5 s"]
     assert texts("## Acceptance criteria\n- [ ] Empty answers show _No response_\n") == [
         "Empty answers show _No response_"]
-
-
-def test_a_table_of_criteria_gives_its_rows_not_its_header_or_delimiter_row() -> None:
-    """A section holding a table gave `| Criterion | Notes |` and `| --- | --- |` the IDs T1 and T2."""
-    table = "| Criterion | Notes |\n| --- | :---: |\n| Login works | SSO too |\n| Logout works | |\n"
-    assert texts("## Acceptance criteria\n\n" + table) == ["| Login works | SSO too |", "| Logout works | |"]
-    assert texts("## Acceptance criteria\nIntro line\n\nCriterion | Notes\n--- | ---\nLogin | x\n") == [
-        "Intro line", "Login | x"]
-    # Only a delimiter row right under a row with pipes makes a table: else both lines stay as they were.
-    assert texts("## Acceptance criteria\nA | B\n\n| --- |\nC\n") == ["A | B", "| --- |", "C"]
-    assert texts("## Acceptance criteria\nNo pipes here\n| --- |\n") == ["No pipes here", "| --- |"]
-    # The IDs of the rows that were criteria before stay theirs; header and delimiter are retired.
-    before = (Item("T1", "| Criterion | Notes |", ""), Item("T2", "| --- | :---: |", ""),
-              Item("T3", "| Login works | SSO too |", ""), Item("T4", "| Logout works | |", ""))
-    after = reconcile(before, {}, 5, extract_criteria("## Acceptance criteria\n\n" + table).criteria)
-    assert [item.tid for item in after.items] == ["T3", "T4"] and after.removed == ("T1", "T2")
 
 
 def test_none_and_empty_bodies_give_nothing() -> None:

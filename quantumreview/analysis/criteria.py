@@ -438,27 +438,13 @@ def _section_entries(lines: list[str], stripped: list[str]) -> Iterator[tuple[_E
                 detail.append(text)
             after_blank = False
             continue
-        header = not after_blank and entry is not None and entry.kind == "para" and "|" in entry.text
         after_blank = False
-        if header and _is_table_delimiter(text):
-            # Why: a table of criteria in a prose section gave its header row and `| --- |` the first IDs; they
-            # name columns. Its body rows stay criteria, one per row, as rule 4 reads them.
-            entry, detail = None, []
-            continue
         if entry is not None:
             yield entry, detail
         entry, detail = _classify(line, text, marker), []
         item_column = marker[0] if marker else -1
     if entry is not None:
         yield entry, detail
-
-
-def _is_table_delimiter(stripped: str) -> bool:
-    """Tell whether a stripped line is a table's delimiter row (`| --- | :-: |`, `--- | ---`)."""
-    if "|" not in stripped:
-        return False  # `---` alone is a thematic break
-    cells = stripped.removeprefix("|").removesuffix("|").split("|")
-    return all((cell := part.strip().removeprefix(":").removesuffix(":")) and not cell.strip("-") for part in cells)
 
 
 def _is_gherkin(stripped: str) -> bool:
