@@ -38,8 +38,6 @@ _STEP = re.compile(r"[*_]{0,3}(Given|When|Then|And|But)(?=[\s*_:,]|$)")
 _AUTHOR_TID = re.compile(r"(?:\[T([0-9]{1,5})\]|\*{0,2}T([0-9]{1,5})\*{0,2}[ \t]*(?:::?|[.)\u2013\u2014-]))(?=\s|$)")
 _EMPHASIS = ("***", "**", "__", "*", "_")
 _NO_HEADING = (0, "", 1)
-# What GitHub's issue forms write for a field left empty: no criterion, though rule 4 would read it as one.
-_FORM_NO_RESPONSE = "_No response_"
 _ITEM_STARTS = frozenset("-*+0123456789")
 # Label comparison drops `*` and ASCII symbols and reads `-`/`_` as spaces.
 _ASCII_LABEL_NOISE = str.maketrans({"*": None, "-": " ", "_": " ", **{ch: None for ch in "$+<=>^`|~"}})
@@ -412,7 +410,7 @@ def _section_entries(lines: list[str], stripped: list[str]) -> Iterator[tuple[_E
     i = 0
     while i < len(lines):
         line, text = lines[i], stripped[i]
-        if not text or text == _FORM_NO_RESPONSE:
+        if not text:
             after_blank = True
             i += 1
             continue
