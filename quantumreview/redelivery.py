@@ -7,7 +7,6 @@ https://docs.github.com/en/webhooks/using-webhooks/handling-failed-webhook-deliv
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import math
 import time
@@ -18,14 +17,12 @@ from typing import Any
 import gidgethub
 
 from quantumreview.errors import RateLimited, RetryLater
-from quantumreview.webhook import DELIVERY_ID, MAX_HEADER_CHARS
+from quantumreview.redelivery_log import WINDOW_SECONDS, is_attempt, read_log, timestamp
 from storage import redeliveries as store
 from storage.db import Database
 
-WINDOW_SECONDS = 3 * 24 * 3600
 SWEEP_EVENT = "quantumreview.sweep_deliveries"
 SWEEP_INTERVAL = 600.0
-PAGE_SIZE = 100  # GitHub's largest page
 # The share of the job's timeout the listing may take; the POSTs get half (posts_per_sweep), the rest is slack.
 LIST_SHARE = 0.4
 MAX_PER_SWEEP = 200  # Why: each attempt is a POST; stay well under the secondary rate limits.
@@ -47,19 +44,6 @@ class Redelivery:
     redeliveries: int = 0
 
 
-def _is_attempt(item: Any) -> bool:
-    """True for a listed attempt we can act on: an object with a string guid and an integer id (not a bool,
-    within SQLite's 64 bits, where it is recorded)."""
-    if not isinstance(item, Mapping) or not isinstance(guid := item.get("guid"), str):
-        return False
-    if len(guid) > MAX_HEADER_CHARS or not DELIVERY_ID.fullmatch(guid):
-        # Why: a guid the intake refuses as X-GitHub-Delivery can never be stored, and one with a lone
-        # surrogate ("\ud800" in the JSON) made SQLite's binding raise UnicodeEncodeError, failing every sweep.
-        return False
-    attempt_id = item.get("id")
-    return isinstance(attempt_id, int) and not isinstance(attempt_id, bool) and 0 < attempt_id < 2**63
-
-
 def _status_code(value: Any) -> int:
     """An attempt's HTTP status as an int; 0 (no answer) for anything else.
 
@@ -77,28 +61,20 @@ def _status_code(value: Any) -> int:
     return 0
 
 
-def _timestamp(value: Any) -> float | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
 def select_redeliveries(
-    deliveries: Iterable[Mapping[str, Any]], stored_guids: set[str], acted_on: Mapping[str, int] | None = None, *,
-    now: float, window: float = WINDOW_SECONDS,
+    deliveries: Iterable[Mapping[str, Any]], stored_guids: set[str], acted_on: Mapping[str, int] | None = None,
+    asked: Mapping[str, int] | None = None, *, now: float, window: float = WINDOW_SECONDS,
 ) -> list[Redelivery]:
     """GUIDs with no successful attempt, not stored here, inside the window: one entry each, newest attempt first.
 
     `acted_on` maps a GUID to the newest attempt we already requested again (or gave up on): such a GUID comes
     back only once GitHub lists a newer attempt, i.e. our redelivery failed too; until then it is in flight.
+    `asked` counts the redeliveries we asked for: `deliveries` may hold only the newest of them.
     """
-    acted_on = acted_on or {}
+    acted_on, asked = acted_on or {}, asked or {}
     attempts: dict[str, list[Mapping[str, Any]]] = {}
     for delivery in deliveries:
-        if _is_attempt(delivery):
+        if is_attempt(delivery):
             attempts.setdefault(delivery["guid"], []).append(delivery)
     chosen: list[Redelivery] = []
     for guid, tries in attempts.items():
@@ -106,14 +82,14 @@ def select_redeliveries(
             continue
         if any(t.get("status") == "OK" or 200 <= _status_code(t.get("status_code")) < 300 for t in tries):
             continue
-        newest = max(tries, key=lambda t: (_timestamp(t.get("delivered_at")) or 0.0, int(t["id"])))
-        delivered = _timestamp(newest.get("delivered_at"))
+        newest = max(tries, key=lambda t: (timestamp(t.get("delivered_at")) or 0.0, int(t["id"])))
+        delivered = timestamp(newest.get("delivered_at"))
         if delivered is None or now - delivered > window:
             continue
         last_acted = acted_on.get(guid)
         if last_acted is not None and max(int(t["id"]) for t in tries) <= last_acted:
             continue
-        resent = sum(1 for t in tries if t.get("redelivery") is True)
+        resent = max(sum(1 for t in tries if t.get("redelivery") is True), asked.get(guid, 0))
         chosen.append(Redelivery(guid=guid, delivery_id=int(newest["id"]), redeliveries=resent))
     return chosen
 
@@ -130,66 +106,79 @@ async def sweep(
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, list_seconds: float | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> list[Redelivery]:
-    """List recent deliveries with the App JWT client and request each missed one again; return those requested.
+    """List GitHub's deliveries with the App JWT client and request each missed one again; return those requested.
 
+    The listing reads the pages new since the last sweep, then goes on with the pass over the older ones for
+    `list_seconds` (redelivery_log), so successive sweeps cover the 3-day window however busy the App.
     POSTs go out `interval` seconds apart (GitHub: "wait at least one second between each" write), at most
     `limit` of them; the rest wait for the next sweep. A GUID whose redeliveries failed MAX_REDELIVERIES times,
     or whose redelivery GitHub refuses for good (GIVE_UP_STATUSES), is given up with a warning; one refused
-    with a 5xx or a network failure is asked again next sweep, and a rate limit ends the sweep.
+    with a 5xx or a network failure is asked again at the next pass over its page, and a rate limit ends the
+    sweep. Where the pass goes on is kept after each step, so a sweep ended by a failure
+    or JOB_TIMEOUT loses none of its ground and skips nothing it did not deal with.
     """
-    recent: list[Mapping[str, Any]] = []
-    listed = 0
+    previous = await store.sweep_pass(db)
     deadline = None if list_seconds is None else clock() + list_seconds
-    async for delivery in app_api.getiter(f"/app/hook/deliveries?per_page={PAGE_SIZE}"):
-        listed += 1
-        if _is_attempt(delivery):  # Why: a string or null in the list raised AttributeError, every sweep
-            stamp = _timestamp(delivery.get("delivered_at"))
-            if stamp is not None and now - stamp > WINDOW_SECONDS:
-                break  # newest first: everything after this is outside the window
-            recent.append(delivery)
-        if deadline is not None and listed % PAGE_SIZE == 0 and clock() > deadline:
-            # Why: an App with thousands of deliveries a day has hundreds of pages in 3 days; reading them all
-            # outlasted JOB_TIMEOUT, so every sweep was cancelled before its first POST and nothing was ever
-            # redelivered. The newest pages (where a restart's misses are) are acted on; older ones are not.
-            log.warning("redelivery sweep: read %d deliveries of GitHub's log in %.0f s, its share of JOB_TIMEOUT; "
-                        "older ones are not checked this time", listed, list_seconds)
-            break
-    guids = {d["guid"] for d in recent}
+    read = await read_log(app_api, previous, now=now, deadline=deadline, clock=clock)
+    guids = {d["guid"] for d in read.attempts}
     stored = await store.stored_guids(db, guids)
     acted = await store.acted_on(db, guids - stored)
+    asked = await store.times_asked(db, guids - stored)
+    chosen = select_redeliveries(read.attempts, stored, acted, asked, now=now)
+    kept = previous
+
+    async def keep_ground(done: int) -> None:
+        """Keep where the next sweep goes on, `done` of `chosen` dealt with (a write only when it moves)."""
+        nonlocal kept
+        position = read.position_before([item.guid for item in chosen[done : done + 1]])
+        if position != kept:
+            await store.save_pass(db, position, now)
+            kept = position
+
+    await keep_ground(0)
+    if read.failure is not None:
+        raise read.failure  # the runner retries the sweep after the limit; the POSTs would meet it too
     requested: list[Redelivery] = []
     posts = 0
-    for item in select_redeliveries(recent, stored, acted, now=now):
+    for done, item in enumerate(chosen):
         if item.redeliveries >= MAX_REDELIVERIES:
             log.warning("gave up on delivery %s: GitHub redelivered it %d times and it never reached us",
                         item.guid, item.redeliveries)
             await store.record(db, item.guid, item.delivery_id, now)  # so it is given up (and logged) once
+            await keep_ground(done + 1)
             continue
         if posts >= limit:
-            break
+            break  # the ground kept is this one's page: the next sweep goes on from it
         if posts and interval > 0:
             await sleep(interval)
         posts += 1
-        try:
-            await app_api.post(f"/app/hook/deliveries/{item.delivery_id}/attempts", data={})
-        except RateLimited:
-            raise  # the runner retries the sweep after the limit; the GUIDs requested so far are recorded
-        except gidgethub.BadRequest as exc:
-            if int(exc.status_code) not in GIVE_UP_STATUSES:
-                log.warning("could not request redelivery of %s (%s); the next sweep tries again", item.guid, exc)
-                continue
-            # Why: GitHub no longer has the attempt (404, 410) or will not resend it (422); asking again every
-            # sweep for the 3 days it stays listed only repeats the refusal. Recorded like a redelivery we gave up.
-            log.warning("gave up on delivery %s: GitHub answered %d to the redelivery request (%s)", item.guid,
-                        int(exc.status_code), exc)
-            await store.record(db, item.guid, item.delivery_id, now)
-            continue
-        except (RetryLater, gidgethub.HTTPException) as exc:
-            log.warning("could not request redelivery of %s (%s); the next sweep tries again", item.guid, exc)
-            continue
-        # Recorded after the POST: a failed POST leaves the GUID to the next sweep. A crash in between only
-        # asks GitHub once more, and intake stores a GUID once (WH-19).
-        await store.record(db, item.guid, item.delivery_id, now)
-        requested.append(item)
-        log.info("requested redelivery of %s", item.guid)
+        if await _request(app_api, db, item, now):
+            requested.append(item)
+        await keep_ground(done + 1)
     return requested
+
+
+async def _request(app_api: Any, db: Database, item: Redelivery, now: float) -> bool:
+    """POST one redelivery request; True when GitHub took it. Raises RateLimited (the sweep ends there)."""
+    try:
+        await app_api.post(f"/app/hook/deliveries/{item.delivery_id}/attempts", data={})
+    except RateLimited:
+        raise  # the runner retries the sweep after the limit; the GUIDs requested so far are recorded
+    except gidgethub.BadRequest as exc:
+        if int(exc.status_code) not in GIVE_UP_STATUSES:
+            log.warning("could not request redelivery of %s (%s); a later sweep tries again", item.guid, exc)
+            return False
+        # Why: GitHub no longer has the attempt (404, 410) or will not resend it (422); asking again every
+        # sweep for the 3 days it stays listed only repeats the refusal. Recorded like a redelivery we gave up.
+        log.warning("gave up on delivery %s: GitHub answered %d to the redelivery request (%s)", item.guid,
+                    int(exc.status_code), exc)
+        await store.record(db, item.guid, item.delivery_id, now)
+        return False
+    except (RetryLater, gidgethub.HTTPException) as exc:
+        log.warning("could not request redelivery of %s (%s); a later sweep tries again", item.guid, exc)
+        return False
+    # Recorded after the POST: a failed POST leaves the GUID to a later sweep. A crash in between only asks
+    # GitHub once more, and intake stores a GUID once (WH-19).
+    await store.record_request(db, item.guid, item.delivery_id, now, times=item.redeliveries + 1)
+    log.info("requested redelivery of %s", item.guid)
+    return True
