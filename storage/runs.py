@@ -123,13 +123,12 @@ async def get_run(db: Database, repo: str, run_id: int) -> CiRun | None:
     return None if row is None else _run(row)
 
 
+LATEST_RUN_SQL = f"SELECT * FROM ci_runs WHERE repo = ? AND head_sha = ? ORDER BY {LATEST_RUN_FIRST} LIMIT 1"  # noqa: S608
+
+
 async def latest_run_for_sha(db: Database, repo: str, head_sha: str) -> CiRun | None:
     """The newest run of a commit, preferring one that carried a test report (other workflows run on it too)."""
-    row = await db.fetchone(
-        "SELECT * FROM ci_runs WHERE repo = ? AND head_sha = ? "  # noqa: S608 - constant text
-        f"ORDER BY {LATEST_RUN_FIRST} LIMIT 1",
-        (repo, head_sha),
-    )
+    row = await db.fetchone(LATEST_RUN_SQL, (repo, head_sha))
     return None if row is None else _run(row)
 
 
@@ -162,17 +161,19 @@ async def latest_health_score(db: Database, repo: str, branch: str, *, exclude_s
     return HealthScore(row["repo"], row["head_sha"], row["branch"], row["score"], _loads(row["counts"]), row["at"])
 
 
+PULLS_WITH_RUN_NOTED_SQL = (
+    "SELECT p.repo, p.number FROM pull_requests p WHERE p.state = 'open' AND p.head_sha IS NOT NULL "  # noqa: S608
+    "AND (p.installation_id = ? OR p.repo IN (SELECT full_name FROM repositories "
+    "WHERE installation_id = ? AND removed_at IS NULL)) "
+    "AND instr((SELECT c.report_error FROM ci_runs c WHERE c.repo = p.repo AND c.head_sha = p.head_sha "
+    f"ORDER BY {LATEST_RUN_FIRST} LIMIT 1), ?) > 0 "
+    "ORDER BY p.updated_at DESC, p.repo, p.number LIMIT ?"
+)
+
+
 async def open_pulls_with_run_noted(db: Database, installation_id: int, note: str, *,
                                     limit: int) -> list[tuple[str, int]]:
     """(repo, number) of the installation's open pull requests whose head's latest stored run (as
     latest_run_for_sha picks it) has `note` in its report error; the most recently updated first, at most `limit`."""
-    rows = await db.fetchall(
-        "SELECT p.repo, p.number FROM pull_requests p WHERE p.state = 'open' AND p.head_sha IS NOT NULL "  # noqa: S608
-        "AND (p.installation_id = ? OR p.repo IN (SELECT full_name FROM repositories "
-        "WHERE installation_id = ? AND removed_at IS NULL)) "
-        "AND instr((SELECT c.report_error FROM ci_runs c WHERE c.repo = p.repo AND c.head_sha = p.head_sha "
-        f"ORDER BY {LATEST_RUN_FIRST} LIMIT 1), ?) > 0 "
-        "ORDER BY p.updated_at DESC, p.repo, p.number LIMIT ?",
-        (installation_id, installation_id, note, limit),
-    )
+    rows = await db.fetchall(PULLS_WITH_RUN_NOTED_SQL, (installation_id, installation_id, note, limit))
     return [(str(row[0]), int(row[1])) for row in rows]

@@ -109,3 +109,11 @@ async def test_latest_health_score_is_the_newest_on_that_branch_excluding_the_co
     latest = await runs.latest_health_score(db, REPO, "main", exclude_sha=SHA)
     assert latest is not None and (latest.head_sha, latest.score) == ("2" * 40, 75)
     assert await runs.latest_health_score(db, REPO, "develop") is None
+
+
+async def test_a_commits_runs_are_looked_up_by_index_not_by_reading_every_run(db: Database) -> None:
+    # Without ci_runs_head each lookup read all of the repository's runs: 27 ms at 50,000 runs.
+    for sql, params in ((runs.LATEST_RUN_SQL, ("o/r", "abc")), (runs.PULLS_WITH_RUN_NOTED_SQL, (1, 1, "x", 10))):
+        plan = [row["detail"] for row in await db.fetchall(f"EXPLAIN QUERY PLAN {sql}", params)]
+        steps = [step for step in plan if "ci_runs" in step or " c " in f" {step} "]
+        assert steps and all("USING INDEX ci_runs_head (repo=? AND head_sha=?)" in step for step in steps), plan
