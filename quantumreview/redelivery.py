@@ -16,7 +16,7 @@ from typing import Any
 
 import gidgethub
 
-from quantumreview.errors import RateLimited, RetryLater
+from quantumreview.errors import PermissionDenied, RateLimited, RetryLater
 from quantumreview.redelivery_log import WINDOW_SECONDS, is_attempt, read_log, timestamp
 from storage import redeliveries as store
 from storage.db import Database
@@ -112,10 +112,11 @@ async def sweep(
     `list_seconds` (redelivery_log), so successive sweeps cover the 3-day window however busy the App.
     POSTs go out `interval` seconds apart (GitHub: "wait at least one second between each" write), at most
     `limit` of them; the rest wait for the next sweep. A GUID whose redeliveries failed MAX_REDELIVERIES times,
-    or whose redelivery GitHub refuses for good (GIVE_UP_STATUSES), is given up with a warning; one refused
-    with a 5xx or a network failure is asked again at the next pass over its page, and a rate limit ends the
-    sweep. Where the pass goes on is kept after each step, so a sweep ended by a failure
-    or JOB_TIMEOUT loses none of its ground and skips nothing it did not deal with.
+    or whose redelivery GitHub refuses for good (GIVE_UP_STATUSES, or a 403 refusing the App that delivery), is
+    given up with a warning; one refused with a 5xx or a network failure is asked again at the next pass over
+    its page, and a rate limit (a 429, or a 403 saying so) ends the sweep. Where the pass goes on is kept
+    after each step, so a sweep ended by a failure or JOB_TIMEOUT loses none of its ground and skips nothing
+    it did not deal with.
     """
     previous = await store.sweep_pass(db)
     deadline = None if list_seconds is None else clock() + list_seconds
@@ -164,6 +165,13 @@ async def _request(app_api: Any, db: Database, item: Redelivery, now: float) -> 
         await app_api.post(f"/app/hook/deliveries/{item.delivery_id}/attempts", data={})
     except RateLimited:
         raise  # the runner retries the sweep after the limit; the GUIDs requested so far are recorded
+    except PermissionDenied as exc:
+        # Why given up: the client raises it for a 403 "Resource not accessible by …" without any rate-limit
+        # sign (those raise RateLimited above): GitHub refuses this App the delivery, and would again every
+        # sweep. It failed the whole sweep, so no later missed delivery was asked for either.
+        log.warning("gave up on delivery %s: GitHub refused the redelivery request (403: %s)", item.guid, exc)
+        await store.record(db, item.guid, item.delivery_id, now)
+        return False
     except gidgethub.BadRequest as exc:
         if int(exc.status_code) not in GIVE_UP_STATUSES:
             log.warning("could not request redelivery of %s (%s); a later sweep tries again", item.guid, exc)

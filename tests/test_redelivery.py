@@ -12,6 +12,7 @@ import pytest
 
 from quantumreview import keys
 from quantumreview.app import create_app
+from quantumreview.errors import RateLimited
 from quantumreview.redelivery import (
     MAX_PER_SWEEP,
     MAX_REDELIVERIES,
@@ -242,3 +243,40 @@ async def test_a_redelivery_github_refuses_for_good_is_given_up_and_a_transient_
     assert third == []
     asked = [call.path.split("/")[-2] for call in fake_github.calls("POST", POST_ATTEMPTS)]
     assert len(asked) == 7 and len(set(asked)) == 5  # the refused two were asked once each, never again
+
+
+async def test_a_redelivery_github_refuses_this_app_is_given_up_and_the_sweep_goes_on(
+        fake_github: FakeGitHub, github_app: Any, handler_db: Database, caplog: pytest.LogCaptureFixture) -> None:
+    """A 403 "Resource not accessible by integration" (the client's PermissionDenied, no rate-limit sign) on one
+    POST failed the whole sweep, for the 3 days the delivery stays listed, so no missed delivery after it was
+    asked for either. It is now given up like a 404 or 422: recorded, logged once, never asked again."""
+    now = time.time()
+    for n, guid in enumerate(["denied", "fine"]):  # newest first: asked in this order
+        fake_github.add_hook_delivery(guid, status="failed to connect", delivered_at=now - 60 - n)
+    fake_github.fail_next("POST", POST_ATTEMPTS, status=403,
+                          body={"message": "Resource not accessible by integration"})
+    with caplog.at_level(logging.WARNING, logger="quantumreview.redelivery"):
+        first = await sweep(github_app.as_app(), handler_db, now=now)
+        second = await sweep(github_app.as_app(), handler_db, now=now + 600)
+    assert [r.guid for r in first] == ["fine"]
+    assert second == []
+    assert len(fake_github.calls("POST", POST_ATTEMPTS)) == 2  # the refused one was asked once
+    gave_up = [r.getMessage() for r in caplog.records if r.getMessage().startswith("gave up on delivery denied")]
+    assert len(gave_up) == 1 and "403" in gave_up[0]
+
+
+async def test_a_403_saying_rate_limit_ends_the_sweep_and_the_rest_is_asked_next_time(
+        fake_github: FakeGitHub, github_app: Any, handler_db: Database) -> None:
+    """A 403 is a rate limit when GitHub says so (secondary limit): not a refusal to give up on. The sweep ends
+    (the runner retries it after the limit) and the next one asks what was left, nothing twice."""
+    now = time.time()
+    for n, guid in enumerate(["a", "b", "c"]):
+        fake_github.add_hook_delivery(guid, status="failed to connect", delivered_at=now - 60 - n)
+    fake_github.fail_next("POST", POST_ATTEMPTS, kind="slow", delay=0.0)  # "a" goes through
+    fake_github.secondary_limit("POST", POST_ATTEMPTS, retry_after=0, times=3)  # "b": every try limited
+    with pytest.raises(RateLimited):
+        await sweep(github_app.as_app(), handler_db, now=now)
+    rest = await sweep(github_app.as_app(), handler_db, now=now + 600)
+    assert [r.guid for r in rest] == ["b", "c"]
+    taken = [c for c in fake_github.calls("POST", POST_ATTEMPTS) if c.status == 202]
+    assert len(taken) == 3
