@@ -341,6 +341,25 @@ def m011_runs_by_commit_index(db: sqlite_utils.Database) -> None:
     db.executescript("CREATE INDEX ci_runs_head ON ci_runs(repo, head_sha);")
 
 
+@MIGRATIONS()
+def m012_redelivery_sweep_state(db: sqlite_utils.Database) -> None:
+    """How many times each delivery's redelivery was asked for, and where the sweep's pass over GitHub's 3-day
+    delivery log goes on, so successive sweeps of a busy App cover the whole log (rows of an interim format that
+    kept both under '#' keys in redeliveries are dropped: the sweep then starts a new pass)."""
+    db.executescript(
+        """
+        ALTER TABLE redeliveries ADD COLUMN times_asked INTEGER NOT NULL DEFAULT 0;
+        CREATE TABLE redelivery_pass (
+            id INTEGER PRIMARY KEY CHECK (id = 1),   -- one pass at a time
+            cursor TEXT NOT NULL,                    -- GitHub's cursor of the page read next
+            top INTEGER NOT NULL,                    -- delivered_at of the newest attempt read before it
+            saved_at REAL NOT NULL
+        );
+        DELETE FROM redeliveries WHERE guid GLOB '*#*';
+        """
+    )
+
+
 def migrate(path: Path | str) -> list[str]:
     """Apply pending migrations to the file at `path`; return the names applied."""
     conn = sqlite3.connect(str(path))

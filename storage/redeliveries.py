@@ -1,26 +1,14 @@
-"""Delivery GUIDs we asked GitHub to redeliver, and the newest attempt of each that we have acted on.
-
-Two kinds of rows share the table under keys no GUID can take (a GUID never holds '#':
-quantumreview.webhook.DELIVERY_ID), so the sweep keeps its state without a schema change:
-- `<guid>#asked`: github_delivery_id holds how many redeliveries of <guid> we asked for. GitHub's log shows
-  them, but a sweep that reads only the pages new since the last one sees the latest alone.
-- `#pass <cursor>`: the pass over GitHub's log under way: the cursor of the page it reads next, and (in
-  github_delivery_id) the delivered_at of the newest attempt read before it, where the next sweep's newest
-  pages meet what the pass has read.
-requested_at is the time of the last write on every row, so retention prunes them all alike.
-"""
+"""Delivery GUIDs we asked GitHub to redeliver (how many times, and the newest attempt of each that we acted on),
+and where the sweep's pass over GitHub's delivery log goes on (redelivery_pass, one row)."""
 
 from __future__ import annotations
 
 import re
-import sqlite3
 from collections.abc import Collection
 from dataclasses import dataclass
 
 from storage.db import Database, placeholders
 
-ASKED_ROW = "#asked"
-SWEEP_ROW = "#pass "
 # Why a bound and printable ASCII: the cursor comes from GitHub's Link header and goes back in a query string.
 CURSOR = re.compile(r"[\x21-\x7e]{1,500}")
 
@@ -50,11 +38,10 @@ async def acted_on(db: Database, guids: Collection[str]) -> dict[str, int]:
 
 
 async def times_asked(db: Database, guids: Collection[str]) -> dict[str, int]:
-    """For the GUIDs among `guids` whose redelivery we asked for: how many times (records before the count
-    was kept read as none)."""
-    found = await _lookup(db, "SELECT guid, github_delivery_id FROM redeliveries WHERE guid",
-                          [guid + ASKED_ROW for guid in guids])
-    return {key.removesuffix(ASKED_ROW): count for key, count in found.items()}
+    """For the GUIDs among `guids` whose redelivery we asked for: how many times (records from before the count
+    was kept read as none). Why kept: GitHub's log shows each ask, but a sweep that reads only the pages new since
+    the last one sees the latest alone."""
+    return await _lookup(db, "SELECT guid, times_asked FROM redeliveries WHERE times_asked > 0 AND guid", guids)
 
 
 async def _lookup(db: Database, select_where: str, guids: Collection[str]) -> dict[str, int]:
@@ -71,6 +58,9 @@ async def _lookup(db: Database, select_where: str, guids: Collection[str]) -> di
 UPSERT = ("INSERT INTO redeliveries (guid, github_delivery_id, requested_at) VALUES (?, ?, ?) "
           "ON CONFLICT (guid) DO UPDATE SET github_delivery_id = excluded.github_delivery_id, "
           "requested_at = excluded.requested_at")
+UPSERT_ASKED = ("INSERT INTO redeliveries (guid, github_delivery_id, requested_at, times_asked) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (guid) DO UPDATE SET github_delivery_id = excluded.github_delivery_id, "
+                "requested_at = excluded.requested_at, times_asked = excluded.times_asked")
 
 
 async def record(db: Database, guid: str, github_delivery_id: int, now: float) -> None:
@@ -80,22 +70,16 @@ async def record(db: Database, guid: str, github_delivery_id: int, now: float) -
 
 async def record_request(db: Database, guid: str, github_delivery_id: int, now: float, *, times: int) -> None:
     """Remember that we asked GitHub to redeliver attempt `github_delivery_id` of `guid`, the `times`th time."""
-
-    def write(conn: sqlite3.Connection) -> None:
-        conn.execute(UPSERT, (guid, github_delivery_id, now))
-        conn.execute(UPSERT, (guid + ASKED_ROW, times, now))
-
-    await db.run(write)
+    await db.execute(UPSERT_ASKED, (guid, github_delivery_id, now, times))
 
 
 async def sweep_pass(db: Database) -> SweepPass | None:
     """The pass under way, or None: the next sweep starts one at GitHub's newest page."""
-    row = await db.fetchone("SELECT guid, github_delivery_id FROM redeliveries WHERE guid GLOB ? "
-                            "ORDER BY requested_at DESC LIMIT 1", (SWEEP_ROW + "*",))
+    row = await db.fetchone("SELECT cursor, top FROM redelivery_pass WHERE id = 1")
     if row is None:
         return None
-    cursor, top = str(row[0]).removeprefix(SWEEP_ROW), row[1]
-    if not usable_cursor(cursor) or not isinstance(top, int):
+    cursor, top = row[0], row[1]
+    if not isinstance(cursor, str) or not usable_cursor(cursor) or not isinstance(top, int):
         return None  # not written by save_pass (a hand edit): start over rather than fail every sweep
     return SweepPass(cursor, top)
 
@@ -104,10 +88,9 @@ async def save_pass(db: Database, sweep_pass: SweepPass | None, now: float) -> N
     """Keep where the pass goes on (None: it is complete, the next sweep starts a new one)."""
     if sweep_pass is not None and not usable_cursor(sweep_pass.cursor):
         raise ValueError("a pass cursor must be printable ASCII of at most 500 characters")
-
-    def write(conn: sqlite3.Connection) -> None:
-        conn.execute("DELETE FROM redeliveries WHERE guid GLOB ?", (SWEEP_ROW + "*",))
-        if sweep_pass is not None:
-            conn.execute(UPSERT, (SWEEP_ROW + sweep_pass.cursor, sweep_pass.top, now))
-
-    await db.run(write)
+    if sweep_pass is None:
+        await db.execute("DELETE FROM redelivery_pass")
+        return
+    await db.execute("INSERT INTO redelivery_pass (id, cursor, top, saved_at) VALUES (1, ?, ?, ?) "
+                     "ON CONFLICT (id) DO UPDATE SET cursor = excluded.cursor, top = excluded.top, "
+                     "saved_at = excluded.saved_at", (sweep_pass.cursor, sweep_pass.top, now))

@@ -60,6 +60,11 @@ async def prune(db: Database, cutoff: float, *, now: float, batch: int = PRUNE_B
             break
         await asyncio.sleep(0)  # let queued intake batches in between
     records = now - REDELIVERY_RECORDS_DAYS * 86400
-    await db.run(lambda conn: conn.execute("DELETE FROM redeliveries WHERE requested_at < ?", (records,)).rowcount,
-                 relaxed=True)
+
+    def prune_redelivery_records(conn: sqlite3.Connection) -> None:
+        conn.execute("DELETE FROM redeliveries WHERE requested_at < ?", (records,))
+        # A pass not moved on for that long points into a log GitHub no longer keeps: the next sweep starts anew.
+        conn.execute("DELETE FROM redelivery_pass WHERE saved_at < ?", (records,))
+
+    await db.run(prune_redelivery_records, relaxed=True)
     return deliveries, jobs

@@ -15,7 +15,6 @@ from quantumreview.errors import RateLimited
 from quantumreview.github import GitHubApp
 from quantumreview.redelivery import MAX_REDELIVERIES, sweep
 from quantumreview.testing.fake import FakeGitHub
-from quantumreview.webhook import DELIVERY_ID
 from storage import redeliveries as store
 from storage.db import Database
 from tests.conftest import WEBHOOK_SECRET
@@ -176,6 +175,14 @@ async def test_a_rate_limit_on_the_pass_keeps_its_ground_and_ends_the_sweep(
     assert asked(fake) == []
 
 
-def test_the_sweeps_own_rows_never_take_a_delivery_guid() -> None:
-    assert not DELIVERY_ID.fullmatch(store.SWEEP_ROW + "v1_abc")
-    assert not DELIVERY_ID.fullmatch("g" + store.ASKED_ROW)
+async def test_the_pass_and_the_ask_counts_are_kept_apart_from_what_was_asked(handler_db: Database) -> None:
+    await store.save_pass(handler_db, store.SweepPass("v1_abc", 1700000000), 1.0)
+    await store.record_request(handler_db, "g", 7, 1.0, times=2)
+    await store.record(handler_db, "g", 8, 2.0)  # a later give-up keeps the count
+    await store.record(handler_db, "h", 9, 2.0)
+    assert await store.sweep_pass(handler_db) == store.SweepPass("v1_abc", 1700000000)
+    assert await store.times_asked(handler_db, ["g", "h", "x"]) == {"g": 2}
+    assert await store.acted_on(handler_db, ["g", "h", "x"]) == {"g": 8, "h": 9}
+    assert {row[0] for row in await handler_db.fetchall("SELECT guid FROM redeliveries")} == {"g", "h"}
+    await store.save_pass(handler_db, None, 3.0)
+    assert await store.sweep_pass(handler_db) is None

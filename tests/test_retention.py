@@ -15,6 +15,7 @@ from quantumreview import keys
 from quantumreview.app import create_app
 from quantumreview.retention import PRUNE_EVENT
 from quantumreview.settings import Settings, SettingsError
+from storage import redeliveries
 from storage.db import Database
 from storage.retention import prune, prune_batch
 
@@ -130,6 +131,14 @@ async def test_redelivery_records_older_than_4_days_go(db: Database) -> None:
                          (guid, NOW - days * DAY))
     await prune(db, NOW - 14 * DAY, now=NOW)
     assert [row[0] for row in await db.fetchall("SELECT guid FROM redeliveries")] == ["g-new"]
+
+
+@pytest.mark.parametrize(("days", "kept"), [(2, True), (5, False)])
+async def test_a_redelivery_pass_not_moved_on_for_4_days_goes(db: Database, days: int, kept: bool) -> None:
+    # Its cursor points into a log GitHub no longer keeps; the next sweep starts a new pass.
+    await redeliveries.save_pass(db, redeliveries.SweepPass("v1_abc", 1), NOW - days * DAY)
+    await prune(db, NOW - 14 * DAY, now=NOW)
+    assert (await redeliveries.sweep_pass(db) is not None) is kept
 
 
 @pytest.mark.parametrize(("value", "ok"), [("4", True), ("3650", True), ("3", False), ("0", False), ("x", False)])
