@@ -241,6 +241,17 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
             for item in data:
                 yield item
 
+    async def getpage(self, url: str) -> tuple[list[Any], str | None]:
+        """One page of a listing and the URL of the next (None after the last); RetryLater if it is not a list.
+
+        Why beside getiter: a reader that goes on from where it stopped (the redelivery sweep's pass over
+        GitHub's delivery log) must keep the next page's cursor, which getiter does not show.
+        """
+        data, more, _ = await self._make_request("GET", url, {}, b"", sansio.accept_format())
+        if not isinstance(data, list):
+            raise RetryLater(f"GitHub GET {path_of(url)} answered a page that is not a list")
+        return data, more
+
     async def _request(self, method: str, url: str, headers: Mapping[str, str], body: bytes = b"") -> Response:
         if origin_of(url)[1] is None or origin_of(url) != origin_of(self.base_url):
             # Why: gidgethub sends any absolute URL it is given, e.g. a `Link: rel="next"` naming another host,

@@ -17,7 +17,6 @@ from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 import gidgethub
-from gidgethub import sansio
 
 from quantumreview.errors import RateLimited, RetryLater
 from quantumreview.webhook import DELIVERY_ID, MAX_HEADER_CHARS
@@ -79,10 +78,7 @@ async def fetch_page(app_api: Any, cursor: str | None) -> tuple[list[Any], str |
     url = f"/app/hook/deliveries?per_page={PAGE_SIZE}"
     if cursor is not None:
         url += f"&cursor={quote(cursor, safe='')}"
-    # Why the client's _make_request: getiter hides the Link header, and a pass must keep the next cursor.
-    data, more, _ = await app_api._make_request("GET", url, {}, b"", sansio.accept_format())
-    if not isinstance(data, list):
-        raise RetryLater("GitHub GET /app/hook/deliveries answered a page that is not a list")
+    data, more = await app_api.getpage(url)
     if more is None:
         return data, None
     found = parse_qs(urlsplit(more).query).get("cursor", [])

@@ -141,6 +141,19 @@ async def test_a_page_that_is_not_a_list_is_retry_later_not_an_empty_list(
     assert [f["filename"] for f in await list_pull_files(app.for_installation(7), REPO, 2)] == ["tests/test_x.py"]
 
 
+async def test_getpage_gives_one_page_and_the_next_pages_url_and_refuses_what_is_not_a_list(
+        app: GitHubApp, fake: FakeGitHub) -> None:
+    url = f"/repos/{REPO}/issues/1/comments?per_page=100"
+    following = f"{fake.api_url}{url}&page=2"
+    fake.fail_next("GET", COMMENTS, status=200, body=[{"id": 1}], headers={"Link": f'<{following}>; rel="next"'})
+    assert await app.for_installation(7).getpage(url) == ([{"id": 1}], following)
+    fake.fail_next("GET", COMMENTS, status=200, body=[{"id": 2}])
+    assert await app.for_installation(7).getpage(url) == ([{"id": 2}], None)
+    fake.fail_next("GET", COMMENTS, status=200, body={"message": "hi"})
+    with pytest.raises(RetryLater, match="answered a page that is not a list"):
+        await app.for_installation(7).getpage(url)
+
+
 async def test_getitem_or_none_refuses_what_is_not_an_object(app: GitHubApp, fake: FakeGitHub) -> None:
     fake.fail_next("GET", ISSUE, status=200, body=[{"number": 1}])
     with pytest.raises(RetryLater, match=r"issues/1 answered list, not an object"):
