@@ -23,6 +23,7 @@ from quantumreview.analysis.manifest import (
     slugify,
 )
 from quantumreview.analysis.paths import classify_file, suggest_test_path
+from quantumreview.analysis.test_ids import name_tid
 
 REPO = "octo/app"
 
@@ -210,7 +211,7 @@ def test_criteria_get_their_tests_and_uncovered_ones_a_suggestion() -> None:
     assert [ref.name for ref in covered.tests] == ["test_T1_login"] and covered.suggestion is None
     assert uncovered.tests == ()
     assert uncovered.suggestion is not None
-    assert uncovered.suggestion.name == "T2::test_password_reset_sends_an_e_mail"
+    assert uncovered.suggestion.name == "test_T2_password_reset_sends_an_e_mail"
     assert uncovered.suggestion.path == "tests/test_auth.py"
 
 
@@ -375,3 +376,21 @@ def test_suggestions_for_many_criteria_over_many_sources_are_quick() -> None:
     assert time.perf_counter() - started < 1.0
     paths = [c.suggestion.path if c.suggestion else None for c in manifest.coverage]
     assert (paths[6], paths[-1]) == ("tests/test_module_7.py", "tests/test_invoice.py")
+
+
+@pytest.mark.parametrize(("test_file", "suggested"), [
+    ("tests/test_auth.py", "test_T2_logs_out"),
+    ("src/test/java/AuthTest.java", "test_T2_logs_out"),
+    ("tests/auth.rs", "test_T2_logs_out"),
+    ("auth_test.go", "Test_T2_logs_out"),
+    ("tests/auth.test.ts", "T2::test_logs_out"),
+    ("spec/auth_spec.rb", "T2::test_logs_out"),
+])
+def test_a_suggested_test_name_is_one_its_language_allows_and_the_report_carries(test_file: str,
+                                                                                  suggested: str) -> None:
+    # A Python, Java or Rust function cannot be named 'T2::...': the suggestion was not writable as given.
+    manifest = build_manifest([item(test_file, added("x = 1"))], [crit("T2", "Logs out")])
+    suggestion = manifest.coverage[0].suggestion
+    assert suggestion is not None and (suggestion.name, suggestion.path) == (suggested, test_file)
+    assert name_tid(suggestion.name) == "T2"
+

@@ -63,7 +63,7 @@ def test_manifest_check_has_a_row_per_criterion_with_tests_or_a_suggestion() -> 
     output = render_manifest_check(manifest_for(criteria, ["def test_T1_login(): pass"]), [LINK])
     assert output.title == "1 of 2 criteria have tests in this PR"
     assert "| `T1` | Logs in | octo/app#1 | test_T1_login |  |" in output.summary
-    assert "| `T2` | Logs out | octo/app#1 | none | add `T2::test_logs_out` in `tests/test_auth.py` |" in output.summary
+    assert "| `T2` | Logs out | octo/app#1 | none | add `test_T2_logs_out` in `tests/test_auth.py` |" in output.summary
     assert "octo/app#1 (closing keyword)" in output.summary
     assert "| source | 1 |" in output.text
 
@@ -120,7 +120,7 @@ def test_comment_starts_with_the_marker_and_shows_results_or_suggestions() -> No
     before = render_pr_comment(manifest, None, links=[LINK])
     after = render_pr_comment(manifest, compute_verdict(criteria, {"T1": "passed"}))
     assert before.startswith(MARKER + "\n") and after.startswith(MARKER + "\n")
-    assert "add `T2::test_logs_out`" in before
+    assert "add `test_T2_logs_out`" in before
     assert "| `T1` | Logs in | octo/app#1 | test_T1_login | ✅ passed |" in after
     assert "❔ missing" in after
 

@@ -138,7 +138,7 @@ async def test_opened_pull_gets_manifest_check_run_and_one_comment(env: Env) -> 
     assert run["output"]["title"] == "1 of 2 criteria have tests in this PR"
     summary = run["output"]["summary"]
     assert "| `T1` | User can log in | Codertocat/Hello-World#7 | test_T1_login_succeeds |" in summary
-    assert "`T2::test_a_wrong_password_shows_an_error` in `tests/test_login.py`" in summary
+    assert "`test_T2_a_wrong_password_shows_an_error` in `tests/test_login.py`" in summary
     [comment] = env.comments()
     assert comment["body"].startswith(MARKER) and "test_T1_login_succeeds" in comment["body"]
     manifest, row = await stored_manifest(env)

@@ -17,7 +17,15 @@ from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
 from quantumreview.analysis.paths import FILE_CLASSES, FileClass, classify_file, language_of, suggest_test_path
-from quantumreview.analysis.test_ids import CLASS_TID, MAX_TID_LENGTH, NUMBER, contract_tids, how_to_carry, name_tid
+from quantumreview.analysis.test_ids import (
+    CLASS_TID,
+    MAX_TID_LENGTH,
+    NUMBER,
+    contract_tids,
+    how_to_carry,
+    name_tid,
+    suggested_name,
+)
 
 MAX_FILES = 3000
 MAX_LISTED = 100
@@ -469,15 +477,14 @@ class _Layout:
     def suggest(self, criterion: CriterionRef) -> Suggestion:
         """Suggest a test name and path for an uncovered criterion."""
         slug = slugify(criterion.text)
-        name = f"{criterion.tid}::test_{slug}"
         source = self._closest_source(slug)
         if source is not None:
             if source not in self.placed:
                 self.placed[source] = suggest_test_path(source, self.tests)
-            return Suggestion(name, self.placed[source])
-        if self.tests:
-            return Suggestion(name, self.tests[0])
-        return Suggestion(name, f"tests/test_{slug}.py")
+            path = self.placed[source]
+        else:
+            path = self.tests[0] if self.tests else f"tests/test_{slug}.py"
+        return Suggestion(suggested_name(criterion.tid, slug, language_of(path)), path)
 
     def _closest_source(self, slug: str) -> str | None:
         """Pick the changed source whose path shares most words with the criterion; ties go to the biggest change."""

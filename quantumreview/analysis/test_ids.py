@@ -58,6 +58,18 @@ def contract_tids(text: str) -> list[str]:
     return ["T" + m[1] for m in CONTRACT_TID.finditer(text)] + ["T" + m[1] for m in CLASS_TID.finditer(text)]
 
 
+# How a suggested test is named, by the language of the file it goes in: a name the JUnit report carries as is,
+# and one that language allows (a Python, Java or Rust function cannot hold '::').
+_SUGGESTED = {"python": "test_{tid}_{slug}", "jvm": "test_{tid}_{slug}", "rust": "test_{tid}_{slug}",
+              "go": "Test_{tid}_{slug}"}
+_SUGGESTED_DEFAULT = "{tid}::test_{slug}"  # a test title (JS, Ruby) or a name set by other means
+
+
+def suggested_name(tid: str, slug: str, language: str | None) -> str:
+    """The name to suggest for a new test of `tid` in a file of `language`; name_tid reads `tid` back from it."""
+    return _SUGGESTED.get(language or "", _SUGGESTED_DEFAULT).format(tid=tid, slug=slug)
+
+
 def how_to_carry(tid: str, language: str | None) -> str:
     """Say how to write a test so that its JUnit report carries `tid`, for a language of analysis.paths."""
     return _EXAMPLES.get(language or "", _DEFAULT_EXAMPLE).format(tid=tid)
