@@ -6,10 +6,12 @@ make is printed, so a contributor sees what a handler did without sending a webh
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -19,7 +21,8 @@ from gidgethub import sansio
 from quantumreview.app import build_github
 from quantumreview.context import Context
 from quantumreview.crypto import SecretBox
-from quantumreview.jobs import JobRunner, describe_error
+from quantumreview.jobs import CANCEL_REPEAT, JobRunner, describe_error
+from quantumreview.jobs_abandon import CANCEL_ALLOWANCE, Releasable, cancel_until_done, outcome
 from quantumreview.plugins import HandlerRegistry
 from quantumreview.settings import Settings
 from quantumreview.setup_flow import initial_credentials
@@ -80,6 +83,25 @@ def load_event(event_name: str, payload_path: Path) -> sansio.Event:
     return sansio.Event(data, event=event_name, delivery_id=f"receive-{uuid.uuid4()}")
 
 
+async def run_within(start: Callable[[], Awaitable[None]], timeout: float) -> BaseException | None:
+    """Run a handler as the job runner would, within JOB_TIMEOUT: None if it returned, else what it raised.
+
+    Why: a handler that never ended (a hung request, a loop) held `receive` for ever, where the server would have
+    ended its job at JOB_TIMEOUT; one ignoring its cancellation is closed at its next step, so the command exits.
+    """
+    call = Releasable(start)
+    task = asyncio.create_task(outcome(call))
+    await asyncio.wait({task}, timeout=timeout)
+    if task.done():
+        return task.result()
+    ended, _ = await cancel_until_done(task, CANCEL_ALLOWANCE, CANCEL_REPEAT)
+    if not ended:
+        call.release()
+        task.cancel()
+        await asyncio.wait({task})
+    return TimeoutError(f"the handler ran past JOB_TIMEOUT ({timeout:g} s)")
+
+
 async def receive(settings: Settings, registry: HandlerRegistry, event: sansio.Event, out: TextIO) -> int:
     """Run every handler matching `event` once; print what each did; 1 if any failed."""
     action = event.data.get("action")
@@ -124,12 +146,12 @@ async def receive(settings: Settings, registry: HandlerRegistry, event: sansio.E
                               installation_id=installation_id if isinstance(installation_id, int) else None,
                               delivery_id=event.delivery_id, job_id=-number, attempt=1,
                               enqueue=runner.enqueue, notify=notify)
-                try:
-                    await handler(event, ctx)
+                error = await run_within(functools.partial(handler, event, ctx), settings.job_timeout)
+                if error is None:
                     print(f"{name}: ok", file=out)
-                except Exception as exc:
+                else:
                     failed += 1
-                    print(f"{name}: failed: {describe_error(exc)}", file=out)
+                    print(f"{name}: failed: {describe_error(error)}", file=out)
                 for call in calls:
                     print(f"  {call}", file=out)
     finally:
