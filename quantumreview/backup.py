@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 BUSY_TIMEOUT_MS = 5000
+SQLITE_HEADER = b"SQLite format 3\x00"
+# Files the server keeps beside the database: its WAL, shared memory, rollback journal, server lock, staged restore.
+OWN_SUFFIXES = ("-wal", "-shm", "-journal", ".lock", ".restore")
 
 
 class BackupError(Exception):
@@ -68,6 +71,28 @@ def _copy(source: Path, target: Path) -> int:
     return pages
 
 
+def _not_replaceable(db_path: Path, dest: Path) -> str | None:
+    """Why a destination must not be replaced, if it must not: one of the database's own files, or a file that is
+    no SQLite database. Why: `backup data/qr.db-wal` put the copy in place of the live WAL (the commits in it were
+    lost), and `backup data/secret.key` the key that decrypts every stored secret; an earlier backup may be replaced.
+    """
+    target = dest.resolve()
+    own = {base.with_name(base.name + suffix) for base in (db_path.absolute(), db_path.resolve())
+           for suffix in OWN_SUFFIXES}
+    if target in own:
+        return f"{dest} is a file the database keeps beside it, not a backup: give another path"
+    try:
+        with target.open("rb") as file:
+            header = file.read(len(SQLITE_HEADER))
+    except (FileNotFoundError, NotADirectoryError):  # nothing to replace (a bad directory fails at the write)
+        return None
+    except OSError as exc:
+        return f"cannot write {dest}: the file there cannot be read to check it ({exc.strerror or exc})"
+    if header and header != SQLITE_HEADER:
+        return f"{dest} exists and is not an SQLite database, so it is not replaced: remove it or give another path"
+    return None
+
+
 def backup(db_path: Path, dest: Path) -> BackupResult:
     """Write a verified, self-contained copy of `db_path` to `dest` (replaced atomically)."""
     if not db_path.is_file():
@@ -76,6 +101,8 @@ def backup(db_path: Path, dest: Path) -> BackupResult:
         raise BackupError("the backup must not overwrite the database itself")
     if dest.is_dir():
         raise BackupError(f"{dest} is a directory: give the path of the file to write")
+    if (problem := _not_replaceable(db_path, dest)) is not None:
+        raise BackupError(problem)
     partial = dest.with_name(f".{dest.name}.partial")
     started = time.monotonic()
     try:

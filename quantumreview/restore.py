@@ -18,12 +18,11 @@ from pathlib import Path
 
 import sqlite_utils
 
-from quantumreview.backup import integrity_problem, read_only_uri
+from quantumreview.backup import SQLITE_HEADER, integrity_problem, read_only_uri
 from storage.migrations import MIGRATIONS
 
 BUSY_TIMEOUT_S = 5.0
 MIGRATIONS_TABLE = "_sqlite_migrations"
-SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 class RestoreError(Exception):

@@ -154,6 +154,43 @@ def test_backup_refuses_a_missing_source_or_overwriting_itself(tmp_path: Path) -
         backup(path, path)
 
 
+@pytest.mark.parametrize("name", ["live.db-wal", "live.db-shm", "live.db-journal", "live.db.lock", "live.db.restore"])
+def test_backup_refuses_the_databases_own_files(tmp_path: Path, name: str) -> None:
+    """`backup data/qr.db-wal` replaced the live WAL with the copy: the commits still in it were lost."""
+    path = tmp_path / "live.db"
+    conn = make_ledger(path)
+    try:
+        conn.execute("PRAGMA wal_autocheckpoint=0")  # the commits below stay in the -wal
+        for _ in range(5):
+            commit_row(conn)
+        own = tmp_path / name
+        if not own.exists():
+            own.write_bytes(b"")  # empty: a file that is not yet a database would otherwise be replaced
+        before = own.read_bytes()
+        with pytest.raises(BackupError, match="a file the database keeps beside it"):
+            backup(path, own)
+        assert own.read_bytes() == before
+    finally:
+        conn.close()
+    assert ledger_state(path)[:2] == (5, 5)
+
+
+def test_backup_replaces_an_earlier_backup_but_no_file_that_is_not_a_database(tmp_path: Path) -> None:
+    """`backup data/secret.key` put the copy in place of the key that decrypts every stored secret."""
+    path = tmp_path / "live.db"
+    make_ledger(path).close()
+    key = tmp_path / "secret.key"
+    key.write_bytes(b"k" * 64)
+    with pytest.raises(BackupError, match="is not an SQLite database, so it is not replaced"):
+        backup(path, key)
+    assert key.read_bytes() == b"k" * 64
+    earlier = backup(path, tmp_path / "copy.db").path
+    assert backup(path, earlier).path == earlier  # the usual nightly overwrite still works
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")  # a file made by mktemp, say
+    assert backup(path, empty).bytes > 0
+
+
 def damage(path: Path) -> None:
     """Add a table of fixed random blobs to the database at `path`, then overwrite the middle of one of its pages."""
     filler = random.Random(0)  # fixed: where the damage lands decides what SQLite says of it
