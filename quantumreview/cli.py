@@ -29,6 +29,7 @@ LOCK_MARGIN = 5.0
 GC_YOUNG_THRESHOLD = 10_000
 # What binding the listening socket can fail with: in use, not an address of this machine, a privileged port.
 BIND_ERRORS = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES})
+INTERRUPTED = 130  # the shell's code for a command ended by SIGINT (128 + 2)
 
 log = logging.getLogger("quantumreview.serve")
 
@@ -257,3 +258,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except (PluginError, KeyFileError, StartupError, DatabaseUnavailable, RestoreError) as exc:
         print(f"quantumreview: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Why: Ctrl-C during receive, replay, jobs or backup printed a traceback of asyncio's internals. What was
+        # interrupted is safe to run again: writes are transactions, copies are renamed into place once complete.
+        print(f"quantumreview: {args.command or 'serve'} interrupted", file=sys.stderr)
+        return INTERRUPTED

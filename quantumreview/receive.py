@@ -91,15 +91,24 @@ async def run_within(start: Callable[[], Awaitable[None]], timeout: float) -> Ba
     """
     call = Releasable(start)
     task = asyncio.create_task(outcome(call))
-    await asyncio.wait({task}, timeout=timeout)
+    try:
+        await asyncio.wait({task}, timeout=timeout)
+    except asyncio.CancelledError:  # Ctrl-C: asyncio.run would wait at exit for a handler ignoring it
+        await _end(task, call)
+        raise
     if task.done():
         return task.result()
+    await _end(task, call)
+    return TimeoutError(f"the handler ran past JOB_TIMEOUT ({timeout:g} s)")
+
+
+async def _end(task: asyncio.Task[BaseException | None], call: Releasable) -> None:
+    """Cancel the handler's task; one still running after CANCEL_ALLOWANCE is closed at its next step."""
     ended, _ = await cancel_until_done(task, CANCEL_ALLOWANCE, CANCEL_REPEAT)
     if not ended:
         call.release()
         task.cancel()
         await asyncio.wait({task})
-    return TimeoutError(f"the handler ran past JOB_TIMEOUT ({timeout:g} s)")
 
 
 async def receive(settings: Settings, registry: HandlerRegistry, event: sansio.Event, out: TextIO) -> int:
