@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import logging
 import os
 import secrets
+import stat
 import tempfile
 from pathlib import Path
 from typing import IO
@@ -18,7 +20,10 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+log = logging.getLogger(__name__)
+
 KEY_FILE_NAME = "secret.key"
+OWNER_ONLY = 0o600
 
 
 class SecretBoxError(Exception):
@@ -67,6 +72,7 @@ class SecretBox:
         path = key_dir / KEY_FILE_NAME
         if not path.exists():
             _create_key_file(path)
+        _restrict_to_owner(path)
         try:
             master = path.read_bytes().strip()
         except OSError as exc:
@@ -101,6 +107,28 @@ class SecretBox:
             return self._fernet.rotate(token)
         except (InvalidToken, ValueError, TypeError):
             return None
+
+
+def _restrict_to_owner(path: Path) -> None:
+    """Make the key file owner-only (0600) when its group or others may read or write it.
+
+    Why: the key is all that keeps the secrets stored in the database (0644 as SQLite creates it) from being
+    opened; a key put back with cp, sftp or `cat >` gets the umask's 0644, and then any local user could read it.
+    A file this process may not change (a read-only mount) is used as it is, with a warning.
+    """
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return  # reading it fails next, with the message that names the file
+    if not mode & 0o077:
+        return
+    try:
+        os.chmod(path, OWNER_ONLY)
+    except OSError as exc:
+        log.warning("%s may be read by other users (mode %04o) and its mode cannot be changed (%s): make it "
+                    "readable by this server's user only", path, mode, exc.strerror)
+        return
+    log.warning("%s could be read by other users (mode %04o); its mode is now %04o", path, mode, OWNER_ONLY)
 
 
 def _create_key_file(path: Path) -> None:
