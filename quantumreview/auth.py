@@ -92,6 +92,9 @@ class AuthState:
         self.clock = clock
         self.session_lifetime = session_lifetime
         self.state_ttl = state_ttl
+        # Why: a session signed with JWT_SECRET_PREVIOUS was issued before this server started (since then every
+        # session is signed with JWT_SECRET); see current_user.
+        self.started = clock()
         # Why bounded: reloading the login page forever must not grow memory.
         self._next: TTLCache[str, str] = TTLCache(MAX_PENDING_LOGINS, ttl=state_ttl, timer=clock)
         self._used: TTLCache[str, bool] = TTLCache(MAX_USED_STATES, ttl=state_ttl + CLOCK_SKEW, timer=clock)
@@ -208,8 +211,10 @@ def encode_session(key: bytes, user: User, now: float, lifetime: int) -> str:
     return jwt.encode(claims, key, algorithm="HS256")
 
 
-def decode_session(key: bytes, token: str, now: float, lifetime: int) -> tuple[int, int] | None:
-    """Return (user id, session version) from a valid session JWT, or None."""
+def decode_session(key: bytes, token: str, now: float, lifetime: int,
+                   issued_by: float | None = None) -> tuple[int, int] | None:
+    """Return (user id, session version) from a valid session JWT (issued at `issued_by` or before, when given),
+    or None."""
     try:
         # Why fixed algorithms: the token's own `alg` must never choose how it is checked (RFC 8725).
         claims = jwt.decode(token, key, algorithms=["HS256"],
@@ -221,6 +226,8 @@ def decode_session(key: bytes, token: str, now: float, lifetime: int) -> tuple[i
         return None
     assert isinstance(exp, int) and isinstance(iat, int) and isinstance(ver, int)
     if exp <= now or iat > now + CLOCK_SKEW or exp - iat > lifetime or not isinstance(sub, str) or not sub.isdigit():
+        return None
+    if issued_by is not None and iat > issued_by:
         return None
     return int(sub), ver
 
@@ -249,8 +256,15 @@ async def current_user(request: web.Request) -> User:
     token = request.cookies.get(session_cookie_name(settings))
     if not token:
         raise unauthenticated()
-    decoded = next((found for key in app[keys.secret_box].session_keys
-                    if (found := decode_session(key, token, state.clock(), state.session_lifetime)) is not None), None)
+    current, *previous = app[keys.secret_box].session_keys
+    now = state.clock()
+    decoded = decode_session(current, token, now, state.session_lifetime)
+    # Why only sessions issued before this server started: the previous key signed those, and they live out their
+    # lifetime; one it "signed" later was made by whoever holds that key (a key rotated because it leaked), and
+    # was accepted for as long as JWT_SECRET_PREVIOUS stayed set.
+    for key in previous:
+        if decoded is None:
+            decoded = decode_session(key, token, now, state.session_lifetime, issued_by=state.started + CLOCK_SKEW)
     if decoded is None:
         raise unauthenticated("the session is invalid or expired; log in again")
     user = await users.get_user(app[keys.db], decoded[0])
