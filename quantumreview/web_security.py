@@ -66,9 +66,14 @@ def is_protected(path: str) -> bool:
 
 
 def request_origin(request: web.Request) -> str | None:
-    """The Origin header, or lacking it the Referer's origin."""
+    """The Origin header, or lacking it the Referer's origin; None for `Origin: null`.
+
+    Why not the Referer when Origin is null: a browser sends null for a request from an opaque origin (a sandboxed
+    frame, a POST redirected across origins), whose Referer is still the page around it or the page that started it:
+    attacker content framed in the dashboard, or a dashboard form sent to an attacker's URL that answers 307.
+    """
     origin = request.headers.get("Origin")
-    if origin is not None and origin != "null":
+    if origin is not None:
         return origin_of(origin)
     return origin_of(request.headers.get("Referer"))
 
