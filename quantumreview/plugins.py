@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import pkgutil
 from collections.abc import Awaitable, Callable, Iterable
@@ -21,8 +22,11 @@ class PluginError(Exception):
 
 
 def handler_name(callback: Callable[..., Any]) -> str:
-    """Name a handler `module:function`, as stored in job rows."""
-    return f"{callback.__module__}:{callback.__qualname__}"
+    """Name a handler `module:function`, as stored in job rows (an instance: its class, a partial: its function)."""
+    # Why not __qualname__ alone: an instance or a partial has none, and loading one was an AttributeError.
+    target = callback.func if isinstance(callback, functools.partial) else callback
+    qualname = getattr(target, "__qualname__", None) or type(target).__qualname__
+    return f"{target.__module__}:{qualname}"
 
 
 @dataclass

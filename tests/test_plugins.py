@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+import uuid
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,50 @@ def test_module_that_fails_to_import_is_named(tmp_path: Path, monkeypatch: pytes
 def test_project_handlers_package_loads() -> None:
     registry = load_handlers("handlers")
     assert all(":" in name for name in registry.by_name)
+
+
+def unique_package(root: Path, modules: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> str:
+    """A package of its own name (imported modules stay in sys.modules), importable from root."""
+    name = f"plug_{uuid.uuid4().hex[:12]}"
+    make_package(root, name, modules)
+    monkeypatch.syspath_prepend(str(root))
+    return name
+
+
+def body(handler_source: str) -> str:
+    return "from gidgethub import routing\nrouter = routing.Router()\n" + textwrap.dedent(handler_source)
+
+
+def test_async_handlers_in_any_form_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = body('''
+        import functools
+
+        def logged(func):
+            @functools.wraps(func)
+            def wrapper(event, ctx):
+                return func(event, ctx)
+            return wrapper
+
+        class Callable:
+            async def __call__(self, event, ctx, *, extra=None):
+                pass
+
+        @router.register("ping")
+        @logged
+        async def pong(event, ctx):
+            pass
+
+        @router.register("issues")
+        async def anything(*args, **kwargs):
+            pass
+
+        async def labelled(label, event, ctx):
+            pass
+
+        router.add(Callable(), "issues", action="opened")
+        router.add(functools.partial(labelled, "bug"), "issues", action="labeled")
+        ''')
+    pkg = unique_package(tmp_path, {"forms": source}, monkeypatch)
+    # An object or a partial as handler: loading it was an AttributeError (they have no __qualname__).
+    assert sorted(load_handlers(pkg, entry_point_group=None).by_name) == [
+        f"{pkg}.forms:Callable", f"{pkg}.forms:anything", f"{pkg}.forms:labelled", f"{pkg}.forms:pong"]
