@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 import pkgutil
+import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -14,6 +16,8 @@ from typing import Any
 from gidgethub import routing, sansio
 
 ENTRY_POINT_GROUP = "quantumreview.handlers"
+# The intake reads routed keys as quoted SQLite JSON path labels, which have no escape for these characters.
+ROUTABLE_KEY = re.compile(r'[^"\\\']+')
 Handler = Callable[[sansio.Event, Any], Awaitable[None]]
 
 
@@ -77,8 +81,52 @@ def _callbacks(router: routing.Router) -> Iterable[Handler]:
 
 
 def _router_of(module: ModuleType) -> routing.Router | None:
+    """The module's `router`; PluginError if it has one that is no Router (`Router` without the call, say)."""
     router = getattr(module, "router", None)
-    return router if isinstance(router, routing.Router) else None
+    if router is None or isinstance(router, routing.Router):
+        return router
+    raise PluginError(f"handler module {module.__name__}: `router` is of type {type(router).__name__}, not a "
+                      "gidgethub.routing.Router() (write `router = routing.Router()`)")
+
+
+def _import(module_name: str) -> ModuleType:
+    try:
+        return importlib.import_module(module_name)
+    # Why SystemExit too: a module calling sys.exit() at import ended the start with no word of which one.
+    except (Exception, SystemExit) as exc:
+        raise PluginError(f"handler module {module_name} failed to import: {type(exc).__name__}: {exc}") from exc
+
+
+def check_router(router: routing.Router, source: str) -> None:
+    """PluginError naming the handler of `source` that the job runner could not run as `await handler(event, ctx)`.
+
+    Why at load: such a handler loaded fine and failed each time it ran, retried until dead, in the server, with a
+    TypeError or "'NoneType' object has no attribute '__await__'" that named neither the rule nor the fix.
+    """
+    seen: dict[str, Handler] = {}
+    for callback in _callbacks(router):
+        name = handler_name(callback)
+        if seen.setdefault(name, callback) is not callback:
+            raise PluginError(f"{source}: two handlers are named {name}; jobs find their handler by name, so one "
+                              "would never run: rename one")
+        # A decorator's sync wrapper of an async def (functools.wraps) returns its coroutine: that runs too.
+        if not any(inspect.iscoroutinefunction(f) for f in (callback, inspect.unwrap(callback),
+                                                              type(callback).__call__)):
+            raise PluginError(f"{source}: handler {name} is not a coroutine function: "
+                              "write `async def name(event, ctx)`")
+        try:
+            inspect.signature(callback).bind(None, None)
+        except TypeError:
+            raise PluginError(f"{source}: handler {name} cannot be called as handler(event, ctx): its signature is "
+                              f"{inspect.signature(callback)}") from None
+        except ValueError:  # no signature to read (a builtin): left to the call
+            pass
+    deep: dict[str, dict[str, Any]] = getattr(router, "_deep_routes", {})
+    for event, by_key in deep.items():
+        for key in by_key:
+            if not ROUTABLE_KEY.fullmatch(key):
+                raise PluginError(f"{source}: a handler of {event!r} is routed by the payload key {key!r}, which the "
+                                  "intake cannot read (no \", \\ or ' in routed keys)")
 
 
 def load_handlers(package: str = "handlers", *, entry_point_group: str | None = ENTRY_POINT_GROUP) -> HandlerRegistry:
@@ -87,28 +135,27 @@ def load_handlers(package: str = "handlers", *, entry_point_group: str | None = 
     names: list[str] = []
     try:
         pkg = importlib.import_module(package)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         raise PluginError(f"cannot import handler package {package!r}: {type(exc).__name__}: {exc}") from exc
     for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
         if info.name.startswith("_"):
             continue
         module_name = f"{package}.{info.name}"
-        try:
-            module = importlib.import_module(module_name)
-        except Exception as exc:
-            raise PluginError(f"handler module {module_name} failed to import: {type(exc).__name__}: {exc}") from exc
-        if (router := _router_of(module)) is not None:
+        if (router := _router_of(_import(module_name))) is not None:
+            check_router(router, f"handler module {module_name}")
             routers.append(router)
             names.append(module_name)
     if entry_point_group:
         for ep in sorted(entry_points(group=entry_point_group), key=lambda e: e.name):
+            source = f"handler entry point {ep.name} ({ep.value})"
             try:
                 loaded = ep.load()
-            except Exception as exc:
-                raise PluginError(f"handler entry point {ep.name} ({ep.value}) failed to load: {exc}") from exc
-            router = loaded if isinstance(loaded, routing.Router) else _router_of(loaded)
-            if router is None:
-                raise PluginError(f"handler entry point {ep.name} ({ep.value}) is not a Router and has no `router`")
+            except (Exception, SystemExit) as exc:
+                raise PluginError(f"{source} failed to load: {type(exc).__name__}: {exc}") from exc
+            router = loaded if isinstance(loaded, routing.Router) else getattr(loaded, "router", None)
+            if not isinstance(router, routing.Router):
+                raise PluginError(f"{source} is not a Router and has no `router`")
+            check_router(router, source)
             routers.append(router)
             names.append(ep.value)
     return HandlerRegistry.from_routers(routers, names)

@@ -80,6 +80,27 @@ def body(handler_source: str) -> str:
     return "from gidgethub import routing\nrouter = routing.Router()\n" + textwrap.dedent(handler_source)
 
 
+@pytest.mark.parametrize(("source", "message"), [
+    # Each of these loaded, then failed every time it ran, retried until dead, with no word of the rule.
+    ("@router.register('ping')\ndef pong(event, ctx):\n    pass\n", r"PKG\.bad:pong is not a coroutine function"),
+    ("router.add(lambda event, ctx: None, 'ping')\n", r"PKG\.bad:<lambda> is not a coroutine function"),
+    ("@router.register('ping')\nasync def pong(event):\n    pass\n",
+     r"PKG\.bad:pong cannot be called as handler\(event, ctx\): its signature is \(event\)"),
+    ("@router.register('ping')\nasync def pong(event, ctx, extra):\n    pass\n", r"PKG\.bad:pong cannot be called"),
+    # A copied handler left with the first one's name: jobs find handlers by name, so one never ran.
+    ("@router.register('ping')\nasync def pong(event, ctx):\n    pass\n"
+     "@router.register('issues')\nasync def pong(event, ctx):\n    pass\n", r"two handlers are named PKG\.bad:pong"),
+    # Refused by the server's intake only: `receive` and tests said "no handler matches" instead.
+    ("@router.register('issues', **{'we\"ird': 'x'})\nasync def pong(event, ctx):\n    pass\n",
+     r"routed by the payload key 'we\"ird'"),
+])
+def test_handler_the_runner_cannot_run_is_refused_at_load_by_name(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str, message: str) -> None:
+    pkg = unique_package(tmp_path, {"good": HANDLER, "bad": body(source)}, monkeypatch)
+    with pytest.raises(PluginError, match=rf"^handler module {pkg}\.bad: .*{message.replace('PKG', pkg)}"):
+        load_handlers(pkg, entry_point_group=None)
+
+
 def test_async_handlers_in_any_form_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     source = body('''
         import functools
@@ -113,3 +134,13 @@ def test_async_handlers_in_any_form_load(tmp_path: Path, monkeypatch: pytest.Mon
     # An object or a partial as handler: loading it was an AttributeError (they have no __qualname__).
     assert sorted(load_handlers(pkg, entry_point_group=None).by_name) == [
         f"{pkg}.forms:Callable", f"{pkg}.forms:anything", f"{pkg}.forms:labelled", f"{pkg}.forms:pong"]
+
+
+@pytest.mark.parametrize(("source", "message"), [
+    ("from gidgethub import routing\nrouter = routing.Router\n", r"`router` is of type type, not a"),
+    ("import sys\nsys.exit(3)\n", r"failed to import: SystemExit: 3"),  # it ended the start silently
+])
+def test_broken_module_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str, message: str) -> None:
+    pkg = unique_package(tmp_path, {"bad": source}, monkeypatch)
+    with pytest.raises(PluginError, match=rf"^handler module {pkg}\.bad\b.*{message}"):
+        load_handlers(pkg, entry_point_group=None)
