@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -24,6 +26,46 @@ class Enqueue(Protocol):
 
 
 Notify = Callable[..., Awaitable[int]]
+
+
+def check_enqueue(event: object, data: object, ordering_key: object, installation_id: object,
+                  delay: object) -> None:
+    """TypeError or ValueError, saying which argument and why, for arguments the job queue cannot store."""
+    if not isinstance(event, str) or not event:
+        raise TypeError(f"ctx.enqueue: event must be a non-empty str such as 'myplugin.recheck', not {event!r:.80}")
+    if not isinstance(data, Mapping):
+        raise TypeError(f"ctx.enqueue: data must be a dict (the payload), not {type(data).__name__}")
+    try:
+        json.dumps(data)
+    except (TypeError, ValueError) as exc:  # a datetime, a set, a circular reference
+        raise TypeError(f"ctx.enqueue: data must be JSON (it is stored as the job's payload): {exc}") from None
+    if ordering_key is not None and not isinstance(ordering_key, str):
+        raise TypeError(f"ctx.enqueue: ordering_key must be a str or None, not {type(ordering_key).__name__}")
+    if installation_id is not None and (not isinstance(installation_id, int) or isinstance(installation_id, bool)
+                                        or installation_id <= 0):
+        raise TypeError(f"ctx.enqueue: installation_id must be a positive int or None, not {installation_id!r:.80}")
+    if isinstance(delay, bool) or not isinstance(delay, int | float) or not math.isfinite(delay):
+        raise TypeError(f"ctx.enqueue: delay must be a finite number of seconds, not {delay!r:.80}")
+
+
+def checked(enqueue: Enqueue) -> Enqueue:
+    """`enqueue` refusing bad arguments before any work, the same way in the server, `receive` and tests.
+
+    Why: the server's queue failed late and obscurely (json's TypeError, a NOT NULL constraint for a NaN delay)
+    or stored a text installation id, while the test recorder accepted anything, so a test passed that the
+    server's job then failed.
+    """
+    if getattr(enqueue, "checks_arguments", False):
+        return enqueue
+
+    async def call(event: str, data: Mapping[str, Any], *, ordering_key: str | None = None,
+                   installation_id: int | None = None, delay: float = 0.0) -> list[int]:
+        check_enqueue(event, data, ordering_key, installation_id, delay)
+        return list(await enqueue(event, data, ordering_key=ordering_key, installation_id=installation_id,
+                                  delay=delay))
+
+    call.checks_arguments = True  # type: ignore[attr-defined]
+    return call
 
 
 class DeliveryLog(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -56,6 +98,7 @@ class Context:
     log: DeliveryLog = field(init=False)
 
     def __post_init__(self) -> None:
+        self.enqueue = checked(self.enqueue)
         self.log = DeliveryLog(
             logging.getLogger("quantumreview.handler"),
             {"delivery": self.delivery_id, "job": self.job_id},
