@@ -159,7 +159,10 @@ async def github_ctx(app: web.Application) -> AsyncIterator[None]:
     if holder.current is not None:
         install(holder.current)
     else:
-        log.warning("no GitHub App configured: open %s/setup to create one", settings.public_url)
+        # Why the token in the log: only the operator reads it (see setup_flow.SETUP_TOKEN_LABEL); it is of no use
+        # once an App is configured.
+        log.warning("no GitHub App configured: open %s to create one",
+                    setup_flow.setup_link(settings, app[keys.secret_box].session_key))
     holder.on_change(install)
     yield
     github = app.get(keys.github)

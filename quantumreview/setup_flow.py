@@ -6,7 +6,9 @@ https://docs.github.com/en/apps/sharing-github-apps/registering-a-github-app-fro
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
+import hmac
 import json
 import logging
 import re
@@ -39,6 +41,10 @@ from storage.db import Database, DatabaseBusy
 log = logging.getLogger(__name__)
 
 SETUP_PATH = "/setup"
+# Why a token on a public server: until an App is configured, whoever opens /setup first registers an App whose
+# credentials the server then uses (a fresh *.fly.dev name is easy to guess). The link with the token is printed in
+# the server's log, which only the operator reads; it is useless once an App is configured (/setup answers 404).
+SETUP_TOKEN_LABEL = b"quantumreview setup link"
 # GitHub logins: letters, digits, single inner hyphens, at most 39 characters.
 ORGANIZATION = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}")
 CODE = re.compile(r"[A-Za-z0-9_-]{1,200}")
@@ -300,6 +306,18 @@ def _cookie_path(settings: Settings) -> str:
     return urlsplit(settings.public_url).path.rstrip("/") + SETUP_PATH
 
 
+def setup_token(key: bytes) -> str:
+    """The token a public server's /setup asks for: derived from the server's key, so nothing is stored, the link
+    in the log stays valid across restarts, and no one without the log or the key can compute it."""
+    return base64.urlsafe_b64encode(hmac.digest(key, SETUP_TOKEN_LABEL, "sha256")[:16]).rstrip(b"=").decode()
+
+
+def setup_link(settings: Settings, key: bytes) -> str:
+    """Where the operator registers the App: /setup, with the token unless PUBLIC_URL is a local address."""
+    base = f"{settings.public_url.rstrip('/')}{SETUP_PATH}"
+    return base if _is_local(settings.public_url) else f"{base}?{urlencode({'token': setup_token(key)})}"
+
+
 def _is_local(url: str) -> bool:
     host = urlsplit(url).hostname or ""
     return host in ("localhost", "127.0.0.1", "::1") or host.endswith(".localhost")
@@ -328,9 +346,17 @@ class SetupFlow:
             log.error("the setup page cannot register a GitHub App for PUBLIC_URL: %s", problem)
             return _html(setup_pages.bad_public_url_page(settings.public_url, problem), settings=settings,
                          status=500)
+        token: str | None = None
+        if not _is_local(settings.public_url):
+            token = setup_token(app[keys.secret_box].session_key)
+            given = request.query.get("token", "")
+            if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), token.encode()):
+                log.warning("setup page refused: %s setup token", "a wrong" if given else "no")
+                return _html(setup_pages.token_required_page(), settings=settings, status=403)
+        start = _setup_url(settings) if token is None else f"{_setup_url(settings)}?{urlencode({'token': token})}"
         organization = request.query.get("organization", "").strip()
         if organization and not ORGANIZATION.fullmatch(organization):
-            page = setup_pages.bad_organization_page(organization[:100], start=_setup_url(settings))
+            page = setup_pages.bad_organization_page(organization[:100], start=start)
             return _html(page, settings=settings, status=400)
         state, cookie = self._states.issue(app[keys.secret_box].session_key, request.cookies.get(STATE_COOKIE))
         path = f"/organizations/{quote(organization, safe='')}/settings/apps/new" if organization else \
@@ -340,7 +366,8 @@ class SetupFlow:
         page = setup_pages.setup_page(action=action, manifest_json=json.dumps(manifest, separators=(",", ":")),
                                       organization=organization, webhook_url=manifest["hook_attributes"]["url"],
                                       local=_is_local(settings.public_url),
-                                      overrides=environment_overrides(settings), start=_setup_url(settings))
+                                      overrides=environment_overrides(settings), start=_setup_url(settings),
+                                      token=token)
         response = _html(page, settings=settings)
         self._set_cookie(response, cookie, settings)
         return response

@@ -54,7 +54,7 @@ def _overrides_note(overrides: list[str], html_url: str | None) -> str:
 
 
 def setup_page(*, action: str, manifest_json: str, organization: str, webhook_url: str, local: bool,
-               overrides: list[str] | None = None, start: str = SETUP_PATH) -> str:
+               overrides: list[str] | None = None, start: str = SETUP_PATH, token: str | None = None) -> str:
     """The page with the "Register GitHub App" button that posts the manifest to GitHub."""
     owner = f"the organization <strong>{escape(organization)}</strong>" if organization else "your personal account"
     warning = (
@@ -72,6 +72,7 @@ def setup_page(*, action: str, manifest_json: str, organization: str, webhook_ur
         "<button type=\"submit\" id=\"register\">Register GitHub App</button></form>"
         "<h2>Register it for an organization instead</h2>"
         f"<form method=\"get\" action=\"{escape(start)}\">"
+        + (f"<input type=\"hidden\" name=\"token\" value=\"{escape(token)}\">" if token else "") +
         f"<label>Organization <input name=\"organization\" value=\"{escape(organization)}\" "
         "maxlength=\"39\" autocomplete=\"off\"></label> "
         "<button type=\"submit\" class=\"secondary\" id=\"use-organization\">Use this organization</button></form>"
@@ -85,6 +86,16 @@ def bad_public_url_page(public_url: str, problem: str) -> str:
         f"<p class=\"error\">PUBLIC_URL <code>{escape(public_url)}</code> cannot be this server's address on "
         f"GitHub: {escape(problem)}. Set PUBLIC_URL to the address browsers and GitHub reach this server at, such as "
         "<code>https://quantumreview.example.com</code>, and restart. No App was registered.</p>"
+    ))
+
+
+def token_required_page() -> str:
+    """/setup of a public server opened without the link from its log."""
+    return page("Setup link needed", (
+        "<p class=\"error\">This page registers the GitHub App this server will use, so it opens only from the "
+        "link in the server's log: <code>no GitHub App configured: open …/setup?token=…</code> "
+        "(on Fly.io: <code>fly logs</code>). The token keeps anyone else who finds this server from registering "
+        "their own App on it before you do. Nothing was changed.</p>"
     ))
 
 

@@ -148,7 +148,10 @@ async def test_setup_mode_start_says_how_to_finish_setup(make_settings: Settings
     settings = make_settings(app_id=None, private_key=None, webhook_secret=None, public_url="https://qr.example")
     client = await aiohttp_client(create_app(settings, registry=HandlerRegistry.from_routers([])))
     assert client.app[keys.github] is None
-    assert "https://qr.example/setup" in caplog.text
+    assert "https://qr.example/setup?token=" in caplog.text
+    link = caplog.text.split("open ", 1)[1].split()[0]  # the link the log gives opens the setup page
+    path = link.removeprefix("https://qr.example")
+    assert (await client.get(path)).status == 200 and (await client.get("/setup")).status == 403
 
 
 async def test_handlers_package_comes_from_the_environment(tmp_path: Any) -> None:

@@ -38,6 +38,8 @@ from quantumreview.setup_flow import (
     credentials_from_conversion,
     initial_credentials,
     load_stored_credentials,
+    setup_link,
+    setup_token,
     store_credentials,
     stored_credentials_ctx,
 )
@@ -50,6 +52,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PUBLIC_URL = "http://qr.example.test"
 CONVERSIONS = "/app-manifests/{code}/conversions"
 BOX_KEY = b"k" * 32
+# PUBLIC_URL is not a local address, so /setup asks for the link's token (setup_flow.setup_token).
+TOKEN = {"token": setup_token(SecretBox(BOX_KEY).session_key)}
 
 
 class Clock:
@@ -369,7 +373,7 @@ class Flow:
 
     async def open_setup(self, query: str = "") -> tuple[str, str]:
         """GET /setup and return the register form's action and manifest."""
-        resp = await self.client.get("/setup" + query)
+        resp = await self.client.get("/setup" + query, params=TOKEN)
         assert resp.status == 200
         doc = lxml_html.fromstring(await resp.text())
         form = doc.get_element_by_id("register-form")
@@ -417,7 +421,7 @@ async def test_state_cookie_is_secure_when_the_public_url_is_https(
 ) -> None:
     async with aiohttp.ClientSession() as session:
         client = await aiohttp_client(setup_app(fake_github, db, session, "https://qr.example.test", Clock()))
-        resp = await client.get("/setup")
+        resp = await client.get("/setup", params=TOKEN)
         assert resp.cookies[STATE_COOKIE]["secure"]
 
 
@@ -434,7 +438,7 @@ async def test_setup_refuses_a_public_url_the_apps_urls_cannot_be_built_on(
     """Such a PUBLIC_URL passes the settings, and GitHub registered an App whose webhooks could never arrive."""
     async with aiohttp.ClientSession() as session:
         client = await aiohttp_client(setup_app(fake_github, db, session, public_url, Clock()))
-        resp = await client.get("/setup")
+        resp = await client.get("/setup", params=TOKEN)
         text = await resp.text()
     assert resp.status == 500 and problem in text and "register-form" not in text
     assert "<b<" not in text and STATE_COOKIE not in resp.cookies
@@ -445,7 +449,7 @@ async def test_setup_accepts_a_public_url_with_a_path(
 ) -> None:
     async with aiohttp.ClientSession() as session:
         client = await aiohttp_client(setup_app(fake_github, db, session, "https://qr.example.test/qr", Clock()))
-        resp = await client.get("/setup")
+        resp = await client.get("/setup", params=TOKEN)
         assert resp.status == 200 and "https://qr.example.test/qr/webhooks/github" in await resp.text()
 
 
@@ -459,7 +463,7 @@ async def test_setup_works_behind_a_proxy_that_serves_it_under_a_path(
         outer = web.Application()  # the proxy's view: everything under /qr
         outer.add_subapp("/qr", setup_app(fake_github, db, session, public_url, Clock()))
         client = await aiohttp_client(outer)
-        resp = await client.get("/qr/setup")
+        resp = await client.get("/qr/setup", params=TOKEN)
         assert resp.cookies[STATE_COOKIE]["path"] == "/qr/setup"
         doc = lxml_html.fromstring(await resp.text())
         assert doc.xpath("//form[@method='get']/@action") == [public_url + "/setup"]
@@ -477,7 +481,7 @@ async def test_setup_works_behind_a_proxy_that_serves_it_under_a_path(
 
 
 async def test_setup_page_posts_the_manifest_to_github_with_a_state(flow: Flow) -> None:
-    resp = await flow.client.get("/setup")
+    resp = await flow.client.get("/setup", params=TOKEN)
     text = await resp.text()
     assert resp.status == 200 and "Register GitHub App" in text
     cookie = resp.cookies[STATE_COOKIE]
@@ -500,7 +504,7 @@ async def test_setup_page_targets_the_organization_when_named(flow: Flow) -> Non
 
 
 async def test_setup_page_escapes_a_hostile_organization_name(flow: Flow) -> None:
-    resp = await flow.client.get("/setup", params={"organization": "<script>alert(1)</script>"})
+    resp = await flow.client.get("/setup", params={"organization": "<script>alert(1)</script>", **TOKEN})
     text = await resp.text()
     assert resp.status == 400
     assert "<script>" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
@@ -541,7 +545,7 @@ async def test_callback_puts_the_environments_webhook_secret_in_force_as_a_resta
         app = setup_app(fake_github, db, session, PUBLIC_URL, Clock())
         app[keys.settings] = dataclasses.replace(app[keys.settings], webhook_secret=env_secret)
         flow = Flow(await aiohttp_client(app), app, fake_github, Clock())
-        setup_text = await (await flow.client.get("/setup")).text()
+        setup_text = await (await flow.client.get("/setup", params=TOKEN)).text()
         back = await flow.through_github(*await flow.open_setup())
         resp = await flow.client.get("/setup/callback", params=back)
         text = await resp.text()
@@ -741,7 +745,7 @@ async def test_conversion_connection_failure_shows_an_error_and_stores_nothing(f
 async def test_two_browsers_finishing_at_once_register_only_one_app(flow: Flow) -> None:
     other_jar = aiohttp.CookieJar(unsafe=True)
     async with aiohttp.ClientSession(cookie_jar=other_jar) as other:
-        async with other.get(flow.client.make_url("/setup")) as resp:
+        async with other.get(flow.client.make_url("/setup"), params=TOKEN) as resp:
             doc = lxml_html.fromstring(await resp.text())
         form = doc.get_element_by_id("register-form")
         other_back = await flow.through_github(str(form.get("action")),
@@ -752,3 +756,37 @@ async def test_two_browsers_finishing_at_once_register_only_one_app(flow: Flow) 
             other.get(flow.client.make_url("/setup/callback"), params=other_back))
         assert sorted([first.status, second.status]) == [200, 404]
     assert flow.conversions() == 1
+
+
+# --- a public server's /setup opens only from the link in its log -------------------------------------------------
+
+
+@pytest.mark.parametrize("query", [{}, {"token": "guess"}, {"token": TOKEN["token"][:-1]}, {"token": "\u00e9"}],
+                         ids=["none", "wrong", "short", "non-ascii"])
+async def test_a_stranger_without_the_logs_link_cannot_start_registering_an_app(
+        flow: Flow, query: dict[str, str], caplog: pytest.LogCaptureFixture) -> None:
+    # Until an App is configured, whoever finishes /setup first has the server use their App.
+    with caplog.at_level(logging.WARNING, logger="quantumreview"):
+        resp = await flow.client.get("/setup", params={"organization": "evil-org", **query})
+    text = await resp.text()
+    assert resp.status == 403 and "register-form" not in text and "fly logs" in text
+    assert STATE_COOKIE not in resp.cookies  # nothing that a callback would accept
+    assert any("setup page refused" in r.getMessage() for r in caplog.records)
+    assert TOKEN["token"] not in caplog.text and TOKEN["token"] not in text
+
+
+async def test_the_organization_form_carries_the_token_on(flow: Flow) -> None:
+    resp = await flow.client.get("/setup", params=TOKEN)
+    doc = lxml_html.fromstring(await resp.text())
+    assert doc.xpath("//form[@method='get']//input[@name='token']/@value") == [TOKEN["token"]]
+    action, _ = await flow.open_setup("?organization=octo-org")  # as that form submits it
+    assert urlsplit(action).path == "/organizations/octo-org/settings/apps/new"
+
+
+@pytest.mark.parametrize(("public_url", "asks"), [
+    ("http://localhost:8000", False), ("http://127.0.0.1:8000", False), ("https://qr.fly.dev", True)])
+def test_the_setup_link_carries_a_token_unless_the_server_is_local(public_url: str, asks: bool) -> None:
+    link = setup_link(Settings(public_url=public_url), SecretBox(BOX_KEY).session_key)
+    assert link.startswith(public_url + "/setup")
+    assert (f"?token={TOKEN['token']}" in link) is asks
+    assert setup_token(SecretBox(b"x" * 32).session_key) != TOKEN["token"]  # another server, another token
