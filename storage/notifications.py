@@ -69,9 +69,17 @@ def _from_row(row: Any) -> Notification:
 
 # The user's notifications about a repository in their stored access set (user_repositories, which reading their
 # access from GitHub rewrites), or about no repository. Why: a notification was written for everyone who managed
-# the repository then; one who has lost access since must not read it (OA-17).
+# the repository then; one who has lost access since must not read it (OA-17). An uninstall or a removed repository
+# (as a webhook recorded it, see users.GONE) hides it at once too, as access.managed_repositories does the
+# repository: the stored set keeps it until the user's list is next read from GitHub, minutes later.
 VISIBLE = ("n.user_id = ? AND (n.repo IS NULL OR EXISTS (SELECT 1 FROM user_repositories ur "
-           "WHERE ur.user_id = n.user_id AND ur.repo = n.repo COLLATE NOCASE))")
+           "WHERE ur.user_id = n.user_id AND ur.repo = n.repo COLLATE NOCASE "
+           "AND NOT EXISTS (SELECT 1 FROM installations i WHERE i.id = ur.installation_id "
+           "AND i.deleted_at IS NOT NULL) "
+           "AND NOT EXISTS (SELECT 1 FROM repositories r WHERE r.installation_id = ur.installation_id "
+           "AND r.full_name = ur.repo COLLATE NOCASE AND r.removed_at IS NOT NULL "
+           "AND NOT EXISTS (SELECT 1 FROM repositories l WHERE l.installation_id = r.installation_id "
+           "AND l.full_name = r.full_name COLLATE NOCASE AND l.removed_at IS NULL))))")
 UNREAD = " AND n.read_at IS NULL"
 
 

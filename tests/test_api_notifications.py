@@ -10,9 +10,10 @@ import pytest
 from gidgethub import routing
 
 from quantumreview import access, keys
-from storage import audit
+from quantumreview.access import RepoAccess
+from storage import audit, notifications
 from tests.test_api_errors import GitHubDown
-from tests.test_api_support import OTHER, REPO, Api, database
+from tests.test_api_support import OTHER, REPO, Api, add_installation, database, sign_in
 
 pytest_plugins = ["tests.test_api_support"]
 
@@ -122,3 +123,29 @@ async def test_audit_log_pages_newest_first(maintainer: Api) -> None:
     assert status == 200
     assert ([e["action"] for e in body["items"]], body["total"]) == (["a2", "a1"], 5)
     assert body["items"][0]["details"] == {"n": 2}
+
+
+async def test_notifications_of_an_uninstalled_or_removed_repository_are_hidden_at_once(maintainer: Api) -> None:
+    # The repository is hidden from /api/repos at once (access.managed_repositories); its notifications were
+    # still listed, counted unread and could be marked read until the user's list was next read from GitHub.
+    db = database(maintainer)
+    await add_installation(db, 42, REPO)
+    await add_installation(db, 99, "octo/gadgets")
+    await add_installation(db, 99, "octo/tools")
+    await sign_in(maintainer.client, 1, "mona", [RepoAccess(REPO, 42, "push"), RepoAccess("octo/gadgets", 99, "push"),
+                                                 RepoAccess("octo/tools", 99, "push")])
+    for repo in (REPO, "octo/gadgets", "octo/tools"):
+        await notifications.notify_repo_managers(db, repo, "verdict", f"about {repo}")
+    await db.execute("UPDATE repositories SET removed_at = ? WHERE full_name = 'octo/gadgets'", (time.time(),))
+    _status, repos = await maintainer.get("/api/repos")
+    _status, listed = await maintainer.get("/api/notifications")
+    assert [r["repo"] for r in repos["items"]] == ["octo/tools", REPO]
+    assert [n["repo"] for n in listed["items"]] == ["octo/tools", REPO]
+    await db.execute("UPDATE installations SET deleted_at = ? WHERE id = 99", (time.time(),))
+    _status, listed = await maintainer.get("/api/notifications")
+    _status, me = await maintainer.get("/api/me")
+    assert ([n["repo"] for n in listed["items"]], listed["total"], me["unread_notifications"]) == ([REPO], 1, 1)
+    hidden = await db.fetchvalue("SELECT id FROM notifications WHERE repo = 'octo/tools'")
+    status, body = await maintainer.post(f"/api/notifications/{hidden}/read")
+    assert (status, body["error"]["code"]) == (404, "not_found")
+    assert await db.fetchvalue("SELECT read_at FROM notifications WHERE id = ?", (hidden,)) is None
