@@ -41,8 +41,11 @@ def make_context(event_name: str, payload: Mapping[str, Any], *, db: Database, g
     recorder = recorder or Recorder()
     if installation_id is None:
         installation = payload.get("installation")
-        if isinstance(installation, Mapping) and isinstance(installation.get("id"), int):
-            installation_id = int(installation["id"])
+        raw_id = installation.get("id") if isinstance(installation, Mapping) else None
+        # Why not any int: `true` is one to Python, and acted as installation 1 here while the server and
+        # `receive` see no installation in such a payload.
+        if isinstance(raw_id, int) and not isinstance(raw_id, bool) and 0 < raw_id < 2**63:
+            installation_id = raw_id
     gh = github.for_installation(installation_id) if github is not None and installation_id is not None else None
     event = sansio.Event(dict(payload), event=event_name, delivery_id="test-delivery")
     ctx = Context(event=event, db=db, settings=settings or Settings(database_path=db.path), gh=gh, github=github,
