@@ -71,7 +71,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from quantumreview.volume_check import ephemeral_database
 
     if (lost := ephemeral_database(settings.database_path, settings.fly_app_name)) is not None:
-        print(f"quantumreview: {lost}", file=sys.stderr)
+        report_error(settings, str(lost))
         return 2
     wait = settings.shutdown_grace + HTTP_SHUTDOWN_TIMEOUT + LOCK_MARGIN
 
@@ -84,12 +84,24 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             swap_staged_restore(settings.database_path)
             return _serve(settings)
     except ServerRunning as exc:
-        print(f"quantumreview: another quantumreview server (pid {exc.holder}) is still using "
-              f"{settings.database_path} after {wait:.0f} s: stop it first", file=sys.stderr)
+        report_error(settings, f"another quantumreview server (pid {exc.holder}) is still using "
+                     f"{settings.database_path} after {wait:.0f} s: stop it first")
         return 2
     except LockUnavailable as exc:
-        print(f"quantumreview: {exc}", file=sys.stderr)
+        report_error(settings, str(exc))
         return 2
+
+
+def report_error(settings: Settings, message: str) -> None:
+    """Say why the command stops: one JSON log line with LOG_FORMAT=json, else 'quantumreview: message'.
+
+    Why: with LOG_FORMAT=json every line on stderr must be JSON (a log pipeline drops or misreads others), and the
+    line saying why the server would not start is the one an operator most needs to find there.
+    """
+    if settings.log_format == "json":
+        log.error("%s", message)
+    else:
+        print(f"quantumreview: {message}", file=sys.stderr)
 
 
 def swap_staged_restore(database_path: Path) -> None:
@@ -126,14 +138,14 @@ def _serve(settings: Settings) -> int:
     except OSError as exc:
         # Why here: aiohttp binds only after start-up (database, job runner); those have been shut down again.
         if isinstance(exc, socket.gaierror):  # HOST is no address this machine can resolve
-            print(f"quantumreview: cannot listen on {settings.host}:{settings.port}: {exc.strerror} (set HOST to "
-                  "an address of this machine, such as 127.0.0.1 or 0.0.0.0)", file=sys.stderr)
+            report_error(settings, f"cannot listen on {settings.host}:{settings.port}: {exc.strerror} (set HOST "
+                         "to an address of this machine, such as 127.0.0.1 or 0.0.0.0)")
             return 2
         if exc.errno not in BIND_ERRORS:
             raise
         reason = os.strerror(exc.errno) if exc.errno is not None else str(exc)
-        print(f"quantumreview: cannot listen on {settings.host}:{settings.port}: {reason} "
-              "(is another program using that port? set HOST and PORT)", file=sys.stderr)
+        report_error(settings, f"cannot listen on {settings.host}:{settings.port}: {reason} "
+                     "(is another program using that port? set HOST and PORT)")
         return 2
     return 0
 
@@ -256,7 +268,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     try:
         return COMMANDS[args.command or "serve"](settings, args)
     except (PluginError, KeyFileError, StartupError, DatabaseUnavailable, RestoreError) as exc:
-        print(f"quantumreview: {exc}", file=sys.stderr)
+        report_error(settings, str(exc))
         return 2
     except KeyboardInterrupt:
         # Why: Ctrl-C during receive, replay, jobs or backup printed a traceback of asyncio's internals. What was
