@@ -29,13 +29,14 @@ async def accept_job(request: web.Request, actor: str, repo: access.RepoAccess, 
     return web.json_response({"status": "accepted", "job_id": ids[0], "job_ids": ids}, status=202)
 
 
-async def _reaches(db: Database, managed: list[access.RepoAccess], repo: str) -> bool:
-    """Whether one of `managed` is `repo`: by name ignoring case, or by GitHub id when `repo` is the name stored
-    for a repository since renamed (jobs are queued under the stored name, see guard.managed_repo)."""
-    if any(a.repo.lower() == repo.lower() for a in managed):
-        return True
+async def _reached(db: Database, managed: list[access.RepoAccess], repo: str) -> access.RepoAccess | None:
+    """Which of `managed` is `repo`: by name ignoring case, or by GitHub id when `repo` is the name stored for a
+    repository since renamed (jobs are queued under the stored name, see guard.managed_repo); None when none is."""
+    found = next((a for a in managed if a.repo.lower() == repo.lower()), None)
+    if found is not None:
+        return found
     ids = await dashboard.repository_ids(db, repo)
-    return any(a.repo_id in ids for a in managed if a.repo_id is not None)
+    return next((a for a in managed if a.repo_id is not None and a.repo_id in ids), None)
 
 
 @routes.get("/api/jobs/{id}")
@@ -47,10 +48,13 @@ async def get_job(request: web.Request) -> web.Response:
     job = await dashboard.get_job(db, job_id)
     # Why read first: a missing job and another's answer alike, whatever GitHub does (no existence leak).
     managed = await access.managed_repositories(request, user)
-    if job is None or job.repo is None or not await _reaches(db, managed, job.repo):
+    reached = None if job is None or job.repo is None else await _reached(db, managed, job.repo)
+    if job is None or reached is None:
         raise not_found("no such job in your repositories")
+    # Why GitHub's name: as every other answer gives it (guard.github_name); the dashboard builds the repository's
+    # routes from it, and the stored name of a renamed repository answers 404 there.
     return web.json_response({
-        "id": job.id, "repo": job.repo, "handler": job.handler, "status": job.status, "attempts": job.attempts,
+        "id": job.id, "repo": reached.repo, "handler": job.handler, "status": job.status, "attempts": job.attempts,
         "created_at": iso(job.created_at), "started_at": iso(job.started_at), "finished_at": iso(job.finished_at),
         "error": job.last_error,
     })
