@@ -137,7 +137,11 @@ def load_handlers(package: str = "handlers", *, entry_point_group: str | None = 
         pkg = importlib.import_module(package)
     except (Exception, SystemExit) as exc:
         raise PluginError(f"cannot import handler package {package!r}: {type(exc).__name__}: {exc}") from exc
-    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
+    path = getattr(pkg, "__path__", None)
+    if path is None:  # Why: a module here (say `myplugin.handlers`) ended the start in an AttributeError traceback
+        raise PluginError(f"handler package {package!r} is a module, not a package: name the package whose modules "
+                          f"hold the handlers, or publish the module through the entry point group {ENTRY_POINT_GROUP}")
+    for info in sorted(pkgutil.iter_modules(path), key=lambda m: m.name):
         if info.name.startswith("_"):
             continue
         module_name = f"{package}.{info.name}"

@@ -144,3 +144,10 @@ def test_broken_module_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     pkg = unique_package(tmp_path, {"bad": source}, monkeypatch)
     with pytest.raises(PluginError, match=rf"^handler module {pkg}\.bad\b.*{message}"):
         load_handlers(pkg, entry_point_group=None)
+
+
+def test_handler_package_that_is_a_module_is_refused_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # QUANTUMREVIEW_HANDLERS=myplugin.handlers, a module: the start ended in an AttributeError traceback.
+    pkg = unique_package(tmp_path, {"feature": HANDLER}, monkeypatch)
+    with pytest.raises(PluginError, match=rf"^handler package '{pkg}\.feature' is a module, not a package"):
+        load_handlers(f"{pkg}.feature", entry_point_group=None)
