@@ -14,6 +14,7 @@ MIN_WEBHOOK_SECRET_BYTES = 16
 DEFAULT_ARTIFACT_HOSTS = ("*.blob.core.windows.net", "*.actions.githubusercontent.com")
 _HOST_PATTERN = re.compile(r"(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
 MIN_JWT_SECRET_CHARS = 32
+_WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+")
 SECRET_FIELDS = frozenset(
     {"private_key", "webhook_secret", "webhook_secret_previous", "oauth_client_secret", "jwt_secret",
      "jwt_secret_previous"}
@@ -96,11 +97,12 @@ class _Reader:
         raw = self.text(name)
         if raw is None:
             return default
-        try:
-            value = int(raw)
-        except ValueError:
+        # Why not int() alone: it reads '1_2' as 12 and other scripts' digits ('٣') too, so a typo in
+        # GITHUB_APP_ID named another App instead of being refused.
+        if not _WHOLE_NUMBER.fullmatch(raw):
             self.problems.append(f"{name} must be a whole number (got {raw[:40]!r})")
             return default
+        value = int(raw)
         if not low <= value <= high:
             self.problems.append(f"{name} must be between {low} and {high} (got {value})")
             return default
@@ -111,6 +113,8 @@ class _Reader:
         if raw is None:
             return default
         try:
+            if "_" in raw or not raw.isascii():  # float() takes '1_0' and other scripts' digits too
+                raise ValueError(raw)
             value = float(raw)
         except ValueError:
             self.problems.append(f"{name} must be a number (got {raw[:40]!r})")

@@ -159,3 +159,22 @@ def test_bad_configuration_exits_2_without_traceback(tmp_path: Path, pem: str) -
     assert "Traceback" not in result.stderr
     assert "short" not in result.stderr.replace("GITHUB_WEBHOOK_SECRET must be at least", "")
     assert "PRIVATE KEY" not in result.stderr
+
+
+@pytest.mark.parametrize(("name", "raw", "problem"), [
+    ("GITHUB_APP_ID", "1_2", "GITHUB_APP_ID must be a whole number (got '1_2')"),
+    ("PORT", "8_000", "PORT must be a whole number (got '8_000')"),
+    ("JOB_MAX_ATTEMPTS", "٣", "JOB_MAX_ATTEMPTS must be a whole number (got '٣')"),
+    ("JOB_TIMEOUT", "1_20", "JOB_TIMEOUT must be a number (got '1_20')"),
+    ("SHUTDOWN_GRACE", "٢٠", "SHUTDOWN_GRACE must be a number (got '٢٠')"),
+])
+def test_a_number_with_underscores_or_other_scripts_digits_is_refused(name: str, raw: str, problem: str) -> None:
+    """int() and float() read '1_2' as 12 and '٣' as 3: GITHUB_APP_ID=1_2 (a typo) named App 12 instead of failing."""
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env({name: raw})
+    assert problem in info.value.problems
+
+
+def test_plain_and_signed_numbers_are_still_read() -> None:
+    settings = Settings.from_env({"PORT": "+8080", "JOB_TIMEOUT": "1.5e2", "SHUTDOWN_GRACE": " 10 "})
+    assert (settings.port, settings.job_timeout, settings.shutdown_grace) == (8080, 150.0, 10.0)
