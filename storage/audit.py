@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiosqlite
 
-from storage.db import Database
+from storage.db import Database, placeholders
 
 MAX_PER_PAGE = 100
 
@@ -44,15 +44,19 @@ async def rename_repository(conn: aiosqlite.Connection, old: str, new: str) -> N
     await conn.execute("UPDATE audit_log SET repo = ? WHERE repo = ?", (new, old))
 
 
-async def list_for_repo(db: Database, repo: str, page: int = 1, per_page: int = 30) -> tuple[list[AuditEntry], int]:
-    """One page of the repository's entries, newest first, and the total (pages from 1)."""
+async def list_for_repo(db: Database, repo: str, page: int = 1, per_page: int = 30, *,
+                        also: Sequence[str] = ()) -> tuple[list[AuditEntry], int]:
+    """One page of the repository's entries, newest first, and the total (pages from 1); with `also`, the entries
+    kept under those names too (e.g. a renamed repository's name before an event re-keyed its rows)."""
     size = min(max(per_page, 1), MAX_PER_PAGE)
     offset = (max(page, 1) - 1) * size
-    total = int(await db.fetchvalue("SELECT COUNT(*) FROM audit_log WHERE repo = ? COLLATE NOCASE", (repo,)))
+    names = list(dict.fromkeys(name.lower() for name in (repo, *also)))
+    where = f"repo COLLATE NOCASE IN ({placeholders(names)})"
+    total = int(await db.fetchvalue(f"SELECT COUNT(*) FROM audit_log WHERE {where}", tuple(names)))  # noqa: S608
     rows = await db.fetchall(
-        "SELECT id, repo, actor, action, target, details, at FROM audit_log WHERE repo = ? COLLATE NOCASE "
+        f"SELECT id, repo, actor, action, target, details, at FROM audit_log WHERE {where} "  # noqa: S608
         "ORDER BY id DESC LIMIT ? OFFSET ?",
-        (repo, size, offset),
+        (*names, size, offset),
     )
     entries = []
     for row in rows:

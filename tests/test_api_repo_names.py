@@ -167,3 +167,21 @@ async def test_a_renamed_repositorys_issue_lists_its_own_linking_pulls_under_git
     await add_pull(db, 20, links=[(REPO, 7)])
     status, issue = await api.get("/api/repos/acme/gadgets/issues/7")
     assert (status, [(p["repo"], p["number"]) for p in issue["linked_pulls"]]) == (200, [("acme/gadgets", 20)])
+
+
+async def test_a_renamed_repositorys_audit_log_keeps_its_entries_from_before_the_rename(
+        api_client: TestClient[Any, Any]) -> None:
+    # Made while GitHub still named it REPO, the entry is kept under REPO until an event re-keys the rows; the log,
+    # read under GitHub's new name, lost it meanwhile.
+    before = await sign_in(api_client, 1, "mona", [RepoAccess(REPO, INSTALLATION, "push")])
+    db = database(before)
+    await add_installation(db)
+    await add_pull(db, 9)
+    assert (await before.post(f"/api/repos/{REPO}/prs/9/flag_for_merge"))[0] == 200
+    api = await sign_in(api_client, 1, "mona", [RepoAccess("acme/gadgets", INSTALLATION, "push",
+                                                           zlib.crc32(REPO.encode()))])
+    assert (await api.post("/api/repos/acme/gadgets/issues/1/regenerate"))[0] == 202
+    status, audit = await api.get("/api/repos/acme/gadgets/audit", per_page=1)
+    assert (status, audit["total"], [e["action"] for e in audit["items"]]) == (200, 2, ["regenerate_checklist"])
+    _status, older = await api.get("/api/repos/acme/gadgets/audit", per_page=1, page=2)
+    assert [(e["action"], e["target"]) for e in older["items"]] == [("flag_for_merge", f"{REPO}#9")]
