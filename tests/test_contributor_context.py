@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 import pytest
@@ -23,3 +24,20 @@ async def test_payload_installation_id_gives_its_client(handler_db: Database, gi
     ctx, _ = make_context("issues", {"installation": {"id": 5}}, db=handler_db, github=github_app)
     assert ctx.installation_id == 5
     assert ctx.gh is not None
+
+
+async def test_handlers_edits_to_the_payload_stay_in_its_context(handler_db: Database) -> None:
+    # Each job of the server parses its payload afresh; the test's dict was shared with the handler instead, so
+    # a second run (a retry, an idempotency check) saw the first run's edits.
+    payload = {"action": "labeled", "issue": {"number": 1, "labels": [{"name": "bug"}]}}
+    first, _ = make_context("issues", payload, db=handler_db)
+    first.payload["issue"]["labels"].append({"name": "added by the handler"})
+    second, _ = make_context("issues", payload, db=handler_db)
+    assert payload["issue"]["labels"] == [{"name": "bug"}]
+    assert second.payload == payload
+
+
+@pytest.mark.parametrize("value", [datetime.date(2026, 1, 1), {"a set"}, float("nan")])
+async def test_payload_no_webhook_could_hold_is_refused(handler_db: Database, value: Any) -> None:
+    with pytest.raises(TypeError, match=r"^make_context: the payload must be JSON, as a webhook's is: "):
+        make_context("issues", {"action": "opened", "when": value}, db=handler_db)

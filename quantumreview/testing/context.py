@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,7 +48,13 @@ def make_context(event_name: str, payload: Mapping[str, Any], *, db: Database, g
         if isinstance(raw_id, int) and not isinstance(raw_id, bool) and 0 < raw_id < 2**63:
             installation_id = raw_id
     gh = github.for_installation(installation_id) if github is not None and installation_id is not None else None
-    event = sansio.Event(dict(payload), event=event_name, delivery_id="test-delivery")
+    # Why a copy through JSON: each job parses its payload afresh, so a handler's edits to it never reach a
+    # retry or the test's own dict; and a value no webhook could hold (a datetime, a set, NaN) is refused here.
+    try:
+        data = json.loads(json.dumps(payload, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"make_context: the payload must be JSON, as a webhook's is: {exc}") from None
+    event = sansio.Event(data, event=event_name, delivery_id="test-delivery")
     ctx = Context(event=event, db=db, settings=settings or Settings(database_path=db.path), gh=gh, github=github,
                   installation_id=installation_id, delivery_id="test-delivery", job_id=1, attempt=attempt,
                   enqueue=recorder.enqueue, notify=recorder.notify)
