@@ -16,13 +16,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import sqlite_utils
-
 from quantumreview.backup import SQLITE_HEADER, integrity_problem, read_only_uri
-from storage.migrations import MIGRATIONS
+from storage.migrations import MIGRATIONS, MIGRATIONS_TABLE, unknown_migrations
 
 BUSY_TIMEOUT_S = 5.0
-MIGRATIONS_TABLE = "_sqlite_migrations"
 
 
 class RestoreError(Exception):
@@ -62,15 +59,14 @@ def check_backup(path: Path) -> None:
         applied = [row[0] for row in conn.execute(
             f"SELECT name FROM {MIGRATIONS_TABLE} WHERE migration_set = ?",  # noqa: S608 - a constant name
             (MIGRATIONS.name,))] if has_table else []
+        unknown = unknown_migrations(conn)
     except sqlite3.Error as exc:  # not a database at all, or unreadable
         raise RestoreError(f"{path} is not a readable SQLite database: {exc}") from exc
     finally:
         conn.close()
     if not applied:
         raise RestoreError(f"{path} is not a QuantumReview database (it has no QuantumReview migrations)")
-    # Why pending() on an empty database: it lists every migration this version has, by name.
-    known = {migration.name for migration in MIGRATIONS.pending(sqlite_utils.Database(memory=True))}
-    if unknown := [name for name in applied if name not in known]:
+    if unknown:
         raise RestoreError(f"{path} was written by a newer QuantumReview (migrations this version does not know: "
                            f"{', '.join(unknown)}): restore it with that version")
 

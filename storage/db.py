@@ -81,7 +81,7 @@ def prepare_database(path: Path) -> list[str]:
         if str(path) != ":memory:":
             path.parent.mkdir(parents=True, exist_ok=True)
         return migrations.migrate(path)
-    except (sqlite3.Error, OSError) as exc:
+    except (sqlite3.Error, OSError, migrations.NewerDatabase) as exc:
         raise _unavailable(path, exc) from exc
 
 
@@ -167,9 +167,12 @@ class Database:
         return cls(path, writer, reader)
 
     async def close(self) -> None:
-        """Close both connections (the writer last, so WAL checkpoints on close)."""
-        await self._reader.close()
-        await self._writer.close()
+        """Close both connections (the writer last, so WAL checkpoints on close), the writer even if closing the
+        reader failed: a connection left open keeps its thread, and the process then never exits."""
+        try:
+            await self._reader.close()
+        finally:
+            await self._writer.close()
 
     async def _acquire_writer(self, timeout: float | None) -> None:
         """Take the writer lock, or raise DatabaseBusy after `timeout` seconds."""

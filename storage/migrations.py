@@ -360,11 +360,34 @@ def m012_redelivery_sweep_state(db: sqlite_utils.Database) -> None:
     )
 
 
+MIGRATIONS_TABLE = "_sqlite_migrations"  # where sqlite-utils records the migrations applied
+
+
+class NewerDatabase(Exception):
+    """The database holds migrations this version does not know: a newer QuantumReview wrote it."""
+
+
+def unknown_migrations(conn: sqlite3.Connection) -> list[str]:
+    """The migrations recorded in the database at `conn` that this version does not have."""
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (MIGRATIONS_TABLE,)).fetchone() \
+            is None:
+        return []
+    # Why pending() on an empty database: it lists every migration this version has, by name.
+    known = {migration.name for migration in MIGRATIONS.pending(sqlite_utils.Database(memory=True))}
+    applied = conn.execute(f"SELECT name FROM {MIGRATIONS_TABLE} WHERE migration_set = ?",  # noqa: S608 - constant
+                           (MIGRATIONS.name,)).fetchall()
+    return [str(row[0]) for row in applied if row[0] not in known]
+
+
 def migrate(path: Path | str) -> list[str]:
-    """Apply pending migrations to the file at `path`; return the names applied."""
+    """Apply pending migrations to the file at `path`; return the names applied. NewerDatabase if a newer version
+    wrote it: its schema may hold what this version would misread or overwrite, so nothing is applied or opened."""
     conn = sqlite3.connect(str(path))
     try:
         conn.execute("PRAGMA journal_mode=WAL")
+        if unknown := unknown_migrations(conn):
+            raise NewerDatabase(f"it was written by a newer QuantumReview (migrations this version does not know: "
+                                f"{', '.join(unknown)}): run that version, or restore a backup made by this one")
         db = sqlite_utils.Database(conn)
         pending = [m.name for m in MIGRATIONS.pending(db)]
         MIGRATIONS.apply(db)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import sqlite3
@@ -391,3 +392,17 @@ def test_replay_of_a_delivery_whose_job_is_running_does_not_count_it_as_queued(
     assert code == 0 and "queued 0 job(s)" in out
     assert "not queued, still running: cli_handlers.feature:comment_on_issue" in out
     assert conn.execute("SELECT status, attempts FROM jobs").fetchall() == [("running", 1)]
+
+
+def test_migrate_and_serve_refuse_a_database_a_newer_version_wrote(env: dict[str, str]) -> None:
+    # An older release run against a newer one's database (a rollback) would misread or overwrite its schema.
+    assert run_cli(["migrate"], env)[0] == 0
+    path = Path(env["DATABASE_PATH"])
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("INSERT INTO _sqlite_migrations (migration_set, name, applied_at) "
+                     "VALUES ('quantumreview', 'm999_from_the_future', '2027-01-01')")
+    before = path.read_bytes()
+    for command in (["migrate"], ["serve"]):
+        code, _, err = run_cli(command, env)
+        assert code == 2 and "written by a newer QuantumReview" in err and "m999_from_the_future" in err, err
+    assert path.read_bytes() == before

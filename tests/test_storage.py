@@ -438,3 +438,22 @@ async def test_a_write_cancelled_anywhere_in_its_transaction_leaves_the_writer_u
         await write(f"after-{n}")
     # Why its own prefix: a write cancelled too late commits ('a10' matched the old pattern 'a10%' too).
     assert await db.fetchvalue("SELECT count(*) FROM audit_log WHERE action LIKE 'after-%'") == 30
+
+
+async def test_close_closes_the_writer_even_when_closing_the_reader_fails(tmp_path: Any,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    # A connection left open keeps its worker thread, and the process then never exits (a serve stopped by
+    # SIGTERM hung at interpreter exit).
+    db = await Database.open(tmp_path / "x.db")
+    writer, reader = db._writer, db._reader
+    real_close = reader.close
+
+    async def failing_close() -> None:
+        await real_close()
+        raise RuntimeError("Event loop is closed")
+
+    monkeypatch.setattr(reader, "close", failing_close)
+    with pytest.raises(RuntimeError):
+        await db.close()
+    writer._thread.join(timeout=5)  # its thread ends once closed
+    assert not writer._thread.is_alive()
