@@ -53,7 +53,15 @@ class HandlerRegistry:
 
     def handlers_for(self, event: sansio.Event) -> list[str]:
         """Names of the handlers that match `event`, deduplicated, in a stable order."""
-        callbacks = self.router.fetch(event)
+        try:
+            callbacks = self.router.fetch(event)
+        except TypeError:  # gidgethub looks a routed key's value up in a dict: a list or object is unhashable
+            # Why route without it: GitHub sends many keys as objects (label, sender); such a value matches no
+            # handler's value, as the intake reads it (delivery_fields). An action that is one still raises.
+            routed = self.routed_keys() - {"action"}
+            data = {key: value for key, value in event.data.items()
+                    if not (key in routed and isinstance(value, dict | list))}
+            callbacks = self.router.fetch(sansio.Event(data, event=event.event, delivery_id=event.delivery_id))
         if not callbacks:  # most deliveries of most events: nothing to name or sort
             return []
         return sorted({handler_name(cb) for cb in callbacks})

@@ -159,6 +159,17 @@ def test_a_container_where_a_handler_routes_is_invalid_payload(reader: Reader, c
     assert refused.value.code == "invalid_payload"
 
 
+def test_an_object_where_a_handler_routes_on_another_key_matches_nothing_and_refuses_nothing(
+        reader: Reader, conn: sqlite3.Connection) -> None:
+    # A handler routed on label= made every delivery whose label is an object (GitHub's issues.labeled, every
+    # pull_request event) a 400, for every handler: GitHub does not retry a 400, so those deliveries were lost.
+    labeled = {"action": "labeled", "label": {"name": "bug"}, "issue": {"number": 7}}
+    assert prepare(reader, conn, labeled)[1] == ["on_any_issue"]
+    assert prepare(reader, conn, {"label": {"name": "bug"}}, "labelled")[1] == []
+    assert prepare(reader, conn, {"label": ["bug"]}, "labelled")[1] == []
+    assert prepare(reader, conn, {"label": None}, "labelled")[1] == ["on_null_label"]
+
+
 def test_a_routed_field_nested_deeper_than_json_loads_allows_is_refused(reader: Reader,
                                                                         conn: sqlite3.Connection) -> None:
     body = b'{"action": ' + b"[" * 1500 + b"]" * 1500 + b"}"

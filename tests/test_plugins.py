@@ -56,6 +56,30 @@ def test_handlers_for_matches_event_and_action(tmp_path: Path, monkeypatch: pyte
     assert registry.get("plug_b.feature:missing") is None
 
 
+def test_a_key_routed_on_that_github_sends_as_an_object_matches_nothing_and_hides_no_other_handler() -> None:
+    # `label="bug"` made handlers_for raise TypeError for every issues.labeled (label is an object): receive
+    # refused the payload, as the intake refused the delivery (delivery_fields).
+    from gidgethub import routing
+
+    from quantumreview.plugins import HandlerRegistry
+
+    router = routing.Router()
+
+    async def on_bug(event: sansio.Event, ctx: object) -> None: ...
+
+    async def on_issue(event: sansio.Event, ctx: object) -> None: ...
+
+    router.add(on_bug, "issues", label="bug")
+    router.add(on_issue, "issues", action="labeled")
+    registry = HandlerRegistry.from_routers([router])
+    labeled = sansio.Event({"action": "labeled", "label": {"name": "bug"}}, event="issues", delivery_id="1")
+    assert [name.rpartition(".")[2] for name in registry.handlers_for(labeled)] == ["on_issue"]
+    flat = sansio.Event({"action": "opened", "label": "bug"}, event="issues", delivery_id="2")
+    assert [name.rpartition(".")[2] for name in registry.handlers_for(flat)] == ["on_bug"]
+    with pytest.raises(TypeError):  # an action that is an object is still refused (receive says so)
+        registry.handlers_for(sansio.Event({"action": {"x": 1}}, event="issues", delivery_id="3"))
+
+
 def test_module_that_fails_to_import_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     make_package(tmp_path, "plug_c", {"good": HANDLER, "broken": "import not_a_real_module_xyz\n"})
     monkeypatch.syspath_prepend(str(tmp_path))
