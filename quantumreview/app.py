@@ -64,7 +64,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         if exc.status < 400 or exc.content_type == "application/json":
             raise
-        return error_response(exc.status, ERROR_CODES.get(exc.status, f"http_{exc.status}"), exc.reason)
+        response = error_response(exc.status, ERROR_CODES.get(exc.status, f"http_{exc.status}"), exc.reason)
+        # Why: HTTP requires Allow on a 405, and a client told when to come back should be told so in JSON too.
+        for name in ("Allow", "Retry-After"):
+            if name in exc.headers:
+                response.headers[name] = exc.headers[name]
+        return response
     except DatabaseBusy:
         log.warning("%s %s: database unavailable", request.method, request.path)
         return error_response(503, "database_unavailable", "the database is busy or failing; retry later")

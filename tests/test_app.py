@@ -102,6 +102,12 @@ async def test_unknown_route_is_404_json(client: Client) -> None:
     assert await response.json() == {"error": {"code": "not_found", "message": "Not Found"}}
 
 
+async def test_a_method_a_route_does_not_take_is_405_json_with_allow(client: Client) -> None:
+    response = await client.put("/health")
+    assert response.status == 405 and (await response.json())["error"]["code"] == "method_not_allowed"
+    assert "GET" in response.headers["Allow"]
+
+
 async def test_unexpected_exception_is_500_json_without_traceback(app: web.Application, aiohttp_client: Any,
                                                                    caplog: pytest.LogCaptureFixture) -> None:
     async def explode(request: web.Request) -> web.Response:
