@@ -293,7 +293,7 @@ def _failure(request: web.Request, exc: BaseException, *, timed_out: bool) -> Un
                            SLOW_RETRY_AFTER, now + SLOW_RETRY_AFTER)
     if isinstance(exc, RateLimited):
         # `at` is on the GitHub client's clock (epoch seconds), as is the auth state's.
-        wait = SLOW_RETRY_AFTER if exc.at is None else max(1, math.ceil(exc.at - request.app[auth.AUTH].clock()))
+        wait = exc.seconds_left(request.app[auth.AUTH].clock(), SLOW_RETRY_AFTER)
         return Unavailable("github_rate_limited", "GitHub is rate-limiting requests for your account; retry after "
                            f"{wait} s", wait, now + wait)
     return GITHUB_FAILED

@@ -17,7 +17,6 @@ import hmac
 import html
 import json
 import logging
-import math
 import re
 import secrets
 import time
@@ -315,8 +314,8 @@ async def _user_token(app: web.Application, state: AuthState, user: User, reject
             error = _json_error(web.HTTPServiceUnavailable, "github_unavailable",
                                 "GitHub could not be reached; retry shortly")
             # Why: a browser or script told when to come back does not hammer GitHub through us meanwhile.
-            wait = REFRESH_RETRY_AFTER if exc.at is None else exc.at - state.clock()
-            error.headers["Retry-After"] = str(min(max(1, math.ceil(wait)), MAX_RETRY_AFTER))
+            wait = exc.seconds_left(state.clock(), REFRESH_RETRY_AFTER)
+            error.headers["Retry-After"] = str(min(wait, MAX_RETRY_AFTER))
             raise error from None
         stored = _stored(app, fresh)
         if not await users.replace_tokens(db, user.id, stored, session_version=user.session_version,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 
 class QuantumReviewError(Exception):
     """Base class: `code` is stable and machine-readable, the message is for people."""
@@ -18,6 +20,10 @@ class RetryLater(QuantumReviewError):
         super().__init__(reason)
         self.reason = reason
         self.at = at
+
+    def seconds_left(self, now: float, default: int) -> int:
+        """Whole seconds from `now` until `at` (at least 1), or `default` when GitHub gave no time: a Retry-After."""
+        return default if self.at is None else max(1, math.ceil(self.at - now))
 
 
 class RateLimited(RetryLater):
