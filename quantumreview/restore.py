@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from quantumreview.backup import SQLITE_HEADER, integrity_problem, read_only_uri
-from storage.migrations import MIGRATIONS, MIGRATIONS_TABLE, unknown_migrations
+from storage.migrations import applied_migrations, unknown_migrations
 
 BUSY_TIMEOUT_S = 5.0
 
@@ -54,19 +54,14 @@ def check_backup(path: Path) -> None:
     try:
         if (problem := integrity_problem(conn)) is not None:
             raise RestoreError(f"{path} is damaged (integrity_check: {problem})")
-        has_table = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
-                                 (MIGRATIONS_TABLE,)).fetchone()
-        applied = [row[0] for row in conn.execute(
-            f"SELECT name FROM {MIGRATIONS_TABLE} WHERE migration_set = ?",  # noqa: S608 - a constant name
-            (MIGRATIONS.name,))] if has_table else []
-        unknown = unknown_migrations(conn)
+        applied = applied_migrations(conn)
     except sqlite3.Error as exc:  # not a database at all, or unreadable
         raise RestoreError(f"{path} is not a readable SQLite database: {exc}") from exc
     finally:
         conn.close()
     if not applied:
         raise RestoreError(f"{path} is not a QuantumReview database (it has no QuantumReview migrations)")
-    if unknown:
+    if unknown := unknown_migrations(applied):
         raise RestoreError(f"{path} was written by a newer QuantumReview (migrations this version does not know: "
                            f"{', '.join(unknown)}): restore it with that version")
 

@@ -367,16 +367,21 @@ class NewerDatabase(Exception):
     """The database holds migrations this version does not know: a newer QuantumReview wrote it."""
 
 
-def unknown_migrations(conn: sqlite3.Connection) -> list[str]:
-    """The migrations recorded in the database at `conn` that this version does not have."""
+def applied_migrations(conn: sqlite3.Connection) -> list[str]:
+    """The names of the migrations recorded in the database at `conn` (none if it has no migrations table)."""
     if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (MIGRATIONS_TABLE,)).fetchone() \
             is None:
         return []
+    rows = conn.execute(f"SELECT name FROM {MIGRATIONS_TABLE} WHERE migration_set = ?",  # noqa: S608 - constant
+                        (MIGRATIONS.name,)).fetchall()
+    return [str(row[0]) for row in rows]
+
+
+def unknown_migrations(applied: list[str]) -> list[str]:
+    """Those of `applied` that this version does not have."""
     # Why pending() on an empty database: it lists every migration this version has, by name.
     known = {migration.name for migration in MIGRATIONS.pending(sqlite_utils.Database(memory=True))}
-    applied = conn.execute(f"SELECT name FROM {MIGRATIONS_TABLE} WHERE migration_set = ?",  # noqa: S608 - constant
-                           (MIGRATIONS.name,)).fetchall()
-    return [str(row[0]) for row in applied if row[0] not in known]
+    return [name for name in applied if name not in known]
 
 
 def migrate(path: Path | str) -> list[str]:
@@ -385,7 +390,7 @@ def migrate(path: Path | str) -> list[str]:
     conn = sqlite3.connect(str(path))
     try:
         conn.execute("PRAGMA journal_mode=WAL")
-        if unknown := unknown_migrations(conn):
+        if unknown := unknown_migrations(applied_migrations(conn)):
             raise NewerDatabase(f"it was written by a newer QuantumReview (migrations this version does not know: "
                                 f"{', '.join(unknown)}): run that version, or restore a backup made by this one")
         db = sqlite_utils.Database(conn)
