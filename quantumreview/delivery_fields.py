@@ -148,15 +148,12 @@ class FieldReader:
         for key, value, json_type in zip(self._routed, values[len(_FIXED):], presence, strict=True):
             if json_type is None:
                 continue  # missing, unlike null
-            if isinstance(value, dict | list):
-                if key == "action":  # GitHub's action is always a string
-                    raise InvalidPayload("invalid_payload", "the action field has an invalid type")
-                # Why not refuse: GitHub sends many keys as objects (a handler routed on label="bug" sees the
-                # label object); such a value matches no handler's value, and the delivery's other handlers run.
-                continue
             routing[key] = value
-        names = self._registry.handlers_for(sansio.Event(routing, event=arrival.event,
-                                                         delivery_id=arrival.delivery_id))
+        try:  # a routed object or list matches no handler's value (HandlerRegistry.handlers_for)...
+            names = self._registry.handlers_for(sansio.Event(routing, event=arrival.event,
+                                                             delivery_id=arrival.delivery_id))
+        except TypeError:  # ...except an action, which GitHub always sends as a string
+            raise InvalidPayload("invalid_payload", "the action field has an invalid type") from None
         number = next((n for n in map(_int, values[3:len(_FIXED)]) if n is not None), None)
         return build_delivery(arrival, action, _int(installation), repo, number, names)
 
