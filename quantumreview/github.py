@@ -26,7 +26,7 @@ from cachetools import LRUCache
 
 from quantumreview import github_artifacts as artifacts
 from quantumreview.credentials_mismatch import CredentialsCheck
-from quantumreview.errors import InstallationDeleted, InstallationSuspendedByGitHub, RetryLater
+from quantumreview.errors import InstallationDeleted, InstallationSuspendedByGitHub, PermanentError, RetryLater
 from quantumreview.github_auth import AppJWT, InstallationToken, TokenCache, load_rsa_key, parse_expires_at
 from quantumreview.github_client import (
     DEFAULT_TIMEOUT,
@@ -42,7 +42,7 @@ from quantumreview.github_oauth import OAuthClient, OAuthError, UserTokens
 from quantumreview.github_policy import RetryPolicy
 from quantumreview.settings import DEFAULT_ARTIFACT_HOSTS
 
-__all__ = ["GitHubApp", "InstallationAPI", "OAuthError", "UserTokens", "gone_when_missing"]
+__all__ = ["GitHubApp", "InstallationAPI", "NoInstallation", "OAuthError", "UserTokens", "gone_when_missing"]
 
 DEFAULT_API_URL = "https://api.github.com"
 DEFAULT_WEB_URL = "https://github.com"
@@ -51,6 +51,32 @@ ETAG_CACHE_SIZE = 2000
 MINT_RECHECK = 60.0
 # After a 404 while the credentials look like another App's: an operator has to change them, so wait longer.
 CREDENTIALS_RECHECK = 600.0
+
+
+class NoInstallation(PermanentError, TypeError):
+    """An installation client was asked for without an installation id: the event carries none.
+
+    Why a TypeError too: `for_installation(None)` raised a bare one ("int() argument must be ..."), which code may
+    catch; why a PermanentError: retrying the job cannot give its event an installation.
+    """
+
+    code = "no_installation"
+
+
+def installation_id_of(value: object) -> int:
+    """`value` as an installation id; NoInstallation for None, TypeError or ValueError for what cannot be one."""
+    if value is None:
+        raise NoInstallation(
+            "no installation id (None): the event carries no installation (a repository or organization webhook, "
+            "or `ping`, names none), so there is no installation client for it. Check that ctx.installation_id "
+            "(or ctx.gh) is not None before calling GitHub as an installation, or use ctx.github.as_app() for "
+            "App-level calls")
+    # Why not int(value): `True` became installation 1 (another account's) and "5" a silent conversion.
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"an installation id is a positive int, not {type(value).__name__}")
+    if value <= 0:
+        raise ValueError(f"an installation id is a positive int, not {value}")
+    return value
 
 
 def default_user_agent() -> str:
@@ -104,10 +130,14 @@ class GitHubApp:
 
     # -- clients -------------------------------------------------------------------------------------------
 
-    def for_installation(self, installation_id: int) -> InstallationAPI:
-        """Return a client authenticated as the installation (tokens come from the shared cache)."""
-        self._credentials.asked(int(installation_id))
-        return InstallationAPI(self._transport, self._tokens, int(installation_id))
+    def for_installation(self, installation_id: int | None) -> InstallationAPI:
+        """Return a client authenticated as the installation (tokens come from the shared cache).
+
+        NoInstallation (a PermanentError and a TypeError) for None: the event carried no installation.
+        """
+        checked = installation_id_of(installation_id)
+        self._credentials.asked(checked)
+        return InstallationAPI(self._transport, self._tokens, checked)
 
     def as_app(self) -> GitHubClient:
         """Return a client authenticated as the App with a JWT (for /app/hook/deliveries and the like)."""

@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from quantumreview.errors import PermanentError
+from quantumreview.github import NoInstallation
 from quantumreview.testing.context import make_context
 from storage.db import Database
 
@@ -41,3 +43,21 @@ async def test_handlers_edits_to_the_payload_stay_in_its_context(handler_db: Dat
 async def test_payload_no_webhook_could_hold_is_refused(handler_db: Database, value: Any) -> None:
     with pytest.raises(TypeError, match=r"^make_context: the payload must be JSON, as a webhook's is: "):
         make_context("issues", {"action": "opened", "when": value}, db=handler_db)
+
+
+async def test_installation_client_for_an_event_without_installation_is_a_clear_error(github_app: Any) -> None:
+    # `ctx.github.for_installation(ctx.installation_id)` for a repository webhook or `ping` raised a bare
+    # "int() argument must be a string ... not 'NoneType'", naming neither the cause nor the way out.
+    with pytest.raises(NoInstallation, match=r"the event carries no installation .*ctx\.installation_id") as caught:
+        github_app.for_installation(None)
+    # A TypeError still (code catching the old error keeps working), and permanent: a retry cannot give it one.
+    assert isinstance(caught.value, TypeError) and isinstance(caught.value, PermanentError)
+
+
+@pytest.mark.parametrize(("raw_id", "error"), [(True, TypeError), ("5", TypeError), (0, ValueError),
+                                                 (-3, ValueError)])
+async def test_installation_client_refuses_what_is_no_installation_id(
+        github_app: Any, raw_id: Any, error: type[Exception]) -> None:
+    # `True` was installation 1 (another account's installation) and "5" was converted silently.
+    with pytest.raises(error, match="an installation id is a positive int"):
+        github_app.for_installation(raw_id)
