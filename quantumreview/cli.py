@@ -15,7 +15,7 @@ from pathlib import Path
 
 from quantumreview.analysis.xml_prolog import lxml_problem
 from quantumreview.crypto import KeyFileError
-from quantumreview.logs import configure_logging
+from quantumreview.logs import AccessLog, configure_logging
 from quantumreview.plugins import PluginError
 from quantumreview.restore import RestoreError
 from quantumreview.settings import Settings, SettingsError
@@ -132,6 +132,8 @@ def _serve(settings: Settings) -> int:
             host=settings.host,
             port=settings.port,
             shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT,
+            # Why not aiohttp's: its request line carries the query (/setup/callback?code=, /auth/callback?state=).
+            access_log_class=AccessLog,
             # Why a log line, not aiohttp's banner: with LOG_FORMAT=json every line on stderr must be JSON.
             print=lambda _banner: log.info("listening on http://%s:%d", settings.host, settings.port),
         )

@@ -1,4 +1,5 @@
-"""Logging set-up: text or JSON lines, with anything that looks like a secret scrubbed."""
+"""Logging set-up: text or JSON lines, with anything that looks like a secret scrubbed; an access log that shows
+no query value."""
 
 from __future__ import annotations
 
@@ -8,6 +9,10 @@ import re
 import sys
 import time
 from typing import Any, TextIO
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 
 # Why: a token or key can reach a log line through an exception message; scrub it at the last step.
 SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -43,13 +48,72 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": redact(record.getMessage()),
         }
-        for key in ("delivery", "job", "event", "installation"):
+        for key in ("delivery", "job", "event", "installation", *ACCESS_FIELDS):
             value = getattr(record, key, None)
             if value is not None:
-                entry[key] = value
+                entry[key] = redact(value) if isinstance(value, str) else value
         if record.exc_info and record.exc_info[0] is not None:
             entry["error"] = redact(f"{record.exc_info[0].__name__}: {record.exc_info[1]}")
         return json.dumps(entry, ensure_ascii=False)
+
+
+# Fields an access log record carries for the JSON lines (AccessLog.log's extra).
+ACCESS_FIELDS = ("method", "path", "status", "duration_ms")
+MAX_QUERY_NAMES = 20
+MAX_HEADER_SHOWN = 256
+
+
+class AccessLog(AbstractAccessLogger):
+    """aiohttp's access log without query values: remote, method, path, status, size, time, Referer, User-Agent.
+
+    Why no value at all rather than a list of sensitive parameters: the same name is a secret on one route and
+    harmless on another (state is the login's CSRF nonce on /auth/callback, a filter on /api), and a list misses
+    the next one added; /setup/callback?code= is exchanged for the App's private key, /setup?token= opens setup.
+    The names stay, so a line still tells which callback or filter was used. The Referer keeps no query either
+    (the page before may be a callback); the User-Agent is capped (headers may be 64 KiB here).
+    """
+
+    @property
+    def enabled(self) -> bool:
+        # Why: aiohttp skips formatting when this is False; configure_logging keeps aiohttp.access quiet but at DEBUG.
+        return self.logger.isEnabledFor(logging.INFO)
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        target = request_target(request)
+        version = f"HTTP/{request.version.major}.{request.version.minor}"
+        duration = round(time * 1000, 1)
+        referer = without_query(request.headers.get("Referer"))
+        agent = request.headers.get("User-Agent", "-")[:MAX_HEADER_SHOWN]
+        self.logger.info('%s "%s %s %s" %d %d %.1fms "%s" "%s"', request.remote or "-", request.method, target,
+                         version, response.status, response.body_length, duration, referer, agent,
+                         extra={"method": request.method, "path": request.rel_url.raw_path,
+                                "status": response.status, "duration_ms": duration})
+
+
+def request_target(request: web.BaseRequest) -> str:
+    """The path and the query's names as sent (percent-encoded: no line break gets in), each value hidden."""
+    raw = request.rel_url.raw_query_string
+    names = list(dict.fromkeys(part.partition("=")[0] for part in raw.split("&") if part))  # each once, in order
+    shown = "&".join(f"{name[:MAX_HEADER_SHOWN]}=<redacted>" for name in names[:MAX_QUERY_NAMES])
+    if len(names) > MAX_QUERY_NAMES:
+        shown += "&..."
+    return request.rel_url.raw_path + (f"?{shown}" if shown else "")
+
+
+def without_query(url: str | None) -> str:
+    """A Referer as scheme://host[:port]/path: no user, password, query or fragment; "-" if absent or not a URL."""
+    if not url:
+        return "-"
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port is not None else ""
+    except ValueError:  # a bad port or IPv6 literal
+        return "-"
+    if not parts.scheme or not host:
+        return "-"
+    host = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{host}{port}{parts.path}"[:MAX_HEADER_SHOWN]
 
 
 def configure_logging(log_format: str = "text", level: str = "INFO", *, stream: TextIO | None = None) -> None:

@@ -5,10 +5,15 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
+from typing import Any
+from urllib.parse import urlencode
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
-from quantumreview.logs import configure_logging, redact
+from quantumreview.logs import MAX_HEADER_SHOWN, AccessLog, configure_logging, redact
 
 
 @pytest.mark.parametrize(
@@ -43,3 +48,81 @@ def test_json_lines_carry_delivery_id_and_no_secret() -> None:
     assert entry["delivery"] == "d-1"
     assert entry["level"] == "warning"
     assert "ghs_abcdefghijklmnopqrstuvwxyz" not in entry["message"]
+
+
+# --- the access log (quantumreview.logs.AccessLog, what `serve` runs aiohttp with) --------------------------------
+
+SECRET_QUERY = {"code": "c0de-4f1e2d", "state": "st4te-9a8b7c", "token": "t0ken-5d6e7f"}
+
+
+async def access_lines(aiohttp_client: Any, log_format: str, path: str, headers: dict[str, str]) -> list[str]:
+    """The lines logged for one GET of `path` on an app served with AccessLog, at DEBUG."""
+
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/setup/callback", page)
+    stream = io.StringIO()
+    configure_logging(log_format, "DEBUG", stream=stream)
+    try:
+        server = TestServer(app)
+        await server.start_server(access_log_class=AccessLog)  # as `serve` runs it
+        client = await aiohttp_client(server)
+        response = await client.get(path, headers=headers)
+        assert response.status == 200, await response.text()
+        await client.close()
+    finally:
+        configure_logging("text", "INFO")
+    return [line for line in stream.getvalue().splitlines() if "aiohttp.access" in line]
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+async def test_access_log_names_the_query_parameters_but_never_shows_their_values(aiohttp_client: Any,
+                                                                                  log_format: str) -> None:
+    """aiohttp's own access log wrote the request line whole: the manifest code (exchanged for the App's private
+    key), a login's state, the setup token, whatever a Referer carried."""
+    referer = "https://qr.example/auth/callback?code=ref-c0de&state=ref-st4te#frag"
+    [line] = await access_lines(aiohttp_client, log_format, "/setup/callback?" + urlencode(SECRET_QUERY),
+                                {"Referer": referer, "User-Agent": "probe/1.0"})
+    for value in (*SECRET_QUERY.values(), "ref-c0de", "ref-st4te", "frag"):
+        assert value not in line
+    message = json.loads(line)["message"] if log_format == "json" else line
+    assert ('"GET /setup/callback?code=<redacted>&state=<redacted>&token=<redacted> HTTP/1.1" 200 '
+            in message)
+    assert message.endswith('"https://qr.example/auth/callback" "probe/1.0"')
+    assert re.search(r" 200 \d+ \d+\.\dms ", message)
+    if log_format == "json":
+        entry = json.loads(line)
+        assert (entry["method"], entry["path"], entry["status"]) == ("GET", "/setup/callback", 200)
+        assert isinstance(entry["duration_ms"], float)
+
+
+async def test_access_log_caps_a_long_user_agent_and_drops_a_referer_that_is_no_url(aiohttp_client: Any) -> None:
+    [line] = await access_lines(aiohttp_client, "text", "/setup/callback",
+                                {"Referer": "not a url?code=x1y2z3", "User-Agent": "A" * 8_000})
+    assert '"GET /setup/callback HTTP/1.1" 200' in line and '"-"' in line and "x1y2z3" not in line
+    assert "A" * MAX_HEADER_SHOWN in line and "A" * (MAX_HEADER_SHOWN + 1) not in line
+
+
+def test_access_log_is_off_below_debug_and_on_at_debug() -> None:
+    """configure_logging keeps aiohttp.access quiet but at DEBUG; AccessLog.enabled lets aiohttp skip the work."""
+    access = AccessLog(logging.getLogger("aiohttp.access"), "")
+    try:
+        configure_logging("text", "INFO", stream=io.StringIO())
+        assert not access.enabled
+        configure_logging("text", "DEBUG", stream=io.StringIO())
+        assert access.enabled
+    finally:
+        configure_logging("text", "INFO")
+
+
+def test_json_fields_of_an_access_line_are_scrubbed_too() -> None:
+    """A token put in the path reached the JSON line's own path field, past the message's scrubbing."""
+    stream = io.StringIO()
+    configure_logging("json", "DEBUG", stream=stream)
+    try:
+        logging.getLogger("aiohttp.access").info("GET /x/<redacted>", extra={"path": "/x/ghs_abcdefghijklmnopqrstuv"})
+    finally:
+        configure_logging("text", "INFO")
+    assert json.loads(stream.getvalue())["path"] == "/x/<redacted>"
