@@ -8,7 +8,14 @@ from gidgethub import routing, sansio
 
 from quantumreview.checklists import follow_rename
 from quantumreview.context import Context
-from quantumreview.pull_requests import REVALIDATE_EVENT, fetch_pull, link_dicts, links_of, refresh_manifest
+from quantumreview.pull_requests import (
+    REVALIDATE_EVENT,
+    fetch_pull,
+    link_dicts,
+    links_of,
+    publish_pr_status,
+    refresh_manifest,
+)
 from storage import pulls as store
 
 router = routing.Router()
@@ -63,3 +70,17 @@ async def record_closed(event: sansio.Event, ctx: Context) -> None:
             title=str(pull.get("title") or ""), state="closed", merged=merged, head_sha=head.get("sha"),
             head_ref=head.get("ref"), base_ref=base.get("ref"), linked=link_dicts(links_of(repo, pull)), now=now,
         )
+
+
+@router.register("pull_request", action="unlocked")
+async def publish_after_unlock(event: sansio.Event, ctx: Context) -> None:
+    """Post (or bring up to date) the comment GitHub refused while the pull request was locked; its check run
+    already shows the same."""
+    repo = ctx.repo
+    number = (event.data.get("pull_request") or {}).get("number")
+    if repo is None or not isinstance(number, int) or ctx.gh is None:
+        return
+    await follow_rename(ctx, event.data.get("repository"))
+    pull = await store.get_pull(ctx.db, repo, number)
+    if pull is not None and pull.head_sha is not None:  # none stored: nothing was ever refused
+        await publish_pr_status(ctx, repo, number, pull.head_sha)

@@ -36,7 +36,7 @@ from quantumreview.analysis.pr_render import (
 )
 from quantumreview.analysis.verdict import Conclusion, CriterionResult, Verdict
 from quantumreview.ci_results import REPORT_ARTIFACT
-from quantumreview.comments import upsert_comment
+from quantumreview.comments import is_locked_refusal, upsert_comment
 from quantumreview.context import Context
 from quantumreview.errors import PermissionDenied
 from quantumreview.github_client import getitem_or_none, is_gone
@@ -248,8 +248,17 @@ async def _publish(ctx: Context, repo: str, pr_number: int, head_sha: str, faili
         return  # a late CI result for a commit the PR has moved past: its check run is its own, the comment is not
     body = render_pr_comment(manifest, verdict, links=links, health=health, notes=shown_problems)
     known = pull.comment_id if pull is not None else None
-    comment_id = await upsert_comment(ctx.gh, repo, pr_number, marker=MARKER, body=body, known_id=known,
-                                      locks=ctx.locks)
+    try:
+        comment_id = await upsert_comment(ctx.gh, repo, pr_number, marker=MARKER, body=body, known_id=known,
+                                          locks=ctx.locks)
+    except BadRequest as exc:
+        if not is_locked_refusal(exc):
+            raise
+        # Why not raise: no retry gets past a lock, and failing here failed the CI result's job after its check
+        # run was written, before the run was recorded and the linked checklists updated. The check run shows the
+        # same; `pull_request.unlocked` publishes the comment.
+        ctx.log.info("%s#%d is locked: its comment waits until it is unlocked", repo, pr_number)
+        return
     if comment_id != known:
         async with ctx.db.transaction() as conn:
             await store.set_pull_comment_id(conn, repo, pr_number, comment_id)
