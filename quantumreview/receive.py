@@ -11,7 +11,7 @@ import functools
 import json
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -19,11 +19,11 @@ import aiohttp
 from gidgethub import sansio
 
 from quantumreview.app import build_github
-from quantumreview.context import Context
 from quantumreview.crypto import SecretBox
-from quantumreview.jobs import CANCEL_REPEAT, JobRunner, describe_error
+from quantumreview.jobs import CANCEL_REPEAT, JobRunner
 from quantumreview.jobs_abandon import CANCEL_ALLOWANCE, Releasable, cancel_until_done, outcome
 from quantumreview.plugins import HandlerRegistry
+from quantumreview.receive_outcome import BAD_INPUT, OK, Outcome, WatchedContext, exit_code, judge
 from quantumreview.settings import Settings
 from quantumreview.setup_flow import initial_credentials
 from quantumreview.webhook import MAX_BODY_BYTES
@@ -112,7 +112,7 @@ async def _end(task: asyncio.Task[BaseException | None], call: Releasable) -> No
 
 
 async def receive(settings: Settings, registry: HandlerRegistry, event: sansio.Event, out: TextIO) -> int:
-    """Run every handler matching `event` once; print what each did; 1 if any failed."""
+    """Run every handler matching `event` once; print what each did (ok, skipped or failed: see receive_outcome)."""
     action = event.data.get("action")
     label = f"{event.event}.{action}" if isinstance(action, str) and action else event.event
     try:
@@ -120,12 +120,12 @@ async def receive(settings: Settings, registry: HandlerRegistry, event: sansio.E
     except TypeError:  # Why: gidgethub looks a routed value up in a dict; a list or object raised a traceback
         print(f"quantumreview: {event.event}: a routed field (such as action) is a list or an object, not a "
               "string or number", file=sys.stderr)
-        return 2
+        return BAD_INPUT
     if not names:
         print(f"no handler matches {label}", file=out)
-        return 0
+        return OK
     db = await Database.open(settings.database_path)
-    failed = 0
+    outcomes: list[Outcome] = []
     try:
         box = SecretBox.load_or_create(settings.jwt_secret, settings.database_path.parent,
                                        settings.jwt_secret_previous)
@@ -140,8 +140,16 @@ async def receive(settings: Settings, registry: HandlerRegistry, event: sansio.E
             # Why not any int: `true` is one to Python, and acted as installation 1, another account's.
             installation_id = raw_id if isinstance(raw_id, int) and not isinstance(raw_id, bool) \
                 and 0 < raw_id < 2**63 else None
+            asked: list[str] = []  # jobs queued and notifications sent: a handler doing them did not skip
+
+            async def enqueue(event: str, data: Mapping[str, Any], *, ordering_key: str | None = None,
+                              installation_id: int | None = None, delay: float = 0.0) -> list[int]:
+                asked.append(event)
+                return await runner.enqueue(event, data, ordering_key=ordering_key,
+                                            installation_id=installation_id, delay=delay)
 
             async def notify(repo: str, kind: str, title: str, **kwargs: Any) -> int:
+                asked.append(kind)
                 return int(await notify_repo_managers(db, repo, kind, title, **kwargs))
 
             for number, name in enumerate(names, start=1):
@@ -151,18 +159,18 @@ async def receive(settings: Settings, registry: HandlerRegistry, event: sansio.E
                 gh = None
                 if github is not None and isinstance(installation_id, int):
                     gh = RecordingGitHub(github.for_installation(installation_id), calls)
-                ctx = Context(event=event, db=db, settings=settings, gh=gh, github=github,
-                              installation_id=installation_id if isinstance(installation_id, int) else None,
-                              delivery_id=event.delivery_id, job_id=-number, attempt=1,
-                              enqueue=runner.enqueue, notify=notify)
+                ctx = WatchedContext(event=event, db=db, settings=settings, gh=gh, github=github,
+                                     installation_id=installation_id, delivery_id=event.delivery_id, job_id=-number,
+                                     attempt=1, enqueue=enqueue, notify=notify)
+                commits, asked_before = db.commits, len(asked)
                 error = await run_within(functools.partial(handler, event, ctx), settings.job_timeout)
-                if error is None:
-                    print(f"{name}: ok", file=out)
-                else:
-                    failed += 1
-                    print(f"{name}: failed: {describe_error(error)}", file=out)
+                acted = db.commits > commits or len(asked) > asked_before or bool(calls)
+                result = judge(error, ctx.found_none, has_app=github is not None, acted=acted)
+                outcomes.append(result)
+                print(f"{name}: {result.line}", file=out)
                 for call in calls:
                     print(f"  {call}", file=out)
     finally:
         await db.close()
-    return 1 if failed else 0
+    return exit_code(outcomes)
+

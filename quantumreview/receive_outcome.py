@@ -1,0 +1,85 @@
+"""What `quantumreview receive` says a handler did: ok, skipped (and why) or failed, and its exit code.
+
+Why this is observed, not asked: handlers written for the server return quietly when `ctx.gh` (or `ctx.github`)
+is None, so `receive` without an App said "ok" for a handler that did nothing. A WatchedContext notes which of the
+two a handler found None; one that did nothing else then (no database write, no job, no notification) skipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from quantumreview.context import Context
+from quantumreview.jobs import describe_error
+
+# Exit codes of `receive` (cli.py's --help names them): 0 is kept for "every matching handler ran".
+OK, FAILED, BAD_INPUT, SKIPPED = 0, 1, 2, 3
+EXIT_CODES_HELP = (
+    "exit codes: 0 every matching handler ran (or none matched); 1 a handler failed; 2 the event name or payload "
+    "cannot be used; 3 none failed, but a handler skipped: it needed GitHub and had none (no GitHub App is "
+    "configured, or the event carries no installation); 130 interrupted"
+)
+NO_APP = "no GitHub App is configured (set GITHUB_APP_ID and GITHUB_PRIVATE_KEY, or use the setup page)"
+NO_INSTALLATION = "the event carries no installation (a repository webhook or ping names none)"
+WATCHED = frozenset({"gh", "github"})
+
+
+@dataclass
+class WatchedContext(Context):
+    """A Context noting which of `gh` and `github` the handler read while it was None."""
+
+    found_none: set[str] = field(default_factory=set, repr=False)
+
+    def __getattribute__(self, name: str) -> Any:
+        value = super().__getattribute__(name)
+        if value is None and name in WATCHED:
+            super().__getattribute__("found_none").add(name)
+        return value
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One handler's line: `status` is ok, skipped or failed; `line` is what follows "name: "."""
+
+    status: Literal["ok", "skipped", "failed"]
+    line: str
+
+
+def judge(error: BaseException | None, found_none: set[str], *, has_app: bool, acted: bool) -> Outcome:
+    """The outcome of a handler that raised `error` (None: it returned), having read `found_none` as None and
+    written, queued or notified (`acted`) or not."""
+    missing = _missing(found_none, has_app)
+    if error is not None:
+        hint = f" ({missing})" if missing and isinstance(error, AttributeError) else ""
+        return Outcome("failed", f"failed: {describe_error(error)}{hint}")
+    if not missing:
+        return Outcome("ok", "ok")
+    if not acted:
+        return Outcome("skipped", f"skipped: {missing}, and it did nothing without it")
+    return Outcome("ok", f"ok, without GitHub: {missing}")
+
+
+def _missing(found_none: set[str], has_app: bool) -> str:
+    """'ctx.gh is None, as …': which client the handler found missing and why; '' if none."""
+    if "github" in found_none or ("gh" in found_none and not has_app):
+        name = "ctx.github" if "github" in found_none else "ctx.gh"
+        return f"{name} is None, as {NO_APP}"
+    if "gh" in found_none:
+        return f"ctx.gh is None, as {NO_INSTALLATION}"
+    return ""
+
+
+def exit_code(outcomes: list[Outcome]) -> int:
+    """FAILED if any handler failed, else SKIPPED if any skipped, else OK."""
+    statuses = {outcome.status for outcome in outcomes}
+    return FAILED if "failed" in statuses else SKIPPED if "skipped" in statuses else OK
+
+
+def shown(text: str) -> str:
+    """`text` with control characters (and lone surrogates) escaped: payload text printed raw could hold a
+    newline or a terminal escape, forging lines of the report."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii")
+                   for c in text)
