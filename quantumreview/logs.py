@@ -20,7 +20,10 @@ SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(-----END [A-Z ]*PRIVATE KEY-----|$)", re.S), "<redacted>"),
     (re.compile(r"(?i)\b(bearer|token)\s+[A-Za-z0-9_\-.=]{16,}"), r"\1 <redacted>"),
     (re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"), "<redacted>"),  # JWTs
-    (re.compile(r"(?i)([?&](?:sig|signature|x-amz-signature|token|code|client_secret)=)[^&\s]+"), r"\1<redacted>"),
+    # Why not /setup?token=: the start-up line showing the setup link is where the operator copies it from (the access
+    # log never shows a query value).
+    (re.compile(r"(?i)((?:[?&](?:sig|signature|x-amz-signature|code|state|client_secret)|(?<!/setup)[?&]token)=)"
+                r"[^&\s]+"), r"\1<redacted>"),
 )
 
 

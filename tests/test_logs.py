@@ -14,6 +14,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from quantumreview.logs import MAX_HEADER_SHOWN, AccessLog, configure_logging, redact
+from quantumreview.settings import Settings
+from quantumreview.setup_flow import setup_link
 
 
 @pytest.mark.parametrize(
@@ -24,11 +26,30 @@ from quantumreview.logs import MAX_HEADER_SHOWN, AccessLog, configure_logging, r
         ("fetch https://blob.example/x?sig=SECRETSIG123&se=1", "SECRETSIG123"),
         ("Authorization: Bearer eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiIxIn0.c2lnbmF0dXJl", "eyJhbGciOiJSUzI1NiJ9"),
         ("-----BEGIN RSA PRIVATE KEY-----\nMIIEabc\n-----END RSA PRIVATE KEY-----", "MIIEabc"),
+        ("referred by https://qr.example/auth/callback?code=c0de&state=st4te-9a8b", "st4te-9a8b"),
+        ("opening https://qr.example/other?token=t0ken-5d6e", "t0ken-5d6e"),
+        ("opening https://qr.example/setup/callback?token=t0ken-5d6e", "t0ken-5d6e"),
     ],
 )
 def test_redact_removes_secret_shapes(text: str, leak: str) -> None:
     assert leak not in redact(text)
     assert "<redacted>" in redact(text)
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_the_start_up_line_shows_the_setup_links_token(log_format: str) -> None:
+    """The line printed the link as /setup?token=<redacted>: on a server whose PUBLIC_URL is not local, /setup opens
+    only with that token, so nobody could register the App."""
+    link = setup_link(Settings(public_url="https://qr.example"), b"k" * 32)
+    stream = io.StringIO()
+    configure_logging(log_format, "INFO", stream=stream)
+    try:
+        logging.getLogger("quantumreview.app").warning("no GitHub App configured: open %s to create one", link)
+    finally:
+        configure_logging("text", "INFO")
+    line = stream.getvalue()
+    assert "?token=" in link and f"open {link} to create" in (json.loads(line)["message"] if log_format == "json"
+                                                             else line)
 
 
 def test_redact_keeps_ordinary_text() -> None:
