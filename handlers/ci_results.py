@@ -47,6 +47,10 @@ MANIFEST_WAIT_TRIES = 3
 AWAITING_APPROVAL = "action_required"
 # At most this many pull requests are judged again when the owner grants the App a new permission.
 MAX_PERMISSION_REJUDGES = 100
+# A check left waiting for the commit's other runs is judged again this much later, once. Why: GitHub's run list
+# lags the completions it sends, so two report-less runs finishing together could each list the other as still
+# going; both waited, and no run was left whose completion would decide.
+WAIT_RECHECK_SECONDS = 120.0
 
 router = routing.Router()
 
@@ -130,6 +134,17 @@ async def queue_judging(ctx: Context, repo: str, number: int, installation_id: i
     """Queue judge_stored_run for the pull request, behind its other jobs (its ordering key)."""
     await ctx.enqueue(JUDGE_STORED_RUN_EVENT, {"repo": repo, "pr_number": number},
                       ordering_key=f"{repo}#{number}", installation_id=installation_id)
+
+
+async def queue_wait_recheck(ctx: Context, repo: str, number: int) -> None:
+    """Queue judge_stored_run for the pull request WAIT_RECHECK_SECONDS from now, under a key of its own.
+
+    Why not the pull request's key: a job waiting for its time heads its key, so every delivery of the pull
+    request (a push, an edit) would wait behind it.
+    """
+    await ctx.enqueue(JUDGE_STORED_RUN_EVENT, {"repo": repo, "pr_number": number},
+                      ordering_key=f"{repo}#{number} wait-recheck", installation_id=ctx.installation_id,
+                      delay=WAIT_RECHECK_SECONDS)
 
 
 @router.register(JUDGE_STORED_RUN_EVENT)
@@ -243,9 +258,10 @@ async def judge_run(ctx: Context, repo: str, run: Mapping[str, Any], *, force: b
                if numbers and not reports.matched and reports.listed else [])
     drop = None
     unjudged: list[int] = []
+    waited: list[int] = []
     for number in numbers:
         summary = await judge_pull(ctx, repo, number, head_sha, run_id, attempt, reports, unjudged=unjudged,
-                                   started_at=started, waiting=waiting)
+                                   started_at=started, waiting=waiting, waited=waited)
         if summary is not None and summary.delta is not None and summary.delta < 0:
             drop = summary
     health = reports.health
@@ -262,6 +278,10 @@ async def judge_run(ctx: Context, repo: str, run: Mapping[str, Any], *, force: b
             # Why: the pull request's manifest job was still queued or slow (its own ordering key); a job queued
             # behind it judges this run once that manifest is stored. Forced judging (this job) never queues again.
             await queue_judging(ctx, repo, number, ctx.installation_id)
+        for number in waited:
+            # Why once, and not from that look again (forced): past the list's lag, a run still going is really
+            # going, and its own completion is judged.
+            await queue_wait_recheck(ctx, repo, number)
     if first_score and drop is not None:
         await ctx.notify(repo, "health_drop", f"Code health dropped to {drop.score} ({drop.delta:+d}) "
                          f"on {head_sha[:7]}", url=_str(run.get("html_url")),
@@ -289,12 +309,14 @@ def reused_reports(run_id: int, stored: run_store.CiRun, reports: RunReports) ->
 
 async def judge_pull(ctx: Context, repo: str, number: int, head_sha: str, run_id: int, attempt: int,
                      reports: RunReports, *, unjudged: list[int] | None = None,
-                     started_at: float | None = None, waiting: Sequence[str] = ()) -> HealthSummary | None:
+                     started_at: float | None = None, waiting: Sequence[str] = (),
+                     waited: list[int] | None = None) -> HealthSummary | None:
     """Store and publish one pull request's verdict; a run that started earlier never replaces a later result.
 
     A pull request whose manifest is still missing after the waits is added to `unjudged`. `waiting` names the
     commit's other runs still going when this run had no report: then no verdict is stored, the check stays (or
-    goes back) in progress saying so, unless a run with a report already gave the verdict.
+    goes back) in progress saying so, unless a run with a report already gave the verdict; the pull request is then
+    added to `waited`.
     """
     pull = await pull_store.get_pull(ctx.db, repo, number)
     row = await pull_store.get_manifest(ctx.db, repo, number, head_sha)
@@ -313,6 +335,8 @@ async def judge_pull(ctx: Context, repo: str, number: int, head_sha: str, run_id
             await pull_store.set_ci_workflows(conn, repo, number, head_sha, "some")
         ctx.log.info("%s#%s: run %s had no report; waiting for %s", repo, number, run_id, ", ".join(waiting))
         await prs.publish_pr_status(ctx, repo, number, head_sha, waiting=waiting_note(run_id, waiting))
+        if waited is not None:
+            waited.append(number)
         return None
     summary = await health_summary(ctx, repo, head_sha, pull.base_ref, reports.health)
     criteria, link_notes = await prs.linked_criteria(ctx, repo, pull.linked)
