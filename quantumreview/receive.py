@@ -23,10 +23,10 @@ from quantumreview.crypto import SecretBox
 from quantumreview.jobs import CANCEL_REPEAT, JobRunner
 from quantumreview.jobs_abandon import CANCEL_ALLOWANCE, Releasable, cancel_until_done, outcome
 from quantumreview.plugins import HandlerRegistry
-from quantumreview.receive_outcome import BAD_INPUT, OK, Outcome, WatchedContext, exit_code, judge
+from quantumreview.receive_outcome import BAD_INPUT, OK, Outcome, WatchedContext, exit_code, judge, shown
 from quantumreview.settings import Settings
 from quantumreview.setup_flow import initial_credentials
-from quantumreview.webhook import MAX_BODY_BYTES
+from quantumreview.webhook import EVENT_NAME, MAX_BODY_BYTES, MAX_HEADER_CHARS
 from storage.db import Database
 from storage.notifications import notify_repo_managers
 
@@ -59,7 +59,14 @@ class RecordingGitHub:
 
 
 def load_event(event_name: str, payload_path: Path) -> sansio.Event:
-    """Read a payload file into an Event; ValueError with a clear message if it is not a JSON object."""
+    """Read a payload file into an Event; ValueError with a clear message if it is not a JSON object, or if
+    `event_name` is no name the server would take in X-GitHub-Event."""
+    if len(event_name) > MAX_HEADER_CHARS or not EVENT_NAME.fullmatch(event_name):
+        # Why: an empty name or one holding a space, a newline or a terminal escape matched nothing, and was printed
+        # raw in "no handler matches …"; the server's intake refuses such a header (400).
+        raise ValueError(f"{ascii(event_name)[:MAX_HEADER_CHARS]} is not an event name: give X-GitHub-Event's, "
+                         f"such as issues or pull_request (letters, digits, '_', '.' and '-', at most "
+                         f"{MAX_HEADER_CHARS} characters)")
     try:
         # Why a cap: read_bytes() of a huge file (or /dev/zero) took all memory, then died with MemoryError.
         with payload_path.open("rb") as file:
@@ -68,17 +75,17 @@ def load_event(event_name: str, payload_path: Path) -> sansio.Event:
             raise ValueError(f"larger than {MAX_BODY_BYTES} bytes, GitHub's cap on a webhook payload")
         data = json.loads(raw)
     except RecursionError:  # Why: "[[[[…" past json's depth limit is no ValueError; it was a traceback
-        raise ValueError(f"cannot read {payload_path}: JSON nested too deeply") from None
+        raise ValueError(f"cannot read {shown(str(payload_path))}: JSON nested too deeply") from None
     except (OSError, ValueError) as exc:
-        raise ValueError(f"cannot read {payload_path}: {exc}") from exc
+        raise ValueError(f"cannot read {shown(str(payload_path))}: {shown(str(exc))}") from exc
     if not isinstance(data, dict):
-        raise ValueError(f"{payload_path} does not hold a JSON object")
+        raise ValueError(f"{shown(str(payload_path))} does not hold a JSON object")
     action = data.get("action")
     if isinstance(action, str) and not action.isascii():
         try:
             action.encode()
         except UnicodeEncodeError:  # Why: printing it ("no handler matches issues.\ud800") was a traceback
-            raise ValueError(f"{payload_path}: the action holds a lone surrogate, which is not UTF-8 "
+            raise ValueError(f"{shown(str(payload_path))}: the action holds a lone surrogate, which is not UTF-8 "
                              "(the intake refuses such a delivery too)") from None
     return sansio.Event(data, event=event_name, delivery_id=f"receive-{uuid.uuid4()}")
 
@@ -114,7 +121,7 @@ async def _end(task: asyncio.Task[BaseException | None], call: Releasable) -> No
 async def receive(settings: Settings, registry: HandlerRegistry, event: sansio.Event, out: TextIO) -> int:
     """Run every handler matching `event` once; print what each did (ok, skipped or failed: see receive_outcome)."""
     action = event.data.get("action")
-    label = f"{event.event}.{action}" if isinstance(action, str) and action else event.event
+    label = f"{event.event}.{shown(action)}" if isinstance(action, str) and action else event.event
     try:
         names = registry.handlers_for(event)
     except TypeError:  # Why: gidgethub looks a routed value up in a dict; a list or object raised a traceback
@@ -122,7 +129,7 @@ async def receive(settings: Settings, registry: HandlerRegistry, event: sansio.E
               "string or number", file=sys.stderr)
         return BAD_INPUT
     if not names:
-        print(f"no handler matches {label}", file=out)
+        print(f"no handler matches {label}{_event_hint(event.event, action)}", file=out)
         return OK
     db = await Database.open(settings.database_path)
     outcomes: list[Outcome] = []
@@ -169,8 +176,16 @@ async def receive(settings: Settings, registry: HandlerRegistry, event: sansio.E
                 outcomes.append(result)
                 print(f"{name}: {result.line}", file=out)
                 for call in calls:
-                    print(f"  {call}", file=out)
+                    print(f"  {shown(call)}", file=out)
     finally:
         await db.close()
     return exit_code(outcomes)
 
+
+def _event_hint(event_name: str, action: object) -> str:
+    """Why nothing matched, when the event name was given as EVENT.ACTION (the payload's action repeated)."""
+    if isinstance(action, str) and action and event_name.endswith(f".{action}"):
+        base = event_name[:-len(action) - 1]
+        return (f" (the event name is X-GitHub-Event's, such as {base}: the action comes from the payload, so "
+                f"`receive {base} PAYLOAD` runs the {shown(action)} handlers)")
+    return ""
