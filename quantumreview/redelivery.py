@@ -11,13 +11,14 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import gidgethub
 
 from quantumreview.errors import PermissionDenied, RateLimited, RetryLater
 from quantumreview.redelivery_log import WINDOW_SECONDS, is_attempt, read_log, timestamp
+from quantumreview.redelivery_retry import Pacer, failed, forget, sort_retries
 from storage import redeliveries as store
 from storage.db import Database
 
@@ -37,11 +38,21 @@ log = logging.getLogger("quantumreview.redelivery")
 
 @dataclass(frozen=True)
 class Redelivery:
-    """One GUID to redeliver, the id of the attempt GitHub should send again, and how many it already resent."""
+    """One GUID to redeliver, the id of the attempt GitHub should send again, and how many it already resent
+    (`delivered_at`, that attempt's time, is kept with a failed request: GitHub keeps the attempt 3 days)."""
 
     guid: str
     delivery_id: int
     redeliveries: int = 0
+    delivered_at: float = field(default=0.0, compare=False)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a redelivery request went: taken, refused for good (both recorded), or failed on the way (not)."""
+
+    accepted: bool
+    failure: Exception | None = None
 
 
 def _status_code(value: Any) -> int:
@@ -90,7 +101,8 @@ def select_redeliveries(
         if last_acted is not None and max(int(t["id"]) for t in tries) <= last_acted:
             continue
         resent = max(sum(1 for t in tries if t.get("redelivery") is True), asked.get(guid, 0))
-        chosen.append(Redelivery(guid=guid, delivery_id=int(newest["id"]), redeliveries=resent))
+        chosen.append(Redelivery(guid=guid, delivery_id=int(newest["id"]), redeliveries=resent,
+                                 delivered_at=delivered))
     return chosen
 
 
@@ -113,19 +125,26 @@ async def sweep(
     POSTs go out `interval` seconds apart (GitHub: "wait at least one second between each" write), at most
     `limit` of them; the rest wait for the next sweep. A GUID whose redeliveries failed MAX_REDELIVERIES times,
     or whose redelivery GitHub refuses for good (GIVE_UP_STATUSES, or a 403 refusing the App that delivery), is
-    given up with a warning; one refused with a 5xx or a network failure is asked again at the next pass over
-    its page, and a rate limit (a 429, or a 403 saying so) ends the sweep. Where the pass goes on is kept
-    after each step, so a sweep ended by a failure or JOB_TIMEOUT loses none of its ground and skips nothing
-    it did not deal with.
+    given up with a warning. A request that failed on the way (a 5xx, a network failure) is kept and asked again
+    first thing at the next sweeps, up to MAX_REQUEST_TRIES (redelivery_retry), unless the delivery arrived or
+    GitHub resent it meanwhile; a rate limit (a 429, or a 403 saying so) ends the sweep and costs no try. Where
+    the pass goes on is kept after each step, so a sweep ended by a failure or JOB_TIMEOUT loses none of its
+    ground and skips nothing it did not deal with.
     """
     previous = await store.sweep_pass(db)
     deadline = None if list_seconds is None else clock() + list_seconds
     read = await read_log(app_api, previous, now=now, deadline=deadline, clock=clock)
+    pending = await store.retries(db)
     guids = {d["guid"] for d in read.attempts}
-    stored = await store.stored_guids(db, guids)
-    acted = await store.acted_on(db, guids - stored)
+    looked_up = guids | {retry.guid for retry in pending}
+    stored = await store.stored_guids(db, looked_up)
+    acted = await store.acted_on(db, looked_up - stored)
     asked = await store.times_asked(db, guids - stored)
-    chosen = select_redeliveries(read.attempts, stored, acted, asked, now=now)
+    retries = sort_retries(pending, arrived=stored, acted_on=acted, newest=_newest_attempts(read.attempts), now=now)
+    # Why left out: the retries deal with those GUIDs (asked first, or at a later sweep when the limit is spent).
+    taken = {retry.guid for retry in retries.due + retries.expired}
+    chosen = [item for item in select_redeliveries(read.attempts, stored, acted, asked, now=now)
+              if item.guid not in taken]
     kept = previous
 
     async def keep_ground(done: int) -> None:
@@ -137,10 +156,20 @@ async def sweep(
             kept = position
 
     await keep_ground(0)
+    await forget(db, retries)
     if read.failure is not None:
         raise read.failure  # the runner retries the sweep after the limit; the POSTs would meet it too
+    pacer = Pacer(limit, interval, sleep)
     requested: list[Redelivery] = []
-    posts = 0
+    for retry in retries.due:  # before the pass goes on: these failed on its ground already covered
+        if not await pacer.turn():
+            return requested
+        item = Redelivery(retry.guid, retry.github_delivery_id, retry.redeliveries, retry.delivered_at)
+        outcome = await _request(app_api, db, item, now)
+        if outcome.accepted:
+            requested.append(item)
+        elif outcome.failure is not None:
+            await failed(db, retry, outcome.failure, now)
     for done, item in enumerate(chosen):
         if item.redeliveries >= MAX_REDELIVERIES:
             log.warning("gave up on delivery %s: GitHub redelivered it %d times and it never reached us",
@@ -148,19 +177,30 @@ async def sweep(
             await store.record(db, item.guid, item.delivery_id, now)  # so it is given up (and logged) once
             await keep_ground(done + 1)
             continue
-        if posts >= limit:
+        if not await pacer.turn():
             break  # the ground kept is this one's page: the next sweep goes on from it
-        if posts and interval > 0:
-            await sleep(interval)
-        posts += 1
-        if await _request(app_api, db, item, now):
+        outcome = await _request(app_api, db, item, now)
+        if outcome.accepted:
             requested.append(item)
+        elif outcome.failure is not None:
+            # Kept before the pass moves past its page: the next sweep asks again, not the next pass.
+            await failed(db, store.Retry(item.guid, item.delivery_id, item.delivered_at, item.redeliveries, 0),
+                         outcome.failure, now)
         await keep_ground(done + 1)
     return requested
 
 
-async def _request(app_api: Any, db: Database, item: Redelivery, now: float) -> bool:
-    """POST one redelivery request; True when GitHub took it. Raises RateLimited (the sweep ends there)."""
+def _newest_attempts(attempts: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """The highest attempt id listed for each GUID."""
+    newest: dict[str, int] = {}
+    for attempt in attempts:
+        newest[attempt["guid"]] = max(newest.get(attempt["guid"], 0), int(attempt["id"]))
+    return newest
+
+
+async def _request(app_api: Any, db: Database, item: Redelivery, now: float) -> Outcome:
+    """POST one redelivery request. Taken or refused for good: recorded (with any retry of it dropped). Failed on
+    the way: nothing recorded, the failure comes back. Raises RateLimited (the sweep ends there)."""
     try:
         await app_api.post(f"/app/hook/deliveries/{item.delivery_id}/attempts", data={})
     except RateLimited:
@@ -171,22 +211,20 @@ async def _request(app_api: Any, db: Database, item: Redelivery, now: float) -> 
         # sweep. It failed the whole sweep, so no later missed delivery was asked for either.
         log.warning("gave up on delivery %s: GitHub refused the redelivery request (403: %s)", item.guid, exc)
         await store.record(db, item.guid, item.delivery_id, now)
-        return False
+        return Outcome(accepted=False)
     except gidgethub.BadRequest as exc:
         if int(exc.status_code) not in GIVE_UP_STATUSES:
-            log.warning("could not request redelivery of %s (%s); a later sweep tries again", item.guid, exc)
-            return False
+            return Outcome(accepted=False, failure=exc)
         # Why: GitHub no longer has the attempt (404, 410) or will not resend it (422); asking again every
         # sweep for the 3 days it stays listed only repeats the refusal. Recorded like a redelivery we gave up.
         log.warning("gave up on delivery %s: GitHub answered %d to the redelivery request (%s)", item.guid,
                     int(exc.status_code), exc)
         await store.record(db, item.guid, item.delivery_id, now)
-        return False
+        return Outcome(accepted=False)
     except (RetryLater, gidgethub.HTTPException) as exc:
-        log.warning("could not request redelivery of %s (%s); a later sweep tries again", item.guid, exc)
-        return False
-    # Recorded after the POST: a failed POST leaves the GUID to a later sweep. A crash in between only asks
-    # GitHub once more, and intake stores a GUID once (WH-19).
+        return Outcome(accepted=False, failure=exc)
+    # Recorded after the POST: a failed POST leaves the GUID to a retry. A crash in between only asks GitHub
+    # once more, and intake stores a GUID once (WH-19).
     await store.record_request(db, item.guid, item.delivery_id, now, times=item.redeliveries + 1)
     log.info("requested redelivery of %s", item.guid)
-    return True
+    return Outcome(accepted=True)

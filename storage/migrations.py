@@ -360,6 +360,25 @@ def m012_redelivery_sweep_state(db: sqlite_utils.Database) -> None:
     )
 
 
+@MIGRATIONS()
+def m013_redelivery_retries(db: sqlite_utils.Database) -> None:
+    """Redelivery requests that failed on the way (a 5xx, a timeout, a dropped connection), kept so the next sweep
+    asks again at once instead of when a later pass over GitHub's log reaches the delivery's page (hours later on
+    a busy App, or never within its 3 days). A row goes when the request goes through or is given up."""
+    db.executescript(
+        """
+        CREATE TABLE redelivery_retries (
+            guid TEXT PRIMARY KEY,
+            github_delivery_id INTEGER NOT NULL,     -- the attempt to ask GitHub to send again
+            delivered_at REAL NOT NULL,              -- that attempt's time: GitHub keeps it 3 days
+            redeliveries INTEGER NOT NULL,           -- how many redeliveries of the GUID were asked before
+            tries INTEGER NOT NULL,                  -- failed requests so far
+            first_failed_at REAL NOT NULL
+        );
+        """
+    )
+
+
 MIGRATIONS_TABLE = "_sqlite_migrations"  # where sqlite-utils records the migrations applied
 
 

@@ -1,9 +1,11 @@
 """Delivery GUIDs we asked GitHub to redeliver (how many times, and the newest attempt of each that we acted on),
-and where the sweep's pass over GitHub's delivery log goes on (redelivery_pass, one row)."""
+the requests that failed on the way and are to be tried again (redelivery_retries), and where the sweep's pass over
+GitHub's delivery log goes on (redelivery_pass, one row)."""
 
 from __future__ import annotations
 
 import re
+import sqlite3
 from collections.abc import Collection
 from dataclasses import dataclass
 
@@ -63,14 +65,62 @@ UPSERT_ASKED = ("INSERT INTO redeliveries (guid, github_delivery_id, requested_a
                 "requested_at = excluded.requested_at, times_asked = excluded.times_asked")
 
 
+DROP_RETRY = "DELETE FROM redelivery_retries WHERE guid = ?"
+
+
 async def record(db: Database, guid: str, github_delivery_id: int, now: float) -> None:
-    """Remember that we acted on attempt `github_delivery_id` of `guid` (requested it again, or gave up)."""
-    await db.execute(UPSERT, (guid, github_delivery_id, now))
+    """Remember that we acted on attempt `github_delivery_id` of `guid` (requested it again, or gave up); a retry
+    of its request that was pending goes in the same transaction."""
+    await _write(db, (UPSERT, (guid, github_delivery_id, now)), (DROP_RETRY, (guid,)))
 
 
 async def record_request(db: Database, guid: str, github_delivery_id: int, now: float, *, times: int) -> None:
-    """Remember that we asked GitHub to redeliver attempt `github_delivery_id` of `guid`, the `times`th time."""
-    await db.execute(UPSERT_ASKED, (guid, github_delivery_id, now, times))
+    """Remember that we asked GitHub to redeliver attempt `github_delivery_id` of `guid`, the `times`th time; a retry
+    of the request that was pending goes in the same transaction (so GitHub is never asked twice for it)."""
+    await _write(db, (UPSERT_ASKED, (guid, github_delivery_id, now, times)), (DROP_RETRY, (guid,)))
+
+
+async def _write(db: Database, *statements: tuple[str, tuple[object, ...]]) -> None:
+    """Run `statements` (constants of this module) in one transaction."""
+
+    def work(conn: sqlite3.Connection) -> None:
+        for sql, params in statements:
+            conn.execute(sql, params)
+
+    await db.run(work)
+
+
+@dataclass(frozen=True)
+class Retry:
+    """A redelivery request that failed on the way (not refused by GitHub): attempt `github_delivery_id` of `guid`,
+    delivered at `delivered_at` (epoch seconds), `redeliveries` asked before it, `tries` failed requests so far."""
+
+    guid: str
+    github_delivery_id: int
+    delivered_at: float
+    redeliveries: int
+    tries: int
+
+
+async def retries(db: Database) -> list[Retry]:
+    """The requests to try again, the first to fail first."""
+    rows = await db.fetchall("SELECT guid, github_delivery_id, delivered_at, redeliveries, tries "
+                             "FROM redelivery_retries ORDER BY first_failed_at, rowid")
+    return [Retry(row[0], row[1], row[2], row[3], row[4]) for row in rows]
+
+
+async def save_retry(db: Database, retry: Retry, now: float) -> None:
+    """Keep `retry` (its failed tries counted) for the next sweep; when it first failed stays as it was."""
+    await db.execute(
+        "INSERT INTO redelivery_retries (guid, github_delivery_id, delivered_at, redeliveries, tries, first_failed_at) "
+        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (guid) DO UPDATE SET github_delivery_id = excluded.github_delivery_id, "
+        "delivered_at = excluded.delivered_at, redeliveries = excluded.redeliveries, tries = excluded.tries",
+        (retry.guid, retry.github_delivery_id, retry.delivered_at, retry.redeliveries, retry.tries, now))
+
+
+async def drop_retry(db: Database, guid: str) -> None:
+    """Forget the pending retry of `guid` (no longer needed: the delivery arrived, or GitHub resent it since)."""
+    await db.execute(DROP_RETRY, (guid,))
 
 
 async def sweep_pass(db: Database) -> SweepPass | None:

@@ -102,3 +102,26 @@ def test_runs_and_verdicts_stored_before_start_times_were_kept_read_as_unknown(t
             (7, None, None)]
     finally:
         conn.close()
+
+
+def test_failed_redelivery_requests_get_their_own_table_and_what_the_sweep_kept_stays(tmp_path: Path) -> None:
+    """m013 adds redelivery_retries (empty); the GUIDs asked for and the pass under way are kept as they were."""
+    db = tmp_path / "qr.db"
+    conn = sqlite3.connect(db)
+    try:
+        MIGRATIONS.apply(sqlite_utils.Database(conn), stop_before="m013_redelivery_retries")
+        conn.execute("INSERT INTO redeliveries (guid, github_delivery_id, requested_at, times_asked) "
+                     "VALUES ('g', 7, 1.0, 2)")
+        conn.execute("INSERT INTO redelivery_pass (id, cursor, top, saved_at) VALUES (1, 'v1_abc', 5, 1.0)")
+        conn.commit()
+    finally:
+        conn.close()
+    assert migrate(db)[0] == "m013_redelivery_retries"  # then any later ones
+    conn = sqlite3.connect(db)
+    try:
+        assert conn.execute("SELECT guid, github_delivery_id, times_asked FROM redeliveries").fetchall() == [
+            ("g", 7, 2)]
+        assert conn.execute("SELECT cursor, top FROM redelivery_pass").fetchall() == [("v1_abc", 5)]
+        assert conn.execute("SELECT count(*) FROM redelivery_retries").fetchone() == (0,)
+    finally:
+        conn.close()
