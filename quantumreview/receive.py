@@ -30,32 +30,42 @@ from quantumreview.webhook import EVENT_NAME, MAX_BODY_BYTES, MAX_HEADER_CHARS
 from storage.db import Database
 from storage.notifications import notify_repo_managers
 
+# The HTTP method each client call sends. Why: "GETITEM /repos/…" named a Python method, not what was sent.
+HTTP_METHODS = {"getitem": "GET", "getstatus": "GET", "getpage": "GET", "redirect_location": "GET", "post": "POST",
+                "patch": "PATCH", "put": "PUT", "delete": "DELETE"}
+
 
 class RecordingGitHub:
-    """Wraps an installation client and records each call (method and URL) a handler makes."""
+    """Wraps an installation client and records each call (HTTP method and URL) a handler makes."""
 
     def __init__(self, inner: Any, calls: list[str]) -> None:
         self._inner = inner
         self.calls = calls
 
-    def _wrap(self, method: str) -> Callable[..., Any]:
+    def _wrap(self, name: str) -> Callable[..., Any]:
         async def call(url: str, *args: Any, **kwargs: Any) -> Any:
-            self.calls.append(f"{method} {url}")
-            return await getattr(self._inner, method.lower())(url, *args, **kwargs)
+            self.calls.append(f"{HTTP_METHODS[name]} {url}")
+            return await getattr(self._inner, name)(url, *args, **kwargs)
 
         return call
 
     def __getattr__(self, name: str) -> Any:
-        if name in ("getitem", "getstatus", "post", "patch", "put", "delete"):
-            return self._wrap(name.upper())
+        if name in HTTP_METHODS:
+            return self._wrap(name)
         if name == "getiter":
             return self._getiter
+        if name == "graphql":
+            return self._graphql
         return getattr(self._inner, name)
 
     async def _getiter(self, url: str, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-        self.calls.append(f"GET* {url}")
+        self.calls.append(f"GET {url} (every page)")
         async for item in self._inner.getiter(url, *args, **kwargs):
             yield item
+
+    async def _graphql(self, query: str, *args: Any, **kwargs: Any) -> Any:
+        self.calls.append("POST /graphql")
+        return await self._inner.graphql(query, *args, **kwargs)
 
 
 def load_event(event_name: str, payload_path: Path) -> sansio.Event:

@@ -48,6 +48,12 @@ HANDLERS = textwrap.dedent(
     @router.register("issues", action="reopened")
     async def asks_for_no_installation(event, ctx):
         ctx.github.for_installation(ctx.installation_id)
+
+    @router.register("issues", action="assigned")
+    async def talks_to_github(event, ctx):
+        await ctx.gh.getitem("/repos/o/r/issues/1")
+        [c async for c in ctx.gh.getiter("/repos/o/r/issues/1/comments")]
+        await ctx.gh.post("/repos/o/r/issues/1/comments", data={"body": "hi"})
     '''
 )
 NO_APP = "no GitHub App is configured (set GITHUB_APP_ID and GITHUB_PRIVATE_KEY, or use the setup page)"
@@ -134,3 +140,16 @@ def test_the_command_exits_3_when_a_handler_skipped(env: dict[str, str], tmp_pat
         code = main(["receive", "issues", str(path)], env)
     assert (code, err.getvalue()) == (3, "")
     assert ": skipped: ctx.gh is None" in out.getvalue()
+
+
+async def test_github_calls_are_listed_by_the_http_method_sent(
+        env: dict[str, str], tmp_path: Path, fake_github: FakeGitHub, rsa_private_key: str) -> None:
+    # A read was listed as "GETITEM /repos/…" and a paginated one as "GET* …": Python method names, not requests.
+    fake_github.add_installation(3, repositories=["o/r"])
+    fake_github.add_issue("o/r", 1)
+    env.update(GITHUB_APP_ID="1", GITHUB_PRIVATE_KEY=rsa_private_key, GITHUB_WEBHOOK_SECRET=WEBHOOK_SECRET,
+               GITHUB_API_URL=fake_github.api_url, GITHUB_URL=fake_github.url)
+    code, lines = await run(env, tmp_path, {"action": "assigned", "installation": {"id": 3}})
+    assert lines == [f"{name('talks_to_github')}: ok", "  GET /repos/o/r/issues/1",
+                     "  GET /repos/o/r/issues/1/comments (every page)", "  POST /repos/o/r/issues/1/comments"]
+    assert code == 0
