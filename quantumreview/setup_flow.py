@@ -9,6 +9,7 @@ import asyncio
 import base64
 import dataclasses
 import hmac
+import ipaddress
 import json
 import logging
 import re
@@ -313,14 +314,34 @@ def setup_token(key: bytes) -> str:
 
 
 def setup_link(settings: Settings, key: bytes) -> str:
-    """Where the operator registers the App: /setup, with the token unless PUBLIC_URL is a local address."""
+    """Where the operator registers the App: /setup, with the token unless only this machine can reach it."""
     base = f"{settings.public_url.rstrip('/')}{SETUP_PATH}"
-    return base if _is_local(settings.public_url) else f"{base}?{urlencode({'token': setup_token(key)})}"
+    return f"{base}?{urlencode({'token': setup_token(key)})}" if needs_token(settings) else base
+
+
+def needs_token(settings: Settings) -> bool:
+    """Whether /setup asks for the token: unless PUBLIC_URL is a local address and the server listens on loopback.
+
+    Why HOST too: the Docker image listens on 0.0.0.0, where PUBLIC_URL left unset is http://localhost:PORT, so
+    judged by PUBLIC_URL alone /setup opened without the token to anyone reaching the server.
+    """
+    return not (_is_local(settings.public_url) and _is_loopback(settings.host))
 
 
 def _is_local(url: str) -> bool:
     host = urlsplit(url).hostname or ""
     return host in ("localhost", "127.0.0.1", "::1") or host.endswith(".localhost")
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether a listening address (HOST) is reachable from this machine only."""
+    name = host.strip("[]")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False  # another name or several addresses: maybe reachable from elsewhere
 
 
 class SetupFlow:
@@ -347,7 +368,7 @@ class SetupFlow:
             return _html(setup_pages.bad_public_url_page(settings.public_url, problem), settings=settings,
                          status=500)
         token: str | None = None
-        if not _is_local(settings.public_url):
+        if needs_token(settings):
             token = setup_token(app[keys.secret_box].session_key)
             given = request.query.get("token", "")
             if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), token.encode()):
