@@ -296,7 +296,12 @@ class JobRunner:
                 await self._execute(job, blocked, delivery)
             except BaseException as exc:
                 if job.id in self._cancelled or (isinstance(exc, asyncio.CancelledError) and _cancelling()):
-                    raise  # cancelled (by the drain, which requeues the job)
+                    # Cancelled (by the drain, which requeues the job). Why end as cancelled whatever the handler
+                    # raised meanwhile: its SystemExit escaped into the TaskGroup and out of stop, and the drain
+                    # requeued nothing.
+                    if isinstance(exc, asyncio.CancelledError):
+                        raise
+                    raise asyncio.CancelledError(f"interrupted by shutdown ({type(exc).__name__})") from exc
                 # Why every BaseException: a handler's own SystemExit or KeyboardInterrupt went through the event
                 # loop and ended the process; its own CancelledError, a GeneratorExit or a BaseExceptionGroup ended
                 # the task with the job left running, its key blocked until a restart.
