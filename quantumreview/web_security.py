@@ -3,10 +3,14 @@
 Why an Origin check on top of SameSite=Lax: Lax still sends the cookie on same-site subdomains and old
 browsers; a request that changes state with a cookie must come from PUBLIC_URL's or DASHBOARD_URL's origin.
 Why 415 for text/plain and forms: those are the content types a cross-site page can POST without a preflight.
+Why HSTS on every answer when PUBLIC_URL is https: a browser that once reached the dashboard over https never again
+sends its session cookie, or a login or setup code, over plain http to that host (a redirect from http is too late).
 """
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import json
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from urllib.parse import urlsplit
@@ -27,6 +31,9 @@ ALLOWED_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
 ALLOWED_HEADERS = "Content-Type, X-Requested-With"
 PREFLIGHT_MAX_AGE = "600"
 DEFAULT_PORTS = {"http": 80, "https": 443}
+# A year: a returning user stays covered between visits. No includeSubDomains: other hosts under PUBLIC_URL's domain are not ours to force onto
+# https. No preload: it needs includeSubDomains and binds the whole registrable domain in browsers for months.
+HSTS = "max-age=31536000"
 
 
 def origin_of(url: str | None) -> str | None:
@@ -122,8 +129,41 @@ def preflight(request: web.Request, dashboard: str | None) -> web.Response:
 API_RESPONSE_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
 
+@functools.lru_cache(maxsize=8)
+def hsts_value(public_url: str) -> str | None:
+    """Strict-Transport-Security for answers of a server at `public_url`: HSTS if it is https on a host that is not
+    this machine, else None.
+
+    Why not for localhost: a browser applies HSTS to a host on every port, so https://localhost would force every
+    other local development server onto https for a year. Plain http never gets it (RFC 6797 §7.2).
+    """
+    parts = urlsplit(public_url)
+    host = (parts.hostname or "").rstrip(".")
+    if parts.scheme != "https" or not host or host == "localhost" or host.endswith(".localhost"):
+        return None
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name, not an address
+        loopback = False
+    return None if loopback else HSTS
+
+
 @web.middleware
 async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Cross-site checks and CORS (guard), and HSTS on every answer, errors included, when PUBLIC_URL is https."""
+    hsts = hsts_value(request.app[keys.settings].public_url)
+    if hsts is None:
+        return await guard(request, handler)
+    try:
+        response = await guard(request, handler)
+    except web.HTTPException as exc:
+        exc.headers.setdefault("Strict-Transport-Security", hsts)
+        raise
+    response.headers.setdefault("Strict-Transport-Security", hsts)
+    return response
+
+
+async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Refuse cross-site state changes (403 csrf) and non-JSON bodies (415); add CORS for DASHBOARD_URL, and
     API_RESPONSE_HEADERS to every /api answer (it runs outside error_middleware, so error answers get them too)."""
     if is_exempt(request.path):

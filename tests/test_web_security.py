@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -9,6 +10,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from quantumreview import keys, web_security
+from quantumreview.app import create_app
+from quantumreview.plugins import HandlerRegistry
 from quantumreview.settings import Settings
 
 PUBLIC = "https://qr.example"
@@ -17,7 +20,7 @@ EVIL = "https://evil.example"
 COOKIE = {"Cookie": "__Host-quantum_session=abc"}
 
 
-def build_app(dashboard_url: str | None = DASHBOARD) -> tuple[web.Application, list[str]]:
+def build_app(dashboard_url: str | None = DASHBOARD, public_url: str = PUBLIC) -> tuple[web.Application, list[str]]:
     """An app whose routes record that they ran, behind the security middleware."""
     ran: list[str] = []
 
@@ -30,7 +33,7 @@ def build_app(dashboard_url: str | None = DASHBOARD) -> tuple[web.Application, l
         raise web.HTTPNotFound(text='{"error": {"code": "not_found", "message": "x"}}', content_type="application/json")
 
     app = web.Application(middlewares=[web_security.middleware])
-    app[keys.settings] = Settings(public_url=PUBLIC, dashboard_url=dashboard_url)
+    app[keys.settings] = Settings(public_url=public_url, dashboard_url=dashboard_url)
     for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
         app.router.add_route(method, "/api/things", act)
     app.router.add_get("/api/missing", fail)
@@ -193,3 +196,45 @@ async def test_a_url_setting_with_the_default_port_matches_what_browsers_send(ai
                                                               "Access-Control-Request-Method": "POST"})
     assert preflight.status == 204
     assert preflight.headers["Access-Control-Allow-Origin"] == "https://dash.example"
+
+
+# --- HSTS ---------------------------------------------------------------------------------------------------------
+
+HSTS = "Strict-Transport-Security"
+ANSWERS = [("GET", "/api/things", 200), ("GET", "/api/missing", 404), ("GET", "/nowhere", 404),
+           ("POST", "/api/things", 403), ("GET", "/setup/callback", 200), ("POST", "/webhooks/github", 200)]
+
+
+@pytest.mark.parametrize(("method", "path", "status"), ANSWERS)
+async def test_every_answer_of_an_https_server_carries_hsts(aiohttp_client: Any, method: str, path: str,
+                                                            status: int) -> None:
+    """Without it a browser that had used the dashboard over https still sent a typed http:// request (session
+    cookie, login or setup code in the URL) in the clear before any redirect."""
+    app, _ = build_app()
+    client = await aiohttp_client(app)
+    headers = {**COOKIE, "Origin": EVIL} if status == 403 else {}
+    response = await client.request(method, path, headers=headers, json={} if method == "POST" else None)
+    assert response.status == status
+    assert response.headers[HSTS] == "max-age=31536000"  # no includeSubDomains, no preload
+
+
+@pytest.mark.parametrize("public_url", ["http://qr.example", "https://localhost:8443", "https://qr.localhost",
+                                        "https://127.0.0.1:8443", "https://[::1]:8443", "http://localhost:8000"])
+async def test_plain_http_and_local_servers_never_send_hsts(aiohttp_client: Any, public_url: str) -> None:
+    """On https://localhost it would force every local development server onto https for a year."""
+    app, _ = build_app(public_url=public_url)
+    client = await aiohttp_client(app)
+    for method, path, _status in ANSWERS:
+        response = await client.request(method, path, json={} if method == "POST" else None)
+        assert HSTS not in response.headers, path
+
+
+async def test_the_whole_app_sends_hsts_on_html_json_and_errors(aiohttp_client: Any,
+                                                               make_settings: Callable[..., Settings]) -> None:
+    app = create_app(make_settings(public_url="https://qr.example"), registry=HandlerRegistry.from_routers([]))
+    client = await aiohttp_client(app)
+    for path, status in (("/health", 200), ("/api/me", 401), ("/auth/github", 503), ("/setup", 404),
+                         ("/nowhere", 404)):
+        response = await client.get(path, allow_redirects=False)
+        assert response.status == status, path
+        assert response.headers[HSTS] == "max-age=31536000", path
