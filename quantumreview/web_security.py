@@ -31,8 +31,8 @@ ALLOWED_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
 ALLOWED_HEADERS = "Content-Type, X-Requested-With"
 PREFLIGHT_MAX_AGE = "600"
 DEFAULT_PORTS = {"http": 80, "https": 443}
-# A year: a returning user stays covered between visits. No includeSubDomains: other hosts under PUBLIC_URL's domain are not ours to force onto
-# https. No preload: it needs includeSubDomains and binds the whole registrable domain in browsers for months.
+# A year: a returning user stays covered between visits. No includeSubDomains: other hosts under PUBLIC_URL's domain
+# are not ours to force onto https. No preload: it needs includeSubDomains and binds the whole domain for months.
 HSTS = "max-age=31536000"
 
 
