@@ -147,3 +147,12 @@ async def test_github_calls_are_printed_escaped(env: dict[str, str], tmp_path: P
     assert code == 0
     assert out.getvalue().splitlines() == ["receive_input_handlers.feature:reads_an_odd_url: ok",
                                            "  GET /repos/o/r\\x1b[2J\\nforged/issues/1"]
+
+
+def test_a_payload_larger_than_github_sends_is_refused_unread(env: dict[str, str], tmp_path: Path) -> None:
+    huge = tmp_path / "huge.json"
+    with huge.open("wb") as file:
+        file.truncate(25 * 1024 * 1024 + 1)  # sparse: one byte over GitHub's cap costs no disk
+    code, out, err = run_cli(["receive", "issues", str(huge)], env)
+    assert (code, out) == (2, "")
+    assert "larger than 26214400 bytes" in err and len(err.splitlines()) == 1
