@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from gidgethub import routing, sansio
 
@@ -40,7 +41,22 @@ async def build_manifest(event: sansio.Event, ctx: Context) -> None:
     # Why fetch: a queued job may run after later pushes or edits; the PR as it is now is what counts.
     latest = await fetch_pull(ctx, repo, number)
     if latest is not None and latest.get("state") == "open":
+        if event.data.get("action") == "reopened":
+            await _ask_about_ci_again(ctx, repo, number, latest)
         await refresh_manifest(ctx, repo, latest)
+
+
+async def _ask_about_ci_again(ctx: Context, repo: str, number: int, pull: dict[str, Any]) -> None:
+    """Have the head's check ask GitHub for workflows again if it found none (prs.workflows_found).
+
+    Why on reopening: it runs the pull request's workflows again on the same head (a default type of the
+    pull_request trigger), with those its base gained since; the stored "none" concluded the check neutral again,
+    passing a required check while the tests ran.
+    """
+    head_sha = (pull.get("head") or {}).get("sha")
+    if isinstance(head_sha, str):
+        async with ctx.db.transaction() as conn:
+            await store.forget_no_ci(conn, repo, number, head_sha)
 
 
 @router.register(REVALIDATE_EVENT)

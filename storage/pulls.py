@@ -204,6 +204,17 @@ async def set_ci_workflows(conn: aiosqlite.Connection, repo: str, pr_number: int
     )
 
 
+async def forget_no_ci(conn: aiosqlite.Connection, repo: str, pr_number: int, head_sha: str) -> bool:
+    """Forget a "none" answer of set_ci_workflows for the head, so its next publish asks GitHub again; False when
+    the answer stored was another (or none)."""
+    cursor = await conn.execute(
+        "UPDATE manifests SET ci_workflows = NULL WHERE repo = ? AND pr_number = ? AND head_sha = ? "
+        "AND ci_workflows = 'none'",
+        (repo, pr_number, head_sha),
+    )
+    return cursor.rowcount > 0
+
+
 async def clear_report_less_verdict(conn: aiosqlite.Connection, repo: str, pr_number: int, head_sha: str) -> bool:
     """Drop the head's verdict when it came from a run without a report (stored as run 0), so the check shows the
     manifest in progress again while the commit's other runs are still going; False when there was none."""
