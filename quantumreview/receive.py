@@ -23,7 +23,8 @@ from quantumreview.crypto import SecretBox
 from quantumreview.jobs import CANCEL_REPEAT, JobRunner
 from quantumreview.jobs_abandon import CANCEL_ALLOWANCE, Releasable, cancel_until_done, outcome
 from quantumreview.plugins import HandlerRegistry
-from quantumreview.receive_outcome import BAD_INPUT, OK, Outcome, WatchedContext, exit_code, judge, shown
+from quantumreview.receive_codes import BAD_INPUT, OK
+from quantumreview.receive_outcome import Outcome, WatchedContext, exit_code, judge, shown
 from quantumreview.settings import Settings
 from quantumreview.setup_flow import initial_credentials
 from quantumreview.webhook import EVENT_NAME, MAX_BODY_BYTES, MAX_HEADER_CHARS

@@ -12,14 +12,8 @@ from typing import Any, Literal
 
 from quantumreview.context import Context
 from quantumreview.jobs import describe_error
+from quantumreview.receive_codes import FAILED, OK, SKIPPED
 
-# Exit codes of `receive` (cli.py's --help names them): 0 is kept for "every matching handler ran".
-OK, FAILED, BAD_INPUT, SKIPPED = 0, 1, 2, 3
-EXIT_CODES_HELP = (
-    "exit codes: 0 every matching handler ran (or none matched); 1 a handler failed; 2 the event name or payload "
-    "cannot be used; 3 none failed, but a handler skipped: it needed GitHub and had none (no GitHub App is "
-    "configured, or the event carries no installation); 130 interrupted"
-)
 NO_APP = "no GitHub App is configured (set GITHUB_APP_ID and GITHUB_PRIVATE_KEY, or use the setup page)"
 NO_INSTALLATION = "the event carries no installation (a repository webhook or ping names none)"
 WATCHED = frozenset({"gh", "github"})
