@@ -8,6 +8,8 @@ the App of this server's installations, by any of:
   ids come from its own webhooks and database, and GitHub gives another App's credentials none of them);
 - GitHub's record of another such installation, read at that moment (a few, the most recently asked first);
 - the App id GitHub puts on this server's installation webhooks (`installation.app_id`) being the credentials'.
+Webhooks from another App overrule the other two: credentials reaching some installation are still not the App
+whose webhooks this server receives.
 The proof is kept (a GitHubApp's credentials never change), so a normal mint costs no request more. Without it the
 installation is tried again later. Webhooks from another App than the credentials', or two installations that the
 credentials' App does not have while it has none of the others, are logged once as an error and kept in `problem`
@@ -73,14 +75,16 @@ class CredentialsCheck:
     async def deleted(self, installation_id: int, lookup: Lookup, describe: Describe) -> bool:
         """After a mint and GET /app/installations/{id} both answered 404: True when that means the installation
         is gone, False when the credentials are not shown to be this server's App (then try again later)."""
-        if self._proven:
-            return True
+        # Why the webhooks' word first: credentials reaching some installation (one of theirs stored from an
+        # earlier time, say) are not this server's App when its webhooks come from another.
         if self._webhook_app_id is not None:
             if self._webhook_app_id == self._own_id:
                 return True
             await self._report(describe, f"this server's webhooks come from App {self._webhook_app_id}: token "
                                          f"mints for its installations answer 404 (installation {installation_id})")
             return False
+        if self._proven:
+            return True
         others = [i for i in reversed(self._asked) if i != installation_id and i not in self._missing]
         for other in others[:CHECK_OTHERS]:
             found = await lookup(other)
