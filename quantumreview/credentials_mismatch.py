@@ -71,6 +71,12 @@ class CredentialsCheck:
         """Remember the App id GitHub put on one of this server's webhooks (`installation.app_id`)."""
         if isinstance(app_id, int) and not isinstance(app_id, bool) and app_id > 0:
             self._webhook_app_id = app_id
+            # Why clear: the credentials are then the webhooks' App (another key's JWT gets 401, not 404), so an
+            # error guessed from 404s alone (`_missing`) no longer holds, and no mint may come to clear it.
+            if app_id == self._own_id and self.problem is not None:
+                log.warning("this server's webhooks come from App %s, whose credentials are in use: the earlier "
+                            "credentials error no longer holds", self.app_id)
+                self.problem = None
 
     async def deleted(self, installation_id: int, lookup: Lookup, describe: Describe) -> bool:
         """After a mint and GET /app/installations/{id} both answered 404: True when that means the installation
