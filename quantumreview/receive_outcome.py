@@ -1,8 +1,9 @@
 """What `quantumreview receive` says a handler did: ok, skipped (and why) or failed, and its exit code.
 
 Why this is observed, not asked: handlers written for the server return quietly when `ctx.gh` (or `ctx.github`)
-is None, so `receive` without an App said "ok" for a handler that did nothing. A WatchedContext notes which of the
-two a handler found None; one that did nothing else then (no database write, no job, no notification) skipped.
+is None, so `receive` without an App said "ok" for a handler that did nothing. A WatchedContext notes which of them
+(and `ctx.installation_id`) a handler found None; one that did nothing else (no database write, no job, no
+notification, no GitHub call) skipped.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from quantumreview.receive_codes import FAILED, OK, SKIPPED
 
 NO_APP = "no GitHub App is configured (set GITHUB_APP_ID and GITHUB_PRIVATE_KEY, or use the setup page)"
 NO_INSTALLATION = "the event carries no installation (a repository webhook or ping names none)"
-WATCHED = frozenset({"gh", "github"})
+# Why installation_id too: a handler may return when it is None, before it looks at ctx.gh.
+WATCHED = frozenset({"gh", "github", "installation_id"})
 
 
 @dataclass
 class WatchedContext(Context):
-    """A Context noting which of `gh` and `github` the handler read while it was None."""
+    """A Context noting which of `gh`, `github` and `installation_id` the handler read while it was None."""
 
     found_none: set[str] = field(default_factory=set, repr=False)
 
@@ -55,12 +57,11 @@ def judge(error: BaseException | None, found_none: set[str], *, has_app: bool, a
 
 
 def _missing(found_none: set[str], has_app: bool) -> str:
-    """'ctx.gh is None, as …': which client the handler found missing and why; '' if none."""
-    if "github" in found_none or ("gh" in found_none and not has_app):
-        name = "ctx.github" if "github" in found_none else "ctx.gh"
-        return f"{name} is None, as {NO_APP}"
-    if "gh" in found_none:
-        return f"ctx.gh is None, as {NO_INSTALLATION}"
+    """'ctx.gh is None, as …': what the handler found missing and why; '' if nothing."""
+    if not has_app and found_none & {"gh", "github"}:
+        return f"ctx.{'github' if 'github' in found_none else 'gh'} is None, as {NO_APP}"
+    if found_none & {"gh", "installation_id"}:
+        return f"ctx.{'gh' if 'gh' in found_none else 'installation_id'} is None, as {NO_INSTALLATION}"
     return ""
 
 

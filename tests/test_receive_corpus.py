@@ -18,22 +18,25 @@ import pytest
 
 from quantumreview.plugins import load_handlers
 from quantumreview.receive import load_event, receive
-from quantumreview.receive_outcome import NO_APP
+from quantumreview.receive_outcome import NO_APP, NO_INSTALLATION
 from quantumreview.settings import Settings
 
 SHARED = Path(os.environ.get("WEBHOOK_CORPUS", "/work/shared/corpus/webhooks"))
 CORPUS = SHARED if SHARED.is_dir() else Path(__file__).parent / "fixtures" / "webhooks"
 PAYLOADS = sorted(CORPUS.glob("*.json"))
-MISSING = re.escape(f"is None, as {NO_APP}")
-# What a handler's line may say without an App: which client it found missing, and why.
-LINE = re.compile(rf"(?P<status>ok|ok, without GitHub: ctx\.(gh|github) {MISSING}|skipped: ctx\.(gh|github) "
-                  rf"{MISSING}, and it did nothing without it|failed: [A-Za-z_][\w.]*: .+)")
+# What a handler may find missing without an App, and why: a client, or the payload's installation.
+MISSING = (rf"ctx\.(gh|github) is None, as {re.escape(NO_APP)}|ctx\.installation_id is None, as "
+           rf"{re.escape(NO_INSTALLATION)}")
+LINE = re.compile(rf"ok|ok, without GitHub: ({MISSING})|skipped: ({MISSING}), and it did nothing without it|"
+                  r"failed: [A-Za-z_][\w.]*: .+")
 # Known payloads and what the project's handlers do with them without an App (what happened, checked by hand).
 EXPECTED = {
     "issues.opened.1.json": ("handlers.checklists:build_checklist", "skipped"),  # it needs the issue from GitHub
     "issues.deleted.1.json": ("handlers.checklists:retire_checklist", "ok"),  # database only
     "installation.created.1.json": ("handlers.installations:record_installation", "ok, without GitHub"),
     "workflow_run.completed.1.json": ("handlers.ci_results:judge_workflow_run", "failed"),  # names no installation
+    # Its payload names no installation: the moved checklist is kept without one.
+    "issues.transferred.1.json": ("handlers.checklists:move_checklist", "ok, without GitHub"),
 }
 
 

@@ -49,6 +49,12 @@ HANDLERS = textwrap.dedent(
     async def asks_for_no_installation(event, ctx):
         ctx.github.for_installation(ctx.installation_id)
 
+    @router.register("issues", action="milestoned")
+    async def needs_an_installation(event, ctx):
+        if ctx.installation_id is None:
+            return
+        await ctx.enqueue("receive_outcome_test.later", {"installation": ctx.installation_id})
+
     @router.register("issues", action="assigned")
     async def talks_to_github(event, ctx):
         await ctx.gh.getitem("/repos/o/r/issues/1")
@@ -89,6 +95,17 @@ async def test_a_handler_that_returned_for_want_of_github_is_reported_skipped_wi
     code, lines = await run(env, tmp_path, {"action": "opened", "installation": {"id": 3}})
     assert lines == [f"{name('needs_github')}: skipped: ctx.gh is None, as {NO_APP}, and it did nothing without it"]
     assert code == 3
+
+
+async def test_a_handler_that_returned_for_want_of_an_installation_is_reported_skipped(
+        env: dict[str, str], tmp_path: Path) -> None:
+    # It read only ctx.installation_id (None: the payload names none), and was "ok".
+    code, lines = await run(env, tmp_path, {"action": "milestoned"})
+    assert lines == [f"{name('needs_an_installation')}: skipped: ctx.installation_id is None, as the event carries "
+                     "no installation (a repository webhook or ping names none), and it did nothing without it"]
+    assert code == 3
+    assert await run(env, tmp_path, {"action": "milestoned", "installation": {"id": 3}}) == (
+        0, [f"{name('needs_an_installation')}: ok"])
 
 
 async def test_a_handler_that_did_part_of_its_work_without_github_is_ok_and_says_so(
