@@ -8,22 +8,42 @@ import logging
 import re
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+# The setup link as the start-up line writes it, up to its ?token=: an absolute URL whose path ends in /setup.
+SETUP_LINK = re.compile(r"https?://[^\s/?#'\"]+(?:/[^\s?#'\"]*)?/setup")
+MAX_URL_CHARS = 2048
+
+
+def _hide_query_value(match: re.Match[str]) -> str:
+    """`?name=<redacted>`, except the setup link's token where the start-up line shows it to the operator.
+
+    Why only there: it is where the operator copies the link from (a server whose PUBLIC_URL is not local opens
+    /setup only with it); a request line quoting it (`GET /setup?token=` in aiohttp's 400 errors) is still hidden.
+    """
+    if match.group(2).lower() == "token":
+        before = match.string[max(0, match.start() - MAX_URL_CHARS):match.start()].rsplit(None, 1)
+        if before and SETUP_LINK.fullmatch(before[-1]):
+            return match.group(0)
+    return f"{match.group(1)}<redacted>"
+
+
+Replacement = str | Callable[[re.Match[str]], str]
 # Why: a token or key can reach a log line through an exception message; scrub it at the last step.
-SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+SECRET_PATTERNS: tuple[tuple[re.Pattern[str], Replacement], ...] = (
     (re.compile(r"\b(gh[pousr]_|github_pat_)[A-Za-z0-9_]{8,}"), "<redacted>"),
     (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(-----END [A-Z ]*PRIVATE KEY-----|$)", re.S), "<redacted>"),
     (re.compile(r"(?i)\b(bearer|token)\s+[A-Za-z0-9_\-.=]{16,}"), r"\1 <redacted>"),
     (re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"), "<redacted>"),  # JWTs
-    # Why not /setup?token=: the start-up line showing the setup link is where the operator copies it from (the access
-    # log never shows a query value).
-    (re.compile(r"(?i)((?:[?&](?:sig|signature|x-amz-signature|code|state|client_secret)|(?<!/setup)[?&]token)=)"
-                r"[^&\s]+"), r"\1<redacted>"),
+    (re.compile(r"(?i)([?&](sig|signature|x-amz-signature|token|code|state|client_secret)=)[^&\s]+"),
+     _hide_query_value),
+    # Our session and state cookies, wherever a Cookie header is quoted (aiohttp's 400 for an overlong header).
+    (re.compile(r"\b((?:__Host-)?quantum_[a-z_]+=)[^;\s'\"]+"), r"\1<redacted>"),
 )
 
 

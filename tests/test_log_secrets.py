@@ -188,6 +188,24 @@ async def refused_attempts(server: Server, browser: aiohttp.ClientSession, seen:
         assert response.status == 401
 
 
+async def malformed_requests(server: Server, seen: Secrets) -> None:
+    """Requests aiohttp's parser refuses (400): it logs why at ERROR, quoting the start of the offending line."""
+    [setup_token] = seen.values["setup link token"]
+    cookies = [f"{kind.removeprefix('cookie ')}={value}" for kind, values in seen.values.items()
+               if kind.startswith("cookie ") for value in values]
+    raws = [f"GET /setup?token={setup_token} HTTP/9.9\r\nHost: x\r\n\r\n",
+            f"GET /setup/callback?code={secrets.token_hex(10)}\x01 HTTP/1.1\r\nHost: x\r\n\r\n"]
+    # A Cookie header over the 64 KiB a header may have here (many cookies for the host): its start is quoted.
+    raws += [f"GET /api/me HTTP/1.1\r\nHost: x\r\nCookie: {cookie}; p={'a' * 70_000}\r\n\r\n" for cookie in cookies]
+    port = int(server.base.rsplit(":", 1)[1])
+    for raw in raws:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(raw.encode())
+        assert (await reader.read()).startswith(b"HTTP/1.0 400 ")
+        writer.close()
+        await writer.wait_closed()
+
+
 async def log_out(server: Server, browser: aiohttp.ClientSession) -> None:
     """Logout: the user's token is revoked on GitHub with the App's client id and secret (Basic auth)."""
     async with browser.post(f"{server.base}/auth/logout", headers={"Origin": PUBLIC_URL},
@@ -244,6 +262,7 @@ async def test_no_secret_reaches_any_log_line_at_debug(tmp_path: Path, fake_gith
         await call_api(server, browser, seen)
         await deliver_issue(server, browser, fake_github, created["webhook_secret"])
         await refused_attempts(server, browser, seen, created["webhook_secret"])
+        await malformed_requests(server, seen)
         await log_out(server, browser)
         server.proc.send_signal(signal.SIGTERM)
         assert server.proc.wait(timeout=20) == 0, server.log()

@@ -29,6 +29,10 @@ from quantumreview.setup_flow import setup_link
         ("referred by https://qr.example/auth/callback?code=c0de&state=st4te-9a8b", "st4te-9a8b"),
         ("opening https://qr.example/other?token=t0ken-5d6e", "t0ken-5d6e"),
         ("opening https://qr.example/setup/callback?token=t0ken-5d6e", "t0ken-5d6e"),
+        # aiohttp's 400 for a bad request line or an overlong header quotes its start, at ERROR
+        ("Invalid HTTP version:\n    b'GET /setup?token=t0ken-5d6e HTTP/9.9'", "t0ken-5d6e"),
+        ("Got more than 65536 bytes when reading: b'quantum_session=s3ss-1a2b; p=aaaa..'", "s3ss-1a2b"),
+        ("b'__Host-quantum_oauth_state=st4te-3c4d'", "st4te-3c4d"),
     ],
 )
 def test_redact_removes_secret_shapes(text: str, leak: str) -> None:
@@ -36,11 +40,12 @@ def test_redact_removes_secret_shapes(text: str, leak: str) -> None:
     assert "<redacted>" in redact(text)
 
 
-@pytest.mark.parametrize("log_format", ["text", "json"])
-def test_the_start_up_line_shows_the_setup_links_token(log_format: str) -> None:
+@pytest.mark.parametrize(("log_format", "public_url"), [("text", "https://qr.example"), ("json", "https://qr.example"),
+                                                       ("text", "https://example.org/qr/")])
+def test_the_start_up_line_shows_the_setup_links_token(log_format: str, public_url: str) -> None:
     """The line printed the link as /setup?token=<redacted>: on a server whose PUBLIC_URL is not local, /setup opens
     only with that token, so nobody could register the App."""
-    link = setup_link(Settings(public_url="https://qr.example"), b"k" * 32)
+    link = setup_link(Settings(public_url=public_url), b"k" * 32)
     stream = io.StringIO()
     configure_logging(log_format, "INFO", stream=stream)
     try:
