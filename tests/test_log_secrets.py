@@ -1,7 +1,8 @@
 """No secret, code or token in any log line, at LOG_LEVEL=DEBUG, text and JSON: the real `quantumreview serve`
-walks through the setup flow, an OAuth login, a webhook delivery and API calls against the fake GitHub, and every
-line it writes (every logger propagates to the one root handler: quantumreview.*, aiohttp.access, aiohttp.server,
-aiohttp.client, gidgethub) is searched for each credential that passed through it."""
+walks through the setup flow, an OAuth login, API calls, a webhook delivery, refused and malformed requests and a
+logout against the fake GitHub, and every line it writes (every logger propagates to the one root handler:
+quantumreview.*, aiohttp.access, aiohttp.server, aiohttp.client, gidgethub, aiosqlite) is searched for each
+credential that passed through it."""
 
 from __future__ import annotations
 
