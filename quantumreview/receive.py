@@ -11,7 +11,7 @@ import functools
 import json
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -25,48 +25,12 @@ from quantumreview.jobs_abandon import CANCEL_ALLOWANCE, Releasable, cancel_unti
 from quantumreview.plugins import HandlerRegistry
 from quantumreview.receive_codes import BAD_INPUT, OK
 from quantumreview.receive_outcome import Outcome, WatchedContext, exit_code, judge, shown
+from quantumreview.receive_recording import RecordingApp
 from quantumreview.settings import Settings
 from quantumreview.setup_flow import initial_credentials
 from quantumreview.webhook import EVENT_NAME, MAX_BODY_BYTES, MAX_HEADER_CHARS
 from storage.db import Database
 from storage.notifications import notify_repo_managers
-
-# The HTTP method each client call sends. Why: "GETITEM /repos/…" named a Python method, not what was sent.
-HTTP_METHODS = {"getitem": "GET", "getstatus": "GET", "getpage": "GET", "redirect_location": "GET", "post": "POST",
-                "patch": "PATCH", "put": "PUT", "delete": "DELETE"}
-
-
-class RecordingGitHub:
-    """Wraps an installation client and records each call (HTTP method and URL) a handler makes."""
-
-    def __init__(self, inner: Any, calls: list[str]) -> None:
-        self._inner = inner
-        self.calls = calls
-
-    def _wrap(self, name: str) -> Callable[..., Any]:
-        async def call(url: str, *args: Any, **kwargs: Any) -> Any:
-            self.calls.append(f"{HTTP_METHODS[name]} {url}")
-            return await getattr(self._inner, name)(url, *args, **kwargs)
-
-        return call
-
-    def __getattr__(self, name: str) -> Any:
-        if name in HTTP_METHODS:
-            return self._wrap(name)
-        if name == "getiter":
-            return self._getiter
-        if name == "graphql":
-            return self._graphql
-        return getattr(self._inner, name)
-
-    async def _getiter(self, url: str, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-        self.calls.append(f"GET {url} (every page)")
-        async for item in self._inner.getiter(url, *args, **kwargs):
-            yield item
-
-    async def _graphql(self, query: str, *args: Any, **kwargs: Any) -> Any:
-        self.calls.append("POST /graphql")
-        return await self._inner.graphql(query, *args, **kwargs)
 
 
 def load_event(event_name: str, payload_path: Path) -> sansio.Event:
@@ -174,10 +138,11 @@ async def receive(settings: Settings, registry: HandlerRegistry, event: sansio.E
                 handler = registry.get(name)
                 assert handler is not None
                 calls: list[str] = []
-                gh = None
-                if github is not None and isinstance(installation_id, int):
-                    gh = RecordingGitHub(github.for_installation(installation_id), calls)
-                ctx = WatchedContext(event=event, db=db, settings=settings, gh=gh, github=github,
+                gh, app = None, None
+                if github is not None:
+                    app = RecordingApp(github, calls)
+                    gh = app.for_installation(installation_id) if installation_id is not None else None
+                ctx = WatchedContext(event=event, db=db, settings=settings, gh=gh, github=app,
                                      installation_id=installation_id, delivery_id=event.delivery_id, job_id=-number,
                                      attempt=1, enqueue=enqueue, notify=notify)
                 commits, asked_before = db.commits, len(asked)

@@ -55,6 +55,12 @@ HANDLERS = textwrap.dedent(
             return
         await ctx.enqueue("receive_outcome_test.later", {"installation": ctx.installation_id})
 
+    @router.register("issues", action="unassigned")
+    async def talks_as_the_app(event, ctx):
+        await ctx.github.as_app().getitem("/app/installations/3")
+        [artifact] = await ctx.github.list_artifacts(3, "o/r", 7)
+        await ctx.github.download_artifact(3, "o/r", artifact, dest_dir=ctx.settings.database_path.parent)
+
     @router.register("issues", action="assigned")
     async def talks_to_github(event, ctx):
         await ctx.gh.getitem("/repos/o/r/issues/1")
@@ -169,4 +175,19 @@ async def test_github_calls_are_listed_by_the_http_method_sent(
     code, lines = await run(env, tmp_path, {"action": "assigned", "installation": {"id": 3}})
     assert lines == [f"{name('talks_to_github')}: ok", "  GET /repos/o/r/issues/1",
                      "  GET /repos/o/r/issues/1/comments (every page)", "  POST /repos/o/r/issues/1/comments"]
+    assert code == 0
+
+
+async def test_requests_through_ctx_github_are_listed_too(
+        env: dict[str, str], tmp_path: Path, fake_github: FakeGitHub, rsa_private_key: str) -> None:
+    # Only ctx.gh's requests were listed: an App-level read or an artifact listing and download went unmentioned.
+    fake_github.add_installation(3, repositories=["o/r"])
+    fake_github.add_workflow_run("o/r", 7, head_sha="a" * 40, artifacts={"report": {"junit.xml": b"<testsuite/>"}})
+    env.update(GITHUB_APP_ID="1", GITHUB_PRIVATE_KEY=rsa_private_key, GITHUB_WEBHOOK_SECRET=WEBHOOK_SECRET,
+               GITHUB_API_URL=fake_github.api_url, GITHUB_URL=fake_github.url)
+    code, lines = await run(env, tmp_path, {"action": "unassigned", "installation": {"id": 3}})
+    artifact_id = fake_github.artifact_id("o/r", 7, "report")
+    assert lines == [f"{name('talks_as_the_app')}: ok", "  GET /app/installations/3",
+                     "  GET /repos/o/r/actions/runs/7/artifacts?per_page=100 (every page)",
+                     f"  GET /repos/o/r/actions/artifacts/{artifact_id}/zip (then its archive)"]
     assert code == 0
