@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import random
 import sqlite3
 import time
@@ -462,13 +463,23 @@ class JobRunner:
 
     def _retry_at(self, job: store.Job, exc: BaseException, now: float) -> float:
         backoff_at = now + self._backoff.delay(job.attempts, self._rand())
-        if isinstance(exc, RateLimited) and exc.at is not None:
+        at = _usable_time(exc.at) if isinstance(exc, RetryLater) else None
+        if isinstance(exc, RateLimited) and at is not None:
             # Why the later one: a secondary limit without retry-after always says "in 60 s"; a job hitting it
             # again and again must back off further. A primary limit's reset is still never run before.
-            return max(exc.at, backoff_at)
-        if isinstance(exc, RetryLater) and exc.at is not None:
-            return max(exc.at, now)
+            return max(at, backoff_at)
+        if at is not None:
+            return max(at, now)
         return backoff_at
+
+
+def _usable_time(at: object) -> float | None:
+    """A RetryLater's `at` as epoch seconds, or None when it is none (NaN, infinite, not a number). Why: a
+    handler's RetryLater(at=float('nan')) or at='soon' could not be stored (NOT NULL run_after, or a TypeError), so
+    recording the failure failed at every poll, the job stayed running and its key blocked until a restart."""
+    if isinstance(at, int | float) and not isinstance(at, bool) and math.isfinite(at):
+        return float(at)
+    return None
 
 
 def _cancelling() -> bool:
