@@ -151,3 +151,5 @@ def configure_logging(log_format: str = "text", level: str = "INFO", *, stream: 
     root.setLevel(level)
     # Why: aiohttp.access logs every request line; keep it, but one level down from our own lines.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING if level != "DEBUG" else logging.DEBUG)
+    # Why: at DEBUG aiosqlite logs every call with its arguments: stored payloads, enqueued work, comment data.
+    logging.getLogger("aiosqlite").setLevel(max(root.level, logging.INFO))

@@ -152,3 +152,23 @@ def test_json_fields_of_an_access_line_are_scrubbed_too() -> None:
     finally:
         configure_logging("text", "INFO")
     assert json.loads(stream.getvalue())["path"] == "/x/<redacted>"
+
+
+async def test_debug_logging_leaves_out_the_databases_statement_arguments(tmp_path: Any) -> None:
+    from storage.db import Database
+
+    stream = io.StringIO()
+    configure_logging("text", "DEBUG", stream=stream)
+    try:
+        db = await Database.open(tmp_path / "q.db")
+        try:
+            await db.execute("INSERT INTO jobs (handler, ordering_key, run_after, created_at, payload) "
+                             "VALUES ('m:f', 'k', 0, 0, ?)", ('{"data": "payload-8f3a"}',))
+        finally:
+            await db.close()
+        logging.getLogger("quantumreview.test").debug("our own debug line")
+    finally:
+        configure_logging("text", "INFO")
+    output = stream.getvalue()
+    assert "our own debug line" in output  # DEBUG is on...
+    assert "payload-8f3a" not in output  # ...but not for aiosqlite's echo of each call's arguments
