@@ -1,8 +1,9 @@
 """`quantumreview receive` over every real webhook payload, with the project's handlers and no GitHub App: each
 handler's line is ok, skipped (why) or failed (error), the exit code agrees, and nothing ends in a traceback.
 
-The corpus is GitHub's example payloads (@octokit/webhooks-examples, /work/shared/corpus/webhooks: 329 files named
-EVENT.ACTION.N.json, the event being the part before the first dot); WEBHOOK_CORPUS names another copy. Without it
+The corpus is GitHub's example payloads (@octokit/webhooks-examples, ../shared/corpus/webhooks beside the checkout:
+329 files named EVENT.ACTION.N.json, the event being the part before the first dot); WEBHOOK_CORPUS names another
+copy. Without it
 the test runs over the payloads kept in tests/fixtures/webhooks. In-process: the whole corpus takes about a second.
 """
 
@@ -21,7 +22,8 @@ from quantumreview.receive import load_event, receive
 from quantumreview.receive_outcome import NO_APP, NO_INSTALLATION
 from quantumreview.settings import Settings
 
-SHARED = Path(os.environ.get("WEBHOOK_CORPUS", "/work/shared/corpus/webhooks"))
+# The brief's ../shared beside the checkout (not a fixed path: a CI machine may put it elsewhere).
+SHARED = Path(os.environ.get("WEBHOOK_CORPUS", Path(__file__).resolve().parents[2] / "shared" / "corpus" / "webhooks"))
 CORPUS = SHARED if SHARED.is_dir() else Path(__file__).parent / "fixtures" / "webhooks"
 PAYLOADS = sorted(CORPUS.glob("*.json"))
 # What a handler may find missing without an App, and why: a client, or the payload's installation.
