@@ -17,6 +17,7 @@ from quantumreview.analysis.xml_prolog import lxml_problem
 from quantumreview.crypto import KeyFileError
 from quantumreview.logs import AccessLog, configure_logging
 from quantumreview.plugins import PluginError
+from quantumreview.receive_codes import EXIT_CODES_HELP
 from quantumreview.restore import RestoreError
 from quantumreview.settings import Settings, SettingsError
 from quantumreview.startup import StartupError
@@ -40,7 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("serve", help="run the web server and job runner (default)")
     sub.add_parser("migrate", help="apply database migrations and exit")
-    receive = sub.add_parser("receive", help="run the matching handlers once on a payload; print what they did")
+    receive = sub.add_parser("receive", help="run the matching handlers once on a payload; print what they did",
+                             description="Run the matching handlers once on a payload; print what each did: ok, "
+                                         "skipped (why) or failed (error), and every GitHub request it made.",
+                             epilog=EXIT_CODES_HELP)
     receive.add_argument("event", help="the event name, as in X-GitHub-Event (e.g. issues)")
     receive.add_argument("payload", type=Path, help="a JSON file holding the webhook payload")
     replay = sub.add_parser("replay", help="queue a stored delivery's jobs again (the running server picks them up)")

@@ -62,3 +62,14 @@ def test_receive_ends_a_handler_that_runs_past_job_timeout(env: dict[str, str], 
     assert code == 1
     assert (f"receive_timeout_handlers.slow:{handler}: failed: TimeoutError: the handler ran past JOB_TIMEOUT (1 s)"
             in out.getvalue())
+
+
+def test_receive_help_names_its_exit_codes() -> None:
+    """A script telling a skipped handler (exit 3) from a failed one (1) had to read the source to learn the codes."""
+    out = io.StringIO()
+    with redirect_stdout(out), pytest.raises(SystemExit) as ended:
+        main(["receive", "--help"], {})
+    assert ended.value.code == 0
+    text = " ".join(out.getvalue().split())
+    assert "1 a handler failed" in text
+    assert "3 none failed, but a handler skipped" in text
