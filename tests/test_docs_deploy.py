@@ -104,3 +104,24 @@ async def test_health_answer_has_the_documented_fields(tmp_path: Path, aiohttp_c
     jobs = ", ".join(json.dumps(name) for name in body["jobs"])
     assert f'{{"status": "{body["status"]}", "db": "{body["db"]}", "jobs": {{{jobs}}}, "version"}}' in text
     assert set(body) <= documented_health_fields()
+
+
+# --- the Fly commands -------------------------------------------------------------------------------------------
+
+
+def sh_blocks(path: Path) -> list[str]:
+    return re.findall(r"```sh\n(.*?)```", path.read_text(), flags=re.S)
+
+
+def test_an_app_created_by_name_is_the_one_fly_toml_deploys() -> None:
+    # Before, the README's short version ran `fly apps create my-quantumreview`, then `fly volumes create` and
+    # `fly deploy`, which act on fly.toml's `app = "quantumreview"`: another app than the one created.
+    created_somewhere = False
+    for doc in (README, DEPLOY):
+        for block in sh_blocks(doc):
+            for name in re.findall(r"fly apps create (\S+)", block):
+                created_somewhere = True
+                assert f"""sed -i 's/^app = .*/app = "{name}"/' fly.toml""" in block, f"{doc.name}: {block}"
+                assert set(re.findall(r"https://([a-z0-9-]+)\.fly\.dev", doc.read_text())) == {name}, doc.name
+    assert created_somewhere
+    assert re.search(r'^app = "[^"]+"$', (ROOT / "fly.toml").read_text(), flags=re.M), "the sed no longer applies"
