@@ -213,3 +213,12 @@ def test_lone_surrogates_render_as_replacement_characters_instead_of_raising() -
     body = render([ChecklistLine("T1", "emoji \ud83d cut", "pending"), ChecklistLine("T\udfff", "ok", "passed")])
     body.encode("utf-8")
     assert [cells(row)[:2] for row in table_rows(body)] == [["`T1`", "emoji \ufffd cut"], ["T\ufffd", "ok"]]
+
+
+def test_tagging_help_names_the_report_artifact_and_file_the_ci_handler_reads() -> None:
+    """The help said only "CI must upload a JUnit XML report": from the comment alone no one could set up CI."""
+    from quantumreview.ci_results import JUNIT_FILE, REPORT_ARTIFACT
+
+    body = render([ChecklistLine("T1", "Login works", "pending")])
+    assert f"`{JUNIT_FILE}`" in body
+    assert f"artifact named `{REPORT_ARTIFACT}`" in body

@@ -150,7 +150,8 @@ def _tagging_help(tid: str) -> list[str]:
         "### How to tag tests",
         "",
         f"Put the ID in the test name as `{tid}::test_name` or `test_{tid}_name`, or set the JUnit classname to "
-        f'`classname="autoqa:{tid}"`. CI must upload a JUnit XML report.',
+        f'`classname="autoqa:{tid}"`. CI must upload the JUnit XML report as `autoqa-test-report.xml` in an '
+        "artifact named `autoqa-test-report` (the README shows the workflow step).",
         "",
         "<details><summary>pytest</summary>",
         "",
