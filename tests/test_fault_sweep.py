@@ -82,8 +82,9 @@ def script(fake: FakeGitHub, event: str, *, step: str, method: str, route: str, 
 
 
 def shown(outcome: Outcome) -> tuple[Any, ...]:
-    """What the review shows: check runs, comments and checklist (the calls made and retry errors may differ)."""
-    return outcome.check_runs, outcome.comments, outcome.checklist
+    """What the review shows: check runs, comments, checklist and notifications (the calls made and the retries'
+    errors may differ)."""
+    return outcome.check_runs, outcome.comments, outcome.checklist, outcome.notifications
 
 
 @pytest.fixture(scope="module")

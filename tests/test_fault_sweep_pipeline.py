@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import json
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -82,9 +83,10 @@ class Outcome:
 
     calls: dict[str, dict[tuple[str, str], int]]  # delivery -> (method, route) -> requests made
     faults_left: int  # scripted faults no request met
-    check_runs: tuple[tuple[Any, ...], ...]  # (head_sha, name, status, conclusion, title, summary, text)
+    check_runs: tuple[tuple[Any, ...], ...]  # (head_sha, name, status, conclusion, title, summary, text, annotations)
     comments: dict[int, tuple[tuple[str, str], ...]]  # number -> (author, body) of every comment
     checklist: tuple[tuple[str, str], ...]  # (test id, status) of the issue's stored checklist
+    notifications: tuple[tuple[str, str, str], ...]  # (repo, kind, title) of each one sent, sorted
     jobs: tuple[tuple[str, str, str | None], ...]  # (handler, status, last error) of every job
 
 
@@ -96,6 +98,7 @@ class Pipeline:
     app: web.Application
     client: TestClient[Any, Any]
     clock: Clock
+    notes: list[tuple[str, str, str]]  # what the handlers notified the repository's managers of
     before_step: Callable[[str], None] = lambda event: None  # scripts faults for the delivery's calls
     calls: dict[str, dict[tuple[str, str], int]] = dataclasses.field(default_factory=dict)
 
@@ -158,7 +161,8 @@ class Pipeline:
         fake, db = self.fake, self.app[keys.db]
         check_runs = tuple(
             (r["head_sha"], r["name"], r["status"], r["conclusion"], r["output"].get("title"),
-             r["output"].get("summary"), r["output"].get("text"))
+             r["output"].get("summary"), r["output"].get("text"),
+             tuple(json.dumps(note, sort_keys=True) for note in fake.check_run_annotations.get(r["id"], [])))
             for r in fake.check_runs.get(data.REPO, []))
         comments = {number: tuple((c["user"]["login"], c["body"]) for c in fake.comments.get((data.REPO, number), []))
                     for number in (data.ISSUE_NUMBER, data.PULL_NUMBER)}
@@ -169,7 +173,8 @@ class Pipeline:
             statuses = {item.tid: item.status for item in live}
         jobs = tuple((j.handler, j.status, j.last_error) for j in await job_store.list_jobs(db))
         faults_left = sum(len(queue) for queue in fake.state.faults.values())
-        return Outcome(self.calls, faults_left, check_runs, comments, tuple(sorted(statuses.items())), jobs)
+        return Outcome(self.calls, faults_left, check_runs, comments, tuple(sorted(statuses.items())),
+                       tuple(sorted(self.notes)), jobs)
 
 
 async def no_periodic_work(app: web.Application) -> AsyncIterator[None]:
@@ -201,10 +206,16 @@ async def pipeline(tmp_path: Path, private_key: str, aiohttp_client: Callable[..
         settings = Settings(app_id=data.APP_ID, private_key=private_key, webhook_secret=WEBHOOK_SECRET,
                             database_path=tmp_path / "quantumreview.db", github_api_url=fake.api_url,
                             github_url=fake.url, job_timeout=10.0, shutdown_grace=0.5, github_write_interval=0.0)
-        app = app_module.create_app(settings, now=clock)
+        notes: list[tuple[str, str, str]] = []
+
+        async def notify(repo: str, kind: str, title: str, **_: Any) -> int:
+            notes.append((repo, kind, title))
+            return 1
+
+        app = app_module.create_app(settings, now=clock, notify=notify)
         client = await aiohttp_client(app)
         try:
-            yield Pipeline(fake, app, client, clock)
+            yield Pipeline(fake, app, client, clock, notes)
         finally:
             await client.close()
         assert fake.contract_violations == []
@@ -227,11 +238,13 @@ async def test_the_clean_run_makes_these_calls_and_ends_in_one_verdict(
         monkeypatch: pytest.MonkeyPatch) -> None:
     outcome = await run_pipeline(tmp_path, rsa_private_key, aiohttp_client, monkeypatch)
     assert outcome.calls == STEP_CALLS
-    [(sha, _, status, conclusion, title, summary, _)] = outcome.check_runs
+    [(sha, _, status, conclusion, title, summary, _, annotations)] = outcome.check_runs
     assert (sha, status, conclusion) == (data.FIRST_SHA, "completed", "failure")
+    assert len(annotations) == 4  # the failing test, and the three findings on lines the pull request added
     assert "1 failed, 1 missing of 4 criteria" in f"{title} {summary}"
     assert [len(outcome.comments[n]) for n in (data.ISSUE_NUMBER, data.PULL_NUMBER)] == [1, 1]
     assert all(author.endswith("[bot]") for thread in outcome.comments.values() for author, _ in thread)
     assert dict(outcome.checklist) == {"T1": "passed", "T2": "failed", "T3": "missing", "T4": "passed"}
+    assert sorted(kind for _, kind, _ in outcome.notifications) == ["checklist", "installed", "manifest", "verdict"]
     assert {status for _, status, _ in outcome.jobs} == {"done"}
 
