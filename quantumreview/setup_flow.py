@@ -42,6 +42,9 @@ from storage.db import Database, DatabaseBusy
 log = logging.getLogger(__name__)
 
 SETUP_PATH = "/setup"
+# Marks a /setup request sent on from another local name (_public_setup_url), so it is never sent on twice.
+MOVED_PARAM = "moved"
+DEFAULT_PORTS = {"http": 80, "https": 443}
 # Why a token on a public server: until an App is configured, whoever opens /setup first registers an App whose
 # credentials the server then uses (a fresh *.fly.dev name is easy to guess). The link with the token is printed in
 # the server's log, which only the operator reads; it is useless once an App is configured (/setup answers 404).
@@ -328,6 +331,33 @@ def needs_token(settings: Settings) -> bool:
     return not (_is_local(settings.public_url) and _is_loopback(settings.host))
 
 
+def _public_setup_url(request: web.Request, settings: Settings) -> str | None:
+    """Where to send a browser that opened a local server's /setup by another local name, else None.
+
+    Why: the quick start listens on 127.0.0.1 while PUBLIC_URL is http://localhost:8000. Opened at 127.0.0.1, the
+    state cookie was set there, GitHub sent the browser back to localhost without it, and setup failed as "not
+    started from this browser" after GitHub had created the App. Only between local names, and once (MOVED_PARAM):
+    a public server's Host may be rewritten by its proxy, where a redirect could loop.
+    """
+    public = urlsplit(settings.public_url)
+    if not _is_local(settings.public_url) or MOVED_PARAM in request.query:
+        return None
+    default = DEFAULT_PORTS.get(public.scheme)
+    wanted = (public.hostname or "", public.port or default)
+    try:
+        here = (request.url.host or "", request.url.port or default)
+    except ValueError:  # a Host header that is no host
+        return None
+    if here == wanted or not _is_local(f"http://{_bracketed(here[0])}/"):
+        return None
+    query = [(name, value) for name, value in request.query.items()]
+    return f"{_setup_url(settings)}?{urlencode([*query, (MOVED_PARAM, '1')])}"
+
+
+def _bracketed(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
 def _is_local(url: str) -> bool:
     host = urlsplit(url).hostname or ""
     return host in ("localhost", "127.0.0.1", "::1") or host.endswith(".localhost")
@@ -367,6 +397,8 @@ class SetupFlow:
             log.error("the setup page cannot register a GitHub App for PUBLIC_URL: %s", problem)
             return _html(setup_pages.bad_public_url_page(settings.public_url, problem), settings=settings,
                          status=500)
+        if (elsewhere := _public_setup_url(request, settings)) is not None:
+            raise web.HTTPFound(elsewhere)
         token: str | None = None
         if needs_token(settings):
             token = setup_token(app[keys.secret_box].session_key)
