@@ -399,7 +399,9 @@ async def update_checklists(ctx: Context, verdict: Verdict) -> None:
             continue
         async with ctx.db.transaction() as conn:
             changed = await checklist_store.set_statuses(conn, checklist.id, statuses, time.time())
-        if changed or checklist.comment_id is None:
+        # Why on a retry too: the statuses are stored before the comment is edited, so when GitHub failed that edit
+        # (a rate limit, an outage), the retry found nothing changed and the comment showed the old ones for good.
+        if changed or checklist.comment_id is None or ctx.attempt > 1:
             await publish_checklist_comment(ctx, repo, issue)
 
 
