@@ -14,6 +14,10 @@ The proof is kept (a GitHubApp's credentials never change), so a normal mint cos
 installation is tried again later. Webhooks from another App than the credentials', or two installations that the
 credentials' App does not have while it has none of the others, are logged once as an error and kept in `problem`
 for the operator.
+While a 404 is not judged, token mints wait (`hold`, `waiting`): those of that installation, or all of them once
+the credentials look like another App's, until the recheck time, when one mint asks GitHub again. Why: the job
+runner retries those jobs uncounted, so without a wait every job would mint (and read records) at each recheck,
+against the other App's rate limit.
 """
 
 from __future__ import annotations
@@ -43,11 +47,52 @@ class CredentialsCheck:
         self._proven = False
         self._webhook_app_id: int | None = None
         self._missing: set[int] = set()  # asked-for installations that the credentials' App does not have
+        self._held: OrderedDict[int, float] = OrderedDict()  # installation id -> no mint before (not judged)
+        self._held_all: float | None = None  # while `problem` holds: no mint of any installation before
         self.problem: str | None = None
 
     @property
     def _own_id(self) -> int | None:
         return int(self.app_id) if self.app_id.isdigit() else None
+
+    @property
+    def shown(self) -> bool:
+        """Whether the credentials are shown to be the App of this server's installations: a 404 is then judged at
+        once (the job runner wakes the jobs that waited for this)."""
+        if self._webhook_app_id is not None:
+            return self._webhook_app_id == self._own_id
+        return self._proven
+
+    def hold(self, installation_id: int, until: float) -> None:
+        """A 404 was not judged: no mint of this installation (of any, while `problem` holds) before `until`."""
+        if self.problem is not None:
+            self._held_all = until
+            return
+        self._held[installation_id] = until
+        self._held.move_to_end(installation_id)
+        while len(self._held) > MAX_ASKED:
+            self._held.popitem(last=False)
+
+    def waiting(self, installation_id: int, now: float, in_flight: float) -> float | None:
+        """The time before which a mint of the installation must not ask GitHub, or None: then this mint is the
+        recheck, and the others wait `in_flight` seconds more (its 404 holds them again, its token frees them)."""
+        if self.problem is not None and self._held_all is not None:
+            if now < self._held_all:
+                return self._held_all
+            self._held_all = now + in_flight
+            return None
+        until = self._held.get(installation_id)
+        if until is None:
+            return None
+        if now < until:
+            return until
+        self._held[installation_id] = now + in_flight
+        return None
+
+    def _release(self) -> None:
+        """The credentials are shown right: mints no longer wait."""
+        self._held.clear()
+        self._held_all = None
 
     def asked(self, installation_id: int) -> None:
         """Remember an installation this server acts for (the newest last)."""
@@ -62,10 +107,12 @@ class CredentialsCheck:
             return
         self._proven = True
         self._missing.discard(installation_id)
+        self._held.clear()  # their 404s waited for this proof
         if self.problem is not None and self._webhook_app_id in (None, self._own_id):
             log.warning("GitHub App credentials (App %s) reached installation %d: the earlier credentials error "
                         "no longer holds", self.app_id, installation_id)
             self.problem = None
+            self._release()
 
     def note_webhook_app(self, app_id: object) -> None:
         """Remember the App id GitHub put on one of this server's webhooks (`installation.app_id`)."""
@@ -73,7 +120,10 @@ class CredentialsCheck:
             self._webhook_app_id = app_id
             # Why clear: the credentials are then the webhooks' App (another key's JWT gets 401, not 404), so an
             # error guessed from 404s alone (`_missing`) no longer holds, and no mint may come to clear it.
-            if app_id == self._own_id and self.problem is not None:
+            if app_id != self._own_id:
+                return
+            self._release()
+            if self.problem is not None:
                 log.warning("this server's webhooks come from App %s, whose credentials are in use: the earlier "
                             "credentials error no longer holds", self.app_id)
                 self.problem = None

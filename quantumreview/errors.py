@@ -32,6 +32,15 @@ class RateLimited(RetryLater):
     code = "rate_limited"
 
 
+class CredentialsUnproven(RetryLater):
+    """A token mint answered 404 (or was not asked for since one did) while the App credentials are not shown to
+    be the App of this server's installations: another App's, or nothing shows it yet (quantumreview.
+    credentials_mismatch). The job runner puts the job back uncounted, until `at` or until the credentials are
+    replaced or shown right; a RetryLater, so code that retries those retries it too."""
+
+    code = "credentials_unproven"
+
+
 class PermanentError(QuantumReviewError):
     """A failure that retrying cannot fix: the job ends as failed at once."""
 

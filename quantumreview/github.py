@@ -5,7 +5,8 @@ one rate-limit gate and one token cache. Retry and rate-limit rules: see quantum
 "Installation gone" rule: minting a token answers 404 → InstallationDeleted, an InstallationGone (so every call
 of a removed installation ends that way); a suspended installation (mint 403) → InstallationSuspendedByGitHub;
 each only once GET /app/installations/{id} agrees, and a 404 only once the credentials are shown to be the App of
-this server's installations (quantumreview.credentials_mismatch: another App's credentials get 404 for all of them).
+this server's installations (quantumreview.credentials_mismatch: another App's credentials get 404 for all of them);
+until then CredentialsUnproven, and further mints wait for one recheck per MINT_RECHECK or CREDENTIALS_RECHECK.
 For other 404s a handler opts in with `gone_when_missing()`.
 """
 
@@ -26,7 +27,13 @@ from cachetools import LRUCache
 
 from quantumreview import github_artifacts as artifacts
 from quantumreview.credentials_mismatch import CredentialsCheck
-from quantumreview.errors import InstallationDeleted, InstallationSuspendedByGitHub, PermanentError, RetryLater
+from quantumreview.errors import (
+    CredentialsUnproven,
+    InstallationDeleted,
+    InstallationSuspendedByGitHub,
+    PermanentError,
+    RetryLater,
+)
 from quantumreview.github_auth import AppJWT, InstallationToken, TokenCache, load_rsa_key, parse_expires_at
 from quantumreview.github_client import (
     DEFAULT_TIMEOUT,
@@ -157,6 +164,12 @@ class GitHubApp:
         """Why the App credentials look like another App's (logged once), or None; for the operator's view."""
         return self._credentials.problem
 
+    @property
+    def credentials_shown(self) -> bool:
+        """Whether the credentials are shown to be the App of this server's installations (then the job runner
+        wakes the jobs that waited for it)."""
+        return self._credentials.shown
+
     def note_webhook_app_id(self, app_id: object) -> None:
         """Tell the App id GitHub put on a webhook this server received (`installation.app_id`): a 404 for an
         installation then counts as deleted only if the credentials are that App's."""
@@ -168,6 +181,11 @@ class GitHubApp:
 
     async def _mint_token(self, installation_id: int) -> InstallationToken:
         """POST /app/installations/{id}/access_tokens, mapping 404/403/401 to errors a job runner understands."""
+        if (until := self._credentials.waiting(installation_id, self._clock(), MINT_RECHECK)) is not None:
+            # Why not ask: a 404 just now was not judged, and asking again before the recheck only spends the
+            # (perhaps other) App's rate limit; one mint asks at the recheck for every installation waiting.
+            raise CredentialsUnproven(f"installation {installation_id}: no token asked for, as the App credentials "
+                                      f"(App {self.app_id}) {self._judged()}: not marked deleted", at=until)
         try:
             # Why idempotent: a second token for the same installation is harmless, so a failed try is repeated.
             data: Any = await self.as_app().post(f"/app/installations/{installation_id}/access_tokens", data=b"",
@@ -217,10 +235,17 @@ class GitHubApp:
             raise InstallationDeleted(f"installation {installation_id} no longer exists",
                                       installation_id=installation_id) from None
         wrong = self._credentials.problem is not None
-        judged = "look like another App's" if wrong else "are not shown yet to be this server's App"
-        raise RetryLater(f"installation {installation_id}: token mint and GitHub's record answered 404, but the App "
-                         f"credentials (App {self.app_id}) {judged}: not marked deleted",
-                         at=self._clock() + (CREDENTIALS_RECHECK if wrong else MINT_RECHECK)) from None
+        at = self._clock() + (CREDENTIALS_RECHECK if wrong else MINT_RECHECK)
+        self._credentials.hold(installation_id, at)
+        raise CredentialsUnproven(f"installation {installation_id}: token mint and GitHub's record answered 404, but "
+                                  f"the App credentials (App {self.app_id}) {self._judged()}: not marked deleted",
+                                  at=at) from None
+
+    def _judged(self) -> str:
+        """How the credentials stand, for an error message."""
+        if self._credentials.problem is not None:
+            return "look like another App's"
+        return "are not shown yet to be this server's App"
 
     async def _has_installation(self, installation_id: int) -> bool | None:
         """GET /app/installations/{id}: True if the credentials' App has it, False on 404, None if unknown."""

@@ -5,7 +5,9 @@ installation's other queued jobs (they would all hit the same 404), and when the
 (InstallationDeleted) the installation is marked deleted too; any other exception or a timeout → retried
 with exponential backoff and jitter (RetryLater's `at` is honoured; RateLimited waits for the later of its
 `at` and the backoff) until job_max_attempts → dead.
-A suspended installation's jobs are put back with a delay, uncounted (a mint's 403 marks it suspended).
+A suspended installation's jobs are put back with a delay, uncounted (a mint's 403 marks it suspended); so are
+jobs whose token mint answered 404 while the App credentials are not shown to be the installations' App
+(CredentialsUnproven), woken when they are replaced or shown right (quantumreview.credentials_watch).
 `ctx.enqueue` must not be awaited inside a `db.transaction()` (the writer lock is not re-entrant).
 A handler still running CANCEL_ALLOWANCE after its cancellation (at its timeout or the shutdown's) is left behind
 (quantumreview.jobs_abandon): its job is recorded as timed out or interrupted, and its key freed.
@@ -31,7 +33,9 @@ from gidgethub import sansio
 
 from quantumreview import keys
 from quantumreview.context import Context
+from quantumreview.credentials_watch import CredentialsWatch
 from quantumreview.errors import (
+    CredentialsUnproven,
     InstallationDeleted,
     InstallationGone,
     InstallationSuspended,
@@ -172,6 +176,7 @@ class JobRunner:
         self._freed_keys: set[str] = set()
         self._full_scan_at = 0.0
         self._task: asyncio.Task[None] | None = None
+        self._credentials = CredentialsWatch(db, now)
 
     def wake(self) -> None:
         """Look for due jobs now (called after the intake commits)."""
@@ -215,6 +220,11 @@ class JobRunner:
         async with asyncio.TaskGroup() as group:
             while not self._stopping.is_set():
                 self._wake.clear()
+                # Before claiming: a new client learns the webhooks' App id before its first mint.
+                try:
+                    await self._credentials.follow(self._github())
+                except Exception as exc:  # the runner must outlive whatever a client does
+                    log.warning("could not follow the GitHub client's credentials: %s", describe_error(exc))
                 free = self._settings.job_concurrency - len(self._running) + self._large_waiting
                 if free > 0 or self._finished:
                     await self._settle_and_claim(group, max(free, 0))
@@ -435,6 +445,14 @@ class JobRunner:
         error = describe_error(failure)
         exc = _sole_exception(failure)
         async with self._db.transaction() as conn:
+            if isinstance(exc, CredentialsUnproven):
+                # Why uncounted: only the operator can fix the credentials, perhaps hours later, and counted tries
+                # made every job dead within JOB_MAX_ATTEMPTS though the error said they were tried again. Its own
+                # description: credentials_watch wakes the jobs whose last_error starts with its class name.
+                at = _usable_time(exc.at)
+                await store.defer(conn, [job.id], now + SUSPENDED_RECHECK if at is None else max(at, now),
+                                  describe_error(exc))
+                return
             if isinstance(exc, InstallationSuspended):
                 if isinstance(exc, InstallationSuspendedByGitHub) and exc.installation_id == job.installation_id:
                     # Why: then the claim holds its jobs without minting, until the unsuspend webhook clears it.

@@ -42,3 +42,15 @@ def _as_bytes(value: object) -> bytes:
     if isinstance(value, bytes | bytearray | memoryview):
         return bytes(value)
     return str(value).encode()
+
+
+async def wake_credentials_jobs(conn: aiosqlite.Connection, now: float, *, deferred_with: str) -> int:
+    """Make due now every queued job deferred with a last_error starting `deferred_with` (jobs waiting for App
+    credentials shown to be right, of any installation); return how many. A job waiting out a retry backoff keeps
+    its wait."""
+    cursor = await conn.execute(
+        "UPDATE jobs SET run_after = ? WHERE status = 'queued' AND run_after > ? "
+        "AND substr(last_error, 1, length(?)) = ?",
+        (now, now, deferred_with, deferred_with),
+    )
+    return cursor.rowcount
