@@ -56,6 +56,11 @@ class CredentialsCheck:
         return int(self.app_id) if self.app_id.isdigit() else None
 
     @property
+    def webhook_app_id(self) -> int | None:
+        """The App id on the latest webhook noted (None before any): kept by the job runner across restarts."""
+        return self._webhook_app_id
+
+    @property
     def shown(self) -> bool:
         """Whether the credentials are shown to be the App of this server's installations: a 404 is then judged at
         once (the job runner wakes the jobs that waited for this)."""

@@ -165,6 +165,11 @@ class GitHubApp:
         return self._credentials.problem
 
     @property
+    def webhook_app_id(self) -> int | None:
+        """The App id on the latest webhook noted, or None: the job runner keeps it across restarts."""
+        return self._credentials.webhook_app_id
+
+    @property
     def credentials_shown(self) -> bool:
         """Whether the credentials are shown to be the App of this server's installations (then the job runner
         wakes the jobs that waited for it)."""

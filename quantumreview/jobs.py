@@ -188,6 +188,7 @@ class JobRunner:
             requeued, dead = await store.recover_interrupted(conn, self._now(), self._settings.job_max_attempts)
         if requeued or dead:
             log.info("resumed %d interrupted job(s); %d out of attempts", requeued, dead)
+        await self._credentials.load()
         self._task = asyncio.create_task(self._run(), name="job-runner")
 
     async def stop(self) -> None:

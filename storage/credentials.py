@@ -44,6 +44,24 @@ def _as_bytes(value: object) -> bytes:
     return str(value).encode()
 
 
+async def save_webhook_app_id(conn: aiosqlite.Connection, app_id: int, *, now: float) -> None:
+    """Keep the App id GitHub put on this server's latest signed webhook (one row), inside the caller's
+    transaction."""
+    await conn.execute(
+        "INSERT INTO webhook_app (id, app_id, seen_at) VALUES (1, ?, ?) "
+        "ON CONFLICT(id) DO UPDATE SET app_id = excluded.app_id, seen_at = excluded.seen_at",
+        (app_id, now),
+    )
+
+
+async def load_webhook_app_id(db: Database) -> int | None:
+    """The App id kept by save_webhook_app_id, or None if no webhook named one yet (or the row is unusable: set
+    by hand, say, to something that is no App id)."""
+    row = await db.fetchone("SELECT app_id FROM webhook_app WHERE id = 1")
+    value = row["app_id"] if row is not None else None
+    return value if isinstance(value, int) and value > 0 else None
+
+
 async def wake_credentials_jobs(conn: aiosqlite.Connection, now: float, *, deferred_with: str) -> int:
     """Make due now every queued job deferred with a last_error starting `deferred_with` (jobs waiting for App
     credentials shown to be right, of any installation); return how many. A job waiting out a retry backoff keeps

@@ -379,6 +379,22 @@ def m013_redelivery_retries(db: sqlite_utils.Database) -> None:
     )
 
 
+@MIGRATIONS()
+def m014_webhook_app(db: sqlite_utils.Database) -> None:
+    """The App id GitHub put on this server's signed webhooks, last seen: the proof that the App credentials are
+    its installations' App (or are not) outlives a restart, so a token mint's 404 after a restart with no
+    delivery yet is judged as before it (RELIABILITY GH-11)."""
+    db.executescript(
+        """
+        CREATE TABLE webhook_app (
+            id INTEGER PRIMARY KEY CHECK (id = 1),   -- one row: the latest App id seen
+            app_id INTEGER NOT NULL,
+            seen_at REAL NOT NULL
+        );
+        """
+    )
+
+
 MIGRATIONS_TABLE = "_sqlite_migrations"  # where sqlite-utils records the migrations applied
 
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import sqlite_utils
 
 from storage.migrations import MIGRATIONS, migrate
@@ -123,5 +124,27 @@ def test_failed_redelivery_requests_get_their_own_table_and_what_the_sweep_kept_
             ("g", 7, 2)]
         assert conn.execute("SELECT cursor, top FROM redelivery_pass").fetchall() == [("v1_abc", 5)]
         assert conn.execute("SELECT count(*) FROM redelivery_retries").fetchone() == (0,)
+    finally:
+        conn.close()
+
+
+def test_the_webhook_app_id_gets_a_one_row_table_and_queued_jobs_stay(tmp_path: Path) -> None:
+    """m014 adds webhook_app (empty, one row at most); what was queued before is kept as it was."""
+    db = tmp_path / "qr.db"
+    conn = sqlite3.connect(db)
+    try:
+        MIGRATIONS.apply(sqlite_utils.Database(conn), stop_before="m014_webhook_app")
+        conn.execute("INSERT INTO jobs (handler, ordering_key, run_after, created_at) VALUES ('h', 'k', 1.0, 1.0)")
+        conn.commit()
+    finally:
+        conn.close()
+    assert migrate(db)[0] == "m014_webhook_app"  # then any later ones
+    conn = sqlite3.connect(db)
+    try:
+        assert conn.execute("SELECT handler, status FROM jobs").fetchall() == [("h", "queued")]
+        assert conn.execute("SELECT count(*) FROM webhook_app").fetchone() == (0,)
+        conn.execute("INSERT INTO webhook_app (id, app_id, seen_at) VALUES (1, 5, 1.0)")
+        with pytest.raises(sqlite3.IntegrityError):
+            conn.execute("INSERT INTO webhook_app (id, app_id, seen_at) VALUES (2, 6, 1.0)")
     finally:
         conn.close()
