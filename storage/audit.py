@@ -13,6 +13,7 @@ import aiosqlite
 from storage.db import Database, placeholders
 
 MAX_PER_PAGE = 100
+INT_MAX = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -45,18 +46,24 @@ async def rename_repository(conn: aiosqlite.Connection, old: str, new: str) -> N
 
 
 async def list_for_repo(db: Database, repo: str, page: int = 1, per_page: int = 30, *,
-                        also: Sequence[str] = ()) -> tuple[list[AuditEntry], int]:
+                        also: Sequence[str] = (), before: int | None = None) -> tuple[list[AuditEntry], int]:
     """One page of the repository's entries, newest first, and the total (pages from 1); with `also`, the entries
-    kept under those names too (e.g. a renamed repository's name before an event re-keyed its rows)."""
+    kept under those names too (e.g. a renamed repository's name before an event re-keyed its rows); with
+    `before`, only the entries older than that id.
+
+    Why `before`: new entries come first, so with pages by offset one recorded between two requests pushed the
+    rows down and the next page repeated the last entry of the page before; the last id shown is a stable cursor.
+    """
     size = min(max(per_page, 1), MAX_PER_PAGE)
     offset = (max(page, 1) - 1) * size
     names = list(dict.fromkeys(name.lower() for name in (repo, *also)))
-    where = f"repo COLLATE NOCASE IN ({placeholders(names)})"
-    total = int(await db.fetchvalue(f"SELECT COUNT(*) FROM audit_log WHERE {where}", tuple(names)))  # noqa: S608
+    where = f"repo COLLATE NOCASE IN ({placeholders(names)}) AND id < ?"
+    params = (*names, INT_MAX if before is None else before)
+    total = int(await db.fetchvalue(f"SELECT COUNT(*) FROM audit_log WHERE {where}", params))  # noqa: S608
     rows = await db.fetchall(
         f"SELECT id, repo, actor, action, target, details, at FROM audit_log WHERE {where} "  # noqa: S608
         "ORDER BY id DESC LIMIT ? OFFSET ?",
-        (*names, size, offset),
+        (*params, size, offset),
     )
     entries = []
     for row in rows:

@@ -91,20 +91,24 @@ def visible_params(user_id: int) -> tuple[int, int]:
 
 
 UNREAD = " AND n.read_at IS NULL"
+# Why a cursor (the last id a client was shown): new notifications come first, so with pages by offset one that
+# arrived between two requests pushed the rows down and the next page repeated the last ones of the page before.
+BEFORE = " AND n.id < ?"
+INT_MAX = 2**63 - 1
 
 
 async def list_notifications(db: Database, user_id: int, *, unread_only: bool, page: int,
-                             per_page: int) -> tuple[list[Notification], int]:
+                             per_page: int, before: int | None = None) -> tuple[list[Notification], int]:
     """One page of the user's notifications they may still read (see VISIBLE), newest first, and the total
-    matching (pages from 1)."""
-    where = VISIBLE + (UNREAD if unread_only else "")
+    matching (pages from 1); with `before`, only those older than that id (see BEFORE)."""
+    where = VISIBLE + (UNREAD if unread_only else "") + BEFORE
+    params = (*visible_params(user_id), INT_MAX if before is None else before)
     size, offset = _page_bounds(page, per_page)
-    total = int(await db.fetchvalue(f"SELECT COUNT(*) FROM notifications n WHERE {where}",  # noqa: S608
-                                    visible_params(user_id)))
+    total = int(await db.fetchvalue(f"SELECT COUNT(*) FROM notifications n WHERE {where}", params))  # noqa: S608
     rows = await db.fetchall(
         f"SELECT id, repo, kind, title, url, data, created_at, read_at FROM notifications n "  # noqa: S608
         f"WHERE {where} ORDER BY id DESC LIMIT ? OFFSET ?",
-        (*visible_params(user_id), size, offset),
+        (*params, size, offset),
     )
     return [_from_row(row) for row in rows], total
 

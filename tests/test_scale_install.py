@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from quantumreview import demo_fixtures as data
+from storage import audit
 from storage import installations as store
 from tests.test_scale_support import INSTALLATION, ORG, listed, repo_names, route_calls, stage
 
@@ -56,3 +57,104 @@ async def test_installing_on_600_repositories_records_each_with_a_page_of_100_pe
             run.fake, "removed", [run.fake.state.repos[n] for n in gone]))
         assert route_calls(calls, INSTALL_REPOS_ROUTE) == math.ceil(REPOS / 100)
         assert set(await store.active_repositories(run.db, INSTALLATION)) == set(repo_names(REPOS + 100)) - set(gone)
+
+
+def user_repos(index: int) -> list[str]:
+    """What maintainer `index` reaches on GitHub: the page boundaries (100, 101, 600 repositories) and slices."""
+    sizes = {0: REPOS, 1: 100, 2: 101, 3: 99, 4: 1, 5: 200}
+    if index in sizes:
+        return repo_names(sizes[index])
+    return [name for i, name in enumerate(repo_names(REPOS)) if i % 40 == index]
+
+
+async def test_40_maintainers_each_see_exactly_the_repositories_github_lists_for_them(
+        tmp_path: Path, rsa_private_key: str, aiohttp_client: Callable[..., Any],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    async with stage(tmp_path, rsa_private_key, aiohttp_client, monkeypatch) as run:
+        installation = run.fake.add_installation(INSTALLATION, account=ORG, repositories=repo_names(REPOS),
+                                                 repository_selection="all")
+        await run.deliver("installation", data.installation_created(
+            installation, [run.fake.state.repos[n] for n in repo_names(REPOS)]))
+        # Another installation of the App that none of them reaches, and one they reach that is not the App's.
+        run.fake.add_installation(INSTALLATION + 1, account="other-org", repositories=["other-org/hidden"])
+        for index in range(40):
+            names = user_repos(index)
+            run.fake.add_user(f"maint{index}", 5000 + index, installations={INSTALLATION: names},
+                              permissions={n: {"push": index % 2 == 0} for n in names})
+        for index in range(40):
+            before = len(run.fake.calls("GET", USER_REPOS_ROUTE))
+            api = await run.log_in(f"maint{index}")
+            items = await run.all_pages(api, "GET /api/repos", "/api/repos")
+            assert [item["repo"] for item in items] == user_repos(index)
+            assert {item["permission"] for item in items} == {"push" if index % 2 == 0 else "pull"}
+            # One read of the user's list (cached after), a request per 100 repositories.
+            assert len(run.fake.calls("GET", USER_REPOS_ROUTE)) - before == math.ceil(len(user_repos(index)) / 100)
+            first = user_repos(index)[0]
+            body = await run.timed_get(api, "GET /api/repos/{o}/{r}", f"/api/repos/{first}")
+            assert body["installation_id"] == INSTALLATION
+            for outside in ("other-org/hidden", f"{ORG}/repo-{REPOS + 1:04}"):
+                status, _ = await api.get(f"/api/repos/{outside}")
+                assert status == 404
+        print("\n" + run.report())
+
+
+async def readd(run: Any, names: list[str]) -> None:
+    """Remove `names` from the installation and add them back (two deliveries): an "installed" notice each."""
+    repos = [run.fake.state.repos[n] for n in names]
+    run.fake.state.installation_repos[INSTALLATION] = [
+        n for n in run.fake.state.installation_repos[INSTALLATION] if n not in names]
+    await run.deliver("installation_repositories", installation_repositories(run.fake, "removed", repos))
+    for name in names:
+        run.fake.add_repository(INSTALLATION, name)
+    await run.deliver("installation_repositories", installation_repositories(run.fake, "added", repos))
+
+
+async def test_notifications_page_by_cursor_without_duplicates_or_gaps_while_new_ones_arrive(
+        tmp_path: Path, rsa_private_key: str, aiohttp_client: Callable[..., Any],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    async with stage(tmp_path, rsa_private_key, aiohttp_client, monkeypatch) as run:
+        installation = run.fake.add_installation(INSTALLATION, account=ORG, repositories=repo_names(REPOS),
+                                                 repository_selection="all")
+        await run.deliver("installation", data.installation_created(
+            installation, [run.fake.state.repos[n] for n in repo_names(REPOS)]))
+        run.fake.add_user("maint0", 5000, installations={INSTALLATION: repo_names(REPOS)})
+        api = await run.log_in("maint0")
+        await run.all_pages(api, "GET /api/repos", "/api/repos")
+        await readd(run, repo_names(150))
+        first = await run.timed_get(api, "GET /api/notifications", "/api/notifications", per_page=100)
+        assert first["total"] == 150
+        await readd(run, repo_names(50, start=300))  # 50 newer notices arrive between the pages
+        last_seen = first["items"][-1]["id"]
+        second = await run.timed_get(api, "GET /api/notifications", "/api/notifications", per_page=100,
+                                     before=last_seen)
+        ids = [n["id"] for n in first["items"] + second["items"]]
+        assert len(ids) == len(set(ids)) == 150
+        assert sorted({n["repo"] for n in first["items"] + second["items"]}) == repo_names(150)
+        assert second["total"] == 50 and len(second["items"]) == 50
+
+
+async def test_audit_pages_by_cursor_without_duplicates_or_gaps_while_maintainers_act(
+        tmp_path: Path, rsa_private_key: str, aiohttp_client: Callable[..., Any],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    async with stage(tmp_path, rsa_private_key, aiohttp_client, monkeypatch) as run:
+        installation = run.fake.add_installation(INSTALLATION, account=ORG, repositories=repo_names(3),
+                                                 repository_selection="all")
+        await run.deliver("installation", data.installation_created(
+            installation, [run.fake.state.repos[n] for n in repo_names(3)]))
+        run.fake.add_user("maint0", 5000, installations={INSTALLATION: repo_names(3)})
+        api = await run.log_in("maint0")
+        repo = repo_names(1)[0]
+        for i in range(150):
+            await audit.record(run.db, repo=repo, actor=f"maint{i % 40}", action="flag_for_merge",
+                               target=f"#{i}", details=None)
+        path = f"/api/repos/{repo}/audit"
+        first = await run.timed_get(api, "GET /api/repos/{o}/{r}/audit", path, per_page=100)
+        for i in range(30):  # other maintainers act between the two pages
+            await audit.record(run.db, repo=repo, actor="maint1", action="regenerate", target=f"#{i}", details=None)
+        second = await run.timed_get(api, "GET /api/repos/{o}/{r}/audit", path, per_page=100,
+                                     before=first["items"][-1]["id"])
+        targets = [e["target"] for e in first["items"] + second["items"]]
+        assert targets == [f"#{i}" for i in reversed(range(150))]
+        assert second["total"] == 50
+        status, body = await api.get(path, before="0")
+        assert (status, body["error"]["code"]) == (400, "bad_request")

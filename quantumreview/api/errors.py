@@ -104,6 +104,16 @@ def parse_page(query: Mapping[str, str]) -> Page:
                 PER_PAGE_DEFAULT if per_page is None else parse_int(per_page, "per_page", maximum=PER_PAGE_MAX))
 
 
+def parse_before(query: Mapping[str, str]) -> int | None:
+    """`before` (an item id, ≥ 1) from the query string, None when absent, or 400.
+
+    Why: lists newest first gain rows at the top; a client that passes the last id it was shown reads the next
+    page without repeating or skipping rows however many arrived meanwhile (pages by number shift).
+    """
+    value = query_value(query, "before")
+    return None if value is None else parse_int(value, "before")
+
+
 def paginated(items: Sequence[Any], page: Page, total: int) -> dict[str, Any]:
     """The list envelope every list endpoint answers with."""
     return {"items": list(items), "page": page.page, "per_page": page.per_page, "total": total}

@@ -140,6 +140,8 @@ PAGE_PARAMS = [
     query_param("per_page", {"type": "integer", "minimum": 1, "maximum": PER_PAGE_MAX, "default": PER_PAGE_DEFAULT},
                 "items per page"),
 ]
+BEFORE = query_param("before", ID, "only items older than this id: pass the last id shown to read the next page "
+                     "without repeats or gaps while new items arrive")
 ERRORS = {
     "400": "a query or path value is malformed",
     "401": "not signed in",
@@ -196,12 +198,12 @@ def build_paths() -> dict[str, Schema]:
             "flagPullForMerge", "flag for merge (audited, managers notified)", ("200", "Flagged"),
             [*REPO_PARAMS, NUMBER], "400 401 403 404 415 502 503")},
         f"{repo}/audit": {"get": operation("listAudit", "the repository's audit log", ("200", "AuditPage"),
-                                           [*REPO_PARAMS, *PAGE_PARAMS], "400 401 404 502 503")},
+                                           [*REPO_PARAMS, *PAGE_PARAMS, BEFORE], "400 401 404 502 503")},
         "/api/jobs/{id}": {"get": operation("getJob", "a job on one of your repositories", ("200", "Job"),
                                             [path_param("id", ID, "job id", 1)], "400 401 404 502 503")},
         "/api/notifications": {"get": operation(
             "listNotifications", "your notifications, newest first", ("200", "NotificationPage"),
-            [*PAGE_PARAMS, query_param("unread", {"type": "boolean"}, "only unread ones")], "400 401 502 503")},
+            [*PAGE_PARAMS, BEFORE, query_param("unread", {"type": "boolean"}, "only unread ones")], "400 401 502 503")},
         "/api/notifications/{id}/read": {"post": operation(
             "markNotificationRead", "mark a notification read", ("200", "NotificationRead"),
             [path_param("id", ID, "notification id", 1)], "400 401 403 404 415 502 503")},
