@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from storage.db import Database
+from storage.db import Database, placeholders
 
 
 @dataclass(frozen=True)
@@ -145,14 +145,15 @@ async def repo_managers(db: Database, repo: str) -> list[int]:
     return [int(row["user_id"]) for row in rows]
 
 
-# In one statement (one trip to the database thread per request): the deleted installations (id, NULL), and each
-# removed repository row with no live row of the same name, whatever its case, in its installation (id, name).
-# Removed rows of deleted installations are left to the installation's own entry. Uses m009's indexes.
+# In one statement (one trip to the database thread per request), of the installations given (ids twice, see
+# gone_repositories): the deleted ones (id, NULL), and each removed repository row with no live row of the same
+# name, whatever its case, in its installation (id, name). Removed rows of deleted installations are left to the
+# installation's own entry. Uses m009's indexes (the partial one on removed rows by installation).
 GONE = """
-SELECT id, NULL FROM installations WHERE deleted_at IS NOT NULL
+SELECT id, NULL FROM installations WHERE deleted_at IS NOT NULL AND id IN ({ids})
 UNION ALL
 SELECT r.installation_id, lower(r.full_name) FROM repositories r
-WHERE r.removed_at IS NOT NULL
+WHERE r.removed_at IS NOT NULL AND r.installation_id IN ({ids})
   AND r.installation_id NOT IN (SELECT id FROM installations WHERE deleted_at IS NOT NULL)
   AND NOT EXISTS (SELECT 1 FROM repositories l WHERE l.full_name = r.full_name COLLATE NOCASE
                   AND l.installation_id = r.installation_id AND l.removed_at IS NULL)
@@ -163,18 +164,20 @@ async def gone_repositories(db: Database, installation_ids: Iterable[int]) -> tu
     """Of these installations: the deleted ones, and (installation, lower-cased name) of each repository it no
     longer reaches (removed, with no live row of that name). Only what a webhook recorded as gone: a repository
     this table never heard of is not "gone"."""
-    ids = set(installation_ids)
+    ids = sorted(set(installation_ids))
     if not ids:
         return set(), set()
-    # Why all, then filtered here: both sets are small (uninstalls and removals); the user's installations may not be.
+    # Why only these installations in SQL: removed repository rows are kept for good, across every installation
+    # (an organization removing 100 at once adds 100); reading them all on every API request made each request
+    # slower the more the App had ever been removed from, whoever asked.
+    marks = placeholders(ids)
     deleted: set[int] = set()
     removed: set[tuple[int, str]] = set()
-    for installation_id, name in await db.fetchall(GONE):
-        if int(installation_id) in ids:
-            if name is None:
-                deleted.add(int(installation_id))
-            else:
-                removed.add((int(installation_id), str(name)))
+    for installation_id, name in await db.fetchall(GONE.format(ids=marks), (*ids, *ids)):
+        if name is None:
+            deleted.add(int(installation_id))
+        else:
+            removed.add((int(installation_id), str(name)))
     return deleted, removed
 
 
