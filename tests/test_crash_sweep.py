@@ -8,7 +8,9 @@ backup reads the last committed state, which is what a kill leaves on disk), and
 dead server without acting. Two instants: "after" GitHub acted on request N but before the server read its answer,
 and "before" request N was sent (the server had handled answer N-1 and stored what it stores). The dead server is
 then closed (its later writes go to a database that is thrown away), the copy put back in its place, and a fresh
-server started on it and on the same fake (GitHub's state survives), which finishes the review.
+server started on it and on the same fake (GitHub's state survives), which finishes the review. The same two
+instants around each notification of the clean run (written on its own, neither with the state deciding it nor with
+the job's end): the server of these cases notifies through a hook of this test.
 
 Sampled (a case costs about half a second): every write (POST, PATCH) at both instants, since a write GitHub carried
 out that the server never heard of is where a rerun can go wrong; every read at one instant, the two taken in turn (a
