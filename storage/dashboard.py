@@ -214,17 +214,25 @@ def _health(row: aiosqlite.Row) -> HealthPoint:
                        counts if isinstance(counts, dict) else {}, float(row["at"]))
 
 
-def _state_filter(state: str) -> tuple[str, tuple[str, ...]]:
+def _state_filter(state: str) -> tuple[str, tuple[object, ...]]:
     if state not in ISSUE_STATES:
         raise ValueError(f"unknown state {state!r}")
     return ("", ()) if state == "all" else (" AND state = ?", (state,))
 
 
 async def list_issues(
-    db: Database, repo: str, *, state: str, limit: int, offset: int
+    db: Database, repo: str, *, state: str, limit: int, offset: int, before: int | None = None
 ) -> tuple[list[IssueSummary], int]:
-    """One page of the repository's live checklists (newest issue first) with progress, and the total."""
+    """One page of the repository's live checklists (newest issue first) with progress, and the total; with
+    `before`, only issues numbered below it.
+
+    Why `before`: checklists of new issues come first, so with pages by offset one made between two requests
+    pushed the rows down and the next page repeated the last issue of the page before; the last number shown is a
+    stable cursor.
+    """
     where, params = _state_filter(state)
+    if before is not None:
+        where, params = f"{where} AND issue_number < ?", (*params, before)
     total = await db.fetchvalue(
         f"SELECT count(*) FROM checklists WHERE repo = ? AND retired_at IS NULL{where}",  # noqa: S608
         (repo, *params),

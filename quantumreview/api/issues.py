@@ -8,7 +8,16 @@ from typing import Any
 from aiohttp import web
 
 from quantumreview import access, keys
-from quantumreview.api.errors import iso, not_found, paginated, parse_choice, parse_page, path_int, query_value
+from quantumreview.api.errors import (
+    iso,
+    not_found,
+    paginated,
+    parse_before,
+    parse_choice,
+    parse_page,
+    path_int,
+    query_value,
+)
 from quantumreview.api.guard import github_name, managed_repo
 from quantumreview.api.jobs import accept_job
 from storage import checklists, dashboard
@@ -27,10 +36,11 @@ async def list_issues(request: web.Request) -> web.Response:
     """One page of the repository's issues that have a checklist, newest first, with progress."""
     _user, repo = await managed_repo(request)
     page = parse_page(request.query)
+    before = parse_before(request.query)
     raw_state = query_value(request.query, "state")
     state = parse_choice("open" if raw_state is None else raw_state, "state", dashboard.ISSUE_STATES)
     issues, total = await dashboard.list_issues(request.app[keys.db], repo.repo, state=state,
-                                                limit=page.per_page, offset=page.offset)
+                                                limit=page.per_page, offset=page.offset, before=before)
     items = [{"number": i.number, "title": i.title, "state": i.state, "updated_at": iso(i.updated_at),
               "progress": asdict(i.progress)} for i in issues]
     return web.json_response(paginated(items, page, total))

@@ -182,6 +182,8 @@ def build_paths() -> dict[str, Schema]:
         f"{repo}/issues": {"get": operation(
             "listIssues", "issues with checklists and their progress", ("200", "IssuePage"),
             [*REPO_PARAMS, *PAGE_PARAMS,
+             query_param("before", ID, "only issues numbered below this: pass the last number shown to read the "
+                         "next page without repeats or gaps while new ones arrive"),
              query_param("state", {"type": "string", "enum": ["open", "closed", "all"], "default": "open"},
                          "issue state")], "400 401 404 502 503")},
         f"{repo}/issues/{{number}}": {"get": operation("getIssue", "an issue's checklist", ("200", "Issue"),
