@@ -158,3 +158,30 @@ async def test_audit_pages_by_cursor_without_duplicates_or_gaps_while_maintainer
         assert second["total"] == 50
         status, body = await api.get(path, before="0")
         assert (status, body["error"]["code"]) == (400, "bad_request")
+
+
+async def test_a_bulk_removal_and_a_transfer_out_hide_the_repositories_from_a_cached_list_at_once(
+        tmp_path: Path, rsa_private_key: str, aiohttp_client: Callable[..., Any],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    async with stage(tmp_path, rsa_private_key, aiohttp_client, monkeypatch) as run:
+        installation = run.fake.add_installation(INSTALLATION, account=ORG, repositories=repo_names(REPOS),
+                                                 repository_selection="all")
+        await run.deliver("installation", data.installation_created(
+            installation, [run.fake.state.repos[n] for n in repo_names(REPOS)]))
+        run.fake.add_user("maint0", 5000, installations={INSTALLATION: repo_names(REPOS)})
+        api = await run.log_in("maint0")
+        assert len(await run.all_pages(api, "GET /api/repos", "/api/repos")) == REPOS
+        gone = [*repo_names(100, start=100), repo_names(1, start=599)[0]]  # 100 at once, then one transferred out
+        run.fake.state.installation_repos[INSTALLATION] = [
+            n for n in run.fake.state.installation_repos[INSTALLATION] if n not in gone]
+        await run.deliver("installation_repositories", installation_repositories(
+            run.fake, "removed", [run.fake.state.repos[n] for n in gone[:100]]))
+        await run.deliver("installation_repositories", installation_repositories(
+            run.fake, "removed", [run.fake.state.repos[gone[100]]]))
+        reads = len(run.fake.calls("GET", USER_REPOS_ROUTE))
+        items = await run.all_pages(api, "GET /api/repos", "/api/repos")
+        assert [i["repo"] for i in items] == [n for n in repo_names(REPOS) if n not in gone]
+        assert len(run.fake.calls("GET", USER_REPOS_ROUTE)) == reads  # from the cached list, GitHub not asked
+        for name in (gone[0], gone[100]):
+            status, _ = await api.get(f"/api/repos/{name}")
+            assert status == 404
