@@ -8,6 +8,7 @@ Anything outside the set answers 404, never 403, so nothing about other reposito
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import math
@@ -310,9 +311,18 @@ def _unavailable(cache: AccessCache, user_id: int, failure: Unavailable) -> list
 async def repo_access(request: web.Request, user: User, owner: str, repo: str) -> RepoAccess:
     """The user's access to owner/repo; 404 JSON when it is not among their managed repositories."""
     wanted = f"{owner}/{repo}".lower()
-    for access in await managed_repositories(request, user):
+    managed = await managed_repositories(request, user)
+    for access in managed:
         if access.repo.lower() == wanted:
             return access
+    # Why: a rename reaches the repositories table by webhook at once, the user's list only when it is read from
+    # GitHub again (up to CACHE_TTL): the new name answered 404 meanwhile. GitHub keeps the id; the same
+    # installation must hold it (a transfer to another installation of the App may not be the user's).
+    by_id = {(a.repo_id, a.installation_id): a for a in managed if a.repo_id is not None}
+    for repo_id, installation_id, name in await users.live_repositories_named(request.app[keys.db], wanted):
+        renamed = by_id.get((repo_id, installation_id))
+        if renamed is not None:
+            return dataclasses.replace(renamed, repo=name)
     raise _json_error(web.HTTPNotFound, "not_found", "no such repository, or you cannot reach it")
 
 

@@ -181,6 +181,14 @@ async def gone_repositories(db: Database, installation_ids: Iterable[int]) -> tu
     return deleted, removed
 
 
+async def live_repositories_named(db: Database, name: str) -> list[tuple[int, int, str]]:
+    """(GitHub id, installation id, full name as stored) of each live repository row named `name`, ignoring case."""
+    rows = await db.fetchall(
+        "SELECT id, installation_id, full_name FROM repositories WHERE full_name = ? COLLATE NOCASE "
+        "AND removed_at IS NULL", (name,))
+    return [(int(row[0]), int(row[1]), str(row[2])) for row in rows]
+
+
 async def active_installation_ids(db: Database) -> set[int]:
     """Ids of the App's installations that are not deleted."""
     rows = await db.fetchall("SELECT id FROM installations WHERE deleted_at IS NULL")

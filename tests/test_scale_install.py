@@ -185,3 +185,44 @@ async def test_a_bulk_removal_and_a_transfer_out_hide_the_repositories_from_a_ca
         for name in (gone[0], gone[100]):
             status, _ = await api.get(f"/api/repos/{name}")
             assert status == 404
+
+
+async def test_a_renamed_repository_answers_under_its_new_name_from_a_cached_list(
+        tmp_path: Path, rsa_private_key: str, aiohttp_client: Callable[..., Any],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    async with stage(tmp_path, rsa_private_key, aiohttp_client, monkeypatch) as run:
+        installation = run.fake.add_installation(INSTALLATION, account=ORG, repositories=repo_names(REPOS),
+                                                 repository_selection="all")
+        await run.deliver("installation", data.installation_created(
+            installation, [run.fake.state.repos[n] for n in repo_names(REPOS)]))
+        run.fake.add_user("maint0", 5000, installations={INSTALLATION: repo_names(REPOS)})
+        api = await run.log_in("maint0")
+        await run.all_pages(api, "GET /api/repos", "/api/repos")
+        old = repo_names(1, start=5)[0]
+        new = f"{ORG}/renamed-five"
+        repo = run.fake.state.repos.pop(old)
+        repo.update(full_name=new, name="renamed-five")
+        run.fake.state.repos[new] = repo
+        names = run.fake.state.installation_repos[INSTALLATION]
+        names[names.index(old)] = new
+        run.fake.state.user_installations["maint0"][INSTALLATION] = list(names)
+        await run.deliver("repository", {"action": "renamed", "repository": repo,
+                                         "changes": {"repository": {"name": {"from": "repo-0005"}}},
+                                         "installation": {"id": INSTALLATION}, "sender": repo["owner"]})
+        reads = len(run.fake.calls("GET", USER_REPOS_ROUTE))
+        # GitHub sends the maintainer to the new name; their list, cached minutes more, still has the old one.
+        status, body = await api.get(f"/api/repos/{new}")
+        assert status == 200, body
+        assert (body["repo"], body["installation_id"]) == (new, INSTALLATION)
+        status, _ = await api.get(f"/api/repos/{new}/issues")
+        assert status == 200
+        assert len(run.fake.calls("GET", USER_REPOS_ROUTE)) == reads
+        # Moved to another installation of the App that the maintainer does not reach: not theirs by the id.
+        other = run.fake.add_installation(INSTALLATION + 1, account="elsewhere", repositories=[])
+        await run.deliver("installation", data.installation_created(other, []))
+        moved = {**repo, "full_name": "elsewhere/renamed-five", "owner": run.fake.state.account("elsewhere")}
+        async with run.db.transaction() as conn:
+            await store.remove_repositories(conn, INSTALLATION, [moved], 0.0)
+            await store.add_repositories(conn, INSTALLATION + 1, [moved], 0.0)
+        status, _ = await api.get("/api/repos/elsewhere/renamed-five")
+        assert status == 404
