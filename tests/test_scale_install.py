@@ -3,6 +3,7 @@ out and renames one; 40 maintainers log in and page through the API while delive
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -226,3 +227,34 @@ async def test_a_renamed_repository_answers_under_its_new_name_from_a_cached_lis
             await store.add_repositories(conn, INSTALLATION + 1, [moved], 0.0)
         status, _ = await api.get("/api/repos/elsewhere/renamed-five")
         assert status == 404
+
+
+async def test_40_maintainers_at_once_while_deliveries_arrive_see_exactly_their_repositories(
+        tmp_path: Path, rsa_private_key: str, aiohttp_client: Callable[..., Any],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    async with stage(tmp_path, rsa_private_key, aiohttp_client, monkeypatch) as run:
+        installation = run.fake.add_installation(INSTALLATION, account=ORG, repositories=repo_names(REPOS),
+                                                 repository_selection="all")
+        await run.deliver("installation", data.installation_created(
+            installation, [run.fake.state.repos[n] for n in repo_names(REPOS)]))
+        for index in range(40):
+            run.fake.add_user(f"maint{index}", 5000 + index, installations={INSTALLATION: user_repos(index)})
+        apis = [await run.log_in(f"maint{index}") for index in range(40)]
+
+        async def browse(index: int) -> list[str]:
+            items = await run.all_pages(apis[index], "GET /api/repos (concurrent)", "/api/repos")
+            await run.timed_get(apis[index], "GET /api/notifications (concurrent)", "/api/notifications")
+            return [item["repo"] for item in items]
+
+        seen, _ = await asyncio.gather(asyncio.gather(*(browse(i) for i in range(40))),
+                                       readd(run, repo_names(20, start=500)))
+        readded = set(repo_names(20, start=500))
+        for index, names in enumerate(seen):  # the re-added ones may be hidden while removed, nothing else
+            assert names == sorted(set(names)), index
+            assert set(names) <= set(user_repos(index)) and set(user_repos(index)) - set(names) <= readded, index
+        for index in range(40):
+            assert [i["repo"] for i in await run.all_pages(apis[index], "GET /api/repos", "/api/repos")] == \
+                user_repos(index)
+        # Each user's list was read from GitHub once (the first request), whatever ran alongside.
+        assert len(run.fake.calls("GET", "/user/installations")) == 40
+        print("\n" + run.report())

@@ -90,6 +90,8 @@ class Stage:
                                    allow_redirects=False) as callback:
             assert callback.status == 302, await callback.text()
             session = _cookies(callback)[auth.session_cookie_name(self.settings)]
+        # Why: the test client's jar kept the cookies set, which would ride along with every user's requests.
+        self.client.session.cookie_jar.clear()
         return Api(self.client, f"{auth.session_cookie_name(self.settings)}={session}")
 
     async def timed_get(self, api: Api, route: str, path: str, **params: Any) -> Any:
