@@ -258,3 +258,26 @@ async def test_40_maintainers_at_once_while_deliveries_arrive_see_exactly_their_
         # Each user's list was read from GitHub once (the first request), whatever ran alongside.
         assert len(run.fake.calls("GET", "/user/installations")) == 40
         print("\n" + run.report())
+
+
+async def test_repositories_page_by_cursor_without_gaps_while_repositories_are_removed(
+        tmp_path: Path, rsa_private_key: str, aiohttp_client: Callable[..., Any],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    async with stage(tmp_path, rsa_private_key, aiohttp_client, monkeypatch) as run:
+        installation = run.fake.add_installation(INSTALLATION, account=ORG, repositories=repo_names(REPOS),
+                                                 repository_selection="all")
+        await run.deliver("installation", data.installation_created(
+            installation, [run.fake.state.repos[n] for n in repo_names(REPOS)]))
+        run.fake.add_user("maint0", 5000, installations={INSTALLATION: repo_names(REPOS)})
+        api = await run.log_in("maint0")
+        first = await run.timed_get(api, "GET /api/repos", "/api/repos", per_page=100)
+        gone = repo_names(50, start=10)  # removed from the page already shown, between the two requests
+        run.fake.state.installation_repos[INSTALLATION] = [
+            n for n in run.fake.state.installation_repos[INSTALLATION] if n not in gone]
+        await run.deliver("installation_repositories", installation_repositories(
+            run.fake, "removed", [run.fake.state.repos[n] for n in gone]))
+        second = await run.timed_get(api, "GET /api/repos", "/api/repos", per_page=100,
+                                     after=first["items"][-1]["repo"].upper())
+        assert [i["repo"] for i in first["items"] + second["items"]] == repo_names(200)
+        status, body = await api.get("/api/repos", after="x" * 142)
+        assert (status, body["error"]["code"]) == (400, "bad_request")

@@ -173,8 +173,12 @@ def build_paths() -> dict[str, Schema]:
     repo = "/api/repos/{owner}/{repo}"
     return {
         "/api/me": {"get": operation("getMe", "the signed-in user and counts", ("200", "Me"), [], "401 502 503")},
-        "/api/repos": {"get": operation("listRepos", "repositories you manage", ("200", "RepoPage"),
-                                        PAGE_PARAMS, "400 401 502 503")},
+        "/api/repos": {"get": operation("listRepos", "repositories you manage", ("200", "RepoPage"), [
+            *PAGE_PARAMS,
+            query_param("after", {"type": "string", "minLength": 1, "maxLength": 141},
+                        "only repositories named after this one (owner/name, ignoring case): pass the last one shown "
+                        "to read the next page without repeats or gaps while repositories come and go")],
+            "400 401 502 503")},
         repo: {"get": operation("getRepo", "installation, counts and code health", ("200", "Repo"),
                                 REPO_PARAMS, "401 404 502 503")},
         f"{repo}/install": {"get": operation("getInstallUrl", "where to install or manage the App",

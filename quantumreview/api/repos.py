@@ -7,12 +7,22 @@ from typing import Any
 from aiohttp import web
 
 from quantumreview import access, keys
-from quantumreview.api.errors import iso, paginated, parse_page
+from quantumreview.api.errors import bad_request, iso, paginated, parse_page, query_value
 from quantumreview.api.guard import github_name, managed_repo, signed_in_user
 from storage import dashboard
 from storage.installations import get_installation
 
 routes = web.RouteTableDef()
+# owner/name: at most 39 + 1 + 100 characters on GitHub.
+AFTER_MAX = 141
+
+
+def parse_after(request: web.Request) -> str | None:
+    """`after` (a repository's owner/name) from the query string, lower-cased; None when absent, or 400."""
+    value = query_value(request.query, "after")
+    if value is not None and not 0 < len(value) <= AFTER_MAX:
+        raise bad_request(f"after must be a repository's owner/name, got {value[:40]!r}")
+    return None if value is None else value.lower()
 
 
 @routes.get("/api/repos")
@@ -20,7 +30,12 @@ async def list_repos(request: web.Request) -> web.Response:
     """One page of the user's managed repositories, by name, with counts."""
     user = await signed_in_user(request)
     page = parse_page(request.query)
+    after = parse_after(request)
     repos = sorted(await access.managed_repositories(request, user), key=lambda r: r.repo.lower())
+    if after is not None:
+        # Why a cursor: by offset, a repository removed (or added) between two pages shifted the rest, and the next
+        # page skipped (or repeated) as many; the last name shown is stable.
+        repos = [r for r in repos if r.repo.lower() > after]
     window = repos[page.offset:page.offset + page.per_page]
     db = request.app[keys.db]
     names = await dashboard.stored_names(db, [(r.repo, r.repo_id) for r in window])
