@@ -16,7 +16,7 @@ from storage import redeliveries as store
 from storage.db import Database
 
 # Why a bound: a request GitHub fails every time (its bug, our App's) must not be repeated every sweep for 3 days;
-# five sweeps (about 50 minutes apart in all) outlast a passing outage.
+# five tries over four sweeps after the first failure (about 40 minutes at SWEEP_INTERVAL) outlast a passing outage.
 MAX_REQUEST_TRIES = 5
 
 log = logging.getLogger("quantumreview.redelivery")
