@@ -70,12 +70,23 @@ async def revalidate_manifest(event: sansio.Event, ctx: Context) -> None:
 
 @router.register("pull_request", action="closed")
 async def record_closed(event: sansio.Event, ctx: Context) -> None:
-    """Record that the PR closed, merged or not, from the payload (GitHub is asked only after a rename)."""
+    """Record that the PR closed, merged or not, from the payload; GitHub is asked after a rename, and whether it
+    is still closed when the stored pull request is open."""
     repo = ctx.repo
     pull = event.data.get("pull_request") or {}
     if repo is None or not isinstance(pull.get("number"), int):
         return
     await follow_rename(ctx, event.data.get("repository"))  # else the row under the old name stayed open
+    # Why ask: a `closed` redelivered after the `reopened` that followed it (deliveries are not ordered; the
+    # redelivery sweep resends failed ones late) stored an open pull request as closed: hidden from the dashboard's
+    # open ones and never judged again when its issue's criteria changed. Only a stored open one can be reopened.
+    stored = await store.get_pull(ctx.db, repo, pull["number"])
+    if stored is not None and stored.state == "open" and ctx.gh is not None:
+        latest = await fetch_pull(ctx, repo, pull["number"])
+        if latest is not None and latest.get("state") == "open":
+            ctx.log.info("ignored a stale pull_request.closed for %s#%s: GitHub shows it open", repo, pull["number"])
+            return
+        pull = latest or pull
     merged, now = bool(pull.get("merged")), time.time()
     async with ctx.db.transaction() as conn:
         if await store.set_pull_state(conn, repo, pull["number"], state="closed", merged=merged, now=now):
