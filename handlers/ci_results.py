@@ -25,6 +25,7 @@ from quantumreview.ci_results import (
     collect_reports,
     finding_annotations,
     pending_runs,
+    stored_form,
     verdict_record,
     waiting_note,
 )
@@ -32,6 +33,7 @@ from quantumreview.context import Context
 from quantumreview.errors import PermanentError, PermissionDenied, RetryLater
 from quantumreview.github_client import getitem_or_none, is_gone
 from storage import checklists as checklist_store
+from storage import notifications
 from storage import pulls as pull_store
 from storage import runs as run_store
 
@@ -236,6 +238,7 @@ async def judge_run(ctx: Context, repo: str, run: Mapping[str, Any], *, force: b
     stored = await run_store.get_run(ctx.db, repo, run_id)
     if stored is not None and not force and stored.run_attempt >= attempt:
         ctx.log.info("run %s attempt %s already processed (stored attempt %s)", run_id, attempt, stored.run_attempt)
+        await ctx.send_staged(f"{repo}@{head_sha}")  # a health drop a run killed once it recorded the run owed
         return
     reports = await collect_reports(ctx.github, _installation(ctx), repo, run_id,
                                     max_bytes=ctx.settings.artifact_max_bytes,
@@ -273,6 +276,13 @@ async def judge_run(ctx: Context, repo: str, run: Mapping[str, Any], *, force: b
         first_score = health is not None and await run_store.record_health_score(
             conn, repo=repo, head_sha=head_sha, branch=score_branch(run, branch), score=health.score,
             counts={str(k): n for k, n in health.counts.items()}, now=_time(run, "created_at") or time.time())
+        if first_score and drop is not None:
+            # Why staged with the score: a rerun finds the score stored (not first), and told nobody.
+            await notifications.stage(
+                conn, subject=f"{repo}@{head_sha}", repo=repo, kind="health_drop",
+                title=f"Code health dropped to {drop.score} ({drop.delta:+d}) on {head_sha[:7]}",
+                url=_str(run.get("html_url")),
+                data={"run_id": run_id, "head_sha": head_sha, "score": drop.score, "delta": drop.delta})
     if not force:
         for number in unjudged:
             # Why: the pull request's manifest job was still queued or slow (its own ordering key); a job queued
@@ -282,10 +292,7 @@ async def judge_run(ctx: Context, repo: str, run: Mapping[str, Any], *, force: b
             # Why once, and not from that look again (forced): past the list's lag, a run still going is really
             # going, and its own completion is judged.
             await queue_wait_recheck(ctx, repo, number)
-    if first_score and drop is not None:
-        await ctx.notify(repo, "health_drop", f"Code health dropped to {drop.score} ({drop.delta:+d}) "
-                         f"on {head_sha[:7]}", url=_str(run.get("html_url")),
-                         data={"run_id": run_id, "head_sha": head_sha, "score": drop.score, "delta": drop.delta})
+    await ctx.send_staged(f"{repo}@{head_sha}")
 
 
 def reused_reports(run_id: int, stored: run_store.CiRun, reports: RunReports) -> RunReports:
@@ -344,10 +351,23 @@ async def judge_pull(ctx: Context, repo: str, number: int, head_sha: str, run_id
     record = verdict_record(verdict, notes=[*reports.notes, *link_notes], health=summary)
     # A run without any report artifact (another workflow on the commit) ranks below every run that had one.
     rank = (run_id, attempt, started_at) if reports.matched else (0, 0, None)
+    # Why in stored form: the record holds tuples where the stored one has lists, so they always differed and
+    # every run (a rerun, a revalidation with the same result) notified again.
+    changed = row.verdict != stored_form(record)
+    # Why only at the head: the notice names the pull request, not the commit, so a late run of a commit it moved
+    # past told a maintainer, last, that a pull request whose check is green had failed.
+    at_head = pull.head_sha in (None, head_sha)
+    subject = f"{repo}#{number}"
     async with ctx.db.transaction() as conn:
         written = await pull_store.save_verdict(
             conn, repo=repo, pr_number=number, head_sha=head_sha, verdict=record, conclusion=verdict.conclusion,
             run_id=rank[0], run_attempt=rank[1], started_at=rank[2], now=time.time())
+        if written and changed and at_head:
+            # Why staged with the verdict: a rerun after a kill between the two finds it unchanged, and told nobody.
+            await notifications.stage(
+                conn, subject=subject, repo=repo, kind="verdict", title=f"{repo}#{number}: {verdict_title(verdict)}",
+                url=f"{ctx.settings.github_url}/{repo}/pull/{number}",
+                data={"pr_number": number, "head_sha": head_sha, "conclusion": verdict.conclusion})
     if not written:
         ctx.log.info("%s#%s: a newer run's verdict is stored; run %s ignored", repo, number, run_id)
         return summary
@@ -355,12 +375,9 @@ async def judge_pull(ctx: Context, repo: str, number: int, head_sha: str, run_id
                                 health=summary, annotations=await findings_on_changed_lines(ctx, repo, number, reports))
     # Why only at the head: the checklist shows the pull request as it is now, and a late run of a commit
     # it moved past (an older push finishing last) overwrote the head's results there.
-    if verdict.report_found and pull.head_sha in (None, head_sha):
+    if verdict.report_found and at_head:
         await update_checklists(ctx, verdict)
-    if row.verdict != record:
-        await ctx.notify(repo, "verdict", f"{repo}#{number}: {verdict_title(verdict)}",
-                         url=f"{ctx.settings.github_url}/{repo}/pull/{number}",
-                         data={"pr_number": number, "head_sha": head_sha, "conclusion": verdict.conclusion})
+    await ctx.send_staged(subject)  # this run's, or what a run killed before sending it owed
     return summary
 
 

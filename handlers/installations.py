@@ -68,8 +68,11 @@ async def record_installation(event: sansio.Event, ctx: Context) -> None:
     # events) carries the list of its time, and replacing the stored list with it undid later changes.
     await _sync_all_repositories(ctx, installation_id)
     if event.data.get("action") == "created":
+        # Why a key per installation and repository: a rerun (killed after notifying, before the job was done) or
+        # a replay of the delivery tells each manager once; a reinstall is a new installation id.
         for repo in await store.active_repositories(ctx.db, installation_id):
-            await ctx.notify(repo, "installed", f"QuantumReview was installed on {repo}")
+            await ctx.notify(repo, "installed", f"QuantumReview was installed on {repo}",
+                             key=f"installed:{installation_id}:{repo}")
     ctx.log.info("installation %s %s", installation_id, event.data.get("action"))
 
 
@@ -80,8 +83,9 @@ async def forget_installation(event: sansio.Event, ctx: Context) -> None:
     _note_app(event, ctx)
     installation_id = int(installation["id"])
     repos = await store.active_repositories(ctx.db, installation_id)
-    for repo in repos:
-        await ctx.notify(repo, "uninstalled", f"QuantumReview was removed from {repo}")
+    for repo in repos:  # a rerun (killed before the deletion was stored) tells each manager once
+        await ctx.notify(repo, "uninstalled", f"QuantumReview was removed from {repo}",
+                         key=f"uninstalled:{installation_id}:{repo}")
     account = installation.get("account")
     login = account.get("login") if isinstance(account, dict) else None
     async with ctx.db.transaction() as conn:
@@ -138,4 +142,7 @@ async def update_repositories(event: sansio.Event, ctx: Context) -> None:
     active = set(await store.active_repositories(ctx.db, installation_id))
     for repo in event.data.get("repositories_added") or []:
         if isinstance(repo, dict) and repo.get("full_name") in active:
-            await ctx.notify(repo["full_name"], "installed", f"QuantumReview was installed on {repo['full_name']}")
+            # Why the delivery in the key: a repository removed and added again is told again; a rerun is not.
+            key = f"installed:{ctx.delivery_id}:{repo['full_name']}" if ctx.delivery_id else None
+            await ctx.notify(repo["full_name"], "installed", f"QuantumReview was installed on {repo['full_name']}",
+                             key=key)

@@ -16,6 +16,7 @@ from quantumreview.github_client import getitem_or_none
 from quantumreview.pull_requests import REVALIDATE_EVENT
 from storage import checklists as store
 from storage import installations as installation_store
+from storage import notifications
 from storage import pulls as pull_store
 
 REGENERATE_EVENT = "quantumreview.regenerate_checklist"
@@ -78,6 +79,7 @@ async def refresh_checklist(ctx: Context, repo: str, issue: dict[str, Any]) -> b
     result = reconcile(previous, retired, next_number, extraction.criteria)
     change = {"added": list(result.added), "removed": list(result.removed), "reworded": list(result.reworded)}
     is_change = existing is None or any(change.values())
+    subject = f"{repo}#{number}"
     async with ctx.db.transaction() as conn:
         checklist_id = await store.save_checklist(
             conn, repo=repo, issue_number=number, installation_id=ctx.installation_id,
@@ -85,13 +87,18 @@ async def refresh_checklist(ctx: Context, repo: str, issue: dict[str, Any]) -> b
             next_number=result.next_number, truncated=extraction.truncated, total_found=extraction.total_found,
             change=change if is_change else {}, now=time.time(),
         )
+        if is_change:
+            # Why staged with the change: a rerun after a kill between the two finds no change, and told nobody.
+            verb = "created" if existing is None else "updated"
+            await notifications.stage(
+                conn, subject=subject, repo=repo, kind="checklist",
+                title=f"Checklist {verb} for {repo}#{number} ({len(result.items)} criteria)",
+                url=issue.get("html_url"), data={"issue": number, "checklist_id": checklist_id, **change})
     if is_change:
         # Why before the comment: the change is stored now, so a retry after GitHub failed the comment sees no
-        # change; queued after it, the linking pulls were never judged again and nobody was told.
+        # change; queued after it, the linking pulls were never judged again.
         await revalidate_linking_pulls(ctx, repo, number)
-        verb = "created" if existing is None else "updated"
-        await ctx.notify(repo, "checklist", f"Checklist {verb} for {repo}#{number} ({len(result.items)} criteria)",
-                         url=issue.get("html_url"), data={"issue": number, "checklist_id": checklist_id, **change})
+    await ctx.send_staged(subject)  # this run's, or what a run killed before sending it owed
     await publish_checklist_comment(ctx, repo, number)
     return True
 
@@ -139,9 +146,11 @@ async def publish_checklist_comment(ctx: Context, repo: str, number: int) -> int
         ctx.log.info("%s#%d is locked: its checklist comment waits until it is unlocked", repo, number)
         if checklist.comment_id is not None:
             return None  # one is shown, only its update waits: no note at every edit or CI result
+        # Why a key: every edit or CI result while the issue stays locked comes here again; told once.
         await ctx.notify(repo, "checklist", f"Checklist for {repo}#{number} not posted: the issue is locked "
                          "(GitHub lets only collaborators comment). It is posted when the issue is unlocked.",
-                         data={"issue": number, "checklist_id": checklist.id, "locked": True})
+                         data={"issue": number, "checklist_id": checklist.id, "locked": True},
+                         key=f"checklist-locked:{repo}#{number}:{checklist.id}")
         return None
     if comment_id != checklist.comment_id:
         async with ctx.db.transaction() as conn:

@@ -8,6 +8,7 @@ in the check output; only transient failures (network, deadline) propagate, as R
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
@@ -219,6 +220,11 @@ def verdict_record(verdict: Verdict, *, notes: Sequence[str], health: HealthLike
     record["health"] = None if health is None else {
         "score": health.score, "delta": health.delta, "counts": dict(health.counts)}
     return record
+
+
+def stored_form(record: Mapping[str, Any]) -> Any:
+    """The record as storage gives it back (JSON: tuples read as lists), to compare with a stored verdict."""
+    return json.loads(json.dumps(record))
 
 
 def finding_annotations(findings: Iterable[Finding], changed: Mapping[str, set[int]]) -> list[Annotation]:

@@ -13,6 +13,7 @@ from gidgethub import sansio
 
 from quantumreview.keyed_locks import KeyedLocks
 from quantumreview.settings import Settings
+from storage import notifications
 from storage.db import Database
 
 
@@ -80,7 +81,11 @@ class DeliveryLog(logging.LoggerAdapter):  # type: ignore[type-arg]
 
 @dataclass
 class Context:
-    """What a handler gets: `event`, `gh` (installation client), `db`, `log`, `notify()`, `enqueue()`."""
+    """What a handler gets: `event`, `gh` (installation client), `db`, `log`, `notify()`, `enqueue()`.
+
+    notify(repo, kind, title, *, url=None, data=None, key=None) tells the repository's managers; with `key` (the
+    fact told) a user is told once however often the job runs. Returns the notifications written.
+    """
 
     event: sansio.Event
     db: Database
@@ -103,6 +108,19 @@ class Context:
             logging.getLogger("quantumreview.handler"),
             {"delivery": self.delivery_id, "job": self.job_id},
         )
+
+    async def send_staged(self, subject: str) -> int:
+        """Send the notifications staged about `subject` (storage.notifications.stage, in the transaction of the
+        change they tell of) through notify(), each under its key; return how many were sent.
+
+        Why here and not only where staged: a run killed after storing the change (or after notifying, before the
+        job was done) runs again, finds nothing changed, and must still send what the first run owed, once.
+        """
+        pending = await notifications.staged(self.db, subject)
+        for note in pending:
+            await self.notify(note.repo, note.kind, note.title, url=note.url, data=note.data, key=note.key)
+            await notifications.unstage(self.db, note.key)
+        return len(pending)
 
     @property
     def payload(self) -> dict[str, Any]:

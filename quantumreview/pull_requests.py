@@ -42,6 +42,7 @@ from quantumreview.errors import PermissionDenied
 from quantumreview.github_client import getitem_or_none, is_gone
 from storage import checklists as checklist_store
 from storage import installations as installation_store
+from storage import notifications
 from storage import pulls as store
 
 CHECK_NAME = "QuantumReview"
@@ -158,6 +159,7 @@ async def refresh_manifest(ctx: Context, repo: str, pull: Mapping[str, Any]) -> 
     data = {**manifest.to_dict(), "links": link_dicts(links), "problems": problems[:MAX_PROBLEMS]}
     known = await store.get_manifest(ctx.db, repo, number, head_sha)
     now = time.time()
+    subject = f"{repo}#{number}"
     async with ctx.db.transaction() as conn:
         await store.upsert_pull(
             conn, repo=repo, number=number, installation_id=ctx.installation_id, title=str(pull.get("title") or ""),
@@ -165,17 +167,20 @@ async def refresh_manifest(ctx: Context, repo: str, pull: Mapping[str, Any]) -> 
             head_ref=head.get("ref"), base_ref=base.get("ref"), linked=link_dicts(links), now=now,
         )
         await store.save_manifest(conn, repo=repo, pr_number=number, head_sha=head_sha, manifest=data, now=now)
+        if known is None and links:
+            # Why staged with the manifest: a rerun after a kill between the two finds it known, and told nobody.
+            covered = sum(bool(item.tests) for item in manifest.coverage)
+            await notifications.stage(
+                conn, subject=subject, repo=repo, kind="manifest",
+                title=f"{repo}#{number}: {covered} of {len(manifest.coverage)} criteria have tests at {head_sha[:7]}",
+                url=pull.get("html_url"), data={"pr_number": number, "head_sha": head_sha}, now=now)
     # Why before publishing: the manifest is stored now, so a retry after GitHub failed the check run or the
-    # comment compares with it and finds nothing new; queued after, the revalidation and the notice were lost.
+    # comment compares with it and finds nothing new; queued after, the revalidation was lost.
     if known is not None and known.verdict is not None and known.manifest.get("links") != link_dicts(links):
         # Why: the stored verdict judged other criteria; a revalidate job redoes it (the CI handler listens).
         await ctx.enqueue(REVALIDATE_EVENT, {"repo": repo, "pr_number": number}, ordering_key=f"{repo}#{number}",
                           installation_id=ctx.installation_id)
-    if known is None and links:
-        covered = sum(bool(item.tests) for item in manifest.coverage)
-        await ctx.notify(repo, "manifest", f"{repo}#{number}: {covered} of {len(manifest.coverage)} criteria have "
-                         f"tests at {head_sha[:7]}", url=pull.get("html_url"),
-                         data={"pr_number": number, "head_sha": head_sha})
+    await ctx.send_staged(subject)  # this run's, or what a run killed before sending it owed
     await publish_pr_status(ctx, repo, number, head_sha)
     return manifest
 

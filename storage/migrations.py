@@ -395,6 +395,33 @@ def m014_webhook_app(db: sqlite_utils.Database) -> None:
     )
 
 
+
+@MIGRATIONS()
+def m015_notification_keys(db: sqlite_utils.Database) -> None:
+    """Notifications once per fact across reruns: a job killed after it notified but before it was done ran again
+    and notified again, and one killed after storing a change but before notifying found nothing changed and told
+    nobody. A notification may carry the key of the fact it tells (written once per user, however often it is
+    sent), and a fact decided with the state it is about waits in notification_outbox, written in the same
+    transaction, until it is sent. Rows written before (no key) and unkeyed notifications are as before: NULLs
+    are distinct in a UNIQUE index."""
+    db.executescript(
+        """
+        ALTER TABLE notifications ADD COLUMN dedupe_key TEXT;
+        CREATE UNIQUE INDEX notifications_user_key ON notifications(user_id, dedupe_key);
+        CREATE TABLE notification_outbox (
+            key TEXT PRIMARY KEY,              -- the notification's dedupe_key
+            subject TEXT NOT NULL,             -- what it is about (owner/name#number): the job that sends it
+            repo TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            title TEXT NOT NULL,
+            url TEXT,
+            data TEXT,                         -- JSON
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX notification_outbox_subject ON notification_outbox(subject);
+        """
+    )
+
 MIGRATIONS_TABLE = "_sqlite_migrations"  # where sqlite-utils records the migrations applied
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -35,23 +36,79 @@ class Notification:
 
 
 async def notify_repo_managers(db: Database, repo: str, kind: str, title: str, *, url: str | None = None,
-                               data: Mapping[str, Any] | None = None, now: float | None = None) -> int:
-    """Write one notification per user who manages `repo` (from user_repositories); return the rows written."""
+                               data: Mapping[str, Any] | None = None, now: float | None = None,
+                               key: str | None = None) -> int:
+    """Write one notification per user who manages `repo` (from user_repositories); return the rows written.
+
+    With `key` (the fact told, e.g. "installed:42:octo/a"), a user who already has a notification of that key gets
+    none: a job run again after a crash, or a retry, tells each user once. Keys are unique per user, whatever the
+    kind or repository, so a key names those too.
+    """
     at = time.time() if now is None else now
     payload = json.dumps(dict(data)) if data else None
     async with db.transaction() as conn:
         cursor = await conn.execute(
-            "INSERT INTO notifications (user_id, repo, kind, title, url, data, created_at) "
-            "SELECT user_id, ?, ?, ?, ?, ?, ? FROM user_repositories WHERE repo = ? COLLATE NOCASE",
-            (repo, kind, title, url, payload, at, repo),
+            "INSERT INTO notifications (user_id, repo, kind, title, url, data, created_at, dedupe_key) "
+            "SELECT user_id, ?, ?, ?, ?, ?, ?, ? FROM user_repositories WHERE repo = ? COLLATE NOCASE "
+            # Why a target: any other constraint broken (a NOT NULL) must still fail loudly.
+            "ON CONFLICT (user_id, dedupe_key) DO NOTHING",
+            (repo, kind, title, url, payload, at, key, repo),
         )
         return max(cursor.rowcount, 0)
+
+
+@dataclass(frozen=True)
+class Staged:
+    """A notification decided with the state it tells of (notification_outbox), not yet sent."""
+
+    key: str
+    repo: str
+    kind: str
+    title: str
+    url: str | None
+    data: dict[str, Any]
+
+
+def new_key(kind: str, subject: str) -> str:
+    """A key for a staged notification: the outbox row carries it to every rerun, so it need only be unique."""
+    return f"{kind}:{subject}:{secrets.token_hex(8)}"
+
+
+async def stage(conn: aiosqlite.Connection, *, subject: str, repo: str, kind: str, title: str,
+                url: str | None = None, data: Mapping[str, Any] | None = None, now: float | None = None) -> str:
+    """Keep a notification to send once the transaction of `conn` commits (the one storing the change it tells
+    of); return its key. Why: a job killed between storing a change and notifying found nothing changed when it
+    ran again, and told nobody; staged with the change, the notification waits for whichever run gets to send it.
+    """
+    key = new_key(kind, subject)
+    await conn.execute(
+        "INSERT INTO notification_outbox (key, subject, repo, kind, title, url, data, created_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (key, subject, repo, kind, title, url, json.dumps(dict(data)) if data else None,
+         time.time() if now is None else now),
+    )
+    return key
+
+
+async def staged(db: Database, subject: str) -> list[Staged]:
+    """The notifications staged about `subject` and not sent yet, oldest first."""
+    rows = await db.fetchall("SELECT key, repo, kind, title, url, data FROM notification_outbox WHERE subject = ? "
+                             "ORDER BY created_at, rowid", (subject,))
+    return [Staged(row["key"], row["repo"], row["kind"], row["title"], row["url"],
+                   json.loads(row["data"]) if row["data"] else {}) for row in rows]
+
+
+async def unstage(db: Database, key: str) -> None:
+    """Forget a staged notification once it was sent (sent again by a rerun first, its key writes nothing)."""
+    async with db.transaction() as conn:
+        await conn.execute("DELETE FROM notification_outbox WHERE key = ?", (key,))
 
 
 async def rename_repository(conn: aiosqlite.Connection, old: str, new: str) -> None:
     """Name a renamed or transferred repository anew in its notifications: they are shown only for repositories in
     the user's access set, which GitHub lists under the new name, so they were hidden after the rename."""
     await conn.execute("UPDATE notifications SET repo = ? WHERE repo = ?", (new, old))
+    await conn.execute("UPDATE notification_outbox SET repo = ? WHERE repo = ?", (new, old))
 
 
 def _page_bounds(page: int, per_page: int) -> tuple[int, int]:

@@ -48,21 +48,7 @@ NOTIFICATIONS = (("installation", "installed"), ("issues", "checklist"), ("pull_
                  ("workflow_run", "verdict"))
 # Cases that fail until a fix outside this test's files lands (see the report of the commit adding this file): the
 # (step, method, route, nth, instant) and why. Remove a case once its fix is in.
-AWAITING_FIX: dict[tuple[str, str, str, int, str], str] = {
-    ("installation", "NOTIFY", "installed", 1, "after"):
-        "sent twice: record_installation notifies on every run of a `created` delivery, and its rerun after a "
-        "crash past the notification (before the job was done) notifies each repository again",
-    ("issues", "NOTIFY", "checklist", 1, "before"):
-        "lost: build_checklist stores the change, then notifies; rerun after a crash between the two finds no "
-        "change (is_change False) and notifies nobody",
-    ("pull_request", "NOTIFY", "manifest", 1, "before"):
-        "lost: build_manifest stores the pull request and its manifest, then notifies when none was known; the "
-        "rerun finds it known and notifies nobody",
-    ("workflow_run", "NOTIFY", "verdict", 1, "after"):
-        "sent twice: judge_pull notifies when the stored verdict differs from the new record, and they always "
-        "differ (the record holds tuples, the stored one lists read from JSON), so every run of the job notifies; "
-        "comparing in stored form alone would lose it instead after a crash between the save and the notification",
-}
+AWAITING_FIX: dict[tuple[str, str, str, int, str], str] = {}
 
 
 def calls() -> Iterator[tuple[int, str, str, str, int]]:
@@ -104,6 +90,7 @@ class Crash:
     seen: int = 0  # requests of the route met during the step
     dead: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     notes_at_death: int = 0
+    keys: list[str | None] = dataclasses.field(default_factory=list)  # the key of each note this test's hook took
     refusing: bool = False  # the dead server is not closed yet: the fake refuses its requests without acting
 
     def take(self, notes: list[tuple[str, str, str]]) -> None:
@@ -186,12 +173,19 @@ class CrashingPipeline(Pipeline):
         assert self.crash is not None and self.aiohttp_client is not None
         crash, notes, settings = self.crash, self.notes, self.app[keys.settings]
 
-        async def notify(repo: str, kind: str, title: str, **_: Any) -> int:
+        async def notify(repo: str, kind: str, title: str, *, key: str | None = None, **_: Any) -> int:
             at_crash = (crash.method == NOTIFY and crash.route == kind and crash.step_now == crash.step
                         and not crash.dead.is_set())
             if at_crash and crash.instant == "before":
                 crash.take(notes)  # dies before the notification leaves
+            # As storage writes a key once per user: a note kept (sent before any death) with the key stops it.
+            keys = crash.keys
+            del keys[len(notes):]  # the keys of notes the death took back
+            keys.extend([None] * (len(notes) - len(keys)))  # notes of the pipeline's own hook (no key)
+            if key is not None and key in keys:
+                return 0
             notes.append((repo, kind, title))
+            keys.append(key)
             if at_crash and crash.instant == "after":
                 crash.take(notes)
             return 1

@@ -148,3 +148,33 @@ def test_the_webhook_app_id_gets_a_one_row_table_and_queued_jobs_stay(tmp_path: 
             conn.execute("INSERT INTO webhook_app (id, app_id, seen_at) VALUES (2, 6, 1.0)")
     finally:
         conn.close()
+
+
+def test_notifications_get_a_key_unique_per_user_and_an_outbox_and_old_rows_stay(tmp_path: Path) -> None:
+    """m015 adds notifications.dedupe_key (NULL for rows written before, which may repeat) with a unique index per
+    user, and the empty notification_outbox."""
+    db = tmp_path / "qr.db"
+    conn = sqlite3.connect(db)
+    try:
+        MIGRATIONS.apply(sqlite_utils.Database(conn), stop_before="m015_notification_keys")
+        conn.execute("INSERT INTO users (id, login, created_at, updated_at) VALUES (1, 'mona', 1.0, 1.0)")
+        for _ in range(2):
+            conn.execute("INSERT INTO notifications (user_id, repo, kind, title, created_at) "
+                         "VALUES (1, 'o/r', 'verdict', 'same', 1.0)")
+        conn.commit()
+    finally:
+        conn.close()
+    assert migrate(db)[0] == "m015_notification_keys"  # then any later ones
+    conn = sqlite3.connect(db)
+    try:
+        assert conn.execute("SELECT title, dedupe_key FROM notifications").fetchall() == [("same", None)] * 2
+        insert = ("INSERT INTO notifications (user_id, repo, kind, title, created_at, dedupe_key) "
+                  "VALUES (?, 'o/r', 'verdict', 'keyed', 1.0, 'k')")
+        conn.execute("INSERT INTO users (id, login, created_at, updated_at) VALUES (2, 'bob', 1.0, 1.0)")
+        conn.execute(insert, (1,))
+        conn.execute(insert, (2,))  # another user may hold the same key
+        with pytest.raises(sqlite3.IntegrityError):
+            conn.execute(insert, (1,))
+        assert conn.execute("SELECT count(*) FROM notification_outbox").fetchone() == (0,)
+    finally:
+        conn.close()

@@ -139,3 +139,50 @@ async def test_a_user_reads_only_notifications_about_repositories_they_can_still
     found, total = await notifications.list_notifications(db, 1, unread_only=False, page=1, per_page=10)
     assert (total, [n.title for n in found]) == (2, ["about no repository", "about a"])
     assert await notifications.unread_count(db, 1) == 2
+
+
+async def test_a_keyed_notification_is_written_once_per_user_however_often_it_is_sent(db: Database) -> None:
+    """A job run again after a crash sends the same fact again: each user has it once, a later manager gets it."""
+    await add_user(db, 1, "mona", ["octo/a"])
+    await add_user(db, 2, "bob", ["octo/a"])
+    key = "installed:42:octo/a"
+    assert await notifications.notify_repo_managers(db, "octo/a", "installed", "Installed", key=key) == 2
+    assert await notifications.notify_repo_managers(db, "octo/a", "installed", "Installed", key=key) == 0
+    await add_user(db, 3, "eve", ["octo/a"])
+    assert await notifications.notify_repo_managers(db, "octo/a", "installed", "Installed", key=key) == 1
+    assert await notifications.notify_repo_managers(db, "octo/a", "installed", "Installed", key="other") == 3
+    for user_id in (1, 2, 3):
+        _, total = await notifications.list_notifications(db, user_id, unread_only=False, page=1, per_page=10)
+        assert total == 2
+
+
+async def test_notifications_without_a_key_are_all_written(db: Database) -> None:
+    await add_user(db, 1, "mona", ["octo/a"])
+    for _ in range(2):
+        assert await notifications.notify_repo_managers(db, "octo/a", "k", "same") == 1
+    assert await notifications.unread_count(db, 1) == 2
+
+
+async def test_a_staged_notification_is_kept_only_with_its_transaction_and_until_sent(db: Database) -> None:
+    """Staged with the change it tells of: gone with a rolled-back change, kept across a crash, dropped once sent."""
+    class Boom(Exception):
+        pass
+
+    try:
+        async with db.transaction() as conn:
+            await notifications.stage(conn, subject="octo/a#4", repo="octo/a", kind="verdict", title="lost")
+            raise Boom
+    except Boom:
+        pass
+    assert await notifications.staged(db, "octo/a#4") == []
+    async with db.transaction() as conn:
+        first = await notifications.stage(conn, subject="octo/a#4", repo="octo/a", kind="verdict", title="A",
+                                          data={"pr": 4}, now=T0)
+        second = await notifications.stage(conn, subject="octo/a#4", repo="octo/a", kind="verdict", title="B",
+                                           now=T0 + 1)
+        await notifications.stage(conn, subject="octo/a#5", repo="octo/a", kind="verdict", title="other", now=T0)
+    assert first != second  # the same fact told twice (A, B, A again) is two notifications
+    pending = await notifications.staged(db, "octo/a#4")
+    assert [(n.key, n.title, n.data) for n in pending] == [(first, "A", {"pr": 4}), (second, "B", {})]
+    await notifications.unstage(db, first)
+    assert [n.title for n in await notifications.staged(db, "octo/a#4")] == ["B"]

@@ -22,9 +22,13 @@ class Recorder:
     enqueued: list[dict[str, Any]] = field(default_factory=list)
 
     async def notify(self, repo: str, kind: str, title: str, *, url: str | None = None,
-                     data: Mapping[str, Any] | None = None) -> int:
-        """Record a notification instead of writing rows for the repo's managers."""
-        self.notifications.append({"repo": repo, "kind": kind, "title": title, "url": url, "data": dict(data or {})})
+                     data: Mapping[str, Any] | None = None, key: str | None = None) -> int:
+        """Record a notification instead of writing rows for the repo's managers; one whose key was recorded
+        already is not recorded again (0), as the server writes a key once per user."""
+        if key is not None and any(n["key"] == key for n in self.notifications):
+            return 0
+        self.notifications.append({"repo": repo, "kind": kind, "title": title, "url": url, "data": dict(data or {}),
+                                   "key": key})
         return 1
 
     async def enqueue(self, event: str, data: Mapping[str, Any], *, ordering_key: str | None = None,
