@@ -126,7 +126,17 @@ async def live_installation(ctx: Context, repo: str, fallback: int | None) -> in
 
 
 async def publish_checklist_comment(ctx: Context, repo: str, number: int) -> int | None:
-    """Render the stored checklist into the issue's one bot comment (create once, then edit)."""
+    """Render the stored checklist into the issue's one bot comment (create once, then edit), one job at a time.
+
+    Why one at a time per issue: the issue's job (an edit) and a linked pull request's CI job publish at once; the
+    one that read the stored checklist first could write last, and the comment kept 'pending' (or lacked the
+    edit's criteria) for good while the stored checklist and the dashboard had the verdict.
+    """
+    async with ctx.locks("checklist comment", repo, number):
+        return await _publish_checklist_comment(ctx, repo, number)
+
+
+async def _publish_checklist_comment(ctx: Context, repo: str, number: int) -> int | None:
     checklist = await store.get_checklist(ctx.db, repo, number)
     if checklist is None or checklist.retired:
         return None
