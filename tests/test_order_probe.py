@@ -196,8 +196,6 @@ async def test_the_old_heads_verdict_arriving_after_the_new_heads_stays_on_the_o
         assert api["head_sha"] == data.FIXED_SHA and api["verdict"]["conclusion"] == "success"
 
 
-@pytest.mark.xfail(strict=True, reason="handlers/ci_results.py (n1's) notifies a late run of a commit the pull "
-                   "request moved past: /tmp/o1-late-verdict-notice.patch")
 async def test_the_old_heads_late_verdict_is_not_notified_as_the_pull_requests(fixtures: Fixtures) -> None:
     """Same story: the verdict notice names the pull request, not the commit ("#2: ... (failure)"), so sent last
     for the commit the PR moved past it tells the maintainer their green pull request failed. Expected: the
@@ -284,8 +282,6 @@ async def test_an_old_edit_redelivered_after_a_newer_one_does_not_bring_its_body
         assert "not case-sensitive" not in bot_comment(run, data.ISSUE_NUMBER)
 
 
-@pytest.mark.xfail(strict=True, reason="quantumreview/checklists.py (n1's) renders and writes the checklist comment "
-                   "without a lock: /tmp/o1-checklist-publish-lock.patch")
 async def test_an_issue_edit_and_a_ci_verdict_at_once_leave_the_checklist_comment_with_the_verdict(
         fixtures: Fixtures, monkeypatch: pytest.MonkeyPatch) -> None:
     """A maintainer edits the issue's description (the criteria stay) while the linked PR's CI finishes: the
