@@ -308,6 +308,26 @@ async def test_an_issue_edit_and_a_ci_verdict_at_once_leave_the_checklist_commen
         assert "❌ failed" in bot_comment(run, data.ISSUE_NUMBER)
 
 
+async def test_an_opened_redelivered_after_the_issue_was_deleted_brings_no_checklist_back(
+        fixtures: Fixtures) -> None:
+    """The issue is opened, then deleted; its `opened` comes again last. The deleted issue's checklist stays
+    retired: /api does not list it again and the linked PR's check says the issue is gone."""
+    async with installed(fixtures) as run:
+        opened = open_issue(run)
+        await run.deliver("issues", opened)
+        await run.deliver("pull_request", push(run, data.FIRST_SHA, data.FIRST_TESTS))
+        del run.fake.state.issues[(data.REPO, data.ISSUE_NUMBER)]
+        await run.deliver("issues", {**opened, "action": "deleted"})
+        await run.deliver("issues", opened)
+        api = await sign_in(run.client, data.DEMO_USER_ID, data.DEMO_LOGIN,
+                            [RepoAccess(data.REPO, data.INSTALLATION_ID, "admin")])
+        status, body = await api.get(f"/api/repos/{data.REPO}/issues")
+        run.client.session.cookie_jar.clear()
+        assert status == 200 and body["items"] == []
+        [check] = run.fake.check_runs[data.REPO][-1:]
+        assert "deleted or transferred" in str(check["output"]["summary"]) + str(check["output"]["text"])
+
+
 # -- 4. installation changes racing the repository's jobs ---------------------------------------------------------
 
 
@@ -317,16 +337,37 @@ async def test_a_repository_removed_before_its_queued_issue_job_runs_gets_no_che
     the maintainer's /api no longer lists the repository."""
     async with installed(fixtures) as run:
         opened = open_issue(run)
-        run.fake.state.installation_repos[data.INSTALLATION_ID].remove(data.REPO)
-        removed = data.shipped_payload("installation_repositories.removed")
-        removed["installation"] = {**run.fake.state.installations[data.INSTALLATION_ID]}
-        removed["repositories_removed"] = [{k: repository(run)[k] for k in ("id", "node_id", "name", "full_name",
-                                                                            "private")}]
-        removed["repositories_added"] = []
-        await run.deliver("installation_repositories", removed)
+        await run.deliver("installation_repositories", removed_payload(run))
         await run.deliver("issues", opened)
         assert run.fake.comments.get((data.REPO, data.ISSUE_NUMBER)) == []
         assert {status for _, status, _ in (await run.outcome()).jobs} == {"done"}
+
+
+def removed_payload(run: Pipeline) -> dict[str, Any]:
+    """installation_repositories.removed for the repository, which the fake's installation no longer lists."""
+    run.fake.state.installation_repos[data.INSTALLATION_ID].remove(data.REPO)
+    removed = data.shipped_payload("installation_repositories.removed")
+    removed["installation"] = {**run.fake.state.installations[data.INSTALLATION_ID]}
+    removed["repositories_removed"] = [{k: repository(run)[k] for k in ("id", "node_id", "name", "full_name",
+                                                                        "private")}]
+    removed["repositories_added"] = []
+    return removed
+
+
+async def test_a_workflow_run_delivered_after_its_repository_was_removed_ends_quietly(fixtures: Fixtures) -> None:
+    """CI finished on the PR just as the repository was removed from the installation; the removal is handled
+    first. The App can no longer read the run: its job ends (no dead job to alarm the operator, no retries
+    against GitHub for an hour), and nothing is written on the repository."""
+    async with installed(fixtures) as run:
+        await run.deliver("issues", open_issue(run))
+        await run.deliver("pull_request", push(run, data.FIRST_SHA, data.FIRST_TESTS))
+        completed = finish_ci(run, data.FIRST_RUN_ID, data.FIRST_SHA, failures=data.FIRST_FAILURES,
+                              tests=data.FIRST_TESTS)
+        await run.deliver("installation_repositories", removed_payload(run))
+        await run.deliver("workflow_run", completed)
+        assert check_runs(run) == {data.FIRST_SHA: ("in_progress", None)}
+        jobs = (await run.outcome()).jobs
+        assert {status for _, status, _ in jobs} == {"done"}, jobs
 
 
 async def test_a_late_installation_created_after_its_deletion_lists_nothing_and_notifies_nothing(
