@@ -128,17 +128,20 @@ def kinds(run: Pipeline) -> list[str]:
 # -- 1. CI faster than the webhook of the pull request ----------------------------------------------------------
 
 
+@pytest.mark.parametrize("from_fork", [False, True])
 async def test_ci_completed_before_the_pull_request_opened_is_judged_once_the_pull_request_arrives(
-        fixtures: Fixtures) -> None:
+        fixtures: Fixtures, from_fork: bool) -> None:
     """The PR is opened linking #1, CI (fast) finishes, and its workflow_run.completed arrives before the
     pull_request.opened (slow). A maintainer expects what the in-order story gives: one check run on the head,
     completed with the run's verdict; one PR comment with it; the issue's checklist showing the results; one
-    'verdict' notification."""
+    'verdict' notification. A fork's run names no pull request (GitHub leaves `pull_requests` empty)."""
     async with installed(fixtures) as run:
         await run.deliver("issues", open_issue(run))
         opened = push(run, data.FIRST_SHA, data.FIRST_TESTS)
         completed = finish_ci(run, data.FIRST_RUN_ID, data.FIRST_SHA, failures=data.FIRST_FAILURES,
                               tests=data.FIRST_TESTS)
+        if from_fork:
+            completed["workflow_run"]["pull_requests"] = []
         await run.deliver("workflow_run", completed)
         await run.deliver("pull_request", opened)
         assert check_runs(run) == {data.FIRST_SHA: ("completed", "failure")}
