@@ -70,9 +70,9 @@ async def record_installation(event: sansio.Event, ctx: Context) -> None:
     if event.data.get("action") == "created":
         # Why a key per installation and repository: a rerun (killed after notifying, before the job was done) or
         # a replay of the delivery tells each manager once; a reinstall is a new installation id.
-        for repo in await store.active_repositories(ctx.db, installation_id):
-            await ctx.notify(repo, "installed", f"QuantumReview was installed on {repo}",
-                             key=f"installed:{installation_id}:{repo}")
+        await ctx.notify_repos("installed", [
+            (repo, f"QuantumReview was installed on {repo}", f"installed:{installation_id}:{repo}")
+            for repo in await store.active_repositories(ctx.db, installation_id)])
     ctx.log.info("installation %s %s", installation_id, event.data.get("action"))
 
 
@@ -83,9 +83,9 @@ async def forget_installation(event: sansio.Event, ctx: Context) -> None:
     _note_app(event, ctx)
     installation_id = int(installation["id"])
     repos = await store.active_repositories(ctx.db, installation_id)
-    for repo in repos:  # a rerun (killed before the deletion was stored) tells each manager once
-        await ctx.notify(repo, "uninstalled", f"QuantumReview was removed from {repo}",
-                         key=f"uninstalled:{installation_id}:{repo}")
+    # Keyed: a rerun (killed before the deletion was stored) tells each manager once.
+    await ctx.notify_repos("uninstalled", [
+        (repo, f"QuantumReview was removed from {repo}", f"uninstalled:{installation_id}:{repo}") for repo in repos])
     account = installation.get("account")
     login = account.get("login") if isinstance(account, dict) else None
     async with ctx.db.transaction() as conn:
@@ -140,9 +140,9 @@ async def update_repositories(event: sansio.Event, ctx: Context) -> None:
     # `removed` listed the repository again (and sent an "installed" notice) though the App no longer reaches it.
     await _sync_all_repositories(ctx, installation_id)
     active = set(await store.active_repositories(ctx.db, installation_id))
-    for repo in event.data.get("repositories_added") or []:
-        if isinstance(repo, dict) and repo.get("full_name") in active:
-            # Why the delivery in the key: a repository removed and added again is told again; a rerun is not.
-            key = f"installed:{ctx.delivery_id}:{repo['full_name']}" if ctx.delivery_id else None
-            await ctx.notify(repo["full_name"], "installed", f"QuantumReview was installed on {repo['full_name']}",
-                             key=key)
+    added = [repo["full_name"] for repo in event.data.get("repositories_added") or []
+             if isinstance(repo, dict) and repo.get("full_name") in active]
+    # Why the delivery in the key: a repository removed and added again is told again; a rerun is not.
+    await ctx.notify_repos("installed", [
+        (name, f"QuantumReview was installed on {name}",
+         f"installed:{ctx.delivery_id}:{name}" if ctx.delivery_id else None) for name in added])

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import time
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from importlib import metadata
 from typing import Any
 
@@ -203,6 +203,10 @@ def runner_ctx(github_factory: GitHubFactory | None, notify: Notify | None,
             """ctx.notify: one notification per user who manages `repo`."""
             return await notifications.notify_repo_managers(app[keys.db], repo, kind, title, **kwargs)
 
+        async def notify_repos_managers(notes: Sequence[tuple[str, str, str | None]], kind: str) -> int:
+            """ctx.notify_repos: the same for many repositories, in one transaction."""
+            return await notifications.notify_repos_managers(app[keys.db], notes, kind)
+
         def from_app(installation_id: int) -> Any:
             github: Any = app.get(keys.github)
             return None if github is None else github.for_installation(installation_id)
@@ -211,6 +215,8 @@ def runner_ctx(github_factory: GitHubFactory | None, notify: Notify | None,
         runner = JobRunner(app[keys.db], app[keys.handlers], app[keys.settings],
                            github_factory=github_factory or from_app, github=lambda: app.get(keys.github),
                            notify=notify or notify_managers, now=now,
+                           # Why none with a notify given (tests): notify_repos then goes through it, repo by repo.
+                           notify_many=None if notify else notify_repos_managers,
                            transact=intake.ride if intake is not None else None)
         await runner.start()
         app[keys.runner] = runner

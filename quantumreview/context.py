@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -27,6 +27,8 @@ class Enqueue(Protocol):
 
 
 Notify = Callable[..., Awaitable[int]]
+# notify for many repositories at once: ([(repo, title, key), ...], kind) -> notifications written.
+NotifyMany = Callable[[Sequence[tuple[str, str, str | None]], str], Awaitable[int]]
 
 
 def check_enqueue(event: object, data: object, ordering_key: object, installation_id: object,
@@ -100,6 +102,8 @@ class Context:
     notify: Notify
     # The job runner passes its one KeyedLocks to every job (a default one serves a lone handler run).
     locks: KeyedLocks = field(default_factory=KeyedLocks)
+    # The server's one-transaction form of notify over many repositories; None: notify_repos calls notify for each.
+    notify_many: NotifyMany | None = None
     log: DeliveryLog = field(init=False)
 
     def __post_init__(self) -> None:
@@ -108,6 +112,18 @@ class Context:
             logging.getLogger("quantumreview.handler"),
             {"delivery": self.delivery_id, "job": self.job_id},
         )
+
+    async def notify_repos(self, kind: str, notes: Sequence[tuple[str, str, str | None]]) -> int:
+        """notify(repo, kind, title, key=key) for each (repo, title, key), in one transaction when the server
+        can (an organization's 600 repositories installed at once); return the notifications written."""
+        if not notes:
+            return 0
+        if self.notify_many is not None:
+            return await self.notify_many(notes, kind)
+        written = 0
+        for repo, title, key in notes:
+            written += await self.notify(repo, kind, title, key=key)
+        return written
 
     async def send_staged(self, subject: str) -> int:
         """Send the notifications staged about `subject` (storage.notifications.stage, in the transaction of the

@@ -32,7 +32,7 @@ from aiohttp import web
 from gidgethub import sansio
 
 from quantumreview import keys
-from quantumreview.context import Context
+from quantumreview.context import Context, NotifyMany
 from quantumreview.credentials_watch import CredentialsWatch
 from quantumreview.errors import (
     CredentialsUnproven,
@@ -134,6 +134,7 @@ class JobRunner:
 
     def __init__(self, db: Database, registry: HandlerRegistry, settings: Settings, *,
                  github_factory: GitHubFactory | None = None, github: Any = None, notify: Notify = no_notify,
+                 notify_many: NotifyMany | None = None,
                  now: Callable[[], float] = time.time, backoff: Backoff | None = None,
                  rand: Callable[[], float] = random.random, poll_interval: float = 1.0,
                  transact: Transact | None = None, monotonic: Callable[[], float] = time.monotonic,
@@ -146,6 +147,7 @@ class JobRunner:
         # Why a getter: the setup flow can swap the GitHub client while the runner runs.
         self._github: Callable[[], Any] = github if callable(github) else (lambda: github)
         self._notify = notify
+        self._notify_many = notify_many
         self._now = now
         self._backoff = backoff or Backoff()
         self._rand = rand
@@ -423,7 +425,8 @@ class JobRunner:
             gh = self._github_factory(job.installation_id)
         return Context(event=event, db=self._db, settings=self._settings, gh=gh, github=self._github(),
                        installation_id=job.installation_id, delivery_id=job.delivery_id, job_id=job.id,
-                       attempt=job.attempts, enqueue=self.enqueue, notify=self._notify, locks=self._locks)
+                       attempt=job.attempts, enqueue=self.enqueue, notify=self._notify, locks=self._locks,
+                       notify_many=self._notify_many)
 
     async def _record_failure_persistently(self, job: store.Job, failure: BaseException) -> None:
         """Record the failure, trying again each poll while the database refuses (until the runner stops).

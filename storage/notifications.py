@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +53,24 @@ async def notify_repo_managers(db: Database, repo: str, kind: str, title: str, *
             # Why a target: any other constraint broken (a NOT NULL) must still fail loudly.
             "ON CONFLICT (user_id, dedupe_key) DO NOTHING",
             (repo, kind, title, url, payload, at, key, repo),
+        )
+        return max(cursor.rowcount, 0)
+
+
+async def notify_repos_managers(db: Database, notes: Sequence[tuple[str, str, str | None]], kind: str, *,
+                                now: float | None = None) -> int:
+    """notify_repo_managers for many repositories at once, (repo, title, key) each, in one transaction; return the
+    rows written. Why: an organization installing the App on 600 repositories wrote 600 transactions (each a
+    commit, and a turn of the one writer every other job waits for)."""
+    if not notes:
+        return 0
+    at = time.time() if now is None else now
+    async with db.transaction() as conn:
+        cursor = await conn.executemany(
+            "INSERT INTO notifications (user_id, repo, kind, title, url, data, created_at, dedupe_key) "
+            "SELECT user_id, ?, ?, ?, NULL, NULL, ?, ? FROM user_repositories WHERE repo = ? COLLATE NOCASE "
+            "ON CONFLICT (user_id, dedupe_key) DO NOTHING",
+            [(repo, kind, title, at, key, repo) for repo, title, key in notes],
         )
         return max(cursor.rowcount, 0)
 
