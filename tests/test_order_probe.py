@@ -395,6 +395,26 @@ async def test_a_workflow_run_delivered_after_its_repository_was_removed_ends_qu
         assert {status for _, status, _ in jobs} == {"done"}, jobs
 
 
+async def test_an_issue_handled_before_its_installation_created_is_shown_once_it_is(fixtures: Fixtures) -> None:
+    """The App is installed and an issue opened at once; the issue's delivery is handled before the
+    installation.created. The checklist is posted, and once the installation is recorded the maintainer's /api
+    lists the repository with the issue, and they are told it was installed."""
+    async with pipeline(*fixtures) as run:
+        installation = run.fake.add_installation(data.INSTALLATION_ID, account=data.OWNER, repositories=[data.REPO])
+        created = data.installation_created(installation, [repository(run)])
+        await run.deliver("issues", open_issue(run))
+        await run.deliver("installation", created)
+        assert "A valid discount code" in bot_comment(run, data.ISSUE_NUMBER)
+        api = await sign_in(run.client, data.DEMO_USER_ID, data.DEMO_LOGIN,
+                            [RepoAccess(data.REPO, data.INSTALLATION_ID, "admin")])
+        status, repos = await api.get("/api/repos")
+        assert status == 200 and [(r["repo"], r["issues"]) for r in repos["items"]] == [(data.REPO, 1)]
+        status, issues = await api.get(f"/api/repos/{data.REPO}/issues")
+        run.client.session.cookie_jar.clear()
+        assert status == 200 and [i["number"] for i in issues["items"]] == [data.ISSUE_NUMBER]
+        assert sorted(kinds(run)) == ["checklist", "installed"]
+
+
 async def test_a_late_installation_created_after_its_deletion_lists_nothing_and_notifies_nothing(
         fixtures: Fixtures) -> None:
     """installation.deleted handled, then the same installation's `created` redelivered: the repositories stay
