@@ -29,7 +29,9 @@ from storage.jobs import NewJob
 # Paths read for the stored columns and the ordering key; NUMBER_PATHS in order of preference.
 ACTION, INSTALLATION, REPOSITORY = "$.action", "$.installation.id", "$.repository.full_name"
 NUMBER_PATHS = ("$.issue.number", "$.pull_request.number", "$.number")
-_FIXED = (ACTION, INSTALLATION, REPOSITORY, *NUMBER_PATHS)
+# A workflow run names no issue or pull request: its jobs are ordered per commit (see ordering_key).
+COMMIT = "$.workflow_run.head_sha"
+_FIXED = (ACTION, INSTALLATION, REPOSITORY, *NUMBER_PATHS, COMMIT)
 # Routed keys become quoted JSON path labels; SQLite's path syntax has no escape for a double quote.
 _ROUTABLE_KEY = re.compile(r'[^"\\\']+')
 
@@ -154,8 +156,10 @@ class FieldReader:
                                                              delivery_id=arrival.delivery_id))
         except TypeError:  # ...except an action, which GitHub always sends as a string
             raise InvalidPayload("invalid_payload", "the action field has an invalid type") from None
-        number = next((n for n in map(_int, values[3:len(_FIXED)]) if n is not None), None)
-        return build_delivery(arrival, action, _int(installation), repo, number, names)
+        number = next((n for n in map(_int, values[3:3 + len(NUMBER_PATHS)]) if n is not None), None)
+        commit = values[3 + len(NUMBER_PATHS)]
+        return build_delivery(arrival, action, _int(installation), repo, number, names,
+                              commit=commit if isinstance(commit, str) and commit.isascii() else None)
 
 
 def _text(arrival: Arrival) -> str:
@@ -166,21 +170,29 @@ def _text(arrival: Arrival) -> str:
 
 
 def build_delivery(arrival: Arrival, action: Any, installation_id: int | None, repo: Any, number: int | None,
-                   handlers: Iterable[str]) -> Prepared:
+                   handlers: Iterable[str], *, commit: str | None = None) -> Prepared:
     """The delivery row and its jobs from the values read at the fixed paths (any JSON type: checked here)."""
     repo = repo if isinstance(repo, str) else None
     record = DeliveryRecord(arrival.delivery_id, arrival.event, action if isinstance(action, str) else None,
                             installation_id, repo, arrival.received_at, arrival.body)
-    key = ordering_key(repo, number, installation_id, f"delivery:{arrival.delivery_id}")
+    key = ordering_key(repo, number, installation_id, f"delivery:{arrival.delivery_id}", commit=commit)
     jobs = [NewJob(name, key, arrival.received_at, arrival.received_at, arrival.delivery_id, None, installation_id)
             for name in handlers]
     return record, jobs
 
 
-def ordering_key(repo: str | None, number: int | None, installation_id: int | None, fallback: str) -> str:
-    """Jobs with one key run in order: repo#number, else the installation, else `fallback`."""
+def ordering_key(repo: str | None, number: int | None, installation_id: int | None, fallback: str, *,
+                 commit: str | None = None) -> str:
+    """Jobs with one key run in order: repo#number, else repo@commit (a workflow run), else the installation,
+    else `fallback`.
+
+    Why a workflow run's commit: under the installation's key, one run waiting for its artifacts (60 s, twice) or
+    for its pull request's manifest held every other run of the installation's repositories behind it.
+    """
     if repo is not None and number is not None:
         return f"{repo}#{number}"
+    if repo is not None and commit is not None:
+        return f"{repo}@{commit}"
     if installation_id is not None:
         return f"installation:{installation_id}"
     return fallback
@@ -191,8 +203,10 @@ def ordering_key_of(data: dict[str, Any], fallback: str) -> str:
     repo = _member(data, "repository", "full_name")
     number = next((n for n in (_int(_member(data, outer, "number")) for outer in ("issue", "pull_request"))
                    if n is not None), _int(data.get("number")))
+    commit = _member(data, "workflow_run", "head_sha")
     return ordering_key(repo if isinstance(repo, str) else None, number,
-                        _int(_member(data, "installation", "id")), fallback)
+                        _int(_member(data, "installation", "id")), fallback,
+                        commit=commit if isinstance(commit, str) and commit.isascii() else None)
 
 
 # SQLite's 64-bit integers; a larger one is no id (and could not be stored as one).

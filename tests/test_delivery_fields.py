@@ -114,6 +114,17 @@ def test_handlers_are_matched_by_event_and_action(reader: Reader, conn: sqlite3.
     assert handlers == ["on_any_issue"] and key == "installation:42"
 
 
+def test_a_workflow_runs_jobs_are_ordered_per_commit_not_per_installation(
+        reader: Reader, conn: sqlite3.Connection) -> None:
+    """Under the installation's key, one run waiting for its artifacts held every other run of the installation."""
+    payload = {"action": "completed", "workflow_run": {"head_sha": "ab" * 20}, "repository": {"full_name": "o/r"},
+               "installation": {"id": 42}}  # routed as `issues`: the reader's handlers listen to that event
+    _, _, key = prepare(reader, conn, payload)
+    assert key == f"o/r@{'ab' * 20}" == ordering_key_of(payload, "delivery:d-1")
+    _, _, key = prepare(reader, conn, {**payload, "workflow_run": {"head_sha": 7}})
+    assert key == "installation:42" == ordering_key_of({**payload, "workflow_run": {"head_sha": 7}}, "d")
+
+
 @pytest.mark.parametrize(("payload", "matches"), [
     ({"flag": True}, True), ({"flag": False}, False), ({}, False), ({"flag": "true"}, False),
 ])
