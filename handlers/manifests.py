@@ -87,7 +87,9 @@ async def record_closed(event: sansio.Event, ctx: Context) -> None:
             ctx.log.info("ignored a stale pull_request.closed for %s#%s: GitHub shows it open", repo, pull["number"])
             return
         pull = latest or pull
-    merged, now = bool(pull.get("merged")), time.time()
+    # Why keep a stored merge: it is final on GitHub (a merged pull request cannot be reopened), so a `closed`
+    # saying otherwise is an earlier close delivered late, which un-merged it on the dashboard.
+    merged, now = bool(pull.get("merged")) or (stored is not None and stored.merged), time.time()
     async with ctx.db.transaction() as conn:
         if await store.set_pull_state(conn, repo, pull["number"], state="closed", merged=merged, now=now):
             return

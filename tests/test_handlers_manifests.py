@@ -425,15 +425,19 @@ async def test_reopened_pull_is_recomputed(env: Env) -> None:
 
 
 async def test_closed_records_merge_without_github_calls(env: Env) -> None:
+    """A merge is final on GitHub: an unmerged `closed` handled after it is an earlier close delivered late."""
     closed = payload("closed.2")
     merged = copy.deepcopy(closed)
     merged["pull_request"]["merged"] = True
-    await env.deliver("pull_request", merged)
-    pull = await store.get_pull(env.db, REPO, NUMBER)
-    assert pull is not None and (pull.state, pull.merged, pull.head_sha) == ("closed", True, SHA)
     await env.deliver("pull_request", closed)
     pull = await store.get_pull(env.db, REPO, NUMBER)
-    assert pull is not None and (pull.state, pull.merged) == ("closed", False)
+    assert pull is not None and (pull.state, pull.merged, pull.head_sha) == ("closed", False, SHA)
+    await env.deliver("pull_request", merged)
+    pull = await store.get_pull(env.db, REPO, NUMBER)
+    assert pull is not None and (pull.state, pull.merged) == ("closed", True)
+    await env.deliver("pull_request", closed)
+    pull = await store.get_pull(env.db, REPO, NUMBER)
+    assert pull is not None and (pull.state, pull.merged) == ("closed", True)
     assert env.fake.requests == []
 
 

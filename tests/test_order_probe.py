@@ -481,8 +481,6 @@ async def test_a_closed_redelivered_after_the_reopening_leaves_the_pull_request_
         assert "not case-sensitive" in bot_comment(run, data.PULL_NUMBER)  # the PR's comment shows the new criterion
 
 
-@pytest.mark.xfail(strict=True, reason="a late unmerged `closed` un-merges a merged pull request "
-                   "(tests/test_handlers_manifests.py pins it): /tmp/o1-merged-is-final.patch")
 async def test_an_unmerged_close_redelivered_after_the_merge_leaves_the_pull_request_merged(
         fixtures: Fixtures) -> None:
     """The PR is closed, reopened, then merged; the first `closed` (merged: false) comes again last. A merge is
@@ -568,8 +566,6 @@ async def test_two_pull_requests_linking_the_issue_show_the_later_runs_statuses_
 # -- 7. one pull request's CI waiting must not hold another's ------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="a workflow_run's jobs share the installation's ordering key "
-                   "(quantumreview/delivery_fields.py): /tmp/o1-workflow-run-key.patch")
 async def test_a_run_waiting_for_its_artifacts_does_not_hold_back_another_pull_requests_verdict(
         fixtures: Fixtures) -> None:
     """PR #2's run lists no artifacts yet (the App looks again 60 s later); PR #5's run, in the same
