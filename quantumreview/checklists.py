@@ -16,6 +16,7 @@ from quantumreview.github_client import getitem_or_none
 from quantumreview.pull_requests import REVALIDATE_EVENT
 from storage import checklists as store
 from storage import installations as installation_store
+from storage import jobs as job_store
 from storage import notifications
 from storage import pulls as pull_store
 
@@ -62,6 +63,10 @@ async def follow_rename(ctx: Context, repository: Any) -> None:
         await installation_store.replace_repositories(conn, ctx.installation_id, repos, time.time())
 
 
+# The follow-up a changed checklist owes (storage.jobs.owe): revalidating the open pull requests linking the issue.
+REVALIDATE_LINKING = "revalidate linking pulls"
+
+
 async def refresh_checklist(ctx: Context, repo: str, issue: dict[str, Any]) -> bool:
     """Re-read criteria from the issue body, keep IDs stable, store, and update the comment; False if none."""
     number = int(issue["number"])
@@ -94,10 +99,14 @@ async def refresh_checklist(ctx: Context, repo: str, issue: dict[str, Any]) -> b
                 conn, subject=subject, repo=repo, kind="checklist",
                 title=f"Checklist {verb} for {repo}#{number} ({len(result.items)} criteria)",
                 url=issue.get("html_url"), data={"issue": number, "checklist_id": checklist_id, **change})
-    if is_change:
-        # Why before the comment: the change is stored now, so a retry after GitHub failed the comment sees no
-        # change; queued after it, the linking pulls were never judged again.
+            # Why owed with the change: a rerun after a kill before the queueing finds no change, and the linking
+            # pull requests kept their verdicts on the old criteria.
+            await job_store.owe(conn, subject, REVALIDATE_LINKING, time.time())
+    # Why before the comment: the change is stored now, so a retry after GitHub failed the comment sees no change;
+    # queued after it, the linking pulls were never judged again.
+    if await job_store.is_owed(ctx.db, subject, REVALIDATE_LINKING):  # this run's, or a killed run's
         await revalidate_linking_pulls(ctx, repo, number)
+        await job_store.settle_owed(ctx.db, subject, REVALIDATE_LINKING)
     await ctx.send_staged(subject)  # this run's, or what a run killed before sending it owed
     await publish_checklist_comment(ctx, repo, number)
     return True

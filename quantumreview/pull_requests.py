@@ -42,6 +42,7 @@ from quantumreview.errors import PermissionDenied
 from quantumreview.github_client import getitem_or_none, is_gone
 from storage import checklists as checklist_store
 from storage import installations as installation_store
+from storage import jobs as job_store
 from storage import notifications
 from storage import pulls as store
 
@@ -174,12 +175,16 @@ async def refresh_manifest(ctx: Context, repo: str, pull: Mapping[str, Any]) -> 
                 conn, subject=subject, repo=repo, kind="manifest",
                 title=f"{repo}#{number}: {covered} of {len(manifest.coverage)} criteria have tests at {head_sha[:7]}",
                 url=pull.get("html_url"), data={"pr_number": number, "head_sha": head_sha}, now=now)
+        if known is not None and known.verdict is not None and known.manifest.get("links") != link_dicts(links):
+            # Why: the stored verdict judged other criteria; a revalidate job redoes it (the CI handler listens).
+            # Why owed with the manifest: a rerun after a kill before the queueing finds the links unchanged.
+            await job_store.owe(conn, subject, REVALIDATE_EVENT, now)
     # Why before publishing: the manifest is stored now, so a retry after GitHub failed the check run or the
     # comment compares with it and finds nothing new; queued after, the revalidation was lost.
-    if known is not None and known.verdict is not None and known.manifest.get("links") != link_dicts(links):
-        # Why: the stored verdict judged other criteria; a revalidate job redoes it (the CI handler listens).
+    if await job_store.is_owed(ctx.db, subject, REVALIDATE_EVENT):  # this run's, or a killed run's
         await ctx.enqueue(REVALIDATE_EVENT, {"repo": repo, "pr_number": number}, ordering_key=f"{repo}#{number}",
                           installation_id=ctx.installation_id)
+        await job_store.settle_owed(ctx.db, subject, REVALIDATE_EVENT)
     await ctx.send_staged(subject)  # this run's, or what a run killed before sending it owed
     await publish_pr_status(ctx, repo, number, head_sha)
     return manifest

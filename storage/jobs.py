@@ -323,3 +323,25 @@ async def failed_jobs(db: Database, *, limit: int = 50) -> list[JobState]:
         (limit,),
     )
     return [JobState(*row) for row in rows]
+
+
+# Follow-ups owed (followups_owed, m016): written in the transaction of the change that calls for them, cleared
+# once queued. Why: a job killed between storing a change and queueing its follow-up found nothing changed when run
+# again, and queued nothing. A follow-up queued twice (killed after queueing, before clearing) is harmless: each
+# kind is a job that recomputes from stored state.
+async def owe(conn: aiosqlite.Connection, subject: str, kind: str, now: float) -> None:
+    """Record that the job about `subject` owes the follow-up `kind` (once, however often the change is stored)."""
+    await conn.execute("INSERT OR IGNORE INTO followups_owed (subject, kind, created_at) VALUES (?, ?, ?)",
+                       (subject, kind, now))
+
+
+async def is_owed(db: Database, subject: str, kind: str) -> bool:
+    """Whether the follow-up `kind` about `subject` is owed (by this run's change or a killed run's)."""
+    value = await db.fetchvalue("SELECT 1 FROM followups_owed WHERE subject = ? AND kind = ?", (subject, kind))
+    return value is not None
+
+
+async def settle_owed(db: Database, subject: str, kind: str) -> None:
+    """The follow-up `kind` about `subject` is queued: forget it."""
+    async with db.transaction() as conn:
+        await conn.execute("DELETE FROM followups_owed WHERE subject = ? AND kind = ?", (subject, kind))

@@ -422,6 +422,24 @@ def m015_notification_keys(db: sqlite_utils.Database) -> None:
         """
     )
 
+
+@MIGRATIONS()
+def m016_followups_owed(db: sqlite_utils.Database) -> None:
+    """Follow-up jobs owed by a stored change: a job killed after storing a changed checklist (or a manifest whose
+    links changed) but before queueing the revalidation of the pull requests it affects lost that revalidation (the
+    rerun found nothing changed). The debt is written in the change's transaction and cleared once queued."""
+    db.executescript(
+        """
+        CREATE TABLE followups_owed (
+            subject TEXT NOT NULL,             -- what it is about (owner/name#number): the job that queues it
+            kind TEXT NOT NULL,                -- which follow-up
+            created_at REAL NOT NULL,
+            PRIMARY KEY (subject, kind)
+        );
+        """
+    )
+
+
 MIGRATIONS_TABLE = "_sqlite_migrations"  # where sqlite-utils records the migrations applied
 
 
