@@ -17,6 +17,8 @@ from aiohttp.abc import AbstractAccessLogger
 
 # The setup link as the start-up line writes it, up to its ?token=: an absolute URL whose path ends in /setup.
 SETUP_LINK = re.compile(r"https?://[^\s/?#'\"]+(?:/[^\s?#'\"]*)?/setup")
+# A quoted request line's method before the URL (aiohttp quotes it as b'GET ...): the link is then a request's.
+REQUEST_METHOD = re.compile(r"(?:b['\"])?[A-Z]+")
 MAX_URL_CHARS = 2048
 
 
@@ -27,8 +29,11 @@ def _hide_query_value(match: re.Match[str]) -> str:
     /setup only with it); a request line quoting it (`GET /setup?token=` in aiohttp's 400 errors) is still hidden.
     """
     if match.group(2).lower() == "token":
-        before = match.string[max(0, match.start() - MAX_URL_CHARS):match.start()].rsplit(None, 1)
-        if before and SETUP_LINK.fullmatch(before[-1]):
+        before = match.string[max(0, match.start() - MAX_URL_CHARS):match.start()].rsplit(None, 2)
+        # Why not after a method: a request line in absolute form (GET http://host/setup?token=..., as sent to a
+        # proxy) is quoted whole by aiohttp's 400 error, its URL shaped as the start-up line's link.
+        if (before and SETUP_LINK.fullmatch(before[-1])
+                and not (len(before) > 1 and REQUEST_METHOD.fullmatch(before[-2]))):
             return match.group(0)
     return f"{match.group(1)}<redacted>"
 

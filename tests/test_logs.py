@@ -31,6 +31,10 @@ from quantumreview.setup_flow import setup_link
         ("opening https://qr.example/setup/callback?token=t0ken-5d6e", "t0ken-5d6e"),
         # aiohttp's 400 for a bad request line or an overlong header quotes its start, at ERROR
         ("Invalid HTTP version:\n    b'GET /setup?token=t0ken-5d6e HTTP/9.9'", "t0ken-5d6e"),
+        # the same in absolute form (as sent to a proxy): the URL before ?token= is shaped as the start-up link's
+        ("Invalid HTTP version:\n    b'GET http://qr.example/setup?token=t0ken-5d6e HTTP/9.9'", "t0ken-5d6e"),
+        ("Invalid URL:\n    b'POST https://qr.example/setup?token=t0ken-5d6e\\x01 HTTP/1.1'", "t0ken-5d6e"),
+        ("GET http://qr.example/setup?token=t0ken-5d6e HTTP/1.1", "t0ken-5d6e"),
         ("Got more than 65536 bytes when reading: b'quantum_session=s3ss-1a2b; p=aaaa..'", "s3ss-1a2b"),
         ("b'__Host-quantum_oauth_state=st4te-3c4d'", "st4te-3c4d"),
     ],
