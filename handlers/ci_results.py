@@ -69,6 +69,12 @@ class HealthSummary:
 @router.register("workflow_run", action="completed")
 async def judge_workflow_run(event: sansio.Event, ctx: Context) -> None:
     """Read the finished run's reports and give each of its pull requests a verdict."""
+    if ctx.installation_id is None:
+        # Why quietly, as every other handler: a repository webhook (or `quantumreview receive` of its payload)
+        # names no installation, and nothing can be read without one; failing made a dead job and a "failed" line.
+        ctx.log.info("workflow run of %s: the event names no installation of the App; nothing to judge",
+                     ctx.repo or "an unnamed repository")
+        return
     run = event.data.get("workflow_run")
     if ctx.repo is None or not isinstance(run, dict):
         return
