@@ -68,3 +68,27 @@ async def prune(db: Database, cutoff: float, *, now: float, batch: int = PRUNE_B
 
     await db.run(prune_redelivery_records, relaxed=True)
     return deliveries, jobs
+
+
+# Staged work older than this is dropped: a notification staged with its change (notification_outbox, m015) or a
+# follow-up owed by it (followups_owed, m016) is sent or queued by the job that staged it, or its rerun after a kill,
+# within minutes (every retry of a job is spent within hours). One still there after a day is left by reruns that
+# returned early on purpose (the issue or pull request is gone, the repository left the installation).
+STAGED_DAYS = 1
+
+
+async def prune_staged(db: Database, now: float) -> tuple[int, int]:
+    """Drop outbox notifications and owed follow-ups staged over STAGED_DAYS ago: (notifications, follow-ups).
+
+    Why dropped, not sent: no run would send them, since each one that could decided the subject was gone; a
+    notification a day late about an issue or pull request that no longer exists tells a manager nothing true,
+    and a revalidation of a pull request that is gone would only fail.
+    """
+    cutoff = now - STAGED_DAYS * 86400
+
+    def drop(conn: sqlite3.Connection) -> tuple[int, int]:
+        notes = conn.execute("DELETE FROM notification_outbox WHERE created_at < ?", (cutoff,)).rowcount
+        owed = conn.execute("DELETE FROM followups_owed WHERE created_at < ?", (cutoff,)).rowcount
+        return notes, owed
+
+    return await db.run(drop, relaxed=True)
