@@ -75,6 +75,11 @@ async def prune(db: Database, cutoff: float, *, now: float, batch: int = PRUNE_B
 # within minutes (every retry of a job is spent within hours). One still there after a day is left by reruns that
 # returned early on purpose (the issue or pull request is gone, the repository left the installation).
 STAGED_DAYS = 1
+# Why kept while a job of its subject waits (the subject is the issue's or pull request's ordering key): jobs of a
+# suspended installation, or under credentials not yet shown right, wait uncounted for days; the one that stages
+# or owes the row must still find it when it runs. Uses the jobs_active index.
+NO_JOB_WAITING = (" AND NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.ordering_key = subject "
+                  "AND jobs.status IN ('queued', 'running'))")
 
 
 async def prune_staged(db: Database, now: float) -> tuple[int, int]:
@@ -87,8 +92,10 @@ async def prune_staged(db: Database, now: float) -> tuple[int, int]:
     cutoff = now - STAGED_DAYS * 86400
 
     def drop(conn: sqlite3.Connection) -> tuple[int, int]:
-        notes = conn.execute("DELETE FROM notification_outbox WHERE created_at < ?", (cutoff,)).rowcount
-        owed = conn.execute("DELETE FROM followups_owed WHERE created_at < ?", (cutoff,)).rowcount
+        notes = conn.execute(f"DELETE FROM notification_outbox WHERE created_at < ?{NO_JOB_WAITING}",  # noqa: S608
+                             (cutoff,)).rowcount
+        owed = conn.execute(f"DELETE FROM followups_owed WHERE created_at < ?{NO_JOB_WAITING}",  # noqa: S608
+                            (cutoff,)).rowcount
         return notes, owed
 
     return await db.run(drop, relaxed=True)

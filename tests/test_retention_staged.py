@@ -44,3 +44,16 @@ async def test_the_retention_job_drops_them_and_says_so(db: Database, caplog: py
     await prune_old_deliveries(ctx.event, ctx)
     assert await notifications.staged(db, "o/r#1") == []
     assert any("dropped 1 staged notification(s) and 1 owed follow-up(s)" in r.getMessage() for r in caplog.records)
+
+
+async def test_they_are_kept_while_a_job_of_their_subject_still_waits(db: Database) -> None:
+    """A suspended installation's jobs wait uncounted for days: the job that sends what was staged must find it."""
+    await stage(db, "o/r#1", NOW - 3 * DAY)
+    async with db.transaction() as conn:  # the issue's job, queued 3 days ago and still waiting
+        waiting = await job_store.insert_job(conn, job_store.NewJob("handlers.checklists:build_checklist", "o/r#1",
+                                                                    NOW - 3 * DAY, NOW - 3 * DAY, payload="{}"))
+    assert await prune_staged(db, NOW) == (0, 0)
+    assert [n.title for n in await notifications.staged(db, "o/r#1")] == ["o/r#1"]
+    async with db.transaction() as conn:
+        await conn.execute("UPDATE jobs SET status = 'done' WHERE id = ?", (waiting,))
+    assert await prune_staged(db, NOW) == (1, 1)
