@@ -36,7 +36,7 @@ EXPECTED = {
     "issues.opened.1.json": ("handlers.checklists:build_checklist", "skipped"),  # it needs the issue from GitHub
     "issues.deleted.1.json": ("handlers.checklists:retire_checklist", "ok"),  # database only
     "installation.created.1.json": ("handlers.installations:record_installation", "ok, without GitHub"),
-    "workflow_run.completed.1.json": ("handlers.ci_results:judge_workflow_run", "failed"),  # names no installation
+    "workflow_run.completed.1.json": ("handlers.ci_results:judge_workflow_run", "skipped"),  # names no installation
     # Its payload names no installation: the moved checklist is kept without one.
     "issues.transferred.1.json": ("handlers.checklists:move_checklist", "ok, without GitHub"),
 }
