@@ -395,7 +395,6 @@ def m014_webhook_app(db: sqlite_utils.Database) -> None:
     )
 
 
-
 @MIGRATIONS()
 def m015_notification_keys(db: sqlite_utils.Database) -> None:
     """Notifications once per fact across reruns: a job killed after it notified but before it was done ran again
