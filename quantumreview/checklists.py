@@ -58,7 +58,8 @@ async def follow_rename(ctx: Context, repository: Any) -> None:
     if stored is None or stored == name:
         return
     # Why GitHub's list, not the payload's name: a late delivery carries the old name and must not rename it back.
-    repos = [r async for r in ctx.gh.getiter("/installation/repositories", iterable_key="repositories")]
+    # Why per_page=100 (GitHub's maximum), as handlers/installations.py: at 30 an organization's 600 took 20 requests.
+    repos = [r async for r in ctx.gh.getiter("/installation/repositories?per_page=100", iterable_key="repositories")]
     async with ctx.db.transaction() as conn:
         await installation_store.replace_repositories(conn, ctx.installation_id, repos, time.time())
 
