@@ -58,6 +58,8 @@ log = logging.getLogger("quantumreview.jobs")
 
 MAX_ERROR_CHARS = 500
 SUSPENDED_RECHECK = 300.0
+# The furthest a RetryLater's `at` defers a job (see _usable_time): GitHub's rate limits reset within the hour.
+MAX_RETRY_WAIT = 86400.0
 # At shutdown, a job still running after shutdown_grace is cancelled again this often until it ends.
 CANCEL_REPEAT = 0.1
 # How last_error starts for a job deferred for its installation's suspension, whichever InstallationSuspended it
@@ -453,7 +455,7 @@ class JobRunner:
                 # Why uncounted: only the operator can fix the credentials, perhaps hours later, and counted tries
                 # made every job dead within JOB_MAX_ATTEMPTS though the error said they were tried again. Its own
                 # description: credentials_watch wakes the jobs whose last_error starts with its class name.
-                at = _usable_time(exc.at)
+                at = _usable_time(exc.at, now)
                 await store.defer(conn, [job.id], now + SUSPENDED_RECHECK if at is None else max(at, now),
                                   describe_error(exc))
                 return
@@ -485,7 +487,7 @@ class JobRunner:
 
     def _retry_at(self, job: store.Job, exc: BaseException, now: float) -> float:
         backoff_at = now + self._backoff.delay(job.attempts, self._rand())
-        at = _usable_time(exc.at) if isinstance(exc, RetryLater) else None
+        at = _usable_time(exc.at, now) if isinstance(exc, RetryLater) else None
         if isinstance(exc, RateLimited) and at is not None:
             # Why the later one: a secondary limit without retry-after always says "in 60 s"; a job hitting it
             # again and again must back off further. A primary limit's reset is still never run before.
@@ -495,12 +497,14 @@ class JobRunner:
         return backoff_at
 
 
-def _usable_time(at: object) -> float | None:
-    """A RetryLater's `at` as epoch seconds, or None when it is none (NaN, infinite, not a number). Why: a
-    handler's RetryLater(at=float('nan')) or at='soon' could not be stored (NOT NULL run_after, or a TypeError), so
-    recording the failure failed at every poll, the job stayed running and its key blocked until a restart."""
+def _usable_time(at: object, now: float) -> float | None:
+    """A RetryLater's `at` as epoch seconds, at most MAX_RETRY_WAIT after `now`; None when it is none (NaN, infinite,
+    not a number). Why: a handler's RetryLater(at=float('nan')) or at='soon' could not be stored (NOT NULL run_after,
+    or a TypeError), so recording the failure failed at every poll, the job stayed running and its key blocked until
+    a restart. Why the bound: an `at` in milliseconds (1.8e12, year 59000) parked the job, and every later job of its
+    issue or pull request behind it, for good."""
     if isinstance(at, int | float) and not isinstance(at, bool) and math.isfinite(at):
-        return float(at)
+        return min(float(at), now + MAX_RETRY_WAIT)
     return None
 
 

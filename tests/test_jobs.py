@@ -17,7 +17,7 @@ from gidgethub import routing, sansio
 from quantumreview.context import Context
 from quantumreview.errors import InstallationGone, PermanentError, RateLimited, RetryLater
 from quantumreview.github import GitHubApp
-from quantumreview.jobs import Backoff, JobRunner, describe_error
+from quantumreview.jobs import MAX_RETRY_WAIT, Backoff, JobRunner, describe_error
 from quantumreview.logs import redact
 from quantumreview.plugins import HandlerRegistry, handler_name
 from quantumreview.settings import Settings
@@ -215,6 +215,24 @@ async def test_retry_later_waits_until_the_given_time(db: Database, settings: Se
         await asyncio.sleep(0.2)
     [job] = await store.list_jobs(db)
     assert (job.status, job.attempts, job.run_after) == ("queued", 1, retry_at)
+
+
+@pytest.mark.parametrize("error", [RetryLater("in milliseconds", at=1.8e12), RateLimited("far", at=1e300)])
+async def test_a_retry_time_past_a_day_defers_the_job_a_day(db: Database, make_settings: Any,
+                                                            error: RetryLater) -> None:
+    """An `at` in milliseconds (year 59000) parked the job, and every later job of its key, for good."""
+    router = routing.Router()
+    clock = time.time() + 1
+
+    @router.register("issues")
+    async def limited(event: sansio.Event, ctx: Context) -> None:
+        raise error
+
+    await add_delivery(db, "d1", [limited])
+    async with running(db, router, make_settings(), now=lambda: clock):
+        await wait_until(lambda: db.fetchvalue("SELECT attempts = 1 AND status = 'queued' FROM jobs"))
+    [job] = await store.list_jobs(db)
+    assert (job.status, job.run_after) == ("queued", clock + MAX_RETRY_WAIT)
 
 
 async def test_repeated_rate_limits_back_off_exponentially_past_their_fixed_wait(
