@@ -183,7 +183,7 @@ def intake_ctx(prepare: PrepareBatch[Arrival], *,
         def wake_runner() -> None:
             runner = app.get(keys.runner)
             if runner is not None:
-                runner.wake()
+                runner.wake_soon()
 
         writer = IntakeWriter(app[keys.db], prepare, on_commit=wake_runner, lock_timeout=lock_timeout)
         writer.start()

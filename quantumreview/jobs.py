@@ -62,6 +62,8 @@ SUSPENDED_RECHECK = 300.0
 MAX_RETRY_WAIT = 86400.0
 # At shutdown, a job still running after shutdown_grace is cancelled again this often until it ends.
 CANCEL_REPEAT = 0.1
+# The most often an intake commit wakes the job runner (see JobRunner.wake_soon).
+WAKE_INTERVAL = 0.02
 # How last_error starts for a job deferred for its installation's suspension, whichever InstallationSuspended it
 # was (describe_error writes the class name first; the mint's 403 raises a subclass): unsuspend wakes those.
 SUSPENDED_ERROR_PREFIX = InstallationSuspended.__name__
@@ -181,10 +183,33 @@ class JobRunner:
         self._full_scan_at = 0.0
         self._task: asyncio.Task[None] | None = None
         self._credentials = CredentialsWatch(db, now)
+        self._last_wake = -WAKE_INTERVAL
+        self._wake_pending: asyncio.TimerHandle | None = None
 
     def wake(self) -> None:
-        """Look for due jobs now (called after the intake commits)."""
+        """Look for due jobs now."""
         self._wake.set()
+
+    def wake_soon(self) -> None:
+        """Look for due jobs within WAKE_INTERVAL (called after each intake commit with jobs).
+
+        Why not at once every time: during a burst the intake commits every few milliseconds, and each wake-up cost
+        a claim riding the writer's next transaction, mostly finding the new jobs' keys busy."""
+        loop = asyncio.get_running_loop()
+        if self._wake_pending is not None:
+            return
+        wait = self._last_wake + WAKE_INTERVAL - loop.time()
+        if wait <= 0:
+            self._last_wake = loop.time()
+            self._wake.set()
+            return
+
+        def fire() -> None:
+            self._wake_pending = None
+            self._last_wake = loop.time()
+            self._wake.set()
+
+        self._wake_pending = loop.call_later(wait, fire)
 
     async def start(self) -> None:
         """Requeue jobs a crash left running, then start claiming."""
@@ -199,6 +224,9 @@ class JobRunner:
         """Stop claiming, let running jobs finish within shutdown_grace, then cancel and requeue the rest."""
         self._stopping.set()
         self._wake.set()
+        if self._wake_pending is not None:
+            self._wake_pending.cancel()
+            self._wake_pending = None
         if self._task is not None:
             await self._task
         if closed := await self._runaways.release(CANCEL_REPEAT):

@@ -17,7 +17,7 @@ from gidgethub import routing, sansio
 from quantumreview.context import Context
 from quantumreview.errors import InstallationGone, PermanentError, RateLimited, RetryLater
 from quantumreview.github import GitHubApp
-from quantumreview.jobs import MAX_RETRY_WAIT, Backoff, JobRunner, describe_error
+from quantumreview.jobs import MAX_RETRY_WAIT, WAKE_INTERVAL, Backoff, JobRunner, describe_error
 from quantumreview.logs import redact
 from quantumreview.plugins import HandlerRegistry, handler_name
 from quantumreview.settings import Settings
@@ -370,6 +370,41 @@ async def test_enqueue_wakes_the_runner_within_milliseconds(db: Database, settin
         # Woken, not polled: the poll interval is 30 s (bounded loosely so a slow CI machine cannot flake it).
         assert time.monotonic() - began < 2.0
     assert seen == [("quantumreview.regenerate", {"repo": "o/r"}, f"job-{ids[0]}")]
+
+
+async def test_intake_commits_in_a_burst_wake_the_runner_at_most_once_per_wake_interval(
+        db: Database, settings: Settings) -> None:
+    """Each intake commit woke the runner, whose claim rode the writer's next transaction: during a burst (a commit
+    every few milliseconds) that was a claim per commit, mostly finding nothing new to run. Every job still starts:
+    the last commit's wake-up comes at most WAKE_INTERVAL later (the poll here is 30 s)."""
+    router = routing.Router()
+    started: list[str] = []
+
+    @router.register("issues")
+    async def handle(event: sansio.Event, ctx: Context) -> None:
+        started.append(event.delivery_id)
+
+    claims = [0]
+
+    async def transact(work: Callable[[sqlite3.Connection], Any]) -> Any:
+        claims[0] += 1
+        return await db.run(work, relaxed=True)
+
+    commits = 50
+    async with running(db, router, settings, poll_interval=30.0, transact=transact) as runner:
+        await wait_until(lambda: claims[0] >= 1)  # the first claim, at start
+        await asyncio.sleep(2 * WAKE_INTERVAL)
+        claims[0] = 0
+        began = time.monotonic()
+        for n in range(commits):
+            await add_delivery(db, f"d{n}", [handle], key=f"k{n}")
+            runner.wake_soon()
+            await asyncio.sleep(0.002)  # the next commit, a few milliseconds later
+        burst = time.monotonic() - began
+        await asyncio.wait_for(wait_until(lambda: len(started) == commits), 5.0)
+    # A claim per wake-up would be about `commits`; jobs ending wake the runner too (at most one claim each).
+    bound = burst / WAKE_INTERVAL + 2
+    assert claims[0] - commits <= bound < commits, (claims[0], burst)
 
 
 async def test_handler_can_enqueue_follow_up_work(db: Database, settings: Settings) -> None:
