@@ -62,8 +62,9 @@ SUSPENDED_RECHECK = 300.0
 MAX_RETRY_WAIT = 86400.0
 # At shutdown, a job still running after shutdown_grace is cancelled again this often until it ends.
 CANCEL_REPEAT = 0.1
-# The most often an intake commit wakes the job runner (see JobRunner.wake_soon).
-WAKE_INTERVAL = 0.02
+# The most often an intake commit wakes the job runner (see JobRunner.wake_soon): a job of a burst starts at most
+# this much later, where its handler takes tens of milliseconds to seconds (GitHub calls).
+WAKE_INTERVAL = 0.05
 # How last_error starts for a job deferred for its installation's suspension, whichever InstallationSuspended it
 # was (describe_error writes the class name first; the mint's 403 raises a subclass): unsuspend wakes those.
 SUSPENDED_ERROR_PREFIX = InstallationSuspended.__name__
