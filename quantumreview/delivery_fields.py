@@ -158,8 +158,7 @@ class FieldReader:
             raise InvalidPayload("invalid_payload", "the action field has an invalid type") from None
         number = next((n for n in map(_int, values[3:3 + len(NUMBER_PATHS)]) if n is not None), None)
         commit = values[3 + len(NUMBER_PATHS)]
-        return build_delivery(arrival, action, _int(installation), repo, number, names,
-                              commit=commit if isinstance(commit, str) and commit.isascii() else None)
+        return build_delivery(arrival, action, _int(installation), repo, number, names, commit=_commit(commit))
 
 
 def _text(arrival: Arrival) -> str:
@@ -205,8 +204,12 @@ def ordering_key_of(data: dict[str, Any], fallback: str) -> str:
                    if n is not None), _int(data.get("number")))
     commit = _member(data, "workflow_run", "head_sha")
     return ordering_key(repo if isinstance(repo, str) else None, number,
-                        _int(_member(data, "installation", "id")), fallback,
-                        commit=commit if isinstance(commit, str) and commit.isascii() else None)
+                        _int(_member(data, "installation", "id")), fallback, commit=_commit(commit))
+
+
+def _commit(value: Any) -> str | None:
+    """A workflow run's head_sha as an ordering key's part, or None when it is not an ASCII string."""
+    return value if isinstance(value, str) and value.isascii() else None
 
 
 # SQLite's 64-bit integers; a larger one is no id (and could not be stored as one).

@@ -196,21 +196,19 @@ class JobRunner:
 
         Why not at once every time: during a burst the intake commits every few milliseconds, and each wake-up cost
         a claim riding the writer's next transaction, mostly finding the new jobs' keys busy."""
-        loop = asyncio.get_running_loop()
         if self._wake_pending is not None:
             return
+        loop = asyncio.get_running_loop()
         wait = self._last_wake + WAKE_INTERVAL - loop.time()
         if wait <= 0:
-            self._last_wake = loop.time()
-            self._wake.set()
-            return
+            self._wake_at_interval()
+        else:
+            self._wake_pending = loop.call_later(wait, self._wake_at_interval)
 
-        def fire() -> None:
-            self._wake_pending = None
-            self._last_wake = loop.time()
-            self._wake.set()
-
-        self._wake_pending = loop.call_later(wait, fire)
+    def _wake_at_interval(self) -> None:
+        self._wake_pending = None
+        self._last_wake = asyncio.get_running_loop().time()
+        self._wake.set()
 
     async def start(self) -> None:
         """Requeue jobs a crash left running, then start claiming."""

@@ -35,6 +35,13 @@ class Notification:
         return self.read_at is not None
 
 
+# One notification per user who manages the repository; a key a user already has writes nothing for them. Why a
+# conflict target: any other constraint broken (a NOT NULL) must still fail loudly.
+NOTIFY_MANAGERS = ("INSERT INTO notifications (user_id, repo, kind, title, url, data, created_at, dedupe_key) "
+                   "SELECT user_id, ?, ?, ?, ?, ?, ?, ? FROM user_repositories WHERE repo = ? COLLATE NOCASE "
+                   "ON CONFLICT (user_id, dedupe_key) DO NOTHING")
+
+
 async def notify_repo_managers(db: Database, repo: str, kind: str, title: str, *, url: str | None = None,
                                data: Mapping[str, Any] | None = None, now: float | None = None,
                                key: str | None = None) -> int:
@@ -47,13 +54,7 @@ async def notify_repo_managers(db: Database, repo: str, kind: str, title: str, *
     at = time.time() if now is None else now
     payload = json.dumps(dict(data)) if data else None
     async with db.transaction() as conn:
-        cursor = await conn.execute(
-            "INSERT INTO notifications (user_id, repo, kind, title, url, data, created_at, dedupe_key) "
-            "SELECT user_id, ?, ?, ?, ?, ?, ?, ? FROM user_repositories WHERE repo = ? COLLATE NOCASE "
-            # Why a target: any other constraint broken (a NOT NULL) must still fail loudly.
-            "ON CONFLICT (user_id, dedupe_key) DO NOTHING",
-            (repo, kind, title, url, payload, at, key, repo),
-        )
+        cursor = await conn.execute(NOTIFY_MANAGERS, (repo, kind, title, url, payload, at, key, repo))
         return max(cursor.rowcount, 0)
 
 
@@ -67,11 +68,7 @@ async def notify_repos_managers(db: Database, notes: Sequence[tuple[str, str, st
     at = time.time() if now is None else now
     async with db.transaction() as conn:
         cursor = await conn.executemany(
-            "INSERT INTO notifications (user_id, repo, kind, title, url, data, created_at, dedupe_key) "
-            "SELECT user_id, ?, ?, ?, NULL, NULL, ?, ? FROM user_repositories WHERE repo = ? COLLATE NOCASE "
-            "ON CONFLICT (user_id, dedupe_key) DO NOTHING",
-            [(repo, kind, title, at, key, repo) for repo, title, key in notes],
-        )
+            NOTIFY_MANAGERS, [(repo, kind, title, None, None, at, key, repo) for repo, title, key in notes])
         return max(cursor.rowcount, 0)
 
 
